@@ -1,0 +1,22 @@
+"""Test sessions: the suite against each supported ``mcp`` SDK line.
+
+    nox                      # every session
+    nox -s "tests(mcp='2.3.0')"
+"""
+
+import nox
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.error_on_missing_interpreters = True
+
+MCP_VERSIONS = ["1.30.0", "2.3.0"]
+OTEL = ["opentelemetry-api==1.45.1", "opentelemetry-sdk==1.45.1", "opentelemetry-exporter-otlp-proto-http==1.45.1"]
+OTEL_CONTRIB = ["opentelemetry-instrumentation==0.66b1", "opentelemetry-semantic-conventions==0.66b1",
+                "opentelemetry-test-utils==0.66b1", "opentelemetry-distro==0.66b1"]
+
+
+@nox.session(python="3.11")
+@nox.parametrize("mcp", MCP_VERSIONS)
+def tests(session: nox.Session, mcp: str) -> None:
+    session.install("-e", ".[test]", f"mcp=={mcp}", *OTEL, *OTEL_CONTRIB)
+    session.run("pytest", "-q", "-p", "no:cacheprovider", *session.posargs)

@@ -1,0 +1,38 @@
+"""OpenTelemetry instrumentation for MCP servers and clients built on the official ``mcp`` SDK.
+
+Usage::
+
+    from opentelemetry_instrumentation_mcp import MCPInstrumentor
+
+    MCPInstrumentor().instrument()
+
+or, with no code change, ``opentelemetry-instrument python server.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+
+from opentelemetry_instrumentation_mcp import sdk
+from opentelemetry_instrumentation_mcp.package import _instruments_any
+from opentelemetry_instrumentation_mcp.telemetry import Telemetry
+from opentelemetry_instrumentation_mcp.version import __version__
+
+__all__ = ["MCPInstrumentor", "__version__"]
+
+
+class MCPInstrumentor(BaseInstrumentor):
+    """One span per MCP message, client and server, on ``mcp`` 1.x and 2.x, plus the MCP metrics."""
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return _instruments_any
+
+    def _instrument(self, **kwargs: Any) -> None:
+        telemetry = Telemetry(kwargs.get("tracer_provider"), kwargs.get("meter_provider"))
+        sdk.adapter().instrument(telemetry)
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        sdk.adapter().uninstrument()

@@ -1,0 +1,81 @@
+"""Client-side bookkeeping shared by the 1.x and 2.x client adapters."""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
+from typing import Any
+
+from opentelemetry_instrumentation_mcp import attributes as attr
+from opentelemetry_instrumentation_mcp.adapters._wrapping import log_internal_error
+from opentelemetry_instrumentation_mcp.operation import ErrorOf, Operation
+from opentelemetry_instrumentation_mcp.records import Message, Session
+from opentelemetry_instrumentation_mcp.telemetry import Telemetry
+
+sdk_client_span_suppressed: ContextVar[bool] = ContextVar("opentelemetry_mcp_sdk_client_span", default=False)
+"""True while our CLIENT span covers a request, so the 2.x SDK's own ``MCP send`` span is not opened."""
+
+
+class ClientSessions:
+    """One ``Session`` record per client session object, and its span lifecycle."""
+
+    def __init__(self, telemetry: Telemetry, error_of: ErrorOf, describe: Callable[[Any, Session], None]) -> None:
+        self.telemetry = telemetry
+        self.error_of = error_of
+        self._describe = describe
+        """Refreshes a record from the SDK's client session (client/server info, protocol version)."""
+        self._sessions: weakref.WeakKeyDictionary[Any, Session] = weakref.WeakKeyDictionary()
+
+    def session_of(self, client: Any) -> Session:
+        session = self._sessions.get(client)
+        if session is None:
+            session = self._sessions[client] = Session()
+        self._describe(client, session)
+        return session
+
+    def start(self, client: Any, message: Message) -> Operation | None:
+        try:
+            return self.telemetry.client_operation(message, self.session_of(client), self.error_of)
+        except Exception:  # noqa: BLE001
+            log_internal_error("an MCP client request")
+            return None
+
+    async def aenter_wrapper(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        """Wraps ``ClientSession.__aenter__``: the session's clock starts."""
+        result = await wrapped(*args, **kwargs)
+        try:
+            self._sessions[instance] = Session()
+        except Exception:  # noqa: BLE001
+            log_internal_error("an MCP client session start")
+        return result
+
+    async def aexit_wrapper(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        """Wraps ``ClientSession.__aexit__``: records ``mcp.client.session.duration``."""
+        try:
+            return await wrapped(*args, **kwargs)
+        finally:
+            session = self._sessions.get(instance)
+            if session is not None:
+                exc = args[1] if len(args) > 1 else kwargs.get("exc_val")
+                self.telemetry.end_session(
+                    session, server_side=False, error_type=None if exc is None else type(exc).__qualname__
+                )
+
+
+def record_tool_result(operation: Operation, method: str, is_error: bool) -> None:
+    if method == "tools/call" and is_error:
+        operation.tool_error()
+
+
+def with_meta(params: Mapping[str, Any] | None, operation: Operation) -> dict[str, Any]:
+    """A copy of wire ``params`` whose ``_meta`` carries the span's trace context."""
+    out = dict(params) if params else {}
+    meta = out.get("_meta")
+    carrier = dict(meta) if isinstance(meta, Mapping) else {}
+    operation.inject(carrier)
+    out["_meta"] = carrier
+    return out
+
+
+__all__ = ["ClientSessions", "attr", "record_tool_result", "sdk_client_span_suppressed", "with_meta"]

@@ -1,0 +1,40 @@
+"""Patching helpers shared by the adapters."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from opentelemetry.instrumentation.utils import unwrap
+from wrapt import wrap_function_wrapper
+
+logger = logging.getLogger("opentelemetry_instrumentation_mcp")
+
+_reported: set[str] = set()
+
+
+def log_internal_error(where: str) -> None:
+    """Log a failure of our own code once per place; the application goes on untouched."""
+    if where in _reported:
+        return
+    _reported.add(where)
+    logger.warning("MCP instrumentation skipped %s after an internal error", where, exc_info=True)
+
+
+class Patches:
+    """The functions one adapter wrapped, so ``uninstrument()`` restores exactly those."""
+
+    def __init__(self) -> None:
+        self._applied: list[tuple[Any, str]] = []
+
+    def wrap(self, module: str, name: str, wrapper: Any) -> None:
+        wrap_function_wrapper(module, name, wrapper)
+        owner, _, attribute = name.rpartition(".")
+        target = __import__(module, fromlist=["_"])
+        for part in owner.split(".") if owner else ():
+            target = getattr(target, part)
+        self._applied.append((target, attribute))
+
+    def restore(self) -> None:
+        while self._applied:
+            unwrap(*self._applied.pop())

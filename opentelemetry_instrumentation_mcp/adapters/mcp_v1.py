@@ -1,0 +1,29 @@
+"""Wires the ``mcp`` 1.x adapters."""
+
+from __future__ import annotations
+
+from opentelemetry_instrumentation_mcp.adapters._wrapping import Patches
+from opentelemetry_instrumentation_mcp.adapters.v1_client import ClientPatch
+from opentelemetry_instrumentation_mcp.adapters.v1_server import ServerPatch, http_connect_wrapper
+from opentelemetry_instrumentation_mcp.telemetry import Telemetry
+from opentelemetry_instrumentation_mcp.transport import stdio_wrapper
+
+_patches = Patches()
+
+
+def instrument(telemetry: Telemetry) -> None:
+    server = ServerPatch(telemetry)
+    client = ClientPatch(telemetry)
+    _patches.wrap("mcp.server.lowlevel.server", "Server._handle_message", server.handle_message_wrapper)
+    _patches.wrap("mcp.server.session", "ServerSession._received_request", server.received_request_wrapper)
+    _patches.wrap("mcp.shared.session", "RequestResponder.respond", server.respond_wrapper)
+    _patches.wrap("mcp.server.stdio", "stdio_server", stdio_wrapper)
+    _patches.wrap("mcp.server.fastmcp.server", "stdio_server", stdio_wrapper)
+    _patches.wrap("mcp.server.streamable_http", "StreamableHTTPServerTransport.connect", http_connect_wrapper)
+    _patches.wrap("mcp.client.session", "ClientSession.send_request", client.send_request_wrapper)
+    _patches.wrap("mcp.client.session", "ClientSession.__aenter__", client.sessions.aenter_wrapper)
+    _patches.wrap("mcp.client.session", "ClientSession.__aexit__", client.sessions.aexit_wrapper)
+
+
+def uninstrument() -> None:
+    _patches.restore()

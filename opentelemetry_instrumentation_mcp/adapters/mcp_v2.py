@@ -1,0 +1,36 @@
+"""Wires the ``mcp`` 2.x adapters."""
+
+from __future__ import annotations
+
+from opentelemetry_instrumentation_mcp.adapters._wrapping import Patches
+from opentelemetry_instrumentation_mcp.adapters.v2_client import ClientPatch, sdk_span_wrapper
+from opentelemetry_instrumentation_mcp.adapters.v2_server import ServerPatch
+from opentelemetry_instrumentation_mcp.telemetry import Telemetry
+from opentelemetry_instrumentation_mcp.transport import stdio_wrapper
+
+_patches = Patches()
+_server: ServerPatch | None = None
+
+
+def instrument(telemetry: Telemetry) -> None:
+    global _server
+    _server = ServerPatch(telemetry)
+    client = ClientPatch(telemetry)
+    _patches.wrap("mcp.server.runner", "ServerRunner._compose_server_middleware", _server.compose_wrapper)
+    _patches.wrap("mcp.server.stdio", "stdio_server", stdio_wrapper)
+    _patches.wrap("mcp.server.mcpserver.server", "stdio_server", stdio_wrapper)
+    _patches.wrap("mcp.client.session", "ClientSession.send_request", client.session_send_wrapper)
+    _patches.wrap("mcp.client.session", "ClientSession.send_discover", client.session_send_wrapper)
+    _patches.wrap("mcp.client.session", "ClientSession.__aenter__", client.sessions.aenter_wrapper)
+    _patches.wrap("mcp.client.session", "ClientSession.__aexit__", client.sessions.aexit_wrapper)
+    _patches.wrap("mcp.shared.jsonrpc_dispatcher", "JSONRPCDispatcher.send_raw_request", client.dispatcher_send_wrapper)
+    _patches.wrap("mcp.shared.direct_dispatcher", "DirectDispatcher.send_raw_request", client.dispatcher_send_wrapper)
+    _patches.wrap("mcp.shared.jsonrpc_dispatcher", "otel_span", sdk_span_wrapper)
+
+
+def uninstrument() -> None:
+    global _server
+    _patches.restore()
+    if _server is not None:
+        _server.uninstall()
+        _server = None

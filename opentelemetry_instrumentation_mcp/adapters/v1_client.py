@@ -1,0 +1,70 @@
+"""``mcp`` 1.x client: one CLIENT span per ``ClientSession.send_request``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcp import types
+
+from opentelemetry_instrumentation_mcp import attributes as attr
+from opentelemetry_instrumentation_mcp.adapters._client import ClientSessions, record_tool_result
+from opentelemetry_instrumentation_mcp.adapters._http import implementation
+from opentelemetry_instrumentation_mcp.adapters.v1_server import error_of, message_of
+from opentelemetry_instrumentation_mcp.records import Session
+from opentelemetry_instrumentation_mcp.telemetry import Telemetry
+
+
+class RequestWithMeta:
+    """Stands in for a request model in ``BaseSession.send_request``: it dumps with the
+    trace context added to ``params._meta`` and leaves the caller's object untouched."""
+
+    __slots__ = ("_request", "_carrier")
+
+    def __init__(self, request: Any, carrier: dict[str, Any]) -> None:
+        self._request = request
+        self._carrier = carrier
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:  # noqa: D105 - isinstance() and error messages see the request's type
+        return type(self._request)
+
+    def model_dump(self, **kwargs: Any) -> dict[str, Any]:
+        data = self._request.model_dump(**kwargs)
+        params = data.get("params") or {}
+        params["_meta"] = {**(params.get("_meta") or {}), **self._carrier}
+        data["params"] = params
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._request, name)
+
+
+def describe(client: Any, session: Session) -> None:
+    session.client_name, session.client_version = implementation(client._client_info)  # noqa: SLF001
+
+
+class ClientPatch:
+    def __init__(self, telemetry: Telemetry) -> None:
+        self.sessions = ClientSessions(telemetry, error_of, describe)
+
+    async def send_request_wrapper(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        """Wraps ``ClientSession.send_request(request, result_type, ...)``."""
+        request, *rest = args
+        root = getattr(request, "root", request)
+        try:
+            operation = self.sessions.start(instance, message_of(root.method, root.params))
+        except Exception:  # noqa: BLE001
+            operation = None
+        if operation is None:
+            return await wrapped(*args, **kwargs)
+        carrier: dict[str, Any] = {}
+        operation.inject(carrier)
+        with operation:
+            result = await wrapped(RequestWithMeta(request, carrier), *rest, **kwargs)
+            if isinstance(result, types.InitializeResult):
+                session = self.sessions.session_of(instance)
+                session.protocol_version = str(result.protocolVersion)
+                session.server_name = result.serverInfo.name
+                operation.set_attributes({attr.MCP_PROTOCOL_VERSION: session.protocol_version})
+            record_tool_result(operation, root.method, isinstance(result, types.CallToolResult) and result.isError)
+        return result

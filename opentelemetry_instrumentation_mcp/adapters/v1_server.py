@@ -1,0 +1,162 @@
+"""``mcp`` 1.x server: spans around ``Server._handle_message`` and the ``initialize`` handshake.
+
+1.x answers ``initialize`` inside ``ServerSession._received_request`` and every
+other message in ``Server._handle_message``; both answer through
+``RequestResponder.respond``, where the outcome is read.
+"""
+
+from __future__ import annotations
+
+import weakref
+from contextvars import ContextVar
+from typing import Any
+
+from mcp import types
+from mcp.server.session import ServerSession
+from mcp.shared.exceptions import McpError
+from mcp.shared.session import RequestResponder
+
+from opentelemetry_instrumentation_mcp import attributes as attr
+from opentelemetry_instrumentation_mcp.adapters._http import http_peer, http_transport, implementation
+from opentelemetry_instrumentation_mcp.adapters._wrapping import log_internal_error
+from opentelemetry_instrumentation_mcp.operation import Operation
+from opentelemetry_instrumentation_mcp.records import Message, Session, Transport
+from opentelemetry_instrumentation_mcp.telemetry import Telemetry
+from opentelemetry_instrumentation_mcp.transport import current_http_session_id, current_transport
+
+_responding: ContextVar[tuple[Any, Operation, Session] | None] = ContextVar(
+    "opentelemetry_mcp_v1_responding", default=None
+)
+"""The responder whose answer the current operation waits for."""
+
+
+def error_of(exc: BaseException) -> tuple[int, str] | None:
+    if isinstance(exc, McpError):
+        return exc.error.code, exc.error.message
+    return None
+
+
+def message_of(method: str, params: Any, request_id: object | None = None, request: Any | None = None) -> Message:
+    """A ``Message`` from a 1.x request or notification model (camelCase attributes)."""
+    message = Message(method=method, request_id=None if request_id is None else str(request_id), **http_peer(request))
+    if params is None:
+        return message
+    if method in ("tools/call", "prompts/get"):
+        message.name = params.name
+    uri = getattr(params, "uri", None)
+    if uri is not None:
+        message.uri = str(uri)
+    meta = params.meta
+    if meta is not None and meta.model_extra:
+        message.meta = meta.model_extra
+    return message
+
+
+def http_request_of(responder: Any) -> Any | None:
+    metadata = getattr(responder, "message_metadata", None)
+    return getattr(metadata, "request_context", None)
+
+
+class ServerPatch:
+    def __init__(self, telemetry: Telemetry) -> None:
+        self.telemetry = telemetry
+        self._sessions: weakref.WeakKeyDictionary[ServerSession, Session] = weakref.WeakKeyDictionary()
+
+    async def handle_message_wrapper(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        """Wraps ``Server._handle_message(message, session, ...)``: every message but ``initialize``."""
+        message, server_session = args[0], args[1]
+        try:
+            if isinstance(message, RequestResponder):
+                root = message.request.root
+                request = http_request_of(message)
+                record = message_of(root.method, root.params, message.request_id, request)
+            elif isinstance(message, types.ClientNotification):
+                request, record = None, message_of(message.root.method, message.root.params)
+            else:
+                return await wrapped(*args, **kwargs)
+            session = self._session(server_session, request, instance.name)
+        except Exception:  # noqa: BLE001
+            log_internal_error("a 1.x server message")
+            return await wrapped(*args, **kwargs)
+        responder = message if isinstance(message, RequestResponder) else None
+        return await self._observe(wrapped, args, kwargs, record, session, responder)
+
+    async def received_request_wrapper(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        """Wraps ``ServerSession._received_request(responder)``, where 1.x answers ``initialize``."""
+        responder = args[0]
+        root = responder.request.root
+        if not isinstance(root, types.InitializeRequest):
+            return await wrapped(*args, **kwargs)
+        try:
+            request = http_request_of(responder)
+            record = message_of(root.method, root.params, responder.request_id, request)
+            session = self._session(instance, request, instance._init_options.server_name)  # noqa: SLF001
+            session.client_name, session.client_version = implementation(root.params.clientInfo)
+        except Exception:  # noqa: BLE001
+            log_internal_error("a 1.x initialize")
+            return await wrapped(*args, **kwargs)
+        return await self._observe(wrapped, args, kwargs, record, session, responder)
+
+    async def respond_wrapper(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        """Wraps ``RequestResponder.respond(response)``: the outcome of the observed request."""
+        pending = _responding.get()
+        if pending is not None and pending[0] is instance:
+            try:
+                _record_response(args[0] if args else kwargs["response"], pending[1], pending[2])
+            except Exception:  # noqa: BLE001
+                log_internal_error("a 1.x response")
+        return await wrapped(*args, **kwargs)
+
+    async def _observe(
+        self, wrapped: Any, args: Any, kwargs: Any, message: Message, session: Session, responder: Any | None
+    ) -> Any:
+        operation = self.telemetry.server_operation(message, session, error_of)
+        if operation is None:
+            return await wrapped(*args, **kwargs)
+        token = _responding.set((responder, operation, session)) if responder is not None else None
+        try:
+            with operation:
+                result = await wrapped(*args, **kwargs)
+                if responder is not None and responder.cancelled:
+                    operation.cancelled()
+        finally:
+            if token is not None:
+                _responding.reset(token)
+        return result
+
+    def _session(self, server_session: ServerSession, request: Any | None, server_name: str | None) -> Session:
+        session = self._sessions.get(server_session)
+        if session is None:
+            transport = http_transport(request) if request is not None else current_transport.get() or Transport()
+            session_id = current_http_session_id.get()
+            if transport.name == "tcp" and session_id is None:
+                version = request.headers.get("mcp-protocol-version") if request is not None else None
+                session = Session(stateless=True, transport=transport, server_name=server_name, protocol_version=version)
+            else:
+                session = Session.stateful(session_id, transport, server_name=server_name)
+                server_session._exit_stack.callback(self.telemetry.end_session, session, server_side=True)  # noqa: SLF001
+            self._sessions[server_session] = session
+        if session.client_name is None and server_session.client_params is not None:
+            params = server_session.client_params
+            session.client_name, session.client_version = implementation(params.clientInfo)
+            session.protocol_version = session.protocol_version or params.protocolVersion
+        return session
+
+
+def _record_response(response: Any, operation: Operation, session: Session) -> None:
+    if isinstance(response, types.ErrorData):
+        operation.jsonrpc_error(response.code, response.message)
+        return
+    result = getattr(response, "root", response)
+    if isinstance(result, types.CallToolResult) and result.isError:
+        operation.tool_error()
+    elif isinstance(result, types.InitializeResult):
+        session.protocol_version = str(result.protocolVersion)
+        operation.set_attributes({attr.MCP_PROTOCOL_VERSION: session.protocol_version})
+
+
+def http_connect_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """Wraps ``StreamableHTTPServerTransport.connect()``: the server runs knowing its HTTP session id."""
+    from opentelemetry_instrumentation_mcp.transport import marked  # noqa: PLC0415
+
+    return marked(wrapped(*args, **kwargs), Transport(name="tcp", protocol_name="http"), instance.mcp_session_id)

@@ -1,0 +1,76 @@
+"""``mcp`` 2.x client: one CLIENT span per request, in place of the SDK's ``MCP send`` span."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from contextvars import ContextVar
+from typing import Any
+
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from opentelemetry.trace import INVALID_SPAN
+
+from opentelemetry_instrumentation_mcp.adapters._client import (
+    ClientSessions,
+    record_tool_result,
+    sdk_client_span_suppressed,
+    with_meta,
+)
+from opentelemetry_instrumentation_mcp.adapters._http import implementation
+from opentelemetry_instrumentation_mcp.adapters.v2_server import error_of
+from opentelemetry_instrumentation_mcp.records import Session, message_from_params
+from opentelemetry_instrumentation_mcp.telemetry import Telemetry
+
+_sending_client: ContextVar[Any] = ContextVar("opentelemetry_mcp_sending_client", default=None)
+"""The ``ClientSession`` whose request is on its way down to its dispatcher."""
+
+
+def describe(client: Any, session: Session) -> None:
+    session.client_name, session.client_version = implementation(client._client_info)  # noqa: SLF001
+    session.protocol_version = client.protocol_version
+    session.stateless = session.protocol_version in MODERN_PROTOCOL_VERSIONS
+    server = client.server_info
+    session.server_name = None if server is None else server.name
+
+
+class ClientPatch:
+    def __init__(self, telemetry: Telemetry) -> None:
+        self.sessions = ClientSessions(telemetry, error_of, describe)
+
+    async def session_send_wrapper(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        """Wraps ``ClientSession.send_request`` / ``send_discover``: marks whose request the dispatcher sends."""
+        token = _sending_client.set(instance)
+        try:
+            return await wrapped(*args, **kwargs)
+        finally:
+            _sending_client.reset(token)
+
+    async def dispatcher_send_wrapper(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        """Wraps ``send_raw_request`` of both dispatchers: the CLIENT span and ``_meta`` injection."""
+        client = _sending_client.get()
+        if client is None or client._dispatcher is not instance:  # noqa: SLF001
+            return await wrapped(*args, **kwargs)
+        method, params, *rest = _bind(*args, **kwargs)
+        operation = self.sessions.start(client, message_from_params(method, None, params))
+        if operation is None:
+            return await wrapped(*args, **kwargs)
+        client_token = _sending_client.set(None)
+        suppress_token = sdk_client_span_suppressed.set(True)
+        try:
+            with operation:
+                result = await wrapped(method, with_meta(params, operation), *rest)
+                record_tool_result(operation, method, isinstance(result, dict) and result.get("isError") is True)
+        finally:
+            sdk_client_span_suppressed.reset(suppress_token)
+            _sending_client.reset(client_token)
+        return result
+
+
+def _bind(method: str, params: Any = None, opts: Any = None) -> tuple[str, Any, Any]:
+    return method, params, opts
+
+
+def sdk_span_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """Wraps ``mcp.shared.jsonrpc_dispatcher.otel_span``: no SDK span under ours."""
+    if sdk_client_span_suppressed.get():
+        return nullcontext(INVALID_SPAN)
+    return wrapped(*args, **kwargs)

@@ -1,0 +1,138 @@
+"""``mcp`` 2.x server: our middleware in place of the SDK's ``OpenTelemetryMiddleware``."""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Mapping
+from typing import Any
+
+from mcp.server._otel import OpenTelemetryMiddleware
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS, CallToolResult
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic import ValidationError
+
+from opentelemetry_instrumentation_mcp import attributes as attr
+from opentelemetry_instrumentation_mcp.adapters._http import http_peer, http_transport, implementation
+from opentelemetry_instrumentation_mcp.adapters._wrapping import log_internal_error
+from opentelemetry_instrumentation_mcp.records import Message, Session, Transport, message_from_params
+from opentelemetry_instrumentation_mcp.telemetry import Telemetry
+from opentelemetry_instrumentation_mcp.transport import current_transport
+
+
+def error_of(exc: BaseException) -> tuple[int, str] | None:
+    """The JSON-RPC error the 2.x SDK answers for ``exc``, where it is not an opaque crash."""
+    if isinstance(exc, MCPError):
+        return exc.error.code, exc.error.message
+    if isinstance(exc, ValidationError):
+        return INVALID_PARAMS, "Invalid request parameters"
+    return None
+
+
+class TelemetryMiddleware:
+    """Opens one SERVER span per inbound request and notification of one ``Server``."""
+
+    def __init__(self, telemetry: Telemetry, server_name: str | None, replaced: Any | None) -> None:
+        self.telemetry = telemetry
+        self.server_name = server_name
+        self.replaced = replaced
+        """The SDK middleware this one stands in for, put back by ``uninstrument()``."""
+        self._sessions: weakref.WeakKeyDictionary[Any, Session] = weakref.WeakKeyDictionary()
+
+    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        try:
+            operation = self.telemetry.server_operation(self._message(ctx), self._session(ctx), error_of)
+        except Exception:  # noqa: BLE001
+            log_internal_error("a 2.x server message")
+            operation = None
+        if operation is None:
+            return await call_next(ctx)
+        with operation:
+            result = await call_next(ctx)
+            try:
+                self._record_result(ctx, result, operation)
+            except Exception:  # noqa: BLE001
+                log_internal_error("a 2.x server result")
+        return result
+
+    def _message(self, ctx: ServerRequestContext[Any, Any]) -> Message:
+        return message_from_params(ctx.method, ctx.request_id, ctx.params, **http_peer(ctx.request))
+
+    def _session(self, ctx: ServerRequestContext[Any, Any]) -> Session:
+        connection = ctx.session._connection  # noqa: SLF001 - the per-connection state, see ../shared/reference
+        session = self._sessions.get(connection)
+        if session is None:
+            session = self._new_session(ctx, connection)
+        if session.client_name is None:
+            params = ctx.session.client_params
+            if params is not None:
+                session.client_name, session.client_version = implementation(params.client_info)
+            elif ctx.method == "initialize" and ctx.params:
+                session.client_name, session.client_version = implementation(ctx.params.get("clientInfo"))
+        return session
+
+    def _new_session(self, ctx: ServerRequestContext[Any, Any], connection: Any) -> Session:
+        transport = http_transport(ctx.request) if ctx.request is not None else current_transport.get() or Transport()
+        fields = {"server_name": self.server_name, "protocol_version": ctx.protocol_version}
+        if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS or (
+            ctx.request is not None and connection.session_id is None
+        ):
+            # Stateless HTTP and 2026-07-28 traffic: a throwaway connection per request.
+            return Session(stateless=True, transport=transport, **fields)
+        session = Session.stateful(connection.session_id, transport, **fields)
+        self._sessions[connection] = session
+        connection.exit_stack.callback(self.telemetry.end_session, session, server_side=True)
+        return session
+
+    def _record_result(self, ctx: ServerRequestContext[Any, Any], result: HandlerResult, operation: Any) -> None:
+        if ctx.method == "initialize" and isinstance(result, Mapping):
+            session = self._sessions.get(ctx.session._connection)  # noqa: SLF001
+            version = result.get("protocolVersion")
+            if session is not None and isinstance(version, str):
+                session.protocol_version = version
+                operation.set_attributes({attr.MCP_PROTOCOL_VERSION: version})
+        elif ctx.method == "tools/call" and (
+            (isinstance(result, Mapping) and result.get("isError") is True)
+            or (isinstance(result, CallToolResult) and result.is_error)
+        ):
+            operation.tool_error()
+
+
+class ServerPatch:
+    """Installs ``TelemetryMiddleware`` on each ``Server`` the first time it serves a message."""
+
+    def __init__(self, telemetry: Telemetry) -> None:
+        self.telemetry = telemetry
+        self._servers: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def compose_wrapper(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        """Wraps ``ServerRunner._compose_server_middleware``, which runs for every message."""
+        server = instance.server
+        if server not in self._servers:
+            try:
+                self._install(server)
+            except Exception:  # noqa: BLE001
+                log_internal_error("installing the 2.x server middleware")
+        return wrapped(*args, **kwargs)
+
+    def _install(self, server: Any) -> None:
+        chain = server.middleware
+        self._servers.add(server)
+        for index, middleware in enumerate(chain):
+            if isinstance(middleware, OpenTelemetryMiddleware):
+                chain[index] = TelemetryMiddleware(self.telemetry, server.name, replaced=middleware)
+                return
+        chain.insert(0, TelemetryMiddleware(self.telemetry, server.name, replaced=None))
+
+    def uninstall(self) -> None:
+        for server in list(self._servers):
+            chain = server.middleware
+            for index, middleware in enumerate(chain):
+                if isinstance(middleware, TelemetryMiddleware):
+                    if middleware.replaced is None:
+                        del chain[index]
+                    else:
+                        chain[index] = middleware.replaced
+                    break
+        self._servers = weakref.WeakSet()

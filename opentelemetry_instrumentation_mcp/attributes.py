@@ -1,0 +1,68 @@
+"""Every attribute name this package writes, in one place.
+
+OTel semantic-convention names come from ``opentelemetry-semantic-conventions``
+where a constant exists; the rest are spelled here once. Nothing outside this
+module spells an attribute name.
+"""
+
+from opentelemetry.semconv._incubating.attributes.gen_ai_attributes import (
+    GEN_AI_OPERATION_NAME,
+    GEN_AI_PROMPT_NAME,
+    GEN_AI_TOOL_NAME,
+)
+from opentelemetry.semconv._incubating.attributes.jsonrpc_attributes import JSONRPC_REQUEST_ID
+from opentelemetry.semconv._incubating.attributes.mcp_attributes import (
+    MCP_METHOD_NAME,
+    MCP_PROTOCOL_VERSION,
+    MCP_RESOURCE_URI,
+    MCP_SESSION_ID,
+)
+from opentelemetry.semconv.attributes.client_attributes import CLIENT_ADDRESS, CLIENT_PORT
+from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
+from opentelemetry.semconv.attributes.network_attributes import (
+    NETWORK_PROTOCOL_NAME,
+    NETWORK_PROTOCOL_VERSION,
+    NETWORK_TRANSPORT,
+)
+from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS, SERVER_PORT
+
+# Semantic-convention names without a constant in the installed semconv package.
+RPC_RESPONSE_STATUS_CODE = "rpc.response.status_code"
+
+# Our extensions (documented in the README's attribute table).
+MCP_CLIENT_NAME = "mcp.client.name"
+MCP_CLIENT_VERSION = "mcp.client.version"
+MCP_SERVER_NAME = "mcp.server.name"
+MCP_SESSION_STATELESS = "mcp.session.stateless"
+
+# Values.
+EXECUTE_TOOL = "execute_tool"
+TOOL_ERROR = "tool_error"
+CANCELLED = "cancelled"
+
+__all__ = [
+    "CANCELLED",
+    "CLIENT_ADDRESS",
+    "CLIENT_PORT",
+    "ERROR_TYPE",
+    "EXECUTE_TOOL",
+    "GEN_AI_OPERATION_NAME",
+    "GEN_AI_PROMPT_NAME",
+    "GEN_AI_TOOL_NAME",
+    "JSONRPC_REQUEST_ID",
+    "MCP_CLIENT_NAME",
+    "MCP_CLIENT_VERSION",
+    "MCP_METHOD_NAME",
+    "MCP_PROTOCOL_VERSION",
+    "MCP_RESOURCE_URI",
+    "MCP_SERVER_NAME",
+    "MCP_SESSION_ID",
+    "MCP_SESSION_STATELESS",
+    "NETWORK_PROTOCOL_NAME",
+    "NETWORK_PROTOCOL_VERSION",
+    "NETWORK_TRANSPORT",
+    "RPC_RESPONSE_STATUS_CODE",
+    "SERVER_ADDRESS",
+    "SERVER_PORT",
+    "TOOL_ERROR",
+]

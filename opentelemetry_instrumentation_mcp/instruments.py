@@ -1,0 +1,40 @@
+"""The MCP semantic-convention histograms."""
+
+from __future__ import annotations
+
+from opentelemetry.metrics import Histogram, Meter
+from opentelemetry.semconv._incubating.metrics.mcp_metrics import (
+    MCP_CLIENT_OPERATION_DURATION,
+    MCP_CLIENT_SESSION_DURATION,
+    MCP_SERVER_OPERATION_DURATION,
+    MCP_SERVER_SESSION_DURATION,
+)
+
+DURATION_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
+
+
+def _duration(meter: Meter, name: str, description: str) -> Histogram:
+    return meter.create_histogram(
+        name=name,
+        unit="s",
+        description=description,
+        explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+    )
+
+
+class Instruments:
+    """The four duration histograms of the MCP conventions, created once per meter."""
+
+    def __init__(self, meter: Meter) -> None:
+        self.server_operation = _duration(
+            meter, MCP_SERVER_OPERATION_DURATION, "Duration of an MCP request or notification as observed by the server."
+        )
+        self.server_session = _duration(
+            meter, MCP_SERVER_SESSION_DURATION, "Duration of an MCP session as observed by the server."
+        )
+        self.client_operation = _duration(
+            meter, MCP_CLIENT_OPERATION_DURATION, "Duration of an MCP request or notification as observed by the client."
+        )
+        self.client_session = _duration(
+            meter, MCP_CLIENT_SESSION_DURATION, "Duration of an MCP session as observed by the client."
+        )

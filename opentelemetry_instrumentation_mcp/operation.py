@@ -1,0 +1,162 @@
+"""One MCP operation: its span, its duration point, and how its outcome is recorded."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from types import TracebackType
+
+from opentelemetry import context as otel_context
+from opentelemetry import propagate
+from opentelemetry.context import Context
+from opentelemetry.metrics import Histogram
+from opentelemetry.trace import Span, StatusCode, set_span_in_context
+from opentelemetry.util.types import AttributeValue
+
+from opentelemetry_instrumentation_mcp import attributes as attr
+
+logger = logging.getLogger(__name__)
+
+ErrorOf = Callable[[BaseException], "tuple[int, str] | None"]
+"""Maps an SDK exception to the JSON-RPC ``(code, message)`` the peer receives, or None."""
+
+# JSON-RPC codes that mean the client made a mistake: not a failure of the server
+# (parse error, invalid request, method not found, invalid params, resource not found).
+CLIENT_FAULT_CODES = frozenset({-32700, -32600, -32601, -32602, -32002})
+
+_METRIC_KEYS = (
+    attr.MCP_METHOD_NAME,
+    attr.GEN_AI_TOOL_NAME,
+    attr.GEN_AI_PROMPT_NAME,
+    attr.GEN_AI_OPERATION_NAME,
+    attr.SERVER_ADDRESS,
+    attr.SERVER_PORT,
+)
+
+
+def _is_cancellation(exc: BaseException) -> bool:
+    if isinstance(exc, asyncio.CancelledError):
+        return True
+    import anyio  # noqa: PLC0415 - only reached under an instrumented mcp, which depends on anyio
+
+    try:
+        return isinstance(exc, anyio.get_cancelled_exc_class())
+    except Exception:  # no running async library  # noqa: BLE001
+        return False
+
+
+class Operation:
+    """A started span plus its metric point; a context manager that makes the span current.
+
+    The adapter reports the outcome (``jsonrpc_error``, ``tool_error``) while the
+    operation runs; ``__exit__`` classifies whatever exception escaped, ends the
+    span and records the duration. It never raises.
+    """
+
+    __slots__ = (
+        "span",
+        "_context",
+        "_token",
+        "_start",
+        "_histogram",
+        "_metric_attributes",
+        "_server_side",
+        "_error_of",
+        "_failed",
+    )
+
+    def __init__(
+        self,
+        span: Span,
+        parent: Context | None,
+        histogram: Histogram,
+        metric_attributes: dict[str, AttributeValue],
+        *,
+        server_side: bool,
+        error_of: ErrorOf,
+    ) -> None:
+        self.span = span
+        self._context = set_span_in_context(span, parent)
+        self._token: object | None = None
+        self._start = time.perf_counter()
+        self._histogram = histogram
+        self._metric_attributes = metric_attributes
+        self._server_side = server_side
+        self._error_of = error_of
+        self._failed = False
+
+    def __enter__(self) -> Operation:
+        self._token = otel_context.attach(self._context)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._token is not None:
+            otel_context.detach(self._token)
+        try:
+            if exc is not None and not self._failed:
+                self.exception(exc)
+            self.end()
+        except Exception:  # never raise into the application  # noqa: BLE001
+            logger.debug("failed to end an MCP span", exc_info=True)
+
+    def inject(self, carrier: dict[str, object]) -> None:
+        """Write this span's context (``traceparent``, ``tracestate``, ``baggage``) into ``carrier``."""
+        propagate.inject(carrier, context=self._context)
+
+    def set_attributes(self, attributes: dict[str, AttributeValue]) -> None:
+        """Add attributes known only later (negotiated version, client info)."""
+        self.span.set_attributes(attributes)
+        for key in (attr.MCP_PROTOCOL_VERSION,):
+            if key in attributes:
+                self._metric_attributes[key] = attributes[key]
+
+    def jsonrpc_error(self, code: int, message: str) -> None:
+        """The peer answered (or receives) a JSON-RPC error."""
+        self._fail(str(code), message, status_code=str(code), is_error=not self._server_side or code not in CLIENT_FAULT_CODES)
+
+    def tool_error(self) -> None:
+        """A ``tools/call`` result with ``isError``: a failed tool call answered successfully."""
+        self._fail(attr.TOOL_ERROR, None, status_code=None, is_error=True)
+
+    def cancelled(self) -> None:
+        """The request was cancelled (by the peer or by its caller) before it completed."""
+        self._fail(attr.CANCELLED, "cancelled", status_code=None, is_error=True)
+
+    def exception(self, exc: BaseException) -> None:
+        if _is_cancellation(exc):
+            self.cancelled()
+            return
+        error = self._error_of(exc)
+        if error is not None:
+            self.jsonrpc_error(*error)
+            return
+        self.span.record_exception(exc)
+        self._fail(type(exc).__qualname__, str(exc), status_code=None, is_error=True)
+
+    def _fail(self, error_type: str, description: str | None, *, status_code: str | None, is_error: bool) -> None:
+        self._failed = True
+        failure: dict[str, AttributeValue] = {attr.ERROR_TYPE: error_type}
+        if status_code is not None:
+            failure[attr.RPC_RESPONSE_STATUS_CODE] = status_code
+        self.span.set_attributes(failure)
+        self._metric_attributes.update(failure)
+        if is_error:
+            self.span.set_status(StatusCode.ERROR, description)
+
+    def end(self) -> None:
+        self.span.end()
+        self._histogram.record(time.perf_counter() - self._start, self._metric_attributes)
+
+
+def metric_attributes_of(span_attributes: dict[str, AttributeValue], session_metrics: dict[str, AttributeValue]) -> dict[str, AttributeValue]:
+    """The metric attributes: the conventions' low-cardinality subset of the span's."""
+    metrics = dict(session_metrics)
+    for key in _METRIC_KEYS:
+        value = span_attributes.get(key)
+        if value is not None:
+            metrics[key] = value
+    return metrics

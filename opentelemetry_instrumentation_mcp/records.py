@@ -1,0 +1,117 @@
+"""SDK-independent records the adapters hand to the core.
+
+An adapter reads the SDK's objects once and fills these; the core never sees
+an ``mcp`` type.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.util.types import AttributeValue
+
+from opentelemetry_instrumentation_mcp import attributes as attr
+
+
+@dataclass(slots=True)
+class Transport:
+    """Where messages travel: set once per connection by the adapter."""
+
+    name: str | None = None
+    """``network.transport``: ``pipe`` (stdio), ``tcp`` (HTTP), or None (in memory)."""
+    protocol_name: str | None = None
+    protocol_version: str | None = None
+
+    def attributes(self) -> dict[str, AttributeValue]:
+        found = {
+            attr.NETWORK_TRANSPORT: self.name,
+            attr.NETWORK_PROTOCOL_NAME: self.protocol_name,
+            attr.NETWORK_PROTOCOL_VERSION: self.protocol_version,
+        }
+        return {key: value for key, value in found.items() if value is not None}
+
+
+
+@dataclass(slots=True)
+class Session:
+    """One side's view of an MCP session (a connection), or of one stateless request.
+
+    ``session_id`` is the transport's id (streamable HTTP's ``mcp-session-id``)
+    or one minted here for stdio and in-memory connections; stateless traffic
+    has none.
+    """
+
+    stateless: bool = False
+    session_id: str | None = None
+    transport: Transport = field(default_factory=Transport)
+    client_name: str | None = None
+    client_version: str | None = None
+    server_name: str | None = None
+    protocol_version: str | None = None
+    started: float = field(default_factory=time.perf_counter)
+    ended: bool = False
+
+    @classmethod
+    def stateful(cls, session_id: str | None, transport: Transport, **fields: Any) -> Session:
+        return cls(session_id=session_id or uuid.uuid4().hex, transport=transport, **fields)
+
+    def span_attributes(self) -> dict[str, AttributeValue]:
+        found: dict[str, AttributeValue | None] = {
+            attr.MCP_SESSION_ID: self.session_id,
+            attr.MCP_PROTOCOL_VERSION: self.protocol_version,
+            attr.MCP_CLIENT_NAME: self.client_name,
+            attr.MCP_CLIENT_VERSION: self.client_version,
+            attr.MCP_SERVER_NAME: self.server_name,
+        }
+        if self.stateless:
+            found[attr.MCP_SESSION_STATELESS] = True
+        spans = {key: value for key, value in found.items() if value is not None}
+        spans.update(self.transport.attributes())
+        return spans
+
+    def metric_attributes(self) -> dict[str, AttributeValue]:
+        metrics = self.transport.attributes()
+        if self.protocol_version is not None:
+            metrics[attr.MCP_PROTOCOL_VERSION] = self.protocol_version
+        return metrics
+
+
+@dataclass(slots=True)
+class Message:
+    """One MCP request or notification, as the core needs to see it."""
+
+    method: str
+    request_id: str | None = None
+    """``jsonrpc.request.id`` as a string; None for notifications."""
+    name: str | None = None
+    """The tool name (``tools/call``) or prompt name (``prompts/get``)."""
+    uri: str | None = None
+    meta: Mapping[str, Any] | None = None
+    """``params._meta``: the trace-context carrier."""
+    peer_address: str | None = None
+    peer_port: int | None = None
+    """The other side's address: ``client.*`` on server spans, ``server.*`` on client spans."""
+    http_version: str | None = None
+
+
+def message_from_params(
+    method: str, request_id: object | None, params: Mapping[str, Any] | None, **fields: Any
+) -> Message:
+    """Build a ``Message`` from wire-shaped (camelCase) params; malformed fields are ignored."""
+    message = Message(method=method, request_id=None if request_id is None else str(request_id), **fields)
+    if not isinstance(params, Mapping):
+        return message
+    name = params.get("name")
+    if isinstance(name, str) and method in ("tools/call", "prompts/get"):
+        message.name = name
+    uri = params.get("uri")
+    if isinstance(uri, str):
+        message.uri = uri
+    meta = params.get("_meta")
+    if isinstance(meta, Mapping):
+        message.meta = meta
+    return message

@@ -1,0 +1,125 @@
+"""The SDK-independent core: turns ``Message`` + ``Session`` records into spans and metrics.
+
+Adapters call ``server_operation`` / ``client_operation`` once per message and
+``end_session`` once per session; everything about names, attributes, parents,
+status and metrics is decided here, once, for every SDK line.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from opentelemetry import context as otel_context
+from opentelemetry import propagate
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+from opentelemetry.metrics import MeterProvider, get_meter
+from opentelemetry.semconv.schemas import Schemas
+from opentelemetry.trace import Link, SpanKind, TracerProvider, get_current_span, get_tracer
+from opentelemetry.util.types import AttributeValue
+
+from opentelemetry_instrumentation_mcp import attributes as attr
+from opentelemetry_instrumentation_mcp.instruments import Instruments
+from opentelemetry_instrumentation_mcp.operation import ErrorOf, Operation, metric_attributes_of
+from opentelemetry_instrumentation_mcp.records import Message, Session
+from opentelemetry_instrumentation_mcp.version import __version__
+
+logger = logging.getLogger(__name__)
+
+_SCOPE = "opentelemetry_instrumentation_mcp"
+_SCHEMA_URL = Schemas.V1_36_0.value
+
+
+def span_name(message: Message) -> str:
+    """``{mcp.method.name} {target}``, the target being the tool or prompt name."""
+    return f"{message.method} {message.name}" if message.name else message.method
+
+
+def message_attributes(message: Message, *, server_side: bool) -> dict[str, AttributeValue]:
+    found: dict[str, AttributeValue] = {attr.MCP_METHOD_NAME: message.method}
+    if message.request_id is not None:
+        found[attr.JSONRPC_REQUEST_ID] = message.request_id
+    if message.method == "tools/call":
+        found[attr.GEN_AI_OPERATION_NAME] = attr.EXECUTE_TOOL
+        if message.name is not None:
+            found[attr.GEN_AI_TOOL_NAME] = message.name
+    elif message.method == "prompts/get" and message.name is not None:
+        found[attr.GEN_AI_PROMPT_NAME] = message.name
+    if message.uri is not None:
+        found[attr.MCP_RESOURCE_URI] = message.uri
+    if message.peer_address is not None:
+        found[attr.CLIENT_ADDRESS if server_side else attr.SERVER_ADDRESS] = message.peer_address
+        if message.peer_port is not None:
+            found[attr.CLIENT_PORT if server_side else attr.SERVER_PORT] = message.peer_port
+    return found
+
+
+def _parent_of(message: Message) -> tuple[otel_context.Context, list[Link] | None]:
+    """The context extracted from ``params._meta``; an ambient span it replaces becomes a link."""
+    ambient = otel_context.get_current()
+    if not message.meta:
+        return ambient, None
+    try:
+        extracted = propagate.extract(message.meta, context=ambient)
+    except Exception:  # a malformed carrier must not fail the request  # noqa: BLE001
+        return ambient, None
+    remote = get_current_span(extracted).get_span_context()
+    local = get_current_span(ambient).get_span_context()
+    if remote.is_valid and local.is_valid and remote.span_id != local.span_id:
+        return extracted, [Link(local)]
+    return extracted, None
+
+
+class Telemetry:
+    """Tracer, meter and instruments of one ``instrument()`` call."""
+
+    def __init__(self, tracer_provider: TracerProvider | None = None, meter_provider: MeterProvider | None = None):
+        self.tracer = get_tracer(_SCOPE, __version__, tracer_provider, schema_url=_SCHEMA_URL)
+        self.instruments = Instruments(get_meter(_SCOPE, __version__, meter_provider, schema_url=_SCHEMA_URL))
+
+    def server_operation(self, message: Message, session: Session, error_of: ErrorOf) -> Operation | None:
+        """Start the SERVER span of an incoming message; None when instrumentation is suppressed."""
+        if not is_instrumentation_enabled():
+            return None
+        parent, links = _parent_of(message)
+        attributes = message_attributes(message, server_side=True)
+        attributes.update(session.span_attributes())
+        span = self.tracer.start_span(
+            span_name(message), context=parent, kind=SpanKind.SERVER, attributes=attributes, links=links
+        )
+        return Operation(
+            span,
+            parent,
+            self.instruments.server_operation,
+            metric_attributes_of(attributes, session.metric_attributes()),
+            server_side=True,
+            error_of=error_of,
+        )
+
+    def client_operation(self, message: Message, session: Session, error_of: ErrorOf) -> Operation | None:
+        """Start the CLIENT span of an outgoing request; None when instrumentation is suppressed."""
+        if not is_instrumentation_enabled():
+            return None
+        attributes = message_attributes(message, server_side=False)
+        attributes.update(session.span_attributes())
+        parent = otel_context.get_current()
+        span = self.tracer.start_span(span_name(message), context=parent, kind=SpanKind.CLIENT, attributes=attributes)
+        return Operation(
+            span,
+            parent,
+            self.instruments.client_operation,
+            metric_attributes_of(attributes, session.metric_attributes()),
+            server_side=False,
+            error_of=error_of,
+        )
+
+    def end_session(self, session: Session, *, server_side: bool, error_type: str | None = None) -> None:
+        """Record the session's duration once, when its connection closes."""
+        if session.ended or session.stateless:
+            return
+        session.ended = True
+        histogram = self.instruments.server_session if server_side else self.instruments.client_session
+        metrics = session.metric_attributes()
+        if error_type is not None:
+            metrics[attr.ERROR_TYPE] = error_type
+        histogram.record(time.perf_counter() - session.started, metrics)

@@ -1,0 +1,209 @@
+"""The same small MCP server, built on whichever ``mcp`` line is installed.
+
+Two kinds: ``lowlevel`` (the SDK's ``Server``) and ``highlevel`` (``FastMCP`` on
+1.x, ``MCPServer`` on 2.x). Tools: ``add`` (works), ``fail`` (raises: a tool
+error), ``slow`` (sleeps ``seconds``); resource ``demo://greeting``; prompt
+``review`` with argument ``code``; completion on the prompt argument.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+from typing import Any
+
+import anyio
+
+MCP_MAJOR = int(version("mcp").split(".")[0])
+IS_V2 = MCP_MAJOR >= 2
+KINDS = ("lowlevel", "highlevel")
+
+ADD_SCHEMA = {
+    "type": "object",
+    "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+    "required": ["a", "b"],
+}
+SLOW_SCHEMA = {"type": "object", "properties": {"seconds": {"type": "number"}}, "required": ["seconds"]}
+EMPTY_SCHEMA = {"type": "object", "properties": {}}
+
+
+def build(kind: str, name: str | None = None) -> Any:
+    """A server of ``kind``; for ``highlevel`` the object to run is ``runnable(server)``."""
+    name = name or f"{kind}-demo"
+    if kind == "highlevel":
+        return _highlevel(name)
+    return _lowlevel_v2(name) if IS_V2 else _lowlevel_v1(name)
+
+
+def runnable(server: Any) -> Any:
+    """The low-level ``Server`` behind a high-level server (what ``Server.run`` is called on)."""
+    return getattr(server, "_lowlevel_server", None) or getattr(server, "_mcp_server", None) or server
+
+
+def _highlevel(name: str) -> Any:
+    if IS_V2:
+        from mcp.server.mcpserver import MCPServer as HighLevel
+    else:
+        from mcp.server.fastmcp import FastMCP as HighLevel
+    app = HighLevel(name)
+
+    @app.tool()
+    def add(a: int, b: int) -> int:
+        """Add two integers."""
+        return a + b
+
+    @app.tool()
+    def fail() -> str:
+        """Always fails."""
+        raise ValueError("the tool failed on purpose")
+
+    @app.tool()
+    async def slow(seconds: float) -> str:
+        """Sleeps, then answers."""
+        await anyio.sleep(seconds)
+        return "done"
+
+    @app.resource("demo://greeting")
+    def greeting() -> str:
+        return "hello"
+
+    @app.prompt()
+    def review(code: str) -> str:
+        """Review some code."""
+        return f"Please review:\n{code}"
+
+    @app.completion()
+    async def complete(ref: Any, argument: Any, context: Any) -> Any:
+        return sdk_types().Completion(values=["print('hi')"])
+
+    return app
+
+
+def sdk_types() -> Any:
+    """The SDK's protocol types module (``mcp.types`` on 1.x, ``mcp_types`` on 2.x)."""
+    if IS_V2:
+        import mcp_types
+
+        return mcp_types
+    from mcp import types as v1_types
+
+    return v1_types
+
+
+def _lowlevel_v1(name: str) -> Any:
+    from mcp import types
+    from mcp.server.lowlevel import Server
+
+    server = Server(name)
+
+    @server.list_tools()
+    async def list_tools() -> list[types.Tool]:
+        return [
+            types.Tool(name="add", inputSchema=ADD_SCHEMA),
+            types.Tool(name="fail", inputSchema=EMPTY_SCHEMA),
+            types.Tool(name="slow", inputSchema=SLOW_SCHEMA),
+        ]
+
+    @server.call_tool()
+    async def call_tool(tool: str, arguments: dict[str, Any]) -> list[types.TextContent]:
+        if tool == "add":
+            return [types.TextContent(type="text", text=str(arguments["a"] + arguments["b"]))]
+        if tool == "slow":
+            await anyio.sleep(arguments["seconds"])
+            return [types.TextContent(type="text", text="done")]
+        if tool == "fail":
+            raise ValueError("the tool failed on purpose")
+        raise ValueError(f"Unknown tool: {tool}")
+
+    @server.list_resources()
+    async def list_resources() -> list[types.Resource]:
+        return [types.Resource(uri="demo://greeting", name="greeting")]
+
+    @server.read_resource()
+    async def read_resource(uri: Any) -> str:
+        if str(uri) != "demo://greeting":
+            raise ValueError(f"Unknown resource: {uri}")
+        return "hello"
+
+    @server.list_prompts()
+    async def list_prompts() -> list[types.Prompt]:
+        return [types.Prompt(name="review", arguments=[types.PromptArgument(name="code", required=True)])]
+
+    @server.get_prompt()
+    async def get_prompt(prompt: str, arguments: dict[str, str] | None) -> types.GetPromptResult:
+        code = (arguments or {}).get("code", "")
+        return types.GetPromptResult(
+            messages=[types.PromptMessage(role="user", content=types.TextContent(type="text", text=code))]
+        )
+
+    @server.completion()
+    async def complete(ref: Any, argument: Any, context: Any) -> types.Completion:
+        return types.Completion(values=["print('hi')"])
+
+    return server
+
+
+def _lowlevel_v2(name: str) -> Any:
+    import mcp_types as types
+    from mcp.server.lowlevel import Server
+    from mcp.shared.exceptions import MCPError
+
+    async def list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
+        return types.ListToolsResult(
+            tools=[
+                types.Tool(name="add", input_schema=ADD_SCHEMA),
+                types.Tool(name="fail", input_schema=EMPTY_SCHEMA),
+                types.Tool(name="slow", input_schema=SLOW_SCHEMA),
+            ]
+        )
+
+    async def call_tool(ctx: Any, params: Any) -> types.CallToolResult:
+        arguments = params.arguments or {}
+        if params.name == "add":
+            text = str(arguments["a"] + arguments["b"])
+        elif params.name == "slow":
+            await anyio.sleep(arguments["seconds"])
+            text = "done"
+        elif params.name == "fail":
+            return types.CallToolResult(
+                content=[types.TextContent(type="text", text="the tool failed on purpose")], is_error=True
+            )
+        else:
+            raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown tool: {params.name}")
+        return types.CallToolResult(content=[types.TextContent(type="text", text=text)])
+
+    async def list_resources(ctx: Any, params: Any) -> types.ListResourcesResult:
+        return types.ListResourcesResult(resources=[types.Resource(uri="demo://greeting", name="greeting")])
+
+    async def list_resource_templates(ctx: Any, params: Any) -> types.ListResourceTemplatesResult:
+        return types.ListResourceTemplatesResult(resource_templates=[])
+
+    async def read_resource(ctx: Any, params: Any) -> types.ReadResourceResult:
+        if str(params.uri) != "demo://greeting":
+            raise MCPError(code=-32002, message=f"Unknown resource: {params.uri}")
+        return types.ReadResourceResult(contents=[types.TextResourceContents(uri="demo://greeting", text="hello")])
+
+    async def list_prompts(ctx: Any, params: Any) -> types.ListPromptsResult:
+        return types.ListPromptsResult(
+            prompts=[types.Prompt(name="review", arguments=[types.PromptArgument(name="code", required=True)])]
+        )
+
+    async def get_prompt(ctx: Any, params: Any) -> types.GetPromptResult:
+        code = (params.arguments or {}).get("code", "")
+        return types.GetPromptResult(
+            messages=[types.PromptMessage(role="user", content=types.TextContent(type="text", text=code))]
+        )
+
+    async def complete(ctx: Any, params: Any) -> types.CompleteResult:
+        return types.CompleteResult(completion=types.Completion(values=["print('hi')"]))
+
+    return Server(
+        name,
+        on_list_tools=list_tools,
+        on_call_tool=call_tool,
+        on_list_resources=list_resources,
+        on_list_resource_templates=list_resource_templates,
+        on_read_resource=read_resource,
+        on_list_prompts=list_prompts,
+        on_get_prompt=get_prompt,
+        on_completion=complete,
+    )
