@@ -110,7 +110,11 @@ class ServerPatch:
     async def _observe(
         self, wrapped: Any, args: Any, kwargs: Any, message: Message, session: Session, responder: Any | None
     ) -> Any:
-        operation = self.telemetry.server_operation(message, session, error_of)
+        try:
+            operation = self.telemetry.server_operation(message, session, error_of)
+        except Exception:  # noqa: BLE001
+            log_internal_error("a 1.x server message")
+            operation = None
         if operation is None:
             return await wrapped(*args, **kwargs)
         token = _responding.set((responder, operation, session)) if responder is not None else None

@@ -7,6 +7,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.trace import INVALID_SPAN
 
 from opentelemetry_instrumentation_mcp.adapters._client import (
@@ -70,7 +71,7 @@ def _bind(method: str, params: Any = None, opts: Any = None) -> tuple[str, Any, 
 
 
 def sdk_span_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    """Wraps ``mcp.shared.jsonrpc_dispatcher.otel_span``: no SDK span under ours."""
-    if sdk_client_span_suppressed.get():
+    """Wraps ``mcp.shared.jsonrpc_dispatcher.otel_span``: no SDK span under ours, nor where suppressed."""
+    if sdk_client_span_suppressed.get() or not is_instrumentation_enabled():
         return nullcontext(INVALID_SPAN)
     return wrapped(*args, **kwargs)
