@@ -52,6 +52,9 @@ class Session:
     client_version: str | None = None
     server_name: str | None = None
     protocol_version: str | None = None
+    peer_address: str | None = None
+    peer_port: int | None = None
+    """Client side: the server's address (``server.address`` / ``server.port``)."""
     started: float = field(default_factory=time.perf_counter)
     ended: bool = False
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from opentelemetry_instrumentation_mcp.records import Transport
 
@@ -19,6 +21,24 @@ _T = TypeVar("_T")
 
 current_transport: ContextVar[Transport | None] = ContextVar("opentelemetry_mcp_transport", default=None)
 current_http_session_id: ContextVar[str | None] = ContextVar("opentelemetry_mcp_http_session_id", default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerPeer:
+    """Client side: the server a client transport talks to."""
+
+    transport: Transport
+    address: str | None = None
+    port: int | None = None
+
+    @classmethod
+    def from_url(cls, url: object) -> ServerPeer:
+        parts = urlsplit(str(url))
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+        return cls(Transport(name="tcp", protocol_name="http"), parts.hostname, port)
+
+
+current_server_peer: ContextVar[ServerPeer | None] = ContextVar("opentelemetry_mcp_server_peer", default=None)
 
 
 @asynccontextmanager
@@ -42,3 +62,27 @@ async def marked(
 def stdio_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> AbstractAsyncContextManager[Any]:
     """``wrapt`` wrapper for ``stdio_server()`` (both SDK lines)."""
     return marked(wrapped(*args, **kwargs), Transport(name="pipe"))
+
+
+@asynccontextmanager
+async def _talking_to(streams: AbstractAsyncContextManager[_T], peer: ServerPeer) -> AsyncIterator[_T]:
+    token = current_server_peer.set(peer)
+    try:
+        async with streams as value:
+            yield value
+    finally:
+        try:
+            current_server_peer.reset(token)
+        except ValueError:  # exited in another context than entered
+            pass
+
+
+def client_stdio_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> AbstractAsyncContextManager[Any]:
+    """``wrapt`` wrapper for ``stdio_client(server)`` (both SDK lines)."""
+    return _talking_to(wrapped(*args, **kwargs), ServerPeer(Transport(name="pipe")))
+
+
+def client_http_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> AbstractAsyncContextManager[Any]:
+    """``wrapt`` wrapper for ``streamable_http_client(url, ...)`` (both SDK lines)."""
+    url = kwargs["url"] if "url" in kwargs else args[0]
+    return _talking_to(wrapped(*args, **kwargs), ServerPeer.from_url(url))

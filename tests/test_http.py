@@ -47,6 +47,14 @@ async def test_stateful_http_spans_carry_session_transport_and_peer(recorded, ki
     for span in spans:
         if span.attributes.get("jsonrpc.request.id") is not None:
             assert clients[span.parent.span_id].name == span.name
+    port = int(server.url.split(":")[2].split("/")[0])
+    for span in clients.values():
+        assert span.attributes["server.address"] == "127.0.0.1"
+        assert span.attributes["server.port"] == port
+        assert span.attributes["network.transport"] == "tcp"
+        assert "client.address" not in span.attributes
+    client_points = recorded.points("mcp.client.operation.duration")
+    assert {point.attributes["server.port"] for point in client_points} == {port}
 
     points = recorded.points("mcp.server.operation.duration")
     assert all(point.attributes["network.transport"] == "tcp" for point in points)

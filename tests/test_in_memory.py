@@ -116,6 +116,7 @@ async def test_server_span_is_child_of_client_span(recorded, kind):
             continue
         parent = clients[server.parent.span_id]
         assert parent.name == server.name
+        assert parent.attributes["jsonrpc.request.id"] == server.attributes["jsonrpc.request.id"]
         assert parent.context.trace_id == server.context.trace_id
         assert server.parent.is_remote
 

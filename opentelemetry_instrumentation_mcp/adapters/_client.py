@@ -7,11 +7,11 @@ from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import Any
 
-from opentelemetry_instrumentation_mcp import attributes as attr
 from opentelemetry_instrumentation_mcp.adapters._wrapping import log_internal_error
 from opentelemetry_instrumentation_mcp.operation import ErrorOf, Operation
 from opentelemetry_instrumentation_mcp.records import Message, Session
 from opentelemetry_instrumentation_mcp.telemetry import Telemetry
+from opentelemetry_instrumentation_mcp.transport import current_server_peer
 
 sdk_client_span_suppressed: ContextVar[bool] = ContextVar("opentelemetry_mcp_sdk_client_span", default=False)
 """True while our CLIENT span covers a request, so the 2.x SDK's own ``MCP send`` span is not opened."""
@@ -30,13 +30,15 @@ class ClientSessions:
     def session_of(self, client: Any) -> Session:
         session = self._sessions.get(client)
         if session is None:
-            session = self._sessions[client] = Session()
+            session = self._sessions[client] = new_session()
         self._describe(client, session)
         return session
 
     def start(self, client: Any, message: Message) -> Operation | None:
         try:
-            return self.telemetry.client_operation(message, self.session_of(client), self.error_of)
+            session = self.session_of(client)
+            message.peer_address, message.peer_port = session.peer_address, session.peer_port
+            return self.telemetry.client_operation(message, session, self.error_of)
         except Exception:  # noqa: BLE001
             log_internal_error("an MCP client request")
             return None
@@ -45,7 +47,7 @@ class ClientSessions:
         """Wraps ``ClientSession.__aenter__``: the session's clock starts."""
         result = await wrapped(*args, **kwargs)
         try:
-            self._sessions[instance] = Session()
+            self._sessions[instance] = new_session()
         except Exception:  # noqa: BLE001
             log_internal_error("an MCP client session start")
         return result
@@ -63,6 +65,14 @@ class ClientSessions:
                 )
 
 
+def new_session() -> Session:
+    """A client session record, knowing the server it talks to when a client transport said so."""
+    peer = current_server_peer.get()
+    if peer is None:
+        return Session()
+    return Session(transport=peer.transport, peer_address=peer.address, peer_port=peer.port)
+
+
 def record_tool_result(operation: Operation, method: str, is_error: bool) -> None:
     if method == "tools/call" and is_error:
         operation.tool_error()
@@ -77,5 +87,3 @@ def with_meta(params: Mapping[str, Any] | None, operation: Operation) -> dict[st
     out["_meta"] = carrier
     return out
 
-
-__all__ = ["ClientSessions", "attr", "record_tool_result", "sdk_client_span_suppressed", "with_meta"]

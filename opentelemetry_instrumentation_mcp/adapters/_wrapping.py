@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 from typing import Any
 
@@ -27,12 +28,19 @@ class Patches:
     def __init__(self) -> None:
         self._applied: list[tuple[Any, str]] = []
 
-    def wrap(self, module: str, name: str, wrapper: Any) -> None:
-        wrap_function_wrapper(module, name, wrapper)
+    def wrap(self, module: str, name: str, wrapper: Any, *, optional: bool = False) -> None:
+        """Wrap ``module.name``; an ``optional`` target that this SDK version lacks is skipped."""
         owner, _, attribute = name.rpartition(".")
-        target = __import__(module, fromlist=["_"])
-        for part in owner.split(".") if owner else ():
-            target = getattr(target, part)
+        try:
+            target = importlib.import_module(module)
+            for part in owner.split(".") if owner else ():
+                target = getattr(target, part)
+            getattr(target, attribute)
+        except (ImportError, AttributeError):
+            if optional:
+                return
+            raise
+        wrap_function_wrapper(target, attribute, wrapper)
         self._applied.append((target, attribute))
 
     def restore(self) -> None:

@@ -52,7 +52,8 @@ class ClientPatch:
         request, *rest = args
         root = getattr(request, "root", request)
         try:
-            operation = self.sessions.start(instance, message_of(root.method, root.params))
+            next_id = instance._request_id  # noqa: SLF001 - the id send_request is about to use
+            operation = self.sessions.start(instance, message_of(root.method, root.params, next_id))
         except Exception:  # noqa: BLE001
             operation = None
         if operation is None:

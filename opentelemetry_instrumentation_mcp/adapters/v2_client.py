@@ -51,7 +51,7 @@ class ClientPatch:
         if client is None or client._dispatcher is not instance:  # noqa: SLF001
             return await wrapped(*args, **kwargs)
         method, params, *rest = _bind(*args, **kwargs)
-        operation = self.sessions.start(client, message_from_params(method, None, params))
+        operation = self.sessions.start(client, message_from_params(method, _next_request_id(instance, rest[0]), params))
         if operation is None:
             return await wrapped(*args, **kwargs)
         client_token = _sending_client.set(None)
@@ -68,6 +68,15 @@ class ClientPatch:
 
 def _bind(method: str, params: Any = None, opts: Any = None) -> tuple[str, Any, Any]:
     return method, params, opts
+
+
+def _next_request_id(dispatcher: Any, opts: Any) -> object | None:
+    """The id the dispatcher is about to give this request: the caller's, or its counter's next."""
+    supplied = opts.get("request_id") if opts else None
+    if supplied is not None:
+        return supplied
+    counter = getattr(dispatcher, "_next_id", None)
+    return None if counter is None else counter + 1
 
 
 def sdk_span_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
