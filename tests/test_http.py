@@ -9,7 +9,7 @@ import pytest
 from opentelemetry.trace import SpanKind
 
 from tests.apps.http import http_client, serving
-from tests.apps.servers import IS_V2, KINDS, build, sdk_types
+from tests.apps.servers import IS_V2, KINDS, build, handshake_version, sdk_types
 
 pytestmark = pytest.mark.anyio
 
@@ -41,7 +41,7 @@ async def test_stateful_http_spans_carry_session_transport_and_peer(recorded, ki
         assert isinstance(span.attributes["client.port"], int) and span.attributes["client.port"] > 0
     call = spans[-1]
     assert call.attributes["mcp.client.name"] == "mcp"
-    assert call.attributes["mcp.protocol.version"] == "2025-11-25"
+    assert call.attributes["mcp.protocol.version"] == handshake_version()
 
     clients = {span.context.span_id: span for span in recorded.client_spans()}
     for span in spans:

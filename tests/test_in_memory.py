@@ -10,7 +10,7 @@ import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
 from tests.apps.clients import in_memory
-from tests.apps.servers import IS_V2, KINDS, build, sdk_types
+from tests.apps.servers import IS_V2, KINDS, build, handshake_version, sdk_types
 
 pytestmark = pytest.mark.anyio
 
@@ -73,7 +73,7 @@ async def test_tool_call_server_span_attributes(recorded, kind):
         "mcp.method.name": "tools/call",
         "gen_ai.operation.name": "execute_tool",
         "gen_ai.tool.name": "add",
-        "mcp.protocol.version": "2025-11-25",
+        "mcp.protocol.version": handshake_version(),
         "mcp.client.name": "mcp",
         "mcp.client.version": "0.1.0",
         "mcp.server.name": f"{kind}-demo",
@@ -99,7 +99,7 @@ async def test_initialize_span_carries_negotiated_version_and_client(recorded, k
 
     initialize = recorded.server_spans()[0]
     assert initialize.name == "initialize"
-    assert initialize.attributes["mcp.protocol.version"] == "2025-11-25"
+    assert initialize.attributes["mcp.protocol.version"] == handshake_version()
     assert initialize.attributes["mcp.client.name"] == "Claude Desktop"
     assert initialize.attributes["mcp.client.version"] == "1.2.3"
     assert "gen_ai.tool.name" not in initialize.attributes
@@ -188,7 +188,7 @@ async def test_operation_duration_metrics(recorded, kind):
             "mcp.method.name": "tools/call",
             "gen_ai.tool.name": "add",
             "gen_ai.operation.name": "execute_tool",
-            "mcp.protocol.version": "2025-11-25",
+            "mcp.protocol.version": handshake_version(),
         }
         failed = next(p for p in points if p.attributes.get("gen_ai.tool.name") == "fail")
         assert failed.attributes["error.type"] == "tool_error"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from opentelemetry_instrumentation_mcp.adapters._wrapping import Patches
 from opentelemetry_instrumentation_mcp.adapters.v2_client import ClientPatch, sdk_span_wrapper
-from opentelemetry_instrumentation_mcp.adapters.v2_server import ServerPatch
+from opentelemetry_instrumentation_mcp.adapters.v2_server import ServerPatch, internal_lookup_wrapper
 from opentelemetry_instrumentation_mcp.telemetry import Telemetry
 from opentelemetry_instrumentation_mcp.transport import client_http_wrapper, client_stdio_wrapper, stdio_wrapper
 
@@ -17,6 +17,9 @@ def instrument(telemetry: Telemetry) -> None:
     _server = ServerPatch(telemetry)
     client = ClientPatch(telemetry)
     _patches.wrap("mcp.server.runner", "ServerRunner._compose_server_middleware", _server.compose_wrapper)
+    _patches.wrap(
+        "mcp.server._streamable_http_modern", "_tool_input_schema", internal_lookup_wrapper, optional=True
+    )
     _patches.wrap("mcp.server.stdio", "stdio_server", stdio_wrapper)
     _patches.wrap("mcp.server.mcpserver.server", "stdio_server", stdio_wrapper)
     _patches.wrap("mcp.client.session", "ClientSession.send_request", client.session_send_wrapper)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Any
 
 from mcp.server._otel import OpenTelemetryMiddleware
@@ -19,6 +20,19 @@ from opentelemetry_instrumentation_mcp.adapters._wrapping import log_internal_er
 from opentelemetry_instrumentation_mcp.records import Message, Session, Transport, message_from_params
 from opentelemetry_instrumentation_mcp.telemetry import Telemetry
 from opentelemetry_instrumentation_mcp.transport import current_transport
+
+
+_internal_lookup: ContextVar[bool] = ContextVar("opentelemetry_mcp_internal_lookup", default=False)
+"""True while the SDK runs a request of its own through the middleware (not an incoming message)."""
+
+
+async def internal_lookup_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """Wraps ``_tool_input_schema``: on 2026-07-28 HTTP the SDK lists tools itself to check headers."""
+    token = _internal_lookup.set(True)
+    try:
+        return await wrapped(*args, **kwargs)
+    finally:
+        _internal_lookup.reset(token)
 
 
 def error_of(exc: BaseException) -> tuple[int, str] | None:
@@ -41,6 +55,8 @@ class TelemetryMiddleware:
         self._sessions: weakref.WeakKeyDictionary[Any, Session] = weakref.WeakKeyDictionary()
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        if _internal_lookup.get():
+            return await call_next(ctx)
         try:
             operation = self.telemetry.server_operation(self._message(ctx), self._session(ctx), error_of)
         except Exception:  # noqa: BLE001

@@ -207,3 +207,14 @@ def _lowlevel_v2(name: str) -> Any:
         on_get_prompt=get_prompt,
         on_completion=complete,
     )
+
+
+def handshake_version() -> str:
+    """The protocol version this SDK's client proposes and its server accepts in ``initialize``."""
+    if IS_V2:
+        from mcp_types.version import LATEST_HANDSHAKE_VERSION
+
+        return LATEST_HANDSHAKE_VERSION
+    from mcp.types import LATEST_PROTOCOL_VERSION
+
+    return LATEST_PROTOCOL_VERSION
