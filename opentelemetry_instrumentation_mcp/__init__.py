@@ -32,7 +32,12 @@ class MCPInstrumentor(BaseInstrumentor):
 
     def _instrument(self, **kwargs: Any) -> None:
         telemetry = Telemetry(kwargs.get("tracer_provider"), kwargs.get("meter_provider"))
-        sdk.adapter().instrument(telemetry)
+        adapter = sdk.adapter()
+        try:
+            adapter.instrument(telemetry)
+        except Exception:
+            adapter.uninstrument()  # leave nothing half-patched
+            raise
 
     def _uninstrument(self, **kwargs: Any) -> None:
         sdk.adapter().uninstrument()

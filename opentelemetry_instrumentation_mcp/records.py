@@ -17,7 +17,7 @@ from opentelemetry.util.types import AttributeValue
 from opentelemetry_instrumentation_mcp import attributes as attr
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Transport:
     """Where messages travel: set once per connection by the adapter."""
 
@@ -57,12 +57,38 @@ class Session:
     """Client side: the server's address (``server.address`` / ``server.port``)."""
     started: float = field(default_factory=time.perf_counter)
     ended: bool = False
+    _cache: tuple[tuple[Any, ...], dict[str, AttributeValue], dict[str, AttributeValue]] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     @classmethod
     def stateful(cls, session_id: str | None, transport: Transport, **fields: Any) -> Session:
         return cls(session_id=session_id or uuid.uuid4().hex, transport=transport, **fields)
 
     def span_attributes(self) -> dict[str, AttributeValue]:
+        """The session's span attributes (shared: copy before changing)."""
+        return self._attributes()[1]
+
+    def metric_attributes(self) -> dict[str, AttributeValue]:
+        """The session's metric attributes (shared: copy before changing)."""
+        return self._attributes()[2]
+
+    def _attributes(self) -> tuple[tuple[Any, ...], dict[str, AttributeValue], dict[str, AttributeValue]]:
+        # Built once per change of the fields they derive from, not once per message.
+        key = (
+            self.session_id,
+            self.stateless,
+            self.transport,
+            self.client_name,
+            self.client_version,
+            self.server_name,
+            self.protocol_version,
+        )
+        if self._cache is None or self._cache[0] != key:
+            self._cache = (key, self._build_span_attributes(), self._build_metric_attributes())
+        return self._cache
+
+    def _build_span_attributes(self) -> dict[str, AttributeValue]:
         found: dict[str, AttributeValue | None] = {
             attr.MCP_SESSION_ID: self.session_id,
             attr.MCP_PROTOCOL_VERSION: self.protocol_version,
@@ -76,7 +102,7 @@ class Session:
         spans.update(self.transport.attributes())
         return spans
 
-    def metric_attributes(self) -> dict[str, AttributeValue]:
+    def _build_metric_attributes(self) -> dict[str, AttributeValue]:
         metrics = self.transport.attributes()
         if self.protocol_version is not None:
             metrics[attr.MCP_PROTOCOL_VERSION] = self.protocol_version

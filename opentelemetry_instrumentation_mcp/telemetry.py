@@ -119,7 +119,7 @@ class Telemetry:
             return
         session.ended = True
         histogram = self.instruments.server_session if server_side else self.instruments.client_session
-        metrics = session.metric_attributes()
+        metrics = dict(session.metric_attributes())
         if error_type is not None:
             metrics[attr.ERROR_TYPE] = error_type
         histogram.record(time.perf_counter() - session.started, metrics)

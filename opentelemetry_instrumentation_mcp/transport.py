@@ -42,47 +42,31 @@ current_server_peer: ContextVar[ServerPeer | None] = ContextVar("opentelemetry_m
 
 
 @asynccontextmanager
-async def marked(
-    streams: AbstractAsyncContextManager[_T], transport: Transport, session_id: str | None = None
-) -> AsyncIterator[_T]:
-    """Enter ``streams`` with the transport (and HTTP session id) visible to everything run inside."""
-    transport_token = current_transport.set(transport)
-    session_token = current_http_session_id.set(session_id)
+async def entered_with(streams: AbstractAsyncContextManager[_T], values: dict[ContextVar[Any], Any]) -> AsyncIterator[_T]:
+    """Enter ``streams`` with ``values`` set, so that everything run inside sees them."""
+    tokens = [(var, var.set(value)) for var, value in values.items()]
     try:
-        async with streams as value:
-            yield value
+        async with streams as entered:
+            yield entered
     finally:
-        try:
-            current_http_session_id.reset(session_token)
-            current_transport.reset(transport_token)
-        except ValueError:  # exited in another context than entered
-            pass
+        for var, token in reversed(tokens):
+            try:
+                var.reset(token)
+            except ValueError:  # exited in another context than entered
+                pass
 
 
 def stdio_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> AbstractAsyncContextManager[Any]:
     """``wrapt`` wrapper for ``stdio_server()`` (both SDK lines)."""
-    return marked(wrapped(*args, **kwargs), Transport(name="pipe"))
-
-
-@asynccontextmanager
-async def _talking_to(streams: AbstractAsyncContextManager[_T], peer: ServerPeer) -> AsyncIterator[_T]:
-    token = current_server_peer.set(peer)
-    try:
-        async with streams as value:
-            yield value
-    finally:
-        try:
-            current_server_peer.reset(token)
-        except ValueError:  # exited in another context than entered
-            pass
+    return entered_with(wrapped(*args, **kwargs), {current_transport: Transport(name="pipe")})
 
 
 def client_stdio_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> AbstractAsyncContextManager[Any]:
     """``wrapt`` wrapper for ``stdio_client(server)`` (both SDK lines)."""
-    return _talking_to(wrapped(*args, **kwargs), ServerPeer(Transport(name="pipe")))
+    return entered_with(wrapped(*args, **kwargs), {current_server_peer: ServerPeer(Transport(name="pipe"))})
 
 
 def client_http_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> AbstractAsyncContextManager[Any]:
     """``wrapt`` wrapper for ``streamable_http_client(url, ...)`` (both SDK lines)."""
     url = kwargs["url"] if "url" in kwargs else args[0]
-    return _talking_to(wrapped(*args, **kwargs), ServerPeer.from_url(url))
+    return entered_with(wrapped(*args, **kwargs), {current_server_peer: ServerPeer.from_url(url)})

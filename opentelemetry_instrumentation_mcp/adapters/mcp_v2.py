@@ -25,13 +25,13 @@ def instrument(telemetry: Telemetry) -> None:
     _patches.wrap("mcp.client.session", "ClientSession.send_request", client.session_send_wrapper)
     _patches.wrap("mcp.client.session", "ClientSession.send_discover", client.session_send_wrapper)
     _patches.wrap("mcp.client.stdio", "stdio_client", client_stdio_wrapper)
-    _patches.wrap("mcp.client.client", "stdio_client", client_stdio_wrapper)
+    _patches.wrap("mcp.client.client", "stdio_client", client_stdio_wrapper, optional=True)
     _patches.wrap("mcp.client.streamable_http", "streamable_http_client", client_http_wrapper)
-    _patches.wrap("mcp.client.client", "streamable_http_client", client_http_wrapper)
+    _patches.wrap("mcp.client.client", "streamable_http_client", client_http_wrapper, optional=True)
     _patches.wrap("mcp.client.session", "ClientSession.__aenter__", client.sessions.aenter_wrapper)
     _patches.wrap("mcp.client.session", "ClientSession.__aexit__", client.sessions.aexit_wrapper)
-    _patches.wrap("mcp.shared.jsonrpc_dispatcher", "JSONRPCDispatcher.send_raw_request", client.dispatcher_send_wrapper)
-    _patches.wrap("mcp.shared.direct_dispatcher", "DirectDispatcher.send_raw_request", client.dispatcher_send_wrapper)
+    _patches.wrap("mcp.shared.jsonrpc_dispatcher", "JSONRPCDispatcher.send_raw_request", client.jsonrpc_send_wrapper)
+    _patches.wrap("mcp.shared.direct_dispatcher", "DirectDispatcher.send_raw_request", client.direct_send_wrapper)
     _patches.wrap("mcp.shared.jsonrpc_dispatcher", "otel_span", sdk_span_wrapper)
 
 

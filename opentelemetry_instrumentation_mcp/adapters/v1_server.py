@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import weakref
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 from mcp import types
@@ -22,12 +23,19 @@ from opentelemetry_instrumentation_mcp.adapters._wrapping import log_internal_er
 from opentelemetry_instrumentation_mcp.operation import Operation
 from opentelemetry_instrumentation_mcp.records import Message, Session, Transport
 from opentelemetry_instrumentation_mcp.telemetry import Telemetry
-from opentelemetry_instrumentation_mcp.transport import current_http_session_id, current_transport
+from opentelemetry_instrumentation_mcp.transport import current_http_session_id, current_transport, entered_with
 
-_responding: ContextVar[tuple[Any, Operation, Session] | None] = ContextVar(
-    "opentelemetry_mcp_v1_responding", default=None
-)
-"""The responder whose answer the current operation waits for."""
+@dataclass(slots=True)
+class _Awaited:
+    """The request whose answer the current operation waits for."""
+
+    responder: Any
+    operation: Operation
+    session: Session
+    answered: bool = False
+
+
+_responding: ContextVar[_Awaited | None] = ContextVar("opentelemetry_mcp_v1_responding", default=None)
 
 
 def error_of(exc: BaseException) -> tuple[int, str] | None:
@@ -99,10 +107,11 @@ class ServerPatch:
 
     async def respond_wrapper(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         """Wraps ``RequestResponder.respond(response)``: the outcome of the observed request."""
-        pending = _responding.get()
-        if pending is not None and pending[0] is instance:
+        awaited = _responding.get()
+        if awaited is not None and awaited.responder is instance:
+            awaited.answered = True
             try:
-                _record_response(args[0] if args else kwargs["response"], pending[1], pending[2])
+                _record_response(args[0] if args else kwargs["response"], awaited.operation, awaited.session)
             except Exception:  # noqa: BLE001
                 log_internal_error("a 1.x response")
         return await wrapped(*args, **kwargs)
@@ -117,11 +126,13 @@ class ServerPatch:
             operation = None
         if operation is None:
             return await wrapped(*args, **kwargs)
-        token = _responding.set((responder, operation, session)) if responder is not None else None
+        awaited = None if responder is None else _Awaited(responder, operation, session)
+        token = _responding.set(awaited) if awaited is not None else None
         try:
             with operation:
                 result = await wrapped(*args, **kwargs)
-                if responder is not None and responder.cancelled:
+                # Cancelled by the client, or (mcp < 1.2x) a cancellation the SDK swallowed unanswered.
+                if awaited is not None and (responder.cancelled or not awaited.answered):
                     operation.cancelled()
         finally:
             if token is not None:
@@ -161,6 +172,5 @@ def _record_response(response: Any, operation: Operation, session: Session) -> N
 
 def http_connect_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     """Wraps ``StreamableHTTPServerTransport.connect()``: the server runs knowing its HTTP session id."""
-    from opentelemetry_instrumentation_mcp.transport import marked  # noqa: PLC0415
-
-    return marked(wrapped(*args, **kwargs), Transport(name="tcp", protocol_name="http"), instance.mcp_session_id)
+    values = {current_transport: Transport(name="tcp", protocol_name="http"), current_http_session_id: instance.mcp_session_id}
+    return entered_with(wrapped(*args, **kwargs), values)

@@ -45,8 +45,16 @@ class ClientPatch:
         finally:
             _sending_client.reset(token)
 
-    async def dispatcher_send_wrapper(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        """Wraps ``send_raw_request`` of both dispatchers: the CLIENT span and ``_meta`` injection."""
+    async def jsonrpc_send_wrapper(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        """Wraps ``JSONRPCDispatcher.send_raw_request``, which injects the current context into ``_meta`` itself."""
+        return await self._send(wrapped, instance, args, kwargs, inject=False)
+
+    async def direct_send_wrapper(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        """Wraps ``DirectDispatcher.send_raw_request`` (in-process 2026-07-28), which does not inject."""
+        return await self._send(wrapped, instance, args, kwargs, inject=True)
+
+    async def _send(self, wrapped: Any, instance: Any, args: Any, kwargs: Any, *, inject: bool) -> Any:
+        """The CLIENT span around one request of a ``ClientSession``, current while the dispatcher sends it."""
         client = _sending_client.get()
         if client is None or client._dispatcher is not instance:  # noqa: SLF001
             return await wrapped(*args, **kwargs)
@@ -58,7 +66,7 @@ class ClientPatch:
         suppress_token = sdk_client_span_suppressed.set(True)
         try:
             with operation:
-                result = await wrapped(method, with_meta(params, operation), *rest)
+                result = await wrapped(method, with_meta(params, operation) if inject else params, *rest)
                 record_tool_result(operation, method, isinstance(result, dict) and result.get("isError") is True)
         finally:
             sdk_client_span_suppressed.reset(suppress_token)
