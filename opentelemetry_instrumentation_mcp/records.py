@@ -52,9 +52,8 @@ class Session:
     client_version: str | None = None
     server_name: str | None = None
     protocol_version: str | None = None
-    peer_address: str | None = None
-    peer_port: int | None = None
-    """Client side: the server's address (``server.address`` / ``server.port``)."""
+    peer: Any = None
+    """Client side: the ``transport.ServerPeer`` this session talks to, when known."""
     started: float = field(default_factory=time.perf_counter)
     ended: bool = False
     _cache: tuple[tuple[Any, ...], dict[str, AttributeValue], dict[str, AttributeValue]] | None = field(

@@ -30,15 +30,22 @@ class ServerPeer:
     transport: Transport
     address: str | None = None
     port: int | None = None
+    http: Any = None
+    """The SDK's HTTP client transport, whose ``session_id`` is the server's ``mcp-session-id``."""
 
     @classmethod
-    def from_url(cls, url: object) -> ServerPeer:
+    def from_url(cls, url: object, http: Any = None) -> ServerPeer:
         parts = urlsplit(str(url))
         port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
-        return cls(Transport(name="tcp", protocol_name="http"), parts.hostname, port)
+        return cls(Transport(name="tcp", protocol_name="http"), parts.hostname, port, http)
+
+    @property
+    def session_id(self) -> str | None:
+        return getattr(self.http, "session_id", None)
 
 
 current_server_peer: ContextVar[ServerPeer | None] = ContextVar("opentelemetry_mcp_server_peer", default=None)
+"""Set where a client transport is opened, taken by the next client session entered in that task."""
 
 
 @asynccontextmanager
@@ -66,7 +73,13 @@ def client_stdio_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) ->
     return entered_with(wrapped(*args, **kwargs), {current_server_peer: ServerPeer(Transport(name="pipe"))})
 
 
-def client_http_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> AbstractAsyncContextManager[Any]:
-    """``wrapt`` wrapper for ``streamable_http_client(url, ...)`` (both SDK lines)."""
+def client_http_transport_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> None:
+    """Wraps ``StreamableHTTPTransport.__init__(url, ...)`` (both SDK lines).
+
+    The transport is built inside ``streamable_http_client()``, in the task that
+    then enters its ``ClientSession``; a class attribute is patched, so this
+    holds whatever was imported before ``instrument()``.
+    """
+    wrapped(*args, **kwargs)
     url = kwargs["url"] if "url" in kwargs else args[0]
-    return entered_with(wrapped(*args, **kwargs), {current_server_peer: ServerPeer.from_url(url)})
+    current_server_peer.set(ServerPeer.from_url(url, instance))

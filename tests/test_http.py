@@ -49,6 +49,9 @@ async def test_stateful_http_spans_carry_session_transport_and_peer(recorded, ki
             assert clients[span.parent.span_id].name == span.name
     port = int(server.url.split(":")[2].split("/")[0])
     for span in clients.values():
+        if span.name != "initialize":  # the server hands out the session id in its answer to initialize
+            assert span.attributes["mcp.session.id"] == session_id
+        assert span.attributes["mcp.protocol.version"] == handshake_version()
         assert span.attributes["server.address"] == "127.0.0.1"
         assert span.attributes["server.port"] == port
         assert span.attributes["network.transport"] == "tcp"

@@ -26,7 +26,7 @@ OUR_SCOPE = "opentelemetry_instrumentation_mcp"
 PATCHED = (
     [
         ("mcp.server.runner", "ServerRunner._compose_server_middleware"),
-        ("mcp.client.session", "ClientSession.send_request"),
+        ("mcp.client.session", "ClientSession.__aenter__"),
         ("mcp.shared.jsonrpc_dispatcher", "JSONRPCDispatcher.send_raw_request"),
         ("mcp.shared.direct_dispatcher", "DirectDispatcher.send_raw_request"),
         ("mcp.shared.jsonrpc_dispatcher", "otel_span"),

@@ -37,7 +37,9 @@ class ClientSessions:
     def start(self, client: Any, message: Message) -> Operation | None:
         try:
             session = self.session_of(client)
-            message.peer_address, message.peer_port = session.peer_address, session.peer_port
+            if session.peer is not None:
+                message.peer_address, message.peer_port = session.peer.address, session.peer.port
+                session.session_id = session.peer.session_id
             return self.telemetry.client_operation(message, session, self.error_of)
         except Exception:  # noqa: BLE001
             log_internal_error("an MCP client request")
@@ -70,7 +72,8 @@ def new_session() -> Session:
     peer = current_server_peer.get()
     if peer is None:
         return Session()
-    return Session(transport=peer.transport, peer_address=peer.address, peer_port=peer.port)
+    current_server_peer.set(None)  # one transport, one session
+    return Session(transport=peer.transport, peer=peer)
 
 
 def record_tool_result(operation: Operation, method: str, is_error: bool) -> None:

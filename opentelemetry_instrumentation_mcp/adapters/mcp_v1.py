@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 
 from opentelemetry_instrumentation_mcp.adapters._wrapping import Patches
 from opentelemetry_instrumentation_mcp.adapters.v1_client import ClientPatch
 from opentelemetry_instrumentation_mcp.adapters.v1_server import ServerPatch, http_connect_wrapper
 from opentelemetry_instrumentation_mcp.telemetry import Telemetry
-from opentelemetry_instrumentation_mcp.transport import client_http_wrapper, client_stdio_wrapper, stdio_wrapper
+from opentelemetry_instrumentation_mcp.transport import client_http_transport_wrapper, client_stdio_wrapper, stdio_wrapper
 
 _patches = Patches()
 
@@ -24,10 +23,7 @@ def instrument(telemetry: Telemetry) -> None:
     _patches.wrap("mcp.server.streamable_http", "StreamableHTTPServerTransport.connect", http_connect_wrapper)
     _patches.wrap("mcp.client.session", "ClientSession.send_request", client.send_request_wrapper)
     _patches.wrap("mcp.client.stdio", "stdio_client", client_stdio_wrapper)
-    # ``streamablehttp_client`` calls ``streamable_http_client`` from 1.24 on; before, it is the only one.
-    _patches.wrap("mcp.client.streamable_http", "streamable_http_client", client_http_wrapper, optional=True)
-    if not hasattr(importlib.import_module("mcp.client.streamable_http"), "streamable_http_client"):
-        _patches.wrap("mcp.client.streamable_http", "streamablehttp_client", client_http_wrapper)
+    _patches.wrap("mcp.client.streamable_http", "StreamableHTTPTransport.__init__", client_http_transport_wrapper)
     _patches.wrap("mcp.client.session", "ClientSession.__aenter__", client.sessions.aenter_wrapper)
     _patches.wrap("mcp.client.session", "ClientSession.__aexit__", client.sessions.aexit_wrapper)
 

@@ -6,7 +6,7 @@ from opentelemetry_instrumentation_mcp.adapters._wrapping import Patches
 from opentelemetry_instrumentation_mcp.adapters.v2_client import ClientPatch, sdk_span_wrapper
 from opentelemetry_instrumentation_mcp.adapters.v2_server import ServerPatch, internal_lookup_wrapper
 from opentelemetry_instrumentation_mcp.telemetry import Telemetry
-from opentelemetry_instrumentation_mcp.transport import client_http_wrapper, client_stdio_wrapper, stdio_wrapper
+from opentelemetry_instrumentation_mcp.transport import client_http_transport_wrapper, client_stdio_wrapper, stdio_wrapper
 
 _patches = Patches()
 _server: ServerPatch | None = None
@@ -22,13 +22,10 @@ def instrument(telemetry: Telemetry) -> None:
     )
     _patches.wrap("mcp.server.stdio", "stdio_server", stdio_wrapper)
     _patches.wrap("mcp.server.mcpserver.server", "stdio_server", stdio_wrapper)
-    _patches.wrap("mcp.client.session", "ClientSession.send_request", client.session_send_wrapper)
-    _patches.wrap("mcp.client.session", "ClientSession.send_discover", client.session_send_wrapper)
     _patches.wrap("mcp.client.stdio", "stdio_client", client_stdio_wrapper)
     _patches.wrap("mcp.client.client", "stdio_client", client_stdio_wrapper, optional=True)
-    _patches.wrap("mcp.client.streamable_http", "streamable_http_client", client_http_wrapper)
-    _patches.wrap("mcp.client.client", "streamable_http_client", client_http_wrapper, optional=True)
-    _patches.wrap("mcp.client.session", "ClientSession.__aenter__", client.sessions.aenter_wrapper)
+    _patches.wrap("mcp.client.streamable_http", "StreamableHTTPTransport.__init__", client_http_transport_wrapper)
+    _patches.wrap("mcp.client.session", "ClientSession.__aenter__", client.aenter_wrapper)
     _patches.wrap("mcp.client.session", "ClientSession.__aexit__", client.sessions.aexit_wrapper)
     _patches.wrap("mcp.shared.jsonrpc_dispatcher", "JSONRPCDispatcher.send_raw_request", client.jsonrpc_send_wrapper)
     _patches.wrap("mcp.shared.direct_dispatcher", "DirectDispatcher.send_raw_request", client.direct_send_wrapper)

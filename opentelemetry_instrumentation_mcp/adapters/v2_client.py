@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import weakref
 from contextlib import nullcontext
-from contextvars import ContextVar
+from functools import partial
 from typing import Any
 
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.trace import INVALID_SPAN
 
+from opentelemetry_instrumentation_mcp import attributes as attr
 from opentelemetry_instrumentation_mcp.adapters._client import (
     ClientSessions,
     record_tool_result,
@@ -18,12 +20,9 @@ from opentelemetry_instrumentation_mcp.adapters._client import (
 )
 from opentelemetry_instrumentation_mcp.adapters._http import implementation
 from opentelemetry_instrumentation_mcp.adapters.v2_server import error_of
+from opentelemetry_instrumentation_mcp.operation import Operation
 from opentelemetry_instrumentation_mcp.records import Session, message_from_params
 from opentelemetry_instrumentation_mcp.telemetry import Telemetry
-
-_sending_client: ContextVar[Any] = ContextVar("opentelemetry_mcp_sending_client", default=None)
-"""The ``ClientSession`` whose request is on its way down to its dispatcher."""
-
 
 def describe(client: Any, session: Session) -> None:
     session.client_name, session.client_version = implementation(client._client_info)  # noqa: SLF001
@@ -34,44 +33,47 @@ def describe(client: Any, session: Session) -> None:
 
 
 class ClientPatch:
+    """CLIENT spans for the requests a ``ClientSession`` sends through its dispatcher."""
+
     def __init__(self, telemetry: Telemetry) -> None:
         self.sessions = ClientSessions(telemetry, error_of, describe)
-
-    async def session_send_wrapper(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        """Wraps ``ClientSession.send_request`` / ``send_discover``: marks whose request the dispatcher sends."""
-        token = _sending_client.set(instance)
-        try:
-            return await wrapped(*args, **kwargs)
-        finally:
-            _sending_client.reset(token)
-
-    async def jsonrpc_send_wrapper(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        self._clients: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+        """dispatcher -> the ``ClientSession`` it sends for (server-side dispatchers are not in it)."""
+        self.jsonrpc_send_wrapper = partial(self._send, inject=False)
         """Wraps ``JSONRPCDispatcher.send_raw_request``, which injects the current context into ``_meta`` itself."""
-        return await self._send(wrapped, instance, args, kwargs, inject=False)
-
-    async def direct_send_wrapper(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        self.direct_send_wrapper = partial(self._send, inject=True)
         """Wraps ``DirectDispatcher.send_raw_request`` (in-process 2026-07-28), which does not inject."""
-        return await self._send(wrapped, instance, args, kwargs, inject=True)
+
+    async def aenter_wrapper(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        """Wraps ``ClientSession.__aenter__``: remembers the session's dispatcher, starts its clock."""
+        self._clients[instance._dispatcher] = instance  # noqa: SLF001
+        return await self.sessions.aenter_wrapper(wrapped, instance, args, kwargs)
 
     async def _send(self, wrapped: Any, instance: Any, args: Any, kwargs: Any, *, inject: bool) -> Any:
         """The CLIENT span around one request of a ``ClientSession``, current while the dispatcher sends it."""
-        client = _sending_client.get()
-        if client is None or client._dispatcher is not instance:  # noqa: SLF001
+        client = self._clients.get(instance)
+        if client is None:
             return await wrapped(*args, **kwargs)
-        method, params, *rest = _bind(*args, **kwargs)
-        operation = self.sessions.start(client, message_from_params(method, _next_request_id(instance, rest[0]), params))
+        method, params, opts = _bind(*args, **kwargs)
+        operation = self.sessions.start(client, message_from_params(method, _next_request_id(instance, opts), params))
         if operation is None:
             return await wrapped(*args, **kwargs)
-        client_token = _sending_client.set(None)
         suppress_token = sdk_client_span_suppressed.set(True)
         try:
             with operation:
-                result = await wrapped(method, with_meta(params, operation) if inject else params, *rest)
-                record_tool_result(operation, method, isinstance(result, dict) and result.get("isError") is True)
+                result = await wrapped(method, with_meta(params, operation) if inject else params, opts)
+                record_result(operation, method, result)
         finally:
             sdk_client_span_suppressed.reset(suppress_token)
-            _sending_client.reset(client_token)
         return result
+
+
+def record_result(operation: Operation, method: str, result: Any) -> None:
+    if not isinstance(result, dict):
+        return
+    if method == "initialize" and isinstance(result.get("protocolVersion"), str):
+        operation.set_attributes({attr.MCP_PROTOCOL_VERSION: result["protocolVersion"]})
+    record_tool_result(operation, method, result.get("isError") is True)
 
 
 def _bind(method: str, params: Any = None, opts: Any = None) -> tuple[str, Any, Any]:

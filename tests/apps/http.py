@@ -11,6 +11,12 @@ from typing import Any
 import uvicorn
 from mcp import ClientSession
 
+# Imported before any test instruments: the instrumentation must not depend on import order.
+try:
+    from mcp.client.streamable_http import streamable_http_client as connect
+except ImportError:  # mcp < 1.24
+    from mcp.client.streamable_http import streamablehttp_client as connect
+
 from tests.apps.servers import IS_V2
 
 
@@ -80,10 +86,6 @@ def serving(server: Any, *, stateless: bool = False) -> Iterator[RunningServer]:
 @asynccontextmanager
 async def http_client(url: str, **client_kwargs: Any) -> AsyncIterator[ClientSession]:
     """An initialized ``ClientSession`` over streamable HTTP."""
-    try:
-        from mcp.client.streamable_http import streamable_http_client as connect
-    except ImportError:  # mcp < 1.24
-        from mcp.client.streamable_http import streamablehttp_client as connect
     async with connect(url) as streams:
         async with ClientSession(streams[0], streams[1], **client_kwargs) as client:
             await client.initialize()

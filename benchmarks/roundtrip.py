@@ -1,0 +1,311 @@
+"""Per-call overhead of the MCP instrumentation on an in-memory ``tools/call`` round trip.
+
+Run from the repository root, in an environment with ``mcp`` (1.x or 2.x),
+``anyio`` and ``opentelemetry-sdk`` installed::
+
+    python benchmarks/roundtrip.py [--calls 1000] [--rounds 9] [--warmup 100]
+
+Client and server live in one process: a ``ClientSession`` talks to a low-level
+``Server`` with one tool (``add``) over ``create_client_server_memory_streams()``
+(on 1.x with ``validate_input=False``: the 2.x low-level server does not validate
+arguments either, and 1.x's per-call ``jsonschema`` check would otherwise be
+most of the round trip).
+Each arm-round builds a fresh server and session, runs ``initialize`` and
+``tools/list``, ``--warmup`` untimed calls, then ``--calls`` sequential timed
+``tools/call add`` round trips. The arms are interleaved: every round runs every
+arm once, in rotating order, and the reported figure is each arm's median over
+the rounds: wall-clock microseconds per call, and CPU (process) microseconds per
+call, which includes the span export thread and is steadier on a busy machine.
+
+One global SDK ``TracerProvider`` (``BatchSpanProcessor`` feeding an exporter
+that only counts spans, no I/O) and one ``MeterProvider`` (``InMemoryMetricReader``)
+are set once and shared by all arms. The arms:
+
+``none``
+    No span is recorded. On 2.x the SDK's ``OpenTelemetryMiddleware`` is removed
+    from the server's ``middleware`` list and the SDK's module tracer
+    (``mcp.shared._otel._tracer``) is swapped for a ``NoOpTracer``, so its client
+    ``MCP send`` span is a no-op - exactly what a 2.x application pays when no
+    tracer provider is configured (minus the server middleware). On 1.x the SDK
+    has no telemetry of its own. ``MCPInstrumentor`` is not instrumented.
+``sdk-builtin`` (2.x only)
+    The SDK's own tracing as shipped: its server middleware and its client
+    ``MCP send`` span, recorded by the SDK provider. No metrics.
+``ours``
+    ``MCPInstrumentor().instrument(tracer_provider=..., meter_provider=...)``:
+    our SERVER and CLIENT span per message (replacing the SDK's on 2.x) and the
+    MCP duration histograms; ``uninstrument()`` after the arm.
+
+Checked on every arm-round, on the spans of the timed calls themselves
+(after a flush, outside the timed loop); any failure exits with status 1:
+
+* ``none``: 0 spans.
+* ``sdk-builtin``: 1 SERVER + 1 CLIENT span per call, scope ``mcp-python-sdk``.
+* ``ours``: 1 SERVER + 1 CLIENT span per call, scope
+  ``opentelemetry_instrumentation_mcp``, nothing else; plus one
+  ``mcp.server.operation.duration`` and one ``mcp.client.operation.duration``
+  point per call.
+
+Targets (judged on the wall-clock medians; reported, not enforced in the exit
+status, since timings are noisy): ``ours`` adds at most 25% over ``none``
+(ours/none <= 1.25) and, on 2.x, costs no more than the SDK's built-in tracing
+(ours/sdk-builtin <= 1.00).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import platform
+import statistics
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import anyio
+from mcp import ClientSession
+from mcp.shared.memory import create_client_server_memory_streams
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the package is importable from a checkout
+from opentelemetry_instrumentation_mcp import MCPInstrumentor  # noqa: E402
+
+MCP_VERSION = version("mcp")
+IS_V2 = int(MCP_VERSION.split(".")[0]) >= 2
+OURS_SCOPE = "opentelemetry_instrumentation_mcp"
+SDK_SCOPE = "mcp-python-sdk"
+ARMS = ("none", "sdk-builtin", "ours") if IS_V2 else ("none", "ours")
+ARGS = {"a": 1, "b": 2}
+TOOL_SCHEMA = {
+    "type": "object",
+    "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+    "required": ["a", "b"],
+}
+OPERATION_METRICS = ("mcp.server.operation.duration", "mcp.client.operation.duration")
+
+
+class CountingExporter(SpanExporter):
+    """Counts exported spans by (scope, kind); no I/O."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[tuple[str, str]] = Counter()
+
+    def export(self, spans: Any) -> SpanExportResult:
+        for span in spans:
+            self.counts[(span.instrumentation_scope.name, span.kind.name)] += 1
+        return SpanExportResult.SUCCESS
+
+    def take(self) -> Counter[tuple[str, str]]:
+        counts, self.counts = self.counts, Counter()
+        return counts
+
+
+def build_server() -> Any:
+    """A low-level server with one tool, ``add``."""
+    if IS_V2:
+        import mcp_types as types
+        from mcp.server.lowlevel import Server
+
+        async def list_tools(ctx: Any, params: Any) -> Any:
+            return types.ListToolsResult(tools=[types.Tool(name="add", input_schema=TOOL_SCHEMA)])
+
+        async def call_tool(ctx: Any, params: Any) -> Any:
+            total = params.arguments["a"] + params.arguments["b"]
+            return types.CallToolResult(content=[types.TextContent(type="text", text=str(total))])
+
+        return Server("bench", on_list_tools=list_tools, on_call_tool=call_tool)
+
+    from mcp import types
+    from mcp.server.lowlevel import Server
+
+    server = Server("bench")
+
+    @server.list_tools()
+    async def list_tools() -> list[Any]:
+        return [types.Tool(name="add", inputSchema=TOOL_SCHEMA)]
+
+    @server.call_tool(validate_input=False)  # as on 2.x: no jsonschema check per call
+    async def call_tool(name: str, arguments: dict[str, Any]) -> list[Any]:
+        return [types.TextContent(type="text", text=str(arguments["a"] + arguments["b"]))]
+
+    return server
+
+
+@asynccontextmanager
+async def connect(server: Any) -> AsyncIterator[ClientSession]:
+    async with create_client_server_memory_streams() as (client_streams, server_streams):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: server.run(*server_streams, server.create_initialization_options()))
+            async with ClientSession(*client_streams) as client:
+                await client.initialize()
+                await client.list_tools()
+                yield client
+            tg.cancel_scope.cancel()
+
+
+class Bench:
+    def __init__(self) -> None:
+        self.exporter = CountingExporter()
+        self.tracer_provider = TracerProvider()
+        self.tracer_provider.add_span_processor(BatchSpanProcessor(self.exporter))
+        self.reader = InMemoryMetricReader()
+        self.meter_provider = MeterProvider(metric_readers=[self.reader])
+        trace.set_tracer_provider(self.tracer_provider)
+        metrics.set_meter_provider(self.meter_provider)
+        if IS_V2:
+            import mcp.shared._otel as sdk_otel
+
+            self.sdk_otel = sdk_otel
+            self.sdk_tracer = sdk_otel._tracer
+
+    def enter(self, arm: str, server: Any) -> None:
+        if arm == "ours":
+            MCPInstrumentor().instrument(tracer_provider=self.tracer_provider, meter_provider=self.meter_provider)
+        elif arm == "none" and IS_V2:
+            from mcp.server._otel import OpenTelemetryMiddleware
+
+            server.middleware[:] = [m for m in server.middleware if not isinstance(m, OpenTelemetryMiddleware)]
+            self.sdk_otel._tracer = trace.NoOpTracer()
+
+    def leave(self, arm: str) -> None:
+        if arm == "ours":
+            MCPInstrumentor().uninstrument()
+        elif arm == "none" and IS_V2:
+            self.sdk_otel._tracer = self.sdk_tracer
+
+    def operation_points(self) -> Counter[str]:
+        """Cumulative number of ``tools/call`` points per operation-duration histogram."""
+        points: Counter[str] = Counter()
+        data = self.reader.get_metrics_data()
+        for resource in data.resource_metrics if data else ():
+            for scope in resource.scope_metrics:
+                for metric in scope.metrics:
+                    if metric.name in OPERATION_METRICS:
+                        for point in metric.data.data_points:
+                            if point.attributes.get("mcp.method.name") == "tools/call":
+                                points[metric.name] += point.count
+        return points
+
+    def flush(self) -> Counter[tuple[str, str]]:
+        self.tracer_provider.force_flush()
+        return self.exporter.take()
+
+    async def run_arm(self, arm: str, calls: int, warmup: int) -> tuple[float, float, list[str], Counter[Any]]:
+        """Wall and CPU seconds of ``calls`` timed round trips, the check failures, and the timed calls' spans."""
+        server = build_server()
+        self.enter(arm, server)
+        try:
+            async with connect(server) as client:
+                result = await client.call_tool("add", ARGS)
+                assert result.content[0].text == "3", result
+                for _ in range(warmup):
+                    await client.call_tool("add", ARGS)
+                await anyio.sleep(0.01)  # let the server finish its last message
+                self.flush()
+                points_before = self.operation_points()
+                gc.collect()
+                wall, cpu = time.perf_counter(), time.process_time()
+                for _ in range(calls):
+                    await client.call_tool("add", ARGS)
+                wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+                await anyio.sleep(0.01)
+                spans = self.flush()
+                points = self.operation_points() - points_before
+        finally:
+            self.leave(arm)
+        return wall, cpu, check(arm, calls, spans, points), spans
+
+
+def check(arm: str, calls: int, spans: Counter[tuple[str, str]], points: Counter[str]) -> list[str]:
+    expected: Counter[tuple[str, str]] = Counter()
+    if arm != "none":
+        scope = OURS_SCOPE if arm == "ours" else SDK_SCOPE
+        expected = Counter({(scope, "SERVER"): calls, (scope, "CLIENT"): calls})
+    failures = []
+    if spans != expected:
+        failures.append(f"{arm}: spans {dict(spans)}, expected {dict(expected)}")
+    expected_points = Counter(dict.fromkeys(OPERATION_METRICS, calls)) if arm == "ours" else Counter()
+    if points != expected_points:
+        failures.append(f"{arm}: metric points {dict(points)}, expected {dict(expected_points)}")
+    return failures
+
+
+def describe(spans: Counter[tuple[str, str]], calls: int) -> str:
+    if not spans:
+        return "0"
+    per_call = sum(spans.values()) / calls
+    by_kind = sorted(spans.items(), key=lambda item: item[0][1], reverse=True)  # SERVER before CLIENT
+    kinds = " + ".join(f"{n / calls:g} {kind}" for (_, kind), n in by_kind)
+    scopes = ",".join(sorted({scope for scope, _ in spans}))
+    return f"{per_call:g} ({kinds}; {scopes})"
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    bench = Bench()
+    wall: dict[str, list[float]] = {arm: [] for arm in ARMS}
+    cpu: dict[str, list[float]] = {arm: [] for arm in ARMS}
+    shapes: dict[str, str] = {}
+    failures: list[str] = []
+    for round_ in range(args.rounds):
+        order = ARMS[round_ % len(ARMS) :] + ARMS[: round_ % len(ARMS)]
+        for arm in order:
+            wall_s, cpu_s, problems, spans = await bench.run_arm(arm, args.calls, args.warmup)
+            wall[arm].append(wall_s / args.calls * 1e6)
+            cpu[arm].append(cpu_s / args.calls * 1e6)
+            shapes[arm] = describe(spans, args.calls)
+            failures += [f"round {round_ + 1}: {p}" for p in problems]
+        timings = ", ".join(f"{arm} {wall[arm][-1]:.1f}" for arm in ARMS)
+        print(f"round {round_ + 1}/{args.rounds} (wall us/call): {timings}", flush=True)
+
+    med_wall = {arm: statistics.median(values) for arm, values in wall.items()}
+    med_cpu = {arm: statistics.median(values) for arm, values in cpu.items()}
+
+    def ratio(arm: str, base: str) -> str:
+        return f"{med_wall[arm] / med_wall[base]:.2f}/{med_cpu[arm] / med_cpu[base]:.2f}"
+
+    print()
+    print("medians over rounds; ratios are wall/cpu; cpu = process time (includes the span export thread)")
+    header = f"{'arm':<12} {'wall us/call':>12} {'min..max':>15} {'cpu us/call':>11} {'vs none':>9}"
+    print(header + (f" {'vs sdk':>9}" if IS_V2 else "") + "  spans/call (timed calls)")
+    for arm in ARMS:
+        spread = f"{min(wall[arm]):.0f}..{max(wall[arm]):.0f}"
+        row = f"{arm:<12} {med_wall[arm]:12.1f} {spread:>15} {med_cpu[arm]:11.1f} {ratio(arm, 'none'):>9}"
+        print(row + (f" {ratio(arm, 'sdk-builtin'):>9}" if IS_V2 else "") + f"  {shapes[arm]}")
+    print()
+    targets = [("none", 1.25)] + ([("sdk-builtin", 1.0)] if IS_V2 else [])
+    for base, limit in targets:
+        met = med_wall["ours"] / med_wall[base] <= limit
+        verdict = "met" if met else "NOT met"
+        print(f"target ours/{base} <= {limit:.2f}: {ratio('ours', base)} (wall/cpu), {verdict} on wall")
+    for failure in failures:
+        print(f"CHECK FAILED {failure}")
+    print("span/metric checks:", "FAILED" if failures else "ok")
+    return 1 if failures else 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--calls", type=int, default=1000, help="timed round trips per arm per round")
+    parser.add_argument("--rounds", type=int, default=9, help="rounds; each runs every arm once")
+    parser.add_argument("--warmup", type=int, default=100, help="untimed round trips before each timed run")
+    args = parser.parse_args()
+    print(
+        f"mcp {MCP_VERSION}, opentelemetry-sdk {version('opentelemetry-sdk')}, "
+        f"Python {platform.python_version()} ({platform.python_implementation()}), {sys.platform}"
+    )
+    print(f"{args.calls} sequential in-memory tools/call round trips x {args.rounds} rounds, warmup {args.warmup}; "
+          f"arms interleaved: {', '.join(ARMS)}")
+    return anyio.run(main_async, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
