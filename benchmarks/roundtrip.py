@@ -35,6 +35,9 @@ are set once and shared by all arms. The arms:
     ``MCPInstrumentor().instrument(tracer_provider=..., meter_provider=...)``:
     our SERVER and CLIENT span per message (replacing the SDK's on 2.x) and the
     MCP duration histograms; ``uninstrument()`` after the arm.
+``ours-spans``
+    The same with a no-op meter provider: our spans alone, the like-for-like
+    comparison with ``sdk-builtin`` (which records no metrics).
 
 Checked on every arm-round, on the spans of the timed calls themselves
 (after a flush, outside the timed loop); any failure exits with status 1:
@@ -83,7 +86,7 @@ MCP_VERSION = version("mcp")
 IS_V2 = int(MCP_VERSION.split(".")[0]) >= 2
 OURS_SCOPE = "opentelemetry_instrumentation_mcp"
 SDK_SCOPE = "mcp-python-sdk"
-ARMS = ("none", "sdk-builtin", "ours") if IS_V2 else ("none", "ours")
+ARMS = ("none", "sdk-builtin", "ours", "ours-spans") if IS_V2 else ("none", "ours", "ours-spans")
 ARGS = {"a": 1, "b": 2}
 TOOL_SCHEMA = {
     "type": "object",
@@ -170,6 +173,8 @@ class Bench:
     def enter(self, arm: str, server: Any) -> None:
         if arm == "ours":
             MCPInstrumentor().instrument(tracer_provider=self.tracer_provider, meter_provider=self.meter_provider)
+        elif arm == "ours-spans":
+            MCPInstrumentor().instrument(tracer_provider=self.tracer_provider, meter_provider=metrics.NoOpMeterProvider())
         elif arm == "none" and IS_V2:
             from mcp.server._otel import OpenTelemetryMiddleware
 
@@ -177,7 +182,7 @@ class Bench:
             self.sdk_otel._tracer = trace.NoOpTracer()
 
     def leave(self, arm: str) -> None:
-        if arm == "ours":
+        if arm.startswith("ours"):
             MCPInstrumentor().uninstrument()
         elif arm == "none" and IS_V2:
             self.sdk_otel._tracer = self.sdk_tracer
@@ -228,7 +233,7 @@ class Bench:
 def check(arm: str, calls: int, spans: Counter[tuple[str, str]], points: Counter[str]) -> list[str]:
     expected: Counter[tuple[str, str]] = Counter()
     if arm != "none":
-        scope = OURS_SCOPE if arm == "ours" else SDK_SCOPE
+        scope = OURS_SCOPE if arm.startswith("ours") else SDK_SCOPE
         expected = Counter({(scope, "SERVER"): calls, (scope, "CLIENT"): calls})
     failures = []
     if spans != expected:
