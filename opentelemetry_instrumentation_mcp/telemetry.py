@@ -54,7 +54,7 @@ def message_attributes(message: Message, *, server_side: bool) -> dict[str, Attr
     return found
 
 
-def _parent_of(message: Message) -> tuple[otel_context.Context, list[Link] | None]:
+def _parent_of(message: Message, link_ambient: bool) -> tuple[otel_context.Context, list[Link] | None]:
     """The context extracted from ``params._meta``; an ambient span it replaces becomes a link."""
     ambient = otel_context.get_current()
     if not message.meta:
@@ -65,7 +65,7 @@ def _parent_of(message: Message) -> tuple[otel_context.Context, list[Link] | Non
         return ambient, None
     remote = get_current_span(extracted).get_span_context()
     local = get_current_span(ambient).get_span_context()
-    if remote.is_valid and local.is_valid and remote.span_id != local.span_id:
+    if link_ambient and remote.is_valid and local.is_valid and remote.span_id != local.span_id:
         return extracted, [Link(local)]
     return extracted, None
 
@@ -77,11 +77,17 @@ class Telemetry:
         self.tracer = get_tracer(_SCOPE, __version__, tracer_provider, schema_url=_SCHEMA_URL)
         self.instruments = Instruments(get_meter(_SCOPE, __version__, meter_provider, schema_url=_SCHEMA_URL))
 
-    def server_operation(self, message: Message, session: Session, error_of: ErrorOf) -> Operation | None:
-        """Start the SERVER span of an incoming message; None when instrumentation is suppressed."""
+    def server_operation(
+        self, message: Message, session: Session, error_of: ErrorOf, *, link_ambient: bool = True
+    ) -> Operation | None:
+        """Start the SERVER span of an incoming message; None when instrumentation is suppressed.
+
+        ``link_ambient=False`` where the ambient context is not the message's own (the 1.x
+        handler task inherits the context of the HTTP request that opened the session).
+        """
         if not is_instrumentation_enabled():
             return None
-        parent, links = _parent_of(message)
+        parent, links = _parent_of(message, link_ambient)
         attributes = message_attributes(message, server_side=True)
         attributes.update(session.span_attributes())
         span = self.tracer.start_span(

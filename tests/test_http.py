@@ -113,3 +113,37 @@ async def test_concurrent_sessions_never_bleed_context(recorded, kind):
         parent = clients[span.parent.span_id]
         assert parent.attributes["mcp.client.name"] == span.attributes["mcp.client.name"]
         assert re.fullmatch(r"agent-\d+", parent.attributes["mcp.client.name"])
+
+
+async def test_ambient_http_span_becomes_a_link(recorded, kind):
+    """Under an ASGI instrumentation, the MCP span continues the client's trace from ``_meta``.
+
+    On 2.x the HTTP request's context reaches the handler, so that request's HTTP SERVER span is
+    linked; 1.x runs handlers in the session's task, whose context is the session-opening request's,
+    not this message's: nothing is linked there.
+    """
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+    def traced(app):
+        return OpenTelemetryMiddleware(app, tracer_provider=recorded.tracer_provider)
+
+    with serving(build(kind), wrap=traced) as server:
+        async with http_client(server.url) as client:
+            await client.call_tool("add", {"a": 1, "b": 2})
+
+    (call,) = [span for span in recorded.server_spans() if span.name == "tools/call add"]
+    (client_call,) = [span for span in recorded.client_spans() if span.name == "tools/call add"]
+    assert call.parent.span_id == client_call.context.span_id
+    http_spans = {
+        span.context.span_id: span
+        for span in recorded.server_spans()
+        if span.instrumentation_scope.name == "opentelemetry.instrumentation.asgi"
+    }
+    assert http_spans, "the ASGI instrumentation traced the HTTP requests"
+    if IS_V2:
+        assert len(call.links) == 1
+        linked = http_spans[call.links[0].context.span_id]
+        assert linked.context.trace_id != call.context.trace_id
+        assert linked.start_time <= call.start_time and linked.end_time >= call.end_time
+    else:
+        assert call.links == ()

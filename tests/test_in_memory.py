@@ -58,6 +58,20 @@ async def test_one_server_and_one_client_span_per_message(recorded, kind):
     assert scopes == {"opentelemetry_instrumentation_mcp"}, "no SDK-built-in or duplicate spans"
 
 
+async def test_logging_set_level_span(recorded):
+    """``logging/setLevel`` (low-level servers register it; deprecated on 2.x but still served)."""
+    import warnings
+
+    async with in_memory(build("lowlevel")) as client:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The logging capability is deprecated")
+            await client.set_logging_level("info")
+
+    assert [span.name for span in recorded.server_spans()][-1] == "logging/setLevel"
+    assert [span.name for span in recorded.client_spans()][-1] == "logging/setLevel"
+    assert recorded.server_spans()[-1].status.status_code == StatusCode.UNSET
+
+
 async def test_tool_call_server_span_attributes(recorded, kind):
     async with in_memory(build(kind)) as client:
         await client.list_tools()
@@ -222,6 +236,8 @@ async def test_cancelled_request_ends_its_spans(recorded, kind):
     if IS_V2:  # 2.x tells the server (notifications/cancelled); 1.x abandons the request silently
         server_slow = next(span for span in recorded.server_spans() if span.name == "tools/call slow")
         assert server_slow.attributes["error.type"] == "cancelled"
+        (cancel,) = [span for span in recorded.server_spans() if span.name == "notifications/cancelled"]
+        assert "jsonrpc.request.id" not in cancel.attributes
 
 
 async def test_server_spans_end_when_the_connection_drops_mid_request(recorded, kind):

@@ -120,7 +120,7 @@ class ServerPatch:
         self, wrapped: Any, args: Any, kwargs: Any, message: Message, session: Session, responder: Any | None
     ) -> Any:
         try:
-            operation = self.telemetry.server_operation(message, session, error_of)
+            operation = self.telemetry.server_operation(message, session, error_of, link_ambient=False)
         except Exception:  # noqa: BLE001
             log_internal_error("a 1.x server message")
             operation = None

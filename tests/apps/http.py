@@ -64,9 +64,13 @@ class RunningServer:
 
 
 @contextmanager
-def serving(server: Any, *, stateless: bool = False) -> Iterator[RunningServer]:
-    """Serve ``server`` over streamable HTTP on a free port of 127.0.0.1 until the block ends."""
-    app = SessionIds(asgi_app(server, stateless=stateless))
+def serving(server: Any, *, stateless: bool = False, wrap: Any = None) -> Iterator[RunningServer]:
+    """Serve ``server`` over streamable HTTP on a free port of 127.0.0.1 until the block ends.
+
+    ``wrap`` wraps the ASGI app (for example in another instrumentation's middleware).
+    """
+    inner = asgi_app(server, stateless=stateless)
+    app = SessionIds(wrap(inner) if wrap is not None else inner)
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
     runner = uvicorn.Server(config)
     thread = threading.Thread(target=runner.run, daemon=True)

@@ -8,6 +8,7 @@ error), ``slow`` (sleeps ``seconds``); resource ``demo://greeting``; prompt
 
 from __future__ import annotations
 
+import warnings
 from importlib.metadata import version
 from typing import Any
 
@@ -139,6 +140,10 @@ def _lowlevel_v1(name: str) -> Any:
     async def complete(ref: Any, argument: Any, context: Any) -> types.Completion:
         return types.Completion(values=["print('hi')"])
 
+    @server.set_logging_level()
+    async def set_level(level: Any) -> None:
+        return None
+
     return server
 
 
@@ -196,17 +201,23 @@ def _lowlevel_v2(name: str) -> Any:
     async def complete(ctx: Any, params: Any) -> types.CompleteResult:
         return types.CompleteResult(completion=types.Completion(values=["print('hi')"]))
 
-    return Server(
-        name,
-        on_list_tools=list_tools,
-        on_call_tool=call_tool,
-        on_list_resources=list_resources,
-        on_list_resource_templates=list_resource_templates,
-        on_read_resource=read_resource,
-        on_list_prompts=list_prompts,
-        on_get_prompt=get_prompt,
-        on_completion=complete,
-    )
+    async def set_level(ctx: Any, params: Any) -> types.EmptyResult:
+        return types.EmptyResult()
+
+    with warnings.catch_warnings():  # logging/setLevel is deprecated from 2026-07-28 on, still served
+        warnings.filterwarnings("ignore", message="The logging capability is deprecated")
+        return Server(
+            name,
+            on_list_tools=list_tools,
+            on_call_tool=call_tool,
+            on_list_resources=list_resources,
+            on_list_resource_templates=list_resource_templates,
+            on_read_resource=read_resource,
+            on_list_prompts=list_prompts,
+            on_get_prompt=get_prompt,
+            on_completion=complete,
+            on_set_logging_level=set_level,
+        )
 
 
 def handshake_version() -> str:
