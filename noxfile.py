@@ -23,3 +23,10 @@ def tests(session: nox.Session, mcp: str) -> None:
     extra = ["pydantic<2.12"] if mcp == "1.20.0" else []
     session.install("-e", ".[test]", f"mcp=={mcp}", *OTEL, *OTEL_CONTRIB, *extra)
     session.run("pytest", "-q", "-p", "no:cacheprovider", *session.posargs)
+
+
+@nox.session(python="3.11")
+def without_mcp(session: nox.Session) -> None:
+    """Zero-code startup where ``mcp`` is not installed: the instrumentation is skipped cleanly."""
+    session.install("-e", ".", *OTEL, *OTEL_CONTRIB)
+    session.run("python", "tests/check_without_mcp.py")
