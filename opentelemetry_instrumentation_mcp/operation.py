@@ -149,7 +149,8 @@ class Operation:
 
     def end(self) -> None:
         self.span.end()
-        self._histogram.record(time.perf_counter() - self._start, self._metric_attributes)
+        # In the span's context, so an exemplar of this point refers to this operation's span.
+        self._histogram.record(time.perf_counter() - self._start, self._metric_attributes, context=self._context)
 
 
 def metric_attributes_of(span_attributes: dict[str, AttributeValue], session_metrics: dict[str, AttributeValue]) -> dict[str, AttributeValue]:

@@ -35,13 +35,16 @@ class Recorded:
         return self.spans(SpanKind.CLIENT)
 
     def points(self, metric: str) -> list[Any]:
+        return self.snapshot().get(metric, [])
+
+    def snapshot(self) -> dict[str, list[Any]]:
+        """One collection: every metric's points (exemplars are handed out once per collection)."""
         data = self.reader.get_metrics_data()
-        found = []
+        found: dict[str, list[Any]] = {}
         for resource in data.resource_metrics if data else ():
             for scope in resource.scope_metrics:
                 for instrument in scope.metrics:
-                    if instrument.name == metric:
-                        found.extend(instrument.data.data_points)
+                    found.setdefault(instrument.name, []).extend(instrument.data.data_points)
         return found
 
     def metric(self, name: str) -> Any:

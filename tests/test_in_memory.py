@@ -251,3 +251,18 @@ async def test_server_spans_end_when_the_connection_drops_mid_request(recorded, 
     assert len(slow) == 1
     assert slow[0].attributes["error.type"] == "cancelled"
     assert slow[0].end_time is not None
+
+
+async def test_duration_exemplars_point_at_the_operation_span(recorded, kind):
+    async with in_memory(build(kind)) as client:
+        await client.list_tools()
+        await client.call_tool("add", {"a": 1, "b": 2})
+
+    points = recorded.snapshot()
+    for name, spans in (
+        ("mcp.server.operation.duration", recorded.server_spans()),
+        ("mcp.client.operation.duration", recorded.client_spans()),
+    ):
+        (span,) = [span for span in spans if span.name == "tools/call add"]
+        (point,) = [p for p in points[name] if p.attributes.get("gen_ai.tool.name") == "add"]
+        assert [(e.trace_id, e.span_id) for e in point.exemplars] == [(span.context.trace_id, span.context.span_id)]
