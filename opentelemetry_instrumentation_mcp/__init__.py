@@ -17,11 +17,12 @@ from typing import Any
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
 from opentelemetry_instrumentation_mcp import sdk
+from opentelemetry_instrumentation_mcp.failures import FailureOrigin, ToolFailure
 from opentelemetry_instrumentation_mcp.package import _instruments_any
 from opentelemetry_instrumentation_mcp.telemetry import Telemetry
 from opentelemetry_instrumentation_mcp.version import __version__
 
-__all__ = ["MCPInstrumentor", "__version__"]
+__all__ = ["FailureOrigin", "MCPInstrumentor", "ToolFailure", "__version__"]
 
 
 class MCPInstrumentor(BaseInstrumentor):

@@ -34,6 +34,8 @@ MCP_CLIENT_NAME = "mcp.client.name"
 MCP_CLIENT_VERSION = "mcp.client.version"
 MCP_SERVER_NAME = "mcp.server.name"
 MCP_SESSION_STATELESS = "mcp.session.stateless"
+MCP_FAILURE_ORIGIN = "mcp.failure.origin"
+MCP_FAILURE_REASON = "mcp.failure.reason"
 
 # Values.
 EXECUTE_TOOL = "execute_tool"
@@ -52,6 +54,8 @@ __all__ = [
     "JSONRPC_REQUEST_ID",
     "MCP_CLIENT_NAME",
     "MCP_CLIENT_VERSION",
+    "MCP_FAILURE_ORIGIN",
+    "MCP_FAILURE_REASON",
     "MCP_METHOD_NAME",
     "MCP_PROTOCOL_VERSION",
     "MCP_RESOURCE_URI",

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from contextvars import ContextVar, Token
 from types import TracebackType
 
 from opentelemetry import context as otel_context
@@ -16,6 +17,8 @@ from opentelemetry.trace import Span, StatusCode, set_span_in_context
 from opentelemetry.util.types import AttributeValue
 
 from opentelemetry_instrumentation_mcp import attributes as attr
+from opentelemetry_instrumentation_mcp import failures
+from opentelemetry_instrumentation_mcp.failures import Failure
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +37,10 @@ _METRIC_KEYS = (
     attr.SERVER_ADDRESS,
     attr.SERVER_PORT,
 )
+
+
+current_server_operation: ContextVar[Operation | None] = ContextVar("opentelemetry_mcp_operation", default=None)
+"""The SERVER operation whose handler is running (where a tool's exception is noted)."""
 
 
 def _is_cancellation(exc: BaseException) -> bool:
@@ -65,6 +72,8 @@ class Operation:
         "_server_side",
         "_error_of",
         "_failed",
+        "_tool_exception",
+        "_current_token",
     )
 
     def __init__(
@@ -86,9 +95,13 @@ class Operation:
         self._server_side = server_side
         self._error_of = error_of
         self._failed = False
+        self._tool_exception: BaseException | None = None
+        self._current_token: Token[Operation | None] | None = None
 
     def __enter__(self) -> Operation:
         self._token = otel_context.attach(self._context)
+        if self._server_side:
+            self._current_token = current_server_operation.set(self)
         return self
 
     def __exit__(
@@ -96,6 +109,8 @@ class Operation:
     ) -> None:
         if self._token is not None:
             otel_context.detach(self._token)
+        if self._current_token is not None:
+            current_server_operation.reset(self._current_token)
         try:
             if exc is not None and not self._failed:
                 self.exception(exc)
@@ -116,15 +131,25 @@ class Operation:
 
     def jsonrpc_error(self, code: int, message: str) -> None:
         """The peer answered (or receives) a JSON-RPC error."""
-        self._fail(str(code), message, status_code=str(code), is_error=not self._server_side or code not in CLIENT_FAULT_CODES)
+        is_error = not self._server_side or code not in CLIENT_FAULT_CODES
+        self._fail(str(code), message, failures.of_jsonrpc(code, message), status_code=str(code), is_error=is_error)
 
-    def tool_error(self) -> None:
-        """A ``tools/call`` result with ``isError``: a failed tool call answered successfully."""
-        self._fail(attr.TOOL_ERROR, None, status_code=None, is_error=True)
+    def note_tool_exception(self, exc: BaseException) -> None:
+        """The exception a tool raised, which the server turns into an ``isError`` result."""
+        self._tool_exception = exc
+
+    def tool_error(self, text: str | None = None) -> None:
+        """A ``tools/call`` result with ``isError`` (``text``: its first text content)."""
+        found = None
+        if self._tool_exception is not None:
+            found = failures.of_exception(self._tool_exception, default=None)
+        if found is None:
+            found = failures.of_tool_result(text)
+        self._fail(attr.TOOL_ERROR, None, found, status_code=None, is_error=True)
 
     def cancelled(self) -> None:
         """The request was cancelled (by the peer or by its caller) before it completed."""
-        self._fail(attr.CANCELLED, "cancelled", status_code=None, is_error=True)
+        self._fail(attr.CANCELLED, "cancelled", failures.CANCELLED, status_code=None, is_error=True)
 
     def exception(self, exc: BaseException) -> None:
         if _is_cancellation(exc):
@@ -135,15 +160,19 @@ class Operation:
             self.jsonrpc_error(*error)
             return
         self.span.record_exception(exc)
-        self._fail(type(exc).__qualname__, str(exc), status_code=None, is_error=True)
+        found = failures.of_exception(exc) or failures.INTERNAL_ERROR
+        self._fail(type(exc).__qualname__, str(exc), found, status_code=None, is_error=True)
 
-    def _fail(self, error_type: str, description: str | None, *, status_code: str | None, is_error: bool) -> None:
+    def _fail(
+        self, error_type: str, description: str | None, failure: Failure, *, status_code: str | None, is_error: bool
+    ) -> None:
         self._failed = True
-        failure: dict[str, AttributeValue] = {attr.ERROR_TYPE: error_type}
+        found: dict[str, AttributeValue] = {attr.ERROR_TYPE: error_type, attr.MCP_FAILURE_ORIGIN: failure.origin}
         if status_code is not None:
-            failure[attr.RPC_RESPONSE_STATUS_CODE] = status_code
-        self.span.set_attributes(failure)
-        self._metric_attributes.update(failure)
+            found[attr.RPC_RESPONSE_STATUS_CODE] = status_code
+        self._metric_attributes.update(found)
+        found[attr.MCP_FAILURE_REASON] = failure.reason
+        self.span.set_attributes(found)
         if is_error:
             self.span.set_status(StatusCode.ERROR, description)
 

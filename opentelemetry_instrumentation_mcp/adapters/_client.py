@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import Any
 
+from opentelemetry_instrumentation_mcp.adapters._tools import first_text
 from opentelemetry_instrumentation_mcp.adapters._wrapping import log_internal_error
 from opentelemetry_instrumentation_mcp.operation import ErrorOf, Operation
 from opentelemetry_instrumentation_mcp.records import Message, Session
@@ -76,9 +77,9 @@ def new_session() -> Session:
     return Session(transport=peer.transport, peer=peer)
 
 
-def record_tool_result(operation: Operation, method: str, is_error: bool) -> None:
+def record_tool_result(operation: Operation, method: str, is_error: bool, content: Any = None) -> None:
     if method == "tools/call" and is_error:
-        operation.tool_error()
+        operation.tool_error(first_text(content))
 
 
 def with_meta(params: Mapping[str, Any] | None, operation: Operation) -> dict[str, Any]:

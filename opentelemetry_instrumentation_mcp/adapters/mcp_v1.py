@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 
+from opentelemetry_instrumentation_mcp.adapters._tools import error_result_wrapper, tool_manager_wrapper
 from opentelemetry_instrumentation_mcp.adapters._wrapping import Patches
 from opentelemetry_instrumentation_mcp.adapters.v1_client import ClientPatch
 from opentelemetry_instrumentation_mcp.adapters.v1_server import ServerPatch, http_connect_wrapper
@@ -18,6 +19,8 @@ def instrument(telemetry: Telemetry) -> None:
     _patches.wrap("mcp.server.lowlevel.server", "Server._handle_message", server.handle_message_wrapper)
     _patches.wrap("mcp.server.session", "ServerSession._received_request", server.received_request_wrapper)
     _patches.wrap("mcp.shared.session", "RequestResponder.respond", server.respond_wrapper)
+    _patches.wrap("mcp.server.fastmcp.tools.tool_manager", "ToolManager.call_tool", tool_manager_wrapper)
+    _patches.wrap("mcp.server.lowlevel.server", "Server._make_error_result", error_result_wrapper, optional=True)
     _patches.wrap("mcp.server.stdio", "stdio_server", stdio_wrapper)
     _patches.wrap("mcp.server.fastmcp.server", "stdio_server", stdio_wrapper)
     _patches.wrap("mcp.server.streamable_http", "StreamableHTTPServerTransport.connect", http_connect_wrapper)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from opentelemetry_instrumentation_mcp.adapters._tools import tool_manager_wrapper
 from opentelemetry_instrumentation_mcp.adapters._wrapping import Patches
 from opentelemetry_instrumentation_mcp.adapters.v2_client import ClientPatch, sdk_span_wrapper
 from opentelemetry_instrumentation_mcp.adapters.v2_server import ServerPatch, internal_lookup_wrapper
@@ -20,6 +21,7 @@ def instrument(telemetry: Telemetry) -> None:
     _patches.wrap(
         "mcp.server._streamable_http_modern", "_tool_input_schema", internal_lookup_wrapper, optional=True
     )
+    _patches.wrap("mcp.server.mcpserver.tools.tool_manager", "ToolManager.call_tool", tool_manager_wrapper)
     _patches.wrap("mcp.server.stdio", "stdio_server", stdio_wrapper)
     _patches.wrap("mcp.server.mcpserver.server", "stdio_server", stdio_wrapper)
     _patches.wrap("mcp.client.stdio", "stdio_client", client_stdio_wrapper)

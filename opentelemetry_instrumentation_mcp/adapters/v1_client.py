@@ -67,5 +67,6 @@ class ClientPatch:
                 session.protocol_version = str(result.protocolVersion)
                 session.server_name = result.serverInfo.name
                 operation.set_attributes({attr.MCP_PROTOCOL_VERSION: session.protocol_version})
-            record_tool_result(operation, root.method, isinstance(result, types.CallToolResult) and result.isError)
+            if isinstance(result, types.CallToolResult):
+                record_tool_result(operation, root.method, result.isError, result.content)
         return result

@@ -18,6 +18,7 @@ from mcp.shared.exceptions import McpError
 from mcp.shared.session import RequestResponder
 
 from opentelemetry_instrumentation_mcp import attributes as attr
+from opentelemetry_instrumentation_mcp.adapters._tools import first_text
 from opentelemetry_instrumentation_mcp.adapters._http import http_peer, http_transport, implementation
 from opentelemetry_instrumentation_mcp.adapters._wrapping import log_internal_error
 from opentelemetry_instrumentation_mcp.operation import Operation
@@ -164,7 +165,7 @@ def _record_response(response: Any, operation: Operation, session: Session) -> N
         return
     result = getattr(response, "root", response)
     if isinstance(result, types.CallToolResult) and result.isError:
-        operation.tool_error()
+        operation.tool_error(first_text(result.content))
     elif isinstance(result, types.InitializeResult):
         session.protocol_version = str(result.protocolVersion)
         operation.set_attributes({attr.MCP_PROTOCOL_VERSION: session.protocol_version})

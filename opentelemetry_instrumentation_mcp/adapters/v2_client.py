@@ -73,7 +73,7 @@ def record_result(operation: Operation, method: str, result: Any) -> None:
         return
     if method == "initialize" and isinstance(result.get("protocolVersion"), str):
         operation.set_attributes({attr.MCP_PROTOCOL_VERSION: result["protocolVersion"]})
-    record_tool_result(operation, method, result.get("isError") is True)
+    record_tool_result(operation, method, result.get("isError") is True, result.get("content"))
 
 
 def _bind(method: str, params: Any = None, opts: Any = None) -> tuple[str, Any, Any]:

@@ -15,6 +15,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
 from opentelemetry_instrumentation_mcp import attributes as attr
+from opentelemetry_instrumentation_mcp.adapters._tools import first_text
 from opentelemetry_instrumentation_mcp.adapters._http import http_peer, http_transport, implementation
 from opentelemetry_instrumentation_mcp.adapters._wrapping import log_internal_error
 from opentelemetry_instrumentation_mcp.records import Message, Session, Transport, message_from_params
@@ -108,11 +109,11 @@ class TelemetryMiddleware:
             if session is not None and isinstance(version, str):
                 session.protocol_version = version
                 operation.set_attributes({attr.MCP_PROTOCOL_VERSION: version})
-        elif ctx.method == "tools/call" and (
-            (isinstance(result, Mapping) and result.get("isError") is True)
-            or (isinstance(result, CallToolResult) and result.is_error)
-        ):
-            operation.tool_error()
+        elif ctx.method == "tools/call":
+            if isinstance(result, Mapping) and result.get("isError") is True:
+                operation.tool_error(first_text(result.get("content")))
+            elif isinstance(result, CallToolResult) and result.is_error:
+                operation.tool_error(first_text(result.content))
 
 
 class ServerPatch:

@@ -3,7 +3,10 @@
 Two kinds: ``lowlevel`` (the SDK's ``Server``) and ``highlevel`` (``FastMCP`` on
 1.x, ``MCPServer`` on 2.x). Tools: ``add`` (works), ``fail`` (raises: a tool
 error), ``slow`` (sleeps ``seconds``); resource ``demo://greeting``; prompt
-``review`` with argument ``code``; completion on the prompt argument.
+``review`` with argument ``code``; completion on the prompt argument. Tools that
+reach out: ``fetch`` (GET ``url`` with httpx, raising on an HTTP error status or
+after ``timeout`` seconds) and ``billing`` (raises ``ToolFailure`` with an
+explicit reason).
 """
 
 from __future__ import annotations
@@ -25,6 +28,27 @@ ADD_SCHEMA = {
 }
 SLOW_SCHEMA = {"type": "object", "properties": {"seconds": {"type": "number"}}, "required": ["seconds"]}
 EMPTY_SCHEMA = {"type": "object", "properties": {}}
+FETCH_SCHEMA = {
+    "type": "object",
+    "properties": {"url": {"type": "string"}, "timeout": {"type": "number"}},
+    "required": ["url", "timeout"],
+}
+
+
+async def fetch_text(url: str, timeout: float) -> str:
+    """A real HTTP call from inside a tool: what an upstream dependency looks like."""
+    import httpx
+
+    async with httpx.AsyncClient() as http:
+        response = await http.get(url, timeout=timeout)
+        response.raise_for_status()
+        return response.text
+
+
+def billing_down() -> str:
+    from opentelemetry_instrumentation_mcp import ToolFailure
+
+    raise ToolFailure("the billing API is down", reason="upstream_error")
 
 
 def build(kind: str, name: str | None = None) -> Any:
@@ -62,6 +86,16 @@ def _highlevel(name: str) -> Any:
         """Sleeps, then answers."""
         await anyio.sleep(seconds)
         return "done"
+
+    @app.tool()
+    async def fetch(url: str, timeout: float) -> str:
+        """Fetch a URL."""
+        return await fetch_text(url, timeout)
+
+    @app.tool()
+    def billing() -> str:
+        """Charges the customer."""
+        return billing_down()
 
     @app.resource("demo://greeting")
     def greeting() -> str:
@@ -102,6 +136,8 @@ def _lowlevel_v1(name: str) -> Any:
             types.Tool(name="add", inputSchema=ADD_SCHEMA),
             types.Tool(name="fail", inputSchema=EMPTY_SCHEMA),
             types.Tool(name="slow", inputSchema=SLOW_SCHEMA),
+            types.Tool(name="fetch", inputSchema=FETCH_SCHEMA),
+            types.Tool(name="billing", inputSchema=EMPTY_SCHEMA),
         ]
 
     @server.call_tool()
@@ -113,6 +149,10 @@ def _lowlevel_v1(name: str) -> Any:
             return [types.TextContent(type="text", text="done")]
         if tool == "fail":
             raise ValueError("the tool failed on purpose")
+        if tool == "fetch":
+            return [types.TextContent(type="text", text=await fetch_text(arguments["url"], arguments["timeout"]))]
+        if tool == "billing":
+            return [types.TextContent(type="text", text=billing_down())]
         raise ValueError(f"Unknown tool: {tool}")
 
     @server.list_resources()
@@ -158,6 +198,8 @@ def _lowlevel_v2(name: str) -> Any:
                 types.Tool(name="add", input_schema=ADD_SCHEMA),
                 types.Tool(name="fail", input_schema=EMPTY_SCHEMA),
                 types.Tool(name="slow", input_schema=SLOW_SCHEMA),
+                types.Tool(name="fetch", input_schema=FETCH_SCHEMA),
+                types.Tool(name="billing", input_schema=EMPTY_SCHEMA),
             ]
         )
 
@@ -168,6 +210,10 @@ def _lowlevel_v2(name: str) -> Any:
         elif params.name == "slow":
             await anyio.sleep(arguments["seconds"])
             text = "done"
+        elif params.name == "fetch":
+            text = await fetch_text(arguments["url"], arguments["timeout"])
+        elif params.name == "billing":
+            text = billing_down()
         elif params.name == "fail":
             return types.CallToolResult(
                 content=[types.TextContent(type="text", text="the tool failed on purpose")], is_error=True

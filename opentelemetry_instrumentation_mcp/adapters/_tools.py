@@ -1,0 +1,38 @@
+"""Seeing a tool's exception before the server turns it into an ``isError`` result."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+from opentelemetry_instrumentation_mcp.operation import current_server_operation
+
+
+async def tool_manager_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """Wraps the high-level servers' ``ToolManager.call_tool``: notes what it raised, re-raises it."""
+    try:
+        return await wrapped(*args, **kwargs)
+    except Exception as exc:
+        operation = current_server_operation.get()
+        if operation is not None:
+            operation.note_tool_exception(exc)
+        raise
+
+
+def error_result_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """Wraps 1.x ``Server._make_error_result``, called from the ``except`` that caught a tool's exception."""
+    exc = sys.exc_info()[1]
+    operation = current_server_operation.get()
+    if exc is not None and operation is not None:
+        operation.note_tool_exception(exc)
+    return wrapped(*args, **kwargs)
+
+
+def first_text(content: Iterable[Any] | None) -> str | None:
+    """The first text of a result's content (wire dicts or models)."""
+    for item in content or ():
+        text = item.get("text") if isinstance(item, dict) else getattr(item, "text", None)
+        if isinstance(text, str):
+            return text
+    return None
