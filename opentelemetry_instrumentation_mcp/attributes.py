@@ -34,6 +34,8 @@ MCP_CLIENT_NAME = "mcp.client.name"
 MCP_CLIENT_VERSION = "mcp.client.version"
 MCP_SERVER_NAME = "mcp.server.name"
 MCP_SESSION_STATELESS = "mcp.session.stateless"
+MCP_REQUEST_ARGUMENT_KEYS = "mcp.request.argument_keys"
+MCP_RESPONSE_SIZE = "mcp.response.size"
 MCP_FAILURE_ORIGIN = "mcp.failure.origin"
 MCP_FAILURE_REASON = "mcp.failure.reason"
 
@@ -58,6 +60,8 @@ __all__ = [
     "MCP_FAILURE_REASON",
     "MCP_METHOD_NAME",
     "MCP_PROTOCOL_VERSION",
+    "MCP_REQUEST_ARGUMENT_KEYS",
+    "MCP_RESPONSE_SIZE",
     "MCP_RESOURCE_URI",
     "MCP_SERVER_NAME",
     "MCP_SESSION_ID",

@@ -134,6 +134,10 @@ class Operation:
         is_error = not self._server_side or code not in CLIENT_FAULT_CODES
         self._fail(str(code), message, failures.of_jsonrpc(code, message), status_code=str(code), is_error=is_error)
 
+    def response_size(self, size: int) -> None:
+        """The answer's size in bytes, as JSON on the wire: the cost signal."""
+        self.span.set_attribute(attr.MCP_RESPONSE_SIZE, size)
+
     def note_tool_exception(self, exc: BaseException) -> None:
         """The exception a tool raised, which the server turns into an ``isError`` result."""
         self._tool_exception = exc

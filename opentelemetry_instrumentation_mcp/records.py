@@ -120,10 +120,21 @@ class Message:
     uri: str | None = None
     meta: Mapping[str, Any] | None = None
     """``params._meta``: the trace-context carrier."""
+    argument_keys: tuple[str, ...] | None = None
+    """The argument names of ``tools/call`` / ``prompts/get`` (never their values)."""
     peer_address: str | None = None
     peer_port: int | None = None
     """The other side's address: ``client.*`` on server spans, ``server.*`` on client spans."""
     http_version: str | None = None
+
+
+ARGUMENT_METHODS = ("tools/call", "prompts/get")
+RESULT_SIZE_METHODS = frozenset({"tools/call", "prompts/get", "resources/read"})
+"""Methods whose answer carries content: their ``mcp.response.size`` is recorded."""
+
+
+def argument_keys(arguments: object) -> tuple[str, ...]:
+    return tuple(sorted(str(key) for key in arguments)) if isinstance(arguments, Mapping) else ()
 
 
 def message_from_params(
@@ -134,8 +145,9 @@ def message_from_params(
     if not isinstance(params, Mapping):
         return message
     name = params.get("name")
-    if isinstance(name, str) and method in ("tools/call", "prompts/get"):
+    if isinstance(name, str) and method in ARGUMENT_METHODS:
         message.name = name
+        message.argument_keys = argument_keys(params.get("arguments"))
     uri = params.get("uri")
     if isinstance(uri, str):
         message.uri = uri

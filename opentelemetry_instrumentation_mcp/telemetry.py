@@ -45,6 +45,8 @@ def message_attributes(message: Message, *, server_side: bool) -> dict[str, Attr
             found[attr.GEN_AI_TOOL_NAME] = message.name
     elif message.method == "prompts/get" and message.name is not None:
         found[attr.GEN_AI_PROMPT_NAME] = message.name
+    if message.argument_keys is not None:
+        found[attr.MCP_REQUEST_ARGUMENT_KEYS] = message.argument_keys
     if message.uri is not None:
         found[attr.MCP_RESOURCE_URI] = message.uri
     if message.peer_address is not None:

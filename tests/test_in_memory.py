@@ -83,8 +83,11 @@ async def test_tool_call_server_span_attributes(recorded, kind):
     assert re.fullmatch(r"[0-9a-f]{32}", session_id)
     request_id = attributes.pop("jsonrpc.request.id")
     assert isinstance(request_id, str) and request_id.isdigit()
+    size = attributes.pop("mcp.response.size")
+    assert isinstance(size, int) and 30 < size < 500
     assert attributes == {
         "mcp.method.name": "tools/call",
+        "mcp.request.argument_keys": ("a", "b"),
         "gen_ai.operation.name": "execute_tool",
         "gen_ai.tool.name": "add",
         "mcp.protocol.version": handshake_version(),
@@ -94,6 +97,24 @@ async def test_tool_call_server_span_attributes(recorded, kind):
     }
     assert span.kind == SpanKind.SERVER
     assert span.status.status_code == StatusCode.UNSET
+
+
+async def test_shapes_and_sizes_never_values(recorded, kind):
+    async with in_memory(build(kind)) as client:
+        await client.get_prompt("review", {"code": "print(secret)"})
+        await client.read_resource("demo://greeting")
+        await client.list_tools()
+        await client.call_tool("add", {"b": 2, "a": 1})
+
+    by_name = {span.name: span for span in recorded.server_spans()}
+    assert by_name["prompts/get review"].attributes["mcp.request.argument_keys"] == ("code",)
+    assert by_name["tools/call add"].attributes["mcp.request.argument_keys"] == ("a", "b")
+    for name in ("prompts/get review", "resources/read", "tools/call add"):
+        assert isinstance(by_name[name].attributes["mcp.response.size"], int)
+    assert "mcp.response.size" not in by_name["tools/list"].attributes
+    assert "mcp.request.argument_keys" not in by_name["tools/list"].attributes
+    for span in recorded.spans():
+        assert "print(secret)" not in str(dict(span.attributes))
 
 
 async def test_every_message_of_a_session_shares_its_session_id(recorded, kind):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterable
 from typing import Any
@@ -36,3 +37,10 @@ def first_text(content: Iterable[Any] | None) -> str | None:
         if isinstance(text, str):
             return text
     return None
+
+
+def wire_size(result: Any) -> int:
+    """Bytes of ``result`` as JSON: a wire dict (2.x) or a protocol model (1.x)."""
+    if isinstance(result, dict):
+        return len(json.dumps(result, ensure_ascii=False, separators=(",", ":")).encode())
+    return len(result.model_dump_json(by_alias=True, exclude_none=True).encode())

@@ -18,11 +18,18 @@ from mcp.shared.exceptions import McpError
 from mcp.shared.session import RequestResponder
 
 from opentelemetry_instrumentation_mcp import attributes as attr
-from opentelemetry_instrumentation_mcp.adapters._tools import first_text
+from opentelemetry_instrumentation_mcp.adapters._tools import first_text, wire_size
 from opentelemetry_instrumentation_mcp.adapters._http import http_peer, http_transport, implementation
 from opentelemetry_instrumentation_mcp.adapters._wrapping import log_internal_error
 from opentelemetry_instrumentation_mcp.operation import Operation
-from opentelemetry_instrumentation_mcp.records import Message, Session, Transport
+from opentelemetry_instrumentation_mcp.records import (
+    ARGUMENT_METHODS,
+    RESULT_SIZE_METHODS,
+    Message,
+    Session,
+    Transport,
+    argument_keys,
+)
 from opentelemetry_instrumentation_mcp.telemetry import Telemetry
 from opentelemetry_instrumentation_mcp.transport import current_http_session_id, current_transport, entered_with
 
@@ -33,6 +40,7 @@ class _Awaited:
     responder: Any
     operation: Operation
     session: Session
+    method: str
     answered: bool = False
 
 
@@ -50,8 +58,9 @@ def message_of(method: str, params: Any, request_id: object | None = None, reque
     message = Message(method=method, request_id=None if request_id is None else str(request_id), **http_peer(request))
     if params is None:
         return message
-    if method in ("tools/call", "prompts/get"):
+    if method in ARGUMENT_METHODS:
         message.name = params.name
+        message.argument_keys = argument_keys(params.arguments)
     uri = getattr(params, "uri", None)
     if uri is not None:
         message.uri = str(uri)
@@ -112,7 +121,10 @@ class ServerPatch:
         if awaited is not None and awaited.responder is instance:
             awaited.answered = True
             try:
-                _record_response(args[0] if args else kwargs["response"], awaited.operation, awaited.session)
+                response = args[0] if args else kwargs["response"]
+                _record_response(response, awaited.operation, awaited.session)
+                if awaited.method in RESULT_SIZE_METHODS and not isinstance(response, types.ErrorData):
+                    awaited.operation.response_size(wire_size(response))
             except Exception:  # noqa: BLE001
                 log_internal_error("a 1.x response")
         return await wrapped(*args, **kwargs)
@@ -127,7 +139,7 @@ class ServerPatch:
             operation = None
         if operation is None:
             return await wrapped(*args, **kwargs)
-        awaited = None if responder is None else _Awaited(responder, operation, session)
+        awaited = None if responder is None else _Awaited(responder, operation, session, message.method)
         token = _responding.set(awaited) if awaited is not None else None
         try:
             with operation:

@@ -15,10 +15,16 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
 from opentelemetry_instrumentation_mcp import attributes as attr
-from opentelemetry_instrumentation_mcp.adapters._tools import first_text
+from opentelemetry_instrumentation_mcp.adapters._tools import first_text, wire_size
 from opentelemetry_instrumentation_mcp.adapters._http import http_peer, http_transport, implementation
 from opentelemetry_instrumentation_mcp.adapters._wrapping import log_internal_error
-from opentelemetry_instrumentation_mcp.records import Message, Session, Transport, message_from_params
+from opentelemetry_instrumentation_mcp.records import (
+    RESULT_SIZE_METHODS,
+    Message,
+    Session,
+    Transport,
+    message_from_params,
+)
 from opentelemetry_instrumentation_mcp.telemetry import Telemetry
 from opentelemetry_instrumentation_mcp.transport import current_transport
 
@@ -103,6 +109,8 @@ class TelemetryMiddleware:
         return session
 
     def _record_result(self, ctx: ServerRequestContext[Any, Any], result: HandlerResult, operation: Any) -> None:
+        if ctx.method in RESULT_SIZE_METHODS and result is not None:
+            operation.response_size(wire_size(result))
         if ctx.method == "initialize" and isinstance(result, Mapping):
             session = self._sessions.get(ctx.session._connection)  # noqa: SLF001
             version = result.get("protocolVersion")
