@@ -18,6 +18,7 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
 from opentelemetry_instrumentation_mcp import sdk
 from opentelemetry_instrumentation_mcp.failures import FailureOrigin, ToolFailure
+from opentelemetry_instrumentation_mcp.intent import IntentOptions
 from opentelemetry_instrumentation_mcp.package import _instruments_any
 from opentelemetry_instrumentation_mcp.telemetry import Telemetry
 from opentelemetry_instrumentation_mcp.version import __version__
@@ -32,7 +33,12 @@ class MCPInstrumentor(BaseInstrumentor):
         return _instruments_any
 
     def _instrument(self, **kwargs: Any) -> None:
-        telemetry = Telemetry(kwargs.get("tracer_provider"), kwargs.get("meter_provider"))
+        """Options: ``tracer_provider``, ``meter_provider``; ``intent`` (bool), ``intent_parameter``,
+        ``intent_description`` (else ``OTEL_INSTRUMENTATION_MCP_INTENT[_PARAMETER|_DESCRIPTION]``)."""
+        intent = IntentOptions.resolve(
+            kwargs.get("intent"), kwargs.get("intent_parameter"), kwargs.get("intent_description")
+        )
+        telemetry = Telemetry(kwargs.get("tracer_provider"), kwargs.get("meter_provider"), intent)
         adapter = sdk.adapter()
         try:
             adapter.instrument(telemetry)

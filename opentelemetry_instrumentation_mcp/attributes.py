@@ -34,6 +34,7 @@ MCP_CLIENT_NAME = "mcp.client.name"
 MCP_CLIENT_VERSION = "mcp.client.version"
 MCP_SERVER_NAME = "mcp.server.name"
 MCP_SESSION_STATELESS = "mcp.session.stateless"
+MCP_USER_INTENT = "mcp.user_intent"
 MCP_REQUEST_ARGUMENT_KEYS = "mcp.request.argument_keys"
 MCP_RESPONSE_SIZE = "mcp.response.size"
 MCP_FAILURE_ORIGIN = "mcp.failure.origin"
@@ -66,6 +67,7 @@ __all__ = [
     "MCP_SERVER_NAME",
     "MCP_SESSION_ID",
     "MCP_SESSION_STATELESS",
+    "MCP_USER_INTENT",
     "NETWORK_PROTOCOL_NAME",
     "NETWORK_PROTOCOL_VERSION",
     "NETWORK_TRANSPORT",

@@ -122,6 +122,8 @@ class Message:
     """``params._meta``: the trace-context carrier."""
     argument_keys: tuple[str, ...] | None = None
     """The argument names of ``tools/call`` / ``prompts/get`` (never their values)."""
+    intent: str | None = None
+    """Why the agent called the tool: the injected intent argument's value."""
     peer_address: str | None = None
     peer_port: int | None = None
     """The other side's address: ``client.*`` on server spans, ``server.*`` on client spans."""

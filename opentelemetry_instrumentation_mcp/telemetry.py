@@ -20,6 +20,7 @@ from opentelemetry.util.types import AttributeValue
 
 from opentelemetry_instrumentation_mcp import attributes as attr
 from opentelemetry_instrumentation_mcp.instruments import Instruments
+from opentelemetry_instrumentation_mcp.intent import IntentOptions
 from opentelemetry_instrumentation_mcp.operation import ErrorOf, Operation, metric_attributes_of
 from opentelemetry_instrumentation_mcp.records import Message, Session
 from opentelemetry_instrumentation_mcp.version import __version__
@@ -47,6 +48,8 @@ def message_attributes(message: Message, *, server_side: bool) -> dict[str, Attr
         found[attr.GEN_AI_PROMPT_NAME] = message.name
     if message.argument_keys is not None:
         found[attr.MCP_REQUEST_ARGUMENT_KEYS] = message.argument_keys
+    if message.intent is not None:
+        found[attr.MCP_USER_INTENT] = message.intent
     if message.uri is not None:
         found[attr.MCP_RESOURCE_URI] = message.uri
     if message.peer_address is not None:
@@ -73,9 +76,15 @@ def _parent_of(message: Message, link_ambient: bool) -> tuple[otel_context.Conte
 
 
 class Telemetry:
-    """Tracer, meter and instruments of one ``instrument()`` call."""
+    """Tracer, meter, instruments and options of one ``instrument()`` call."""
 
-    def __init__(self, tracer_provider: TracerProvider | None = None, meter_provider: MeterProvider | None = None):
+    def __init__(
+        self,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+        intent: IntentOptions | None = None,
+    ):
+        self.intent = intent or IntentOptions()
         self.tracer = get_tracer(_SCOPE, __version__, tracer_provider, schema_url=_SCHEMA_URL)
         self.instruments = Instruments(get_meter(_SCOPE, __version__, meter_provider, schema_url=_SCHEMA_URL))
 

@@ -15,6 +15,7 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
 from opentelemetry_instrumentation_mcp import MCPInstrumentor
+from opentelemetry_instrumentation_mcp.intent import DEFAULT_DESCRIPTION
 from tests.apps.clients import in_memory
 from tests.apps.servers import IS_V2, KINDS, build, runnable, sdk_types
 
@@ -148,15 +149,54 @@ async def test_suppressed_client_requests_make_no_client_span_and_carry_no_conte
     assert [span.parent for span in calls] == ([] if IS_V2 else [None])
 
 
-async def test_what_clients_see_is_unchanged_by_instrumentation(recorded, kind):
-    instrumented = await script(build(kind))
+def without_intent(seen: list[Any]) -> list[Any]:
+    """What the client saw, less the one documented change: the ``context`` property on listed tools."""
+    cleaned = []
+    for item in seen:
+        if isinstance(item, dict) and "tools" in item:
+            tools = []
+            for tool in item["tools"]:
+                key = "input_schema" if "input_schema" in tool else "inputSchema"
+                schema = dict(tool[key])
+                properties = dict(schema["properties"])
+                if properties["context"].get("description") != DEFAULT_DESCRIPTION:
+                    tools.append(tool)  # the tool's own parameter: left alone
+                    continue
+                del properties["context"]
+                schema["properties"] = properties
+                schema["required"] = [name for name in schema["required"] if name != "context"] or None
+                if schema["required"] is None:
+                    del schema["required"]
+                tools.append({**tool, key: schema})
+            item = {**item, "tools": tools}
+        cleaned.append(item)
+    return cleaned
+
+
+async def plain_script(kind: str) -> list[Any]:
     MCPInstrumentor().uninstrument()
     try:
-        plain = await script(build(kind))
+        return await script(build(kind))
     finally:
-        MCPInstrumentor().instrument(tracer_provider=recorded.tracer_provider)
-    assert instrumented == plain
+        MCPInstrumentor().instrument(tracer_provider=TracerProvider())
+
+
+async def test_what_clients_see_is_unchanged_by_instrumentation(recorded, kind):
+    instrumented = await script(build(kind))
+    plain = await plain_script(kind)
+    assert instrumented != plain, "tools/list advertises the intent argument"
+    assert without_intent(instrumented) == plain
     assert len(recorded.server_spans()) > 0
+
+
+async def test_with_intent_off_clients_see_exactly_the_same(kind):
+    instrumentor = MCPInstrumentor()
+    instrumentor.instrument(tracer_provider=TracerProvider(), intent=False)
+    try:
+        instrumented = await script(build(kind))
+    finally:
+        instrumentor.uninstrument()
+    assert instrumented == await script(build(kind))
 
 
 class BrokenProcessor(SpanProcessor):
@@ -177,7 +217,7 @@ async def test_failing_instrumentation_never_reaches_the_server_or_client(kind, 
     instrumentor.instrument(tracer_provider=provider)
     try:
         with caplog.at_level(logging.WARNING, logger="opentelemetry_instrumentation_mcp"):
-            assert await script(build(kind)) == expected
+            assert without_intent(await script(build(kind))) == expected
     finally:
         instrumentor.uninstrument()
     warnings = [r for r in caplog.records if r.name == "opentelemetry_instrumentation_mcp"]

@@ -21,6 +21,7 @@ from opentelemetry_instrumentation_mcp import attributes as attr
 from opentelemetry_instrumentation_mcp.adapters._tools import first_text, wire_size
 from opentelemetry_instrumentation_mcp.adapters._http import http_peer, http_transport, implementation
 from opentelemetry_instrumentation_mcp.adapters._wrapping import log_internal_error
+from opentelemetry_instrumentation_mcp.intent import ToolCatalog
 from opentelemetry_instrumentation_mcp.operation import Operation
 from opentelemetry_instrumentation_mcp.records import (
     ARGUMENT_METHODS,
@@ -38,10 +39,22 @@ class _Awaited:
     """The request whose answer the current operation waits for."""
 
     responder: Any
-    operation: Operation
+    operation: Operation | None
     session: Session
     method: str
+    catalog: ToolCatalog | None
     answered: bool = False
+
+    def answer(self, response: Any) -> Any:
+        """Record the answer on the operation; a ``tools/list`` answer comes back advertising the intent."""
+        self.answered = True
+        if self.catalog is not None and self.method == "tools/list":
+            response = _with_intent(response, self.catalog)
+        if self.operation is not None:
+            _record_response(response, self.operation, self.session)
+            if self.method in RESULT_SIZE_METHODS and not isinstance(response, types.ErrorData):
+                self.operation.response_size(wire_size(response))
+        return response
 
 
 _responding: ContextVar[_Awaited | None] = ContextVar("opentelemetry_mcp_v1_responding", default=None)
@@ -79,15 +92,28 @@ class ServerPatch:
     def __init__(self, telemetry: Telemetry) -> None:
         self.telemetry = telemetry
         self._sessions: weakref.WeakKeyDictionary[ServerSession, Session] = weakref.WeakKeyDictionary()
+        self._catalogs: weakref.WeakKeyDictionary[Any, ToolCatalog] = weakref.WeakKeyDictionary()
+        """Per low-level ``Server``: which of its tools declare the intent parameter."""
+
+    def _catalog(self, server: Any) -> ToolCatalog | None:
+        if not self.telemetry.intent.enabled:
+            return None
+        catalog = self._catalogs.get(server)
+        if catalog is None:
+            catalog = self._catalogs[server] = ToolCatalog(self.telemetry.intent)
+        return catalog
 
     async def handle_message_wrapper(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         """Wraps ``Server._handle_message(message, session, ...)``: every message but ``initialize``."""
         message, server_session = args[0], args[1]
         try:
+            catalog = self._catalog(instance)
             if isinstance(message, RequestResponder):
                 root = message.request.root
                 request = http_request_of(message)
+                intent = _take_intent(root, catalog)
                 record = message_of(root.method, root.params, message.request_id, request)
+                record.intent = intent
             elif isinstance(message, types.ClientNotification):
                 request, record = None, message_of(message.root.method, message.root.params)
             else:
@@ -97,7 +123,7 @@ class ServerPatch:
             log_internal_error("a 1.x server message")
             return await wrapped(*args, **kwargs)
         responder = message if isinstance(message, RequestResponder) else None
-        return await self._observe(wrapped, args, kwargs, record, session, responder)
+        return await self._observe(wrapped, args, kwargs, record, session, responder, catalog)
 
     async def received_request_wrapper(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         """Wraps ``ServerSession._received_request(responder)``, where 1.x answers ``initialize``."""
@@ -118,30 +144,35 @@ class ServerPatch:
     async def respond_wrapper(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         """Wraps ``RequestResponder.respond(response)``: the outcome of the observed request."""
         awaited = _responding.get()
-        if awaited is not None and awaited.responder is instance:
-            awaited.answered = True
-            try:
-                response = args[0] if args else kwargs["response"]
-                _record_response(response, awaited.operation, awaited.session)
-                if awaited.method in RESULT_SIZE_METHODS and not isinstance(response, types.ErrorData):
-                    awaited.operation.response_size(wire_size(response))
-            except Exception:  # noqa: BLE001
-                log_internal_error("a 1.x response")
-        return await wrapped(*args, **kwargs)
+        if awaited is None or awaited.responder is not instance:
+            return await wrapped(*args, **kwargs)
+        response = args[0] if args else kwargs.pop("response")
+        try:
+            response = awaited.answer(response)
+        except Exception:  # noqa: BLE001
+            log_internal_error("a 1.x response")
+        return await wrapped(response, *args[1:], **kwargs)
 
     async def _observe(
-        self, wrapped: Any, args: Any, kwargs: Any, message: Message, session: Session, responder: Any | None
+        self,
+        wrapped: Any,
+        args: Any,
+        kwargs: Any,
+        message: Message,
+        session: Session,
+        responder: Any | None,
+        catalog: ToolCatalog | None = None,
     ) -> Any:
         try:
             operation = self.telemetry.server_operation(message, session, error_of, link_ambient=False)
         except Exception:  # noqa: BLE001
             log_internal_error("a 1.x server message")
             operation = None
-        if operation is None:
-            return await wrapped(*args, **kwargs)
-        awaited = None if responder is None else _Awaited(responder, operation, session, message.method)
+        awaited = None if responder is None else _Awaited(responder, operation, session, message.method, catalog)
         token = _responding.set(awaited) if awaited is not None else None
         try:
+            if operation is None:
+                return await wrapped(*args, **kwargs)
             with operation:
                 result = await wrapped(*args, **kwargs)
                 # Cancelled by the client, or (mcp < 1.2x) a cancellation the SDK swallowed unanswered.
@@ -169,6 +200,28 @@ class ServerPatch:
             session.client_name, session.client_version = implementation(params.clientInfo)
             session.protocol_version = session.protocol_version or params.protocolVersion
         return session
+
+
+def _take_intent(request: Any, catalog: ToolCatalog | None) -> str | None:
+    """A ``tools/call`` goes on without the intent argument (the request was parsed for this call alone)."""
+    if catalog is None or not isinstance(request, types.CallToolRequest):
+        return None
+    intent, arguments = catalog.take(request.params.name, request.params.arguments)
+    if arguments is not None:
+        request.params.arguments = arguments
+    return intent
+
+
+def _with_intent(response: Any, catalog: ToolCatalog) -> Any:
+    """A copy of a ``tools/list`` answer whose tools (copies) ask for the intent argument."""
+    result = getattr(response, "root", None)
+    if not isinstance(result, types.ListToolsResult):
+        return response
+    tools = []
+    for tool in result.tools:
+        schema = catalog.with_intent(tool.name, tool.inputSchema)
+        tools.append(tool if schema is None else tool.model_copy(update={"inputSchema": schema}))
+    return types.ServerResult(result.model_copy(update={"tools": tools}))
 
 
 def _record_response(response: Any, operation: Operation, session: Session) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Mapping
 from contextvars import ContextVar
+from dataclasses import replace
 from typing import Any
 
 from mcp.server._otel import OpenTelemetryMiddleware
@@ -18,6 +19,7 @@ from opentelemetry_instrumentation_mcp import attributes as attr
 from opentelemetry_instrumentation_mcp.adapters._tools import first_text, wire_size
 from opentelemetry_instrumentation_mcp.adapters._http import http_peer, http_transport, implementation
 from opentelemetry_instrumentation_mcp.adapters._wrapping import log_internal_error
+from opentelemetry_instrumentation_mcp.intent import ToolCatalog
 from opentelemetry_instrumentation_mcp.records import (
     RESULT_SIZE_METHODS,
     Message,
@@ -59,28 +61,60 @@ class TelemetryMiddleware:
         self.server_name = server_name
         self.replaced = replaced
         """The SDK middleware this one stands in for, put back by ``uninstrument()``."""
+        self.catalog = ToolCatalog(telemetry.intent)
         self._sessions: weakref.WeakKeyDictionary[Any, Session] = weakref.WeakKeyDictionary()
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         if _internal_lookup.get():
             return await call_next(ctx)
+        ctx, intent = self._take_intent(ctx)
         try:
-            operation = self.telemetry.server_operation(self._message(ctx), self._session(ctx), error_of)
+            operation = self.telemetry.server_operation(self._message(ctx, intent), self._session(ctx), error_of)
         except Exception:  # noqa: BLE001
             log_internal_error("a 2.x server message")
             operation = None
         if operation is None:
-            return await call_next(ctx)
+            return self._advertise_intent(ctx, await call_next(ctx))
         with operation:
-            result = await call_next(ctx)
+            result = self._advertise_intent(ctx, await call_next(ctx))
             try:
                 self._record_result(ctx, result, operation)
             except Exception:  # noqa: BLE001
                 log_internal_error("a 2.x server result")
         return result
 
-    def _message(self, ctx: ServerRequestContext[Any, Any]) -> Message:
-        return message_from_params(ctx.method, ctx.request_id, ctx.params, **http_peer(ctx.request))
+    def _take_intent(self, ctx: ServerRequestContext[Any, Any]) -> tuple[ServerRequestContext[Any, Any], str | None]:
+        """A ``tools/call`` continues without the intent argument; the tool never sees it."""
+        if ctx.method != "tools/call" or not self.catalog.options.enabled or not isinstance(ctx.params, Mapping):
+            return ctx, None
+        try:
+            intent, arguments = self.catalog.take(ctx.params.get("name"), ctx.params.get("arguments"))
+        except Exception:  # noqa: BLE001
+            log_internal_error("taking a 2.x user intent")
+            return ctx, None
+        if arguments is None:
+            return ctx, None
+        return replace(ctx, params={**ctx.params, "arguments": arguments}), intent
+
+    def _advertise_intent(self, ctx: ServerRequestContext[Any, Any], result: HandlerResult) -> HandlerResult:
+        """A ``tools/list`` answer whose tools (copies) ask for the intent argument."""
+        if ctx.method != "tools/list" or not self.catalog.options.enabled or not isinstance(result, Mapping):
+            return result
+        try:
+            tools = [self._with_intent(tool) for tool in result.get("tools") or ()]
+        except Exception:  # noqa: BLE001
+            log_internal_error("advertising the 2.x user intent")
+            return result
+        return {**result, "tools": tools}
+
+    def _with_intent(self, tool: Any) -> Any:
+        schema = self.catalog.with_intent(tool.get("name"), tool.get("inputSchema")) if isinstance(tool, Mapping) else None
+        return tool if schema is None else {**tool, "inputSchema": schema}
+
+    def _message(self, ctx: ServerRequestContext[Any, Any], intent: str | None) -> Message:
+        message = message_from_params(ctx.method, ctx.request_id, ctx.params, **http_peer(ctx.request))
+        message.intent = intent
+        return message
 
     def _session(self, ctx: ServerRequestContext[Any, Any]) -> Session:
         connection = ctx.session._connection  # noqa: SLF001 - the per-connection state, see ../shared/reference

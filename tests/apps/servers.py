@@ -6,7 +6,9 @@ error), ``slow`` (sleeps ``seconds``); resource ``demo://greeting``; prompt
 ``review`` with argument ``code``; completion on the prompt argument. Tools that
 reach out: ``fetch`` (GET ``url`` with httpx, raising on an HTTP error status or
 after ``timeout`` seconds) and ``billing`` (raises ``ToolFailure`` with an
-explicit reason).
+explicit reason). ``note`` declares its own ``context`` parameter and returns it;
+the low-level servers also have ``keys``, which answers the argument names it
+received (and forbids unknown ones).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ ADD_SCHEMA = {
 }
 SLOW_SCHEMA = {"type": "object", "properties": {"seconds": {"type": "number"}}, "required": ["seconds"]}
 EMPTY_SCHEMA = {"type": "object", "properties": {}}
+KEYS_SCHEMA = {"type": "object", "properties": {"x": {"type": "string"}}, "additionalProperties": False}
+NOTE_SCHEMA = {"type": "object", "properties": {"context": {"type": "string"}}, "required": ["context"]}
 FETCH_SCHEMA = {
     "type": "object",
     "properties": {"url": {"type": "string"}, "timeout": {"type": "number"}},
@@ -97,6 +101,11 @@ def _highlevel(name: str) -> Any:
         """Charges the customer."""
         return billing_down()
 
+    @app.tool()
+    def note(context: str) -> str:
+        """A tool with its own ``context`` parameter."""
+        return context
+
     @app.resource("demo://greeting")
     def greeting() -> str:
         return "hello"
@@ -138,6 +147,8 @@ def _lowlevel_v1(name: str) -> Any:
             types.Tool(name="slow", inputSchema=SLOW_SCHEMA),
             types.Tool(name="fetch", inputSchema=FETCH_SCHEMA),
             types.Tool(name="billing", inputSchema=EMPTY_SCHEMA),
+            types.Tool(name="keys", inputSchema=KEYS_SCHEMA),
+            types.Tool(name="note", inputSchema=NOTE_SCHEMA),
         ]
 
     @server.call_tool()
@@ -153,6 +164,10 @@ def _lowlevel_v1(name: str) -> Any:
             return [types.TextContent(type="text", text=await fetch_text(arguments["url"], arguments["timeout"]))]
         if tool == "billing":
             return [types.TextContent(type="text", text=billing_down())]
+        if tool == "keys":
+            return [types.TextContent(type="text", text=",".join(sorted(arguments)))]
+        if tool == "note":
+            return [types.TextContent(type="text", text=arguments["context"])]
         raise ValueError(f"Unknown tool: {tool}")
 
     @server.list_resources()
@@ -200,6 +215,8 @@ def _lowlevel_v2(name: str) -> Any:
                 types.Tool(name="slow", input_schema=SLOW_SCHEMA),
                 types.Tool(name="fetch", input_schema=FETCH_SCHEMA),
                 types.Tool(name="billing", input_schema=EMPTY_SCHEMA),
+                types.Tool(name="keys", input_schema=KEYS_SCHEMA),
+                types.Tool(name="note", input_schema=NOTE_SCHEMA),
             ]
         )
 
@@ -214,6 +231,10 @@ def _lowlevel_v2(name: str) -> Any:
             text = await fetch_text(arguments["url"], arguments["timeout"])
         elif params.name == "billing":
             text = billing_down()
+        elif params.name == "keys":
+            text = ",".join(sorted(arguments))
+        elif params.name == "note":
+            text = arguments["context"]
         elif params.name == "fail":
             return types.CallToolResult(
                 content=[types.TextContent(type="text", text="the tool failed on purpose")], is_error=True
