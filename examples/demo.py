@@ -32,15 +32,16 @@ except ImportError:  # older 1.x releases only have the name streamablehttp_clie
 SHOWN = {  # label in the trace tree -> span attribute
     "tool": "gen_ai.tool.name", "prompt": "gen_ai.prompt.name", "uri": "mcp.resource.uri",
     "client": "mcp.client.name", "session": "mcp.session.id", "from": "client.address", "to": "server.address",
-    "error": "error.type",
+    "error": "error.type", "origin": "mcp.failure.origin", "reason": "mcp.failure.reason",
 }  # fmt: skip
+# What an agent sends: the arguments, and in `context` (advertised by the instrumentation) why it calls.
 TOOL_CALLS = [
-    ("current_conditions", {"city": "Paris"}),
-    ("get_forecast", {"city": "Paris", "days": 3}),
-    ("get_forecast", {"city": "Tokyo", "days": 5}),
-    ("convert_temperature", {"celsius": 21.5}),
-    ("air_quality", {"city": "Paris"}),  # fails: its upstream provider is down
-    ("current_conditions", {"city": "Reykjavik"}),
+    ("current_conditions", {"city": "Paris", "context": "The user is packing for Paris today and asked what to wear."}),
+    ("get_forecast", {"city": "Paris", "days": 3, "context": "The user wants to know if the weekend in Paris stays dry."}),
+    ("get_forecast", {"city": "Tokyo", "days": 5, "context": "The user is planning a five-day trip to Tokyo."}),
+    ("convert_temperature", {"celsius": 21.5}),  # an agent that does not say why: still works
+    ("air_quality", {"city": "Paris", "context": "The user has asthma and asked whether to run outside."}),
+    ("current_conditions", {"city": "Reykjavik", "context": "The user compares Reykjavik with Paris."}),
 ]
 
 
@@ -70,7 +71,8 @@ async def run_agent(url: str) -> None:
             for name, arguments in TOOL_CALLS:
                 result = await client.call_tool(name, arguments)
                 failed = getattr(result, "is_error", None) or getattr(result, "isError", False)
-                print(f"  {name}({arguments}) -> {'ERROR: ' if failed else ''}{result.content[0].text}")
+                shown = {key: value for key, value in arguments.items() if key != "context"}
+                print(f"  {name}({shown}) -> {'ERROR: ' if failed else ''}{result.content[0].text}")
             cities = await client.read_resource("weather://cities")
             print("resource weather://cities:", cities.contents[0].text.replace("\n", ", "))
             prompt = await client.get_prompt("plan_trip", {"city": "Tokyo", "days": "5"})
@@ -99,12 +101,15 @@ def print_traces(exporter: InMemorySpanExporter) -> None:
         mark = "✗" if span.status.status_code is StatusCode.ERROR else "•"
         head = f"{'    ' * depth}{mark} {span.kind.name:<6} {span.name}"
         print(f"{head:<48} {(span.end_time - span.start_time) / 1e6:6.1f} ms  {details(span.attributes)}")
+        if span.kind.name == "SERVER" and "mcp.user_intent" in span.attributes:
+            print(f"{'    ' * (depth + 1)}  why: {span.attributes['mcp.user_intent']}")
         for child in children[span.context.span_id]:
             show(child, depth + 1)
 
     print(f"\n=== {len(traces)} traces, {len(finished)} spans  (✗ = span status ERROR) ===")
     print("    tool, prompt = gen_ai.tool.name, gen_ai.prompt.name; uri = mcp.resource.uri; client = mcp.client.name;")
-    print("    session = mcp.session.id; from/to = client/server.address:port; error = error.type")
+    print("    session = mcp.session.id; from/to = client/server.address:port; error = error.type;")
+    print("    origin, reason = mcp.failure.origin, mcp.failure.reason; why = mcp.user_intent")
     for trace_id, members in traces.items():
         print(f"\ntrace {trace_id:032x}")
         ids = {span.context.span_id for span in members}

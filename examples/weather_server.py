@@ -69,9 +69,13 @@ def build_server() -> HighLevelServer:
 
     @server.tool()
     async def air_quality(city: str) -> str:
-        """Air-quality index of a city (its upstream provider is down today)."""
-        await _upstream(40)
-        raise ToolError(f"air-quality provider unavailable for {city} (HTTP 503)")
+        """Air-quality index of a city (its upstream provider is slow today: the call times out)."""
+        try:
+            with anyio.fail_after(0.03):
+                await _upstream(40)
+        except TimeoutError as exc:
+            raise ToolError(f"air-quality provider timed out for {city}") from exc
+        return f"{city}: AQI 42"
 
     @server.resource("weather://cities", mime_type="text/plain")
     def cities() -> str:
