@@ -18,12 +18,13 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
 from opentelemetry_instrumentation_mcp import sdk
 from opentelemetry_instrumentation_mcp.failures import FailureOrigin, ToolFailure
+from opentelemetry_instrumentation_mcp.identity import DEFAULT_TIMEOUT, IdentifyRequest, Identifier, UserIdentity
 from opentelemetry_instrumentation_mcp.intent import IntentOptions
 from opentelemetry_instrumentation_mcp.package import _instruments_any
 from opentelemetry_instrumentation_mcp.telemetry import Telemetry
 from opentelemetry_instrumentation_mcp.version import __version__
 
-__all__ = ["FailureOrigin", "MCPInstrumentor", "ToolFailure", "__version__"]
+__all__ = ["FailureOrigin", "IdentifyRequest", "MCPInstrumentor", "ToolFailure", "UserIdentity", "__version__"]
 
 
 class MCPInstrumentor(BaseInstrumentor):
@@ -34,11 +35,14 @@ class MCPInstrumentor(BaseInstrumentor):
 
     def _instrument(self, **kwargs: Any) -> None:
         """Options: ``tracer_provider``, ``meter_provider``; ``intent`` (bool), ``intent_parameter``,
-        ``intent_description`` (else ``OTEL_INSTRUMENTATION_MCP_INTENT[_PARAMETER|_DESCRIPTION]``)."""
+        ``intent_description`` (else ``OTEL_INSTRUMENTATION_MCP_INTENT[_PARAMETER|_DESCRIPTION]``);
+        ``identify`` (a hook: ``IdentifyRequest`` -> ``UserIdentity | None``, sync or async) and
+        ``identify_timeout`` (seconds, default 1)."""
         intent = IntentOptions.resolve(
             kwargs.get("intent"), kwargs.get("intent_parameter"), kwargs.get("intent_description")
         )
-        telemetry = Telemetry(kwargs.get("tracer_provider"), kwargs.get("meter_provider"), intent)
+        identifier = Identifier(kwargs.get("identify"), kwargs.get("identify_timeout", DEFAULT_TIMEOUT))
+        telemetry = Telemetry(kwargs.get("tracer_provider"), kwargs.get("meter_provider"), intent, identifier)
         adapter = sdk.adapter()
         try:
             adapter.instrument(telemetry)

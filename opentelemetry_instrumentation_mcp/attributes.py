@@ -11,6 +11,7 @@ from opentelemetry.semconv._incubating.attributes.gen_ai_attributes import (
     GEN_AI_TOOL_NAME,
 )
 from opentelemetry.semconv._incubating.attributes.jsonrpc_attributes import JSONRPC_REQUEST_ID
+from opentelemetry.semconv._incubating.attributes.user_attributes import USER_ID, USER_NAME
 from opentelemetry.semconv._incubating.attributes.mcp_attributes import (
     MCP_METHOD_NAME,
     MCP_PROTOCOL_VERSION,
@@ -75,4 +76,6 @@ __all__ = [
     "SERVER_ADDRESS",
     "SERVER_PORT",
     "TOOL_ERROR",
+    "USER_ID",
+    "USER_NAME",
 ]

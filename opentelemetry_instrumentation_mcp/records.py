@@ -54,6 +54,10 @@ class Session:
     protocol_version: str | None = None
     peer: Any = None
     """Client side: the ``transport.ServerPeer`` this session talks to, when known."""
+    user_id: str | None = None
+    user_name: str | None = None
+    identified: bool = False
+    """Whether the caller was identified already (the answer is kept for the session)."""
     started: float = field(default_factory=time.perf_counter)
     ended: bool = False
     _cache: tuple[tuple[Any, ...], dict[str, AttributeValue], dict[str, AttributeValue]] | None = field(
@@ -82,6 +86,8 @@ class Session:
             self.client_version,
             self.server_name,
             self.protocol_version,
+            self.user_id,
+            self.user_name,
         )
         if self._cache is None or self._cache[0] != key:
             self._cache = (key, self._build_span_attributes(), self._build_metric_attributes())
@@ -94,6 +100,8 @@ class Session:
             attr.MCP_CLIENT_NAME: self.client_name,
             attr.MCP_CLIENT_VERSION: self.client_version,
             attr.MCP_SERVER_NAME: self.server_name,
+            attr.USER_ID: self.user_id,
+            attr.USER_NAME: self.user_name,
         }
         if self.stateless:
             found[attr.MCP_SESSION_STATELESS] = True

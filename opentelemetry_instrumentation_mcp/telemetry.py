@@ -19,6 +19,7 @@ from opentelemetry.trace import Link, SpanKind, TracerProvider, get_current_span
 from opentelemetry.util.types import AttributeValue
 
 from opentelemetry_instrumentation_mcp import attributes as attr
+from opentelemetry_instrumentation_mcp.identity import IdentifyRequest, Identifier, is_due
 from opentelemetry_instrumentation_mcp.instruments import Instruments
 from opentelemetry_instrumentation_mcp.intent import IntentOptions
 from opentelemetry_instrumentation_mcp.operation import ErrorOf, Operation, metric_attributes_of
@@ -83,10 +84,21 @@ class Telemetry:
         tracer_provider: TracerProvider | None = None,
         meter_provider: MeterProvider | None = None,
         intent: IntentOptions | None = None,
+        identifier: Identifier | None = None,
     ):
         self.intent = intent or IntentOptions()
+        self.identifier = identifier or Identifier(None)
         self.tracer = get_tracer(_SCOPE, __version__, tracer_provider, schema_url=_SCHEMA_URL)
         self.instruments = Instruments(get_meter(_SCOPE, __version__, meter_provider, schema_url=_SCHEMA_URL))
+
+    async def identify(self, session: Session, request: IdentifyRequest) -> None:
+        """Identify the caller when it is due (see ``identity.is_due``); the answer lands on the session."""
+        if not is_due(session, request.method):
+            return
+        identity = await self.identifier.identify(request)
+        session.identified = True
+        session.user_id = None if identity is None else identity.user_id
+        session.user_name = None if identity is None else identity.user_name
 
     def server_operation(
         self, message: Message, session: Session, error_of: ErrorOf, *, link_ambient: bool = True

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,13 +61,20 @@ class Recorded:
 @pytest.fixture
 def recorded() -> Iterator[Recorded]:
     """``MCPInstrumentor`` instrumented with in-memory span and metric exporters, uninstrumented after."""
+    with instrumented() as found:
+        yield found
+
+
+@contextmanager
+def instrumented(**options: Any) -> Iterator[Recorded]:
+    """Instrument with ``options`` (``identify=...``, ``intent=...``) and in-memory exporters, for one block."""
     exporter = InMemorySpanExporter()
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
     reader = InMemoryMetricReader()
     meter_provider = MeterProvider(metric_readers=[reader])
     instrumentor = MCPInstrumentor()
-    instrumentor.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
+    instrumentor.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider, **options)
     try:
         yield Recorded(exporter, reader, tracer_provider)
     finally:

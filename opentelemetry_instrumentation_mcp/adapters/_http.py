@@ -25,3 +25,10 @@ def implementation(info: Any) -> tuple[str | None, str | None]:
     if info is None:
         return None, None
     return getattr(info, "name", None), getattr(info, "version", None)
+
+
+def auth_token() -> Any | None:
+    """The access token the SDK's bearer-auth middleware validated for this request, if any."""
+    from mcp.server.auth.middleware.auth_context import get_access_token  # noqa: PLC0415
+
+    return get_access_token()

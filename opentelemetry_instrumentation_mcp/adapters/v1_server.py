@@ -19,8 +19,9 @@ from mcp.shared.session import RequestResponder
 
 from opentelemetry_instrumentation_mcp import attributes as attr
 from opentelemetry_instrumentation_mcp.adapters._tools import first_text, wire_size
-from opentelemetry_instrumentation_mcp.adapters._http import http_peer, http_transport, implementation
+from opentelemetry_instrumentation_mcp.adapters._http import auth_token, http_peer, http_transport, implementation
 from opentelemetry_instrumentation_mcp.adapters._wrapping import log_internal_error
+from opentelemetry_instrumentation_mcp.identity import IdentifyRequest, is_due
 from opentelemetry_instrumentation_mcp.intent import ToolCatalog
 from opentelemetry_instrumentation_mcp.operation import Operation
 from opentelemetry_instrumentation_mcp.records import (
@@ -119,6 +120,12 @@ class ServerPatch:
             else:
                 return await wrapped(*args, **kwargs)
             session = self._session(server_session, request, instance.name)
+            if is_due(session, record.method):
+                params = message.request.root.params
+                params = None if params is None else params.model_dump(by_alias=True, mode="json", exclude_none=True)
+                headers = None if request is None else request.headers
+                identify = IdentifyRequest(record.method, params, headers, auth_token(), session.session_id)
+                await self.telemetry.identify(session, identify)
         except Exception:  # noqa: BLE001
             log_internal_error("a 1.x server message")
             return await wrapped(*args, **kwargs)

@@ -17,8 +17,9 @@ from pydantic import ValidationError
 
 from opentelemetry_instrumentation_mcp import attributes as attr
 from opentelemetry_instrumentation_mcp.adapters._tools import first_text, wire_size
-from opentelemetry_instrumentation_mcp.adapters._http import http_peer, http_transport, implementation
+from opentelemetry_instrumentation_mcp.adapters._http import auth_token, http_peer, http_transport, implementation
 from opentelemetry_instrumentation_mcp.adapters._wrapping import log_internal_error
+from opentelemetry_instrumentation_mcp.identity import IdentifyRequest, is_due
 from opentelemetry_instrumentation_mcp.intent import ToolCatalog
 from opentelemetry_instrumentation_mcp.records import (
     RESULT_SIZE_METHODS,
@@ -69,7 +70,10 @@ class TelemetryMiddleware:
             return await call_next(ctx)
         ctx, intent = self._take_intent(ctx)
         try:
-            operation = self.telemetry.server_operation(self._message(ctx, intent), self._session(ctx), error_of)
+            session = self._session(ctx)
+            if is_due(session, ctx.method):
+                await self.telemetry.identify(session, self._identify_request(ctx, session))
+            operation = self.telemetry.server_operation(self._message(ctx, intent), session, error_of)
         except Exception:  # noqa: BLE001
             log_internal_error("a 2.x server message")
             operation = None
@@ -110,6 +114,11 @@ class TelemetryMiddleware:
     def _with_intent(self, tool: Any) -> Any:
         schema = self.catalog.with_intent(tool.get("name"), tool.get("inputSchema")) if isinstance(tool, Mapping) else None
         return tool if schema is None else {**tool, "inputSchema": schema}
+
+    @staticmethod
+    def _identify_request(ctx: ServerRequestContext[Any, Any], session: Session) -> IdentifyRequest:
+        headers = ctx.request.headers if ctx.request is not None else None
+        return IdentifyRequest(ctx.method, ctx.params, headers, auth_token(), session.session_id)
 
     def _message(self, ctx: ServerRequestContext[Any, Any], intent: str | None) -> Message:
         message = message_from_params(ctx.method, ctx.request_id, ctx.params, **http_peer(ctx.request))
