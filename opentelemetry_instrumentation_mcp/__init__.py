@@ -17,6 +17,7 @@ from typing import Any
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
 from opentelemetry_instrumentation_mcp import sdk
+from opentelemetry_instrumentation_mcp.content import ContentPolicy
 from opentelemetry_instrumentation_mcp.failures import FailureOrigin, ToolFailure
 from opentelemetry_instrumentation_mcp.identity import DEFAULT_TIMEOUT, IdentifyRequest, Identifier, UserIdentity
 from opentelemetry_instrumentation_mcp.intent import IntentOptions
@@ -37,12 +38,16 @@ class MCPInstrumentor(BaseInstrumentor):
         """Options: ``tracer_provider``, ``meter_provider``; ``intent`` (bool), ``intent_parameter``,
         ``intent_description`` (else ``OTEL_INSTRUMENTATION_MCP_INTENT[_PARAMETER|_DESCRIPTION]``);
         ``identify`` (a hook: ``IdentifyRequest`` -> ``UserIdentity | None``, sync or async) and
-        ``identify_timeout`` (seconds, default 1)."""
+        ``identify_timeout`` (seconds, default 1); ``capture_content`` (bool, else
+        ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``) and ``redact`` (``str -> str``)."""
         intent = IntentOptions.resolve(
             kwargs.get("intent"), kwargs.get("intent_parameter"), kwargs.get("intent_description")
         )
         identifier = Identifier(kwargs.get("identify"), kwargs.get("identify_timeout", DEFAULT_TIMEOUT))
-        telemetry = Telemetry(kwargs.get("tracer_provider"), kwargs.get("meter_provider"), intent, identifier)
+        content = ContentPolicy(kwargs.get("capture_content"), kwargs.get("redact"))
+        telemetry = Telemetry(
+            kwargs.get("tracer_provider"), kwargs.get("meter_provider"), intent, identifier, content
+        )
         adapter = sdk.adapter()
         try:
             adapter.instrument(telemetry)

@@ -8,6 +8,8 @@ module spells an attribute name.
 from opentelemetry.semconv._incubating.attributes.gen_ai_attributes import (
     GEN_AI_OPERATION_NAME,
     GEN_AI_PROMPT_NAME,
+    GEN_AI_TOOL_CALL_ARGUMENTS,
+    GEN_AI_TOOL_CALL_RESULT,
     GEN_AI_TOOL_NAME,
 )
 from opentelemetry.semconv._incubating.attributes.jsonrpc_attributes import JSONRPC_REQUEST_ID
@@ -20,6 +22,7 @@ from opentelemetry.semconv._incubating.attributes.mcp_attributes import (
 )
 from opentelemetry.semconv.attributes.client_attributes import CLIENT_ADDRESS, CLIENT_PORT
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
+from opentelemetry.semconv.attributes.exception_attributes import EXCEPTION_MESSAGE, EXCEPTION_STACKTRACE
 from opentelemetry.semconv.attributes.network_attributes import (
     NETWORK_PROTOCOL_NAME,
     NETWORK_PROTOCOL_VERSION,
@@ -29,6 +32,7 @@ from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS, S
 
 # Semantic-convention names without a constant in the installed semconv package.
 RPC_RESPONSE_STATUS_CODE = "rpc.response.status_code"
+GEN_AI_PROMPT_VARIABLE_PREFIX = "gen_ai.prompt.variable."
 
 # Our extensions (documented in the README's attribute table).
 MCP_CLIENT_NAME = "mcp.client.name"
@@ -51,9 +55,14 @@ __all__ = [
     "CLIENT_ADDRESS",
     "CLIENT_PORT",
     "ERROR_TYPE",
+    "EXCEPTION_MESSAGE",
+    "EXCEPTION_STACKTRACE",
     "EXECUTE_TOOL",
     "GEN_AI_OPERATION_NAME",
     "GEN_AI_PROMPT_NAME",
+    "GEN_AI_PROMPT_VARIABLE_PREFIX",
+    "GEN_AI_TOOL_CALL_ARGUMENTS",
+    "GEN_AI_TOOL_CALL_RESULT",
     "GEN_AI_TOOL_NAME",
     "JSONRPC_REQUEST_ID",
     "MCP_CLIENT_NAME",

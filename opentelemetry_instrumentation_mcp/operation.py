@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import traceback
 from collections.abc import Callable
+from typing import Any
 from contextvars import ContextVar, Token
 from types import TracebackType
 
@@ -18,6 +20,7 @@ from opentelemetry.util.types import AttributeValue
 
 from opentelemetry_instrumentation_mcp import attributes as attr
 from opentelemetry_instrumentation_mcp import failures
+from opentelemetry_instrumentation_mcp.content import ContentPolicy
 from opentelemetry_instrumentation_mcp.failures import Failure
 
 logger = logging.getLogger(__name__)
@@ -74,6 +77,7 @@ class Operation:
         "_failed",
         "_tool_exception",
         "_current_token",
+        "_content",
     )
 
     def __init__(
@@ -85,6 +89,7 @@ class Operation:
         *,
         server_side: bool,
         error_of: ErrorOf,
+        content: ContentPolicy,
     ) -> None:
         self.span = span
         self._context = set_span_in_context(span, parent)
@@ -97,6 +102,7 @@ class Operation:
         self._failed = False
         self._tool_exception: BaseException | None = None
         self._current_token: Token[Operation | None] | None = None
+        self._content = content
 
     def __enter__(self) -> Operation:
         self._token = otel_context.attach(self._context)
@@ -134,6 +140,16 @@ class Operation:
         is_error = not self._server_side or code not in CLIENT_FAULT_CODES
         self._fail(str(code), message, failures.of_jsonrpc(code, message), status_code=str(code), is_error=is_error)
 
+    @property
+    def captures_content(self) -> bool:
+        return self._content.capture
+
+    def capture_result(self, result: Any) -> None:
+        """A ``tools/call`` result (wire-shaped), when content capture is on; binary content as markers."""
+        captured = self._content.json(result)
+        if captured is not None:
+            self.span.set_attribute(attr.GEN_AI_TOOL_CALL_RESULT, captured)
+
     def response_size(self, size: int) -> None:
         """The answer's size in bytes, as JSON on the wire: the cost signal."""
         self.span.set_attribute(attr.MCP_RESPONSE_SIZE, size)
@@ -163,9 +179,17 @@ class Operation:
         if error is not None:
             self.jsonrpc_error(*error)
             return
-        self.span.record_exception(exc)
+        self._record_exception(exc)
         found = failures.of_exception(exc) or failures.INTERNAL_ERROR
         self._fail(type(exc).__qualname__, str(exc), found, status_code=None, is_error=True)
+
+    def _record_exception(self, exc: BaseException) -> None:
+        """The exception event, its message and stack trace redacted like every other captured string."""
+        stacktrace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        event: dict[str, AttributeValue] = {}
+        for key, value in ((attr.EXCEPTION_MESSAGE, str(exc)), (attr.EXCEPTION_STACKTRACE, stacktrace)):
+            event[key] = self._content.text(value) or ""
+        self.span.record_exception(exc, attributes=event)
 
     def _fail(
         self, error_type: str, description: str | None, failure: Failure, *, status_code: str | None, is_error: bool
@@ -178,7 +202,7 @@ class Operation:
         found[attr.MCP_FAILURE_REASON] = failure.reason
         self.span.set_attributes(found)
         if is_error:
-            self.span.set_status(StatusCode.ERROR, description)
+            self.span.set_status(StatusCode.ERROR, self._content.text(description))
 
     def end(self) -> None:
         self.span.end()

@@ -132,6 +132,8 @@ class Message:
     """The argument names of ``tools/call`` / ``prompts/get`` (never their values)."""
     intent: str | None = None
     """Why the agent called the tool: the injected intent argument's value."""
+    arguments: Mapping[str, Any] | None = None
+    """The arguments of ``tools/call`` / ``prompts/get``: recorded only when content capture is on."""
     peer_address: str | None = None
     peer_port: int | None = None
     """The other side's address: ``client.*`` on server spans, ``server.*`` on client spans."""
@@ -157,7 +159,9 @@ def message_from_params(
     name = params.get("name")
     if isinstance(name, str) and method in ARGUMENT_METHODS:
         message.name = name
-        message.argument_keys = argument_keys(params.get("arguments"))
+        arguments = params.get("arguments")
+        message.argument_keys = argument_keys(arguments)
+        message.arguments = arguments if isinstance(arguments, Mapping) else None
     uri = params.get("uri")
     if isinstance(uri, str):
         message.uri = uri

@@ -7,6 +7,7 @@ status and metrics is decided here, once, for every SDK line.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 
@@ -19,6 +20,7 @@ from opentelemetry.trace import Link, SpanKind, TracerProvider, get_current_span
 from opentelemetry.util.types import AttributeValue
 
 from opentelemetry_instrumentation_mcp import attributes as attr
+from opentelemetry_instrumentation_mcp.content import ContentPolicy
 from opentelemetry_instrumentation_mcp.identity import IdentifyRequest, Identifier, is_due
 from opentelemetry_instrumentation_mcp.instruments import Instruments
 from opentelemetry_instrumentation_mcp.intent import IntentOptions
@@ -49,8 +51,6 @@ def message_attributes(message: Message, *, server_side: bool) -> dict[str, Attr
         found[attr.GEN_AI_PROMPT_NAME] = message.name
     if message.argument_keys is not None:
         found[attr.MCP_REQUEST_ARGUMENT_KEYS] = message.argument_keys
-    if message.intent is not None:
-        found[attr.MCP_USER_INTENT] = message.intent
     if message.uri is not None:
         found[attr.MCP_RESOURCE_URI] = message.uri
     if message.peer_address is not None:
@@ -85,8 +85,10 @@ class Telemetry:
         meter_provider: MeterProvider | None = None,
         intent: IntentOptions | None = None,
         identifier: Identifier | None = None,
+        content: ContentPolicy | None = None,
     ):
         self.intent = intent or IntentOptions()
+        self.content = content or ContentPolicy()
         self.identifier = identifier or Identifier(None)
         self.tracer = get_tracer(_SCOPE, __version__, tracer_provider, schema_url=_SCHEMA_URL)
         self.instruments = Instruments(get_meter(_SCOPE, __version__, meter_provider, schema_url=_SCHEMA_URL))
@@ -98,7 +100,7 @@ class Telemetry:
         identity = await self.identifier.identify(request)
         session.identified = True
         session.user_id = None if identity is None else identity.user_id
-        session.user_name = None if identity is None else identity.user_name
+        session.user_name = None if identity is None else self.content.text(identity.user_name)
 
     def server_operation(
         self, message: Message, session: Session, error_of: ErrorOf, *, link_ambient: bool = True
@@ -113,6 +115,7 @@ class Telemetry:
         parent, links = _parent_of(message, link_ambient)
         attributes = message_attributes(message, server_side=True)
         attributes.update(session.span_attributes())
+        attributes.update(self._conversation(message))
         span = self.tracer.start_span(
             span_name(message), context=parent, kind=SpanKind.SERVER, attributes=attributes, links=links
         )
@@ -123,7 +126,27 @@ class Telemetry:
             metric_attributes_of(attributes, session.metric_attributes()),
             server_side=True,
             error_of=error_of,
+            content=self.content,
         )
+
+    def _conversation(self, message: Message) -> dict[str, AttributeValue]:
+        """What the agent said: the intent always, arguments only when content capture is on (all redacted)."""
+        found: dict[str, AttributeValue] = {}
+        intent = self.content.text(message.intent)
+        if intent is not None:
+            found[attr.MCP_USER_INTENT] = intent
+        if not self.content.capture or message.arguments is None:
+            return found
+        if message.method == "tools/call":
+            arguments = self.content.json(message.arguments)
+            if arguments is not None:
+                found[attr.GEN_AI_TOOL_CALL_ARGUMENTS] = arguments
+        elif message.method == "prompts/get":
+            for name, value in message.arguments.items():
+                text = self.content.text(value if isinstance(value, str) else json.dumps(value, default=str))
+                if text is not None:
+                    found[attr.GEN_AI_PROMPT_VARIABLE_PREFIX + str(name)] = text
+        return found
 
     def client_operation(self, message: Message, session: Session, error_of: ErrorOf) -> Operation | None:
         """Start the CLIENT span of an outgoing request; None when instrumentation is suppressed."""
@@ -140,6 +163,7 @@ class Telemetry:
             metric_attributes_of(attributes, session.metric_attributes()),
             server_side=False,
             error_of=error_of,
+            content=self.content,
         )
 
     def end_session(self, session: Session, *, server_side: bool, error_type: str | None = None) -> None:

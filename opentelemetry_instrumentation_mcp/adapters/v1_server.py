@@ -75,6 +75,7 @@ def message_of(method: str, params: Any, request_id: object | None = None, reque
     if method in ARGUMENT_METHODS:
         message.name = params.name
         message.argument_keys = argument_keys(params.arguments)
+        message.arguments = params.arguments
     uri = getattr(params, "uri", None)
     if uri is not None:
         message.uri = str(uri)
@@ -236,8 +237,11 @@ def _record_response(response: Any, operation: Operation, session: Session) -> N
         operation.jsonrpc_error(response.code, response.message)
         return
     result = getattr(response, "root", response)
-    if isinstance(result, types.CallToolResult) and result.isError:
-        operation.tool_error(first_text(result.content))
+    if isinstance(result, types.CallToolResult):
+        if result.isError:
+            operation.tool_error(first_text(result.content))
+        if operation.captures_content:
+            operation.capture_result(result.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"meta"}))
     elif isinstance(result, types.InitializeResult):
         session.protocol_version = str(result.protocolVersion)
         operation.set_attributes({attr.MCP_PROTOCOL_VERSION: session.protocol_version})

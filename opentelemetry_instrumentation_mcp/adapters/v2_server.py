@@ -161,10 +161,13 @@ class TelemetryMiddleware:
                 session.protocol_version = version
                 operation.set_attributes({attr.MCP_PROTOCOL_VERSION: version})
         elif ctx.method == "tools/call":
-            if isinstance(result, Mapping) and result.get("isError") is True:
-                operation.tool_error(first_text(result.get("content")))
-            elif isinstance(result, CallToolResult) and result.is_error:
-                operation.tool_error(first_text(result.content))
+            wire = result.model_dump(mode="json", by_alias=True, exclude_none=True) if isinstance(result, CallToolResult) else result
+            if not isinstance(wire, Mapping):
+                return
+            if wire.get("isError") is True:
+                operation.tool_error(first_text(wire.get("content")))
+            if operation.captures_content:
+                operation.capture_result({key: value for key, value in wire.items() if key != "_meta"})
 
 
 class ServerPatch:

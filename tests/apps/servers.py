@@ -30,6 +30,7 @@ ADD_SCHEMA = {
 }
 SLOW_SCHEMA = {"type": "object", "properties": {"seconds": {"type": "number"}}, "required": ["seconds"]}
 EMPTY_SCHEMA = {"type": "object", "properties": {}}
+ECHO_SCHEMA = {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}
 KEYS_SCHEMA = {"type": "object", "properties": {"x": {"type": "string"}}, "additionalProperties": False}
 NOTE_SCHEMA = {"type": "object", "properties": {"context": {"type": "string"}}, "required": ["context"]}
 FETCH_SCHEMA = {
@@ -47,6 +48,15 @@ async def fetch_text(url: str, timeout: float) -> str:
         response = await http.get(url, timeout=timeout)
         response.raise_for_status()
         return response.text
+
+
+def echo_text(text: str) -> str:
+    if text.startswith("raise:"):
+        raise ValueError(text)
+    return text
+
+
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 
 
 def billing_down() -> str:
@@ -102,6 +112,11 @@ def _highlevel(name: str) -> Any:
         return billing_down()
 
     @app.tool()
+    def echo(text: str) -> str:
+        """Answers ``text``; raises it when it starts with ``raise:``."""
+        return echo_text(text)
+
+    @app.tool()
     def note(context: str) -> str:
         """A tool with its own ``context`` parameter."""
         return context
@@ -149,10 +164,12 @@ def _lowlevel_v1(name: str) -> Any:
             types.Tool(name="billing", inputSchema=EMPTY_SCHEMA),
             types.Tool(name="keys", inputSchema=KEYS_SCHEMA),
             types.Tool(name="note", inputSchema=NOTE_SCHEMA),
+            types.Tool(name="echo", inputSchema=ECHO_SCHEMA),
+            types.Tool(name="image", inputSchema=EMPTY_SCHEMA),
         ]
 
     @server.call_tool()
-    async def call_tool(tool: str, arguments: dict[str, Any]) -> list[types.TextContent]:
+    async def call_tool(tool: str, arguments: dict[str, Any]) -> list[Any]:
         if tool == "add":
             return [types.TextContent(type="text", text=str(arguments["a"] + arguments["b"]))]
         if tool == "slow":
@@ -168,6 +185,10 @@ def _lowlevel_v1(name: str) -> Any:
             return [types.TextContent(type="text", text=",".join(sorted(arguments)))]
         if tool == "note":
             return [types.TextContent(type="text", text=arguments["context"])]
+        if tool == "echo":
+            return [types.TextContent(type="text", text=echo_text(arguments["text"]))]
+        if tool == "image":
+            return [types.ImageContent(type="image", data=PNG, mimeType="image/png")]
         raise ValueError(f"Unknown tool: {tool}")
 
     @server.list_resources()
@@ -217,6 +238,8 @@ def _lowlevel_v2(name: str) -> Any:
                 types.Tool(name="billing", input_schema=EMPTY_SCHEMA),
                 types.Tool(name="keys", input_schema=KEYS_SCHEMA),
                 types.Tool(name="note", input_schema=NOTE_SCHEMA),
+                types.Tool(name="echo", input_schema=ECHO_SCHEMA),
+                types.Tool(name="image", input_schema=EMPTY_SCHEMA),
             ]
         )
 
@@ -235,6 +258,10 @@ def _lowlevel_v2(name: str) -> Any:
             text = ",".join(sorted(arguments))
         elif params.name == "note":
             text = arguments["context"]
+        elif params.name == "echo":
+            text = echo_text(arguments["text"])
+        elif params.name == "image":
+            return types.CallToolResult(content=[types.ImageContent(type="image", data=PNG, mime_type="image/png")])
         elif params.name == "fail":
             return types.CallToolResult(
                 content=[types.TextContent(type="text", text="the tool failed on purpose")], is_error=True
