@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from opentelemetry.metrics import Histogram, Meter
+from opentelemetry.metrics import Counter, Histogram, Meter
 from opentelemetry.semconv._incubating.metrics.mcp_metrics import (
     MCP_CLIENT_OPERATION_DURATION,
     MCP_CLIENT_SESSION_DURATION,
@@ -37,4 +37,9 @@ class Instruments:
         )
         self.client_session = _duration(
             meter, MCP_CLIENT_SESSION_DURATION, "Duration of an MCP session as observed by the client."
+        )
+        self.overflow: Counter = meter.create_counter(
+            name="mcp.instrumentation.metric_value_overflow",
+            unit="{value}",
+            description="Metric attribute values recorded as _OTHER because their attribute reached its cap.",
         )

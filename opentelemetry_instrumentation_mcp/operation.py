@@ -32,15 +32,6 @@ ErrorOf = Callable[[BaseException], "tuple[int, str] | None"]
 # (parse error, invalid request, method not found, invalid params, resource not found).
 CLIENT_FAULT_CODES = frozenset({-32700, -32600, -32601, -32602, -32002})
 
-_METRIC_KEYS = (
-    attr.MCP_METHOD_NAME,
-    attr.GEN_AI_TOOL_NAME,
-    attr.GEN_AI_PROMPT_NAME,
-    attr.GEN_AI_OPERATION_NAME,
-    attr.SERVER_ADDRESS,
-    attr.SERVER_PORT,
-)
-
 
 current_server_operation: ContextVar[Operation | None] = ContextVar("opentelemetry_mcp_operation", default=None)
 """The SERVER operation whose handler is running (where a tool's exception is noted)."""
@@ -209,12 +200,3 @@ class Operation:
         # In the span's context, so an exemplar of this point refers to this operation's span.
         self._histogram.record(time.perf_counter() - self._start, self._metric_attributes, context=self._context)
 
-
-def metric_attributes_of(span_attributes: dict[str, AttributeValue], session_metrics: dict[str, AttributeValue]) -> dict[str, AttributeValue]:
-    """The metric attributes: the conventions' low-cardinality subset of the span's."""
-    metrics = dict(session_metrics)
-    for key in _METRIC_KEYS:
-        value = span_attributes.get(key)
-        if value is not None:
-            metrics[key] = value
-    return metrics

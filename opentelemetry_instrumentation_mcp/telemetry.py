@@ -24,7 +24,8 @@ from opentelemetry_instrumentation_mcp.content import ContentPolicy
 from opentelemetry_instrumentation_mcp.identity import IdentifyRequest, Identifier, is_due
 from opentelemetry_instrumentation_mcp.instruments import Instruments
 from opentelemetry_instrumentation_mcp.intent import IntentOptions
-from opentelemetry_instrumentation_mcp.operation import ErrorOf, Operation, metric_attributes_of
+from opentelemetry_instrumentation_mcp.cardinality import LIMITS, Cap
+from opentelemetry_instrumentation_mcp.operation import ErrorOf, Operation
 from opentelemetry_instrumentation_mcp.records import Message, Session
 from opentelemetry_instrumentation_mcp.version import __version__
 
@@ -32,6 +33,15 @@ logger = logging.getLogger(__name__)
 
 _SCOPE = "opentelemetry_instrumentation_mcp"
 _SCHEMA_URL = Schemas.V1_36_0.value
+
+
+_METRIC_KEYS = (
+    attr.MCP_METHOD_NAME,
+    attr.GEN_AI_OPERATION_NAME,
+    attr.SERVER_ADDRESS,
+    attr.SERVER_PORT,
+)
+"""Span attributes that metrics carry as they are; the capped ones (``cardinality.LIMITS``) follow."""
 
 
 def span_name(message: Message) -> str:
@@ -92,6 +102,7 @@ class Telemetry:
         self.identifier = identifier or Identifier(None)
         self.tracer = get_tracer(_SCOPE, __version__, tracer_provider, schema_url=_SCHEMA_URL)
         self.instruments = Instruments(get_meter(_SCOPE, __version__, meter_provider, schema_url=_SCHEMA_URL))
+        self.caps = [Cap(name, limit, self.instruments.overflow) for name, limit in LIMITS.items()]
 
     async def identify(self, session: Session, request: IdentifyRequest) -> None:
         """Identify the caller when it is due (see ``identity.is_due``); the answer lands on the session."""
@@ -123,11 +134,26 @@ class Telemetry:
             span,
             parent,
             self.instruments.server_operation,
-            metric_attributes_of(attributes, session.metric_attributes()),
+            self._metric_attributes(attributes, session),
             server_side=True,
             error_of=error_of,
             content=self.content,
         )
+
+    def _metric_attributes(
+        self, span_attributes: dict[str, AttributeValue], session: Session
+    ) -> dict[str, AttributeValue]:
+        """The low-cardinality subset of the span's attributes; client-controlled values through a cap."""
+        metrics = dict(session.metric_attributes())
+        for key in _METRIC_KEYS:
+            value = span_attributes.get(key)
+            if value is not None:
+                metrics[key] = value
+        for cap in self.caps:
+            value = span_attributes.get(cap.attribute)
+            if isinstance(value, str):
+                metrics[cap.attribute] = cap(value)
+        return metrics
 
     def _conversation(self, message: Message) -> dict[str, AttributeValue]:
         """What the agent said: the intent always, arguments only when content capture is on (all redacted)."""
@@ -160,7 +186,7 @@ class Telemetry:
             span,
             parent,
             self.instruments.client_operation,
-            metric_attributes_of(attributes, session.metric_attributes()),
+            self._metric_attributes(attributes, session),
             server_side=False,
             error_of=error_of,
             content=self.content,

@@ -216,11 +216,12 @@ async def test_operation_duration_metrics(recorded, kind):
         assert sum(point.count for point in points) == len(script)
         for point in points:
             assert point.explicit_bounds == (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
-            assert not {"mcp.session.id", "jsonrpc.request.id", "mcp.client.name"} & set(point.attributes)
+            assert not {"mcp.session.id", "jsonrpc.request.id", "mcp.client.version", "user.id"} & set(point.attributes)
         add = [p for p in points if p.attributes.get("gen_ai.tool.name") == "add"]
         assert len(add) == 1 and add[0].count == 1
         assert dict(add[0].attributes) == {
             "mcp.method.name": "tools/call",
+            "mcp.client.name": "mcp",
             "gen_ai.tool.name": "add",
             "gen_ai.operation.name": "execute_tool",
             "mcp.protocol.version": handshake_version(),
