@@ -13,7 +13,7 @@ MCP_VERSIONS = ["1.20.0", "1.30.0", "2.0.0", "2.3.0"]
 OTEL = ["opentelemetry-api==1.45.1", "opentelemetry-sdk==1.45.1", "opentelemetry-exporter-otlp-proto-http==1.45.1"]
 OTEL_CONTRIB = ["opentelemetry-instrumentation==0.66b1", "opentelemetry-semantic-conventions==0.66b1",
                 "opentelemetry-test-utils==0.66b1", "opentelemetry-distro==0.66b1",
-                "opentelemetry-instrumentation-asgi==0.66b1"]
+                "opentelemetry-instrumentation-asgi==0.66b1", "opentelemetry-instrumentation-httpx==0.66b1"]
 
 
 @nox.session(python="3.11")

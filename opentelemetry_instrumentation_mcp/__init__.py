@@ -15,8 +15,9 @@ from collections.abc import Collection
 from typing import Any
 
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+from opentelemetry.trace import get_tracer_provider
 
-from opentelemetry_instrumentation_mcp import sdk
+from opentelemetry_instrumentation_mcp import sdk, upstream
 from opentelemetry_instrumentation_mcp.content import ContentPolicy
 from opentelemetry_instrumentation_mcp.failures import FailureOrigin, ToolFailure
 from opentelemetry_instrumentation_mcp.identity import DEFAULT_TIMEOUT, IdentifyRequest, Identifier, UserIdentity
@@ -54,6 +55,9 @@ class MCPInstrumentor(BaseInstrumentor):
         except Exception:
             adapter.uninstrument()  # leave nothing half-patched
             raise
+        self._upstream = upstream.attach(kwargs.get("tracer_provider") or get_tracer_provider())
 
     def _uninstrument(self, **kwargs: Any) -> None:
         sdk.adapter().uninstrument()
+        if getattr(self, "_upstream", None) is not None:
+            self._upstream.enabled = False

@@ -42,6 +42,7 @@ MCP_SESSION_STATELESS = "mcp.session.stateless"
 MCP_USER_INTENT = "mcp.user_intent"
 MCP_REQUEST_ARGUMENT_KEYS = "mcp.request.argument_keys"
 MCP_RESPONSE_SIZE = "mcp.response.size"
+MCP_UPSTREAM_DURATION = "mcp.upstream.duration"
 MCP_FAILURE_ORIGIN = "mcp.failure.origin"
 MCP_FAILURE_REASON = "mcp.failure.reason"
 
@@ -77,6 +78,7 @@ __all__ = [
     "MCP_SERVER_NAME",
     "MCP_SESSION_ID",
     "MCP_SESSION_STATELESS",
+    "MCP_UPSTREAM_DURATION",
     "MCP_USER_INTENT",
     "NETWORK_PROTOCOL_NAME",
     "NETWORK_PROTOCOL_VERSION",

@@ -69,6 +69,8 @@ class Operation:
         "_tool_exception",
         "_current_token",
         "_content",
+        "_upstream",
+        "child_attributes",
     )
 
     def __init__(
@@ -81,6 +83,7 @@ class Operation:
         server_side: bool,
         error_of: ErrorOf,
         content: ContentPolicy,
+        child_attributes: dict[str, AttributeValue] | None = None,
     ) -> None:
         self.span = span
         self._context = set_span_in_context(span, parent)
@@ -94,6 +97,9 @@ class Operation:
         self._tool_exception: BaseException | None = None
         self._current_token: Token[Operation | None] | None = None
         self._content = content
+        self._upstream: float | None = None
+        self.child_attributes = child_attributes or {}
+        """What spans started inside this operation (its tool's upstream calls) are given."""
 
     def __enter__(self) -> Operation:
         self._token = otel_context.attach(self._context)
@@ -130,6 +136,10 @@ class Operation:
         """The peer answered (or receives) a JSON-RPC error."""
         is_error = not self._server_side or code not in CLIENT_FAULT_CODES
         self._fail(str(code), message, failures.of_jsonrpc(code, message), status_code=str(code), is_error=is_error)
+
+    def add_upstream(self, seconds: float) -> None:
+        """An upstream call made while this operation ran took ``seconds``."""
+        self._upstream = (self._upstream or 0.0) + seconds
 
     @property
     def captures_content(self) -> bool:
@@ -196,6 +206,8 @@ class Operation:
             self.span.set_status(StatusCode.ERROR, self._content.text(description))
 
     def end(self) -> None:
+        if self._upstream is not None:
+            self.span.set_attribute(attr.MCP_UPSTREAM_DURATION, self._upstream)
         self.span.end()
         # In the span's context, so an exemplar of this point refers to this operation's span.
         self._histogram.record(time.perf_counter() - self._start, self._metric_attributes, context=self._context)

@@ -44,6 +44,10 @@ _METRIC_KEYS = (
 """Span attributes that metrics carry as they are; the capped ones (``cardinality.LIMITS``) follow."""
 
 
+_CHILD_KEYS = (attr.MCP_SESSION_ID, attr.GEN_AI_TOOL_NAME)
+"""What spans started inside a server operation (a tool's upstream calls) carry of it."""
+
+
 def span_name(message: Message) -> str:
     """``{mcp.method.name} {target}``, the target being the tool or prompt name."""
     return f"{message.method} {message.name}" if message.name else message.method
@@ -138,6 +142,7 @@ class Telemetry:
             server_side=True,
             error_of=error_of,
             content=self.content,
+            child_attributes={key: attributes[key] for key in _CHILD_KEYS if key in attributes},
         )
 
     def _metric_attributes(

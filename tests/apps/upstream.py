@@ -1,4 +1,7 @@
-"""A real HTTP dependency on 127.0.0.1 for tools to call: ``/ok``, ``/500``, ``/stall`` (answers after 2 s)."""
+"""A real HTTP dependency on 127.0.0.1 for tools to call.
+
+``/ok``; ``/500`` (fails); ``/stall`` (answers after 2 s); ``/delay?ms=N`` (answers after N ms).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +16,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
         if self.path == "/stall":
             time.sleep(2)
+        if self.path.startswith("/delay?ms="):
+            time.sleep(int(self.path.split("=", 1)[1]) / 1000)
         status = 500 if self.path == "/500" else 200
         body = b"upstream broke" if status == 500 else b"upstream ok"
         self.send_response(status)

@@ -1,0 +1,79 @@
+"""Upstream time: how long a tool waited on its dependencies.
+
+A span processor on the SDK tracer provider watches spans that start while an
+MCP server operation runs (a tool's httpx, requests, aiohttp or database call,
+traced by their own instrumentations). It gives each the operation's session id
+and tool name, and adds the duration of every outermost CLIENT span among them
+to the operation, which records the sum as ``mcp.upstream.duration`` (seconds).
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from typing import Any
+
+from opentelemetry.trace import SpanKind
+
+from opentelemetry_instrumentation_mcp.operation import current_server_operation
+
+try:
+    from opentelemetry.sdk.trace import SpanProcessor
+except ImportError:  # API only: nothing to attach to
+    SpanProcessor = object  # type: ignore[assignment,misc]
+
+logger = logging.getLogger("opentelemetry_instrumentation_mcp")
+
+MAX_TRACKED = 10_000
+"""Upstream spans tracked at once; beyond that, new ones are not counted (and that is logged once)."""
+
+
+class UpstreamTimer(SpanProcessor):  # type: ignore[misc,valid-type]
+    def __init__(self) -> None:
+        self.enabled = True
+        self._open: dict[int, Any] = {}
+        """span id of an open upstream CLIENT span -> the operation it counts for."""
+        self._full_reported = False
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        if not self.enabled:
+            return
+        operation = current_server_operation.get()
+        if operation is None or span is operation.span:
+            return
+        span.set_attributes(operation.child_attributes)
+        parent = span.parent.span_id if span.parent is not None else None
+        if span.kind is not SpanKind.CLIENT or parent in self._open:
+            return  # not an upstream call, or inside one that is already counted
+        if len(self._open) >= MAX_TRACKED:
+            if not self._full_reported:
+                self._full_reported = True
+                logger.warning("more than %d upstream spans open at once: further ones are not timed", MAX_TRACKED)
+            return
+        self._open[span.context.span_id] = operation
+
+    def on_end(self, span: Any) -> None:
+        operation = self._open.pop(span.context.span_id, None)
+        if operation is not None and span.end_time and span.start_time:
+            operation.add_upstream((span.end_time - span.start_time) / 1e9)
+
+    def shutdown(self) -> None:
+        self._open.clear()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+_timers: weakref.WeakKeyDictionary[Any, UpstreamTimer] = weakref.WeakKeyDictionary()
+
+
+def attach(tracer_provider: Any) -> UpstreamTimer | None:
+    """Add (or re-enable) the timer on an SDK tracer provider; None where there is none to add it to."""
+    if SpanProcessor is object or not hasattr(tracer_provider, "add_span_processor"):
+        return None
+    timer = _timers.get(tracer_provider)
+    if timer is None:
+        timer = _timers[tracer_provider] = UpstreamTimer()
+        tracer_provider.add_span_processor(timer)
+    timer.enabled = True
+    return timer
