@@ -17,7 +17,8 @@ from typing import Any
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.trace import get_tracer_provider
 
-from opentelemetry_instrumentation_mcp import sdk, upstream
+from opentelemetry_instrumentation_mcp import events, sdk, upstream
+from opentelemetry_instrumentation_mcp.events import publish_custom_event
 from opentelemetry_instrumentation_mcp.content import ContentPolicy
 from opentelemetry_instrumentation_mcp.failures import FailureOrigin, ToolFailure
 from opentelemetry_instrumentation_mcp.identity import DEFAULT_TIMEOUT, IdentifyRequest, Identifier, UserIdentity
@@ -26,7 +27,15 @@ from opentelemetry_instrumentation_mcp.package import _instruments_any
 from opentelemetry_instrumentation_mcp.telemetry import Telemetry
 from opentelemetry_instrumentation_mcp.version import __version__
 
-__all__ = ["FailureOrigin", "IdentifyRequest", "MCPInstrumentor", "ToolFailure", "UserIdentity", "__version__"]
+__all__ = [
+    "FailureOrigin",
+    "IdentifyRequest",
+    "MCPInstrumentor",
+    "ToolFailure",
+    "UserIdentity",
+    "__version__",
+    "publish_custom_event",
+]
 
 
 class MCPInstrumentor(BaseInstrumentor):
@@ -56,8 +65,10 @@ class MCPInstrumentor(BaseInstrumentor):
             adapter.uninstrument()  # leave nothing half-patched
             raise
         self._upstream = upstream.attach(kwargs.get("tracer_provider") or get_tracer_provider())
+        events.activate(telemetry)
 
     def _uninstrument(self, **kwargs: Any) -> None:
+        events.activate(None)
         sdk.adapter().uninstrument()
         if getattr(self, "_upstream", None) is not None:
             self._upstream.enabled = False

@@ -43,17 +43,28 @@ MCP_USER_INTENT = "mcp.user_intent"
 MCP_REQUEST_ARGUMENT_KEYS = "mcp.request.argument_keys"
 MCP_RESPONSE_SIZE = "mcp.response.size"
 MCP_UPSTREAM_DURATION = "mcp.upstream.duration"
+MCP_EVENT_KIND = "mcp.event.kind"
+MCP_EVENT_NAME = "mcp.event.name"
+MCP_EVENT_RESOURCE_NAME = "mcp.event.resource_name"
+MCP_EVENT_PARAMETERS = "mcp.event.parameters"
+MCP_EVENT_RESPONSE = "mcp.event.response"
+MCP_EVENT_MESSAGE = "mcp.event.message"
+MCP_EVENT_ERROR = "mcp.event.error"
 MCP_FAILURE_ORIGIN = "mcp.failure.origin"
 MCP_FAILURE_REASON = "mcp.failure.reason"
 
 # Values.
 EXECUTE_TOOL = "execute_tool"
 TOOL_ERROR = "tool_error"
+CUSTOM = "custom"
+CUSTOM_EVENT_ERROR = "custom_event_error"
 CANCELLED = "cancelled"
 
 __all__ = [
     "CANCELLED",
     "CLIENT_ADDRESS",
+    "CUSTOM",
+    "CUSTOM_EVENT_ERROR",
     "CLIENT_PORT",
     "ERROR_TYPE",
     "EXCEPTION_MESSAGE",
@@ -68,6 +79,13 @@ __all__ = [
     "JSONRPC_REQUEST_ID",
     "MCP_CLIENT_NAME",
     "MCP_CLIENT_VERSION",
+    "MCP_EVENT_ERROR",
+    "MCP_EVENT_KIND",
+    "MCP_EVENT_MESSAGE",
+    "MCP_EVENT_NAME",
+    "MCP_EVENT_PARAMETERS",
+    "MCP_EVENT_RESOURCE_NAME",
+    "MCP_EVENT_RESPONSE",
     "MCP_FAILURE_ORIGIN",
     "MCP_FAILURE_REASON",
     "MCP_METHOD_NAME",

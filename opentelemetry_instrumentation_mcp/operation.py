@@ -71,6 +71,7 @@ class Operation:
         "_content",
         "_upstream",
         "child_attributes",
+        "session",
     )
 
     def __init__(
@@ -84,6 +85,7 @@ class Operation:
         error_of: ErrorOf,
         content: ContentPolicy,
         child_attributes: dict[str, AttributeValue] | None = None,
+        session: Any = None,
     ) -> None:
         self.span = span
         self._context = set_span_in_context(span, parent)
@@ -98,6 +100,8 @@ class Operation:
         self._current_token: Token[Operation | None] | None = None
         self._content = content
         self._upstream: float | None = None
+        self.session = session
+        """Server side: the ``records.Session`` the message belongs to."""
         self.child_attributes = child_attributes or {}
         """What spans started inside this operation (its tool's upstream calls) are given."""
 

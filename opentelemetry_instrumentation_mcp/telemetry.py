@@ -10,17 +10,19 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import OrderedDict
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.metrics import MeterProvider, get_meter
 from opentelemetry.semconv.schemas import Schemas
-from opentelemetry.trace import Link, SpanKind, TracerProvider, get_current_span, get_tracer
+from opentelemetry.trace import Link, SpanKind, StatusCode, TracerProvider, get_current_span, get_tracer
 from opentelemetry.util.types import AttributeValue
 
 from opentelemetry_instrumentation_mcp import attributes as attr
 from opentelemetry_instrumentation_mcp.content import ContentPolicy
+from opentelemetry_instrumentation_mcp.events import CustomEvent
 from opentelemetry_instrumentation_mcp.identity import IdentifyRequest, Identifier, is_due
 from opentelemetry_instrumentation_mcp.instruments import Instruments
 from opentelemetry_instrumentation_mcp.intent import IntentOptions
@@ -32,6 +34,7 @@ from opentelemetry_instrumentation_mcp.version import __version__
 logger = logging.getLogger(__name__)
 
 _SCOPE = "opentelemetry_instrumentation_mcp"
+MAX_OPEN_SESSIONS = 10_000
 _SCHEMA_URL = Schemas.V1_36_0.value
 
 
@@ -74,6 +77,12 @@ def message_attributes(message: Message, *, server_side: bool) -> dict[str, Attr
     return found
 
 
+def _as_text(value: object) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
 def _parent_of(message: Message, link_ambient: bool) -> tuple[otel_context.Context, list[Link] | None]:
     """The context extracted from ``params._meta``; an ambient span it replaces becomes a link."""
     ambient = otel_context.get_current()
@@ -107,6 +116,19 @@ class Telemetry:
         self.tracer = get_tracer(_SCOPE, __version__, tracer_provider, schema_url=_SCHEMA_URL)
         self.instruments = Instruments(get_meter(_SCOPE, __version__, meter_provider, schema_url=_SCHEMA_URL))
         self.caps = [Cap(name, limit, self.instruments.overflow) for name, limit in LIMITS.items()]
+        self._open_sessions: OrderedDict[str, Session] = OrderedDict()
+        """Server sessions by id, for events published from outside a request (bounded)."""
+
+    def open_session(self, session: Session) -> None:
+        """A stateful server session began: findable by its id until it ends."""
+        if session.session_id is None:
+            return
+        self._open_sessions[session.session_id] = session
+        while len(self._open_sessions) > MAX_OPEN_SESSIONS:
+            self._open_sessions.popitem(last=False)
+
+    def find_session(self, session_id: str) -> Session | None:
+        return self._open_sessions.get(session_id)
 
     async def identify(self, session: Session, request: IdentifyRequest) -> None:
         """Identify the caller when it is due (see ``identity.is_due``); the answer lands on the session."""
@@ -143,7 +165,32 @@ class Telemetry:
             error_of=error_of,
             content=self.content,
             child_attributes={key: attributes[key] for key in _CHILD_KEYS if key in attributes},
+            session=session,
         )
+
+    def custom_event(self, session: Session, event: CustomEvent) -> None:
+        """One span for a product event in ``session``: its attributes, no ``mcp.method.name``."""
+        end = time.time_ns()
+        start = end - int(event.duration * 1e9) if event.duration else end
+        attributes = dict(session.span_attributes())
+        attributes[attr.MCP_EVENT_KIND] = attr.CUSTOM
+        attributes[attr.MCP_EVENT_NAME] = event.name
+        for key, value in (
+            (attr.MCP_EVENT_RESOURCE_NAME, event.resource_name),
+            (attr.MCP_EVENT_MESSAGE, event.message),
+            (attr.MCP_EVENT_PARAMETERS, _as_text(event.parameters)),
+            (attr.MCP_EVENT_RESPONSE, _as_text(event.response)),
+            (attr.MCP_EVENT_ERROR, event.error if event.is_error else None),
+        ):
+            text = self.content.text(value)
+            if text is not None:
+                attributes[key] = text
+        if event.is_error:
+            attributes[attr.ERROR_TYPE] = attr.CUSTOM_EVENT_ERROR
+        span = self.tracer.start_span(f"custom {event.name}", kind=SpanKind.INTERNAL, attributes=attributes, start_time=start)
+        if event.is_error:
+            span.set_status(StatusCode.ERROR, attributes.get(attr.MCP_EVENT_ERROR))
+        span.end(end_time=end)
 
     def _metric_attributes(
         self, span_attributes: dict[str, AttributeValue], session: Session
@@ -202,6 +249,8 @@ class Telemetry:
         if session.ended or session.stateless:
             return
         session.ended = True
+        if server_side and session.session_id is not None:
+            self._open_sessions.pop(session.session_id, None)
         histogram = self.instruments.server_session if server_side else self.instruments.client_session
         metrics = dict(session.metric_attributes())
         if error_type is not None:

@@ -201,6 +201,7 @@ class ServerPatch:
                 session = Session(stateless=True, transport=transport, server_name=server_name, protocol_version=version)
             else:
                 session = Session.stateful(session_id, transport, server_name=server_name)
+                self.telemetry.open_session(session)
                 server_session._exit_stack.callback(self.telemetry.end_session, session, server_side=True)  # noqa: SLF001
             self._sessions[server_session] = session
         if session.client_name is None and server_session.client_params is not None:

@@ -147,6 +147,7 @@ class TelemetryMiddleware:
             # Stateless HTTP and 2026-07-28 traffic: a throwaway connection per request.
             return Session(stateless=True, transport=transport, **fields)
         session = Session.stateful(connection.session_id, transport, **fields)
+        self.telemetry.open_session(session)
         self._sessions[connection] = session
         connection.exit_stack.callback(self.telemetry.end_session, session, server_side=True)
         return session

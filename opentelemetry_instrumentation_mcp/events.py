@@ -1,0 +1,78 @@
+"""Custom events: what a product team records next to the MCP messages of a session.
+
+``publish_custom_event`` records one span in a session, with the session's
+client, user and session attributes and ``mcp.event.kind=custom`` (no
+``mcp.method.name``): from inside a request (the current session; the span is a
+child of the request's span) or from anywhere else by session id.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry_instrumentation_mcp.operation import current_server_operation
+
+if TYPE_CHECKING:
+    from opentelemetry_instrumentation_mcp.telemetry import Telemetry
+
+logger = logging.getLogger("opentelemetry_instrumentation_mcp")
+
+_telemetry: Telemetry | None = None
+_reported: set[str] = set()
+
+
+@dataclass(frozen=True, slots=True)
+class CustomEvent:
+    name: str = "custom"
+    resource_name: str | None = None
+    parameters: Any = None
+    response: Any = None
+    message: str | None = None
+    duration: float | None = None
+    """Seconds the event took; the span ends now and starts that long ago."""
+    is_error: bool = False
+    error: str | None = None
+
+
+def activate(telemetry: Telemetry | None) -> None:
+    """Set by ``MCPInstrumentor``: where events go (None after ``uninstrument()``)."""
+    global _telemetry
+    _telemetry = telemetry
+
+
+def publish_custom_event(target: object = None, /, **fields: Any) -> bool:
+    """Record a custom event; True if it was recorded. Never raises.
+
+    ``target``: a session id (``str``), or None / the server to mean the session
+    of the request being handled. ``fields``: ``name``, ``resource_name``,
+    ``parameters``, ``response``, ``message``, ``duration`` (seconds),
+    ``is_error``, ``error``. Every string is redacted like captured content.
+    """
+    telemetry = _telemetry
+    if telemetry is None:
+        return False
+    try:
+        event = CustomEvent(**fields)
+        operation = current_server_operation.get()
+        if isinstance(target, str):
+            session = telemetry.find_session(target)
+            if session is None and operation is not None and operation.session.session_id == target:
+                session = operation.session
+        else:
+            session = None if operation is None else operation.session
+        if session is None:
+            _report("unknown session", f"no open session {target!r}" if isinstance(target, str) else "outside a request")
+            return False
+        telemetry.custom_event(session, event)
+        return True
+    except Exception:  # noqa: BLE001 - publishing must never fail the caller
+        _report("failed", "failed", exc_info=True)
+        return False
+
+
+def _report(kind: str, what: str, exc_info: bool = False) -> None:
+    if kind not in _reported:
+        _reported.add(kind)
+        logger.warning("a custom event was not recorded: %s", what, exc_info=exc_info)
