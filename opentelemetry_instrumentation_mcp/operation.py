@@ -172,6 +172,10 @@ class Operation:
             found = failures.of_tool_result(text)
         self._fail(attr.TOOL_ERROR, None, found, status_code=None, is_error=True)
 
+    def auth_failure(self, reason: str, http_status: int, description: str) -> None:
+        """Refused by the server's bearer-auth middleware before MCP dispatch: the client must act."""
+        self._fail(str(http_status), description, failures.failure(reason), status_code=None, is_error=False)
+
     def cancelled(self) -> None:
         """The request was cancelled (by the peer or by its caller) before it completed."""
         self._fail(attr.CANCELLED, "cancelled", failures.CANCELLED, status_code=None, is_error=True)
