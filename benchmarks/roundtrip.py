@@ -34,7 +34,11 @@ are set once and shared by all arms. The arms:
 ``ours``
     ``MCPInstrumentor().instrument(tracer_provider=..., meter_provider=...)``:
     our SERVER and CLIENT span per message (replacing the SDK's on 2.x) and the
-    MCP duration histograms; ``uninstrument()`` after the arm.
+    MCP duration histograms, intent injection off (the core); ``uninstrument()`` after the arm.
+``analytics``
+    ``ours`` plus the analytics of the issue "analytics semantics": the intent
+    argument advertised and taken out of every call (the calls carry one), an
+    ``identify`` hook (answered once per session), metrics on.
 ``ours-spans``
     The same with a no-op meter provider: our spans alone, the like-for-like
     comparison with ``sdk-builtin`` (which records no metrics).
@@ -52,7 +56,7 @@ Checked on every arm-round, on the spans of the timed calls themselves
 Targets (judged on the wall-clock medians; reported, not enforced in the exit
 status, since timings are noisy): ``ours`` adds at most 25% over ``none``
 (ours/none <= 1.25) and, on 2.x, costs no more than the SDK's built-in tracing
-(ours/sdk-builtin <= 1.00).
+(ours/sdk-builtin <= 1.00); ``analytics`` costs at most 10% more than ``ours``.
 """
 
 from __future__ import annotations
@@ -80,14 +84,15 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the package is importable from a checkout
-from opentelemetry_instrumentation_mcp import MCPInstrumentor  # noqa: E402
+from opentelemetry_instrumentation_mcp import MCPInstrumentor, UserIdentity  # noqa: E402
 
 MCP_VERSION = version("mcp")
 IS_V2 = int(MCP_VERSION.split(".")[0]) >= 2
 OURS_SCOPE = "opentelemetry_instrumentation_mcp"
 SDK_SCOPE = "mcp-python-sdk"
-ARMS = ("none", "sdk-builtin", "ours", "ours-spans") if IS_V2 else ("none", "ours", "ours-spans")
-ARGS = {"a": 1, "b": 2}
+ARMS = ("none", "sdk-builtin", "ours", "ours-spans", "analytics") if IS_V2 else ("none", "ours", "ours-spans", "analytics")
+ARGS = {"a": 1, "b": 2, "context": "The agent totals the user's invoice."}
+"""What an agent sends, the intent included (a server without our instrumentation ignores it)."""
 TOOL_SCHEMA = {
     "type": "object",
     "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
@@ -172,9 +177,20 @@ class Bench:
 
     def enter(self, arm: str, server: Any) -> None:
         if arm == "ours":
-            MCPInstrumentor().instrument(tracer_provider=self.tracer_provider, meter_provider=self.meter_provider)
+            MCPInstrumentor().instrument(
+                tracer_provider=self.tracer_provider, meter_provider=self.meter_provider, intent=False
+            )
         elif arm == "ours-spans":
-            MCPInstrumentor().instrument(tracer_provider=self.tracer_provider, meter_provider=metrics.NoOpMeterProvider())
+            MCPInstrumentor().instrument(
+                tracer_provider=self.tracer_provider, meter_provider=metrics.NoOpMeterProvider(), intent=False
+            )
+        elif arm == "analytics":
+            MCPInstrumentor().instrument(
+                tracer_provider=self.tracer_provider,
+                meter_provider=self.meter_provider,
+                intent=True,
+                identify=lambda request: UserIdentity("u-1", user_name="Alice"),
+            )
         elif arm == "none" and IS_V2:
             from mcp.server._otel import OpenTelemetryMiddleware
 
@@ -182,7 +198,7 @@ class Bench:
             self.sdk_otel._tracer = trace.NoOpTracer()
 
     def leave(self, arm: str) -> None:
-        if arm.startswith("ours"):
+        if arm.startswith("ours") or arm == "analytics":
             MCPInstrumentor().uninstrument()
         elif arm == "none" and IS_V2:
             self.sdk_otel._tracer = self.sdk_tracer
@@ -233,12 +249,12 @@ class Bench:
 def check(arm: str, calls: int, spans: Counter[tuple[str, str]], points: Counter[str]) -> list[str]:
     expected: Counter[tuple[str, str]] = Counter()
     if arm != "none":
-        scope = OURS_SCOPE if arm.startswith("ours") else SDK_SCOPE
+        scope = SDK_SCOPE if arm == "sdk-builtin" else OURS_SCOPE
         expected = Counter({(scope, "SERVER"): calls, (scope, "CLIENT"): calls})
     failures = []
     if spans != expected:
         failures.append(f"{arm}: spans {dict(spans)}, expected {dict(expected)}")
-    expected_points = Counter(dict.fromkeys(OPERATION_METRICS, calls)) if arm == "ours" else Counter()
+    expected_points = Counter(dict.fromkeys(OPERATION_METRICS, calls)) if arm in ("ours", "analytics") else Counter()
     if points != expected_points:
         failures.append(f"{arm}: metric points {dict(points)}, expected {dict(expected_points)}")
     return failures
@@ -279,11 +295,11 @@ async def main_async(args: argparse.Namespace) -> int:
 
     print()
     print("medians over rounds; ratios are wall/cpu; cpu = process time (includes the span export thread)")
-    header = f"{'arm':<12} {'wall us/call':>12} {'min..max':>15} {'cpu us/call':>11} {'vs none':>9}"
+    header = f"{'arm':<11} {'wall us/call':>12} {'min..max':>15} {'cpu us/call':>11} {'vs none':>9}"
     print(header + (f" {'vs sdk':>9}" if IS_V2 else "") + "  spans/call (timed calls)")
     for arm in ARMS:
         spread = f"{min(wall[arm]):.0f}..{max(wall[arm]):.0f}"
-        row = f"{arm:<12} {med_wall[arm]:12.1f} {spread:>15} {med_cpu[arm]:11.1f} {ratio(arm, 'none'):>9}"
+        row = f"{arm:<11} {med_wall[arm]:12.1f} {spread:>15} {med_cpu[arm]:11.1f} {ratio(arm, 'none'):>9}"
         print(row + (f" {ratio(arm, 'sdk-builtin'):>9}" if IS_V2 else "") + f"  {shapes[arm]}")
     print()
     targets = [("none", 1.25)] + ([("sdk-builtin", 1.0)] if IS_V2 else [])
@@ -291,6 +307,9 @@ async def main_async(args: argparse.Namespace) -> int:
         met = med_wall["ours"] / med_wall[base] <= limit
         verdict = "met" if met else "NOT met"
         print(f"target ours/{base} <= {limit:.2f}: {ratio('ours', base)} (wall/cpu), {verdict} on wall")
+    met = med_wall["analytics"] / med_wall["ours"] <= 1.10
+    verdict = "met" if met else "NOT met"
+    print(f"target analytics/ours <= 1.10: {ratio('analytics', 'ours')} (wall/cpu), {verdict} on wall")
     for failure in failures:
         print(f"CHECK FAILED {failure}")
     print("span/metric checks:", "FAILED" if failures else "ok")

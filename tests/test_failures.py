@@ -132,3 +132,33 @@ def test_exception_chains_are_walked():
         found = of_exception(error)
     assert (found.origin, found.reason) == ("upstream", "upstream_timeout")
     assert of_exception(KeyError("x")).reason == "internal_error"
+
+
+async def test_unknown_method_from_a_real_client(recorded):
+    """2.x answers -32601 through the middleware (one span); 1.x rejects it before dispatch (no span)."""
+    import httpx
+
+    from tests.apps.http import serving
+    from tests.apps.servers import handshake_version
+
+    headers = {
+        "accept": "application/json, text/event-stream",
+        "content-type": "application/json",
+        "mcp-protocol-version": handshake_version(),
+    }
+    with serving(build("lowlevel"), stateless=True) as server:
+        async with httpx.AsyncClient() as http:
+            response = await http.post(
+                server.url, headers=headers, json={"jsonrpc": "2.0", "id": 5, "method": "no/such", "params": {}}
+            )
+    assert response.status_code in (200, 400)
+    spans = [span for span in recorded.server_spans() if span.attributes.get("mcp.method.name") == "no/such"]
+    if IS_V2:
+        (span,) = spans
+        assert (span.attributes["mcp.failure.origin"], span.attributes["mcp.failure.reason"]) == (
+            "client",
+            "method_not_found",
+        )
+        assert span.attributes["error.type"] == "-32601"
+    else:
+        assert spans == []
