@@ -26,6 +26,14 @@ def tests(session: nox.Session, mcp: str) -> None:
 
 
 @nox.session(python="3.11")
+def fastmcp(session: nox.Session) -> None:
+    """The suite with the fastmcp framework installed (on the latest mcp 2.x it requires)."""
+    overrides = "tests/requirements/fastmcp-overrides.txt"
+    session.install("--override", overrides, "-e", ".[test]", "mcp==2.3.0", "fastmcp==4.1.6", *OTEL, *OTEL_CONTRIB)
+    session.run("pytest", "-q", "-p", "no:cacheprovider", *session.posargs)
+
+
+@nox.session(python="3.11")
 def without_mcp(session: nox.Session) -> None:
     """Zero-code startup where ``mcp`` is not installed: the instrumentation is skipped cleanly."""
     session.install("-e", ".", *OTEL, *OTEL_CONTRIB)

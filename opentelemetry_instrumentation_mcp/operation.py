@@ -72,6 +72,7 @@ class Operation:
         "_upstream",
         "child_attributes",
         "session",
+        "_owned",
     )
 
     def __init__(
@@ -86,6 +87,7 @@ class Operation:
         content: ContentPolicy,
         child_attributes: dict[str, AttributeValue] | None = None,
         session: Any = None,
+        owned: bool = True,
     ) -> None:
         self.span = span
         self._context = set_span_in_context(span, parent)
@@ -100,13 +102,16 @@ class Operation:
         self._current_token: Token[Operation | None] | None = None
         self._content = content
         self._upstream: float | None = None
+        self._owned = owned
+        """False when the span is a framework's, current already and ended by it: this only enriches it."""
         self.session = session
         """Server side: the ``records.Session`` the message belongs to."""
         self.child_attributes = child_attributes or {}
         """What spans started inside this operation (its tool's upstream calls) are given."""
 
     def __enter__(self) -> Operation:
-        self._token = otel_context.attach(self._context)
+        if self._owned:
+            self._token = otel_context.attach(self._context)
         if self._server_side:
             self._current_token = current_server_operation.set(self)
         return self
@@ -216,7 +221,8 @@ class Operation:
     def end(self) -> None:
         if self._upstream is not None:
             self.span.set_attribute(attr.MCP_UPSTREAM_DURATION, self._upstream)
-        self.span.end()
+        if self._owned:
+            self.span.end()
         # In the span's context, so an exemplar of this point refers to this operation's span.
         self._histogram.record(time.perf_counter() - self._start, self._metric_attributes, context=self._context)
 

@@ -17,7 +17,7 @@ from opentelemetry import propagate
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.metrics import MeterProvider, get_meter
 from opentelemetry.semconv.schemas import Schemas
-from opentelemetry.trace import Link, SpanKind, StatusCode, TracerProvider, get_current_span, get_tracer
+from opentelemetry.trace import Link, Span, SpanKind, StatusCode, TracerProvider, get_current_span, get_tracer
 from opentelemetry.util.types import AttributeValue
 
 from opentelemetry_instrumentation_mcp import attributes as attr
@@ -140,22 +140,34 @@ class Telemetry:
         session.user_name = None if identity is None else self.content.text(identity.user_name)
 
     def server_operation(
-        self, message: Message, session: Session, error_of: ErrorOf, *, link_ambient: bool = True
+        self,
+        message: Message,
+        session: Session,
+        error_of: ErrorOf,
+        *,
+        link_ambient: bool = True,
+        framework_span: Span | None = None,
     ) -> Operation | None:
         """Start the SERVER span of an incoming message; None when instrumentation is suppressed.
 
         ``link_ambient=False`` where the ambient context is not the message's own (the 1.x
         handler task inherits the context of the HTTP request that opened the session).
+        ``framework_span``: the SERVER span a framework already opened for this message, which
+        is enriched instead of opening a second one.
         """
         if not is_instrumentation_enabled():
             return None
-        parent, links = _parent_of(message, link_ambient)
         attributes = message_attributes(message, server_side=True)
         attributes.update(session.span_attributes())
         attributes.update(self._conversation(message))
-        span = self.tracer.start_span(
-            span_name(message), context=parent, kind=SpanKind.SERVER, attributes=attributes, links=links
-        )
+        if framework_span is not None:
+            framework_span.set_attributes(attributes)
+            span, parent = framework_span, otel_context.get_current()
+        else:
+            parent, links = _parent_of(message, link_ambient)
+            span = self.tracer.start_span(
+                span_name(message), context=parent, kind=SpanKind.SERVER, attributes=attributes, links=links
+            )
         return Operation(
             span,
             parent,
@@ -166,6 +178,7 @@ class Telemetry:
             content=self.content,
             child_attributes={key: attributes[key] for key in _CHILD_KEYS if key in attributes},
             session=session,
+            owned=framework_span is None,
         )
 
     def custom_event(self, session: Session, event: CustomEvent) -> None:

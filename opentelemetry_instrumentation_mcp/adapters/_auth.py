@@ -21,6 +21,8 @@ from opentelemetry_instrumentation_mcp.records import Message, Session, message_
 from opentelemetry_instrumentation_mcp.telemetry import Telemetry
 
 _REASON_KEY = "opentelemetry_mcp.auth_failure"
+_SEEN_KEY = "opentelemetry_mcp.auth_seen"
+"""Set once a refusal middleware saw the request (a subclass may call the base class's)."""
 """Where the backend's verdict waits in the ASGI scope for the refusal."""
 MAX_BODY = 64 * 1024
 """Bytes of a refused request read to name its MCP method; a larger body is named ``unknown``."""
@@ -73,7 +75,10 @@ class AuthPatch:
     async def require_auth_wrapper(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         """Wraps ``RequireAuthMiddleware.__call__(scope, receive, send)``."""
         scope, receive, send = args
-        reason = _refusal(instance, scope) if scope.get("type") == "http" else None
+        if scope.get("type") != "http" or scope.get(_SEEN_KEY):
+            return await wrapped(*args, **kwargs)
+        scope[_SEEN_KEY] = True
+        reason = _refusal(instance, scope)
         if reason is None:
             return await wrapped(*args, **kwargs)
         # The middleware will refuse without reading the request: read it first, to name the MCP message.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 import weakref
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -16,6 +17,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
 from opentelemetry_instrumentation_mcp import attributes as attr
+from opentelemetry_instrumentation_mcp.adapters import fastmcp
 from opentelemetry_instrumentation_mcp.adapters._tools import first_text, wire_size
 from opentelemetry_instrumentation_mcp.adapters._http import auth_token, http_peer, http_transport, implementation
 from opentelemetry_instrumentation_mcp.adapters._wrapping import log_internal_error
@@ -57,11 +59,15 @@ def error_of(exc: BaseException) -> tuple[int, str] | None:
 class TelemetryMiddleware:
     """Opens one SERVER span per inbound request and notification of one ``Server``."""
 
-    def __init__(self, telemetry: Telemetry, server_name: str | None, replaced: Any | None) -> None:
+    def __init__(
+        self, telemetry: Telemetry, server_name: str | None, replaced: Any | None, *, after_framework: bool = False
+    ) -> None:
         self.telemetry = telemetry
         self.server_name = server_name
         self.replaced = replaced
         """The SDK middleware this one stands in for, put back by ``uninstrument()``."""
+        self.after_framework = after_framework
+        """Placed after fastmcp's middleware: enrich the span fastmcp opened, if it did."""
         self.catalog = ToolCatalog(telemetry.intent)
         self._sessions: weakref.WeakKeyDictionary[Any, Session] = weakref.WeakKeyDictionary()
 
@@ -73,7 +79,12 @@ class TelemetryMiddleware:
             session = self._session(ctx)
             if is_due(session, ctx.method):
                 await self.telemetry.identify(session, self._identify_request(ctx, session))
-            operation = self.telemetry.server_operation(self._message(ctx, intent), session, error_of)
+            existing = fastmcp.framework_span() if self.after_framework else None
+            operation = self.telemetry.server_operation(
+                self._message(ctx, intent), session, error_of, framework_span=existing
+            )
+            if existing is not None and operation is not None:
+                fastmcp.enriching(existing)
         except Exception:  # noqa: BLE001
             log_internal_error("a 2.x server message")
             operation = None
@@ -146,7 +157,10 @@ class TelemetryMiddleware:
         ):
             # Stateless HTTP and 2026-07-28 traffic: a throwaway connection per request.
             return Session(stateless=True, transport=transport, **fields)
-        session = Session.stateful(connection.session_id, transport, **fields)
+        session_id = connection.session_id
+        if session_id is None and self.after_framework:
+            session_id = fastmcp.shared_session_id(connection, uuid.uuid4().hex)
+        session = Session.stateful(session_id, transport, **fields)
         self.telemetry.open_session(session)
         self._sessions[connection] = session
         connection.exit_stack.callback(self.telemetry.end_session, session, server_side=True)
@@ -194,6 +208,10 @@ class ServerPatch:
         for index, middleware in enumerate(chain):
             if isinstance(middleware, OpenTelemetryMiddleware):
                 chain[index] = TelemetryMiddleware(self.telemetry, server.name, replaced=middleware)
+                return
+            if fastmcp.is_framework_middleware(middleware):
+                ours = TelemetryMiddleware(self.telemetry, server.name, replaced=None, after_framework=True)
+                chain.insert(index + 1, ours)
                 return
         chain.insert(0, TelemetryMiddleware(self.telemetry, server.name, replaced=None))
 

@@ -1,0 +1,60 @@
+"""fastmcp (4.x) servers: one SERVER span per message, whatever fastmcp's telemetry mode.
+
+fastmcp replaces the SDK's tracing middleware with its own ``FastMCPServerMiddleware``,
+which in ``native`` mode opens a SERVER span for every request (not notifications).
+Our middleware goes right after it in the chain: where fastmcp's span is current it is
+enriched (attributes, outcome, intent, identity, metrics) instead of a second span;
+where it is not (notifications, ``propagation_only``, ``off``), ours is opened.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+from opentelemetry.trace import Span, SpanKind, get_current_span
+
+_SCOPE = "fastmcp"
+_SESSION_STATE_KEY = "_fastmcp_state_prefix"
+"""Where fastmcp keeps the session id it makes up for connections without a transport id."""
+_MAX_ENRICHED = 10_000
+
+_enriched: OrderedDict[int, None] = OrderedDict()
+"""Span ids of fastmcp spans whose outcome we recorded: fastmcp must not overwrite it."""
+
+
+def is_framework_middleware(middleware: Any) -> bool:
+    kind = type(middleware)
+    return kind.__name__ == "FastMCPServerMiddleware" and kind.__module__.startswith(_SCOPE)
+
+
+def framework_span() -> Span | None:
+    """The SERVER span fastmcp opened for the message being handled, if it did."""
+    span = get_current_span()
+    scope = getattr(span, "instrumentation_scope", None)
+    if span.is_recording() and getattr(span, "kind", None) is SpanKind.SERVER and getattr(scope, "name", None) == _SCOPE:
+        return span
+    return None
+
+
+def enriching(span: Span) -> None:
+    """We record this span's outcome (see ``record_exception_wrapper``)."""
+    _enriched[span.get_span_context().span_id] = None
+    while len(_enriched) > _MAX_ENRICHED:
+        _enriched.popitem(last=False)
+
+
+def shared_session_id(connection: Any, minted: str) -> str:
+    """One id for a connection without a transport id: fastmcp's if it made one, else ours, given to it."""
+    state = getattr(connection, "state", None)
+    if not isinstance(state, dict):
+        return minted
+    return state.setdefault(_SESSION_STATE_KEY, minted)
+
+
+def record_exception_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """Wraps ``fastmcp.server.telemetry.record_span_exception(span, exc)``: ours already recorded it."""
+    span = args[0] if args else kwargs.get("span")
+    if span is not None and _enriched.pop(span.get_span_context().span_id, False) is None:
+        return None
+    return wrapped(*args, **kwargs)

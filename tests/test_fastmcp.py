@@ -1,0 +1,143 @@
+"""fastmcp (4.x) servers: exactly one SERVER span per message in every telemetry mode.
+
+Collected only where fastmcp is installed (the ``fastmcp`` nox session; see conftest.py).
+"""
+
+from __future__ import annotations
+
+import re
+
+import fastmcp
+import pytest
+from opentelemetry import trace
+from opentelemetry.test.globals_test import reset_trace_globals
+
+from opentelemetry_instrumentation_mcp import ToolFailure, UserIdentity
+from tests.apps.clients import in_memory
+from tests.apps.servers import fetch_text
+from tests.apps.upstream import upstream
+from tests.conftest import instrumented
+
+pytestmark = pytest.mark.anyio
+
+MODES = ("native", "propagation_only", "off")
+SCRIPT = ["initialize", "notifications/initialized", "tools/list", "tools/call add", "resources/read", "prompts/get review"]
+
+
+def build() -> fastmcp.FastMCP:
+    app = fastmcp.FastMCP("fast-demo")
+
+    @app.tool
+    def add(a: int, b: int) -> int:
+        """Add two integers."""
+        return a + b
+
+    @app.tool
+    async def fetch(url: str, timeout: float) -> str:
+        """Fetch a URL."""
+        return await fetch_text(url, timeout)
+
+    @app.tool
+    def billing() -> str:
+        """Charges the customer."""
+        raise ToolFailure("the billing API is down", reason="upstream_error")
+
+    @app.resource("demo://greeting")
+    def greeting() -> str:
+        return "hello"
+
+    @app.prompt
+    def review(code: str) -> str:
+        """Review some code."""
+        return f"Please review:\n{code}"
+
+    return app
+
+
+@pytest.fixture(params=MODES)
+def mode(request: pytest.FixtureRequest):
+    """fastmcp's telemetry mode, with the global tracer provider (which fastmcp uses) recording."""
+    previous = fastmcp.settings.telemetry_mode
+    fastmcp.settings.telemetry_mode = request.param
+    yield request.param
+    fastmcp.settings.telemetry_mode = previous
+
+
+@pytest.fixture
+def recorded_globally(mode):
+    with instrumented() as recorded:
+        reset_trace_globals()
+        trace.set_tracer_provider(recorded.tracer_provider)
+        try:
+            yield recorded
+        finally:
+            reset_trace_globals()
+
+
+async def run_script(client) -> None:
+    await client.list_tools()
+    await client.call_tool("add", {"a": 1, "b": 2, "context": "The agent totals an invoice."})
+    await client.read_resource("demo://greeting")
+    await client.get_prompt("review", {"code": "x"})
+
+
+async def test_exactly_one_server_span_per_message(recorded_globally, mode):
+    recorded = recorded_globally
+    async with in_memory(build()) as client:
+        await run_script(client)
+
+    spans = recorded.server_spans()
+    assert [span.name for span in spans] == SCRIPT
+    expected_scope = "fastmcp" if mode == "native" else "opentelemetry_instrumentation_mcp"
+    for span in spans:
+        is_notification = span.name.startswith("notifications/")
+        scope = "opentelemetry_instrumentation_mcp" if is_notification else expected_scope
+        assert span.instrumentation_scope.name == scope, span.name
+        assert span.attributes["mcp.client.name"] == "mcp"
+        assert span.attributes["mcp.server.name"] == "fast-demo"
+        assert re.fullmatch(r"[0-9a-f]{32}", span.attributes["mcp.session.id"])
+    assert len({span.attributes["mcp.session.id"] for span in spans}) == 1, "one session id, ours and fastmcp's"
+
+    call = spans[3]
+    assert call.attributes["jsonrpc.request.id"].isdigit()
+    assert call.attributes["gen_ai.operation.name"] == "execute_tool"
+    assert call.attributes["mcp.user_intent"] == "The agent totals an invoice."
+    assert call.attributes["mcp.request.argument_keys"] == ("a", "b")
+    clients = {span.context.span_id: span for span in recorded.client_spans()}
+    for span in spans:
+        if span.parent is not None and span.parent.span_id in clients:
+            assert clients[span.parent.span_id].name == span.name
+    assert clients[call.parent.span_id].name == "tools/call add"
+    points = recorded.points("mcp.server.operation.duration")
+    assert sum(point.count for point in points) == len(SCRIPT)
+
+
+async def test_failure_origin_on_fastmcp_tools(recorded_globally, mode):
+    recorded = recorded_globally
+    with upstream() as base:
+        async with in_memory(build()) as client:
+            await client.list_tools()
+            await client.call_tool("fetch", {"url": f"{base}/500", "timeout": 5})
+            await client.call_tool("billing", {})
+            await client.call_tool("add", {"a": "not a number", "b": 1})
+            await client.call_tool("nope", {})
+
+    found = {
+        span.attributes["gen_ai.tool.name"]: (span.attributes["mcp.failure.origin"], span.attributes["mcp.failure.reason"])
+        for span in recorded.server_spans()
+        if span.name.startswith("tools/call")
+    }
+    assert found == {
+        "fetch": ("upstream", "upstream_error"),
+        "billing": ("upstream", "upstream_error"),
+        "add": ("client", "invalid_params"),
+        "nope": ("client", "unknown_tool"),
+    }
+
+
+async def test_identity_on_fastmcp(mode):
+    with instrumented(identify=lambda request: UserIdentity("u-5", user_name="Eve")) as recorded:
+        async with in_memory(build()) as client:
+            await client.call_tool("add", {"a": 1, "b": 2})
+    (call,) = [span for span in recorded.server_spans() if span.name == "tools/call add"]
+    assert (call.attributes["user.id"], call.attributes["user.name"]) == ("u-5", "Eve")
