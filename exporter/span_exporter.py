@@ -1,0 +1,173 @@
+"""The exporter: one gzip'd JSON request per batch, retried with backoff, counted, never blocking the server.
+
+Queueing, batching, the worker thread and the flush at shutdown are the SDK's
+``BatchSpanProcessor`` (``install`` sets it up with a 10,000-span queue); this
+class only maps and ships a batch.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import os
+import random
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from email.utils import parsedate_to_datetime
+
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+from exporter.events import is_analytics_span, to_event
+from opentelemetry_instrumentation_mcp.version import __version__
+
+logger = logging.getLogger("exporter")
+
+ENV_ENDPOINT = "OTEL_EXPORTER_MCP_ANALYTICS_ENDPOINT"
+ENV_API_KEY = "OTEL_EXPORTER_MCP_ANALYTICS_API_KEY"
+ENV_TIMEOUT = "OTEL_EXPORTER_MCP_ANALYTICS_TIMEOUT"
+DEFAULT_ENDPOINT = "http://127.0.0.1:8765"
+EVENTS_PATH = "/v1/events"
+DEFAULT_TIMEOUT = 10.0
+"""Seconds one export may take, retries included."""
+BACKOFF_BASE, BACKOFF_MAX = 0.25, 5.0
+LOG_INTERVAL = 60.0
+"""At most one warning per this many seconds about failed exports (each one is counted)."""
+
+
+class _Retry(Exception):
+    def __init__(self, reason: str, after: float | None = None) -> None:
+        super().__init__(reason)
+        self.after = after
+
+
+def _retry_after(value: str | None) -> float | None:
+    """``Retry-After`` in seconds (a number or an HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
+
+
+class MCPAnalyticsExporter(SpanExporter):
+    """Maps MCP spans (and custom events) to analytics events and sends them to ``{endpoint}/v1/events``."""
+
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float | None = None,
+        project: str | None = None,
+        meter_provider: metrics.MeterProvider | None = None,
+    ) -> None:
+        base = endpoint or os.environ.get(ENV_ENDPOINT) or DEFAULT_ENDPOINT
+        self.url = base.rstrip("/") + EVENTS_PATH
+        self.api_key = api_key or os.environ.get(ENV_API_KEY)
+        self.timeout = timeout if timeout is not None else float(os.environ.get(ENV_TIMEOUT, DEFAULT_TIMEOUT))
+        self.project = project
+        self._stopped = threading.Event()
+        self._last_warning = 0.0
+        meter = metrics.get_meter("exporter", __version__, meter_provider)
+        self._events = meter.create_counter(
+            "mcp.analytics.export.events", unit="{event}", description="Analytics events by export outcome."
+        )
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        events = [to_event(span, self.project) for span in spans if is_analytics_span(span)]
+        if not events:
+            return SpanExportResult.SUCCESS
+        body = gzip.compress(json.dumps({"events": events}, separators=(",", ":"), default=str).encode())
+        deadline = time.monotonic() + self.timeout
+        attempt = 0
+        while True:
+            try:
+                self._post(body, deadline)
+            except _Retry as retry:
+                delay = retry.after if retry.after is not None else self._backoff(attempt)
+                if self._stopped.is_set() or time.monotonic() + delay >= deadline:
+                    return self._failed(len(events), f"{retry} (gave up after {attempt + 1} attempts)")
+                self._stopped.wait(delay)
+                attempt += 1
+                continue
+            except Exception as error:  # noqa: BLE001 - an answer not worth retrying
+                return self._failed(len(events), str(error))
+            self._events.add(len(events), {"outcome": "sent"})
+            return SpanExportResult.SUCCESS
+
+    def _post(self, body: bytes, deadline: float) -> None:
+        headers = {
+            "Content-Type": "application/json",
+            "Content-Encoding": "gzip",
+            "User-Agent": f"mcp-otel-analytics-exporter/{__version__}",
+        }
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+        remaining = max(0.001, deadline - time.monotonic())
+        try:
+            with urllib.request.urlopen(request, timeout=remaining) as response:  # noqa: S310 - configured URL
+                response.read()
+        except urllib.error.HTTPError as error:
+            if error.code == 429 or error.code >= 500:
+                raise _Retry(f"HTTP {error.code}", _retry_after(error.headers.get("Retry-After"))) from None
+            raise RuntimeError(f"HTTP {error.code}: {error.read()[:200]!r}") from None
+        except (urllib.error.URLError, OSError) as error:  # refused, reset, timed out
+            raise _Retry(f"{type(error).__name__}: {getattr(error, 'reason', error)}") from None
+
+    @staticmethod
+    def _backoff(attempt: int) -> float:
+        """Exponential, capped, with full jitter."""
+        return random.uniform(0, min(BACKOFF_MAX, BACKOFF_BASE * 2**attempt))  # noqa: S311 - not security
+
+    def _failed(self, count: int, why: str) -> SpanExportResult:
+        self._events.add(count, {"outcome": "failed"})
+        now = time.monotonic()
+        if now - self._last_warning >= LOG_INTERVAL:
+            self._last_warning = now
+            logger.warning("could not send %d MCP analytics events to %s: %s", count, self.url, why)
+        return SpanExportResult.FAILURE
+
+    def shutdown(self) -> None:
+        self._stopped.set()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+
+def install(
+    endpoint: str | None = None,
+    api_key: str | None = None,
+    *,
+    tracer_provider: trace.TracerProvider | None = None,
+    max_queue_size: int = 10_000,
+    schedule_delay_millis: float = 1_000,
+    max_export_batch_size: int = 512,
+    **exporter_options: object,
+) -> BatchSpanProcessor:
+    """Send MCP analytics from this process: an ``MCPAnalyticsExporter`` under the SDK's ``BatchSpanProcessor``.
+
+    The recommended settings: a 10,000-span queue (overflow is dropped by the SDK and logged), a batch
+    every second or every 512 spans. Needs an SDK ``TracerProvider`` (the global one by default).
+    """
+    provider = tracer_provider or trace.get_tracer_provider()
+    exporter = MCPAnalyticsExporter(endpoint, api_key, **exporter_options)  # type: ignore[arg-type]
+    processor = BatchSpanProcessor(
+        exporter,
+        max_queue_size=max_queue_size,
+        schedule_delay_millis=schedule_delay_millis,
+        max_export_batch_size=max_export_batch_size,
+        export_timeout_millis=exporter.timeout * 1000,
+    )
+    provider.add_span_processor(processor)  # type: ignore[attr-defined]
+    return processor
