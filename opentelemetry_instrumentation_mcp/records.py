@@ -137,7 +137,6 @@ class Message:
     peer_address: str | None = None
     peer_port: int | None = None
     """The other side's address: ``client.*`` on server spans, ``server.*`` on client spans."""
-    http_version: str | None = None
 
 
 ARGUMENT_METHODS = ("tools/call", "prompts/get")
