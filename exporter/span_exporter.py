@@ -153,21 +153,28 @@ def install(
     max_queue_size: int = 10_000,
     schedule_delay_millis: float = 1_000,
     max_export_batch_size: int = 512,
+    meter_provider: metrics.MeterProvider | None = None,
     **exporter_options: object,
 ) -> BatchSpanProcessor:
     """Send MCP analytics from this process: an ``MCPAnalyticsExporter`` under the SDK's ``BatchSpanProcessor``.
 
-    The recommended settings: a 10,000-span queue (overflow is dropped by the SDK and logged), a batch
-    every second or every 512 spans. Needs an SDK ``TracerProvider`` (the global one by default).
+    The recommended settings: a 10,000-span queue, a batch every second or every 512 spans. Spans a full
+    queue drops are logged by the SDK, and counted on its ``otel.sdk.processor.span.processed``
+    (``error.type=queue_full``) when ``OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED=true``. Needs an SDK
+    ``TracerProvider`` (the global one by default).
     """
     provider = tracer_provider or trace.get_tracer_provider()
-    exporter = MCPAnalyticsExporter(endpoint, api_key, **exporter_options)  # type: ignore[arg-type]
-    processor = BatchSpanProcessor(
-        exporter,
-        max_queue_size=max_queue_size,
-        schedule_delay_millis=schedule_delay_millis,
-        max_export_batch_size=max_export_batch_size,
-        export_timeout_millis=exporter.timeout * 1000,
-    )
+    meter_provider = meter_provider or metrics.get_meter_provider()
+    exporter = MCPAnalyticsExporter(endpoint, api_key, meter_provider=meter_provider, **exporter_options)  # type: ignore[arg-type]
+    settings = {
+        "max_queue_size": max_queue_size,
+        "schedule_delay_millis": schedule_delay_millis,
+        "max_export_batch_size": max_export_batch_size,
+        "export_timeout_millis": exporter.timeout * 1000,
+    }
+    try:
+        processor = BatchSpanProcessor(exporter, meter_provider=meter_provider, **settings)
+    except TypeError:  # an SDK older than its processor metrics
+        processor = BatchSpanProcessor(exporter, **settings)
     provider.add_span_processor(processor)  # type: ignore[attr-defined]
     return processor

@@ -155,3 +155,28 @@ def test_zero_code_entry_point(monkeypatch):
     monkeypatch.setenv("OTEL_EXPORTER_MCP_ANALYTICS_API_KEY", "from-env")
     exporter = entry.load()()
     assert (exporter.url, exporter.api_key) == ("http://127.0.0.1:9999/v1/events", "from-env")
+
+
+async def test_spans_dropped_by_a_full_queue_are_counted(monkeypatch):
+    monkeypatch.setenv("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "true")  # the SDK's own processor metrics
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    with receiver(*[(200, {}, 1.0)] * 3) as api:
+        with instrumented() as recorded:
+            processor = install(
+                api.url, "key", tracer_provider=recorded.tracer_provider, meter_provider=meter_provider,
+                max_queue_size=4, max_export_batch_size=2, schedule_delay_millis=10, timeout=5,
+            )  # fmt: skip
+            async with in_memory(build("lowlevel")) as client:
+                for _ in range(20):
+                    await client.call_tool("add", {"a": 1, "b": 2})
+            processor.shutdown()
+    data = reader.get_metrics_data()
+    dropped = sum(
+        point.value
+        for r in data.resource_metrics for s in r.scope_metrics for m in s.metrics if m.name == "otel.sdk.processor.span.processed"
+        for point in m.data.data_points if point.attributes.get("error.type") == "queue_full"
+    )  # fmt: skip
+    assert dropped > 0
+    sent = sum(len(request.body["events"]) for request in api.requests)
+    assert sent + dropped >= 40, "every span was either sent or counted as dropped"
