@@ -8,14 +8,12 @@ distinct values of an attribute, further new values are recorded as ``_OTHER``
 
 from __future__ import annotations
 
-import logging
 import threading
 
 from opentelemetry.metrics import Counter
 
 from opentelemetry_instrumentation_mcp import attributes as attr
-
-logger = logging.getLogger("opentelemetry_instrumentation_mcp")
+from opentelemetry_instrumentation_mcp._log import WarnOnce
 
 OTHER = "_OTHER"
 LIMITS = {attr.MCP_CLIENT_NAME: 100, attr.GEN_AI_TOOL_NAME: 1000, attr.GEN_AI_PROMPT_NAME: 1000}
@@ -31,7 +29,7 @@ class Cap:
         self._seen: set[str] = set()
         self._lock = threading.Lock()
         self._overflow = overflow
-        self._overflow_logged = False
+        self._warn = WarnOnce()
 
     def __call__(self, value: str) -> str:
         if value in self._seen:
@@ -41,12 +39,8 @@ class Cap:
                 self._seen.add(value)
                 return value
         self._overflow.add(1, {"attribute": self.attribute})
-        if not self._overflow_logged:
-            self._overflow_logged = True
-            logger.warning(
-                "more than %d distinct %s values: further ones are recorded as %s on metrics",
-                self.limit,
-                self.attribute,
-                OTHER,
-            )
+        self._warn(
+            "overflow", "more than %d distinct %s values: further ones are recorded as %s on metrics",
+            self.limit, self.attribute, OTHER,
+        )  # fmt: skip
         return OTHER

@@ -11,12 +11,11 @@ captured: a marker gives its type and size instead.
 from __future__ import annotations
 
 import json
-import logging
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-logger = logging.getLogger("opentelemetry_instrumentation_mcp")
+from opentelemetry_instrumentation_mcp._log import WarnOnce
 
 CAPTURE_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 MAX_CONTENT_LENGTH = 8192
@@ -51,7 +50,7 @@ class ContentPolicy:
             capture = os.environ.get(CAPTURE_ENV, "false").strip().lower() == "true"
         self.capture = capture
         self.redact = redact
-        self._reported = False
+        self._warn = WarnOnce()
 
     def text(self, value: str | None) -> str | None:
         """``value`` redacted and truncated; None when it must not be recorded."""
@@ -61,9 +60,7 @@ class ContentPolicy:
             try:
                 value = self.redact(value)
             except Exception:  # noqa: BLE001 - a failing hook drops the value, never leaks it
-                if not self._reported:
-                    self._reported = True
-                    logger.warning("the redact hook raised; the values it was given are dropped", exc_info=True)
+                self._warn("redact", "the redact hook raised; the values it was given are dropped", exc_info=True)
                 return None
             if not isinstance(value, str):
                 return None

@@ -8,19 +8,17 @@ child of the request's span) or from anywhere else by session id.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry_instrumentation_mcp._log import WarnOnce
 from opentelemetry_instrumentation_mcp.operation import current_server_operation
 
 if TYPE_CHECKING:
     from opentelemetry_instrumentation_mcp.telemetry import Telemetry
 
-logger = logging.getLogger("opentelemetry_instrumentation_mcp")
-
 _telemetry: Telemetry | None = None
-_reported: set[str] = set()
+_warn = WarnOnce()
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +71,4 @@ def publish_custom_event(target: object = None, /, **fields: Any) -> bool:
 
 
 def _report(kind: str, what: str, exc_info: bool = False) -> None:
-    if kind not in _reported:
-        _reported.add(kind)
-        logger.warning("a custom event was not recorded: %s", what, exc_info=exc_info)
+    _warn(kind, "a custom event was not recorded: %s", what, exc_info=exc_info)

@@ -10,12 +10,11 @@ logged once and the caller stays anonymous; the request goes on untouched.
 from __future__ import annotations
 
 import inspect
-import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-logger = logging.getLogger("opentelemetry_instrumentation_mcp")
+from opentelemetry_instrumentation_mcp._log import WarnOnce
 
 DEFAULT_TIMEOUT = 1.0
 """Seconds an ``identify`` hook may take before the caller is treated as anonymous."""
@@ -64,7 +63,7 @@ class Identifier:
     def __init__(self, hook: IdentifyHook | None, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.hook = hook
         self.timeout = timeout
-        self._reported: set[str] = set()
+        self._warn = WarnOnce()
 
     async def identify(self, request: IdentifyRequest) -> UserIdentity | None:
         """The caller's identity; None for anonymous. Never raises."""
@@ -96,6 +95,4 @@ class Identifier:
         return None
 
     def _report(self, kind: str, what: str, exc_info: bool = False) -> None:
-        if kind not in self._reported:
-            self._reported.add(kind)
-            logger.warning("the identify hook %s; the caller is treated as anonymous", what, exc_info=exc_info)
+        self._warn(kind, "the identify hook %s; the caller is treated as anonymous", what, exc_info=exc_info)

@@ -137,9 +137,8 @@ class Operation:
     def set_attributes(self, attributes: dict[str, AttributeValue]) -> None:
         """Add attributes known only later (negotiated version, client info)."""
         self.span.set_attributes(attributes)
-        for key in (attr.MCP_PROTOCOL_VERSION,):
-            if key in attributes:
-                self._metric_attributes[key] = attributes[key]
+        if attr.MCP_PROTOCOL_VERSION in attributes:
+            self._metric_attributes[attr.MCP_PROTOCOL_VERSION] = attributes[attr.MCP_PROTOCOL_VERSION]
 
     def jsonrpc_error(self, code: int, message: str) -> None:
         """The peer answered (or receives) a JSON-RPC error."""

@@ -9,20 +9,18 @@ to the operation, which records the sum as ``mcp.upstream.duration`` (seconds).
 
 from __future__ import annotations
 
-import logging
 import weakref
 from typing import Any
 
 from opentelemetry.trace import SpanKind
 
+from opentelemetry_instrumentation_mcp._log import WarnOnce
 from opentelemetry_instrumentation_mcp.operation import current_server_operation
 
 try:
     from opentelemetry.sdk.trace import SpanProcessor
 except ImportError:  # API only: nothing to attach to
     SpanProcessor = object  # type: ignore[assignment,misc]
-
-logger = logging.getLogger("opentelemetry_instrumentation_mcp")
 
 MAX_TRACKED = 10_000
 """Upstream spans tracked at once; beyond that, new ones are not counted (and that is logged once)."""
@@ -33,7 +31,7 @@ class UpstreamTimer(SpanProcessor):  # type: ignore[misc,valid-type]
         self.enabled = True
         self._open: dict[int, Any] = {}
         """span id of an open upstream CLIENT span -> the operation it counts for."""
-        self._full_reported = False
+        self._warn = WarnOnce()
 
     def on_start(self, span: Any, parent_context: Any = None) -> None:
         if not self.enabled:
@@ -46,9 +44,7 @@ class UpstreamTimer(SpanProcessor):  # type: ignore[misc,valid-type]
         if span.kind is not SpanKind.CLIENT or parent in self._open:
             return  # not an upstream call, or inside one that is already counted
         if len(self._open) >= MAX_TRACKED:
-            if not self._full_reported:
-                self._full_reported = True
-                logger.warning("more than %d upstream spans open at once: further ones are not timed", MAX_TRACKED)
+            self._warn("full", "more than %d upstream spans open at once: further ones are not timed", MAX_TRACKED)
             return
         self._open[span.context.span_id] = operation
 

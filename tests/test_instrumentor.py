@@ -209,7 +209,7 @@ class BrokenProcessor(SpanProcessor):
 async def test_failing_instrumentation_never_reaches_the_server_or_client(kind, caplog):
     from opentelemetry_instrumentation_mcp.adapters import _wrapping
 
-    _wrapping._reported.clear()  # each place logs once per process: start from a clean slate
+    _wrapping._internal_errors.reset()  # each place logs once per process: start from a clean slate
     expected = await script(build(kind))
     provider = TracerProvider()
     provider.add_span_processor(BrokenProcessor())

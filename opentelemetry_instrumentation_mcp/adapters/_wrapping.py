@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import importlib
-import logging
 from typing import Any
 
 from opentelemetry.instrumentation.utils import unwrap
 from wrapt import wrap_function_wrapper
 
-logger = logging.getLogger("opentelemetry_instrumentation_mcp")
+from opentelemetry_instrumentation_mcp._log import WarnOnce
 
-_reported: set[str] = set()
+_internal_errors = WarnOnce()
 
 
 def log_internal_error(where: str) -> None:
     """Log a failure of our own code once per place; the application goes on untouched."""
-    if where in _reported:
-        return
-    _reported.add(where)
-    logger.warning("MCP instrumentation skipped %s after an internal error", where, exc_info=True)
+    _internal_errors(where, "MCP instrumentation skipped %s after an internal error", where, exc_info=True)
 
 
 class Patches:
