@@ -174,7 +174,7 @@ class Operation:
             found = failures.of_exception(self._tool_exception, default=None)
         if found is None:
             found = failures.of_tool_result(text)
-        self._fail(attr.TOOL_ERROR, None, found, status_code=None, is_error=True)
+        self._fail(attr.TOOL_ERROR, text, found, status_code=None, is_error=True)
 
     def auth_failure(self, reason: str, http_status: int, description: str) -> None:
         """Refused by the server's bearer-auth middleware before MCP dispatch: the client must act."""

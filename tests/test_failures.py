@@ -52,9 +52,15 @@ async def test_tool_states_its_failure(recorded, kind):
 
 
 async def test_tool_that_fails_on_its_own(recorded, kind):
-    origin, reason, span = await failed_call(recorded, kind, "fail", {})
-    assert (origin, reason) == ("server", "tool_error")
+    async with in_memory(build(kind)) as client:
+        await client.list_tools()
+        result = await client.call_tool("fail", {})
+    (span,) = [span for span in recorded.server_spans() if span.attributes.get("gen_ai.tool.name") == "fail"]
+    assert (span.attributes["mcp.failure.origin"], span.attributes["mcp.failure.reason"]) == ("server", "tool_error")
     assert span.attributes["error.type"] == "tool_error"
+    # The status description is the error text the client received (each server kind words it its own way).
+    assert span.status.status_code == StatusCode.ERROR
+    assert span.status.description == result.content[0].text
 
 
 async def test_unknown_tool(recorded, kind):
