@@ -10,7 +10,8 @@ nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.error_on_missing_interpreters = True
 
 MCP_VERSIONS = ["1.20.0", "1.30.0", "2.0.0", "2.3.0"]
-OTEL = ["opentelemetry-api==1.45.1", "opentelemetry-sdk==1.45.1", "opentelemetry-exporter-otlp-proto-http==1.45.1"]
+OTEL = ["opentelemetry-api==1.45.1", "opentelemetry-sdk==1.45.1", "opentelemetry-exporter-otlp-proto-http==1.45.1",
+        "opentelemetry-proto==1.45.1"]
 OTEL_CONTRIB = ["opentelemetry-instrumentation==0.66b1", "opentelemetry-semantic-conventions==0.66b1",
                 "opentelemetry-test-utils==0.66b1", "opentelemetry-distro==0.66b1",
                 "opentelemetry-instrumentation-asgi==0.66b1", "opentelemetry-instrumentation-httpx==0.66b1"]
@@ -21,7 +22,7 @@ OTEL_CONTRIB = ["opentelemetry-instrumentation==0.66b1", "opentelemetry-semantic
 def tests(session: nox.Session, mcp: str) -> None:
     # mcp 1.20 predates pydantic 2.12, which removed an internal helper it imports.
     extra = ["pydantic<2.12"] if mcp == "1.20.0" else []
-    session.install("-e", ".[test]", f"mcp=={mcp}", *OTEL, *OTEL_CONTRIB, *extra)
+    session.install("-e", ".[test,analytics]", f"mcp=={mcp}", *OTEL, *OTEL_CONTRIB, *extra)
     session.run("pytest", "-q", "-p", "no:cacheprovider", *session.posargs)
 
 
@@ -29,7 +30,7 @@ def tests(session: nox.Session, mcp: str) -> None:
 def fastmcp(session: nox.Session) -> None:
     """The suite with the fastmcp framework installed (on the latest mcp 2.x it requires)."""
     overrides = "tests/requirements/fastmcp-overrides.txt"
-    session.install("--override", overrides, "-e", ".[test]", "mcp==2.3.0", "fastmcp==4.1.6", *OTEL, *OTEL_CONTRIB)
+    session.install("--override", overrides, "-e", ".[test,analytics]", "mcp==2.3.0", "fastmcp==4.1.6", *OTEL, *OTEL_CONTRIB)
     session.run("pytest", "-q", "-p", "no:cacheprovider", *session.posargs)
 
 

@@ -47,7 +47,7 @@ TOOL_CALLS = [
 
 def start_server() -> tuple[uvicorn.Server, threading.Thread, str]:
     """The weather server on streamable HTTP, in a background thread, on a free port."""
-    sock = socket.socket()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # so asyncio sets TCP_NODELAY
     sock.bind(("127.0.0.1", 0))
     app = build_server().streamable_http_app()  # its lifespan runs the MCP session manager
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=2))

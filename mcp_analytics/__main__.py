@@ -1,0 +1,3 @@
+from mcp_analytics.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,111 @@
+"""``mcp-analytics``: serve the API, print the report, run the demo."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import urllib.error
+from mcp_analytics import report
+from mcp_analytics.keys import ApiKeys, new_key
+from mcp_analytics.server import DEFAULT_HOST, DEFAULT_PORT
+
+ENV_DB = "MCP_ANALYTICS_DB"
+DEFAULT_DB = "mcp-analytics.duckdb"
+DEFAULT_PROJECT = "default"
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from mcp_analytics.api import create_app
+    from mcp_analytics.duckdb_store import DuckDBStore
+    from mcp_analytics.server import foreground
+
+    keys = ApiKeys.parse(args.api_key)
+    if not keys:
+        key = new_key()
+        keys.add(DEFAULT_PROJECT, key)
+        print(f"no API key given: project {DEFAULT_PROJECT!r} has the key {key} until this server stops")
+    store = DuckDBStore(args.db)
+    url = f"http://{args.host}:{args.port}"
+    print(f"MCP analytics API on {url} (store {args.db}, OpenAPI at {url}/docs); dashboard at {url}/", flush=True)
+    try:
+        foreground(create_app(store, keys), args.host, args.port)
+    finally:
+        store.close()
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    if args.url:
+        if not args.api_key:
+            print("--url needs --api-key (the project's key)", file=sys.stderr)
+            return 2
+        fetch = report.from_api(args.url, args.api_key, args.last, args.limit)
+        title = f"MCP analytics: {args.url}, last {args.last}"
+    else:
+        from mcp_analytics.duckdb_store import DuckDBStore
+        from mcp_analytics.store import Window
+
+        if not os.path.exists(args.db):
+            print(f"no store at {args.db} (give --db, or --url and --api-key of a running API)", file=sys.stderr)
+            return 2
+        store = DuckDBStore(args.db)
+        fetch = report.from_store(store, args.project, Window.parse(last=args.last), args.limit)
+        title = f"MCP analytics: project {args.project} in {args.db}, last {args.last}"
+    print(report.render(fetch, title))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from mcp_analytics.demo import run
+
+    return run(db=args.db, port=args.port, keep_serving=args.keep_serving)
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="mcp-analytics", description=__doc__)
+    commands = root.add_subparsers(dest="command", required=True)
+    db = os.environ.get(ENV_DB, DEFAULT_DB)
+
+    serve = commands.add_parser("serve", help="run the analytics API and dashboard")
+    serve.add_argument("--db", default=db, help=f"DuckDB file (default {db}; env {ENV_DB})")
+    serve.add_argument("--host", default=DEFAULT_HOST)
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT)
+    serve.add_argument("--api-key", action="append", default=[], metavar="PROJECT=KEY",
+                       help="a project and its key (repeatable; also MCP_ANALYTICS_API_KEYS=p1=k1,p2=k2)")  # fmt: skip
+    serve.set_defaults(run=_serve)
+
+    rep = commands.add_parser("report", help="print the panels as tables, from a store file or a running API")
+    rep.add_argument("--db", default=db, help="the store file (when the API is not running)")
+    rep.add_argument("--project", default=DEFAULT_PROJECT)
+    rep.add_argument("--url", help="a running API instead of a file, e.g. http://127.0.0.1:8765")
+    rep.add_argument("--api-key", help="the project's key, with --url")
+    rep.add_argument("--last", default="24h", help="the window: 15m, 24h, 7d, … or all")
+    rep.add_argument("--limit", type=int, default=20, help="rows per table")
+    rep.set_defaults(run=_report)
+
+    demo = commands.add_parser("demo", help="the API, an instrumented MCP server and scripted agents, then the report")
+    demo.add_argument("--db", default=os.path.join(".mcp-analytics", "demo.duckdb"), help="recreated on each run")
+    demo.add_argument("--port", type=int, default=DEFAULT_PORT, help="the API's port (a free one if taken)")
+    demo.add_argument("--keep-serving", action=argparse.BooleanOptionalAction, default=None,
+                      help="keep the API and dashboard up after the report (default: when run in a terminal)")  # fmt: skip
+    demo.set_defaults(run=_demo)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except ValueError as error:  # a malformed key or window
+        print(f"mcp-analytics: {error}", file=sys.stderr)
+        return 2
+    except urllib.error.HTTPError as error:
+        print(f"mcp-analytics: the API answered {error.code}: {error.read().decode(errors='replace')}", file=sys.stderr)
+        return 1
+    except urllib.error.URLError as error:
+        print(f"mcp-analytics: cannot reach the API: {error.reason}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+

@@ -1,0 +1,77 @@
+"""The dashboard's panels as plain-text tables, from a store file or a running API."""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+Rows = list[dict[str, Any]]
+Fetch = Callable[[str], Rows]
+"""Rows of the named panel for the report's project and window."""
+
+SECTIONS: list[tuple[str, str, Sequence[str]]] = [
+    ("summary", "Overview", ("events", "failures", "success_rate", "tool_calls", "sessions", "users", "clients")),
+    ("methods", "Methods", ("method", "events", "share", "calls_per_list")),
+    ("tools", "Top tools", ("tool", "calls", "errors", "error_rate", "p95_ms", "users")),
+    ("latency", "Latency (ms; first row: every request)", ("tool", "calls", "p50_ms", "p95_ms", "p99_ms",
+                                                          "own_p95_ms", "upstream_p95_ms", "upstream_share")),
+    ("failures", "Failures by origin, then reason", ("origin", "reason", "failures", "example")),
+    ("clients", "Clients", ("client", "events", "tool_calls", "failures", "sessions", "users")),
+    ("users", "Users", ("user", "name", "events", "tool_calls", "failures", "sessions")),
+    ("prompts", "Prompts and their argument shapes", ("prompt", "argument_keys", "uses", "failures")),
+    ("cost", "Response size per tool and user", ("tool", "user", "calls", "response_bytes", "avg_response_bytes")),
+    ("unused_tools", "Tools not called in this window", ("tool", "last_called", "calls_before")),
+    ("sessions", "Sessions", ("session", "user", "client", "started", "duration_s", "events", "failures", "intents")),
+]  # fmt: skip
+MAX_CELL = 48
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, str) and len(value) >= 19 and value[4] == "-" and value[10] == "T":
+        return value[:19].replace("T", " ")  # an ISO timestamp from the API
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1 else f"{value:,.1f}"
+    text = str(value)
+    return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
+
+
+def table(rows: Rows, columns: Sequence[str]) -> str:
+    if not rows:
+        return "  (none)"
+    cells = [[_cell(row.get(column)) for column in columns] for row in rows]
+    widths = [max(len(column), *(len(line[i]) for line in cells)) for i, column in enumerate(columns)]
+    lines = ["  " + "  ".join(column.ljust(w) for column, w in zip(columns, widths))]
+    lines.append("  " + "  ".join("-" * w for w in widths))
+    lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(line, widths)) for line in cells]
+    return "\n".join(lines)
+
+
+def render(fetch: Fetch, title: str) -> str:
+    parts = [title, "=" * len(title)]
+    for panel, heading, columns in SECTIONS:
+        parts += ["", heading, table(fetch(panel), columns)]
+    return "\n".join(parts)
+
+
+def from_store(store: Any, project: str, window: Any, limit: int = 20) -> Fetch:
+    return lambda panel: store.panel(project, panel, window, limit=limit)
+
+
+def from_api(url: str, api_key: str, last: str, limit: int = 20, timeout: float = 30.0) -> Fetch:
+    def fetch(panel: str) -> Rows:
+        query = urllib.parse.urlencode({"last": last, "limit": limit})
+        request = urllib.request.Request(
+            f"{url.rstrip('/')}/v1/panels/{panel}?{query}", headers={"Authorization": f"Bearer {api_key}"}
+        )
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (the user's own API)
+            return json.load(response)["rows"]
+
+    return fetch

@@ -1,0 +1,88 @@
+"""The storage interface: what the API needs of a store, and nothing more.
+
+Three calls, so that an engine for fleets (ClickHouse, say) can implement it
+beside the embedded DuckDB default (``duckdb_store.py``): add a batch of events
+to a project, answer one named panel for a project and a time window, close.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Protocol
+
+from mcp_analytics.models import Event, IngestResult
+
+_LAST = re.compile(r"^(\d{1,6})([mhd])$")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+SESSION_GAP = timedelta(minutes=30)
+"""Events without a session id are grouped by user + client until this much inactivity."""
+
+PANELS = (
+    "summary",
+    "timeseries",
+    "latency",
+    "tools",
+    "clients",
+    "users",
+    "failures",
+    "methods",
+    "prompts",
+    "cost",
+    "unused_tools",
+    "sessions",
+    "session",
+)
+"""Every query behind a dashboard panel (and a ``report`` table), by name."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """A half-open time range ``[start, end)`` in UTC."""
+
+    start: datetime
+    end: datetime
+
+    @classmethod
+    def last(cls, span: timedelta, now: datetime | None = None) -> Window:
+        end = now or datetime.now(timezone.utc)
+        return cls(end - span, end)
+
+    @classmethod
+    def parse(cls, start: datetime | None = None, end: datetime | None = None, last: str | None = None) -> Window:
+        """From ``start``/``end`` (naive means UTC; end defaults to now), else ``last`` (15m, 24h, 7d, all) before end."""
+        end = _utc(end) if end else datetime.now(timezone.utc)
+        if start is not None:
+            start = _utc(start)
+        elif last == "all":
+            start = EPOCH
+        else:
+            match = _LAST.match(last or "24h")
+            if not match:
+                raise ValueError(f"a window is a number with m, h or d (15m, 24h, 7d) or 'all', not {last!r}")
+            start = end - timedelta(**{_UNITS[match[2]]: int(match[1])})
+        if start >= end:
+            raise ValueError("the window's start must be before its end")
+        return cls(start, end)
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+class UnknownPanel(LookupError):
+    pass
+
+
+class Store(Protocol):
+    def add(self, project: str, events: Sequence[Event]) -> IngestResult:
+        """Store a batch, idempotently: an event id already stored for the project is not stored again."""
+
+    def panel(self, project: str, name: str, window: Window, **params: Any) -> list[dict[str, Any]]:
+        """The rows of one panel (see ``PANELS``); raises ``UnknownPanel`` for another name."""
+
+    def close(self) -> None: ...

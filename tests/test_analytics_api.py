@@ -1,0 +1,246 @@
+"""The analytics API over real HTTP on 127.0.0.1: ingest, validation, project isolation, OTLP, fuzzing."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import random
+import time
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from google.protobuf import json_format
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+from opentelemetry.sdk.trace.export import SpanExportResult
+
+from exporter.events import to_event
+from mcp_analytics.api import create_app
+from mcp_analytics.duckdb_store import DuckDBStore
+from mcp_analytics.keys import ApiKeys
+from mcp_analytics.models import MAX_BODY_BYTES, MAX_EVENTS_PER_BATCH
+from mcp_analytics.server import in_thread
+from tests.apps.clients import in_memory
+from tests.apps.servers import build
+
+pytestmark = pytest.mark.anyio
+
+KEY_A, KEY_B = "key-of-project-a", "key-of-project-b"
+NOW_NS = time.time_ns()
+
+
+@dataclass
+class Api:
+    url: str
+    store: DuckDBStore
+    http: httpx.Client
+
+    def post(self, path: str, body: bytes, key: str | None = KEY_A, **headers: str) -> httpx.Response:
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        headers.setdefault("Content-Type", "application/json")
+        return self.http.post(self.url + path, content=body, headers=headers)
+
+    def events(self, events: list[dict], key: str | None = KEY_A) -> httpx.Response:
+        return self.post("/v1/events", gzip.compress(json.dumps({"events": events}).encode()), key,
+                         **{"Content-Encoding": "gzip"})  # fmt: skip
+
+    def panel(self, name: str, key: str = KEY_A, **params) -> httpx.Response:
+        params.setdefault("last", "all")
+        return self.http.get(f"{self.url}/v1/panels/{name}", params=params, headers={"Authorization": f"Bearer {key}"})
+
+    def count(self, key: str = KEY_A) -> int:
+        return self.panel("summary", key).json()["rows"][0]["events"]
+
+
+@pytest.fixture(scope="module")
+def running():
+    store, keys = DuckDBStore(), ApiKeys()
+    with in_thread(create_app(store, keys)) as url, httpx.Client(timeout=30) as http:
+        yield Api(url, store, http), keys
+    store.close()
+
+
+@pytest.fixture
+def api(running, request):
+    """One API for the module; each test gets two fresh projects "a" and "b" (keys KEY_A, KEY_B)."""
+    api, keys = running
+    keys.add(f"a-{request.node.name}", KEY_A)
+    keys.add(f"b-{request.node.name}", KEY_B)
+    return api
+
+
+def good(event_id: str = "e1", **fields) -> dict:
+    return {"event_id": event_id, "type": "mcp:tools/call", "timestamp_ns": NOW_NS, "resource": "search", **fields}
+
+
+def test_a_batch_is_stored_and_a_retry_of_it_is_not_counted_twice(api):
+    batch = [good(f"e{i}") for i in range(3)]
+    first, retry = api.events(batch), api.events(batch)
+    assert (first.status_code, first.json()) == (200, {"accepted": 3, "duplicates": 0})
+    assert (retry.status_code, retry.json()) == (200, {"accepted": 0, "duplicates": 3})
+    assert api.count() == 3
+
+
+def test_a_key_reads_and_writes_only_its_own_project(api):
+    api.events([good("a1", resource="alpha-tool")], key=KEY_A)
+    api.events([good("b1", resource="beta-tool"), good("b2", resource="beta-tool")], key=KEY_B)
+    assert [row["tool"] for row in api.panel("tools", KEY_A).json()["rows"]] == ["alpha-tool"]
+    assert [row["tool"] for row in api.panel("tools", KEY_B).json()["rows"]] == ["beta-tool"]
+    body = api.panel("summary", KEY_B).json()
+    assert (body["project"].split("-")[0], body["rows"][0]["events"]) == ("b", 2)
+    # A session of project B is invisible to project A, even by its id.
+    api.events([good("b3", session_id="secret-session")], key=KEY_B)
+    assert api.panel("session", KEY_A, session="secret-session").json()["rows"] == []
+    assert len(api.panel("session", KEY_B, session="secret-session").json()["rows"]) == 1
+
+
+@pytest.mark.parametrize("key", [None, "wrong-key", ""])
+def test_without_a_valid_key_nothing_is_read_or_written(api, key):
+    response = api.events([good()], key=key)
+    assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    assert httpx.get(f"{api.url}/v1/panels/summary", headers=headers).status_code == 401
+    assert api.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "says"),
+    [
+        (b"{not json", {}, 400, "not a JSON object"),
+        (b"[1, 2]", {}, 422, "do not match"),
+        (json.dumps({"events": [{"event_id": 7, "type": "x", "timestamp_ns": 1}]}).encode(), {}, 422, "do not match"),
+        (json.dumps({"events": [good(timestamp_ns="yesterday")]}).encode(), {}, 422, "do not match"),
+        (json.dumps({"events": [good(user_id="u" * 10_000)]}).encode(), {}, 422, "do not match"),
+        (json.dumps({"events": [good(trace_id="not-hex")]}).encode(), {}, 422, "do not match"),
+        (json.dumps({"events": [good(content={"arguments": "x" * 70_000})]}).encode(), {}, 422, "do not match"),
+        (json.dumps({"events": [good(f"e{i}") for i in range(MAX_EVENTS_PER_BATCH + 1)]}).encode(), {}, 422, "do not match"),
+        (b"\x00\xff\xfe binary", {}, 400, "not a JSON object"),
+        (b"not gzip", {"Content-Encoding": "gzip"}, 400, "gzip"),
+        (b"{}", {"Content-Encoding": "br"}, 415, "Content-Encoding"),
+        (b"{}", {"Content-Type": "text/plain"}, 415, "application/json"),
+        (gzip.compress(b"[" * (MAX_BODY_BYTES + 10)), {"Content-Encoding": "gzip"}, 413, "decompressed"),
+        (b"x" * (MAX_BODY_BYTES + 1), {}, 413, "larger than"),
+    ],
+    ids=["bad-json", "not-an-object", "wrong-type", "bad-timestamp", "huge-string", "bad-trace-id", "huge-content",
+         "too-many-events", "binary", "bad-gzip", "unknown-encoding", "wrong-content-type", "gzip-bomb", "too-large"],
+)  # fmt: skip
+def test_bad_input_gets_a_clear_4xx_and_stores_nothing(api, body, headers, status, says):
+    response = api.post("/v1/events", body, **headers)
+    assert response.status_code == status, response.text
+    assert says in response.json()["detail"]["message"]
+    assert api.count() == 0
+
+
+def test_validation_errors_name_the_field(api):
+    response = api.events([good(), good("e2", duration_ms="slow")])
+    errors = response.json()["detail"]["errors"]
+    assert response.status_code == 422
+    assert errors == [{"loc": ["events", 1, "duration_ms"], "msg": "Input should be a valid number, unable to parse string as a number", "type": "float_parsing"}]  # fmt: skip
+
+
+def test_fuzzed_bodies_get_4xx_the_service_stays_up_and_the_store_consistent(api):
+    rng = random.Random(1234)
+    api.events([good("keep")])
+
+    def fuzz() -> bytes:
+        choice = rng.randrange(7)
+        if choice == 0:
+            return rng.randbytes(rng.randrange(1, 4000))
+        if choice == 1:
+            return json.dumps({"events": [good()]})[: rng.randrange(1, 60)].encode()  # cut short
+        if choice == 2:
+            return json.dumps({"events": [good(**{rng.choice(["resource", "intent", "user_id"]): rng.choice([1, [], {}, True, 3.5])})]}).encode()
+        if choice == 3:
+            return ("{\"events\": " + "[" * rng.randrange(100, 20_000) + "]" * 5).encode()
+        if choice == 4:
+            return json.dumps({"events": [{**good(), "content": {"x": json.loads("[" * 300 + "]" * 300)}}]}).encode()
+        if choice == 5:
+            return json.dumps({"events": [good(type="")], "extra": "\ud800".encode("utf-8", "surrogatepass").decode("latin-1")}).encode()
+        return json.dumps({"events": {"not": "a list"}}).encode()
+
+    statuses = set()
+    for _ in range(150):
+        response = api.post("/v1/events", fuzz())
+        statuses.add(response.status_code)
+        assert 400 <= response.status_code < 500, response.text
+    assert statuses <= {400, 413, 422}
+    assert httpx.get(f"{api.url}/healthz").status_code == 200
+    assert api.count() == 1
+    assert api.events([good("after")]).json() == {"accepted": 1, "duplicates": 0}
+    for _ in range(50):  # OTLP too
+        response = api.post("/v1/traces", rng.randbytes(rng.randrange(1, 2000)), **{"Content-Type": "application/x-protobuf"})
+        assert response.status_code in (200, 400), response.text
+    assert api.count() == 2
+
+
+def test_the_panels_are_documented_in_openapi(api):
+    document = httpx.get(f"{api.url}/openapi.json").json()
+    assert {"/v1/events", "/v1/traces", "/v1/panels/{name}"} <= set(document["paths"])
+    assert "EventBatch" in json.dumps(document["paths"]["/v1/events"]) or "events" in json.dumps(document)
+
+
+@pytest.mark.parametrize("params", [{"last": "soon"}, {"from": "2026-01-02T00:00:00Z", "to": "2026-01-01T00:00:00Z"},
+                                    {"limit": 0}, {"by": "colour"}])  # fmt: skip
+def test_a_bad_window_or_parameter_is_a_422(api, params):
+    assert api.panel("tools", **params).status_code == 422
+
+
+async def recorded_mcp_spans(recorded) -> list:
+    async with in_memory(build("highlevel")) as client:
+        await client.list_tools()
+        await client.call_tool("add", {"a": 1, "b": 2, "context": "adding for the user"})
+        await client.call_tool("fail", {})
+    return recorded.spans()
+
+
+async def test_otlp_protobuf_from_the_stock_exporter_becomes_events(api, recorded):
+    spans = await recorded_mcp_spans(recorded)
+    exporter = OTLPSpanExporter(endpoint=f"{api.url}/v1/traces", headers={"Authorization": f"Bearer {KEY_A}"})
+    assert exporter.export(spans) == SpanExportResult.SUCCESS
+    assert exporter.export(spans) == SpanExportResult.SUCCESS  # a retry is not counted twice
+    server_spans = [span for span in spans if span.kind.name == "SERVER"]
+    assert api.count() == len(server_spans)
+    stored = api.panel("tools").json()["rows"]
+    assert {(row["tool"], row["calls"], row["errors"]) for row in stored} == {("add", 1, 0), ("fail", 1, 1)}
+    (session,) = api.panel("sessions").json()["rows"]
+    timeline = api.panel("session", session=session["session"]).json()["rows"]
+    expected = [to_event(span) for span in sorted(server_spans, key=lambda span: span.start_time)]
+    assert [(row["type"], row["intent"]) for row in timeline] == [(e["type"], e["intent"]) for e in expected]
+    assert [row["span_id"] for row in timeline] == [e["span_id"] for e in expected]
+
+
+async def test_otlp_json_with_hex_ids_becomes_the_same_events(api, recorded):
+    spans = await recorded_mcp_spans(recorded)
+    document = json_format.MessageToDict(encode_spans(spans))
+    for resource in document["resourceSpans"]:  # OTLP/JSON spells ids in hex, not protobuf's base64
+        for scope in resource["scopeSpans"]:
+            for span in scope["spans"]:
+                for field in ("traceId", "spanId", "parentSpanId"):
+                    if field in span:
+                        span[field] = base64.b64decode(span[field]).hex()
+    response = api.post("/v1/traces", json.dumps(document).encode())
+    assert response.status_code == 200 and response.headers["content-type"] == "application/json"
+    assert api.count() == len([span for span in spans if span.kind.name == "SERVER"])
+    ids = {row["span_id"] for row in api.panel("session", session=api.panel("sessions").json()["rows"][0]["session"]).json()["rows"]}
+    assert ids == {f"{span.context.span_id:016x}" for span in spans if span.kind.name == "SERVER"}
+
+
+def test_otlp_spans_that_do_not_fit_are_reported_as_partially_rejected(api):
+    document = {"resourceSpans": [{"scopeSpans": [{"spans": [
+        {"traceId": "ab" * 16, "spanId": "cd" * 8, "name": "tools/call x", "kind": 2, "startTimeUnixNano": str(NOW_NS),
+         "endTimeUnixNano": str(NOW_NS + 1000), "attributes": [
+             {"key": "mcp.method.name", "value": {"stringValue": "tools/call"}},
+             {"key": "user.id", "value": {"stringValue": "u" * 2000}}]},
+        {"traceId": "ab" * 16, "spanId": "ef" * 8, "name": "GET /", "kind": 2, "startTimeUnixNano": str(NOW_NS)},
+    ]}]}]}  # fmt: skip
+    response = api.post("/v1/traces", json.dumps(document).encode(), **{"Content-Type": "application/x-protobuf"})
+    assert response.status_code == 400  # JSON sent as protobuf
+    response = api.post("/v1/traces", json.dumps(document).encode())
+    answer = json_format.Parse(response.text, ExportTraceServiceResponse())
+    assert answer.partial_success.rejected_spans == 1
+    assert answer.partial_success.error_message == f"span {'cd' * 8}: user_id: String should have at most 512 characters"
+    assert api.count() == 0  # the non-MCP span is not an event; the bad one was rejected

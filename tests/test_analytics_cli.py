@@ -1,0 +1,95 @@
+"""``mcp-analytics`` as a newcomer runs it: the demo end to end, ``report`` from its store file and from a live API."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tests.test_analytics_reliability import ApiProcess, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mcp_analytics", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)  # fmt: skip
+
+
+def overview(report: str) -> dict[str, str]:
+    lines = report.split("Overview\n", 1)[1].splitlines()
+    return dict(zip(lines[0].split(), lines[2].split()))
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path, float]:
+    db = tmp_path_factory.mktemp("demo") / "demo.duckdb"
+    started = time.monotonic()
+    run = cli("demo", "--no-keep-serving", "--db", str(db), "--port", str(free_port()))
+    return run, db, time.monotonic() - started
+
+
+def test_the_demo_runs_the_whole_stack_in_under_a_minute(demo):
+    run, db, took = demo
+    assert run.returncode == 0, run.stderr
+    assert took < 60
+    out = run.stdout
+    assert re.search(r"dashboard: http://127\.0\.0\.1:\d+/#key=mcpa_\S+", out)
+    numbers = overview(out)
+    assert (numbers["users"], numbers["clients"]) == ("3", "4")  # alice, bob, carol; four agents
+    failures = out.split("Failures by origin, then reason\n", 1)[1].split("\n\n", 1)[0]
+    for origin, reason in [("client", "invalid_params"), ("client", "unknown_tool"), ("upstream", "upstream_error"),
+                           ("server", "tool_error")]:  # fmt: skip
+        assert re.search(rf"^\s+{origin}\s+{reason}\s+1\s", failures, re.MULTILINE), failures
+    with duckdb.connect(str(db), read_only=True) as store:
+        clients = {row[0] for row in store.execute("SELECT DISTINCT client_name FROM events WHERE kind = 'server'").fetchall()}
+        intents = store.execute("SELECT count(*) FROM events WHERE kind = 'server' AND intent IS NOT NULL").fetchone()[0]
+        stateless_users = store.execute(
+            "SELECT DISTINCT user_id FROM events WHERE kind = 'server' AND session_id IS NULL AND user_id IS NOT NULL"
+        ).fetchall()
+    assert {"claude-ai", "cursor-vscode", "claude-code", "mcp-inspector"} <= clients
+    assert intents >= 8
+    assert stateless_users == [("carol",)]
+
+
+def test_report_reads_the_demo_store_file(demo):
+    run, db, _ = demo
+    report = cli("report", "--db", str(db), "--project", "demo", "--last", "1h")
+    assert report.returncode == 0, report.stderr
+    assert overview(report.stdout) == overview(run.stdout)
+    assert "search_docs" in report.stdout.split("Top tools", 1)[1]
+
+
+def test_report_reads_a_running_api_and_refuses_a_wrong_key(tmp_path):
+    api = ApiProcess(tmp_path / "live.duckdb")
+    api.start()
+    try:
+        ok = cli("report", "--url", api.url, "--api-key", "reliability-key", "--last", "1h")
+        wrong = cli("report", "--url", api.url, "--api-key", "nope")
+    finally:
+        api.stop()
+    assert ok.returncode == 0, ok.stderr
+    assert overview(ok.stdout)["events"] == "0"
+    assert wrong.returncode == 1 and "401" in wrong.stderr
+
+
+def test_serve_without_a_key_makes_one_and_says_so(tmp_path):
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "mcp_analytics", "serve", "--db", str(tmp_path / "x.duckdb"),
+                                "--port", str(port)], cwd=ROOT, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        first = process.stdout.readline()
+    finally:
+        process.terminate()
+        process.wait(10)
+    assert re.match(r"no API key given: project 'default' has the key mcpa_\S+ until this server stops", first)
+
+
+def test_report_without_a_store_explains_what_to_give(tmp_path):
+    run = cli("report", "--db", str(tmp_path / "missing.duckdb"))
+    assert run.returncode == 2 and "no store at" in run.stderr

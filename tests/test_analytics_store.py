@@ -1,0 +1,219 @@
+"""The embedded store: idempotent ingest, session grouping, every panel's numbers, schema versions, isolation."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta, timezone
+
+import duckdb
+import pytest
+
+from mcp_analytics.duckdb_store import SCHEMA_VERSION, DuckDBStore, SchemaTooNew
+from mcp_analytics.models import Event
+from mcp_analytics.store import PANELS, UnknownPanel, Window
+
+DAY = datetime(2026, 11, 20, tzinfo=timezone.utc)
+WHOLE_DAY = Window(DAY, DAY + timedelta(days=1))
+
+
+def at(hour: int, minute: int, second: int = 0) -> int:
+    return int((DAY + timedelta(hours=hour, minutes=minute, seconds=second)).timestamp() * 1e9)
+
+
+def event(event_id: str, **fields) -> Event:
+    fields.setdefault("type", "mcp:tools/call")
+    fields.setdefault("timestamp_ns", at(9, 0))
+    return Event(event_id=event_id, **fields)
+
+
+@pytest.fixture
+def store():
+    store = DuckDBStore()
+    yield store
+    store.close()
+
+
+STATELESS = [  # (user, client, hour, minute) -> the session letter the issue expects
+    ("alice", "Claude Desktop", 10, 0, "A"),
+    ("bob", "Cursor", 10, 2, "B"),
+    ("alice", "Claude Desktop", 10, 15, "A"),
+    ("alice", "Cursor", 10, 20, "C"),
+    ("alice", "Claude Desktop", 10, 55, "D"),
+]
+
+
+def stateless_events() -> list[Event]:
+    return [
+        event(f"s{i}", resource="search", timestamp_ns=at(h, m), user_id=u, client_name=c, stateless=True)
+        for i, (u, c, h, m, _) in enumerate(STATELESS)
+    ]
+
+
+def session_of(store: DuckDBStore) -> dict[str, str]:
+    """event id -> session key, read back through the ``session`` panel of every listed session."""
+    found = {}
+    for row in store.panel("p", "sessions", WHOLE_DAY):
+        for item in store.panel("p", "session", WHOLE_DAY, session=row["session"]):
+            found[(item["user"], item["client"], item["ts"])] = row["session"]
+    return {f"s{i}": found[(u, c, DAY + timedelta(hours=h, minutes=m))] for i, (u, c, h, m, _) in enumerate(STATELESS)}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_stateless_events_group_by_user_client_and_30_minutes_whatever_the_order(store, seed):
+    events = stateless_events()
+    random.Random(seed).shuffle(events)
+    store.add("p", events[:2])  # and across batches
+    store.add("p", events[2:])
+    sessions = session_of(store)
+    letters = {}
+    for i, (*_, letter) in enumerate(STATELESS):
+        letters.setdefault(letter, sessions[f"s{i}"])
+        assert sessions[f"s{i}"] == letters[letter], f"event {i} should be in session {letter}"
+    assert len(set(letters.values())) == 4  # A, B, C, D
+    rows = {row["session"]: row for row in store.panel("p", "sessions", WHOLE_DAY)}
+    assert rows[letters["A"]]["events"] == 2 and rows[letters["A"]]["duration_s"] == 900.0
+    assert rows[letters["A"]]["stateless"] is True
+
+
+def test_session_keys_do_not_depend_on_arrival_order():
+    keys = []
+    for seed in range(3):
+        store = DuckDBStore()
+        events = stateless_events()
+        random.Random(seed).shuffle(events)
+        for one in events:
+            store.add("p", [one])
+        keys.append(session_of(store))
+        store.close()
+    assert keys[0] == keys[1] == keys[2]
+
+
+def test_anonymous_stateless_events_are_sessions_of_their_own_and_session_ids_group_the_rest(store):
+    store.add("p", [
+        event("a1", stateless=True, timestamp_ns=at(9, 0)),
+        event("a2", stateless=True, timestamp_ns=at(9, 0, 1)),
+        event("k1", session_id="sess-1", timestamp_ns=at(9, 1)),
+        event("k2", session_id="sess-1", user_id="alice", timestamp_ns=at(11, 0)),  # hours apart: one session
+    ])  # fmt: skip
+    rows = store.panel("p", "sessions", WHOLE_DAY)
+    assert sorted(row["events"] for row in rows) == [1, 1, 2]
+    (stateful,) = [row for row in rows if row["session"] == "sess-1"]
+    assert stateful["stateless"] is False and stateful["user"] == "alice"
+    assert store.panel("p", "summary", WHOLE_DAY)[0]["sessions"] == 3
+
+
+def test_a_batch_stored_twice_is_counted_once(store):
+    batch = [event(f"e{i}", timestamp_ns=at(9, i)) for i in range(5)]
+    first = store.add("p", batch)
+    again = store.add("p", batch + [batch[0]])
+    assert (first.accepted, first.duplicates) == (5, 0)
+    assert (again.accepted, again.duplicates) == (0, 6)
+    assert store.panel("p", "summary", WHOLE_DAY)[0]["events"] == 5
+
+
+def test_the_same_event_id_in_two_projects_is_two_events(store):
+    store.add("a", [event("same", resource="alpha")])
+    assert store.add("b", [event("same", resource="beta")]).accepted == 1
+    assert [row["tool"] for row in store.panel("a", "tools", WHOLE_DAY)] == ["alpha"]
+    assert [row["tool"] for row in store.panel("b", "tools", WHOLE_DAY)] == ["beta"]
+
+
+def seeded(store: DuckDBStore) -> None:
+    store.add("p", [
+        event("t1", resource="search", duration_ms=10, user_id="alice", client_name="claude-ai", session_id="s1",
+              response_size=100, timestamp_ns=at(9, 0)),
+        event("t2", resource="search", duration_ms=30, user_id="alice", client_name="claude-ai", session_id="s1",
+              response_size=300, timestamp_ns=at(9, 1), intent="find the quickstart"),
+        event("t3", resource="fetch", duration_ms=200, upstream_ms=150, user_id="bob", client_name="cursor",
+              session_id="s2", response_size=5000, timestamp_ns=at(9, 2), is_error=True,
+              error={"type": "tool_error", "message": "upstream said 503"},
+              failure={"origin": "upstream", "reason": "upstream_error"}),
+        event("t4", resource="fetch", duration_ms=100, upstream_ms=90, user_id="bob", client_name="cursor",
+              session_id="s2", response_size=1000, timestamp_ns=at(9, 3)),
+        event("t5", resource="nope", duration_ms=1, client_name="cursor", session_id="s2", timestamp_ns=at(9, 4),
+              is_error=True, error={"type": "-32602", "code": -32602},
+              failure={"origin": "client", "reason": "unknown_tool"}),
+        event("l1", type="mcp:tools/list", session_id="s1", client_name="claude-ai", timestamp_ns=at(8, 59)),
+        event("p1", type="mcp:prompts/get", resource="plan", argument_keys=["city"], session_id="s1",
+              timestamp_ns=at(9, 5)),
+        event("p2", type="mcp:prompts/get", resource="plan", argument_keys=["days", "city"], session_id="s2",
+              timestamp_ns=at(9, 6)),
+        event("c1", type="custom:ticket_opened", kind="internal", session_id="s1", timestamp_ns=at(9, 7),
+              custom={"message": "T-1 opened"}),
+        event("x1", type="mcp:tools/call", kind="client", resource="search", timestamp_ns=at(9, 0)),
+        event("old", resource="legacy_tool", timestamp_ns=at(9, 0) - 2 * 86_400 * 10**9),
+    ])  # fmt: skip
+
+
+def test_panels_answer_with_exact_numbers(store):
+    seeded(store)
+    (summary,) = store.panel("p", "summary", WHOLE_DAY)
+    assert summary == {"events": 9, "failures": 2, "success_rate": round(7 / 9, 4), "tool_calls": 5,
+                       "sessions": 2, "users": 2, "clients": 2}  # fmt: skip
+    tools = {row["tool"]: row for row in store.panel("p", "tools", WHOLE_DAY)}
+    assert {name: (row["calls"], row["errors"], row["error_rate"]) for name, row in tools.items()} == {
+        "search": (2, 0, 0.0), "fetch": (2, 1, 0.5), "nope": (1, 1, 1.0)}  # the client span "x1" is not counted
+    latency = store.panel("p", "latency", WHOLE_DAY)
+    assert latency[0]["tool"] is None and latency[0]["calls"] == 7  # tool calls and prompts
+    (fetch,) = [row for row in latency if row["tool"] == "fetch"]
+    assert (fetch["p50_ms"], fetch["upstream_share"]) == (150.0, round(240 / 300, 4))
+    assert fetch["own_p95_ms"] == pytest.approx(10 + 0.95 * (50 - 10))
+    assert [(r["origin"], r["reason"], r["failures"]) for r in store.panel("p", "failures", WHOLE_DAY)] == [
+        ("client", "unknown_tool", 1), ("upstream", "upstream_error", 1)]
+    methods = {row["method"]: row for row in store.panel("p", "methods", WHOLE_DAY)}
+    assert methods["mcp:tools/call"]["events"] == 5 and methods["mcp:tools/call"]["calls_per_list"] == 5.0
+    assert "custom:ticket_opened" not in methods
+    assert [(r["prompt"], r["argument_keys"], r["uses"]) for r in store.panel("p", "prompts", WHOLE_DAY)] == [
+        ("plan", "city", 1), ("plan", "city, days", 1)]
+    cost = {(r["tool"], r["user"]): (r["calls"], r["response_bytes"]) for r in store.panel("p", "cost", WHOLE_DAY)}
+    assert cost == {("fetch", "bob"): (2, 6000), ("search", "alice"): (2, 400), ("nope", "(anonymous)"): (1, 0)}
+    assert [(r["tool"], r["calls_before"]) for r in store.panel("p", "unused_tools", WHOLE_DAY)] == [("legacy_tool", 1)]
+    clients = {r["client"]: (r["events"], r["sessions"], r["users"]) for r in store.panel("p", "clients", WHOLE_DAY)}
+    assert clients == {"cursor": (3, 1, 1), "claude-ai": (3, 1, 1), "(unknown)": (3, 2, 0)}
+    users = {r["user"]: (r["tool_calls"], r["failures"]) for r in store.panel("p", "users", WHOLE_DAY)}
+    assert users == {"alice": (2, 0), "bob": (2, 1)}
+    by_family = {(r["series"], r["events"]) for r in store.panel("p", "timeseries", WHOLE_DAY, by="family")}
+    assert {series for series, _ in by_family} == {"requests", "capabilities", "custom"}
+    assert sum(n for series, n in by_family if series == "requests") == 7
+
+
+def test_a_session_timeline_is_in_order_with_intents_errors_and_custom_events(store):
+    seeded(store)
+    timeline = store.panel("p", "session", WHOLE_DAY, session="s1")
+    assert [row["type"] for row in timeline] == [
+        "mcp:tools/list", "mcp:tools/call", "mcp:tools/call", "mcp:prompts/get", "custom:ticket_opened"]
+    assert timeline[2]["intent"] == "find the quickstart"
+    assert timeline[4]["message"] == "T-1 opened"
+    (failed,) = [row for row in store.panel("p", "session", WHOLE_DAY, session="s2") if row["is_error"]][:1]
+    assert (failed["error_message"], failed["failure_origin"]) == ("upstream said 503", "upstream")
+
+
+def test_the_window_bounds_every_panel(store):
+    seeded(store)
+    morning = Window(DAY + timedelta(hours=9, minutes=2), DAY + timedelta(hours=9, minutes=4))
+    assert store.panel("p", "summary", morning)[0]["events"] == 2
+    assert [row["tool"] for row in store.panel("p", "tools", morning)] == ["fetch"]
+    assert {row["tool"] for row in store.panel("p", "unused_tools", morning)} == {"search", "legacy_tool"}
+
+
+def test_every_panel_answers_on_an_empty_store(store):
+    for name in PANELS:
+        rows = store.panel("p", name, WHOLE_DAY, session="none")
+        assert isinstance(rows, list)
+    with pytest.raises(UnknownPanel):
+        store.panel("p", "nope", WHOLE_DAY)
+
+
+def test_the_schema_is_versioned_and_a_newer_file_is_refused(tmp_path):
+    path = tmp_path / "events.duckdb"
+    store = DuckDBStore(path)
+    store.add("p", [event("e1")])
+    assert store.schema_version == SCHEMA_VERSION
+    store.close()
+    reopened = DuckDBStore(path)  # migrations are not applied twice; data survives
+    assert reopened.panel("p", "summary", WHOLE_DAY)[0]["events"] == 1
+    reopened.close()
+    with duckdb.connect(str(path)) as db:
+        db.execute("INSERT INTO schema_version VALUES (?, now())", [SCHEMA_VERSION + 1])
+    with pytest.raises(SchemaTooNew):
+        DuckDBStore(path)
