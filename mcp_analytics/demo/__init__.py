@@ -51,6 +51,7 @@ async def _agents(stateful_url: str, stateless_url: str, log: list[str]) -> None
 def run(db: str, port: int, keep_serving: bool | None = None) -> int:
     started = time.perf_counter()
     logging.basicConfig(level=logging.ERROR)
+    logging.getLogger("mcp").setLevel(logging.CRITICAL)  # the failing tools are on purpose: no tracebacks
     _fresh(db)
     store, key = DuckDBStore(db), new_key()
     try:
