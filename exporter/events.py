@@ -81,6 +81,7 @@ def to_event(span: ReadableSpan, project: str | None = None) -> dict[str, Any]:
         "client_name": a.get(attr.MCP_CLIENT_NAME),
         "client_version": a.get(attr.MCP_CLIENT_VERSION),
         "server_name": a.get(attr.MCP_SERVER_NAME),
+        "server_version": a.get(attr.MCP_SERVER_VERSION),
         "protocol_version": a.get(attr.MCP_PROTOCOL_VERSION),
         "transport": a.get(attr.NETWORK_TRANSPORT),
         "is_error": failed,

@@ -38,6 +38,7 @@ GEN_AI_PROMPT_VARIABLE_PREFIX = "gen_ai.prompt.variable."
 MCP_CLIENT_NAME = "mcp.client.name"
 MCP_CLIENT_VERSION = "mcp.client.version"
 MCP_SERVER_NAME = "mcp.server.name"
+MCP_SERVER_VERSION = "mcp.server.version"
 MCP_SESSION_STATELESS = "mcp.session.stateless"
 MCP_USER_INTENT = "mcp.user_intent"
 MCP_REQUEST_ARGUMENT_KEYS = "mcp.request.argument_keys"
@@ -94,6 +95,7 @@ __all__ = [
     "MCP_RESPONSE_SIZE",
     "MCP_RESOURCE_URI",
     "MCP_SERVER_NAME",
+    "MCP_SERVER_VERSION",
     "MCP_SESSION_ID",
     "MCP_SESSION_STATELESS",
     "MCP_UPSTREAM_DURATION",

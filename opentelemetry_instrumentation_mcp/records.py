@@ -51,6 +51,7 @@ class Session:
     client_name: str | None = None
     client_version: str | None = None
     server_name: str | None = None
+    server_version: str | None = None
     protocol_version: str | None = None
     peer: Any = None
     """Client side: the ``transport.ServerPeer`` this session talks to, when known."""
@@ -85,6 +86,7 @@ class Session:
             self.client_name,
             self.client_version,
             self.server_name,
+            self.server_version,
             self.protocol_version,
             self.user_id,
             self.user_name,
@@ -100,6 +102,7 @@ class Session:
             attr.MCP_CLIENT_NAME: self.client_name,
             attr.MCP_CLIENT_VERSION: self.client_version,
             attr.MCP_SERVER_NAME: self.server_name,
+            attr.MCP_SERVER_VERSION: self.server_version,
             attr.USER_ID: self.user_id,
             attr.USER_NAME: self.user_name,
         }

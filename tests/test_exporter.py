@@ -68,13 +68,14 @@ async def test_mcp_spans_map_to_events(recorded):
         by_type.setdefault((event["type"], event["kind"]), []).append(event)
     (add,) = [e for e in by_type[("mcp:tools/call", "server")] if e["resource"] == "add"]
     assert add["intent"] == WHY
-    assert add["client_name"] == "mcp" and add["server_name"] == "lowlevel-demo"
+    assert add["client_name"] == "mcp" and add["server_name"] == "lowlevel-demo" and add["server_version"] == "1.2.3"
     assert add["argument_keys"] == ["a", "b"] and isinstance(add["response_size"], int)
     assert add["is_error"] is False and add["error"] is None and add["failure"] is None
     assert len(add["session_id"]) == 32 and add["event_id"] == add["trace_id"] + add["span_id"]
     (fail,) = [e for e in by_type[("mcp:tools/call", "server")] if e["resource"] == "fail"]
     assert fail["is_error"] is True
     assert fail["error"]["type"] == "tool_error"
+    assert fail["error"]["message"] == "the tool failed on purpose"  # the text the client received
     assert fail["failure"] == {"origin": "server", "reason": "tool_error"}
     (custom,) = by_type[("custom:invoice_sent", "internal")]
     assert custom["resource"] == "billing" and custom["custom"]["parameters"] == {"n": 1}

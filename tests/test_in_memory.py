@@ -10,7 +10,7 @@ import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
 from tests.apps.clients import in_memory
-from tests.apps.servers import IS_V2, KINDS, build, handshake_version, sdk_types
+from tests.apps.servers import IS_V2, KINDS, announced_version, build, handshake_version, sdk_types
 
 pytestmark = pytest.mark.anyio
 
@@ -94,6 +94,7 @@ async def test_tool_call_server_span_attributes(recorded, kind):
         "mcp.client.name": "mcp",
         "mcp.client.version": "0.1.0",
         "mcp.server.name": f"{kind}-demo",
+        "mcp.server.version": announced_version(kind),
     }
     assert span.kind == SpanKind.SERVER
     assert span.status.status_code == StatusCode.UNSET

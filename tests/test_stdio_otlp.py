@@ -24,7 +24,7 @@ from mcp import ClientSession, StdioServerParameters
 from opentelemetry.trace import SpanKind, StatusCode
 
 from opentelemetry_instrumentation_mcp import __version__
-from tests.apps.servers import IS_V2, KINDS
+from tests.apps.servers import IS_V2, KINDS, announced_version
 from tests.apps.stdio_server import EXIT_SCOPE, EXIT_SPAN
 from tests.otlp_receiver import OTLPReceiver, ReceivedSpan, otlp_receiver_fixture  # noqa: F401 - the fixture
 
@@ -172,6 +172,7 @@ async def test_tool_call_server_span_as_received(recorded, otlp_receiver, kind, 
         "mcp.client.name": "mcp",
         "mcp.client.version": "0.1.0",
         "mcp.server.name": f"{kind}-demo",
+        "mcp.server.version": announced_version(kind),
         "network.transport": "pipe",
     }
     assert {type(value) for key, value in add.attributes.items() if key not in ("mcp.response.size", "mcp.request.argument_keys")} == {str}

@@ -66,6 +66,7 @@ class ClientPatch:
                 session = self.sessions.session_of(instance)
                 session.protocol_version = str(result.protocolVersion)
                 session.server_name = result.serverInfo.name
+                session.server_version = result.serverInfo.version or None
                 operation.set_attributes({attr.MCP_PROTOCOL_VERSION: session.protocol_version})
             if isinstance(result, types.CallToolResult):
                 record_tool_result(operation, root.method, result.isError, result.content)

@@ -8,6 +8,7 @@ other message in ``Server._handle_message``; both answer through
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -120,7 +121,7 @@ class ServerPatch:
                 request, record = None, message_of(message.root.method, message.root.params)
             else:
                 return await wrapped(*args, **kwargs)
-            session = self._session(server_session, request, instance.name)
+            session = self._session(server_session, request, instance.create_initialization_options)
             if is_due(session, record.method):
                 params = message.request.root.params
                 params = None if params is None else params.model_dump(by_alias=True, mode="json", exclude_none=True)
@@ -142,7 +143,7 @@ class ServerPatch:
         try:
             request = http_request_of(responder)
             record = message_of(root.method, root.params, responder.request_id, request)
-            session = self._session(instance, request, instance._init_options.server_name)  # noqa: SLF001
+            session = self._session(instance, request, lambda: instance._init_options)  # noqa: SLF001
             session.client_name, session.client_version = implementation(root.params.clientInfo)
         except Exception:  # noqa: BLE001
             log_internal_error("a 1.x initialize")
@@ -191,16 +192,19 @@ class ServerPatch:
                 _responding.reset(token)
         return result
 
-    def _session(self, server_session: ServerSession, request: Any | None, server_name: str | None) -> Session:
+    def _session(self, server_session: ServerSession, request: Any | None, options: Callable[[], Any]) -> Session:
+        """The session of ``server_session``, made on its first message; ``options``: what the server announces."""
         session = self._sessions.get(server_session)
         if session is None:
+            announced = options()
+            server = {"server_name": announced.server_name, "server_version": announced.server_version or None}
             transport = http_transport(request) if request is not None else current_transport.get() or Transport()
             session_id = current_http_session_id.get()
             if transport.name == "tcp" and session_id is None:
                 version = request.headers.get("mcp-protocol-version") if request is not None else None
-                session = Session(stateless=True, transport=transport, server_name=server_name, protocol_version=version)
+                session = Session(stateless=True, transport=transport, protocol_version=version, **server)
             else:
-                session = Session.stateful(session_id, transport, server_name=server_name)
+                session = Session.stateful(session_id, transport, **server)
                 self.telemetry.open_session(session)
                 server_session._exit_stack.callback(self.telemetry.end_session, session, server_side=True)  # noqa: SLF001
             self._sessions[server_session] = session

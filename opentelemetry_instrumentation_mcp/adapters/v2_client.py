@@ -30,6 +30,7 @@ def describe(client: Any, session: Session) -> None:
     session.stateless = session.protocol_version in MODERN_PROTOCOL_VERSIONS
     server = client.server_info
     session.server_name = None if server is None else server.name
+    session.server_version = None if server is None else server.version or None
 
 
 class ClientPatch:

@@ -60,10 +60,10 @@ class TelemetryMiddleware:
     """Opens one SERVER span per inbound request and notification of one ``Server``."""
 
     def __init__(
-        self, telemetry: Telemetry, server_name: str | None, replaced: Any | None, *, after_framework: bool = False
+        self, telemetry: Telemetry, server: Any, replaced: Any | None, *, after_framework: bool = False
     ) -> None:
         self.telemetry = telemetry
-        self.server_name = server_name
+        self.server_name, self.server_version = server.name, getattr(server, "version", None) or None
         self.replaced = replaced
         """The SDK middleware this one stands in for, put back by ``uninstrument()``."""
         self.after_framework = after_framework
@@ -151,7 +151,8 @@ class TelemetryMiddleware:
 
     def _new_session(self, ctx: ServerRequestContext[Any, Any], connection: Any) -> Session:
         transport = http_transport(ctx.request) if ctx.request is not None else current_transport.get() or Transport()
-        fields = {"server_name": self.server_name, "protocol_version": ctx.protocol_version}
+        fields = {"server_name": self.server_name, "server_version": self.server_version,
+                  "protocol_version": ctx.protocol_version}  # fmt: skip
         if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS or (
             ctx.request is not None and connection.session_id is None
         ):
@@ -207,13 +208,13 @@ class ServerPatch:
         self._servers.add(server)
         for index, middleware in enumerate(chain):
             if isinstance(middleware, OpenTelemetryMiddleware):
-                chain[index] = TelemetryMiddleware(self.telemetry, server.name, replaced=middleware)
+                chain[index] = TelemetryMiddleware(self.telemetry, server, replaced=middleware)
                 return
             if fastmcp.is_framework_middleware(middleware):
-                ours = TelemetryMiddleware(self.telemetry, server.name, replaced=None, after_framework=True)
+                ours = TelemetryMiddleware(self.telemetry, server, replaced=None, after_framework=True)
                 chain.insert(index + 1, ours)
                 return
-        chain.insert(0, TelemetryMiddleware(self.telemetry, server.name, replaced=None))
+        chain.insert(0, TelemetryMiddleware(self.telemetry, server, replaced=None))
 
     def uninstall(self) -> None:
         for server in list(self._servers):

@@ -22,6 +22,12 @@ import anyio
 MCP_MAJOR = int(version("mcp").split(".")[0])
 IS_V2 = MCP_MAJOR >= 2
 KINDS = ("lowlevel", "highlevel")
+SERVER_VERSION = "1.2.3"
+
+
+def announced_version(kind: str) -> str:
+    """The ``serverInfo.version`` a test server announces: 1.x ``FastMCP`` takes none and announces mcp's."""
+    return version("mcp") if kind == "highlevel" and not IS_V2 else SERVER_VERSION
 
 ADD_SCHEMA = {
     "type": "object",
@@ -83,7 +89,7 @@ def _highlevel(name: str) -> Any:
         from mcp.server.mcpserver import MCPServer as HighLevel
     else:
         from mcp.server.fastmcp import FastMCP as HighLevel
-    app = HighLevel(name)
+    app = HighLevel(name, version=SERVER_VERSION) if IS_V2 else HighLevel(name)  # 1.x FastMCP takes no version
 
     @app.tool()
     def add(a: int, b: int) -> int:
@@ -152,7 +158,7 @@ def _lowlevel_v1(name: str) -> Any:
     from mcp import types
     from mcp.server.lowlevel import Server
 
-    server = Server(name)
+    server = Server(name, version=SERVER_VERSION)
 
     @server.list_tools()
     async def list_tools() -> list[types.Tool]:
@@ -302,6 +308,7 @@ def _lowlevel_v2(name: str) -> Any:
         warnings.filterwarnings("ignore", message="The logging capability is deprecated")
         return Server(
             name,
+            version=SERVER_VERSION,
             on_list_tools=list_tools,
             on_call_tool=call_tool,
             on_list_resources=list_resources,
