@@ -18,7 +18,7 @@ from typing import Any
 import duckdb
 
 from mcp_analytics.models import Event, IngestResult
-from mcp_analytics.store import SESSION_GAP, UnknownPanel, Window
+from mcp_analytics.store import EPOCH, SESSION_GAP, UnknownPanel, Window
 
 MIGRATIONS: list[tuple[int, str]] = [
     (
@@ -142,6 +142,7 @@ _PANELS: dict[str, str] = {
         FROM sessioned WHERE ts >= $start AND ts < $end""",
     "timeseries": f"""
         SELECT time_bucket(CAST($bucket AS INTERVAL), ts, CAST($start AS TIMESTAMP)) AS bucket,
+            CAST(date_part('epoch', CAST($bucket AS INTERVAL)) AS INTEGER) AS bucket_seconds,
             CASE WHEN $by = 'family' THEN {_FAMILY} ELSE type END AS series,
             count(*) AS events, count(*) FILTER (WHERE is_error) AS failures
         FROM events WHERE {_IN_WINDOW} GROUP BY ALL ORDER BY bucket, series""",
@@ -206,6 +207,8 @@ _PANELS: dict[str, str] = {
     "sessions": f"""
         {_SESSIONED}
         SELECT session_key AS session, bool_or(session_id IS NULL) AS stateless,
+            CASE WHEN bool_or(session_id IS NOT NULL) THEN 'session id'
+                 WHEN session_key LIKE 'u-%' THEN 'user + client' ELSE 'single event' END AS grouping,
             any_value(user_id) AS user, any_value(client_name) AS client,
             min(ts) AS started, max(ts) AS ended,
             round(date_diff('millisecond', min(ts), max(ts)) / 1000.0, 3) AS duration_s,
@@ -215,11 +218,12 @@ _PANELS: dict[str, str] = {
         GROUP BY session_key ORDER BY started DESC, session LIMIT $limit""",
     "session": f"""
         {_SESSIONED}
-        SELECT ts, type, resource, intent, duration_ms, is_error, error_type, error_message,
-            failure_origin, failure_reason, user_id AS user, client_name AS client,
-            json_extract_string(custom, '$.message') AS message, trace_id, span_id
+        SELECT ts, event_id, type, resource, intent, duration_ms, upstream_ms, response_size, argument_keys,
+            is_error, error_type, error_message, failure_origin, failure_reason, user_id AS user,
+            client_name AS client, json_extract_string(custom, '$.message') AS message, custom, trace_id, span_id
         FROM sessioned WHERE session_key = $session ORDER BY ts, event_id LIMIT $limit""",
 }
+_FIRST_EVENT = f"SELECT min(ts) FROM events WHERE {_IN_WINDOW}"
 _DEFAULTS: dict[str, Any] = {"limit": 100, "by": "method", "bucket": None, "session": None}
 _BUCKETS = [timedelta(minutes=m) for m in (1, 5, 15, 60, 360, 1440, 10080)]
 
@@ -304,11 +308,15 @@ class DuckDBStore:
         if sql is None:
             raise UnknownPanel(name)
         values = {**_DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
-        values["bucket"] = values["bucket"] or bucket_for(window)
         values |= {"project": project, "start": _utc(window.start), "end": _utc(window.end)}
-        used = {key: value for key, value in values.items() if f"${key}" in sql}
         cursor = self._connection.cursor()
         try:
+            if name == "timeseries" and values["bucket"] is None and window.start <= EPOCH:
+                # "All" starts in 1970: its buckets start at the project's first event instead.
+                first = cursor.execute(_FIRST_EVENT, {k: values[k] for k in ("project", "start", "end")}).fetchone()[0]
+                values["start"] = first.replace(second=0, microsecond=0) if first else values["start"]
+            values["bucket"] = values["bucket"] or bucket_for(Window(values["start"], values["end"]))
+            used = {key: value for key, value in values.items() if f"${key}" in sql}
             result = cursor.execute(sql, used)
             names = [column[0] for column in result.description]
             return [{name: _aware(value) for name, value in zip(names, row)} for row in result.fetchall()]

@@ -217,3 +217,12 @@ def test_the_schema_is_versioned_and_a_newer_file_is_refused(tmp_path):
         db.execute("INSERT INTO schema_version VALUES (?, now())", [SCHEMA_VERSION + 1])
     with pytest.raises(SchemaTooNew):
         DuckDBStore(path)
+
+
+def test_time_buckets_fit_the_window_and_all_starts_at_the_first_event(store):
+    seeded(store)  # events within 10 minutes, plus one two days earlier
+    day = store.panel("p", "timeseries", WHOLE_DAY)
+    assert {row["bucket_seconds"] for row in day} == {15 * 60}  # 24 h in at most 120 buckets
+    everything = store.panel("p", "timeseries", Window.parse(last="all", end=DAY + timedelta(days=1)))
+    assert {row["bucket_seconds"] for row in everything} == {3600}  # three days of data, not 56 years
+    assert sum(row["events"] for row in everything) == 10

@@ -18,8 +18,6 @@
   const SESSION_LIMIT = 1000;
   const STORAGE_KEY = 'mcp-analytics.api-key';
   const SVG_NS = 'http://www.w3.org/2000/svg';
-  const BUCKETS_MIN = [1, 5, 15, 60, 360, 1440, 10080]; // as the store's bucket_for()
-  const MAX_BUCKETS = 120;
   const PALETTE = ['#4e79a7', '#f28e2b', '#59a14f', '#76b7b2', '#b07aa1', '#edc948', '#9c755f', '#bab0ac'];
   const FAMILY_COLORS = { requests: '#4e79a7', capabilities: '#76b7b2', custom: '#b07aa1', auth: '#e15759' };
   const MAX_SERIES = 7;
@@ -536,7 +534,9 @@
         { field: 'session', label: 'Session', render: (row) => el('td', { class: 'session-cell' },
           el('a', { href: fragment({ session: row.session }), 'data-field': 'session', 'data-value': row.session, title: row.session },
             row.session),
-          row.stateless ? el('span', { class: 'badge', title: 'no session id: grouped by user, client and inactivity' }, 'stateless') : null) },
+          row.grouping !== 'session id' ? el('span', { class: 'badge', 'data-field': 'grouping', title: row.grouping === 'user + client'
+            ? 'no session id: grouped by user, client and 30 minutes of inactivity' : 'no session id and no user: an event of its own' },
+          row.grouping) : null) },
         { field: 'user', label: 'User' },
         { field: 'client', label: 'Client' },
         { field: 'started', label: 'Started', format: fmt.time, num: true },
@@ -560,11 +560,6 @@
   }
 
   /* ---------- events over time: stacked bars, failures as a line ---------- */
-
-  function bucketMinutes(from, to) {
-    const minutes = (to - from) / 60000;
-    return BUCKETS_MIN.find((size) => minutes / size <= MAX_BUCKETS) || BUCKETS_MIN[BUCKETS_MIN.length - 1];
-  }
 
   function niceStep(max, ticks) {
     const raw = Math.max(max, 1) / ticks;
@@ -591,10 +586,10 @@
     }
     const from = new Date(answer.from).getTime();
     const to = new Date(answer.to).getTime();
-    const bucketMin = bucketMinutes(from, to);
+    const bucketMin = rows[0].bucket_seconds / 60; // the store picks the bucket and says which
     const bucketMs = bucketMin * 60000;
     const stamps = rows.map((row) => new Date(row.bucket).getTime());
-    // "all" starts in 1970: draw from the first bucket with data instead.
+    // "all" starts in 1970 (the store's buckets start at the first event): draw from the first bucket with data.
     const start = state.last === 'all' ? Math.min(...stamps) : from;
     const count = Math.max(1, Math.ceil((to - start) / bucketMs));
     const totals = new Map();
