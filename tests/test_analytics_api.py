@@ -6,6 +6,7 @@ import base64
 import gzip
 import json
 import random
+import re
 import time
 from dataclasses import dataclass
 
@@ -177,10 +178,15 @@ def test_fuzzed_bodies_get_4xx_the_service_stays_up_and_the_store_consistent(api
     assert api.count() == 2
 
 
-def test_the_panels_are_documented_in_openapi(api):
-    document = httpx.get(f"{api.url}/openapi.json").json()
+def test_the_openapi_document_describes_every_endpoint_and_its_references_resolve(api):
+    document = api.http.get(f"{api.url}/openapi.json").json()
     assert {"/v1/events", "/v1/traces", "/v1/panels/{name}"} <= set(document["paths"])
-    assert "EventBatch" in json.dumps(document["paths"]["/v1/events"]) or "events" in json.dumps(document)
+    body = document["paths"]["/v1/events"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/EventBatch"}
+    schemas = document["components"]["schemas"]
+    references = set(re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', json.dumps(document)))
+    assert {"EventBatch", "Event", "Error", "Failure"} <= references <= set(schemas)
+    assert schemas["Event"]["required"] == ["event_id", "type", "timestamp_ns"]
 
 
 @pytest.mark.parametrize("params", [{"last": "soon"}, {"from": "2026-01-02T00:00:00Z", "to": "2026-01-01T00:00:00Z"},
