@@ -6,11 +6,14 @@ import argparse
 import os
 import sys
 import urllib.error
+
 from mcp_analytics import report
+from mcp_analytics.duckdb_store import DEFAULT_MEMORY_LIMIT
 from mcp_analytics.keys import ApiKeys, new_key
 from mcp_analytics.server import DEFAULT_HOST, DEFAULT_PORT
 
 ENV_DB = "MCP_ANALYTICS_DB"
+ENV_MEMORY = "MCP_ANALYTICS_MEMORY_LIMIT"
 DEFAULT_DB = "mcp-analytics.duckdb"
 DEFAULT_PROJECT = "default"
 
@@ -25,7 +28,7 @@ def _serve(args: argparse.Namespace) -> int:
         key = new_key()
         keys.add(DEFAULT_PROJECT, key)
         print(f"no API key given: project {DEFAULT_PROJECT!r} has the key {key} until this server stops")
-    store = DuckDBStore(args.db)
+    store = DuckDBStore(args.db, memory_limit=args.memory_limit)
     url = f"http://{args.host}:{args.port}"
     print(f"MCP analytics API on {url} (store {args.db}, OpenAPI at {url}/docs); dashboard at {url}/", flush=True)
     try:
@@ -73,6 +76,8 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=DEFAULT_PORT)
     serve.add_argument("--api-key", action="append", default=[], metavar="PROJECT=KEY",
                        help="a project and its key (repeatable; also MCP_ANALYTICS_API_KEYS=p1=k1,p2=k2)")  # fmt: skip
+    serve.add_argument("--memory-limit", default=os.environ.get(ENV_MEMORY, DEFAULT_MEMORY_LIMIT),
+                       help=f"DuckDB's memory limit, its cache included (default {DEFAULT_MEMORY_LIMIT}; env {ENV_MEMORY})")  # fmt: skip
     serve.set_defaults(run=_serve)
 
     rep = commands.add_parser("report", help="print the panels as tables, from a store file or a running API")

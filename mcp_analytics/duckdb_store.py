@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import duckdb
+from pydantic import TypeAdapter
 
 from mcp_analytics.models import Event, IngestResult
 from mcp_analytics.store import EPOCH, SESSION_GAP, UnknownPanel, Window
@@ -62,29 +64,32 @@ MIGRATIONS: list[tuple[int, str]] = [
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
-_COLUMNS = (
-    ("project", "VARCHAR"), ("event_id", "VARCHAR"), ("ts", "BIGINT"), ("type", "VARCHAR"), ("kind", "VARCHAR"),
-    ("resource", "VARCHAR"), ("session_id", "VARCHAR"), ("stateless", "BOOLEAN"), ("duration_ms", "DOUBLE"),
-    ("upstream_ms", "DOUBLE"), ("intent", "VARCHAR"), ("user_id", "VARCHAR"), ("user_name", "VARCHAR"),
-    ("client_name", "VARCHAR"), ("client_version", "VARCHAR"), ("server_name", "VARCHAR"),
-    ("server_version", "VARCHAR"), ("protocol_version", "VARCHAR"), ("transport", "VARCHAR"),
-    ("is_error", "BOOLEAN"), ("error_type", "VARCHAR"), ("error_message", "VARCHAR"), ("error_code", "INTEGER"),
-    ("failure_origin", "VARCHAR"), ("failure_reason", "VARCHAR"), ("argument_keys", "VARCHAR[]"),
-    ("response_size", "BIGINT"), ("trace_id", "VARCHAR"), ("span_id", "VARCHAR"), ("content", "VARCHAR"),
-    ("custom", "VARCHAR"),
-)  # fmt: skip
-_UNNESTED = ", ".join(
-    f"make_timestamp(unnest(${i}::BIGINT[])) AS ts" if name == "ts" else f"unnest(${i}::{kind}[]) AS {name}"
-    for i, (name, kind) in enumerate(_COLUMNS, start=1)
-)
+_BATCH_SHAPE = json.dumps([{
+    "event_id": "VARCHAR", "type": "VARCHAR", "timestamp_ns": "BIGINT", "duration_ms": "DOUBLE", "kind": "VARCHAR",
+    "session_id": "VARCHAR", "stateless": "BOOLEAN", "resource": "VARCHAR", "intent": "VARCHAR", "user_id": "VARCHAR",
+    "user_name": "VARCHAR", "client_name": "VARCHAR", "client_version": "VARCHAR", "server_name": "VARCHAR",
+    "server_version": "VARCHAR", "protocol_version": "VARCHAR", "transport": "VARCHAR", "is_error": "BOOLEAN",
+    "error": {"type": "VARCHAR", "message": "VARCHAR", "code": "INTEGER"}, "failure": {"origin": "VARCHAR", "reason": "VARCHAR"},
+    "argument_keys": ["VARCHAR"], "response_size": "BIGINT", "upstream_ms": "DOUBLE", "content": "JSON", "custom": "JSON",
+    "trace_id": "VARCHAR", "span_id": "VARCHAR",
+}])  # fmt: skip
 _INSERT = f"""
-INSERT INTO events SELECT * FROM (SELECT {_UNNESTED}) AS batch
+INSERT INTO events
+SELECT $project, event_id, ts, type, kind, resource, session_id, stateless, duration_ms, upstream_ms, intent, user_id,
+    user_name, client_name, client_version, server_name, server_version, protocol_version, transport, is_error,
+    error.type, error.message, error.code, failure.origin, failure.reason, argument_keys, response_size, trace_id,
+    span_id, content, custom
+FROM (SELECT e.*, make_timestamp(e.timestamp_ns // 1000) AS ts FROM (SELECT unnest(from_json($batch, '{_BATCH_SHAPE}')) AS e)) AS batch
 WHERE NOT EXISTS (
     SELECT 1 FROM events AS stored
-    WHERE stored.ts BETWEEN make_timestamp(${len(_COLUMNS) + 1}) AND make_timestamp(${len(_COLUMNS) + 2})
-      AND stored.ts = batch.ts AND stored.event_id = batch.event_id AND stored.project = batch.project
+    WHERE stored.project = $project AND stored.ts BETWEEN make_timestamp($first) AND make_timestamp($last)
+      AND stored.ts = batch.ts AND stored.event_id = batch.event_id
 )
-"""  # an event's id fixes its timestamp, so the duplicate check only reads the batch's time range
+RETURNING event_id
+"""
+"""The batch goes to DuckDB as one JSON document, parsed there (not 31 Python lists of values). An event's id
+fixes its timestamp, so the duplicate check only reads the batch's time range."""
+_BATCH = TypeAdapter(list[Event])
 
 REQUEST_TYPES = ("mcp:tools/call", "mcp:resources/read", "mcp:prompts/get", "mcp:completion/complete")
 _FAMILY = f"""CASE
@@ -96,30 +101,41 @@ _IN_WINDOW = "project = $project AND ts >= $start AND ts < $end AND kind <> 'cli
 """Panels describe the server side: client spans of an instrumented agent in the same process are not counted twice."""
 _TOOL_CALLS = f"{_IN_WINDOW} AND type = 'mcp:tools/call' AND resource IS NOT NULL"
 
-_SESSIONED = f"""
-WITH scoped AS (SELECT * FROM events WHERE project = $project AND kind <> 'client'),
-grouped AS (
-    SELECT *,
-        sum(CASE WHEN previous IS NULL OR ts - previous > INTERVAL {int(SESSION_GAP.total_seconds())} SECOND
-                 THEN 1 ELSE 0 END) OVER (PARTITION BY user_id, client_name ORDER BY ts, event_id) AS run
+_GAP = f"INTERVAL {int(SESSION_GAP.total_seconds())} SECOND"
+
+
+def _runs(source: str, columns: str = "*") -> str:
+    """The stateless identified events of ``source`` (its ``columns``), each with ``run``: the number of its run of
+    the same user and client with gaps of at most ``SESSION_GAP``."""
+    return f"""
+    SELECT * EXCLUDE (starts), sum(starts) OVER (PARTITION BY user_id, client_name ORDER BY ts, event_id) AS run
     FROM (
-        SELECT event_id, ts, user_id, client_name,
-               lag(ts) OVER (PARTITION BY user_id, client_name ORDER BY ts, event_id) AS previous
-        FROM scoped WHERE session_id IS NULL AND user_id IS NOT NULL
-    )
-),
-runs AS (
-    SELECT event_id, ts,
-        'u-' || substr(md5(user_id || chr(0) || coalesce(client_name, '') || chr(0)
-            || CAST(min(ts) OVER (PARTITION BY user_id, client_name, run) AS VARCHAR)), 1, 20) AS key
-    FROM grouped
+        SELECT {columns}, CASE WHEN ts - lag(ts) OVER (PARTITION BY user_id, client_name ORDER BY ts, event_id) <= {_GAP}
+                               THEN 0 ELSE 1 END AS starts
+        FROM {source} WHERE session_id IS NULL AND user_id IS NOT NULL
+    )"""
+
+
+_SESSION_COLUMNS = "event_id, ts, type, is_error, intent, session_id, user_id, user_name, client_name"
+"""What the session panels read (narrow: the runs' window functions sort these columns only)."""
+_SESSIONED = f"""
+WITH scoped AS (
+    SELECT {_SESSION_COLUMNS} FROM events
+    WHERE project = $project AND kind <> 'client' AND ts >= CAST($start AS TIMESTAMP) - {_GAP} AND ts < $end
 ),
 sessioned AS (
-    SELECT scoped.*, coalesce(scoped.session_id, runs.key, 'e-' || scoped.event_id) AS session_key
-    FROM scoped LEFT JOIN runs ON runs.event_id = scoped.event_id AND runs.ts = scoped.ts
+    SELECT *, hash(coalesce(session_id, event_id)) AS session_hash FROM scoped WHERE session_id IS NOT NULL OR user_id IS NULL
+    UNION ALL BY NAME
+    SELECT * EXCLUDE (run), hash(user_id, client_name, run) AS session_hash FROM ({_runs("scoped")})
 )
 """
-"""Every event with its session: the session id; else identified user + client + inactivity gap; else its own."""
+_SESSION_KEY = """CASE WHEN bool_or(session_id IS NOT NULL) THEN any_value(session_id)
+    WHEN bool_or(user_id IS NOT NULL) THEN 'u-' || min(event_id) ELSE 'e-' || any_value(event_id) END"""
+"""Every event of the window with its session (``session_hash``): the session id; else identified user + client +
+inactivity gap (runs are cut from the events since ``SESSION_GAP`` before the window, which cuts the window's
+events exactly as the whole history would); else the event on its own. Sessions are counted by hash (64 bits:
+exact in practice, and far cheaper than distinct strings); a session's key (``_SESSION_KEY``, what the ``session``
+panel takes) is its session id, else ``u-`` + one of its events' ids, else ``e-`` + its event's id."""
 
 _PERCENTILES = """
     round(quantile_cont(duration_ms, 0.5), 3) AS p50_ms,
@@ -136,7 +152,7 @@ _PANELS: dict[str, str] = {
             count(*) FILTER (WHERE is_error) AS failures,
             round(1 - count(*) FILTER (WHERE is_error) / greatest(count(*), 1), 4) AS success_rate,
             count(*) FILTER (WHERE type = 'mcp:tools/call') AS tool_calls,
-            count(DISTINCT session_key) AS sessions,
+            count(DISTINCT session_hash) AS sessions,
             count(DISTINCT user_id) AS users,
             count(DISTINCT client_name) AS clients
         FROM sessioned WHERE ts >= $start AND ts < $end""",
@@ -164,7 +180,7 @@ _PANELS: dict[str, str] = {
         SELECT coalesce(client_name, '(unknown)') AS client, count(*) AS events,
             count(*) FILTER (WHERE type = 'mcp:tools/call') AS tool_calls,
             count(*) FILTER (WHERE is_error) AS failures,
-            count(DISTINCT session_key) AS sessions, count(DISTINCT user_id) AS users
+            count(DISTINCT session_hash) AS sessions, count(DISTINCT user_id) AS users
         FROM sessioned WHERE ts >= $start AND ts < $end
         GROUP BY ALL ORDER BY events DESC, client LIMIT $limit""",
     "users": f"""
@@ -172,7 +188,7 @@ _PANELS: dict[str, str] = {
         SELECT user_id AS user, any_value(user_name) AS name, count(*) AS events,
             count(*) FILTER (WHERE type = 'mcp:tools/call') AS tool_calls,
             count(*) FILTER (WHERE is_error) AS failures,
-            count(DISTINCT session_key) AS sessions, max(ts) AS last_seen
+            count(DISTINCT session_hash) AS sessions, max(ts) AS last_seen
         FROM sessioned WHERE ts >= $start AND ts < $end AND user_id IS NOT NULL
         GROUP BY user_id ORDER BY events DESC, user LIMIT $limit""",
     "failures": f"""
@@ -206,23 +222,40 @@ _PANELS: dict[str, str] = {
         GROUP BY resource ORDER BY last_called DESC, tool LIMIT $limit""",
     "sessions": f"""
         {_SESSIONED}
-        SELECT session_key AS session, bool_or(session_id IS NULL) AS stateless,
+        SELECT {_SESSION_KEY} AS session, bool_or(session_id IS NULL) AS stateless,
             CASE WHEN bool_or(session_id IS NOT NULL) THEN 'session id'
-                 WHEN session_key LIKE 'u-%' THEN 'user + client' ELSE 'single event' END AS grouping,
+                 WHEN bool_or(user_id IS NOT NULL) THEN 'user + client' ELSE 'single event' END AS grouping,
             any_value(user_id) AS user, any_value(client_name) AS client,
             min(ts) AS started, max(ts) AS ended,
             round(date_diff('millisecond', min(ts), max(ts)) / 1000.0, 3) AS duration_s,
             count(*) AS events, count(*) FILTER (WHERE type = 'mcp:tools/call') AS tool_calls,
             count(*) FILTER (WHERE is_error) AS failures, count(intent) AS intents
         FROM sessioned WHERE ts >= $start AND ts < $end
-        GROUP BY session_key ORDER BY started DESC, session LIMIT $limit""",
-    "session": f"""
-        {_SESSIONED}
-        SELECT ts, event_id, type, resource, intent, duration_ms, upstream_ms, response_size, argument_keys,
-            is_error, error_type, error_message, failure_origin, failure_reason, user_id AS user,
-            client_name AS client, json_extract_string(custom, '$.message') AS message, custom, trace_id, span_id
-        FROM sessioned WHERE session_key = $session ORDER BY ts, event_id LIMIT $limit""",
+        GROUP BY session_hash ORDER BY started DESC, session LIMIT $limit""",
 }
+_TIMELINE = """SELECT ts, event_id, type, resource, intent, duration_ms, upstream_ms, response_size, argument_keys,
+    is_error, error_type, error_message, failure_origin, failure_reason, user_id AS user, client_name AS client,
+    json_extract_string(custom, '$.message') AS message, custom, trace_id, span_id"""
+_SESSION_TIMELINES = {
+    "": f"""{_TIMELINE} FROM events WHERE project = $project AND kind <> 'client' AND session_id = $session
+        ORDER BY ts, event_id LIMIT $limit""",
+    "e-": f"""{_TIMELINE} FROM events WHERE project = $project AND kind <> 'client' AND session_id IS NULL
+        AND event_id = substr($session, 3) LIMIT $limit""",
+    "u-": f"""WITH anchor AS (
+            SELECT user_id, client_name FROM events
+            WHERE project = $project AND session_id IS NULL AND event_id = substr($session, 3) LIMIT 1
+        ),
+        same AS (
+            SELECT events.* FROM events JOIN anchor ON events.user_id = anchor.user_id
+                AND events.client_name IS NOT DISTINCT FROM anchor.client_name
+            WHERE project = $project AND kind <> 'client'
+        ),
+        runs AS ({_runs("same")}),
+        mine AS (SELECT * FROM runs WHERE run = (SELECT run FROM runs WHERE event_id = substr($session, 3)))
+        {_TIMELINE} FROM mine ORDER BY ts, event_id LIMIT $limit""",
+}
+"""One session's timeline, by the kind of key: a session id; ``e-`` an event of its own; ``u-`` the run of a
+user and client that holds that event (searched in that user's and client's whole history)."""
 _FIRST_EVENT = f"SELECT min(ts) FROM events WHERE {_IN_WINDOW}"
 _DEFAULTS: dict[str, Any] = {"limit": 100, "by": "method", "bucket": None, "session": None}
 _BUCKETS = [timedelta(minutes=m) for m in (1, 5, 15, 60, 360, 1440, 10080)]
@@ -243,35 +276,36 @@ def _aware(value: Any) -> Any:
     return value.replace(tzinfo=timezone.utc) if isinstance(value, datetime) else value
 
 
-def _json(value: dict[str, Any] | None) -> str | None:
-    return None if value is None else json.dumps(value, default=str)
+@dataclass
+class _Pending:
+    """One ``add`` call waiting for a group commit."""
 
-
-def _row(project: str, event: Event) -> tuple[Any, ...]:
-    error, failure = event.error, event.failure
-    return (
-        project, event.event_id, event.timestamp_ns // 1000, event.type, event.kind, event.resource,
-        event.session_id, event.stateless, event.duration_ms, event.upstream_ms, event.intent, event.user_id,
-        event.user_name, event.client_name, event.client_version, event.server_name, event.server_version,
-        event.protocol_version, event.transport, event.is_error, error and error.type, error and error.message,
-        error and error.code, failure and failure.origin, failure and failure.reason, list(event.argument_keys),
-        event.response_size, event.trace_id, event.span_id, _json(event.content), _json(event.custom),
-    )  # fmt: skip
+    project: str
+    events: Sequence[Event]
+    result: IngestResult | None = None
+    error: Exception | None = None
 
 
 class SchemaTooNew(RuntimeError):
     pass
 
 
+DEFAULT_MEMORY_LIMIT = "1GB"
+
+
 class DuckDBStore:
     """``Store`` on an embedded DuckDB file (or ``:memory:``)."""
 
-    def __init__(self, path: str | Path = ":memory:") -> None:
+    def __init__(self, path: str | Path = ":memory:", *, memory_limit: str = DEFAULT_MEMORY_LIMIT) -> None:
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = str(path)
-        self._connection = duckdb.connect(self.path)
+        # DuckDB caches table blocks up to its memory limit (80% of RAM by default): bounded here, so the
+        # service's memory stays flat however much it stores.
+        self._connection = duckdb.connect(self.path, config={"memory_limit": memory_limit})
         self._write = threading.Lock()
+        self._queued = threading.Lock()
+        self._queue: list[_Pending] = []
         self._migrate()
 
     def _migrate(self) -> None:
@@ -293,19 +327,51 @@ class DuckDBStore:
         return self._connection.cursor().execute("SELECT max(version) FROM schema_version").fetchone()[0]
 
     def add(self, project: str, events: Sequence[Event]) -> IngestResult:
-        unique = {event.event_id: event for event in events}
-        if not unique:
-            return IngestResult(accepted=0, duplicates=0)
-        rows = [_row(project, event) for event in unique.values()]
-        columns = [list(column) for column in zip(*rows)]
-        stamps = columns[2]
+        """Group commit: the caller that takes the write lock stores every batch queued meanwhile, in one
+        statement per project and one transaction, so concurrent requests share the cost of a commit."""
+        pending = _Pending(project, events)
+        with self._queued:
+            self._queue.append(pending)
         with self._write:
-            inserted = self._connection.execute(_INSERT, [*columns, min(stamps), max(stamps)]).fetchone()[0]
-        return IngestResult(accepted=inserted, duplicates=len(events) - inserted)
+            if pending.result is None and pending.error is None:
+                with self._queued:
+                    batches, self._queue = self._queue, []
+                self._store(batches)
+        if pending.error is not None:
+            raise pending.error
+        return pending.result
+
+    def _store(self, batches: list[_Pending]) -> None:
+        db = self._connection
+        try:
+            db.execute("BEGIN TRANSACTION")
+            stored: set[tuple[str, str]] = set()
+            for project in {batch.project for batch in batches}:
+                unique = {e.event_id: e for batch in batches if batch.project == project for e in batch.events}
+                if unique:
+                    stamps = [event.timestamp_ns // 1000 for event in unique.values()]
+                    batch_json = _BATCH.dump_json(list(unique.values())).decode()
+                    values = {"project": project, "batch": batch_json, "first": min(stamps), "last": max(stamps)}
+                    stored.update((project, row[0]) for row in db.execute(_INSERT, values).fetchall())
+            db.execute("COMMIT")
+        except Exception as error:  # noqa: BLE001 - every waiting request gets the error, none is lost silently
+            db.execute("ROLLBACK")
+            for batch in batches:
+                batch.error = error
+            return
+        for batch in batches:  # an id stored once counts for the first batch that carried it
+            accepted = 0
+            for event_id in dict.fromkeys(event.event_id for event in batch.events):
+                if (batch.project, event_id) in stored:
+                    stored.discard((batch.project, event_id))
+                    accepted += 1
+            batch.result = IngestResult(accepted=accepted, duplicates=len(batch.events) - accepted)
 
     def panel(self, project: str, name: str, window: Window, **params: Any) -> list[dict[str, Any]]:
-        sql = _PANELS.get(name)
-        if sql is None:
+        if name == "session":
+            key = str(params.get("session") or "")
+            sql = _SESSION_TIMELINES[key[:2] if key[:2] in ("e-", "u-") else ""]
+        elif (sql := _PANELS.get(name)) is None:
             raise UnknownPanel(name)
         values = {**_DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
         values |= {"project": project, "start": _utc(window.start), "end": _utc(window.end)}
