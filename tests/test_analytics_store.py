@@ -226,3 +226,16 @@ def test_time_buckets_fit_the_window_and_all_starts_at_the_first_event(store):
     everything = store.panel("p", "timeseries", Window.parse(last="all", end=DAY + timedelta(days=1)))
     assert {row["bucket_seconds"] for row in everything} == {3600}  # three days of data, not 56 years
     assert sum(row["events"] for row in everything) == 10
+
+
+def test_concurrent_batches_share_commits_and_each_event_is_stored_once(store):
+    from concurrent.futures import ThreadPoolExecutor
+
+    batches = [[event(f"e{(b * 7 + i) % 300}", timestamp_ns=at(9, 0, (b * 7 + i) % 300 % 60)) for i in range(20)]
+               for b in range(60)]  # fmt: skip
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda batch: store.add("p", batch), batches))
+    unique = {e.event_id for batch in batches for e in batch}
+    assert sum(result.accepted for result in results) == len(unique)
+    assert sum(result.accepted + result.duplicates for result in results) == 60 * 20
+    assert store.panel("p", "summary", WHOLE_DAY)[0]["events"] == len(unique)
