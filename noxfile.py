@@ -22,7 +22,9 @@ OTEL_CONTRIB = ["opentelemetry-instrumentation==0.66b1", "opentelemetry-semantic
 def tests(session: nox.Session, mcp: str) -> None:
     # mcp 1.20 predates pydantic 2.12, which removed an internal helper it imports.
     extra = ["pydantic<2.12"] if mcp == "1.20.0" else []
-    session.install("-e", ".[test,analytics]", f"mcp=={mcp}", *OTEL, *OTEL_CONTRIB, *extra)
+    # The latest of each line also installs the exporter's optional orjson; the others test its stdlib fallback.
+    extras = "test,analytics,exporter" if mcp in ("1.30.0", "2.3.0") else "test,analytics"
+    session.install("-e", f".[{extras}]", f"mcp=={mcp}", *OTEL, *OTEL_CONTRIB, *extra)
     session.run("pytest", "-q", "-p", "no:cacheprovider", *session.posargs)
 
 

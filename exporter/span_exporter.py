@@ -18,6 +18,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.trace import ReadableSpan
@@ -25,6 +26,11 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 
 from exporter.events import is_analytics_span, to_event
 from opentelemetry_instrumentation_mcp.version import __version__
+
+try:
+    import orjson
+except ImportError:  # an optional speed-up (the ``exporter`` extra installs it)
+    orjson = None
 
 logger = logging.getLogger("exporter")
 
@@ -38,6 +44,27 @@ DEFAULT_TIMEOUT = 10.0
 BACKOFF_BASE, BACKOFF_MAX = 0.25, 5.0
 LOG_INTERVAL = 60.0
 """At most one warning per this many seconds about failed exports (each one is counted)."""
+GZIP_LEVEL = 1
+"""The fastest: level 9 (``gzip``'s default) writes a third less (512 events: 12 KiB, not 18) for four times the CPU."""
+
+
+def _dumps(document: Any) -> bytes:
+    """Compact JSON: ``orjson`` when it is importable (several times faster), else the stdlib's ``json``.
+
+    Both write what JSON cannot hold as its ``str()``. orjson refuses what the stdlib accepts only in
+    captured content (an integer beyond 64 bits, a nesting deeper than 254): the stdlib writes that batch.
+    """
+    if orjson is not None:
+        try:
+            return orjson.dumps(document, default=str)
+        except TypeError:
+            pass
+    return json.dumps(document, separators=(",", ":"), default=str).encode()
+
+
+def encode_batch(events: list[dict[str, Any]]) -> bytes:
+    """The request body of a batch of events: ``{"events": [...]}``, compact JSON, gzip'd."""
+    return gzip.compress(_dumps({"events": events}), compresslevel=GZIP_LEVEL)
 
 
 class _Retry(Exception):
@@ -87,7 +114,7 @@ class MCPAnalyticsExporter(SpanExporter):
         events = [to_event(span, self.project) for span in spans if is_analytics_span(span)]
         if not events:
             return SpanExportResult.SUCCESS
-        body = gzip.compress(json.dumps({"events": events}, separators=(",", ":"), default=str).encode())
+        body = encode_batch(events)
         deadline = time.monotonic() + self.timeout
         attempt = 0
         while True:
