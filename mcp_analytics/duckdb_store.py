@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -276,14 +275,26 @@ def _aware(value: Any) -> Any:
     return value.replace(tzinfo=timezone.utc) if isinstance(value, datetime) else value
 
 
-@dataclass
 class _Pending:
-    """One ``add`` call waiting for a group commit."""
+    """One ``add`` call waiting for a group commit, its batch already deduplicated and written as JSON (outside
+    the write lock, so that this work overlaps the commit in progress)."""
 
-    project: str
-    events: Sequence[Event]
-    result: IngestResult | None = None
-    error: Exception | None = None
+    def __init__(self, project: str, events: Sequence[Event]) -> None:
+        self.project, self.received = project, len(events)
+        self.events = list({event.event_id: event for event in events}.values())
+        self.ids = [event.event_id for event in self.events]
+        self.json = _BATCH.dump_json(self.events).decode()[1:-1]  # the array's items
+        stamps = [event.timestamp_ns // 1000 for event in self.events] or [0]
+        self.first, self.last = min(stamps), max(stamps)
+        self.result: IngestResult | None = None
+        self.error: Exception | None = None
+
+    def items_after(self, seen: set[str]) -> str:
+        """This batch's JSON items without the events an earlier batch of the same commit carries (rare: a retry
+        racing its original)."""
+        if seen.isdisjoint(self.ids):
+            return self.json
+        return _BATCH.dump_json([event for event in self.events if event.event_id not in seen]).decode()[1:-1]
 
 
 class SchemaTooNew(RuntimeError):
@@ -330,6 +341,8 @@ class DuckDBStore:
         """Group commit: the caller that takes the write lock stores every batch queued meanwhile, in one
         statement per project and one transaction, so concurrent requests share the cost of a commit."""
         pending = _Pending(project, events)
+        if not pending.events:
+            return IngestResult(accepted=0, duplicates=0)
         with self._queued:
             self._queue.append(pending)
         with self._write:
@@ -347,12 +360,15 @@ class DuckDBStore:
             db.execute("BEGIN TRANSACTION")
             stored: set[tuple[str, str]] = set()
             for project in {batch.project for batch in batches}:
-                unique = {e.event_id: e for batch in batches if batch.project == project for e in batch.events}
-                if unique:
-                    stamps = [event.timestamp_ns // 1000 for event in unique.values()]
-                    batch_json = _BATCH.dump_json(list(unique.values())).decode()
-                    values = {"project": project, "batch": batch_json, "first": min(stamps), "last": max(stamps)}
-                    stored.update((project, row[0]) for row in db.execute(_INSERT, values).fetchall())
+                group = [batch for batch in batches if batch.project == project]
+                seen: set[str] = set()
+                items = []
+                for batch in group:
+                    items.append(batch.items_after(seen))
+                    seen.update(batch.ids)
+                values = {"project": project, "batch": "[" + ",".join(filter(None, items)) + "]",
+                          "first": min(b.first for b in group), "last": max(b.last for b in group)}  # fmt: skip
+                stored.update((project, row[0]) for row in db.execute(_INSERT, values).fetchall())
             db.execute("COMMIT")
         except Exception as error:  # noqa: BLE001 - every waiting request gets the error, none is lost silently
             db.execute("ROLLBACK")
@@ -361,11 +377,11 @@ class DuckDBStore:
             return
         for batch in batches:  # an id stored once counts for the first batch that carried it
             accepted = 0
-            for event_id in dict.fromkeys(event.event_id for event in batch.events):
+            for event_id in batch.ids:
                 if (batch.project, event_id) in stored:
                     stored.discard((batch.project, event_id))
                     accepted += 1
-            batch.result = IngestResult(accepted=accepted, duplicates=len(batch.events) - accepted)
+            batch.result = IngestResult(accepted=accepted, duplicates=batch.received - accepted)
 
     def panel(self, project: str, name: str, window: Window, **params: Any) -> list[dict[str, Any]]:
         if name == "session":
