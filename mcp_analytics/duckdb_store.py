@@ -266,7 +266,7 @@ def bucket_for(window: Window, most: int = 120) -> timedelta:
     return next((bucket for bucket in _BUCKETS if length / bucket <= most), _BUCKETS[-1])
 
 
-def _utc(moment: datetime) -> datetime:
+def _naive_utc(moment: datetime) -> datetime:
     return moment.astimezone(timezone.utc).replace(tzinfo=None) if moment.tzinfo else moment
 
 
@@ -390,7 +390,7 @@ class DuckDBStore:
         elif (sql := _PANELS.get(name)) is None:
             raise UnknownPanel(name)
         values = {**_DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
-        values |= {"project": project, "start": _utc(window.start), "end": _utc(window.end)}
+        values |= {"project": project, "start": _naive_utc(window.start), "end": _naive_utc(window.end)}
         cursor = self._connection.cursor()
         try:
             if name == "timeseries" and values["bucket"] is None and window.start <= EPOCH:

@@ -48,11 +48,6 @@ class Window:
     end: datetime
 
     @classmethod
-    def last(cls, span: timedelta, now: datetime | None = None) -> Window:
-        end = now or datetime.now(timezone.utc)
-        return cls(end - span, end)
-
-    @classmethod
     def parse(cls, start: datetime | None = None, end: datetime | None = None, last: str | None = None) -> Window:
         """From ``start``/``end`` (naive means UTC; end defaults to now), else ``last`` (15m, 24h, 7d, all) before end."""
         end = _utc(end) if end else datetime.now(timezone.utc)

@@ -7,7 +7,6 @@ upstream for real.
 
 from __future__ import annotations
 
-from importlib.metadata import version
 from typing import Any
 
 import httpx
@@ -17,8 +16,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from opentelemetry_instrumentation_mcp import publish_custom_event
+from opentelemetry_instrumentation_mcp.sdk import installed_major
 
-if int(version("mcp").split(".")[0]) >= 2:
+IS_V2 = (installed_major() or 0) >= 2
+if IS_V2:
     from mcp.server.mcpserver import MCPServer as HighLevelServer
     from mcp.server.mcpserver.exceptions import ToolError
 else:
@@ -101,7 +102,7 @@ def build_server(upstream_url: str) -> Any:
 
 def streamable_http_app(server: Any, *, stateless: bool) -> Any:
     """The server's streamable HTTP ASGI app (at ``/mcp``) on whichever SDK line is installed."""
-    if int(version("mcp").split(".")[0]) >= 2:
+    if IS_V2:
         return server.streamable_http_app(stateless_http=stateless)
     server.settings.stateless_http = stateless
     return server.streamable_http_app()
