@@ -42,9 +42,10 @@ anonymous, with intents) is recorded once with ``MCPInstrumentor`` and an
     20,000 events/s for each.
 ``queries``
     A store of ``--query-events`` events added with ``DuckDBStore.add`` in batches
-    of 20,000, arriving in time order: ~30 tools (skewed popularity), ~200 users,
-    8 clients, sessions of initialize / tools/list / tool calls / prompts /
-    resources / custom events, ~20% stateless events without a session id (half
+    of 20,000, arriving in time order: ~30 tools (skewed popularity; every
+    ``tools/list`` lists them and one never called), ~200 users, 8 clients,
+    sessions of initialize / tools/list / tool calls / prompts / resources /
+    custom events, ~20% stateless events without a session id (half
     of them with a user), ~5% errors with failure origins and reasons, intents,
     over the last 7 days. The file is cached in ``--cache-dir`` and reused while
     younger than ``--cache-max-age`` hours. Each panel of ``PANELS`` (``session``:
@@ -655,6 +656,8 @@ TOOLS = [f"{verb}_{noun}" for verb in ("search", "get", "create", "update", "lis
          for noun in ("docs", "ticket", "invoice", "user", "page")]  # fmt: skip
 RETIRED = TOOLS[-2:]
 """Tools nobody called in the last two days (the ``unused_tools`` panel has rows)."""
+LISTED = [*TOOLS, "archive_docs"]
+"""What every ``tools/list`` answers: every tool, and one that nobody ever calls."""
 CLIENTS = [("claude-code", "2.1.0", 30), ("claude-ai", "0.1.0", 20), ("cursor-vscode", "1.6.0", 18),
            ("codex-cli", "0.9.2", 10), ("windsurf", "1.12.0", 8), ("zed", "0.201.0", 6),
            ("mcp-inspector", "0.17.0", 5), ("goose", "1.4.0", 3)]  # fmt: skip
@@ -723,7 +726,7 @@ class Population:
         common = {"session": session, "user": user, "client": client}
         roll = rng.random()
         if roll < lists:
-            return self._event(ts_us, "mcp:tools/list", error_rate=0.0, **common)
+            return self._event(ts_us, "mcp:tools/list", error_rate=0.0, tools_listed=LISTED, **common)
         roll = rng.random()
         if roll < 0.86:
             tool = rng.choices(TOOLS, self.tool_weights)[0]
@@ -756,7 +759,7 @@ class Population:
         common = {"session": f"{rng.getrandbits(128):032x}", "client": client, "user": None, "error_rate": 0.0}
         events = [self._event(t, "mcp:initialize", **common),
                   self._event(t + 2_000, "mcp:notifications/initialized", **common),
-                  self._event(t + 5_000, "mcp:tools/list", **common)][:size]  # fmt: skip
+                  self._event(t + 5_000, "mcp:tools/list", tools_listed=LISTED, **common)][:size]  # fmt: skip
         for _ in range(size - len(events)):
             t += int(rng.expovariate(1 / 20) * 1e6) + 1_000
             events.append(self._call(t + 5_000, common["session"], user, client, lists=0.03))

@@ -8,7 +8,6 @@ order in which events arrived.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
@@ -16,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-from pydantic import TypeAdapter
+import pyarrow as pa
 
+from mcp_analytics.event_columns import to_arrow
 from mcp_analytics.models import Event, IngestResult
+from mcp_analytics.recent_ids import DEFAULT_CAPACITY, RecentIds
 from mcp_analytics.store import EPOCH, SESSION_GAP, UnknownPanel, Window
 
 MIGRATIONS: list[tuple[int, str]] = [
@@ -60,35 +61,17 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (2, "ALTER TABLE events ADD COLUMN tools_listed VARCHAR[]"),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
-_BATCH_SHAPE = json.dumps([{
-    "event_id": "VARCHAR", "type": "VARCHAR", "timestamp_ns": "BIGINT", "duration_ms": "DOUBLE", "kind": "VARCHAR",
-    "session_id": "VARCHAR", "stateless": "BOOLEAN", "resource": "VARCHAR", "intent": "VARCHAR", "user_id": "VARCHAR",
-    "user_name": "VARCHAR", "client_name": "VARCHAR", "client_version": "VARCHAR", "server_name": "VARCHAR",
-    "server_version": "VARCHAR", "protocol_version": "VARCHAR", "transport": "VARCHAR", "is_error": "BOOLEAN",
-    "error": {"type": "VARCHAR", "message": "VARCHAR", "code": "INTEGER"}, "failure": {"origin": "VARCHAR", "reason": "VARCHAR"},
-    "argument_keys": ["VARCHAR"], "response_size": "BIGINT", "upstream_ms": "DOUBLE", "content": "JSON", "custom": "JSON",
-    "trace_id": "VARCHAR", "span_id": "VARCHAR",
-}])  # fmt: skip
-_INSERT = f"""
-INSERT INTO events
-SELECT $project, event_id, ts, type, kind, resource, session_id, stateless, duration_ms, upstream_ms, intent, user_id,
-    user_name, client_name, client_version, server_name, server_version, protocol_version, transport, is_error,
-    error.type, error.message, error.code, failure.origin, failure.reason, argument_keys, response_size, trace_id,
-    span_id, content, custom
-FROM (SELECT e.*, make_timestamp(e.timestamp_ns // 1000) AS ts FROM (SELECT unnest(from_json($batch, '{_BATCH_SHAPE}')) AS e)) AS batch
-WHERE NOT EXISTS (
-    SELECT 1 FROM events AS stored
-    WHERE stored.project = $project AND stored.ts BETWEEN make_timestamp($first) AND make_timestamp($last)
-      AND stored.ts = batch.ts AND stored.event_id = batch.event_id
-)
-RETURNING event_id
+_INSERT = "INSERT INTO events BY NAME SELECT * FROM incoming"
+_ALREADY_STORED = """
+SELECT candidates.project, candidates.event_id FROM candidates JOIN events AS stored
+    ON stored.project = candidates.project AND stored.ts = candidates.ts AND stored.event_id = candidates.event_id
+WHERE stored.ts BETWEEN (SELECT min(ts) FROM candidates) AND (SELECT max(ts) FROM candidates)
 """
-"""The batch goes to DuckDB as one JSON document, parsed there (not 31 Python lists of values). An event's id
-fixes its timestamp, so the duplicate check only reads the batch's time range."""
-_BATCH = TypeAdapter(list[Event])
+"""Which candidate events are stored already. An event's id fixes its timestamp, so only their time range is read."""
 
 REQUEST_TYPES = ("mcp:tools/call", "mcp:resources/read", "mcp:prompts/get", "mcp:completion/complete")
 _FAMILY = f"""CASE
@@ -103,38 +86,37 @@ _TOOL_CALLS = f"{_IN_WINDOW} AND type = 'mcp:tools/call' AND resource IS NOT NUL
 _GAP = f"INTERVAL {int(SESSION_GAP.total_seconds())} SECOND"
 
 
-def _runs(source: str, columns: str = "*") -> str:
-    """The stateless identified events of ``source`` (its ``columns``), each with ``run``: the number of its run of
-    the same user and client with gaps of at most ``SESSION_GAP``."""
+def _runs(source: str) -> str:
+    """The stateless identified events of ``source``, each with ``run``: the number of its run of the same user
+    and client with gaps of at most ``SESSION_GAP``."""
     return f"""
     SELECT * EXCLUDE (starts), sum(starts) OVER (PARTITION BY user_id, client_name ORDER BY ts, event_id) AS run
     FROM (
-        SELECT {columns}, CASE WHEN ts - lag(ts) OVER (PARTITION BY user_id, client_name ORDER BY ts, event_id) <= {_GAP}
-                               THEN 0 ELSE 1 END AS starts
+        SELECT *, CASE WHEN ts - lag(ts) OVER (PARTITION BY user_id, client_name ORDER BY ts, event_id) <= {_GAP}
+                       THEN 0 ELSE 1 END AS starts
         FROM {source} WHERE session_id IS NULL AND user_id IS NOT NULL
     )"""
 
 
-_SESSION_COLUMNS = "event_id, ts, type, is_error, intent, session_id, user_id, user_name, client_name"
-"""What the session panels read (narrow: the runs' window functions sort these columns only)."""
-_SESSIONED = f"""
-WITH scoped AS (
+_SESSION_COLUMNS = "event_id, ts, type, is_error, intent, session_id, user_id, client_name"
+_SCOPED = f"""scoped AS (
     SELECT {_SESSION_COLUMNS} FROM events
     WHERE project = $project AND kind <> 'client' AND ts >= CAST($start AS TIMESTAMP) - {_GAP} AND ts < $end
-),
-sessioned AS (
-    SELECT *, hash(coalesce(session_id, event_id)) AS session_hash FROM scoped WHERE session_id IS NOT NULL OR user_id IS NULL
-    UNION ALL BY NAME
-    SELECT * EXCLUDE (run), hash(user_id, client_name, run) AS session_hash FROM ({_runs("scoped")})
-)
-"""
-_SESSION_KEY = """CASE WHEN bool_or(session_id IS NOT NULL) THEN any_value(session_id)
-    WHEN bool_or(user_id IS NOT NULL) THEN 'u-' || min(event_id) ELSE 'e-' || any_value(event_id) END"""
-"""Every event of the window with its session (``session_hash``): the session id; else identified user + client +
-inactivity gap (runs are cut from the events since ``SESSION_GAP`` before the window, which cuts the window's
-events exactly as the whole history would); else the event on its own. Sessions are counted by hash (64 bits:
-exact in practice, and far cheaper than distinct strings); a session's key (``_SESSION_KEY``, what the ``session``
-panel takes) is its session id, else ``u-`` + one of its events' ids, else ``e-`` + its event's id."""
+)"""
+_RUNS = f"""{_SCOPED},
+runs AS (SELECT user_id, client_name, run FROM ({_runs("scoped")}) GROUP BY ALL HAVING bool_or(ts >= $start))"""
+_OTHER_SESSIONS = """count(DISTINCT hash(session_id)) FILTER (WHERE session_id IS NOT NULL)
+    + count(*) FILTER (WHERE session_id IS NULL AND user_id IS NULL)"""
+"""How sessions are counted without grouping every event: a window's sessions are its distinct session ids
+(``_OTHER_SESSIONS``, hashed: 64 bits are exact in practice and far cheaper than strings), its anonymous stateless
+events (one session each, also in ``_OTHER_SESSIONS``) and the runs (``_RUNS``) of identified user + client with
+an event in the window. Runs are cut from the events since ``SESSION_GAP`` before the window (``scoped``, narrow
+columns), which cuts the window's events exactly as the whole history would; only stateless identified events are
+sorted for it."""
+_SESSION_FIGURES = """min(ts) AS started, max(ts) AS ended,
+    round(date_diff('millisecond', min(ts), max(ts)) / 1000.0, 3) AS duration_s,
+    count(*) AS events, count(*) FILTER (WHERE type = 'mcp:tools/call') AS tool_calls,
+    count(*) FILTER (WHERE is_error) AS failures, count(intent) AS intents"""
 
 _PERCENTILES = """
     round(quantile_cont(duration_ms, 0.5), 3) AS p50_ms,
@@ -146,15 +128,15 @@ _PERCENTILES = """
 
 _PANELS: dict[str, str] = {
     "summary": f"""
-        {_SESSIONED}
+        WITH {_RUNS}
         SELECT count(*) AS events,
             count(*) FILTER (WHERE is_error) AS failures,
             round(1 - count(*) FILTER (WHERE is_error) / greatest(count(*), 1), 4) AS success_rate,
             count(*) FILTER (WHERE type = 'mcp:tools/call') AS tool_calls,
-            count(DISTINCT session_hash) AS sessions,
+            {_OTHER_SESSIONS} + (SELECT count(*) FROM runs) AS sessions,
             count(DISTINCT user_id) AS users,
             count(DISTINCT client_name) AS clients
-        FROM sessioned WHERE ts >= $start AND ts < $end""",
+        FROM events WHERE {_IN_WINDOW}""",
     "timeseries": f"""
         SELECT time_bucket(CAST($bucket AS INTERVAL), ts, CAST($start AS TIMESTAMP)) AS bucket,
             CAST(date_part('epoch', CAST($bucket AS INTERVAL)) AS INTEGER) AS bucket_seconds,
@@ -175,21 +157,31 @@ _PANELS: dict[str, str] = {
             count(DISTINCT user_id) AS users, max(ts) AS last_called
         FROM events WHERE {_TOOL_CALLS} GROUP BY resource ORDER BY calls DESC, tool LIMIT $limit""",
     "clients": f"""
-        {_SESSIONED}
-        SELECT coalesce(client_name, '(unknown)') AS client, count(*) AS events,
-            count(*) FILTER (WHERE type = 'mcp:tools/call') AS tool_calls,
-            count(*) FILTER (WHERE is_error) AS failures,
-            count(DISTINCT session_hash) AS sessions, count(DISTINCT user_id) AS users
-        FROM sessioned WHERE ts >= $start AND ts < $end
-        GROUP BY ALL ORDER BY events DESC, client LIMIT $limit""",
+        WITH {_RUNS},
+        per_client AS (
+            SELECT coalesce(client_name, '(unknown)') AS client, count(*) AS events,
+                count(*) FILTER (WHERE type = 'mcp:tools/call') AS tool_calls,
+                count(*) FILTER (WHERE is_error) AS failures,
+                {_OTHER_SESSIONS} AS other_sessions, count(DISTINCT user_id) AS users
+            FROM events WHERE {_IN_WINDOW} GROUP BY 1
+        ),
+        runs_per_client AS (SELECT coalesce(client_name, '(unknown)') AS client, count(*) AS runs FROM runs GROUP BY 1)
+        SELECT client, events, tool_calls, failures, other_sessions + coalesce(runs, 0) AS sessions, users
+        FROM per_client LEFT JOIN runs_per_client USING (client)
+        ORDER BY events DESC, client LIMIT $limit""",
     "users": f"""
-        {_SESSIONED}
-        SELECT user_id AS user, any_value(user_name) AS name, count(*) AS events,
-            count(*) FILTER (WHERE type = 'mcp:tools/call') AS tool_calls,
-            count(*) FILTER (WHERE is_error) AS failures,
-            count(DISTINCT session_hash) AS sessions, max(ts) AS last_seen
-        FROM sessioned WHERE ts >= $start AND ts < $end AND user_id IS NOT NULL
-        GROUP BY user_id ORDER BY events DESC, user LIMIT $limit""",
+        WITH {_RUNS},
+        per_user AS (
+            SELECT user_id AS user, any_value(user_name) AS name, count(*) AS events,
+                count(*) FILTER (WHERE type = 'mcp:tools/call') AS tool_calls,
+                count(*) FILTER (WHERE is_error) AS failures,
+                {_OTHER_SESSIONS} AS other_sessions, max(ts) AS last_seen
+            FROM events WHERE {_IN_WINDOW} AND user_id IS NOT NULL GROUP BY user_id
+        ),
+        runs_per_user AS (SELECT user_id AS user, count(*) AS runs FROM runs GROUP BY 1)
+        SELECT user, name, events, tool_calls, failures, other_sessions + coalesce(runs, 0) AS sessions, last_seen
+        FROM per_user LEFT JOIN runs_per_user USING (user)
+        ORDER BY events DESC, user LIMIT $limit""",
     "failures": f"""
         SELECT coalesce(failure_origin, 'unknown') AS origin, coalesce(failure_reason, error_type) AS reason,
             count(*) AS failures, sum(count(*)) OVER (PARTITION BY coalesce(failure_origin, 'unknown')) AS origin_failures,
@@ -214,23 +206,47 @@ _PANELS: dict[str, str] = {
         FROM events WHERE {_TOOL_CALLS} GROUP BY ALL ORDER BY response_bytes DESC, calls DESC, tool, user
         LIMIT $limit""",
     "unused_tools": f"""
-        SELECT resource AS tool, max(ts) AS last_called, count(*) AS calls_before
-        FROM events WHERE project = $project AND kind <> 'client' AND type = 'mcp:tools/call'
-            AND resource IS NOT NULL AND ts < $start
-            AND resource NOT IN (SELECT resource FROM events WHERE {_TOOL_CALLS})
-        GROUP BY resource ORDER BY last_called DESC, tool LIMIT $limit""",
+        WITH called AS (
+            SELECT resource AS tool, max(ts) AS last_called, count(*) AS calls_before
+            FROM events WHERE project = $project AND kind <> 'client' AND type = 'mcp:tools/call'
+                AND resource IS NOT NULL AND ts < $start
+            GROUP BY resource
+        ),
+        listings AS (  -- each distinct listing once; grouped by hash, as lists repeat and hashing is cheaper
+            SELECT hash(tools_listed) AS listing, any_value(tools_listed) AS tools, max(ts) AS last_listed
+            FROM events WHERE project = $project AND kind <> 'client' AND type = 'mcp:tools/list' AND ts < $end
+            GROUP BY listing
+        ),
+        listed AS (
+            SELECT tool, max(last_listed) AS last_listed
+            FROM (SELECT unnest(tools) AS tool, last_listed FROM listings) GROUP BY tool
+        )
+        SELECT tool, last_called, coalesce(calls_before, 0) AS calls_before, last_listed
+        FROM called FULL JOIN listed USING (tool)
+        WHERE tool NOT IN (SELECT resource FROM events WHERE {_TOOL_CALLS})
+        ORDER BY last_called DESC NULLS LAST, tool LIMIT $limit""",
     "sessions": f"""
-        {_SESSIONED}
-        SELECT {_SESSION_KEY} AS session, bool_or(session_id IS NULL) AS stateless,
-            CASE WHEN bool_or(session_id IS NOT NULL) THEN 'session id'
-                 WHEN bool_or(user_id IS NOT NULL) THEN 'user + client' ELSE 'single event' END AS grouping,
-            any_value(user_id) AS user, any_value(client_name) AS client,
-            min(ts) AS started, max(ts) AS ended,
-            round(date_diff('millisecond', min(ts), max(ts)) / 1000.0, 3) AS duration_s,
-            count(*) AS events, count(*) FILTER (WHERE type = 'mcp:tools/call') AS tool_calls,
-            count(*) FILTER (WHERE is_error) AS failures, count(intent) AS intents
-        FROM sessioned WHERE ts >= $start AND ts < $end
-        GROUP BY session_hash ORDER BY started DESC, session LIMIT $limit""",
+        WITH {_SCOPED},
+        stateful AS (
+            SELECT session_id AS session, false AS stateless, 'session id' AS grouping, any_value(user_id) AS user,
+                any_value(client_name) AS client, {_SESSION_FIGURES}
+            FROM events WHERE {_IN_WINDOW} AND session_id IS NOT NULL
+            GROUP BY session_id ORDER BY started DESC, session LIMIT $limit
+        ),
+        runs AS (
+            SELECT 'u-' || min(event_id) AS session, true AS stateless, 'user + client' AS grouping,
+                any_value(user_id) AS user, any_value(client_name) AS client, {_SESSION_FIGURES}
+            FROM ({_runs("scoped")}) WHERE ts >= $start
+            GROUP BY user_id, client_name, run ORDER BY started DESC, session LIMIT $limit
+        ),
+        singles AS (
+            SELECT 'e-' || event_id AS session, true AS stateless, 'single event' AS grouping, NULL AS user,
+                any_value(client_name) AS client, {_SESSION_FIGURES}
+            FROM events WHERE {_IN_WINDOW} AND session_id IS NULL AND user_id IS NULL
+            GROUP BY event_id ORDER BY started DESC, session LIMIT $limit
+        )
+        SELECT * FROM (FROM stateful UNION ALL FROM runs UNION ALL FROM singles)
+        ORDER BY started DESC, session LIMIT $limit""",
 }
 _TIMELINE = """SELECT ts, event_id, type, resource, intent, duration_ms, upstream_ms, response_size, argument_keys,
     is_error, error_type, error_message, failure_origin, failure_reason, user_id AS user, client_name AS client,
@@ -276,25 +292,19 @@ def _aware(value: Any) -> Any:
 
 
 class _Pending:
-    """One ``add`` call waiting for a group commit, its batch already deduplicated and written as JSON (outside
+    """One ``add`` call waiting for a group commit, its batch deduplicated and already in columns (built outside
     the write lock, so that this work overlaps the commit in progress)."""
 
     def __init__(self, project: str, events: Sequence[Event]) -> None:
         self.project, self.received = project, len(events)
-        self.events = list({event.event_id: event for event in events}.values())
-        self.ids = [event.event_id for event in self.events]
-        self.json = _BATCH.dump_json(self.events).decode()[1:-1]  # the array's items
-        stamps = [event.timestamp_ns // 1000 for event in self.events] or [0]
-        self.first, self.last = min(stamps), max(stamps)
+        unique = list({event.event_id: event for event in events}.values())
+        self.table = to_arrow(project, unique)
+        self.ids = [event.event_id for event in unique]
+        self.keys = [RecentIds.key(project, event_id) for event_id in self.ids]
+        self.stamps = [event.timestamp_ns // 1000 for event in unique]
+        self.new: list[bool] = []
         self.result: IngestResult | None = None
         self.error: Exception | None = None
-
-    def items_after(self, seen: set[str]) -> str:
-        """This batch's JSON items without the events an earlier batch of the same commit carries (rare: a retry
-        racing its original)."""
-        if seen.isdisjoint(self.ids):
-            return self.json
-        return _BATCH.dump_json([event for event in self.events if event.event_id not in seen]).decode()[1:-1]
 
 
 class SchemaTooNew(RuntimeError):
@@ -307,7 +317,12 @@ DEFAULT_MEMORY_LIMIT = "1GB"
 class DuckDBStore:
     """``Store`` on an embedded DuckDB file (or ``:memory:``)."""
 
-    def __init__(self, path: str | Path = ":memory:", *, memory_limit: str = DEFAULT_MEMORY_LIMIT) -> None:
+    def __init__(
+        self, path: str | Path = ":memory:", *, memory_limit: str = DEFAULT_MEMORY_LIMIT,
+        recent_ids: int = DEFAULT_CAPACITY,
+    ) -> None:
+        """``recent_ids``: how many stored event ids are kept in memory to rule out duplicates without reading
+        the table (``recent_ids.py``)."""
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = str(path)
@@ -318,6 +333,8 @@ class DuckDBStore:
         self._queued = threading.Lock()
         self._queue: list[_Pending] = []
         self._migrate()
+        newest = self._connection.execute("SELECT epoch_us(max(ts)) FROM events").fetchone()[0]
+        self._recent = RecentIds(floor_us=0 if newest is None else newest + 1, capacity=recent_ids)
 
     def _migrate(self) -> None:
         with self._write:
@@ -341,7 +358,7 @@ class DuckDBStore:
         """Group commit: the caller that takes the write lock stores every batch queued meanwhile, in one
         statement per project and one transaction, so concurrent requests share the cost of a commit."""
         pending = _Pending(project, events)
-        if not pending.events:
+        if not pending.ids:
             return IngestResult(accepted=0, duplicates=0)
         with self._queued:
             self._queue.append(pending)
@@ -358,30 +375,43 @@ class DuckDBStore:
         db = self._connection
         try:
             db.execute("BEGIN TRANSACTION")
-            stored: set[tuple[str, str]] = set()
-            for project in {batch.project for batch in batches}:
-                group = [batch for batch in batches if batch.project == project]
-                seen: set[str] = set()
-                items = []
-                for batch in group:
-                    items.append(batch.items_after(seen))
-                    seen.update(batch.ids)
-                values = {"project": project, "batch": "[" + ",".join(filter(None, items)) + "]",
-                          "first": min(b.first for b in group), "last": max(b.last for b in group)}  # fmt: skip
-                stored.update((project, row[0]) for row in db.execute(_INSERT, values).fetchall())
+            stored = self._already_stored(batches)
+            seen: set[tuple[str, str]] = set()  # a retry racing its original in the same commit
+            for batch in batches:
+                batch.new = []
+                for event_id in batch.ids:
+                    key = (batch.project, event_id)
+                    batch.new.append(key not in stored and key not in seen)
+                    seen.add(key)
+            tables = [batch.table if all(batch.new) else batch.table.filter(batch.new) for batch in batches]
+            incoming = tables[0] if len(tables) == 1 else pa.concat_tables(tables)  # noqa: F841 - read by _INSERT
+            db.execute(_INSERT)
             db.execute("COMMIT")
         except Exception as error:  # noqa: BLE001 - every waiting request gets the error, none is lost silently
             db.execute("ROLLBACK")
             for batch in batches:
                 batch.error = error
             return
-        for batch in batches:  # an id stored once counts for the first batch that carried it
-            accepted = 0
-            for event_id in batch.ids:
-                if (batch.project, event_id) in stored:
-                    stored.discard((batch.project, event_id))
-                    accepted += 1
+        for batch in batches:
+            self._recent.remember((k, ts) for k, ts, new in zip(batch.keys, batch.stamps, batch.new) if new)
+            accepted = sum(batch.new)
             batch.result = IngestResult(accepted=accepted, duplicates=batch.received - accepted)
+
+    def _already_stored(self, batches: list[_Pending]) -> set[tuple[str, str]]:
+        """The events of ``batches`` that the table holds: looked up there only for those the filter of recent ids
+        cannot rule out (old events, retries)."""
+        may_be_stored = self._recent.may_be_stored
+        projects, ids, stamps = [], [], []
+        for batch in batches:
+            for event_id, key, ts in zip(batch.ids, batch.keys, batch.stamps):
+                if may_be_stored(key, ts):
+                    projects.append(batch.project)
+                    ids.append(event_id)
+                    stamps.append(ts)
+        if not ids:
+            return set()
+        candidates = pa.table({"project": projects, "event_id": ids, "ts": pa.array(stamps, pa.timestamp("us"))})  # noqa: F841 - read by SQL
+        return {(project, event_id) for project, event_id in self._connection.execute(_ALREADY_STORED).fetchall()}
 
     def panel(self, project: str, name: str, window: Window, **params: Any) -> list[dict[str, Any]]:
         if name == "session":

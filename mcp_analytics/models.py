@@ -17,6 +17,8 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_EVENTS_PER_BATCH = 10_000
 MAX_CONTENT_BYTES = 64 * 1024
 """Captured content (arguments, results, custom payloads) per event, as stored JSON."""
+MAX_TOOLS_LISTED = 1000
+"""Tool names of one ``tools/list`` event: as many as the instrumentation records in ``mcp.tools.listed``."""
 
 Name = Annotated[str, StringConstraints(max_length=512)]
 Text = Annotated[str, StringConstraints(max_length=16_384)]
@@ -62,6 +64,7 @@ class Event(_Strict):
     error: Error | None = None
     failure: Failure | None = None
     argument_keys: Annotated[list[Name], Field(max_length=256)] = []
+    tools_listed: Annotated[list[Name], Field(max_length=MAX_TOOLS_LISTED)] | None = None
     response_size: Annotated[int, Field(ge=0)] | None = None
     upstream_ms: Annotated[float, Field(ge=0)] | None = None
     content: dict[str, Any] | None = None

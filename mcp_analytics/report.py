@@ -24,7 +24,7 @@ SECTIONS: list[tuple[str, str, Sequence[str]]] = [
     ("users", "Users", ("user", "name", "events", "tool_calls", "failures", "sessions")),
     ("prompts", "Prompts and their argument shapes", ("prompt", "argument_keys", "uses", "failures")),
     ("cost", "Response size per tool and user", ("tool", "user", "calls", "response_bytes", "avg_response_bytes")),
-    ("unused_tools", "Tools not called in this window", ("tool", "last_called", "calls_before")),
+    ("unused_tools", "Tools not called in this window", ("tool", "last_called", "calls_before", "last_listed")),
     ("sessions", "Sessions", ("session", "user", "client", "started", "duration_s", "events", "failures", "intents")),
 ]  # fmt: skip
 MAX_CELL = 48

@@ -44,6 +44,7 @@ MCP_USER_INTENT = "mcp.user_intent"
 MCP_REQUEST_ARGUMENT_KEYS = "mcp.request.argument_keys"
 MCP_RESPONSE_SIZE = "mcp.response.size"
 MCP_UPSTREAM_DURATION = "mcp.upstream.duration"
+MCP_TOOLS_LISTED = "mcp.tools.listed"
 MCP_EVENT_KIND = "mcp.event.kind"
 MCP_EVENT_NAME = "mcp.event.name"
 MCP_EVENT_RESOURCE_NAME = "mcp.event.resource_name"
@@ -98,6 +99,7 @@ __all__ = [
     "MCP_SERVER_VERSION",
     "MCP_SESSION_ID",
     "MCP_SESSION_STATELESS",
+    "MCP_TOOLS_LISTED",
     "MCP_UPSTREAM_DURATION",
     "MCP_USER_INTENT",
     "NETWORK_PROTOCOL_NAME",

@@ -9,6 +9,7 @@ import random
 import re
 import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
@@ -22,7 +23,7 @@ from exporter.events import to_event
 from mcp_analytics.api import create_app
 from mcp_analytics.duckdb_store import DuckDBStore
 from mcp_analytics.keys import ApiKeys
-from mcp_analytics.models import MAX_BODY_BYTES, MAX_EVENTS_PER_BATCH
+from mcp_analytics.models import MAX_BODY_BYTES, MAX_EVENTS_PER_BATCH, MAX_TOOLS_LISTED
 from mcp_analytics.server import in_thread
 from tests.apps.clients import in_memory
 from tests.apps.servers import build
@@ -119,6 +120,7 @@ def test_without_a_valid_key_nothing_is_read_or_written(api, key):
         (json.dumps({"events": [good(trace_id="not-hex")]}).encode(), {}, 422, "do not match"),
         (json.dumps({"events": [good(content={"arguments": "x" * 70_000})]}).encode(), {}, 422, "do not match"),
         (json.dumps({"events": [good(f"e{i}") for i in range(MAX_EVENTS_PER_BATCH + 1)]}).encode(), {}, 422, "do not match"),
+        (json.dumps({"events": [good(tools_listed=["t"] * (MAX_TOOLS_LISTED + 1))]}).encode(), {}, 422, "do not match"),
         (b"\x00\xff\xfe binary", {}, 400, "not a JSON object"),
         (b"not gzip", {"Content-Encoding": "gzip"}, 400, "gzip"),
         (b"{}", {"Content-Encoding": "br"}, 415, "Content-Encoding"),
@@ -127,7 +129,7 @@ def test_without_a_valid_key_nothing_is_read_or_written(api, key):
         (b"x" * (MAX_BODY_BYTES + 1), {}, 413, "larger than"),
     ],
     ids=["bad-json", "not-an-object", "wrong-type", "bad-timestamp", "huge-string", "bad-trace-id", "huge-content",
-         "too-many-events", "binary", "bad-gzip", "unknown-encoding", "wrong-content-type", "gzip-bomb", "too-large"],
+         "too-many-events", "too-many-listed-tools", "binary", "bad-gzip", "unknown-encoding", "wrong-content-type", "gzip-bomb", "too-large"],
 )  # fmt: skip
 def test_bad_input_gets_a_clear_4xx_and_stores_nothing(api, body, headers, status, says):
     response = api.post("/v1/events", body, **headers)
@@ -217,6 +219,11 @@ async def test_otlp_protobuf_from_the_stock_exporter_becomes_events(api, recorde
     expected = [to_event(span) for span in sorted(server_spans, key=lambda span: span.start_time)]
     assert [(row["type"], row["intent"]) for row in timeline] == [(e["type"], e.get("intent")) for e in expected]
     assert [row["span_id"] for row in timeline] == [e["span_id"] for e in expected]
+    (listing,) = [span for span in server_spans if span.name == "tools/list"]
+    listed_at = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=listing.start_time // 1000)
+    unused = [(row["tool"], row["last_called"], row["calls_before"], datetime.fromisoformat(row["last_listed"]))
+              for row in api.panel("unused_tools").json()["rows"]]  # fmt: skip
+    assert unused == [(tool, None, 0, listed_at) for tool in ("billing", "echo", "fetch", "note", "slow")]
 
 
 async def test_otlp_json_with_hex_ids_becomes_the_same_events(api, recorded):

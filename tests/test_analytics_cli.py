@@ -46,6 +46,9 @@ def test_the_demo_runs_the_whole_stack_in_under_a_minute(demo):
     for origin, reason in [("client", "invalid_params"), ("client", "unknown_tool"), ("upstream", "upstream_error"),
                            ("server", "tool_error")]:  # fmt: skip
         assert re.search(rf"^\s+{origin}\s+{reason}\s+1\s", failures, re.MULTILINE), failures
+    unused = out.split("Tools not called in this window\n", 1)[1].split("\n\n", 1)[0].splitlines()[2:]
+    assert len(unused) == 1, unused  # the one tool no agent calls: listed, never called
+    assert re.fullmatch(r"\s+rate_page\s+-\s+0\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\s*", unused[0]), unused
     with duckdb.connect(str(db), read_only=True) as store:
         clients = {row[0] for row in store.execute("SELECT DISTINCT client_name FROM events WHERE kind = 'server'").fetchall()}
         intents = store.execute("SELECT count(*) FROM events WHERE kind = 'server' AND intent IS NOT NULL").fetchone()[0]

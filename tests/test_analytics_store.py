@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import duckdb
 import pytest
 
-from mcp_analytics.duckdb_store import SCHEMA_VERSION, DuckDBStore, SchemaTooNew
+from mcp_analytics.duckdb_store import MIGRATIONS, SCHEMA_VERSION, DuckDBStore, SchemaTooNew
 from mcp_analytics.models import Event
 from mcp_analytics.store import PANELS, UnknownPanel, Window
 
@@ -17,7 +17,11 @@ WHOLE_DAY = Window(DAY, DAY + timedelta(days=1))
 
 
 def at(hour: int, minute: int, second: int = 0) -> int:
-    return int((DAY + timedelta(hours=hour, minutes=minute, seconds=second)).timestamp() * 1e9)
+    return int(moment(hour, minute, second).timestamp() * 1e9)
+
+
+def moment(hour: int, minute: int = 0, second: int = 0) -> datetime:
+    return DAY + timedelta(hours=hour, minutes=minute, seconds=second)
 
 
 def event(event_id: str, **fields) -> Event:
@@ -111,6 +115,25 @@ def test_a_batch_stored_twice_is_counted_once(store):
     assert store.panel("p", "summary", WHOLE_DAY)[0]["events"] == 5
 
 
+@pytest.mark.parametrize("reopen", [False, True], ids=["same process", "after a restart"])
+def test_retries_beyond_the_recent_ids_filter_are_found_in_the_table(tmp_path, reopen):
+    path = tmp_path / "store.duckdb"
+    store = DuckDBStore(path, recent_ids=10)  # forgets all but the newest 10 stored ids
+    batches = [[event(f"e{b}-{i}", timestamp_ns=at(9, b, i)) for i in range(25)] for b in range(4)]
+    assert [store.add("p", batch).accepted for batch in batches] == [25] * 4
+    if reopen:
+        store.close()
+        store = DuckDBStore(path, recent_ids=10)
+    try:
+        # every retry: the oldest batch, the newest one, and one mixing old, new and repeated events
+        mixed = batches[0][:5] + batches[3][-3:] + [event(f"n{i}", timestamp_ns=at(9, 2, i)) for i in range(4)]
+        results = [store.add("p", batch) for batch in (batches[0], batches[3], mixed + mixed[:2])]
+        assert [(r.accepted, r.duplicates) for r in results] == [(0, 25), (0, 25), (4, 10)]
+        assert store.panel("p", "summary", WHOLE_DAY)[0]["events"] == 104
+    finally:
+        store.close()
+
+
 def test_the_same_event_id_in_two_projects_is_two_events(store):
     store.add("a", [event("same", resource="alpha")])
     assert store.add("b", [event("same", resource="beta")]).accepted == 1
@@ -133,7 +156,8 @@ def seeded(store: DuckDBStore) -> None:
         event("t5", resource="nope", duration_ms=1, client_name="cursor", session_id="s2", timestamp_ns=at(9, 4),
               is_error=True, error={"type": "-32602", "code": -32602},
               failure={"origin": "client", "reason": "unknown_tool"}),
-        event("l1", type="mcp:tools/list", session_id="s1", client_name="claude-ai", timestamp_ns=at(8, 59)),
+        event("l1", type="mcp:tools/list", session_id="s1", client_name="claude-ai", timestamp_ns=at(8, 59),
+              tools_listed=["search", "fetch", "export"]),
         event("p1", type="mcp:prompts/get", resource="plan", argument_keys=["city"], session_id="s1",
               timestamp_ns=at(9, 5)),
         event("p2", type="mcp:prompts/get", resource="plan", argument_keys=["days", "city"], session_id="s2",
@@ -167,7 +191,10 @@ def test_panels_answer_with_exact_numbers(store):
         ("plan", "city", 1), ("plan", "city, days", 1)]
     cost = {(r["tool"], r["user"]): (r["calls"], r["response_bytes"]) for r in store.panel("p", "cost", WHOLE_DAY)}
     assert cost == {("fetch", "bob"): (2, 6000), ("search", "alice"): (2, 400), ("nope", "(anonymous)"): (1, 0)}
-    assert [(r["tool"], r["calls_before"]) for r in store.panel("p", "unused_tools", WHOLE_DAY)] == [("legacy_tool", 1)]
+    assert store.panel("p", "unused_tools", WHOLE_DAY) == [  # called two days before; listed, never called
+        {"tool": "legacy_tool", "last_called": moment(9) - timedelta(days=2), "calls_before": 1, "last_listed": None},
+        {"tool": "export", "last_called": None, "calls_before": 0, "last_listed": moment(8, 59)},
+    ]
     clients = {r["client"]: (r["events"], r["sessions"], r["users"]) for r in store.panel("p", "clients", WHOLE_DAY)}
     assert clients == {"cursor": (3, 1, 1), "claude-ai": (3, 1, 1), "(unknown)": (3, 2, 0)}
     users = {r["user"]: (r["tool_calls"], r["failures"]) for r in store.panel("p", "users", WHOLE_DAY)}
@@ -193,7 +220,27 @@ def test_the_window_bounds_every_panel(store):
     morning = Window(DAY + timedelta(hours=9, minutes=2), DAY + timedelta(hours=9, minutes=4))
     assert store.panel("p", "summary", morning)[0]["events"] == 2
     assert [row["tool"] for row in store.panel("p", "tools", morning)] == ["fetch"]
-    assert {row["tool"] for row in store.panel("p", "unused_tools", morning)} == {"search", "legacy_tool"}
+    assert store.panel("p", "unused_tools", morning) == [
+        {"tool": "search", "last_called": moment(9, 1), "calls_before": 2, "last_listed": moment(8, 59)},
+        {"tool": "legacy_tool", "last_called": moment(9) - timedelta(days=2), "calls_before": 1, "last_listed": None},
+        {"tool": "export", "last_called": None, "calls_before": 0, "last_listed": moment(8, 59)},
+    ]
+
+
+def test_unused_tools_are_those_listed_or_called_before_the_window_and_not_called_in_it(store):
+    store.add("p", [
+        event("l1", type="mcp:tools/list", tools_listed=["search", "export", "archive"], timestamp_ns=at(8, 0)),
+        event("l2", type="mcp:tools/list", tools_listed=["search", "export"], timestamp_ns=at(10, 0)),
+        event("l3", type="mcp:tools/list", tools_listed=["import"], timestamp_ns=at(13, 0)),  # after the window
+        event("l4", type="mcp:tools/list", kind="client", tools_listed=["agent_side"], timestamp_ns=at(10, 0)),
+        event("c1", resource="search", timestamp_ns=at(11, 0)),  # in the window
+        event("c2", resource="archive", timestamp_ns=at(7, 0)),  # before it
+    ])  # fmt: skip
+    window = Window(moment(9), moment(12))
+    assert store.panel("p", "unused_tools", window) == [
+        {"tool": "archive", "last_called": moment(7), "calls_before": 1, "last_listed": moment(8)},
+        {"tool": "export", "last_called": None, "calls_before": 0, "last_listed": moment(10)},
+    ]
 
 
 def test_every_panel_answers_on_an_empty_store(store):
@@ -217,6 +264,28 @@ def test_the_schema_is_versioned_and_a_newer_file_is_refused(tmp_path):
         db.execute("INSERT INTO schema_version VALUES (?, now())", [SCHEMA_VERSION + 1])
     with pytest.raises(SchemaTooNew):
         DuckDBStore(path)
+
+
+def test_a_version_1_file_is_migrated_and_keeps_its_events(tmp_path):
+    path = tmp_path / "v1.duckdb"
+    with duckdb.connect(str(path)) as db:  # a file as the release before version 2 left it
+        db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL, applied_at TIMESTAMP)")
+        db.execute(dict(MIGRATIONS)[1])
+        db.execute("INSERT INTO schema_version VALUES (1, now())")
+        db.execute("INSERT INTO events (project, event_id, ts, type, kind, resource, stateless, duration_ms, is_error) "
+                   "VALUES ('p', 'old', ?, 'mcp:tools/call', 'server', 'legacy_tool', false, 5.0, false)",
+                   [moment(9).replace(tzinfo=None) - timedelta(days=2)])  # fmt: skip
+    store = DuckDBStore(path)
+    assert store.schema_version == SCHEMA_VERSION == 2
+    store.add("p", [event("l1", type="mcp:tools/list", tools_listed=["search", "legacy_tool"])])
+    two_days_ago = moment(9) - timedelta(days=2)
+    assert store.panel("p", "unused_tools", WHOLE_DAY) == [
+        {"tool": "legacy_tool", "last_called": two_days_ago, "calls_before": 1, "last_listed": moment(9)},
+        {"tool": "search", "last_called": None, "calls_before": 0, "last_listed": moment(9)},
+    ]
+    store.close()
+    with duckdb.connect(str(path)) as db:
+        assert db.execute("SELECT version FROM schema_version ORDER BY version").fetchall() == [(1,), (2,)]
 
 
 def test_time_buckets_fit_the_window_and_all_starts_at_the_first_event(store):

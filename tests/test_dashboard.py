@@ -8,6 +8,7 @@ own ``panel()`` answers for the same window, so the page and the API cannot drif
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -182,7 +183,7 @@ def _events(now: datetime) -> dict[str, list[Event]]:
     carol = {"stateless": True, "user_id": "u-carol", "client_name": "http-agent"}
     demo = [
         event(0.0, "mcp:initialize", **alice),
-        event(0.1, "mcp:tools/list", **alice),
+        event(0.1, "mcp:tools/list", tools_listed=["search_docs", "create_ticket", "export_report"], **alice),
         event(0.5, "mcp:tools/call", resource="search_docs", intent="find the refund policy", duration_ms=120.0,
               upstream_ms=80.0, response_size=2048, argument_keys=["query"], **alice),
         event(0.7, "custom:note", custom={"message": "user asked about refunds"}, kind="internal", **alice),
@@ -204,7 +205,7 @@ def _events(now: datetime) -> dict[str, list[Event]]:
         event(22.0, "mcp:tools/call", resource="get_weather", duration_ms=40.0, upstream_ms=30.0, **carol),
         event(30.0, "mcp:initialize", is_error=True, error={"type": "Unauthorized", "message": "bad token"},
               failure={"origin": "auth", "reason": "invalid_token"}),
-        # three days ago: outside the 24 h window, so legacy_export is an unused tool
+        # three days ago: outside the 24 h window, so legacy_export is an unused tool (and export_report, listed)
         event(-3 * 24 * 60, "mcp:tools/call", resource="legacy_export", session_id="sess-old", user_id="u-alice",
               client_name="claude-desktop"),
     ]
@@ -285,7 +286,19 @@ def test_tables_match_the_store(overview: Page, served: Served) -> None:
 
     prompts = overview.panel("prompts").rows()
     assert [(row.field("prompt"), row.field("argument_keys")) for row in prompts] == [("summarize", "length, topic")]
-    assert [row.field("tool") for row in overview.panel("unused_tools").rows()] == ["legacy_export"]
+    unused = overview.panel("unused_tools").rows()
+    assert [(row.field("tool"), row.field("calls_before")) for row in unused] == [("legacy_export", "1"),
+                                                                                  ("export_report", "0")]  # fmt: skip
+    time_shown = r"\d{4}-\d\d-\d\d \d\d:\d\d|\d\d:\d\d:\d\d"  # another day's, or today's
+    last_called, last_listed = ([row.field(name) for row in unused] for name in ("last_called", "last_listed"))
+    assert re.fullmatch(time_shown, last_called[0]) and last_called[1] == "never"
+    assert last_listed[0] == "–" and re.fullmatch(time_shown, last_listed[1])
+    shown = [[row.find(data_field=name).attrs["data-value"] or None for name in ("last_called", "last_listed")]
+             for row in unused]  # fmt: skip
+    stored = served.panel("unused_tools", limit=15)
+    assert [[value and datetime.fromisoformat(value) for value in row] for row in shown] == [
+        [row["last_called"], row["last_listed"]] for row in stored
+    ]
 
     cost = [(row.field("tool"), row.field("user"), number(row.field("calls"))) for row in overview.panel("cost").rows()]
     assert cost == [(row["tool"], row["user"], row["calls"]) for row in served.panel("cost", limit=15)]

@@ -77,6 +77,9 @@ async def test_mcp_spans_map_to_events(recorded):
     assert fail["error"]["type"] == "tool_error"
     assert fail["error"]["message"] == "the tool failed on purpose"  # the text the client received
     assert fail["failure"] == {"origin": "server", "reason": "tool_error"}
+    (listed,) = by_type[("mcp:tools/list", "server")]
+    assert listed["tools_listed"] == ["add", "fail", "slow", "fetch", "billing", "keys", "note", "echo", "image"]
+    assert "tools_listed" not in add and "tools_listed" not in by_type[("mcp:tools/list", "client")][0]
     (custom,) = by_type[("custom:invoice_sent", "internal")]
     assert custom["resource"] == "billing" and custom["custom"]["parameters"] == {"n": 1}
     assert custom["session_id"] == add["session_id"]

@@ -98,6 +98,7 @@ async def test_exactly_one_server_span_per_message(recorded_globally, mode):
         assert re.fullmatch(r"[0-9a-f]{32}", span.attributes["mcp.session.id"])
     assert len({span.attributes["mcp.session.id"] for span in spans}) == 1, "one session id, ours and fastmcp's"
 
+    assert spans[2].attributes["mcp.tools.listed"] == ("add", "fetch", "billing")
     call = spans[3]
     assert call.attributes["jsonrpc.request.id"].isdigit()
     assert call.attributes["gen_ai.operation.name"] == "execute_tool"

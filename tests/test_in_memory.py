@@ -10,7 +10,8 @@ import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
 from tests.apps.clients import in_memory
-from tests.apps.servers import IS_V2, KINDS, announced_version, build, handshake_version, sdk_types
+from tests.apps.servers import IS_V2, KINDS, announced_version, build, handshake_version, listing, sdk_types
+from tests.conftest import instrumented
 
 pytestmark = pytest.mark.anyio
 
@@ -116,6 +117,35 @@ async def test_shapes_and_sizes_never_values(recorded, kind):
     assert "mcp.request.argument_keys" not in by_name["tools/list"].attributes
     for span in recorded.spans():
         assert "print(secret)" not in str(dict(span.attributes))
+
+
+LISTED = {
+    "lowlevel": ("add", "fail", "slow", "fetch", "billing", "keys", "note", "echo", "image"),
+    "highlevel": ("add", "fail", "slow", "fetch", "billing", "echo", "note"),
+}
+
+
+@pytest.mark.parametrize("intent", [True, False])
+async def test_a_tools_list_span_names_the_listed_tools_in_order(kind, intent):
+    with instrumented(intent=intent) as recorded:
+        async with in_memory(build(kind)) as client:
+            answer = await client.list_tools()
+            await client.call_tool("add", {"a": 1, "b": 2})
+
+    assert tuple(tool.name for tool in answer.tools) == LISTED[kind]
+    server = {span.name: span for span in recorded.server_spans()}
+    assert server["tools/list"].attributes["mcp.tools.listed"] == LISTED[kind]
+    assert "mcp.tools.listed" not in server["tools/call add"].attributes
+    client = {span.name: span for span in recorded.client_spans()}
+    assert "mcp.tools.listed" not in client["tools/list"].attributes
+
+
+async def test_a_long_tool_listing_is_cut_at_the_first_1000_names(recorded):
+    async with in_memory(listing(1005)) as client:
+        assert len((await client.list_tools()).tools) == 1005
+
+    (span,) = [span for span in recorded.server_spans() if span.name == "tools/list"]
+    assert span.attributes["mcp.tools.listed"] == tuple(f"tool_{i:04d}" for i in range(1000))
 
 
 async def test_every_message_of_a_session_shares_its_session_id(recorded, kind):

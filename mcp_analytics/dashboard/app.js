@@ -524,9 +524,10 @@
     unused_tools(answer, target) {
       clear(target).appendChild(answer.rows.length ? table([
         { field: 'tool', label: 'Tool' },
-        { field: 'last_called', label: 'Last called', format: fmt.time, num: true },
+        { field: 'last_called', label: 'Last called', format: (v) => (v ? fmt.time(v) : 'never'), num: true },
         { field: 'calls_before', label: 'Calls before', format: fmt.int, num: true },
-      ], answer.rows) : empty('Every tool called before this window was called in it.'));
+        { field: 'last_listed', label: 'Last listed', format: fmt.time, num: true },
+      ], answer.rows) : empty('Every tool listed or called before this window was called in it.'));
     },
 
     sessions(answer, target) {

@@ -87,6 +87,13 @@ def build_server(upstream_url: str) -> Any:
                              parameters={"severity": severity})  # fmt: skip
         return ticket
 
+    @server.tool()  # no scripted agent calls it: the report lists it among the unused tools
+    async def rate_page(slug: str, stars: int) -> str:
+        """Rate a documentation page from 1 to 5 stars."""
+        if not 1 <= stars <= 5:
+            raise ToolError("stars is 1 to 5")
+        return f"thanks for rating {slug!r}"
+
     @server.resource("docs://pages", mime_type="text/plain")
     def pages() -> str:
         """Every page slug."""

@@ -1,13 +1,19 @@
-"""Seeing a tool's exception before the server turns it into an ``isError`` result."""
+"""What both SDK lines' servers read off tools: a tool's exception before the server turns it into an
+``isError`` result, the text and size of a result, the names a ``tools/list`` answer lists."""
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from itertools import islice
 from typing import Any
 
-from opentelemetry_instrumentation_mcp.operation import current_server_operation
+from opentelemetry_instrumentation_mcp import attributes as attr
+from opentelemetry_instrumentation_mcp.operation import Operation, current_server_operation
+
+MAX_LISTED_TOOLS = 1000
+"""Names kept in ``mcp.tools.listed``: a longer ``tools/list`` answer is cut after the first ones."""
 
 
 async def tool_manager_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
@@ -44,3 +50,10 @@ def wire_size(result: Any) -> int:
     if isinstance(result, dict):
         return len(json.dumps(result, ensure_ascii=False, separators=(",", ":")).encode())
     return len(result.model_dump_json(by_alias=True, exclude_none=True).encode())
+
+
+def record_listed_tools(operation: Operation, tools: Iterable[Any] | None) -> None:
+    """``mcp.tools.listed``: the names of a ``tools/list`` answer's tools (wire dicts or models), in its order."""
+    names = (tool.get("name") if isinstance(tool, Mapping) else getattr(tool, "name", None) for tool in tools or ())
+    listed = list(islice((name for name in names if isinstance(name, str)), MAX_LISTED_TOOLS))
+    operation.set_attributes({attr.MCP_TOOLS_LISTED: listed})

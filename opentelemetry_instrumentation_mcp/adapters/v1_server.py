@@ -19,7 +19,7 @@ from mcp.shared.exceptions import McpError
 from mcp.shared.session import RequestResponder
 
 from opentelemetry_instrumentation_mcp import attributes as attr
-from opentelemetry_instrumentation_mcp.adapters._tools import first_text, wire_size
+from opentelemetry_instrumentation_mcp.adapters._tools import first_text, record_listed_tools, wire_size
 from opentelemetry_instrumentation_mcp.adapters._http import auth_token, http_peer, http_transport, implementation
 from opentelemetry_instrumentation_mcp.adapters._wrapping import log_internal_error
 from opentelemetry_instrumentation_mcp.identity import IdentifyRequest, is_due
@@ -250,6 +250,8 @@ def _record_response(response: Any, operation: Operation, session: Session) -> N
     elif isinstance(result, types.InitializeResult):
         session.protocol_version = str(result.protocolVersion)
         operation.set_attributes({attr.MCP_PROTOCOL_VERSION: session.protocol_version})
+    elif isinstance(result, types.ListToolsResult):
+        record_listed_tools(operation, result.tools)
 
 
 def http_connect_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from opentelemetry_instrumentation_mcp import attributes as attr
 from opentelemetry_instrumentation_mcp.adapters import fastmcp
-from opentelemetry_instrumentation_mcp.adapters._tools import first_text, wire_size
+from opentelemetry_instrumentation_mcp.adapters._tools import first_text, record_listed_tools, wire_size
 from opentelemetry_instrumentation_mcp.adapters._http import auth_token, http_peer, http_transport, implementation
 from opentelemetry_instrumentation_mcp.adapters._wrapping import log_internal_error
 from opentelemetry_instrumentation_mcp.identity import IdentifyRequest, is_due
@@ -176,6 +176,8 @@ class TelemetryMiddleware:
             if session is not None and isinstance(version, str):
                 session.protocol_version = version
                 operation.set_attributes({attr.MCP_PROTOCOL_VERSION: version})
+        elif ctx.method == "tools/list" and isinstance(result, Mapping):
+            record_listed_tools(operation, result.get("tools"))
         elif ctx.method == "tools/call":
             wire = result.model_dump(mode="json", by_alias=True, exclude_none=True) if isinstance(result, CallToolResult) else result
             if not isinstance(wire, Mapping):

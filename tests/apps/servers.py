@@ -330,3 +330,26 @@ def handshake_version() -> str:
     from mcp.types import LATEST_PROTOCOL_VERSION
 
     return LATEST_PROTOCOL_VERSION
+
+
+def listing(count: int) -> Any:
+    """A low-level server whose ``tools/list`` answers ``count`` tools, ``tool_0000`` on."""
+    names = [f"tool_{i:04d}" for i in range(count)]
+    from mcp.server.lowlevel import Server
+
+    if IS_V2:
+        import mcp_types as types
+
+        async def list_tools_v2(ctx: Any, params: Any) -> types.ListToolsResult:
+            return types.ListToolsResult(tools=[types.Tool(name=name, input_schema=EMPTY_SCHEMA) for name in names])
+
+        return Server("listing", on_list_tools=list_tools_v2)
+    from mcp import types
+
+    server = Server("listing")
+
+    @server.list_tools()
+    async def list_tools_v1() -> list[types.Tool]:
+        return [types.Tool(name=name, inputSchema=EMPTY_SCHEMA) for name in names]
+
+    return server
