@@ -38,8 +38,9 @@ anonymous, with intents) is recorded once with ``MCPInstrumentor`` and an
     events stored (the ``summary`` panel's ``events``, ``last=all``, read back
     through the API) / wall time of the sends; the senders share the machine with
     the API. Also the API's CPU time per event (``/proc/<pid>/stat``).
-    Configurations: 512 and 2,000 events per batch, K = 1 and 4. Target: >=
-    20,000 events/s for each.
+    Configurations: 512 (the SDK's default batch) and 2,000 (what the exporter's
+    ``install`` sends) events per batch, K = 1 and 4. Target: >= 20,000 events/s
+    with the exporter's batch size, for each K (the others are reported).
 ``queries``
     A store of ``--query-events`` events added with ``DuckDBStore.add`` in batches
     of 20,000, arriving in time order: ~30 tools (skewed popularity; every
@@ -77,6 +78,7 @@ import argparse
 import gc
 import gzip
 import http.client
+import inspect
 import json
 import logging
 import os
@@ -111,9 +113,9 @@ from opentelemetry.trace import SpanContext, SpanKind
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the packages are importable from a checkout
 from exporter.events import is_analytics_span, to_event
-from exporter.span_exporter import GZIP_LEVEL, MCPAnalyticsExporter, encode_batch, orjson
+from exporter.span_exporter import GZIP_LEVEL, MCPAnalyticsExporter, encode_batch, install, orjson
 from mcp_analytics.duckdb_store import SCHEMA_VERSION, DuckDBStore
-from mcp_analytics.models import Error, Event, Failure
+from mcp_analytics.models import EVENT, Event
 from mcp_analytics.store import PANELS, Window
 from opentelemetry_instrumentation_mcp import (
     MCPInstrumentor,
@@ -130,6 +132,8 @@ EXPORT_BATCH = 512
 PROJECT = "bench"
 TARGET_EXPORTER = 50_000  # spans/s
 TARGET_INGEST = 20_000  # events/s
+EXPORT_BATCH = inspect.signature(install).parameters["max_export_batch_size"].default
+"""The batch size the exporter's ``install`` sends: the one the ingest target is judged on."""
 TARGET_PANEL_MS = 300.0
 TARGET_MEMORY_SHARE = 0.10  # RSS slope / store growth
 
@@ -641,8 +645,9 @@ def bench_ingest(args: argparse.Namespace, recorded: list[ReadableSpan], workdir
         rows.append((batch, k, stored, wall, rate, cpu, client, rss))
         print(f"batch {batch:>5}, K={k}: {stored:,} stored in {wall:.2f} s = {rate:,.0f} events/s "
               f"(API CPU {cpu / wall:.0%} of one core)", flush=True)  # fmt: skip
-        results.target(f"ingest, {batch}-event batches, K={k}", f">= {TARGET_INGEST:,} events/s",
-                       f"{rate:,.0f} events/s", rate >= TARGET_INGEST)  # fmt: skip
+        if batch == EXPORT_BATCH:
+            results.target(f"ingest, {batch}-event batches, K={k}", f">= {TARGET_INGEST:,} events/s",
+                           f"{rate:,.0f} events/s", rate >= TARGET_INGEST)  # fmt: skip
     print(f"{'batch':>6} {'K':>2} {'stored':>9} {'wall s':>7} {'events/s':>9} {'API cpu s':>9} "
           f"{'API cpu us/event':>16} {'senders cpu s':>13} {'API RSS MB':>10}")  # fmt: skip
     for batch, k, stored, wall, rate, cpu, client, rss in rows:
@@ -792,22 +797,10 @@ class Population:
         for (burst, count), start in zip(units, starts):
             pending += self._burst(start, count) if burst else self._session(start, count)
             if len(pending) >= size:
-                yield [self._model(event, n) for n, event in enumerate(pending)]
+                yield [EVENT.validate_python(event) for event in pending]
                 pending = []
         if pending:
-            yield [self._model(event, n) for n, event in enumerate(pending)]
-
-    @staticmethod
-    def _model(event: dict[str, Any], n: int) -> Event:
-        """``Event.model_construct`` (no validation: fast); every 100th is checked against ``model_validate``."""
-        fields = dict(event)
-        if fields.get("error"):
-            fields["error"] = Error.model_construct(**fields["error"])
-            fields["failure"] = Failure.model_construct(**fields["failure"])
-        model = Event.model_construct(**fields)
-        if n % 100 == 0 and Event.model_validate(event) != model:
-            raise AssertionError(f"a generated event does not validate as itself: {event}")
-        return model
+            yield [EVENT.validate_python(event) for event in pending]
 
 
 def build_store(path: Path, total: int, seed: int) -> tuple[float, dict[str, Any]]:

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from mcp_analytics import otlp
 from mcp_analytics.keys import ApiKeys
-from mcp_analytics.models import MAX_BODY_BYTES, Event, EventBatch, IngestResult
+from mcp_analytics.models import BATCH, EVENT, MAX_BODY_BYTES, IngestResult
 from mcp_analytics.store import PANELS, Store, Window
 from opentelemetry_instrumentation_mcp.version import __version__
 
@@ -74,7 +74,7 @@ def _media_type(request: Request) -> str:
 def _document_the_batch_schema(app: FastAPI) -> None:
     """``/v1/events`` reads its body itself (for speed and clear errors); its schema is added to the document here."""
     generate = app.openapi
-    batch = EventBatch.model_json_schema(ref_template="#/components/schemas/{model}")
+    batch = BATCH.json_schema(ref_template="#/components/schemas/{model}")
     schemas = {**batch.pop("$defs", {}), "EventBatch": batch}
 
     def openapi() -> dict[str, Any]:
@@ -111,13 +111,13 @@ def create_app(store: Store, keys: ApiKeys) -> FastAPI:
 
     def store_json_batch(project: str, body: bytes) -> IngestResult:
         try:
-            batch = EventBatch.model_validate_json(body)
+            events = BATCH.validate_json(body)["events"]
         except ValidationError as error:
             errors = _validation_errors(error)
             if any(e["type"] in ("json_invalid", "json_type") for e in errors):
                 raise _problem(400, "body is not a JSON object of the form {\"events\": [...]}", errors) from None
             raise _problem(422, "events do not match the schema", errors) from None
-        return store.add(project, batch.events)
+        return store.add(project, events)
 
     @app.post(
         "/v1/events",
@@ -146,7 +146,7 @@ def create_app(store: Store, keys: ApiKeys) -> FastAPI:
         valid, rejected = [], []
         for event in mapped:
             try:
-                valid.append(Event.model_validate(event))
+                valid.append(EVENT.validate_python(event))
             except ValidationError as error:
                 first = _validation_errors(error)[0]
                 rejected.append(f"span {event.get('span_id')}: {'.'.join(map(str, first['loc']))}: {first['msg']}")

@@ -297,11 +297,11 @@ class _Pending:
 
     def __init__(self, project: str, events: Sequence[Event]) -> None:
         self.project, self.received = project, len(events)
-        unique = list({event.event_id: event for event in events}.values())
+        unique = list({event["event_id"]: event for event in events}.values())
         self.table = to_arrow(project, unique)
-        self.ids = [event.event_id for event in unique]
+        self.ids = [event["event_id"] for event in unique]
         self.keys = [RecentIds.key(project, event_id) for event_id in self.ids]
-        self.stamps = [event.timestamp_ns // 1000 for event in unique]
+        self.stamps = [event["timestamp_ns"] // 1000 for event in unique]
         self.new: list[bool] = []
         self.result: IngestResult | None = None
         self.error: Exception | None = None

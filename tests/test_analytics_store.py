@@ -9,7 +9,7 @@ import duckdb
 import pytest
 
 from mcp_analytics.duckdb_store import MIGRATIONS, SCHEMA_VERSION, DuckDBStore, SchemaTooNew
-from mcp_analytics.models import Event
+from mcp_analytics.models import Event, validated_event
 from mcp_analytics.store import PANELS, UnknownPanel, Window
 
 DAY = datetime(2026, 11, 20, tzinfo=timezone.utc)
@@ -27,7 +27,7 @@ def moment(hour: int, minute: int = 0, second: int = 0) -> datetime:
 def event(event_id: str, **fields) -> Event:
     fields.setdefault("type", "mcp:tools/call")
     fields.setdefault("timestamp_ns", at(9, 0))
-    return Event(event_id=event_id, **fields)
+    return validated_event(event_id=event_id, **fields)
 
 
 @pytest.fixture
@@ -304,7 +304,7 @@ def test_concurrent_batches_share_commits_and_each_event_is_stored_once(store):
                for b in range(60)]  # fmt: skip
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(lambda batch: store.add("p", batch), batches))
-    unique = {e.event_id for batch in batches for e in batch}
+    unique = {e["event_id"] for batch in batches for e in batch}
     assert sum(result.accepted for result in results) == len(unique)
     assert sum(result.accepted + result.duplicates for result in results) == 60 * 20
     assert store.panel("p", "summary", WHOLE_DAY)[0]["events"] == len(unique)

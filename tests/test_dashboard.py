@@ -24,7 +24,7 @@ import pytest
 from mcp_analytics.api import create_app
 from mcp_analytics.duckdb_store import DuckDBStore
 from mcp_analytics.keys import ApiKeys
-from mcp_analytics.models import Event
+from mcp_analytics.models import Event, validated_event
 from mcp_analytics.server import in_thread
 from mcp_analytics.store import Window
 
@@ -176,7 +176,7 @@ def _events(now: datetime) -> dict[str, list[Event]]:
     def event(minutes: float, type_: str, **fields: Any) -> Event:
         stamp = start + timedelta(minutes=minutes)
         stamp_ns = int(stamp.timestamp() * 1e9)
-        return Event(event_id=f"ev-{next(counter):03d}", type=type_, timestamp_ns=stamp_ns, **fields)
+        return validated_event(event_id=f"ev-{next(counter):03d}", type=type_, timestamp_ns=stamp_ns, **fields)
 
     alice = {"session_id": "sess-alpha", "user_id": "u-alice", "user_name": "Alice", "client_name": "claude-desktop"}
     bob = {"session_id": "sess-beta", "user_id": "u-bob", "client_name": "cursor"}
