@@ -42,11 +42,18 @@ are set once and shared by all arms. The arms:
 ``ours-spans``
     The same with a no-op meter provider: our spans alone, the like-for-like
     comparison with ``sdk-builtin`` (which records no metrics).
+``ours-noop``
+    ``ours`` with no-op tracer and meter providers: our wrappers and attribute
+    building with nothing recorded, i.e. what our own code costs.
+
+After each round, ``sdk floor`` times the OTel SDK work that ``ours`` asks of the
+SDK per round trip, with nothing else (``SdkFloor``): the least any
+instrumentation emitting the same spans and points can add.
 
 Checked on every arm-round, on the spans of the timed calls themselves
 (after a flush, outside the timed loop); any failure exits with status 1:
 
-* ``none``: 0 spans.
+* ``none``, ``ours-noop``: 0 spans.
 * ``sdk-builtin``: 1 SERVER + 1 CLIENT span per call, scope ``mcp-python-sdk``.
 * ``ours``: 1 SERVER + 1 CLIENT span per call, scope
   ``opentelemetry_instrumentation_mcp``, nothing else; plus one
@@ -77,10 +84,10 @@ from typing import Any
 import anyio
 from mcp import ClientSession
 from mcp.shared.memory import create_client_server_memory_streams
-from opentelemetry import metrics, trace
+from opentelemetry import context, metrics, propagate, trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the package is importable from a checkout
@@ -90,7 +97,7 @@ MCP_VERSION = version("mcp")
 IS_V2 = int(MCP_VERSION.split(".")[0]) >= 2
 OURS_SCOPE = "opentelemetry_instrumentation_mcp"
 SDK_SCOPE = "mcp-python-sdk"
-ARMS = ("none", "sdk-builtin", "ours", "ours-spans", "analytics") if IS_V2 else ("none", "ours", "ours-spans", "analytics")
+ARMS = ("none",) + (("sdk-builtin",) if IS_V2 else ()) + ("ours", "ours-spans", "ours-noop", "analytics")
 ARGS = {"a": 1, "b": 2, "context": "The agent totals the user's invoice."}
 """What an agent sends, the intent included (a server without our instrumentation ignores it)."""
 TOOL_SCHEMA = {
@@ -102,14 +109,17 @@ OPERATION_METRICS = ("mcp.server.operation.duration", "mcp.client.operation.dura
 
 
 class CountingExporter(SpanExporter):
-    """Counts exported spans by (scope, kind); no I/O."""
+    """Counts exported spans by (scope, kind) and keeps the last one of each; no I/O."""
 
     def __init__(self) -> None:
         self.counts: Counter[tuple[str, str]] = Counter()
+        self.last: dict[tuple[str, str], ReadableSpan] = {}
 
     def export(self, spans: Any) -> SpanExportResult:
         for span in spans:
-            self.counts[(span.instrumentation_scope.name, span.kind.name)] += 1
+            key = (span.instrumentation_scope.name, span.kind.name)
+            self.counts[key] += 1
+            self.last[key] = span
         return SpanExportResult.SUCCESS
 
     def take(self) -> Counter[tuple[str, str]]:
@@ -165,6 +175,7 @@ class Bench:
         self.exporter = CountingExporter()
         self.tracer_provider = TracerProvider()
         self.tracer_provider.add_span_processor(BatchSpanProcessor(self.exporter))
+        self.floor: SdkFloor | None = None
         self.reader = InMemoryMetricReader()
         self.meter_provider = MeterProvider(metric_readers=[self.reader])
         trace.set_tracer_provider(self.tracer_provider)
@@ -183,6 +194,10 @@ class Bench:
         elif arm == "ours-spans":
             MCPInstrumentor().instrument(
                 tracer_provider=self.tracer_provider, meter_provider=metrics.NoOpMeterProvider(), intent=False
+            )
+        elif arm == "ours-noop":
+            MCPInstrumentor().instrument(
+                tracer_provider=trace.NoOpTracerProvider(), meter_provider=metrics.NoOpMeterProvider(), intent=False
             )
         elif arm == "analytics":
             MCPInstrumentor().instrument(
@@ -216,6 +231,19 @@ class Bench:
                                 points[metric.name] += point.count
         return points
 
+    def sample(self) -> None:
+        """What ``ours`` recorded for the last timed call: its two spans and its two metric points' attributes."""
+        points = {}
+        data = self.reader.get_metrics_data()
+        for resource in data.resource_metrics if data else ():
+            for scope in resource.scope_metrics:
+                for metric in scope.metrics:
+                    for point in metric.data.data_points:
+                        if metric.name in OPERATION_METRICS and point.attributes.get("mcp.method.name") == "tools/call":
+                            points[metric.name] = dict(point.attributes)
+        spans = {kind: self.exporter.last[(OURS_SCOPE, kind)] for kind in ("SERVER", "CLIENT")}
+        self.floor = SdkFloor(self.tracer_provider, self.meter_provider, spans, points)
+
     def flush(self) -> Counter[tuple[str, str]]:
         self.tracer_provider.force_flush()
         return self.exporter.take()
@@ -241,14 +269,56 @@ class Bench:
                 await anyio.sleep(0.01)
                 spans = self.flush()
                 points = self.operation_points() - points_before
+                if arm == "ours" and self.floor is None:
+                    self.sample()
         finally:
             self.leave(arm)
         return wall, cpu, check(arm, calls, spans, points), spans
 
 
+class SdkFloor:
+    """The OTel SDK work of ``ours`` per round trip with nothing else: the same two spans (name, kind, final
+    attributes, the server span a child of the client span through ``propagate`` inject/extract), each made
+    current while its histogram point (same attributes, same buckets, so exemplars too) is recorded."""
+
+    def __init__(self, tracer_provider: TracerProvider, meter_provider: MeterProvider,
+                 spans: dict[str, ReadableSpan], points: dict[str, dict[str, Any]]) -> None:  # fmt: skip
+        self.tracer = tracer_provider.get_tracer("sdk-floor")
+        meter = meter_provider.get_meter("sdk-floor")
+        boundaries = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60, 120, 300]
+        self.histograms = [meter.create_histogram(f"floor.{side}", unit="s", explicit_bucket_boundaries_advisory=boundaries)
+                           for side in ("server", "client")]  # fmt: skip
+        self.name = spans["SERVER"].name
+        self.server_attributes = dict(spans["SERVER"].attributes or {})
+        self.client_attributes = dict(spans["CLIENT"].attributes or {})
+        self.server_point = points["mcp.server.operation.duration"]
+        self.client_point = points["mcp.client.operation.duration"]
+
+    def run(self, calls: int) -> tuple[float, float]:
+        """Wall and CPU seconds of ``calls`` iterations."""
+        server_histogram, client_histogram = self.histograms
+        wall, cpu = time.perf_counter(), time.process_time()
+        for _ in range(calls):
+            started = time.perf_counter()
+            client = self.tracer.start_span(self.name, kind=trace.SpanKind.CLIENT, attributes=self.client_attributes)
+            client_token = context.attach(trace.set_span_in_context(client))
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier)
+            server = self.tracer.start_span(self.name, context=propagate.extract(carrier), kind=trace.SpanKind.SERVER,
+                                            attributes=self.server_attributes)  # fmt: skip
+            server_token = context.attach(trace.set_span_in_context(server))
+            server_histogram.record(time.perf_counter() - started, self.server_point)
+            context.detach(server_token)
+            server.end()
+            client_histogram.record(time.perf_counter() - started, self.client_point)
+            context.detach(client_token)
+            client.end()
+        return time.perf_counter() - wall, time.process_time() - cpu
+
+
 def check(arm: str, calls: int, spans: Counter[tuple[str, str]], points: Counter[str]) -> list[str]:
     expected: Counter[tuple[str, str]] = Counter()
-    if arm != "none":
+    if arm not in ("none", "ours-noop"):
         scope = SDK_SCOPE if arm == "sdk-builtin" else OURS_SCOPE
         expected = Counter({(scope, "SERVER"): calls, (scope, "CLIENT"): calls})
     failures = []
@@ -275,6 +345,8 @@ async def main_async(args: argparse.Namespace) -> int:
     wall: dict[str, list[float]] = {arm: [] for arm in ARMS}
     cpu: dict[str, list[float]] = {arm: [] for arm in ARMS}
     shapes: dict[str, str] = {}
+    floor_wall: list[float] = []
+    floor_cpu: list[float] = []
     failures: list[str] = []
     for round_ in range(args.rounds):
         order = ARMS[round_ % len(ARMS) :] + ARMS[: round_ % len(ARMS)]
@@ -284,7 +356,11 @@ async def main_async(args: argparse.Namespace) -> int:
             cpu[arm].append(cpu_s / args.calls * 1e6)
             shapes[arm] = describe(spans, args.calls)
             failures += [f"round {round_ + 1}: {p}" for p in problems]
-        timings = ", ".join(f"{arm} {wall[arm][-1]:.1f}" for arm in ARMS)
+        floor_s, floor_cpu_s = bench.floor.run(args.calls)  # type: ignore[union-attr] - ``ours`` ran
+        bench.flush()
+        floor_wall.append(floor_s / args.calls * 1e6)
+        floor_cpu.append(floor_cpu_s / args.calls * 1e6)
+        timings = ", ".join(f"{arm} {wall[arm][-1]:.1f}" for arm in ARMS) + f"; sdk floor {floor_wall[-1]:.1f}"
         print(f"round {round_ + 1}/{args.rounds} (wall us/call): {timings}", flush=True)
 
     med_wall = {arm: statistics.median(values) for arm, values in wall.items()}
@@ -301,6 +377,9 @@ async def main_async(args: argparse.Namespace) -> int:
         spread = f"{min(wall[arm]):.0f}..{max(wall[arm]):.0f}"
         row = f"{arm:<11} {med_wall[arm]:12.1f} {spread:>15} {med_cpu[arm]:11.1f} {ratio(arm, 'none'):>9}"
         print(row + (f" {ratio(arm, 'sdk-builtin'):>9}" if IS_V2 else "") + f"  {shapes[arm]}")
+    floor, floor_c = statistics.median(floor_wall), statistics.median(floor_cpu)
+    print(f"{'sdk floor':<11} {floor:12.1f} {'':>15} {floor_c:11.1f}  the OTel SDK work of ours alone (2 spans, "
+          f"2 points, propagation), no MCP: none + floor = {(med_wall['none'] + floor) / med_wall['none']:.2f}x none")
     print()
     targets = [("none", 1.25)] + ([("sdk-builtin", 1.0)] if IS_V2 else [])
     for base, limit in targets:
