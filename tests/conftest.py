@@ -90,4 +90,4 @@ def anyio_backend() -> str:
 # Tests of what only one SDK line has are not collected on the other (rather than skipped).
 collect_ignore = [] if IS_V2 else ["test_modern_protocol.py"]
 if importlib.util.find_spec("fastmcp") is None:
-    collect_ignore.append("test_fastmcp.py")
+    collect_ignore += ["test_fastmcp.py", "test_fastmcp_wire.py"]

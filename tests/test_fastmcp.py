@@ -12,9 +12,9 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.test.globals_test import reset_trace_globals
 
-from opentelemetry_instrumentation_mcp import ToolFailure, UserIdentity
+from opentelemetry_instrumentation_mcp import UserIdentity
 from tests.apps.clients import in_memory
-from tests.apps.servers import fetch_text
+from tests.apps.servers import build_fastmcp
 from tests.apps.upstream import upstream
 from tests.conftest import instrumented
 
@@ -24,38 +24,8 @@ MODES = ("native", "propagation_only", "off")
 SCRIPT = ["initialize", "notifications/initialized", "tools/list", "tools/call add", "resources/read", "prompts/get review"]
 
 
-def build() -> fastmcp.FastMCP:
-    app = fastmcp.FastMCP("fast-demo")
-
-    @app.tool
-    def add(a: int, b: int) -> int:
-        """Add two integers."""
-        return a + b
-
-    @app.tool
-    async def fetch(url: str, timeout: float) -> str:
-        """Fetch a URL."""
-        return await fetch_text(url, timeout)
-
-    @app.tool
-    def billing() -> str:
-        """Charges the customer."""
-        raise ToolFailure("the billing API is down", reason="upstream_error")
-
-    @app.resource("demo://greeting")
-    def greeting() -> str:
-        return "hello"
-
-    @app.prompt
-    def review(code: str) -> str:
-        """Review some code."""
-        return f"Please review:\n{code}"
-
-    return app
-
-
-@pytest.fixture(params=MODES)
-def mode(request: pytest.FixtureRequest):
+@pytest.fixture(params=MODES, name="mode")
+def mode_fixture(request: pytest.FixtureRequest):
     """fastmcp's telemetry mode, with the global tracer provider (which fastmcp uses) recording."""
     previous = fastmcp.settings.telemetry_mode
     fastmcp.settings.telemetry_mode = request.param
@@ -63,8 +33,8 @@ def mode(request: pytest.FixtureRequest):
     fastmcp.settings.telemetry_mode = previous
 
 
-@pytest.fixture
-def recorded_globally(mode):
+@pytest.fixture(name="recorded_globally")
+def recorded_globally_fixture(mode):
     with instrumented() as recorded:
         reset_trace_globals()
         trace.set_tracer_provider(recorded.tracer_provider)
@@ -83,7 +53,7 @@ async def run_script(client) -> None:
 
 async def test_exactly_one_server_span_per_message(recorded_globally, mode):
     recorded = recorded_globally
-    async with in_memory(build()) as client:
+    async with in_memory(build_fastmcp()) as client:
         await run_script(client)
 
     spans = recorded.server_spans()
@@ -116,7 +86,7 @@ async def test_exactly_one_server_span_per_message(recorded_globally, mode):
 async def test_failure_origin_on_fastmcp_tools(recorded_globally, mode):
     recorded = recorded_globally
     with upstream() as base:
-        async with in_memory(build()) as client:
+        async with in_memory(build_fastmcp()) as client:
             await client.list_tools()
             await client.call_tool("fetch", {"url": f"{base}/500", "timeout": 5})
             await client.call_tool("billing", {})
@@ -138,7 +108,7 @@ async def test_failure_origin_on_fastmcp_tools(recorded_globally, mode):
 
 async def test_identity_on_fastmcp(mode):
     with instrumented(identify=lambda request: UserIdentity("u-5", user_name="Eve")) as recorded:
-        async with in_memory(build()) as client:
+        async with in_memory(build_fastmcp()) as client:
             await client.call_tool("add", {"a": 1, "b": 2})
     (call,) = [span for span in recorded.server_spans() if span.name == "tools/call add"]
     assert (call.attributes["user.id"], call.attributes["user.name"]) == ("u-5", "Eve")

@@ -70,6 +70,8 @@ async def test_stateless_http_spans_have_no_session_id(recorded, kind):
             await client.list_tools()
             await client.call_tool("add", {"a": 1, "b": 2})
 
+    (initialize,) = [span for span in recorded.server_spans() if span.name == "initialize"]
+    assert initialize.attributes["mcp.protocol.version"] == handshake_version(), "the negotiated one"
     spans = [span for span in recorded.server_spans() if span.name.startswith("tools/")]
     assert [span.name for span in spans] == ["tools/list", "tools/call add"]
     for span in spans:

@@ -113,13 +113,13 @@ def stderr_of(tmp_path: Path) -> str:
     return (tmp_path / "server.stderr").read_text()[-4000:]
 
 
-def wait_for_session(receiver: OTLPReceiver, tmp_path: Path) -> list[ReceivedSpan]:
-    """The server spans, once the session-duration metric (exported only by the exit flush) is in."""
+def wait_for_session(
+    receiver: OTLPReceiver, tmp_path: Path, spans: int = len(SERVER_SCRIPT_SPANS)
+) -> list[ReceivedSpan]:
+    """The server spans, once the session-duration metric (exported only by the exit flush) and ``spans`` are in."""
     try:
         receiver.wait_for(
-            lambda r: (
-                r.metric_points("mcp.server.session.duration") and len(r.server_spans()) >= len(SERVER_SCRIPT_SPANS)
-            ),
+            lambda r: r.metric_points("mcp.server.session.duration") and len(r.server_spans()) >= spans,
             timeout=ARRIVAL_TIMEOUT,
         )
     except AssertionError as failure:

@@ -5,22 +5,30 @@ which in ``native`` mode opens a SERVER span for every request (not notification
 Our middleware goes right after it in the chain: where fastmcp's span is current it is
 enriched (attributes, outcome, intent, identity, metrics) instead of a second span;
 where it is not (notifications, ``propagation_only``, ``off``), ours is opened.
+On stateless traffic fastmcp's span gets no ``mcp.session.id`` (see ``session_attributes_wrapper``).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from opentelemetry.trace import Span, SpanKind, get_current_span
 
 _SCOPE = "fastmcp"
+_SESSION_ID = "mcp.session.id"
 _SESSION_STATE_KEY = "_fastmcp_state_prefix"
 """Where fastmcp keeps the session id it makes up for connections without a transport id."""
 _MAX_ENRICHED = 10_000
 
 _enriched: OrderedDict[int, None] = OrderedDict()
 """Span ids of fastmcp spans whose outcome we recorded: fastmcp must not overwrite it."""
+
+_stateless: ContextVar[bool] = ContextVar("opentelemetry_mcp_fastmcp_stateless", default=False)
+"""True while fastmcp handles a stateless message (stateless HTTP, 2026-07-28)."""
 
 
 def is_framework_middleware(middleware: Any) -> bool:
@@ -58,3 +66,24 @@ def record_exception_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any
     if span is not None and _enriched.pop(span.get_span_context().span_id, False) is None:
         return None
     return wrapped(*args, **kwargs)
+
+
+@contextmanager
+def handling(*, stateless: bool) -> Iterator[None]:
+    """fastmcp handles one message, stateless or not, within this block."""
+    token = _stateless.set(stateless)
+    try:
+        yield
+    finally:
+        _stateless.reset(token)
+
+
+def session_attributes_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """Wraps ``fastmcp.server.telemetry.get_session_span_attributes``: a stateless message has no session id.
+
+    fastmcp mints a throwaway id for each stateless request and would put it on its span as ``mcp.session.id``.
+    """
+    found = wrapped(*args, **kwargs)
+    if _stateless.get() and isinstance(found, dict) and _SESSION_ID in found:
+        return {key: value for key, value in found.items() if key != _SESSION_ID}
+    return found

@@ -90,7 +90,7 @@ class TelemetryMiddleware:
             operation = None
         if operation is None:
             return self._advertise_intent(ctx, await call_next(ctx))
-        with operation:
+        with operation, fastmcp.handling(stateless=self.after_framework and session.stateless):
             result = self._advertise_intent(ctx, await call_next(ctx))
             try:
                 self._record_result(ctx, result, operation)
@@ -173,8 +173,9 @@ class TelemetryMiddleware:
         if ctx.method == "initialize" and isinstance(result, Mapping):
             session = self._sessions.get(ctx.session._connection)  # noqa: SLF001
             version = result.get("protocolVersion")
-            if session is not None and isinstance(version, str):
-                session.protocol_version = version
+            if isinstance(version, str):
+                if session is not None:
+                    session.protocol_version = version
                 operation.set_attributes({attr.MCP_PROTOCOL_VERSION: version})
         elif ctx.method == "tools/list" and isinstance(result, Mapping):
             record_listed_tools(operation, result.get("tools"))

@@ -21,7 +21,9 @@ from tests.apps.servers import IS_V2
 
 
 def asgi_app(server: Any, *, stateless: bool) -> Any:
-    """The Starlette app serving ``server`` at ``/mcp`` on whichever SDK line is installed."""
+    """The Starlette app serving ``server`` at ``/mcp`` on whichever SDK line is installed (or fastmcp's)."""
+    if type(server).__module__.startswith("fastmcp."):  # fastmcp.FastMCP (4.x)
+        return server.http_app(path="/mcp", stateless_http=stateless)
     if IS_V2:
         return server.streamable_http_app(stateless_http=stateless)
     if hasattr(server, "streamable_http_app"):  # FastMCP

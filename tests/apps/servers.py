@@ -9,6 +9,9 @@ after ``timeout`` seconds) and ``billing`` (raises ``ToolFailure`` with an
 explicit reason). ``note`` declares its own ``context`` parameter and returns it;
 the low-level servers also have ``keys``, which answers the argument names it
 received (and forbids unknown ones).
+
+``build_fastmcp()``: the same kind of server on the standalone ``fastmcp`` framework
+(imported only when called: fastmcp is installed only in the ``fastmcp`` nox session).
 """
 
 from __future__ import annotations
@@ -77,6 +80,42 @@ def build(kind: str, name: str | None = None) -> Any:
     if kind == "highlevel":
         return _highlevel(name)
     return _lowlevel_v2(name) if IS_V2 else _lowlevel_v1(name)
+
+
+def build_fastmcp(name: str = "fast-demo") -> Any:
+    """A standalone ``fastmcp`` (4.x) server: tools ``add``, ``fetch``, ``billing``; ``demo://greeting``; ``review``.
+
+    It announces no version of its own, so ``serverInfo.version`` is fastmcp's.
+    """
+    import fastmcp
+
+    app = fastmcp.FastMCP(name)
+
+    @app.tool
+    def add(a: int, b: int) -> int:
+        """Add two integers."""
+        return a + b
+
+    @app.tool
+    async def fetch(url: str, timeout: float) -> str:
+        """Fetch a URL."""
+        return await fetch_text(url, timeout)
+
+    @app.tool
+    def billing() -> str:
+        """Charges the customer."""
+        return billing_down()
+
+    @app.resource("demo://greeting")
+    def greeting() -> str:
+        return "hello"
+
+    @app.prompt
+    def review(code: str) -> str:
+        """Review some code."""
+        return f"Please review:\n{code}"
+
+    return app
 
 
 def runnable(server: Any) -> Any:

@@ -1,12 +1,14 @@
 """Serves ``tests.apps.servers.build(kind)`` over stdio until stdin closes.
 
-    python tests/apps/stdio_server.py lowlevel|highlevel [--exit-span]
+    python tests/apps/stdio_server.py lowlevel|highlevel|fastmcp [--exit-span]
 
 It does not instrument itself: run it under ``opentelemetry-instrument`` to
 have the ``mcp_analytics`` entry point do it, as a user would. The high-level
 server runs through its own stdio runner (``FastMCP.run()`` on 1.x,
 ``MCPServer.run()`` on 2.x, both ``anyio.run(self.run_stdio_async)``); the
-low-level one through ``mcp.server.stdio.stdio_server()`` and ``Server.run``.
+low-level one through ``mcp.server.stdio.stdio_server()`` and ``Server.run``;
+``fastmcp`` is ``tests.apps.servers.build_fastmcp()`` through its own runner
+(``fastmcp.FastMCP.run("stdio")``, in the mode ``FASTMCP_TELEMETRY_MODE`` sets).
 Nothing may print to stdout: it is the wire.
 
 ``--exit-span``: once the server has returned (stdin closed), end one INTERNAL
@@ -31,7 +33,7 @@ if __name__ == "__main__":
 
 import anyio
 
-from tests.apps.servers import KINDS, build
+from tests.apps.servers import KINDS, build, build_fastmcp
 
 
 async def serve_lowlevel(server: Any) -> None:
@@ -41,6 +43,7 @@ async def serve_lowlevel(server: Any) -> None:
         await server.run(read_stream, write_stream, server.create_initialization_options())
 
 
+FASTMCP = "fastmcp"
 EXIT_SPAN = "stdio server exited"
 EXIT_SCOPE = "tests.apps.stdio_server"
 
@@ -50,12 +53,14 @@ def main(argv: list[str]) -> int:
     exit_span = "--exit-span" in args
     if exit_span:
         args.remove("--exit-span")
-    if len(args) != 1 or args[0] not in KINDS:
-        print(f"usage: {argv[0]} {'|'.join(KINDS)} [--exit-span]", file=sys.stderr)
+    if len(args) != 1 or args[0] not in (*KINDS, FASTMCP):
+        print(f"usage: {argv[0]} {'|'.join((*KINDS, FASTMCP))} [--exit-span]", file=sys.stderr)
         return 2
     kind = args[0]
-    server = build(kind)
-    if kind == "highlevel":
+    server = build_fastmcp() if kind == FASTMCP else build(kind)
+    if kind == FASTMCP:
+        server.run("stdio", show_banner=False)
+    elif kind == "highlevel":
         server.run()  # stdio is the default transport on both lines
     else:
         anyio.run(serve_lowlevel, server)
