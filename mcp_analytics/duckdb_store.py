@@ -356,7 +356,7 @@ class DuckDBStore:
 
     def add(self, project: str, events: Sequence[Event]) -> IngestResult:
         """Group commit: the caller that takes the write lock stores every batch queued meanwhile, in one
-        statement per project and one transaction, so concurrent requests share the cost of a commit."""
+        statement and one transaction, so concurrent requests share the cost of a commit."""
         pending = _Pending(project, events)
         if not pending.ids:
             return IngestResult(accepted=0, duplicates=0)
@@ -410,7 +410,8 @@ class DuckDBStore:
                     stamps.append(ts)
         if not ids:
             return set()
-        candidates = pa.table({"project": projects, "event_id": ids, "ts": pa.array(stamps, pa.timestamp("us"))})  # noqa: F841 - read by SQL
+        stamps_us = pa.array(stamps, pa.timestamp("us"))
+        candidates = pa.table({"project": projects, "event_id": ids, "ts": stamps_us})  # noqa: F841 - read by SQL
         return {(project, event_id) for project, event_id in self._connection.execute(_ALREADY_STORED).fetchall()}
 
     def panel(self, project: str, name: str, window: Window, **params: Any) -> list[dict[str, Any]]:
