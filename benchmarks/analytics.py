@@ -87,6 +87,7 @@ import logging
 import os
 import platform
 import random
+import re
 import shutil
 import signal
 import socket
@@ -975,11 +976,14 @@ def bench_memory(args: argparse.Namespace, recorded: list[ReadableSpan], workdir
     for minute in range(int(samples[-1][0] // 60)):
         rss = [sample[1] for sample in samples if minute * 60 < sample[0] <= (minute + 1) * 60]
         print(f"minute {minute + 1}: median RSS {statistics.median(rss):.0f} MB (min {min(rss):.0f}, max {max(rss):.0f})")
-    limit_mb = float(args.memory_limit.upper().removesuffix("MB"))
     warmup = args.memory_warmup
     if warmup is None:  # until the store outgrows DuckDB's cache
+        limit_mb = megabytes(args.memory_limit)
         warmup = next((t for t, _, _, size in samples if size >= limit_mb), samples[-1][0])
     after = [s for s in samples if s[0] >= warmup]
+    if len(after) < 2:
+        print(f"the run ended {len(after)} sample(s) after the warm-up (t={warmup:.0f} s): too short to judge; "
+              "run longer or pass --memory-warmup")  # fmt: skip
     warm, last = (after[0] if after else samples[-1]), samples[-1]
     peak = max(samples, key=lambda s: s[1])
     rss_ls = slope([(t / 60, rss) for t, rss, _, _ in after])
@@ -1005,6 +1009,12 @@ def bench_memory(args: argparse.Namespace, recorded: list[ReadableSpan], workdir
 
 
 # --- main ----------------------------------------------------------------------------------------------------
+
+
+def megabytes(size: str) -> float:
+    """``64MB``, ``1GB`` (DuckDB's spelling of a memory limit) in MB."""
+    number, unit = re.fullmatch(r"\s*([\d.]+)\s*([KMGT]i?B)\s*", size, re.IGNORECASE).groups()  # type: ignore[union-attr]
+    return float(number) * 1024 ** ("KMGT".index(unit[0].upper()) - 1)
 
 
 def csv_ints(text: str) -> list[int]:

@@ -92,6 +92,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the package is importable from a checkout
 from opentelemetry_instrumentation_mcp import MCPInstrumentor, UserIdentity  # noqa: E402
+from opentelemetry_instrumentation_mcp.instruments import DURATION_BUCKETS  # noqa: E402
 
 MCP_VERSION = version("mcp")
 IS_V2 = int(MCP_VERSION.split(".")[0]) >= 2
@@ -285,9 +286,10 @@ class SdkFloor:
                  spans: dict[str, ReadableSpan], points: dict[str, dict[str, Any]]) -> None:  # fmt: skip
         self.tracer = tracer_provider.get_tracer("sdk-floor")
         meter = meter_provider.get_meter("sdk-floor")
-        boundaries = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60, 120, 300]
-        self.histograms = [meter.create_histogram(f"floor.{side}", unit="s", explicit_bucket_boundaries_advisory=boundaries)
-                           for side in ("server", "client")]  # fmt: skip
+        self.histograms = [
+            meter.create_histogram(f"floor.{side}", unit="s", explicit_bucket_boundaries_advisory=DURATION_BUCKETS)
+            for side in ("server", "client")
+        ]
         self.name = spans["SERVER"].name
         self.server_attributes = dict(spans["SERVER"].attributes or {})
         self.client_attributes = dict(spans["CLIENT"].attributes or {})

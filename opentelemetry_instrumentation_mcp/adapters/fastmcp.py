@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from typing import Any
 
@@ -68,10 +68,17 @@ def record_exception_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any
     return wrapped(*args, **kwargs)
 
 
+def handling(*, stateless: bool) -> AbstractContextManager[None]:
+    """fastmcp handles one message, stateless or not, within this block (a stateful one costs nothing)."""
+    return _stateless_message() if stateless else _STATEFUL
+
+
+_STATEFUL = nullcontext()
+
+
 @contextmanager
-def handling(*, stateless: bool) -> Iterator[None]:
-    """fastmcp handles one message, stateless or not, within this block."""
-    token = _stateless.set(stateless)
+def _stateless_message() -> Iterator[None]:
+    token = _stateless.set(True)
     try:
         yield
     finally:
