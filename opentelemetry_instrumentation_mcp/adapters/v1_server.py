@@ -77,7 +77,7 @@ def message_of(method: str, params: Any, request_id: object | None = None, reque
         message.name = params.name
         message.argument_keys = argument_keys(params.arguments)
         message.arguments = params.arguments
-    uri = getattr(params, "uri", None)
+    uri = vars(params).get("uri")  # a field's value; getattr would raise (and catch) on models without one
     if uri is not None:
         message.uri = str(uri)
     meta = params.meta
