@@ -6,13 +6,13 @@ environment as ``roundtrip.py``::
     python benchmarks/instructions.py [--arms none,sdk-builtin,ours] [--calls 100,400] [--repeat 2] [--jobs 2]
 
 Wall-clock timings on a shared machine move by tens of percent between runs; instruction counts do not. Each
-arm runs twice in a child process under ``valgrind --tool=callgrind`` (``PYTHONHASHSEED=0``), once with the
-smaller and once with the larger number of timed calls of ``roundtrip.py``'s ``Bench.run_arm`` (same server,
-client, SDK providers and span/metric checks); the difference in instructions divided by the difference in
-calls is one round trip, with interpreter startup, imports and session setup cancelled out. Each count is the
-least of ``--repeat`` runs: repeats of a run agree to within 0.05%, but a run on an overloaded
-machine was once seen 45M instructions above its repeats (timing-dependent work: threads, timeouts). Every thread
-counts, the span export thread too. ``sdk floor`` is ``roundtrip.SdkFloor`` counted the same way: the OTel
+arm runs in child processes under ``valgrind --tool=callgrind`` (``PYTHONHASHSEED=0``) with the smaller and
+with the larger number of timed calls of ``roundtrip.py``'s ``Bench.run_arm`` (same server, client, SDK
+providers and span/metric checks); the difference in instructions divided by the difference in calls is one
+round trip, with interpreter startup, imports and session setup cancelled out. Each count is the least of
+``--repeat`` runs: repeats agree to within 0.05%, but a run on an overloaded machine was once seen 45M
+instructions above its repeats (timing-dependent work: threads, timeouts). Every thread counts, the span export
+thread too. ``sdk floor`` is ``roundtrip.SdkFloor`` counted the same way: the OTel
 SDK work the core asks for per round trip, with nothing else.
 
 An instruction count ranks work, not nanoseconds: it does not see cache misses, so a ratio of counts is
