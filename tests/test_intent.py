@@ -35,7 +35,9 @@ def text_of(result: Any) -> str:
 
 
 def is_error(result: Any) -> bool:
-    return bool(getattr(result, "is_error", None) or getattr(result, "isError", None))
+    """``is_error`` on 2.x, ``isError`` on 1.x (read only there: fastmcp warns on the old name)."""
+    value = getattr(result, "is_error", None)
+    return bool(getattr(result, "isError", None) if value is None else value)
 
 
 def server_call(recorded, tool: str):
