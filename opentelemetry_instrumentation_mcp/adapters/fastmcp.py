@@ -18,8 +18,9 @@ from typing import Any
 
 from opentelemetry.trace import Span, SpanKind, get_current_span
 
+from opentelemetry_instrumentation_mcp import attributes as attr
+
 _SCOPE = "fastmcp"
-_SESSION_ID = "mcp.session.id"
 _SESSION_STATE_KEY = "_fastmcp_state_prefix"
 """Where fastmcp keeps the session id it makes up for connections without a transport id."""
 _MAX_ENRICHED = 10_000
@@ -91,6 +92,6 @@ def session_attributes_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: A
     fastmcp mints a throwaway id for each stateless request and would put it on its span as ``mcp.session.id``.
     """
     found = wrapped(*args, **kwargs)
-    if _stateless.get() and isinstance(found, dict) and _SESSION_ID in found:
-        return {key: value for key, value in found.items() if key != _SESSION_ID}
+    if _stateless.get() and isinstance(found, dict) and attr.MCP_SESSION_ID in found:
+        return {key: value for key, value in found.items() if key != attr.MCP_SESSION_ID}
     return found
