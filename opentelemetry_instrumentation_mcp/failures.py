@@ -23,6 +23,12 @@ upstream_timeout    upstream  a timeout raised from inside a tool
 tool_error          server    a tool failed (``isError``) for its own reasons
 internal_error      server    -32603, or the server itself failed
 =================== ========= ======================================================
+
+The server is the side that knows: it sends its verdict to the client in the
+answer itself, under ``WIRE_KEY`` in a result's ``_meta`` (which the protocol
+reserves for such metadata) or in a JSON-RPC error's ``data`` object, so the
+client span of the same request carries the same origin and reason. A client
+whose server sends none judges by the same table from what it received.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 
@@ -67,6 +74,35 @@ REASONS: dict[str, FailureOrigin] = {
 
 def failure(reason: str) -> Failure:
     return Failure(REASONS[reason].value, reason)
+
+
+WIRE_KEY = "mcp-otel-analytics/failure"
+"""Where a server's verdict travels: a key of a result's ``_meta`` or of a JSON-RPC error's ``data``."""
+
+
+def to_wire(found: Failure) -> dict[str, str]:
+    return {"origin": found.origin, "reason": found.reason}
+
+
+def carrying(carrier: object, found: Failure) -> dict[str, object] | None:
+    """A copy of ``carrier`` (a ``_meta`` or error ``data``: a mapping or None) with the verdict added;
+    None where it cannot carry one (error ``data`` of another type is never changed)."""
+    if carrier is None:
+        return {WIRE_KEY: to_wire(found)}
+    if isinstance(carrier, Mapping):
+        return {**carrier, WIRE_KEY: to_wire(found)}
+    return None
+
+
+def from_wire(carrier: object) -> Failure | None:
+    """The verdict a server sent in ``carrier`` (a ``_meta`` or error ``data`` mapping); None if absent or malformed."""
+    if not isinstance(carrier, Mapping):
+        return None
+    sent = carrier.get(WIRE_KEY)
+    reason = sent.get("reason") if isinstance(sent, Mapping) else None
+    if not isinstance(reason, str) or reason not in REASONS:
+        return None
+    return failure(reason)
 
 
 CANCELLED = failure("cancelled")

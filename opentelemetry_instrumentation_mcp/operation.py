@@ -25,12 +25,12 @@ from opentelemetry_instrumentation_mcp.failures import Failure
 
 logger = logging.getLogger(__name__)
 
-ErrorOf = Callable[[BaseException], "tuple[int, str] | None"]
-"""Maps an SDK exception to the JSON-RPC ``(code, message)`` the peer receives, or None."""
+ErrorOf = Callable[[BaseException], "tuple[int, str, Any] | None"]
+"""Maps an exception to the JSON-RPC error ``(code, message, data)`` the peer receives (server side) or
+received (client side); None where no JSON-RPC error answers it."""
 
-# JSON-RPC codes that mean the client made a mistake: not a failure of the server
-# (parse error, invalid request, method not found, invalid params, resource not found).
-CLIENT_FAULT_CODES = frozenset({-32700, -32600, -32601, -32602, -32002})
+SERVER_SIDE_ORIGINS = frozenset({failures.FailureOrigin.SERVER.value, failures.FailureOrigin.UPSTREAM.value})
+"""Failures that set a server span's status to ERROR: the server's own and its upstreams'."""
 
 
 current_server_operation: ContextVar[Operation | None] = ContextVar("opentelemetry_mcp_operation", default=None)
@@ -65,8 +65,9 @@ class Operation:
         "_metric_attributes",
         "_server_side",
         "_error_of",
-        "_failed",
-        "_tool_exception",
+        "failure",
+        "_noted",
+        "_noted_raised",
         "_current_token",
         "_content",
         "_upstream",
@@ -97,8 +98,10 @@ class Operation:
         self._metric_attributes = metric_attributes
         self._server_side = server_side
         self._error_of = error_of
-        self._failed = False
-        self._tool_exception: BaseException | None = None
+        self.failure: Failure | None = None
+        """The verdict, once the operation failed."""
+        self._noted: BaseException | None = None
+        self._noted_raised: BaseException | None = None
         self._current_token: Token[Operation | None] | None = None
         self._content = content
         self._upstream: float | None = None
@@ -124,7 +127,7 @@ class Operation:
         if self._current_token is not None:
             current_server_operation.reset(self._current_token)
         try:
-            if exc is not None and not self._failed:
+            if exc is not None and self.failure is None:
                 self.exception(exc)
             self.end()
         except Exception:  # never raise into the application  # noqa: BLE001
@@ -140,10 +143,10 @@ class Operation:
         if attr.MCP_PROTOCOL_VERSION in attributes:
             self._metric_attributes[attr.MCP_PROTOCOL_VERSION] = attributes[attr.MCP_PROTOCOL_VERSION]
 
-    def jsonrpc_error(self, code: int, message: str) -> None:
-        """The peer answered (or receives) a JSON-RPC error."""
-        is_error = not self._server_side or code not in CLIENT_FAULT_CODES
-        self._fail(str(code), message, failures.of_jsonrpc(code, message), status_code=str(code), is_error=is_error)
+    def jsonrpc_error(self, code: int, message: str, data: Any = None) -> None:
+        """The peer answered (or receives) a JSON-RPC error; ``data``: its ``data``, where a server's verdict may be."""
+        found = self._noted_failure() if self._server_side else failures.from_wire(data)
+        self._fail(str(code), message, found or failures.of_jsonrpc(code, message), status_code=str(code))
 
     def add_upstream(self, seconds: float) -> None:
         """An upstream call made while this operation ran took ``seconds``."""
@@ -163,38 +166,48 @@ class Operation:
         """The answer's size in bytes, as JSON on the wire: the cost signal."""
         self.span.set_attribute(attr.MCP_RESPONSE_SIZE, size)
 
-    def note_tool_exception(self, exc: BaseException) -> None:
-        """The exception a tool raised, which the server turns into an ``isError`` result."""
-        self._tool_exception = exc
+    def note_exception(self, exc: BaseException, raised: BaseException | None = None) -> None:
+        """``exc``: what a tool or handler raised, which the server answers (an ``isError`` result, a JSON-RPC
+        error) without letting it escape; ``raised``: what the tool itself raised, where the SDK wrapped it."""
+        self._noted = exc
+        self._noted_raised = raised or exc
 
-    def tool_error(self, text: str | None = None) -> None:
-        """A ``tools/call`` result with ``isError`` (``text``: its first text content)."""
-        found = None
-        if self._tool_exception is not None:
-            found = failures.of_exception(self._tool_exception, default=None)
-        if found is None:
-            found = failures.of_tool_result(text)
-        self._fail(attr.TOOL_ERROR, text, found, status_code=None, is_error=True)
+    def tool_error(self, text: str | None = None, meta: Any = None) -> None:
+        """A ``tools/call`` result with ``isError`` (``text``: its first text content; ``meta``: its ``_meta``)."""
+        found = self._noted_failure() if self._server_side else failures.from_wire(meta)
+        self._fail(attr.TOOL_ERROR, text, found or failures.of_tool_result(text), status_code=None)
+
+    def _noted_failure(self) -> Failure | None:
+        """Server side: the noted exception, recorded as the span's exception event, and what its chain says."""
+        if self._noted is None:
+            return None
+        self._record_exception(self._noted_raised or self._noted)
+        return failures.of_exception(self._noted, default=None)
 
     def auth_failure(self, reason: str, http_status: int, description: str) -> None:
         """Refused by the server's bearer-auth middleware before MCP dispatch: the client must act."""
-        self._fail(str(http_status), description, failures.failure(reason), status_code=None, is_error=False)
+        self._fail(str(http_status), description, failures.failure(reason), status_code=None)
 
     def cancelled(self) -> None:
         """The request was cancelled (by the peer or by its caller) before it completed."""
-        self._fail(attr.CANCELLED, "cancelled", failures.CANCELLED, status_code=None, is_error=True)
+        self._fail(attr.CANCELLED, "cancelled", failures.CANCELLED, status_code=None)
 
     def exception(self, exc: BaseException) -> None:
+        """``exc`` escaped the operation: a handler raised (server side), or the request failed (client side)."""
         if _is_cancellation(exc):
             self.cancelled()
             return
         error = self._error_of(exc)
-        if error is not None:
+        if not self._server_side and error is not None:
             self.jsonrpc_error(*error)
             return
         self._record_exception(exc)
-        found = failures.of_exception(exc) or failures.INTERNAL_ERROR
-        self._fail(type(exc).__qualname__, str(exc), found, status_code=None, is_error=True)
+        found = failures.of_exception(exc, default=None)
+        if error is None:  # no JSON-RPC answer: the request itself failed
+            self._fail(type(exc).__qualname__, str(exc), found or failures.INTERNAL_ERROR, status_code=None)
+            return
+        code, message, _ = error
+        self._fail(str(code), message, found or failures.of_jsonrpc(code, message), status_code=str(code))
 
     def _record_exception(self, exc: BaseException) -> None:
         """The exception event, its message and stack trace redacted like every other captured string."""
@@ -204,17 +217,20 @@ class Operation:
             event[key] = self._content.text(value) or ""
         self.span.record_exception(exc, attributes=event)
 
-    def _fail(
-        self, error_type: str, description: str | None, failure: Failure, *, status_code: str | None, is_error: bool
-    ) -> None:
-        self._failed = True
-        found: dict[str, AttributeValue] = {attr.ERROR_TYPE: error_type, attr.MCP_FAILURE_ORIGIN: failure.origin}
+    def _fail(self, error_type: str, description: str | None, failure: Failure, *, status_code: str | None) -> None:
+        """Record the verdict. Status ERROR: on a client every failure; on a server only its own or its
+        upstream's (a client's mistake, an auth refusal or a cancellation leaves it unset)."""
+        self.failure = failure
+        found: dict[str, AttributeValue] = {
+            attr.ERROR_TYPE: error_type,
+            attr.MCP_FAILURE_ORIGIN: failure.origin,
+            attr.MCP_FAILURE_REASON: failure.reason,
+        }
         if status_code is not None:
             found[attr.RPC_RESPONSE_STATUS_CODE] = status_code
-        self._metric_attributes.update(found)
-        found[attr.MCP_FAILURE_REASON] = failure.reason
+        self._metric_attributes.update(found)  # a closed set of origins and reasons: bounded cardinality
         self.span.set_attributes(found)
-        if is_error:
+        if not self._server_side or failure.origin in SERVER_SIDE_ORIGINS:
             self.span.set_status(StatusCode.ERROR, self._content.text(description))
 
     def end(self) -> None:

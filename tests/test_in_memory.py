@@ -229,8 +229,9 @@ async def test_jsonrpc_error_carries_the_code_the_client_received(recorded, kind
         assert span.attributes["rpc.response.status_code"] == str(code)
     assert client_span.status.status_code == StatusCode.ERROR
     assert client_span.status.description == raised.value.error.message
-    client_fault = code in (-32700, -32600, -32601, -32602, -32002)
-    assert server.status.status_code == (StatusCode.UNSET if client_fault else StatusCode.ERROR)
+    # A missing resource is the client's mistake whatever code the server kind answers it with.
+    assert server.attributes["mcp.failure.origin"] == "client"
+    assert server.status.status_code == StatusCode.UNSET
 
 
 async def test_operation_duration_metrics(recorded, kind):

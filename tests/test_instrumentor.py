@@ -15,6 +15,7 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
 from opentelemetry_instrumentation_mcp import MCPInstrumentor
+from opentelemetry_instrumentation_mcp.failures import WIRE_KEY
 from opentelemetry_instrumentation_mcp.intent import DEFAULT_DESCRIPTION
 from tests.apps.clients import in_memory
 from tests.apps.servers import IS_V2, KINDS, build, runnable, sdk_types
@@ -74,7 +75,8 @@ async def script(server: Any) -> list[Any]:
             try:
                 seen.append((await call()).model_dump())
             except Exception as error:  # noqa: BLE001 - the error is part of what the client sees
-                seen.append((type(error).__name__, str(error), getattr(getattr(error, "error", None), "code", None)))
+                details = getattr(error, "error", None)
+                seen.append((type(error).__name__, str(error), getattr(details, "code", None), getattr(details, "data", None)))
     return seen
 
 
@@ -173,6 +175,26 @@ def without_intent(seen: list[Any]) -> list[Any]:
     return cleaned
 
 
+def without_verdicts(seen: list[Any]) -> list[Any]:
+    """What the client saw, less the other documented change: the server's verdict on failed answers, under
+    one namespaced key of a result's ``_meta`` or an error's ``data`` (a container it alone filled is None again)."""
+
+    def strip(container: Any) -> Any:
+        if not isinstance(container, dict) or WIRE_KEY not in container:
+            return container
+        rest = {key: value for key, value in container.items() if key != WIRE_KEY}
+        return rest or None
+
+    cleaned = []
+    for item in seen:
+        if isinstance(item, dict):
+            item = {**item, "meta": strip(item.get("meta"))}
+        elif isinstance(item, tuple):
+            item = (*item[:3], strip(item[3]))
+        cleaned.append(item)
+    return cleaned
+
+
 async def plain_script(kind: str) -> list[Any]:
     MCPInstrumentor().uninstrument()
     try:
@@ -185,18 +207,19 @@ async def test_what_clients_see_is_unchanged_by_instrumentation(recorded, kind):
     instrumented = await script(build(kind))
     plain = await plain_script(kind)
     assert instrumented != plain, "tools/list advertises the intent argument"
-    assert without_intent(instrumented) == plain
+    assert without_verdicts(instrumented) != instrumented, "failed answers carry the verdict"
+    assert without_verdicts(without_intent(instrumented)) == plain
     assert len(recorded.server_spans()) > 0
 
 
-async def test_with_intent_off_clients_see_exactly_the_same(kind):
+async def test_with_intent_off_clients_see_the_same_but_for_the_verdict(kind):
     instrumentor = MCPInstrumentor()
     instrumentor.instrument(tracer_provider=TracerProvider(), intent=False)
     try:
         instrumented = await script(build(kind))
     finally:
         instrumentor.uninstrument()
-    assert instrumented == await script(build(kind))
+    assert without_verdicts(instrumented) == await script(build(kind))
 
 
 class BrokenProcessor(SpanProcessor):
@@ -217,7 +240,7 @@ async def test_failing_instrumentation_never_reaches_the_server_or_client(kind, 
     instrumentor.instrument(tracer_provider=provider)
     try:
         with caplog.at_level(logging.WARNING, logger="opentelemetry_instrumentation_mcp"):
-            assert without_intent(await script(build(kind))) == expected
+            assert without_verdicts(without_intent(await script(build(kind)))) == expected
     finally:
         instrumentor.uninstrument()
     warnings = [r for r in caplog.records if r.name == "opentelemetry_instrumentation_mcp"]

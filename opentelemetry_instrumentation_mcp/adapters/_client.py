@@ -77,9 +77,10 @@ def new_session() -> Session:
     return Session(transport=peer.transport, peer=peer)
 
 
-def record_tool_result(operation: Operation, method: str, is_error: bool, content: Any = None) -> None:
+def record_tool_result(operation: Operation, method: str, is_error: bool, content: Any = None, meta: Any = None) -> None:
+    """A ``tools/call`` result with ``isError``: the server's verdict from its ``_meta``, else judged by its text."""
     if method == "tools/call" and is_error:
-        operation.tool_error(first_text(content))
+        operation.tool_error(first_text(content), meta)
 
 
 def with_meta(params: Mapping[str, Any] | None, operation: Operation) -> dict[str, Any]:

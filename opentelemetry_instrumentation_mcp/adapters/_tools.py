@@ -12,6 +12,8 @@ from typing import Any
 from opentelemetry_instrumentation_mcp import attributes as attr
 from opentelemetry_instrumentation_mcp.operation import Operation, current_server_operation
 
+_SDK_PACKAGES = frozenset({"mcp", "fastmcp"})
+
 MAX_LISTED_TOOLS = 1000
 """Names kept in ``mcp.tools.listed``: a longer ``tools/list`` answer is cut after the first ones."""
 
@@ -23,8 +25,17 @@ async def tool_manager_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: A
     except Exception as exc:
         operation = current_server_operation.get()
         if operation is not None:
-            operation.note_tool_exception(exc)
+            operation.note_exception(exc, raised_by_tool(exc))
         raise
+
+
+def raised_by_tool(exc: BaseException) -> BaseException:
+    """What the tool itself raised: the cause of the wrapper the SDK raises in its place (``ToolError``,
+    ``UnexpectedToolError``: "Error executing tool ..."), else ``exc``."""
+    cause = exc.__cause__
+    if cause is not None and type(exc).__module__.split(".", 1)[0] in _SDK_PACKAGES:
+        return cause
+    return exc
 
 
 def error_result_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
@@ -32,7 +43,7 @@ def error_result_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) ->
     exc = sys.exc_info()[1]
     operation = current_server_operation.get()
     if exc is not None and operation is not None:
-        operation.note_tool_exception(exc)
+        operation.note_exception(exc, raised_by_tool(exc))
     return wrapped(*args, **kwargs)
 
 

@@ -12,10 +12,12 @@ from opentelemetry_instrumentation_mcp.telemetry import Telemetry
 from opentelemetry_instrumentation_mcp.transport import client_http_transport_wrapper, client_stdio_wrapper, stdio_wrapper
 
 _patches = Patches()
+_server: ServerPatch | None = None
 
 
 def instrument(telemetry: Telemetry) -> None:
-    server = ServerPatch(telemetry)
+    global _server
+    server = _server = ServerPatch(telemetry)
     client = ClientPatch(telemetry)
     _patches.wrap("mcp.server.lowlevel.server", "Server._handle_message", server.handle_message_wrapper)
     _patches.wrap("mcp.server.session", "ServerSession._received_request", server.received_request_wrapper)
@@ -37,4 +39,8 @@ def instrument(telemetry: Telemetry) -> None:
 
 
 def uninstrument() -> None:
+    global _server
     _patches.restore()
+    if _server is not None:
+        _server.uninstall()
+        _server = None

@@ -7,7 +7,12 @@ from opentelemetry_instrumentation_mcp.adapters._auth import AuthPatch, authenti
 from opentelemetry_instrumentation_mcp.adapters._wrapping import Patches
 from opentelemetry_instrumentation_mcp.adapters.fastmcp import record_exception_wrapper, session_attributes_wrapper
 from opentelemetry_instrumentation_mcp.adapters.v2_client import ClientPatch, sdk_span_wrapper
-from opentelemetry_instrumentation_mcp.adapters.v2_server import ServerPatch, internal_lookup_wrapper
+from opentelemetry_instrumentation_mcp.adapters.v2_server import (
+    ServerPatch,
+    internal_lookup_wrapper,
+    modern_error_data_wrapper,
+    write_error_wrapper,
+)
 from opentelemetry_instrumentation_mcp.telemetry import Telemetry
 from opentelemetry_instrumentation_mcp.transport import client_http_transport_wrapper, client_stdio_wrapper, stdio_wrapper
 
@@ -24,6 +29,10 @@ def instrument(telemetry: Telemetry) -> None:
         "mcp.server._streamable_http_modern", "_tool_input_schema", internal_lookup_wrapper, optional=True
     )
     _patches.wrap("mcp.server.mcpserver.tools.tool_manager", "ToolManager.call_tool", tool_manager_wrapper)
+    # Where the SDK turns a handler's exception into the wire error: our verdict goes into its data.
+    _patches.wrap("mcp.shared.jsonrpc_dispatcher", "JSONRPCDispatcher._write_error", write_error_wrapper)
+    _patches.wrap("mcp.server.runner", "modern_error_data", modern_error_data_wrapper)
+    _patches.wrap("mcp.server._streamable_http_modern", "modern_error_data", modern_error_data_wrapper)
     _patches.wrap("mcp.server.stdio", "stdio_server", stdio_wrapper)
     _patches.wrap("mcp.server.mcpserver.server", "stdio_server", stdio_wrapper)
     _patches.wrap("mcp.client.stdio", "stdio_client", client_stdio_wrapper)

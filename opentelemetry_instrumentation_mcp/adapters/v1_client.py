@@ -69,5 +69,5 @@ class ClientPatch:
                 session.server_version = result.serverInfo.version or None
                 operation.set_attributes({attr.MCP_PROTOCOL_VERSION: session.protocol_version})
             if isinstance(result, types.CallToolResult):
-                record_tool_result(operation, root.method, result.isError, result.content)
+                record_tool_result(operation, root.method, result.isError, result.content, result.meta)
         return result

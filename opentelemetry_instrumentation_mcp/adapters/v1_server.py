@@ -19,12 +19,14 @@ from mcp.shared.exceptions import McpError
 from mcp.shared.session import RequestResponder
 
 from opentelemetry_instrumentation_mcp import attributes as attr
+from opentelemetry_instrumentation_mcp import failures
 from opentelemetry_instrumentation_mcp.adapters._tools import first_text, record_listed_tools, wire_size
 from opentelemetry_instrumentation_mcp.adapters._http import auth_token, http_peer, http_transport, implementation
 from opentelemetry_instrumentation_mcp.adapters._wrapping import log_internal_error
+from opentelemetry_instrumentation_mcp.failures import Failure
 from opentelemetry_instrumentation_mcp.identity import IdentifyRequest, is_due
 from opentelemetry_instrumentation_mcp.intent import ToolCatalog
-from opentelemetry_instrumentation_mcp.operation import Operation
+from opentelemetry_instrumentation_mcp.operation import Operation, current_server_operation
 from opentelemetry_instrumentation_mcp.records import (
     ARGUMENT_METHODS,
     RESULT_SIZE_METHODS,
@@ -56,15 +58,18 @@ class _Awaited:
             _record_response(response, self.operation, self.session)
             if self.method in RESULT_SIZE_METHODS and not isinstance(response, types.ErrorData):
                 self.operation.response_size(wire_size(response))
+            if self.operation.failure is not None:
+                response = _with_verdict(response, self.operation.failure)
         return response
 
 
 _responding: ContextVar[_Awaited | None] = ContextVar("opentelemetry_mcp_v1_responding", default=None)
 
 
-def error_of(exc: BaseException) -> tuple[int, str] | None:
+def error_of(exc: BaseException) -> tuple[int, str, Any] | None:
+    """The JSON-RPC error of an ``McpError`` (1.x answers a handler's other exceptions before we see them)."""
     if isinstance(exc, McpError):
-        return exc.error.code, exc.error.message
+        return exc.error.code, exc.error.message, exc.error.data
     return None
 
 
@@ -86,6 +91,25 @@ def message_of(method: str, params: Any, request_id: object | None = None, reque
     return message
 
 
+class NotingHandler:
+    """Stands in for a 1.x request handler in ``Server.request_handlers``: notes what the handler raised on
+    the current operation (1.x answers it as a JSON-RPC error without letting it escape), then re-raises it."""
+
+    __slots__ = ("__wrapped__",)
+
+    def __init__(self, handler: Any) -> None:
+        self.__wrapped__ = handler
+
+    async def __call__(self, request: Any) -> Any:
+        try:
+            return await self.__wrapped__(request)
+        except Exception as exc:
+            operation = current_server_operation.get()
+            if operation is not None:
+                operation.note_exception(exc)
+            raise
+
+
 def http_request_of(responder: Any) -> Any | None:
     metadata = getattr(responder, "message_metadata", None)
     return getattr(metadata, "request_context", None)
@@ -97,6 +121,24 @@ class ServerPatch:
         self._sessions: weakref.WeakKeyDictionary[ServerSession, Session] = weakref.WeakKeyDictionary()
         self._catalogs: weakref.WeakKeyDictionary[Any, ToolCatalog] = weakref.WeakKeyDictionary()
         """Per low-level ``Server``: which of its tools declare the intent parameter."""
+        self._noting: weakref.WeakSet[Any] = weakref.WeakSet()
+        """Servers some of whose request handlers stand behind a ``NotingHandler``."""
+
+    def _note_handler_exceptions(self, server: Any, request_type: type) -> None:
+        handlers = server.request_handlers
+        handler = handlers.get(request_type)
+        if handler is not None and not isinstance(handler, NotingHandler):
+            handlers[request_type] = NotingHandler(handler)
+            self._noting.add(server)
+
+    def uninstall(self) -> None:
+        """Put every request handler a ``NotingHandler`` stands in for back in its place."""
+        for server in list(self._noting):
+            handlers = server.request_handlers
+            for request_type, handler in list(handlers.items()):
+                if isinstance(handler, NotingHandler):
+                    handlers[request_type] = handler.__wrapped__
+        self._noting = weakref.WeakSet()
 
     def _catalog(self, server: Any) -> ToolCatalog | None:
         if not self.telemetry.intent.enabled:
@@ -113,6 +155,7 @@ class ServerPatch:
             catalog = self._catalog(instance)
             if isinstance(message, RequestResponder):
                 root = message.request.root
+                self._note_handler_exceptions(instance, type(root))
                 request = http_request_of(message)
                 intent = _take_intent(root, catalog)
                 record = message_of(root.method, root.params, message.request_id, request)
@@ -235,6 +278,17 @@ def _with_intent(response: Any, catalog: ToolCatalog) -> Any:
         schema = catalog.with_intent(tool.name, tool.inputSchema)
         tools.append(tool if schema is None else tool.model_copy(update={"inputSchema": schema}))
     return types.ServerResult(result.model_copy(update={"tools": tools}))
+
+
+def _with_verdict(response: Any, found: Failure) -> Any:
+    """A copy of the answer carrying our verdict: in an error's ``data``, in a result's ``_meta``."""
+    if isinstance(response, types.ErrorData):
+        data = failures.carrying(response.data, found)
+        return response if data is None else response.model_copy(update={"data": data})
+    result = getattr(response, "root", None)
+    if result is None or not hasattr(result, "meta"):
+        return response
+    return types.ServerResult(result.model_copy(update={"meta": failures.carrying(result.meta, found)}))
 
 
 def _record_response(response: Any, operation: Operation, session: Session) -> None:

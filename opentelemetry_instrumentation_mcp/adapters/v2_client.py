@@ -7,6 +7,7 @@ from contextlib import nullcontext
 from functools import partial
 from typing import Any
 
+from mcp.shared.exceptions import MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.trace import INVALID_SPAN
@@ -19,10 +20,14 @@ from opentelemetry_instrumentation_mcp.adapters._client import (
     with_meta,
 )
 from opentelemetry_instrumentation_mcp.adapters._http import implementation
-from opentelemetry_instrumentation_mcp.adapters.v2_server import error_of
 from opentelemetry_instrumentation_mcp.operation import Operation
 from opentelemetry_instrumentation_mcp.records import Session, message_from_params
 from opentelemetry_instrumentation_mcp.telemetry import Telemetry
+
+def error_of(exc: BaseException) -> tuple[int, str, Any] | None:
+    """The JSON-RPC error a request received, as the SDK raises it to the caller."""
+    return (exc.error.code, exc.error.message, exc.error.data) if isinstance(exc, MCPError) else None
+
 
 def describe(client: Any, session: Session) -> None:
     session.client_name, session.client_version = implementation(client._client_info)  # noqa: SLF001
@@ -74,7 +79,7 @@ def record_result(operation: Operation, method: str, result: Any) -> None:
         return
     if method == "initialize" and isinstance(result.get("protocolVersion"), str):
         operation.set_attributes({attr.MCP_PROTOCOL_VERSION: result["protocolVersion"]})
-    record_tool_result(operation, method, result.get("isError") is True, result.get("content"))
+    record_tool_result(operation, method, result.get("isError") is True, result.get("content"), result.get("_meta"))
 
 
 def _bind(method: str, params: Any = None, opts: Any = None) -> tuple[str, Any, Any]:

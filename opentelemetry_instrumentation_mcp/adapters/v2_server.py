@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import uuid
 import weakref
 from collections.abc import Mapping
@@ -11,16 +12,17 @@ from typing import Any
 
 from mcp.server._otel import OpenTelemetryMiddleware
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
-from mcp.shared.exceptions import MCPError
-from mcp_types import INVALID_PARAMS, CallToolResult
+from mcp.shared.jsonrpc_dispatcher import handler_exception_to_error_data
+from mcp_types import INTERNAL_ERROR, CallToolResult
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
-from pydantic import ValidationError
 
 from opentelemetry_instrumentation_mcp import attributes as attr
+from opentelemetry_instrumentation_mcp import failures
 from opentelemetry_instrumentation_mcp.adapters import fastmcp
 from opentelemetry_instrumentation_mcp.adapters._tools import first_text, record_listed_tools, wire_size
 from opentelemetry_instrumentation_mcp.adapters._http import auth_token, http_peer, http_transport, implementation
 from opentelemetry_instrumentation_mcp.adapters._wrapping import log_internal_error
+from opentelemetry_instrumentation_mcp.failures import Failure
 from opentelemetry_instrumentation_mcp.identity import IdentifyRequest, is_due
 from opentelemetry_instrumentation_mcp.intent import ToolCatalog
 from opentelemetry_instrumentation_mcp.records import (
@@ -47,13 +49,60 @@ async def internal_lookup_wrapper(wrapped: Any, instance: Any, args: Any, kwargs
         _internal_lookup.reset(token)
 
 
-def error_of(exc: BaseException) -> tuple[int, str] | None:
-    """The JSON-RPC error the 2.x SDK answers for ``exc``, where it is not an opaque crash."""
-    if isinstance(exc, MCPError):
-        return exc.error.code, exc.error.message
-    if isinstance(exc, ValidationError):
-        return INVALID_PARAMS, "Invalid request parameters"
-    return None
+def error_of(exc: BaseException) -> tuple[int, str, Any]:
+    """The JSON-RPC error the 2.x SDK answers for a handler's ``exc`` on a handshake-era connection."""
+    error = handler_exception_to_error_data(exc)
+    if error is None:
+        return 0, str(exc), None  # what JSONRPCDispatcher answers for any other exception
+    return error.code, error.message, error.data
+
+
+def modern_error_of(exc: BaseException) -> tuple[int, str, Any]:
+    """The same on 2026-07-28 traffic, where anything but an ``MCPError`` is a generic internal error."""
+    error = handler_exception_to_error_data(exc)
+    if error is None:
+        return INTERNAL_ERROR, "Internal server error", None
+    return error.code, error.message, error.data
+
+
+_answered: ContextVar[tuple[BaseException, Failure] | None] = ContextVar("opentelemetry_mcp_answered", default=None)
+"""The exception a request's handler raised and our verdict on it, until the SDK writes the error it answers.
+
+Set in the request's own task by the middleware, read where the SDK turns that exception into the wire error."""
+
+
+def _with_verdict(error: Any, exc: BaseException | None) -> Any:
+    """``error`` (the SDK's ``ErrorData`` for ``exc``) with our verdict in its ``data``, where it can carry one."""
+    answered = _answered.get()
+    if answered is None or exc is None or answered[0] is not exc:
+        return error
+    data = failures.carrying(error.data, answered[1])
+    return error if data is None else error.model_copy(update={"data": data})
+
+
+async def write_error_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """Wraps ``JSONRPCDispatcher._write_error(request_id, error)``, called while the handler's exception is handled."""
+    try:
+        request_id, error = _bind_write_error(*args, **kwargs)
+        error = _with_verdict(error, sys.exc_info()[1])
+    except Exception:  # noqa: BLE001
+        log_internal_error("a 2.x error response")
+        return await wrapped(*args, **kwargs)
+    return await wrapped(request_id, error)
+
+
+def _bind_write_error(request_id: Any, error: Any) -> tuple[Any, Any]:
+    return request_id, error
+
+
+def modern_error_data_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """Wraps ``modern_error_data(exc)``: the 2026-07-28 entries' error for a handler's exception."""
+    error = wrapped(*args, **kwargs)
+    try:
+        return _with_verdict(error, args[0] if args else kwargs.get("exc"))
+    except Exception:  # noqa: BLE001
+        log_internal_error("a 2.x error response")
+        return error
 
 
 class TelemetryMiddleware:
@@ -80,8 +129,9 @@ class TelemetryMiddleware:
             if is_due(session, ctx.method):
                 await self.telemetry.identify(session, self._identify_request(ctx, session))
             existing = fastmcp.framework_span() if self.after_framework else None
+            errors = modern_error_of if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS else error_of
             operation = self.telemetry.server_operation(
-                self._message(ctx, intent), session, error_of, framework_span=existing
+                self._message(ctx, intent), session, errors, framework_span=existing
             )
             if existing is not None and operation is not None:
                 fastmcp.enriching(existing)
@@ -90,12 +140,19 @@ class TelemetryMiddleware:
             operation = None
         if operation is None:
             return self._advertise_intent(ctx, await call_next(ctx))
-        with operation, fastmcp.handling(stateless=self.after_framework and session.stateless):
-            result = self._advertise_intent(ctx, await call_next(ctx))
-            try:
-                self._record_result(ctx, result, operation)
-            except Exception:  # noqa: BLE001
-                log_internal_error("a 2.x server result")
+        try:
+            with operation, fastmcp.handling(stateless=self.after_framework and session.stateless):
+                result = self._advertise_intent(ctx, await call_next(ctx))
+                try:
+                    self._record_result(ctx, result, operation)
+                    if operation.failure is not None and isinstance(result, Mapping):
+                        result = {**result, "_meta": failures.carrying(result.get("_meta"), operation.failure)}
+                except Exception:  # noqa: BLE001
+                    log_internal_error("a 2.x server result")
+        except Exception as exc:
+            if operation.failure is not None:
+                _answered.set((exc, operation.failure))  # in this request's task: read where the SDK answers it
+            raise
         return result
 
     def _take_intent(self, ctx: ServerRequestContext[Any, Any]) -> tuple[ServerRequestContext[Any, Any], str | None]:

@@ -3,7 +3,7 @@
 Two kinds: ``lowlevel`` (the SDK's ``Server``) and ``highlevel`` (``FastMCP`` on
 1.x, ``MCPServer`` on 2.x). Tools: ``add`` (works), ``fail`` (raises: a tool
 error), ``slow`` (sleeps ``seconds``); resource ``demo://greeting``; prompt
-``review`` with argument ``code``; completion on the prompt argument. Tools that
+``review`` with argument ``code`` and ``broken`` (raises; unknown prompts are refused); completion on the prompt argument. Tools that
 reach out: ``fetch`` (GET ``url`` with httpx, raising on an HTTP error status or
 after ``timeout`` seconds) and ``billing`` (raises ``ToolFailure`` with an
 explicit reason). ``note`` declares its own ``context`` parameter and returns it;
@@ -175,6 +175,11 @@ def _highlevel(name: str) -> Any:
         """Review some code."""
         return f"Please review:\n{code}"
 
+    @app.prompt()
+    def broken() -> str:
+        """Always fails."""
+        raise RuntimeError("the prompt failed on purpose")
+
     @app.completion()
     async def complete(ref: Any, argument: Any, context: Any) -> Any:
         return sdk_types().Completion(values=["print('hi')"])
@@ -196,6 +201,7 @@ def sdk_types() -> Any:
 def _lowlevel_v1(name: str) -> Any:
     from mcp import types
     from mcp.server.lowlevel import Server
+    from mcp.shared.exceptions import McpError
 
     server = Server(name, version=SERVER_VERSION)
 
@@ -252,6 +258,10 @@ def _lowlevel_v1(name: str) -> Any:
 
     @server.get_prompt()
     async def get_prompt(prompt: str, arguments: dict[str, str] | None) -> types.GetPromptResult:
+        if prompt == "broken":
+            raise RuntimeError("the prompt failed on purpose")
+        if prompt != "review":
+            raise McpError(types.ErrorData(code=types.INVALID_PARAMS, message=f"Unknown prompt: {prompt}"))
         code = (arguments or {}).get("code", "")
         return types.GetPromptResult(
             messages=[types.PromptMessage(role="user", content=types.TextContent(type="text", text=code))]
@@ -332,6 +342,10 @@ def _lowlevel_v2(name: str) -> Any:
         )
 
     async def get_prompt(ctx: Any, params: Any) -> types.GetPromptResult:
+        if params.name == "broken":
+            raise RuntimeError("the prompt failed on purpose")
+        if params.name != "review":
+            raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown prompt: {params.name}")
         code = (params.arguments or {}).get("code", "")
         return types.GetPromptResult(
             messages=[types.PromptMessage(role="user", content=types.TextContent(type="text", text=code))]
