@@ -29,6 +29,7 @@ from opentelemetry.semconv.attributes.network_attributes import (
     NETWORK_TRANSPORT,
 )
 from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS, SERVER_PORT
+from opentelemetry.semconv.attributes.user_agent_attributes import USER_AGENT_ORIGINAL
 
 # Semantic-convention names without a constant in the installed semconv package.
 RPC_RESPONSE_STATUS_CODE = "rpc.response.status_code"
@@ -109,6 +110,7 @@ __all__ = [
     "SERVER_ADDRESS",
     "SERVER_PORT",
     "TOOL_ERROR",
+    "USER_AGENT_ORIGINAL",
     "USER_ID",
     "USER_NAME",
 ]

@@ -108,7 +108,7 @@ class Operation:
         self._owned = owned
         """False when the span is a framework's, current already and ended by it: this only enriches it."""
         self.session = session
-        """Server side: the ``records.Session`` the message belongs to."""
+        """The ``records.Session`` the message belongs to."""
         self.child_attributes = child_attributes or {}
         """What spans started inside this operation (its tool's upstream calls) are given."""
 

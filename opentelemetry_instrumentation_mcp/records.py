@@ -140,11 +140,29 @@ class Message:
     peer_address: str | None = None
     peer_port: int | None = None
     """The other side's address: ``client.*`` on server spans, ``server.*`` on client spans."""
+    user_agent: str | None = None
+    """Server side over HTTP: the request's ``User-Agent``."""
+    caller: tuple[Any, ...] | None = None
+    """Server side over HTTP: what identifies the caller on the wire (see ``callers``)."""
 
+
+CLIENT_INFO_META_KEY = "io.modelcontextprotocol/clientInfo"
+"""The ``_meta`` key of the client info every 2026-07-28 request carries (and instrumented stateless clients send)."""
 
 ARGUMENT_METHODS = ("tools/call", "prompts/get")
 RESULT_SIZE_METHODS = frozenset({"tools/call", "prompts/get", "resources/read"})
 """Methods whose answer carries content: their ``mcp.response.size`` is recorded."""
+
+
+def implementation(info: Any) -> tuple[str | None, str | None]:
+    """(name, version) of an ``Implementation`` (client or server info): a wire mapping or an SDK model."""
+    if isinstance(info, Mapping):
+        name, version = info.get("name"), info.get("version")
+    elif info is None:
+        return None, None
+    else:
+        name, version = getattr(info, "name", None), getattr(info, "version", None)
+    return (name if isinstance(name, str) else None), (version if isinstance(version, str) else None)
 
 
 def argument_keys(arguments: object) -> tuple[str, ...]:

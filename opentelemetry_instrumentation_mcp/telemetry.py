@@ -28,7 +28,8 @@ from opentelemetry_instrumentation_mcp.instruments import Instruments
 from opentelemetry_instrumentation_mcp.intent import IntentOptions
 from opentelemetry_instrumentation_mcp.cardinality import LIMITS, Cap
 from opentelemetry_instrumentation_mcp.operation import ErrorOf, Operation
-from opentelemetry_instrumentation_mcp.records import Message, Session
+from opentelemetry_instrumentation_mcp.callers import Callers
+from opentelemetry_instrumentation_mcp.records import CLIENT_INFO_META_KEY, Message, Session, implementation
 from opentelemetry_instrumentation_mcp.version import __version__
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,8 @@ def message_attributes(message: Message, *, server_side: bool) -> dict[str, Attr
         found[attr.CLIENT_ADDRESS if server_side else attr.SERVER_ADDRESS] = message.peer_address
         if message.peer_port is not None:
             found[attr.CLIENT_PORT if server_side else attr.SERVER_PORT] = message.peer_port
+    if message.user_agent is not None:
+        found[attr.USER_AGENT_ORIGINAL] = message.user_agent
     return found
 
 
@@ -116,6 +119,8 @@ class Telemetry:
         self.tracer = get_tracer(_SCOPE, __version__, tracer_provider, schema_url=_SCHEMA_URL)
         self.instruments = Instruments(get_meter(_SCOPE, __version__, meter_provider, schema_url=_SCHEMA_URL))
         self.caps = [Cap(name, limit, self.instruments.overflow) for name, limit in LIMITS.items()]
+        self.callers = Callers()
+        """Stateless HTTP: the client each caller named, for its requests that name none."""
         self._open_sessions: OrderedDict[str, Session] = OrderedDict()
         """Server sessions by id, for events published from outside a request (bounded)."""
 
@@ -157,6 +162,8 @@ class Telemetry:
         """
         if not is_instrumentation_enabled():
             return None
+        if session.stateless:
+            self._stateless_client(message, session)
         attributes = message_attributes(message, server_side=True)
         attributes.update(session.span_attributes())
         attributes.update(self._conversation(message))
@@ -180,6 +187,20 @@ class Telemetry:
             session=session,
             owned=framework_span is None,
         )
+
+    def _stateless_client(self, message: Message, session: Session) -> None:
+        """The client of a stateless request: its own (``initialize``, 2026-07-28 session info), else the client
+        info in its ``_meta`` (2026-07-28 requests, instrumented clients), else what its caller named before."""
+        if session.client_name is None and message.meta:
+            session.client_name, session.client_version = implementation(message.meta.get(CLIENT_INFO_META_KEY))
+        if message.caller is None:
+            return
+        if session.client_name is not None:
+            self.callers.remember(message.caller, (session.client_name, session.client_version))
+            return
+        known = self.callers.recall(message.caller)
+        if known is not None:
+            session.client_name, session.client_version = known
 
     def custom_event(self, session: Session, event: CustomEvent) -> None:
         """One span for a product event in ``session``: its attributes, no ``mcp.method.name``."""

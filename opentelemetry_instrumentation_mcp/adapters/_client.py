@@ -10,7 +10,7 @@ from typing import Any
 from opentelemetry_instrumentation_mcp.adapters._tools import first_text
 from opentelemetry_instrumentation_mcp.adapters._wrapping import log_internal_error
 from opentelemetry_instrumentation_mcp.operation import ErrorOf, Operation
-from opentelemetry_instrumentation_mcp.records import Message, Session
+from opentelemetry_instrumentation_mcp.records import CLIENT_INFO_META_KEY, Message, Session
 from opentelemetry_instrumentation_mcp.telemetry import Telemetry
 from opentelemetry_instrumentation_mcp.transport import current_server_peer
 
@@ -41,7 +41,10 @@ class ClientSessions:
             if session.peer is not None:
                 message.peer_address, message.peer_port = session.peer.address, session.peer.port
                 session.session_id = session.peer.session_id
-            return self.telemetry.client_operation(message, session, self.error_of)
+            operation = self.telemetry.client_operation(message, session, self.error_of)
+            if operation is not None:
+                operation.session = session
+            return operation
         except Exception:  # noqa: BLE001
             log_internal_error("an MCP client request")
             return None
@@ -83,12 +86,33 @@ def record_tool_result(operation: Operation, method: str, is_error: bool, conten
         operation.tool_error(first_text(content), meta)
 
 
-def with_meta(params: Mapping[str, Any] | None, operation: Operation) -> dict[str, Any]:
-    """A copy of wire ``params`` whose ``_meta`` carries the span's trace context."""
+def client_info_meta(operation: Operation, method: str) -> dict[str, Any] | None:
+    """What a request to a stateless HTTP server adds to its ``_meta``: the client info, as 2026-07-28 requests
+    carry it, since the server has no session to remember the ``initialize`` by (None for every other request)."""
+    session = operation.session
+    peer = None if session is None else session.peer
+    if (
+        method == "initialize"
+        or peer is None
+        or peer.http is None
+        or peer.session_id is not None  # a stateful server: it knows the client from the handshake
+        or session.stateless  # 2026-07-28 traffic: the SDK sends it itself
+        or session.client_name is None
+    ):
+        return None
+    return {CLIENT_INFO_META_KEY: {"name": session.client_name, "version": session.client_version or ""}}
+
+
+def with_meta(params: Mapping[str, Any] | None, operation: Operation | None, added: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A copy of wire ``params`` whose ``_meta`` carries the span's trace context (``operation``) and ``added``
+    keys where the caller's own ``_meta`` has none of that name."""
     out = dict(params) if params else {}
     meta = out.get("_meta")
     carrier = dict(meta) if isinstance(meta, Mapping) else {}
-    operation.inject(carrier)
+    if operation is not None:
+        operation.inject(carrier)
+    for key, value in (added or {}).items():
+        carrier.setdefault(key, value)
     out["_meta"] = carrier
     return out
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-from opentelemetry_instrumentation_mcp.records import Transport
+from opentelemetry_instrumentation_mcp.records import Transport, implementation
+
+__all__ = ["auth_token", "http_peer", "http_transport", "implementation"]
 
 
 def http_transport(request: Any) -> Transport:
@@ -13,18 +14,19 @@ def http_transport(request: Any) -> Transport:
 
 
 def http_peer(request: Any | None) -> dict[str, Any]:
-    """``peer_address`` / ``peer_port`` fields for a ``Message``."""
-    client = None if request is None else request.client
-    return {} if client is None else {"peer_address": client.host, "peer_port": client.port}
-
-
-def implementation(info: Any) -> tuple[str | None, str | None]:
-    """(name, version) of an ``Implementation`` model or its wire dict."""
-    if isinstance(info, Mapping):
-        return info.get("name"), info.get("version")
-    if info is None:
-        return None, None
-    return getattr(info, "name", None), getattr(info, "version", None)
+    """The HTTP request's fields of a ``Message``: the peer's address, the user agent, the caller."""
+    if request is None:
+        return {}
+    client = request.client
+    headers = request.headers
+    user_agent = headers.get("user-agent")
+    found: dict[str, Any] = {
+        "user_agent": user_agent,
+        "caller": (None if client is None else client.host, user_agent, headers.get("authorization")),
+    }
+    if client is not None:
+        found["peer_address"], found["peer_port"] = client.host, client.port
+    return found
 
 
 def auth_token() -> Any | None:

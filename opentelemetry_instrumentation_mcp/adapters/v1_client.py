@@ -7,7 +7,7 @@ from typing import Any
 from mcp import types
 
 from opentelemetry_instrumentation_mcp import attributes as attr
-from opentelemetry_instrumentation_mcp.adapters._client import ClientSessions, record_tool_result
+from opentelemetry_instrumentation_mcp.adapters._client import ClientSessions, client_info_meta, record_tool_result
 from opentelemetry_instrumentation_mcp.adapters._http import implementation
 from opentelemetry_instrumentation_mcp.adapters.v1_server import error_of, message_of
 from opentelemetry_instrumentation_mcp.records import Session
@@ -58,7 +58,7 @@ class ClientPatch:
             operation = None
         if operation is None:
             return await wrapped(*args, **kwargs)
-        carrier: dict[str, Any] = {}
+        carrier: dict[str, Any] = client_info_meta(operation, root.method) or {}
         operation.inject(carrier)
         with operation:
             result = await wrapped(RequestWithMeta(request, carrier), *rest, **kwargs)

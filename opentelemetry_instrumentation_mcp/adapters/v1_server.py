@@ -161,21 +161,24 @@ class ServerPatch:
                 record = message_of(root.method, root.params, message.request_id, request)
                 record.intent = intent
             elif isinstance(message, types.ClientNotification):
-                request, record = None, message_of(message.root.method, message.root.params)
+                root, request = message.root, None
+                record = message_of(root.method, root.params)
             else:
                 return await wrapped(*args, **kwargs)
             session = self._session(server_session, request, instance.create_initialization_options)
-            if is_due(session, record.method):
-                params = message.request.root.params
-                params = None if params is None else params.model_dump(by_alias=True, mode="json", exclude_none=True)
-                headers = None if request is None else request.headers
-                identify = IdentifyRequest(record.method, params, headers, auth_token(), session.session_id)
-                await self.telemetry.identify(session, identify)
+            await self._identify(session, record, root.params, request)
         except Exception:  # noqa: BLE001
             log_internal_error("a 1.x server message")
             return await wrapped(*args, **kwargs)
         responder = message if isinstance(message, RequestResponder) else None
         return await self._observe(wrapped, args, kwargs, record, session, responder, catalog)
+
+    async def _identify(self, session: Session, record: Message, params: Any, request: Any | None) -> None:
+        if is_due(session, record.method):
+            wire = None if params is None else params.model_dump(by_alias=True, mode="json", exclude_none=True)
+            headers = None if request is None else request.headers
+            identify = IdentifyRequest(record.method, wire, headers, auth_token(), session.session_id)
+            await self.telemetry.identify(session, identify)
 
     async def received_request_wrapper(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         """Wraps ``ServerSession._received_request(responder)``, where 1.x answers ``initialize``."""
@@ -188,6 +191,7 @@ class ServerPatch:
             record = message_of(root.method, root.params, responder.request_id, request)
             session = self._session(instance, request, lambda: instance._init_options)  # noqa: SLF001
             session.client_name, session.client_version = implementation(root.params.clientInfo)
+            await self._identify(session, record, root.params, request)
         except Exception:  # noqa: BLE001
             log_internal_error("a 1.x initialize")
             return await wrapped(*args, **kwargs)

@@ -15,6 +15,7 @@ from opentelemetry.trace import INVALID_SPAN
 from opentelemetry_instrumentation_mcp import attributes as attr
 from opentelemetry_instrumentation_mcp.adapters._client import (
     ClientSessions,
+    client_info_meta,
     record_tool_result,
     sdk_client_span_suppressed,
     with_meta,
@@ -64,10 +65,13 @@ class ClientPatch:
         operation = self.sessions.start(client, message_from_params(method, _next_request_id(instance, opts), params))
         if operation is None:
             return await wrapped(*args, **kwargs)
+        added = client_info_meta(operation, method)
+        if inject or added:
+            params = with_meta(params, operation if inject else None, added)
         suppress_token = sdk_client_span_suppressed.set(True)
         try:
             with operation:
-                result = await wrapped(method, with_meta(params, operation) if inject else params, opts)
+                result = await wrapped(method, params, opts)
                 record_result(operation, method, result)
         finally:
             sdk_client_span_suppressed.reset(suppress_token)
