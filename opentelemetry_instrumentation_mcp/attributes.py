@@ -42,6 +42,8 @@ MCP_SERVER_NAME = "mcp.server.name"
 MCP_SERVER_VERSION = "mcp.server.version"
 MCP_SESSION_STATELESS = "mcp.session.stateless"
 MCP_USER_INTENT = "mcp.user_intent"
+MCP_USER_DATA = "mcp.user.data"
+MCP_CALLER_ID = "mcp.caller.id"
 MCP_REQUEST_ARGUMENT_KEYS = "mcp.request.argument_keys"
 MCP_RESPONSE_SIZE = "mcp.response.size"
 MCP_UPSTREAM_DURATION = "mcp.upstream.duration"
@@ -80,6 +82,7 @@ __all__ = [
     "GEN_AI_TOOL_CALL_RESULT",
     "GEN_AI_TOOL_NAME",
     "JSONRPC_REQUEST_ID",
+    "MCP_CALLER_ID",
     "MCP_CLIENT_NAME",
     "MCP_CLIENT_VERSION",
     "MCP_EVENT_ERROR",
@@ -102,6 +105,7 @@ __all__ = [
     "MCP_SESSION_STATELESS",
     "MCP_TOOLS_LISTED",
     "MCP_UPSTREAM_DURATION",
+    "MCP_USER_DATA",
     "MCP_USER_INTENT",
     "NETWORK_PROTOCOL_NAME",
     "NETWORK_PROTOCOL_VERSION",

@@ -1,26 +1,35 @@
-"""Stateless HTTP: which client a caller named, for its later requests that name none.
+"""Stateless HTTP: who the caller of a request is, when the protocol gives no session to say it.
 
 Before the 2026-07-28 revision a stateless client names itself (``clientInfo``) only in its
 ``initialize``; every later request is a connection of its own. What ties them together is what
 identifies the caller on the wire: its address, its ``User-Agent`` and its ``Authorization``
-header (kept only as a digest). The map is bounded in count and in time: an entry lasts the
-inactivity window of a session after the caller's last request.
+header (kept only as a digest). Each caller gets a random id (``mcp.caller.id``: nothing of the
+wire is in it) and keeps it, with the client it named, for the inactivity window of a session
+after its last request. The map is bounded in count and in time.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Hashable
+from dataclasses import dataclass, field
 
 from opentelemetry_instrumentation_mcp._log import WarnOnce
 
 MAX_CALLERS = 10_000
 WINDOW_SECONDS = 30 * 60
-"""How long a caller's client is remembered after its last request (the session inactivity timeout)."""
+"""How long a caller is remembered after its last request (the session inactivity timeout)."""
 
-Client = tuple[str, "str | None"]
+
+@dataclass(slots=True)
+class Caller:
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    client: tuple[str, str | None] | None = None
+    """(name, version) of the client the caller named last."""
+    expires: float = 0.0
 
 
 class Callers:
@@ -29,32 +38,21 @@ class Callers:
         self.window = window
         self.evicted = 0
         """Callers forgotten before their window ended because the map was full."""
-        self._clients: OrderedDict[bytes, tuple[float, Client]] = OrderedDict()
+        self._callers: OrderedDict[bytes, Caller] = OrderedDict()
         self._warn = WarnOnce()
 
-    @staticmethod
-    def _key(caller: Hashable) -> bytes:
-        return hashlib.blake2b(repr(caller).encode(), digest_size=16).digest()
-
-    def remember(self, caller: Hashable, client: Client) -> None:
-        key = self._key(caller)
-        self._clients[key] = (time.monotonic() + self.window, client)
-        self._clients.move_to_end(key)
-        while len(self._clients) > self.limit:
-            _, (expires, _) = self._clients.popitem(last=False)
-            if expires > time.monotonic():
+    def visit(self, wire: Hashable) -> Caller:
+        """The caller identified by ``wire`` (new when unknown or past its window); its window starts again."""
+        key = hashlib.blake2b(repr(wire).encode(), digest_size=16).digest()
+        now = time.monotonic()
+        caller = self._callers.get(key)
+        if caller is None or caller.expires <= now:
+            caller = self._callers[key] = Caller()
+        caller.expires = now + self.window
+        self._callers.move_to_end(key)
+        while len(self._callers) > self.limit:
+            _, oldest = self._callers.popitem(last=False)
+            if oldest.expires > now:
                 self.evicted += 1
                 self._warn("full", "more than %d stateless callers at once: the oldest are forgotten", self.limit)
-
-    def recall(self, caller: Hashable) -> Client | None:
-        key = self._key(caller)
-        found = self._clients.get(key)
-        if found is None:
-            return None
-        expires, client = found
-        if expires <= time.monotonic():
-            del self._clients[key]
-            return None
-        self._clients[key] = (time.monotonic() + self.window, client)
-        self._clients.move_to_end(key)
-        return client
+        return caller

@@ -3,7 +3,8 @@
 ``publish_custom_event`` records one span in a session, with the session's
 client, user and session attributes and ``mcp.event.kind=custom`` (no
 ``mcp.method.name``): from inside a request (the current session; the span is a
-child of the request's span) or from anywhere else by session id.
+child of the request's span) or from anywhere else by session id (a session this
+process does not hold, ended or served elsewhere, gets the event under its id alone).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry_instrumentation_mcp._log import WarnOnce
 from opentelemetry_instrumentation_mcp.operation import current_server_operation
+from opentelemetry_instrumentation_mcp.records import Session
 
 if TYPE_CHECKING:
     from opentelemetry_instrumentation_mcp.telemetry import Telemetry
@@ -54,14 +56,16 @@ def publish_custom_event(target: object = None, /, **fields: Any) -> bool:
     try:
         event = CustomEvent(**fields)
         operation = current_server_operation.get()
-        if isinstance(target, str):
+        if isinstance(target, str) and target:
             session = telemetry.find_session(target)
             if session is None and operation is not None and operation.session.session_id == target:
                 session = operation.session
+            if session is None:  # a session this process does not hold (ended, or another instance's)
+                session = Session(session_id=target)
         else:
             session = None if operation is None else operation.session
         if session is None:
-            _report("unknown session", f"no open session {target!r}" if isinstance(target, str) else "outside a request")
+            _report("no session", "no session id given outside a request")
             return False
         telemetry.custom_event(session, event)
         return True

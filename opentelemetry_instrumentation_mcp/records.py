@@ -57,6 +57,10 @@ class Session:
     """Client side: the ``transport.ServerPeer`` this session talks to, when known."""
     user_id: str | None = None
     user_name: str | None = None
+    user_data: str | None = None
+    """What the identify hook said of the user, as JSON (redacted, bounded)."""
+    caller_id: str | None = None
+    """Stateless HTTP: the caller's id (see ``callers``)."""
     identified: bool = False
     """Whether the caller was identified already (the answer is kept for the session)."""
     started: float = field(default_factory=time.perf_counter)
@@ -90,6 +94,8 @@ class Session:
             self.protocol_version,
             self.user_id,
             self.user_name,
+            self.user_data,
+            self.caller_id,
         )
         if self._cache is None or self._cache[0] != key:
             self._cache = (key, self._build_span_attributes(), self._build_metric_attributes())
@@ -105,6 +111,8 @@ class Session:
             attr.MCP_SERVER_VERSION: self.server_version,
             attr.USER_ID: self.user_id,
             attr.USER_NAME: self.user_name,
+            attr.MCP_USER_DATA: self.user_data,
+            attr.MCP_CALLER_ID: self.caller_id,
         }
         if self.stateless:
             found[attr.MCP_SESSION_STATELESS] = True

@@ -11,6 +11,8 @@ import json
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate
@@ -21,6 +23,7 @@ from opentelemetry.trace import Link, Span, SpanKind, StatusCode, TracerProvider
 from opentelemetry.util.types import AttributeValue
 
 from opentelemetry_instrumentation_mcp import attributes as attr
+from opentelemetry_instrumentation_mcp._log import WarnOnce
 from opentelemetry_instrumentation_mcp.content import ContentPolicy
 from opentelemetry_instrumentation_mcp.events import CustomEvent
 from opentelemetry_instrumentation_mcp.identity import IdentifyRequest, Identifier, is_due
@@ -36,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 _SCOPE = "opentelemetry_instrumentation_mcp"
 MAX_OPEN_SESSIONS = 10_000
+MAX_USER_DATA = 4096
+"""Characters of ``UserIdentity.user_data`` as JSON kept on spans; a larger one is dropped (and that logged once)."""
 _SCHEMA_URL = Schemas.V1_36_0.value
 
 
@@ -119,6 +124,7 @@ class Telemetry:
         self.tracer = get_tracer(_SCOPE, __version__, tracer_provider, schema_url=_SCHEMA_URL)
         self.instruments = Instruments(get_meter(_SCOPE, __version__, meter_provider, schema_url=_SCHEMA_URL))
         self.caps = [Cap(name, limit, self.instruments.overflow) for name, limit in LIMITS.items()]
+        self._warn = WarnOnce()
         self.callers = Callers()
         """Stateless HTTP: the client each caller named, for its requests that name none."""
         self._open_sessions: OrderedDict[str, Session] = OrderedDict()
@@ -143,6 +149,18 @@ class Telemetry:
         session.identified = True
         session.user_id = None if identity is None else identity.user_id
         session.user_name = None if identity is None else self.content.text(identity.user_name)
+        session.user_data = None if identity is None else self._user_data(identity.user_data)
+
+    def _user_data(self, data: Mapping[str, Any] | None) -> str | None:
+        """What the identify hook said of the user, as JSON: each string redacted, at most ``MAX_USER_DATA``."""
+        if not data:
+            return None
+        redacted = {str(key): self.content.text(value) if isinstance(value, str) else value for key, value in data.items()}
+        text = json.dumps(redacted, ensure_ascii=False, default=str, separators=(",", ":"))
+        if len(text) > MAX_USER_DATA:
+            self._warn("user_data", "user_data over %d characters as JSON is not recorded", MAX_USER_DATA)
+            return None
+        return text
 
     def server_operation(
         self,
@@ -190,17 +208,18 @@ class Telemetry:
 
     def _stateless_client(self, message: Message, session: Session) -> None:
         """The client of a stateless request: its own (``initialize``, 2026-07-28 session info), else the client
-        info in its ``_meta`` (2026-07-28 requests, instrumented clients), else what its caller named before."""
+        info in its ``_meta`` (2026-07-28 requests, instrumented clients), else what its caller named before.
+        Over HTTP the caller's id too (see ``callers``)."""
         if session.client_name is None and message.meta:
             session.client_name, session.client_version = implementation(message.meta.get(CLIENT_INFO_META_KEY))
         if message.caller is None:
             return
+        caller = self.callers.visit(message.caller)
+        session.caller_id = caller.id
         if session.client_name is not None:
-            self.callers.remember(message.caller, (session.client_name, session.client_version))
-            return
-        known = self.callers.recall(message.caller)
-        if known is not None:
-            session.client_name, session.client_version = known
+            caller.client = (session.client_name, session.client_version)
+        elif caller.client is not None:
+            session.client_name, session.client_version = caller.client
 
     def custom_event(self, session: Session, event: CustomEvent) -> None:
         """One span for a product event in ``session``: its attributes, no ``mcp.method.name``."""

@@ -64,7 +64,6 @@ async def test_an_event_from_outside_a_request_by_session_id(kind):
             (call,) = [span for span in recorded.server_spans() if span.name == "tools/call add"]
             session_id = call.attributes["mcp.session.id"]
             assert publish_custom_event(session_id, name="payment_failed", is_error=True, error="card 4111 declined")
-            assert not publish_custom_event("no-such-session", name="lost")
 
     (event,) = events_of(recorded)
     assert event.parent is None
@@ -76,10 +75,19 @@ async def test_an_event_from_outside_a_request_by_session_id(kind):
     assert "4111" not in event.to_json()
 
 
-async def test_after_the_session_ends_and_without_instrumentation_nothing_is_recorded(recorded):
+async def test_a_session_this_process_does_not_hold_gets_the_event_under_its_id(recorded):
+    """Ended here, or served by another instance behind the same load balancer: the event keeps its session id."""
     async with in_memory(build("lowlevel")) as client:
         await client.send_ping()
     (ping,) = [span for span in recorded.server_spans() if span.name == "ping"]
-    assert not publish_custom_event(ping.attributes["mcp.session.id"], name="late")
-    assert not publish_custom_event(None, name="outside")
-    assert events_of(recorded) == []
+    assert publish_custom_event(ping.attributes["mcp.session.id"], name="late", message="refund issued")
+    assert publish_custom_event("session-of-another-instance", name="webhook")
+    assert not publish_custom_event(None, name="outside"), "no session id and no request: nothing to record it under"
+    assert not publish_custom_event("", name="empty")
+    late, webhook = events_of(recorded)
+    assert (late.attributes["mcp.session.id"], late.attributes["mcp.event.message"]) == (
+        ping.attributes["mcp.session.id"],
+        "refund issued",
+    )
+    assert webhook.attributes["mcp.session.id"] == "session-of-another-instance"
+    assert not {"mcp.client.name", "user.id", "mcp.method.name"} & set(webhook.attributes)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import asyncio
 import logging
 import time
@@ -56,7 +58,27 @@ async def test_identified_once_per_session_and_on_every_later_span(kind):
     for span in calls:
         assert span.attributes["user.id"] == "u-42"
         assert span.attributes["user.name"] == "Alice"
+        assert json.loads(span.attributes["mcp.user.data"]) == {"plan": "pro"}
     assert "user.id" not in next(span for span in spans if span.name == "tools/list").attributes
+
+
+async def test_user_data_is_redacted_and_bounded(caplog):
+    def identify(request: IdentifyRequest) -> UserIdentity:
+        return UserIdentity("u-1", user_data={"email": "bob@example.com", "seats": 3, "note": "x" * 5000})
+
+    def small(request: IdentifyRequest) -> UserIdentity:
+        return UserIdentity("u-2", user_data={"email": "bob@example.com", "seats": 3})
+
+    redact = lambda text: text.replace("bob@example.com", "<email>")  # noqa: E731
+    for hook, expected in ((small, {"email": "<email>", "seats": 3}), (identify, None)):
+        with instrumented(identify=hook, redact=redact) as recorded:
+            async with in_memory(build("lowlevel")) as client:
+                await client.call_tool("add", {"a": 1, "b": 2})
+        (call,) = [span for span in recorded.server_spans() if span.name == "tools/call add"]
+        found = call.attributes.get("mcp.user.data")
+        assert (None if found is None else json.loads(found)) == expected
+        assert call.attributes["user.id"] in ("u-1", "u-2")
+    assert "user_data over 4096 characters as JSON is not recorded" in caplog.text
 
 
 async def test_async_hook(kind):

@@ -135,15 +135,20 @@ async def test_an_uninstrumented_caller_is_known_by_its_initialize(recorded, kin
         ("inspector-bob-token", "Inspector/0.17"),
         (None, "other-agent/1"),
     ]
+    # Each caller has an id of its own, shared by its initialize and its later requests.
+    initializes = [span for span in recorded.server_spans() if span.name == "initialize"]
+    ids = [span.attributes["mcp.caller.id"] for span in lists]
+    assert len(set(ids)) == 3 and all(len(caller) == 32 for caller in ids)
+    assert [span.attributes["mcp.caller.id"] for span in initializes] == ids[:2]
 
 
 def test_callers_are_bounded_in_count_and_time():
     callers = Callers(limit=2, window=60)
-    for n in range(3):
-        callers.remember(("127.0.0.1", f"agent/{n}", None), (f"client-{n}", "1"))
-    assert callers.recall(("127.0.0.1", "agent/0", None)) is None, "the oldest is forgotten when full"
-    assert callers.recall(("127.0.0.1", "agent/2", None)) == ("client-2", "1")
-    assert callers.evicted == 1
+    first = [callers.visit(("127.0.0.1", f"agent/{n}", None)) for n in range(3)]
+    assert len({caller.id for caller in first}) == 3
+    assert callers.visit(("127.0.0.1", "agent/2", None)) is first[2]
+    assert callers.visit(("127.0.0.1", "agent/0", None)) is not first[0], "the oldest is forgotten when full"
+    assert callers.evicted == 2  # agent/0 for agent/2, then agent/1 for agent/0's return
     expired = Callers(window=0)
-    expired.remember(("127.0.0.1", "agent", None), ("client", None))
-    assert expired.recall(("127.0.0.1", "agent", None)) is None, "past its window"
+    wire = ("127.0.0.1", "agent", None)
+    assert expired.visit(wire) is not expired.visit(wire), "past its window: a new caller"
