@@ -116,6 +116,8 @@ def to_event(span: ReadableSpan, project: str | None = None) -> dict[str, Any]:
         ("intent", a.get(attr.MCP_USER_INTENT)),
         ("user_id", a.get(attr.USER_ID)),
         ("user_name", a.get(attr.USER_NAME)),
+        ("user_data", user_data if isinstance(user_data := _json(a.get(attr.MCP_USER_DATA)), dict) else None),
+        ("caller_id", a.get(attr.MCP_CALLER_ID)),
         ("client_name", a.get(attr.MCP_CLIENT_NAME)),
         ("client_version", a.get(attr.MCP_CLIENT_VERSION)),
         ("server_name", a.get(attr.MCP_SERVER_NAME)),

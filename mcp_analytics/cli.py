@@ -14,6 +14,7 @@ from mcp_analytics.server import DEFAULT_HOST, DEFAULT_PORT
 
 ENV_DB = "MCP_ANALYTICS_DB"
 ENV_MEMORY = "MCP_ANALYTICS_MEMORY_LIMIT"
+ENV_TIMEOUT = "MCP_ANALYTICS_SESSION_TIMEOUT"
 DEFAULT_DB = "mcp-analytics.duckdb"
 DEFAULT_PROJECT = "default"
 
@@ -28,7 +29,7 @@ def _serve(args: argparse.Namespace) -> int:
         key = new_key()
         keys.add(DEFAULT_PROJECT, key)
         print(f"no API key given: project {DEFAULT_PROJECT!r} has the key {key} until this server stops")
-    store = DuckDBStore(args.db, memory_limit=args.memory_limit)
+    store = DuckDBStore(args.db, memory_limit=args.memory_limit, session_timeout=args.session_timeout)
     url = f"http://{args.host}:{args.port}"
     print(f"MCP analytics API on {url} (store {args.db}, OpenAPI at {url}/docs); dashboard at {url}/", flush=True)
     try:
@@ -36,6 +37,15 @@ def _serve(args: argparse.Namespace) -> int:
     finally:
         store.close()
     return 0
+
+
+def _duration(text: str) -> object:
+    from mcp_analytics.store import duration
+
+    try:
+        return duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -78,6 +88,8 @@ def parser() -> argparse.ArgumentParser:
                        help="a project and its key (repeatable; also MCP_ANALYTICS_API_KEYS=p1=k1,p2=k2)")  # fmt: skip
     serve.add_argument("--memory-limit", default=os.environ.get(ENV_MEMORY, DEFAULT_MEMORY_LIMIT),
                        help=f"DuckDB's memory limit, its cache included (default {DEFAULT_MEMORY_LIMIT}; env {ENV_MEMORY})")  # fmt: skip
+    serve.add_argument("--session-timeout", type=_duration, default=os.environ.get(ENV_TIMEOUT, "30m"),
+                       help="the inactivity that ends a session: 30m, 2h, … (default 30m; env MCP_ANALYTICS_SESSION_TIMEOUT)")  # fmt: skip
     serve.set_defaults(run=_serve)
 
     rep = commands.add_parser("report", help="print the panels as tables, from a store file or a running API")

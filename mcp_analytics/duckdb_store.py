@@ -62,6 +62,8 @@ MIGRATIONS: list[tuple[int, str]] = [
         """,
     ),
     (2, "ALTER TABLE events ADD COLUMN tools_listed VARCHAR[]"),
+    (3, "ALTER TABLE events ADD COLUMN caller_id VARCHAR"),
+    (4, "ALTER TABLE events ADD COLUMN user_data JSON"),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -83,36 +85,38 @@ _IN_WINDOW = "project = $project AND ts >= $start AND ts < $end AND kind <> 'cli
 """Panels describe the server side: client spans of an instrumented agent in the same process are not counted twice."""
 _TOOL_CALLS = f"{_IN_WINDOW} AND type = 'mcp:tools/call' AND resource IS NOT NULL"
 
-_GAP = f"INTERVAL {int(SESSION_GAP.total_seconds())} SECOND"
+_GROUP = """CASE WHEN session_id IS NOT NULL THEN 's' || session_id
+    WHEN user_id IS NOT NULL THEN 'u' || user_id || chr(31) || coalesce(client_name, '')
+    WHEN caller_id IS NOT NULL THEN 'c' || caller_id || chr(31) || coalesce(client_name, '') END"""
+"""What sessions an event's belongs to (None: a session of its own): its session id; else (stateless) its identified
+user and client; else its caller (stateless HTTP, ``mcp.caller.id``) and client. Each group is cut into sessions
+wherever ``$gap`` (the session inactivity timeout) passes without an event."""
 
 
 def _runs(source: str) -> str:
-    """The stateless identified events of ``source``, each with ``run``: the number of its run of the same user
-    and client with gaps of at most ``SESSION_GAP``."""
+    """The grouped events of ``source``, each with ``grp`` and ``run``: the number of its run in the group, runs being
+    cut where more than ``$gap`` passes without an event."""
     return f"""
-    SELECT * EXCLUDE (starts), sum(starts) OVER (PARTITION BY user_id, client_name ORDER BY ts, event_id) AS run
+    SELECT * EXCLUDE (starts), sum(starts) OVER (PARTITION BY grp ORDER BY ts, event_id) AS run
     FROM (
-        SELECT *, CASE WHEN ts - lag(ts) OVER (PARTITION BY user_id, client_name ORDER BY ts, event_id) <= {_GAP}
+        SELECT *, CASE WHEN ts - lag(ts) OVER (PARTITION BY grp ORDER BY ts, event_id) <= $gap
                        THEN 0 ELSE 1 END AS starts
-        FROM {source} WHERE session_id IS NULL AND user_id IS NOT NULL
+        FROM (SELECT *, {_GROUP} AS grp FROM {source}) WHERE grp IS NOT NULL
     )"""
 
 
-_SESSION_COLUMNS = "event_id, ts, type, is_error, intent, session_id, user_id, client_name"
+_SESSION_COLUMNS = "event_id, ts, type, is_error, intent, session_id, user_id, client_name, caller_id"
 _SCOPED = f"""scoped AS (
     SELECT {_SESSION_COLUMNS} FROM events
-    WHERE project = $project AND kind <> 'client' AND ts >= CAST($start AS TIMESTAMP) - {_GAP} AND ts < $end
+    WHERE project = $project AND kind <> 'client' AND ts >= CAST($start AS TIMESTAMP) - $gap AND ts < $end
 )"""
 _RUNS = f"""{_SCOPED},
-runs AS (SELECT user_id, client_name, run FROM ({_runs("scoped")}) GROUP BY ALL HAVING bool_or(ts >= $start))"""
-_OTHER_SESSIONS = """count(DISTINCT hash(session_id)) FILTER (WHERE session_id IS NOT NULL)
-    + count(*) FILTER (WHERE session_id IS NULL AND user_id IS NULL)"""
-"""How sessions are counted without grouping every event: a window's sessions are its distinct session ids
-(``_OTHER_SESSIONS``, hashed: 64 bits are exact in practice and far cheaper than strings), its anonymous stateless
-events (one session each, also in ``_OTHER_SESSIONS``) and the runs (``_RUNS``) of identified user + client with
-an event in the window. Runs are cut from the events since ``SESSION_GAP`` before the window (``scoped``, narrow
-columns), which cuts the window's events exactly as the whole history would; only stateless identified events are
-sorted for it."""
+runs AS (SELECT DISTINCT grp, run, user_id, client_name FROM ({_runs("scoped")}) WHERE ts >= $start)"""
+_SINGLES = "count(*) FILTER (WHERE session_id IS NULL AND user_id IS NULL AND caller_id IS NULL)"
+"""How a window's sessions are counted: its events of no group (one session each, ``_SINGLES``) plus the runs
+(``_RUNS``: one row per user and client seen in a run, so a run counts once for each) of every group with an
+event in the window. Runs are cut from the events since ``$gap`` before the window
+(``scoped``, narrow columns), which cuts the window's events exactly as the whole history would."""
 _SESSION_FIGURES = """min(ts) AS started, max(ts) AS ended,
     round(date_diff('millisecond', min(ts), max(ts)) / 1000.0, 3) AS duration_s,
     count(*) AS events, count(*) FILTER (WHERE type = 'mcp:tools/call') AS tool_calls,
@@ -133,7 +137,7 @@ _PANELS: dict[str, str] = {
             count(*) FILTER (WHERE is_error) AS failures,
             round(1 - count(*) FILTER (WHERE is_error) / greatest(count(*), 1), 4) AS success_rate,
             count(*) FILTER (WHERE type = 'mcp:tools/call') AS tool_calls,
-            {_OTHER_SESSIONS} + (SELECT count(*) FROM runs) AS sessions,
+            {_SINGLES} + (SELECT count(DISTINCT (grp, run)) FROM runs) AS sessions,
             count(DISTINCT user_id) AS users,
             count(DISTINCT client_name) AS clients
         FROM events WHERE {_IN_WINDOW}""",
@@ -162,10 +166,12 @@ _PANELS: dict[str, str] = {
             SELECT coalesce(client_name, '(unknown)') AS client, count(*) AS events,
                 count(*) FILTER (WHERE type = 'mcp:tools/call') AS tool_calls,
                 count(*) FILTER (WHERE is_error) AS failures,
-                {_OTHER_SESSIONS} AS other_sessions, count(DISTINCT user_id) AS users
+                {_SINGLES} AS other_sessions, count(DISTINCT user_id) AS users
             FROM events WHERE {_IN_WINDOW} GROUP BY 1
         ),
-        runs_per_client AS (SELECT coalesce(client_name, '(unknown)') AS client, count(*) AS runs FROM runs GROUP BY 1)
+        runs_per_client AS (
+            SELECT coalesce(client_name, '(unknown)') AS client, count(DISTINCT (grp, run)) AS runs FROM runs GROUP BY 1
+        )
         SELECT client, events, tool_calls, failures, other_sessions + coalesce(runs, 0) AS sessions, users
         FROM per_client LEFT JOIN runs_per_client USING (client)
         ORDER BY events DESC, client LIMIT $limit""",
@@ -175,10 +181,12 @@ _PANELS: dict[str, str] = {
             SELECT user_id AS user, any_value(user_name) AS name, count(*) AS events,
                 count(*) FILTER (WHERE type = 'mcp:tools/call') AS tool_calls,
                 count(*) FILTER (WHERE is_error) AS failures,
-                {_OTHER_SESSIONS} AS other_sessions, max(ts) AS last_seen
+                {_SINGLES} AS other_sessions, max(ts) AS last_seen
             FROM events WHERE {_IN_WINDOW} AND user_id IS NOT NULL GROUP BY user_id
         ),
-        runs_per_user AS (SELECT user_id AS user, count(*) AS runs FROM runs GROUP BY 1)
+        runs_per_user AS (
+            SELECT user_id AS user, count(DISTINCT (grp, run)) AS runs FROM runs WHERE user_id IS NOT NULL GROUP BY 1
+        )
         SELECT user, name, events, tool_calls, failures, other_sessions + coalesce(runs, 0) AS sessions, last_seen
         FROM per_user LEFT JOIN runs_per_user USING (user)
         ORDER BY events DESC, user LIMIT $limit""",
@@ -227,25 +235,38 @@ _PANELS: dict[str, str] = {
         ORDER BY last_called DESC NULLS LAST, tool LIMIT $limit""",
     "sessions": f"""
         WITH {_SCOPED},
-        stateful AS (
-            SELECT session_id AS session, false AS stateless, 'session id' AS grouping, any_value(user_id) AS user,
-                any_value(client_name) AS client, {_SESSION_FIGURES}
-            FROM events WHERE {_IN_WINDOW} AND session_id IS NOT NULL
-            GROUP BY session_id ORDER BY started DESC, session LIMIT $limit
-        ),
+        numbered AS ({_runs("scoped")}),
         runs AS (
-            SELECT 'u-' || min(event_id) AS session, true AS stateless, 'user + client' AS grouping,
+            SELECT grp, left(grp, 1) AS tag, any_value(session_id) AS session_id, min(event_id) AS first_event,
                 any_value(user_id) AS user, any_value(client_name) AS client, {_SESSION_FIGURES}
-            FROM ({_runs("scoped")}) WHERE ts >= $start
-            GROUP BY user_id, client_name, run ORDER BY started DESC, session LIMIT $limit
+            FROM numbered WHERE ts >= $start GROUP BY grp, run
+        ),
+        counted AS (
+            SELECT runs.*, scope.last_run = 1 AS alone
+            FROM runs JOIN (SELECT grp, max(run) AS last_run FROM numbered GROUP BY grp) AS scope USING (grp)
+        ),
+        earlier AS (
+            SELECT DISTINCT session_id FROM events
+            WHERE project = $project AND kind <> 'client' AND ts < CAST($start AS TIMESTAMP) - $gap
+                AND session_id IN (SELECT session_id FROM runs WHERE tag = 's')
+        ),
+        grouped AS (
+            SELECT CASE WHEN tag <> 's' THEN tag || '-' || first_event
+                    WHEN alone AND session_id NOT IN (SELECT session_id FROM earlier) THEN session_id
+                    ELSE session_id || '@' || first_event END AS session,
+                tag <> 's' AS stateless,
+                CASE tag WHEN 's' THEN 'session id' WHEN 'u' THEN 'user + client' ELSE 'caller + client' END AS grouping,
+                user, client, started, ended, duration_s, events, tool_calls, failures, intents
+            FROM counted ORDER BY started DESC, session LIMIT $limit
         ),
         singles AS (
             SELECT 'e-' || event_id AS session, true AS stateless, 'single event' AS grouping, NULL AS user,
                 any_value(client_name) AS client, {_SESSION_FIGURES}
-            FROM events WHERE {_IN_WINDOW} AND session_id IS NULL AND user_id IS NULL
+            FROM events WHERE {_IN_WINDOW} AND session_id IS NULL AND user_id IS NULL AND caller_id IS NULL
             GROUP BY event_id ORDER BY started DESC, session LIMIT $limit
         )
-        SELECT * FROM (FROM stateful UNION ALL FROM runs UNION ALL FROM singles)
+        SELECT *, CASE WHEN ended > CAST($now AS TIMESTAMP) - $gap THEN 'active' ELSE 'ended' END AS state
+        FROM (FROM grouped UNION ALL FROM singles)
         ORDER BY started DESC, session LIMIT $limit""",
 }
 _TIMELINE = """SELECT ts, event_id, type, resource, intent, duration_ms, upstream_ms, response_size, argument_keys,
@@ -255,22 +276,41 @@ _SESSION_TIMELINES = {
     "": f"""{_TIMELINE} FROM events WHERE project = $project AND kind <> 'client' AND session_id = $session
         ORDER BY ts, event_id LIMIT $limit""",
     "e-": f"""{_TIMELINE} FROM events WHERE project = $project AND kind <> 'client' AND session_id IS NULL
-        AND event_id = substr($session, 3) LIMIT $limit""",
-    "u-": f"""WITH anchor AS (
-            SELECT user_id, client_name FROM events
-            WHERE project = $project AND session_id IS NULL AND event_id = substr($session, 3) LIMIT 1
+        AND event_id = $anchor LIMIT $limit""",
+    "run": f"""WITH anchor AS (
+            SELECT session_id, user_id, caller_id, client_name FROM events
+            WHERE project = $project AND event_id = $anchor LIMIT 1
         ),
         same AS (
-            SELECT events.* FROM events JOIN anchor ON events.user_id = anchor.user_id
-                AND events.client_name IS NOT DISTINCT FROM anchor.client_name
+            SELECT events.* FROM events JOIN anchor ON CASE
+                WHEN anchor.session_id IS NOT NULL THEN events.session_id = anchor.session_id
+                WHEN anchor.user_id IS NOT NULL THEN events.session_id IS NULL AND events.user_id = anchor.user_id
+                    AND events.client_name IS NOT DISTINCT FROM anchor.client_name
+                ELSE events.session_id IS NULL AND events.user_id IS NULL AND events.caller_id = anchor.caller_id
+                    AND events.client_name IS NOT DISTINCT FROM anchor.client_name END
             WHERE project = $project AND kind <> 'client'
         ),
         runs AS ({_runs("same")}),
-        mine AS (SELECT * FROM runs WHERE run = (SELECT run FROM runs WHERE event_id = substr($session, 3)))
+        mine AS (SELECT * FROM runs WHERE run = (SELECT run FROM runs WHERE event_id = $anchor))
         {_TIMELINE} FROM mine ORDER BY ts, event_id LIMIT $limit""",
 }
-"""One session's timeline, by the kind of key: a session id; ``e-`` an event of its own; ``u-`` the run of a
-user and client that holds that event (searched in that user's and client's whole history)."""
+"""One session's timeline, by the form of its key: a session id (all its events); ``e-<event>`` an event of its own;
+``<session id>@<event>``, ``u-<event>``, ``c-<event>``: the session (run) that holds that event, cut from its session
+id's, user's and client's, or caller's and client's whole history."""
+
+
+def _timeline(key: str) -> tuple[str, str | None]:
+    """The timeline query for a session key and the event it is anchored on, if any."""
+    if key[:2] in ("u-", "c-"):
+        return _SESSION_TIMELINES["run"], key[2:]
+    if key[:2] == "e-":
+        return _SESSION_TIMELINES["e-"], key[2:]
+    session_id, at, anchor = key.rpartition("@")
+    if at and session_id and anchor:
+        return _SESSION_TIMELINES["run"], anchor
+    return _SESSION_TIMELINES[""], None
+
+
 _FIRST_EVENT = f"SELECT min(ts) FROM events WHERE {_IN_WINDOW}"
 _DEFAULTS: dict[str, Any] = {"limit": 100, "by": "method", "bucket": None, "session": None}
 _BUCKETS = [timedelta(minutes=m) for m in (1, 5, 15, 60, 360, 1440, 10080)]
@@ -319,10 +359,11 @@ class DuckDBStore:
 
     def __init__(
         self, path: str | Path = ":memory:", *, memory_limit: str = DEFAULT_MEMORY_LIMIT,
-        recent_ids: int = DEFAULT_CAPACITY,
+        recent_ids: int = DEFAULT_CAPACITY, session_timeout: timedelta = SESSION_GAP,
     ) -> None:
         """``recent_ids``: how many stored event ids are kept in memory to rule out duplicates without reading
-        the table (``recent_ids.py``)."""
+        the table (``recent_ids.py``); ``session_timeout``: the inactivity that ends a session."""
+        self.session_timeout = session_timeout
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = str(path)
@@ -415,13 +456,14 @@ class DuckDBStore:
         return {(project, event_id) for project, event_id in self._connection.execute(_ALREADY_STORED).fetchall()}
 
     def panel(self, project: str, name: str, window: Window, **params: Any) -> list[dict[str, Any]]:
+        anchor = None
         if name == "session":
-            key = str(params.get("session") or "")
-            sql = _SESSION_TIMELINES[key[:2] if key[:2] in ("e-", "u-") else ""]
+            sql, anchor = _timeline(str(params.get("session") or ""))
         elif (sql := _PANELS.get(name)) is None:
             raise UnknownPanel(name)
         values = {**_DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
-        values |= {"project": project, "start": _naive_utc(window.start), "end": _naive_utc(window.end)}
+        values |= {"project": project, "start": _naive_utc(window.start), "end": _naive_utc(window.end),
+                   "gap": self.session_timeout, "now": _naive_utc(datetime.now(timezone.utc)), "anchor": anchor}
         cursor = self._connection.cursor()
         try:
             if name == "timeseries" and values["bucket"] is None and window.start <= EPOCH:

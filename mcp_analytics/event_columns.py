@@ -24,9 +24,10 @@ _EVENT = pa.schema([
     ("error", pa.struct([("type", _TEXT), ("message", _TEXT), ("code", pa.int32())])),
     ("failure", pa.struct([("origin", _TEXT), ("reason", _TEXT)])),
     ("argument_keys", _NAMES), ("tools_listed", _NAMES), ("response_size", pa.int64()), ("upstream_ms", pa.float64()),
-    ("content", _TEXT), ("custom", _TEXT), ("trace_id", _TEXT), ("span_id", _TEXT),
+    ("content", _TEXT), ("custom", _TEXT), ("trace_id", _TEXT), ("span_id", _TEXT), ("user_data", _TEXT),
+    ("caller_id", _TEXT),
 ])  # fmt: skip
-"""``models.Event`` in Arrow types (``content`` and ``custom`` are JSON text once validated)."""
+"""``models.Event`` in Arrow types (``content``, ``custom`` and ``user_data`` are JSON text once validated)."""
 _NESTED = {"error": ("type", "message", "code"), "failure": ("origin", "reason")}
 """Stored flat: ``error.type`` in ``error_type`` and so on."""
 

@@ -71,6 +71,8 @@ class Event(TypedDict, total=False):
     intent: Text | None
     user_id: Name | None
     user_name: Name | None
+    user_data: JsonObject | None
+    caller_id: Name | None
     client_name: Name | None
     client_version: Name | None
     server_name: Name | None

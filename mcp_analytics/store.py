@@ -20,7 +20,8 @@ _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 SESSION_GAP = timedelta(minutes=30)
-"""Events without a session id are grouped by user + client until this much inactivity."""
+"""The default session inactivity timeout: a session (a session id's, or a stateless user's or caller's with one
+client) ends where this much time passes without an event; a later event starts a new one."""
 
 PANELS = (
     "summary",
@@ -56,13 +57,21 @@ class Window:
         elif last == "all":
             start = EPOCH
         else:
-            match = _LAST.match(last or "24h")
-            if not match:
-                raise ValueError(f"a window is a number with m, h or d (15m, 24h, 7d) or 'all', not {last!r}")
-            start = end - timedelta(**{_UNITS[match[2]]: int(match[1])})
+            try:
+                start = end - duration(last or "24h")
+            except ValueError:
+                raise ValueError(f"a window is a number with m, h or d (15m, 24h, 7d) or 'all', not {last!r}") from None
         if start >= end:
             raise ValueError("the window's start must be before its end")
         return cls(start, end)
+
+
+def duration(text: str) -> timedelta:
+    """``30m``, ``2h``, ``1d``: a duration as the CLI takes it (a session timeout, a window's length)."""
+    match = _LAST.match(text)
+    if not match or int(match[1]) == 0:
+        raise ValueError(f"a duration is a positive number with m, h or d (30m, 2h, 1d), not {text!r}")
+    return timedelta(**{_UNITS[match[2]]: int(match[1])})
 
 
 def _utc(moment: datetime) -> datetime:

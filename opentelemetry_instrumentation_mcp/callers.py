@@ -3,7 +3,8 @@
 Before the 2026-07-28 revision a stateless client names itself (``clientInfo``) only in its
 ``initialize``; every later request is a connection of its own. What ties them together is what
 identifies the caller on the wire: its address, its ``User-Agent`` and its ``Authorization``
-header (kept only as a digest). Each caller gets a random id (``mcp.caller.id``: nothing of the
+header (kept only as a digest). A caller's notifications, which are never identified (nothing may wait
+before their span starts), take the user its last request was identified as. Each caller gets a random id (``mcp.caller.id``: nothing of the
 wire is in it) and keeps it, with the client it named, for the inactivity window of a session
 after its last request. The map is bounded in count and in time.
 """
@@ -29,6 +30,8 @@ class Caller:
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     client: tuple[str, str | None] | None = None
     """(name, version) of the client the caller named last."""
+    user: tuple[str, str | None, str | None] | None = None
+    """(id, name, data) of the user the caller was identified as last (its notifications are not identified)."""
     expires: float = 0.0
 
 

@@ -3,7 +3,7 @@
 The hook receives an ``IdentifyRequest`` and returns a ``UserIdentity`` or None
 (anonymous). It is called once per session, on the session's first tool call,
 and its answer is kept for the session; on stateless traffic it is called for
-every message. A hook that raises, times out or answers something else is
+every request. A hook that raises, times out or answers something else is
 logged once and the caller stays anonymous; the request goes on untouched.
 """
 
@@ -53,10 +53,12 @@ def from_token(token: Any) -> UserIdentity | None:
 
 
 def is_due(session: Any, method: str) -> bool:
-    """Identify now? Every message on stateless traffic (each is an HTTP request of its own, notifications
-    too); a session's first tool call otherwise."""
+    """Identify now? Every request on stateless traffic; a session's first tool call otherwise.
+
+    Never on a notification: a stateless server may end a notification's handling as soon as it has answered
+    it (``202``), so nothing may wait before its span starts (it takes its caller's identity, see ``callers``)."""
     if session.stateless:
-        return True
+        return not method.startswith("notifications/")
     return not session.identified and method == "tools/call"
 
 

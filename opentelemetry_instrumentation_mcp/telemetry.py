@@ -209,7 +209,7 @@ class Telemetry:
     def _stateless_client(self, message: Message, session: Session) -> None:
         """The client of a stateless request: its own (``initialize``, 2026-07-28 session info), else the client
         info in its ``_meta`` (2026-07-28 requests, instrumented clients), else what its caller named before.
-        Over HTTP the caller's id too (see ``callers``)."""
+        Over HTTP the caller's id too, and for a notification the user its caller was identified as (see ``callers``)."""
         if session.client_name is None and message.meta:
             session.client_name, session.client_version = implementation(message.meta.get(CLIENT_INFO_META_KEY))
         if message.caller is None:
@@ -220,6 +220,10 @@ class Telemetry:
             caller.client = (session.client_name, session.client_version)
         elif caller.client is not None:
             session.client_name, session.client_version = caller.client
+        if session.identified:
+            caller.user = None if session.user_id is None else (session.user_id, session.user_name, session.user_data)
+        elif caller.user is not None:  # a notification: never identified itself
+            session.user_id, session.user_name, session.user_data = caller.user
 
     def custom_event(self, session: Session, event: CustomEvent) -> None:
         """One span for a product event in ``session``: its attributes, no ``mcp.method.name``."""

@@ -11,6 +11,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from mcp_analytics.duckdb_store import DuckDBStore
+from mcp_analytics.store import Window
+from tests.apps.servers import IS_V2
 from tests.test_analytics_reliability import ApiProcess, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,6 +61,26 @@ def test_the_demo_runs_the_whole_stack_in_under_a_minute(demo):
     assert {"claude-ai", "cursor-vscode", "claude-code", "mcp-inspector"} <= clients
     assert intents >= 8
     assert stateless_users == [("carol",)]
+
+
+def test_the_demo_s_four_agents_are_four_sessions(demo):
+    """Alice and Bob on the stateful endpoint, Carol (identified) and an anonymous Inspector on the stateless one."""
+    _, db, _ = demo
+    store = DuckDBStore(db)
+    try:
+        rows = store.panel("demo", "sessions", Window.parse(last="1h"))
+    finally:
+        store.close()
+    found = sorted((row["user"] or "-", row["client"] or "-", row["grouping"], row["state"]) for row in rows)
+    expected = [
+        ("-", "mcp-inspector", "caller + client", "active"),
+        ("alice", "claude-ai", "session id", "active"),
+        ("bob", "cursor-vscode", "session id", "active"),
+        ("carol", "claude-code", "user + client", "active"),
+    ]
+    if not IS_V2:  # mcp 1.x hands a notification over without its HTTP request: nothing ties it to its caller
+        expected = sorted(expected + [("-", "-", "single event", "active")] * 2)
+    assert found == expected
 
 
 def test_report_reads_the_demo_store_file(demo):

@@ -97,13 +97,62 @@ def test_anonymous_stateless_events_are_sessions_of_their_own_and_session_ids_gr
         event("a1", stateless=True, timestamp_ns=at(9, 0)),
         event("a2", stateless=True, timestamp_ns=at(9, 0, 1)),
         event("k1", session_id="sess-1", timestamp_ns=at(9, 1)),
-        event("k2", session_id="sess-1", user_id="alice", timestamp_ns=at(11, 0)),  # hours apart: one session
+        event("k2", session_id="sess-1", user_id="alice", timestamp_ns=at(9, 20)),
     ])  # fmt: skip
     rows = store.panel("p", "sessions", WHOLE_DAY)
     assert sorted(row["events"] for row in rows) == [1, 1, 2]
     (stateful,) = [row for row in rows if row["session"] == "sess-1"]
     assert stateful["stateless"] is False and stateful["user"] == "alice"
     assert store.panel("p", "summary", WHOLE_DAY)[0]["sessions"] == 3
+
+
+def test_a_stateful_session_ends_after_the_inactivity_timeout(tmp_path):
+    """Two events three hours apart in one session id are two sessions. A session id cut in two is keyed
+    ``<id>@<first event>`` for each part, and each part's timeline holds its own events alone."""
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    ns = lambda moment: int(moment.timestamp() * 1e9)  # noqa: E731
+    events = [
+        event("m1", session_id="sess-9", timestamp_ns=ns(now - timedelta(hours=3, minutes=5))),
+        event("m2", session_id="sess-9", timestamp_ns=ns(now - timedelta(hours=3))),
+        event("m3", session_id="sess-9", timestamp_ns=ns(now - timedelta(minutes=5))),
+        event("m4", session_id="sess-9", timestamp_ns=ns(now - timedelta(minutes=1))),
+    ]
+    window = Window(now - timedelta(days=1), now + timedelta(minutes=1))
+    default, patient = DuckDBStore(), DuckDBStore(session_timeout=timedelta(hours=4))
+    for store in (default, patient):
+        store.add("p", events)
+    rows = sorted(default.panel("p", "sessions", window), key=lambda row: row["started"])
+    assert [(row["session"], row["events"], row["state"]) for row in rows] == [
+        ("sess-9@m1", 2, "ended"),
+        ("sess-9@m3", 2, "active"),
+    ]
+    assert [r["event_id"] for r in default.panel("p", "session", window, session="sess-9@m3")] == ["m3", "m4"]
+    assert default.panel("p", "summary", window)[0]["sessions"] == 2
+    # Over the last hour only, the later run stands alone in the window but not in the session id's history.
+    (recent,) = default.panel("p", "sessions", Window(now - timedelta(hours=1), now + timedelta(minutes=1)))
+    assert (recent["session"], recent["events"]) == ("sess-9@m3", 2)
+    # The timeout is the API's to set.
+    (whole,) = patient.panel("p", "sessions", window)
+    assert (whole["session"], whole["events"], whole["state"]) == ("sess-9", 4, "active")
+
+
+def test_anonymous_stateless_events_of_one_caller_and_client_are_one_session(store):
+    store.add("p", [
+        event("i1", stateless=True, caller_id="c-1", client_name="mcp-inspector", timestamp_ns=at(9, 0)),
+        event("i2", stateless=True, caller_id="c-1", client_name="mcp-inspector", timestamp_ns=at(9, 10)),
+        event("i3", stateless=True, caller_id="c-1", client_name="other", timestamp_ns=at(9, 11)),
+        event("j1", stateless=True, caller_id="c-2", client_name="mcp-inspector", timestamp_ns=at(9, 12)),
+        event("i4", stateless=True, caller_id="c-1", client_name="mcp-inspector", timestamp_ns=at(10, 0)),
+    ])  # fmt: skip
+    rows = sorted(store.panel("p", "sessions", WHOLE_DAY), key=lambda row: row["started"])
+    assert [(row["session"], row["grouping"], row["events"]) for row in rows] == [
+        ("c-i1", "caller + client", 2),
+        ("c-i3", "caller + client", 1),
+        ("c-j1", "caller + client", 1),
+        ("c-i4", "caller + client", 1),
+    ]
+    assert [r["event_id"] for r in store.panel("p", "session", WHOLE_DAY, session="c-i1")] == ["i1", "i2"]
+    assert store.panel("p", "summary", WHOLE_DAY)[0]["sessions"] == 4
 
 
 def test_a_batch_stored_twice_is_counted_once(store):
@@ -276,7 +325,7 @@ def test_a_version_1_file_is_migrated_and_keeps_its_events(tmp_path):
                    "VALUES ('p', 'old', ?, 'mcp:tools/call', 'server', 'legacy_tool', false, 5.0, false)",
                    [moment(9).replace(tzinfo=None) - timedelta(days=2)])  # fmt: skip
     store = DuckDBStore(path)
-    assert store.schema_version == SCHEMA_VERSION == 2
+    assert store.schema_version == SCHEMA_VERSION == 4
     store.add("p", [event("l1", type="mcp:tools/list", tools_listed=["search", "legacy_tool"])])
     two_days_ago = moment(9) - timedelta(days=2)
     assert store.panel("p", "unused_tools", WHOLE_DAY) == [
@@ -285,7 +334,7 @@ def test_a_version_1_file_is_migrated_and_keeps_its_events(tmp_path):
     ]
     store.close()
     with duckdb.connect(str(path)) as db:
-        assert db.execute("SELECT version FROM schema_version ORDER BY version").fetchall() == [(1,), (2,)]
+        assert db.execute("SELECT version FROM schema_version ORDER BY version").fetchall() == [(1,), (2,), (3,), (4,)]
 
 
 def test_time_buckets_fit_the_window_and_all_starts_at_the_first_event(store):

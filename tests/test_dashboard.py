@@ -316,6 +316,9 @@ def test_tables_match_the_store(overview: Page, served: Served) -> None:
         row["session"] for row in served.panel("sessions", limit=50)
     )
     assert {"sess-alpha", "sess-beta"} <= {row.field("session") for row in sessions}
+    states = {row["session"]: row["state"] for row in served.panel("sessions", limit=50)}
+    assert {row.find(data_field="session").attrs["data-value"]: row.field("state") for row in sessions} == states
+    assert set(states.values()) == {"active", "ended"}  # the seed has sessions of the last minutes and of hours ago
     link = next(row.find("a", data_field="session") for row in sessions if row.field("session") == "sess-alpha")
     assert link.attrs["href"] == "#last=24h&session=sess-alpha"  # the key stays out of links
 

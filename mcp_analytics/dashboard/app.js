@@ -531,13 +531,19 @@
     },
 
     sessions(answer, target) {
+      const GROUPINGS = {
+        'user + client': 'no session id: grouped by user, client and the session timeout of inactivity',
+        'caller + client': 'no session id and no user: grouped by caller (address, user agent, credentials), client and the session timeout',
+        'single event': 'no session id, no user and no caller: an event of its own',
+      };
       clear(target).appendChild(answer.rows.length ? table([
         { field: 'session', label: 'Session', render: (row) => el('td', { class: 'session-cell' },
           el('a', { href: fragment({ session: row.session }), 'data-field': 'session', 'data-value': row.session, title: row.session },
             row.session),
-          row.grouping !== 'session id' ? el('span', { class: 'badge', 'data-field': 'grouping', title: row.grouping === 'user + client'
-            ? 'no session id: grouped by user, client and 30 minutes of inactivity' : 'no session id and no user: an event of its own' },
+          row.grouping !== 'session id' ? el('span', { class: 'badge', 'data-field': 'grouping', title: GROUPINGS[row.grouping] || '' },
           row.grouping) : null) },
+        { field: 'state', label: 'State', render: (row) => field('td', 'state', row.state, null, { class: `state-${row.state}`,
+          title: row.state === 'active' ? 'an event within the session timeout' : 'no event for the session timeout: ended' }) },
         { field: 'user', label: 'User' },
         { field: 'client', label: 'Client' },
         { field: 'started', label: 'Started', format: fmt.time, num: true },
