@@ -85,23 +85,48 @@ _IN_WINDOW = "project = $project AND ts >= $start AND ts < $end AND kind <> 'cli
 """Panels describe the server side: client spans of an instrumented agent in the same process are not counted twice."""
 _TOOL_CALLS = f"{_IN_WINDOW} AND type = 'mcp:tools/call' AND resource IS NOT NULL"
 
-_GROUP = """CASE WHEN session_id IS NOT NULL THEN 's' || session_id
-    WHEN user_id IS NOT NULL THEN 'u' || user_id || chr(31) || coalesce(client_name, '')
-    WHEN caller_id IS NOT NULL THEN 'c' || caller_id || chr(31) || coalesce(client_name, '') END"""
-"""What sessions an event's belongs to (None: a session of its own): its session id; else (stateless) its identified
-user and client; else its caller (stateless HTTP, ``mcp.caller.id``) and client. Each group is cut into sessions
-wherever ``$gap`` (the session inactivity timeout) passes without an event."""
+_GROUP = """CASE WHEN session_id IS NOT NULL THEN hash('s', session_id)
+    WHEN user_id IS NOT NULL THEN hash('u', user_id, client_name)
+    WHEN caller_id IS NOT NULL THEN hash('c', caller_id, client_name) END"""
+"""Which sessions an event belongs to (None: a session of its own), hashed (64 bits are exact in practice and far
+cheaper to partition by than strings): its session id; else (stateless) its identified user and client; else its
+caller (stateless HTTP, ``mcp.caller.id``) and client. Each group is cut into sessions wherever ``$gap`` (the
+session inactivity timeout) passes without an event."""
+_TAG = "CASE WHEN session_id IS NOT NULL THEN 's' WHEN user_id IS NOT NULL THEN 'u' ELSE 'c' END"
+"""The kind of group of a grouped event: ``s`` session id, ``u`` user + client, ``c`` caller + client."""
 
 
-def _runs(source: str) -> str:
-    """The grouped events of ``source``, each with ``grp`` and ``run``: the number of its run in the group, runs being
-    cut where more than ``$gap`` passes without an event."""
+def _sessions(source: str, columns: str, by: str = "") -> str:
+    """One row per session with an event since ``$start`` among the grouped events of ``source`` (and per value of
+    the ``by`` columns among its events): ``grp``, ``run`` (its number in the group, runs being cut where more than
+    ``$gap`` passes without an event), ``last_run`` (the group's last run with an event since ``$start``, runs being
+    numbered from the start of ``source``) and ``columns`` (aggregates over those events).
+
+    Only a group longer than ``$gap`` can hold more than one run: the others are one session each, aggregated
+    without sorting their events. Events at the same instant are always in one run, so ordering by time alone is
+    exact (the running sum takes them together)."""
+    keys = f", {by}" if by else ""
+    return f"""(
+    WITH grouped AS MATERIALIZED (
+        SELECT *, {_GROUP} AS grp FROM {source} WHERE coalesce(session_id, user_id, caller_id) IS NOT NULL
+    ),
+    spans AS (SELECT grp, max(ts) - min(ts) > $gap AS long FROM grouped GROUP BY grp),
+    numbered AS ({_numbered("grouped WHERE grp IN (SELECT grp FROM spans WHERE long)")})
+    SELECT grp, 1 AS run, 1 AS last_run{keys}, {columns}
+    FROM grouped WHERE ts >= $start AND grp IN (SELECT grp FROM spans WHERE NOT long) GROUP BY grp{keys}
+    UNION ALL
+    SELECT grp, run, max(run) OVER (PARTITION BY grp) AS last_run{keys}, {columns}
+    FROM numbered WHERE ts >= $start GROUP BY grp, run{keys}
+    )"""
+
+
+def _numbered(grouped: str) -> str:
+    """The events of ``grouped`` (which have ``grp``), each with ``run``: the number of its run in its group."""
     return f"""
-    SELECT * EXCLUDE (starts), sum(starts) OVER (PARTITION BY grp ORDER BY ts, event_id) AS run
+    SELECT * EXCLUDE (starts), sum(starts) OVER (PARTITION BY grp ORDER BY ts) AS run
     FROM (
-        SELECT *, CASE WHEN ts - lag(ts) OVER (PARTITION BY grp ORDER BY ts, event_id) <= $gap
-                       THEN 0 ELSE 1 END AS starts
-        FROM (SELECT *, {_GROUP} AS grp FROM {source}) WHERE grp IS NOT NULL
+        SELECT *, CASE WHEN ts - lag(ts) OVER (PARTITION BY grp ORDER BY ts) <= $gap THEN 0 ELSE 1 END AS starts
+        FROM {grouped}
     )"""
 
 
@@ -111,7 +136,7 @@ _SCOPED = f"""scoped AS (
     WHERE project = $project AND kind <> 'client' AND ts >= CAST($start AS TIMESTAMP) - $gap AND ts < $end
 )"""
 _RUNS = f"""{_SCOPED},
-runs AS (SELECT DISTINCT grp, run, user_id, client_name FROM ({_runs("scoped")}) WHERE ts >= $start)"""
+runs AS (SELECT grp, run, user_id, client_name FROM {_sessions("scoped", "count(*) AS events", "user_id, client_name")})"""
 _SINGLES = "count(*) FILTER (WHERE session_id IS NULL AND user_id IS NULL AND caller_id IS NULL)"
 """How a window's sessions are counted: its events of no group (one session each, ``_SINGLES``) plus the runs
 (``_RUNS``: one row per user and client seen in a run, so a run counts once for each) of every group with an
@@ -235,15 +260,11 @@ _PANELS: dict[str, str] = {
         ORDER BY last_called DESC NULLS LAST, tool LIMIT $limit""",
     "sessions": f"""
         WITH {_SCOPED},
-        numbered AS ({_runs("scoped")}),
-        runs AS (
-            SELECT grp, left(grp, 1) AS tag, any_value(session_id) AS session_id, min(event_id) AS first_event,
-                any_value(user_id) AS user, any_value(client_name) AS client, {_SESSION_FIGURES}
-            FROM numbered WHERE ts >= $start GROUP BY grp, run
-        ),
-        counted AS (
-            SELECT runs.*, scope.last_run = 1 AS alone
-            FROM runs JOIN (SELECT grp, max(run) AS last_run FROM numbered GROUP BY grp) AS scope USING (grp)
+        runs AS MATERIALIZED (
+            SELECT * FROM {_sessions("scoped", f"any_value({_TAG}) AS tag, any_value(session_id) AS session_id, "
+                                     f"min(event_id) AS first_event, any_value(user_id) AS user, "
+                                     f"any_value(client_name) AS client, {_SESSION_FIGURES}")}
+            ORDER BY started DESC, grp, run LIMIT $limit
         ),
         earlier AS (
             SELECT DISTINCT session_id FROM events
@@ -252,12 +273,12 @@ _PANELS: dict[str, str] = {
         ),
         grouped AS (
             SELECT CASE WHEN tag <> 's' THEN tag || '-' || first_event
-                    WHEN alone AND session_id NOT IN (SELECT session_id FROM earlier) THEN session_id
+                    WHEN last_run = 1 AND session_id NOT IN (SELECT session_id FROM earlier) THEN session_id
                     ELSE session_id || '@' || first_event END AS session,
                 tag <> 's' AS stateless,
                 CASE tag WHEN 's' THEN 'session id' WHEN 'u' THEN 'user + client' ELSE 'caller + client' END AS grouping,
                 user, client, started, ended, duration_s, events, tool_calls, failures, intents
-            FROM counted ORDER BY started DESC, session LIMIT $limit
+            FROM runs
         ),
         singles AS (
             SELECT 'e-' || event_id AS session, true AS stateless, 'single event' AS grouping, NULL AS user,
@@ -290,7 +311,7 @@ _SESSION_TIMELINES = {
                     AND events.client_name IS NOT DISTINCT FROM anchor.client_name END
             WHERE project = $project AND kind <> 'client'
         ),
-        runs AS ({_runs("same")}),
+        runs AS ({_numbered(f"(SELECT *, {_GROUP} AS grp FROM same)")}),
         mine AS (SELECT * FROM runs WHERE run = (SELECT run FROM runs WHERE event_id = $anchor))
         {_TIMELINE} FROM mine ORDER BY ts, event_id LIMIT $limit""",
 }

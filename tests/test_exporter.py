@@ -78,7 +78,7 @@ async def test_mcp_spans_map_to_events(recorded):
     assert fail["error"]["message"] == "the tool failed on purpose"  # the text the client received
     assert fail["failure"] == {"origin": "server", "reason": "tool_error"}
     (listed,) = by_type[("mcp:tools/list", "server")]
-    assert listed["tools_listed"] == ["add", "fail", "slow", "fetch", "billing", "keys", "note", "echo", "image"]
+    assert listed["tools_listed"] == ["add", "fail", "slow", "fetch", "billing", "keys", "note", "echo", "image", "ask"]
     assert "tools_listed" not in add and "tools_listed" not in by_type[("mcp:tools/list", "client")][0]
     (custom,) = by_type[("custom:invoice_sent", "internal")]
     assert custom["resource"] == "billing" and custom["custom"]["parameters"] == {"n": 1}

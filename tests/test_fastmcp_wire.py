@@ -165,6 +165,7 @@ async def test_stateful_http_one_server_span_per_message_with_the_transport_sess
     (add,) = [span for span in spans if span.name == "tools/call add"]
     attributes = dict(add.attributes)
     assert attributes.pop("client.port") > 0
+    assert attributes.pop("user_agent.original").startswith("python-httpx")
     expected = {**ADD, **CLIENT, **HTTP, "mcp.session.id": session_id, "client.address": "127.0.0.1"}
     assert_exactly(attributes, {**expected, **(NATIVE_ADD if mode == "native" else {})})
 
@@ -178,11 +179,15 @@ async def test_stateless_http_one_server_span_per_message_without_session_id(rec
     for span in spans:
         assert "mcp.session.id" not in span.attributes, f"{span.name}: fastmcp's per-request id is no session id"
         assert span.attributes["mcp.session.stateless"] is True
-    # Every request is a connection of its own: only initialize itself knows the client.
-    assert [span.attributes.get("mcp.client.name") for span in spans] == ["mcp"] + [None] * (len(SCRIPT) - 1)
+    # Every request is a connection of its own: the instrumented client names itself on each one, and all share
+    # their caller's id.
+    assert [span.attributes.get("mcp.client.name") for span in spans] == ["mcp"] * len(SCRIPT)
+    assert len({span.attributes["mcp.caller.id"] for span in spans}) == 1
     (add,) = [span for span in spans if span.name == "tools/call add"]
     attributes = dict(add.attributes)
     assert attributes.pop("client.port") > 0
-    expected = {**ADD, **HTTP, "mcp.session.stateless": True, "client.address": "127.0.0.1"}
+    assert attributes.pop("user_agent.original").startswith("python-httpx")
+    assert len(attributes.pop("mcp.caller.id")) == 32
+    expected = {**ADD, **CLIENT, **HTTP, "mcp.session.stateless": True, "client.address": "127.0.0.1"}
     assert_exactly(attributes, {**expected, **(NATIVE_ADD if mode == "native" else {})})
     assert recorded.points("mcp.server.session.duration") == []

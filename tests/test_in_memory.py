@@ -120,7 +120,7 @@ async def test_shapes_and_sizes_never_values(recorded, kind):
 
 
 LISTED = {
-    "lowlevel": ("add", "fail", "slow", "fetch", "billing", "keys", "note", "echo", "image"),
+    "lowlevel": ("add", "fail", "slow", "fetch", "billing", "keys", "note", "echo", "image", "ask"),
     "highlevel": ("add", "fail", "slow", "fetch", "billing", "echo", "note"),
 }
 

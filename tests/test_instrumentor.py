@@ -32,6 +32,8 @@ PATCHED = (
         ("mcp.shared.jsonrpc_dispatcher", "JSONRPCDispatcher.send_raw_request"),
         ("mcp.shared.direct_dispatcher", "DirectDispatcher.send_raw_request"),
         ("mcp.shared.jsonrpc_dispatcher", "otel_span"),
+        ("mcp.shared.jsonrpc_dispatcher", "JSONRPCDispatcher._write_error"),
+        ("mcp.client.session", "ClientSession._on_request"),
         ("mcp.server.stdio", "stdio_server"),
     ]
     if IS_V2
@@ -40,6 +42,8 @@ PATCHED = (
         ("mcp.server.session", "ServerSession._received_request"),
         ("mcp.shared.session", "RequestResponder.respond"),
         ("mcp.client.session", "ClientSession.send_request"),
+        ("mcp.server.session", "ServerSession.send_request"),
+        ("mcp.client.session", "ClientSession._received_request"),
         ("mcp.server.streamable_http", "StreamableHTTPServerTransport.connect"),
         ("mcp.server.stdio", "stdio_server"),
     ]

@@ -9,7 +9,7 @@ from typing import Any
 
 from opentelemetry_instrumentation_mcp.adapters._tools import first_text
 from opentelemetry_instrumentation_mcp.adapters._wrapping import log_internal_error
-from opentelemetry_instrumentation_mcp.operation import ErrorOf, Operation
+from opentelemetry_instrumentation_mcp.operation import ErrorOf, Operation, current_server_operation
 from opentelemetry_instrumentation_mcp.records import CLIENT_INFO_META_KEY, Message, Session
 from opentelemetry_instrumentation_mcp.telemetry import Telemetry
 from opentelemetry_instrumentation_mcp.transport import current_server_peer
@@ -47,6 +47,30 @@ class ClientSessions:
             return operation
         except Exception:  # noqa: BLE001
             log_internal_error("an MCP client request")
+            return None
+
+    def start_server_initiated(self, message: Message) -> Operation | None:
+        """Server side: a request the server sends its client while it handles a message (``sampling/createMessage``,
+        ``elicitation/create``, ``roots/list``, ``ping``): a CLIENT span in the session of the message it handles."""
+        handling = current_server_operation.get()
+        if handling is None or handling.session is None:
+            return None
+        try:
+            operation = self.telemetry.client_operation(message, handling.session, self.error_of)
+            if operation is not None:
+                operation.session = handling.session
+            return operation
+        except Exception:  # noqa: BLE001
+            log_internal_error("a server-initiated request")
+            return None
+
+    def start_callback(self, client: Any, message: Message, error_of: ErrorOf) -> Operation | None:
+        """Client side: a request the server sent, answered by the client's callback: a SERVER span in the
+        client's session (its parent the server's CLIENT span, through ``_meta``)."""
+        try:
+            return self.telemetry.server_operation(message, self.session_of(client), error_of, link_ambient=False)
+        except Exception:  # noqa: BLE001
+            log_internal_error("a server-initiated request")
             return None
 
     async def aenter_wrapper(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:

@@ -28,6 +28,8 @@ def instrument(telemetry: Telemetry) -> None:
     _patches.wrap("mcp.server.fastmcp.server", "stdio_server", stdio_wrapper)
     _patches.wrap("mcp.server.streamable_http", "StreamableHTTPServerTransport.connect", http_connect_wrapper)
     _patches.wrap("mcp.client.session", "ClientSession.send_request", client.send_request_wrapper)
+    _patches.wrap("mcp.server.session", "ServerSession.send_request", client.send_request_wrapper)
+    _patches.wrap("mcp.client.session", "ClientSession._received_request", client.received_request_wrapper)
     _patches.wrap("mcp.client.stdio", "stdio_client", client_stdio_wrapper)
     _patches.wrap("mcp.client.streamable_http", "StreamableHTTPTransport.__init__", client_http_transport_wrapper)
     _patches.wrap("mcp.client.session", "ClientSession.__aenter__", client.sessions.aenter_wrapper)

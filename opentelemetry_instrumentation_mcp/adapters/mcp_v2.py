@@ -39,6 +39,7 @@ def instrument(telemetry: Telemetry) -> None:
     _patches.wrap("mcp.client.client", "stdio_client", client_stdio_wrapper, optional=True)
     _patches.wrap("mcp.client.streamable_http", "StreamableHTTPTransport.__init__", client_http_transport_wrapper)
     _patches.wrap("mcp.client.session", "ClientSession.__aenter__", client.aenter_wrapper)
+    _patches.wrap("mcp.client.session", "ClientSession._on_request", client.on_request_wrapper)
     auth = AuthPatch(telemetry)
     _patches.wrap("mcp.server.auth.middleware.bearer_auth", "BearerAuthBackend.__init__", backend_init_wrapper)
     _patches.wrap("mcp.server.auth.middleware.bearer_auth", "BearerAuthBackend.authenticate", authenticate_wrapper)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from mcp import types
+from mcp.server.session import ServerSession
 
 from opentelemetry_instrumentation_mcp import attributes as attr
 from opentelemetry_instrumentation_mcp.adapters._client import ClientSessions, client_info_meta, record_tool_result
 from opentelemetry_instrumentation_mcp.adapters._http import implementation
-from opentelemetry_instrumentation_mcp.adapters.v1_server import error_of, message_of
+from opentelemetry_instrumentation_mcp.adapters.v1_server import error_of, message_of, observe
 from opentelemetry_instrumentation_mcp.records import Session
 from opentelemetry_instrumentation_mcp.telemetry import Telemetry
 
@@ -47,13 +48,29 @@ class ClientPatch:
     def __init__(self, telemetry: Telemetry) -> None:
         self.sessions = ClientSessions(telemetry, error_of, describe)
 
+    async def received_request_wrapper(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        """Wraps ``ClientSession._received_request(responder)``: a request the server sent, answered by a callback."""
+        responder = args[0]
+        root = responder.request.root
+        try:
+            message = message_of(root.method, root.params, responder.request_id)
+            session = self.sessions.session_of(instance)
+        except Exception:  # noqa: BLE001
+            return await wrapped(*args, **kwargs)
+        operation = self.sessions.start_callback(instance, message, error_of)
+        return await observe(operation, wrapped, args, kwargs, session, responder, message.method)
+
     async def send_request_wrapper(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        """Wraps ``ClientSession.send_request(request, result_type, ...)``."""
-        request, *rest = args
+        """Wraps ``ClientSession.send_request(request, result_type, ...)`` and ``ServerSession``'s."""
+        request = args[0] if args else kwargs["request"]
         root = getattr(request, "root", request)
         try:
             next_id = instance._request_id  # noqa: SLF001 - the id send_request is about to use
-            operation = self.sessions.start(instance, message_of(root.method, root.params, next_id))
+            message = message_of(root.method, root.params, next_id)
+            if isinstance(instance, ServerSession):  # a request the server sends its client while handling one
+                operation = self.sessions.start_server_initiated(message)
+            else:
+                operation = self.sessions.start(instance, message)
         except Exception:  # noqa: BLE001
             operation = None
         if operation is None:
@@ -61,7 +78,10 @@ class ClientPatch:
         carrier: dict[str, Any] = client_info_meta(operation, root.method) or {}
         operation.inject(carrier)
         with operation:
-            result = await wrapped(RequestWithMeta(request, carrier), *rest, **kwargs)
+            if args:
+                result = await wrapped(RequestWithMeta(request, carrier), *args[1:], **kwargs)
+            else:
+                result = await wrapped(**{**kwargs, "request": RequestWithMeta(request, carrier)})
             if isinstance(result, types.InitializeResult):
                 session = self.sessions.session_of(instance)
                 session.protocol_version = str(result.protocolVersion)

@@ -224,20 +224,7 @@ class ServerPatch:
         except Exception:  # noqa: BLE001
             log_internal_error("a 1.x server message")
             operation = None
-        awaited = None if responder is None else _Awaited(responder, operation, session, message.method, catalog)
-        token = _responding.set(awaited) if awaited is not None else None
-        try:
-            if operation is None:
-                return await wrapped(*args, **kwargs)
-            with operation:
-                result = await wrapped(*args, **kwargs)
-                # Cancelled by the client, or (mcp < 1.2x) a cancellation the SDK swallowed unanswered.
-                if awaited is not None and (responder.cancelled or not awaited.answered):
-                    operation.cancelled()
-        finally:
-            if token is not None:
-                _responding.reset(token)
-        return result
+        return await observe(operation, wrapped, args, kwargs, session, responder, message.method, catalog)
 
     def _session(self, server_session: ServerSession, request: Any | None, options: Callable[[], Any]) -> Session:
         """The session of ``server_session``, made on its first message; ``options``: what the server announces."""
@@ -260,6 +247,34 @@ class ServerPatch:
             session.client_name, session.client_version = implementation(params.clientInfo)
             session.protocol_version = session.protocol_version or params.protocolVersion
         return session
+
+
+async def observe(
+    operation: Operation | None,
+    wrapped: Any,
+    args: Any,
+    kwargs: Any,
+    session: Session,
+    responder: Any | None,
+    method: str,
+    catalog: ToolCatalog | None = None,
+) -> Any:
+    """Run the handling of a received message inside its SERVER ``operation``; its answer is read where
+    ``responder`` responds (``ServerPatch.respond_wrapper``). Also the client's, for the requests a server sends."""
+    awaited = None if responder is None else _Awaited(responder, operation, session, method, catalog)
+    token = _responding.set(awaited) if awaited is not None else None
+    try:
+        if operation is None:
+            return await wrapped(*args, **kwargs)
+        with operation:
+            result = await wrapped(*args, **kwargs)
+            # Cancelled by the client, or (mcp < 1.2x) a cancellation the SDK swallowed unanswered.
+            if awaited is not None and (responder.cancelled or not awaited.answered):
+                operation.cancelled()
+    finally:
+        if token is not None:
+            _responding.reset(token)
+    return result
 
 
 def _take_intent(request: Any, catalog: ToolCatalog | None) -> str | None:

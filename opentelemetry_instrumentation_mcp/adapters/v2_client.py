@@ -21,6 +21,7 @@ from opentelemetry_instrumentation_mcp.adapters._client import (
     with_meta,
 )
 from opentelemetry_instrumentation_mcp.adapters._http import implementation
+from opentelemetry_instrumentation_mcp.adapters.v2_server import error_of as server_error_of
 from opentelemetry_instrumentation_mcp.operation import Operation
 from opentelemetry_instrumentation_mcp.records import Session, message_from_params
 from opentelemetry_instrumentation_mcp.telemetry import Telemetry
@@ -51,6 +52,17 @@ class ClientPatch:
         self.direct_send_wrapper = partial(self._send, inject=True)
         """Wraps ``DirectDispatcher.send_raw_request`` (in-process 2026-07-28), which does not inject."""
 
+    async def on_request_wrapper(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        """Wraps ``ClientSession._on_request(dctx, method, params)``: a request the server sent, answered by a callback."""
+        dctx, method, params = _bind_request(*args, **kwargs)
+        operation = self.sessions.start_callback(
+            instance, message_from_params(method, dctx.request_id, params), server_error_of
+        )
+        if operation is None:
+            return await wrapped(*args, **kwargs)
+        with operation:
+            return await wrapped(*args, **kwargs)
+
     async def aenter_wrapper(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         """Wraps ``ClientSession.__aenter__``: remembers the session's dispatcher, starts its clock."""
         self._clients[instance._dispatcher] = instance  # noqa: SLF001
@@ -59,10 +71,12 @@ class ClientPatch:
     async def _send(self, wrapped: Any, instance: Any, args: Any, kwargs: Any, *, inject: bool) -> Any:
         """The CLIENT span around one request of a ``ClientSession``, current while the dispatcher sends it."""
         client = self._clients.get(instance)
-        if client is None:
-            return await wrapped(*args, **kwargs)
-        method, params, opts = _bind(*args, **kwargs)
-        operation = self.sessions.start(client, message_from_params(method, _next_request_id(instance, opts), params))
+        method, params, opts, rest = _bind(*args, **kwargs)
+        message = message_from_params(method, _next_request_id(instance, opts), params)
+        if client is not None:
+            operation = self.sessions.start(client, message)
+        else:  # a server's dispatcher: a request it sends its client while handling a message
+            operation = self.sessions.start_server_initiated(message)
         if operation is None:
             return await wrapped(*args, **kwargs)
         added = client_info_meta(operation, method)
@@ -71,7 +85,7 @@ class ClientPatch:
         suppress_token = sdk_client_span_suppressed.set(True)
         try:
             with operation:
-                result = await wrapped(method, params, opts)
+                result = await wrapped(method, params, opts, **rest)
                 record_result(operation, method, result)
         finally:
             sdk_client_span_suppressed.reset(suppress_token)
@@ -86,8 +100,12 @@ def record_result(operation: Operation, method: str, result: Any) -> None:
     record_tool_result(operation, method, result.get("isError") is True, result.get("content"), result.get("_meta"))
 
 
-def _bind(method: str, params: Any = None, opts: Any = None) -> tuple[str, Any, Any]:
-    return method, params, opts
+def _bind(method: str, params: Any = None, opts: Any = None, **rest: Any) -> tuple[str, Any, Any, dict[str, Any]]:
+    return method, params, opts, rest
+
+
+def _bind_request(dctx: Any, method: str, params: Any = None) -> tuple[Any, str, Any]:
+    return dctx, method, params
 
 
 def _next_request_id(dispatcher: Any, opts: Any) -> object | None:

@@ -8,7 +8,8 @@ reach out: ``fetch`` (GET ``url`` with httpx, raising on an HTTP error status or
 after ``timeout`` seconds) and ``billing`` (raises ``ToolFailure`` with an
 explicit reason). ``note`` declares its own ``context`` parameter and returns it;
 the low-level servers also have ``keys``, which answers the argument names it
-received (and forbids unknown ones).
+received (and forbids unknown ones), and ``ask``, which asks its client for a sampling and
+its roots (server-initiated requests) before it answers.
 
 ``build_fastmcp()``: the same kind of server on the standalone ``fastmcp`` framework
 (imported only when called: fastmcp is installed only in the ``fastmcp`` nox session).
@@ -66,6 +67,17 @@ def echo_text(text: str) -> str:
 
 
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+
+
+async def ask_client(session: Any) -> str:
+    """Requests a server sends its client while it handles a tool call: sampling, then the client's roots."""
+    types = sdk_types()
+    message = types.SamplingMessage(role="user", content=types.TextContent(type="text", text="summarise"))
+    with warnings.catch_warnings():  # sampling and roots are deprecated from 2026-07-28 on, still served
+        warnings.simplefilter("ignore")
+        sampled = await session.create_message(messages=[message], max_tokens=10)
+        roots = await session.list_roots()
+    return f"{sampled.content.text} ({len(roots.roots)} roots)"
 
 
 def billing_down() -> str:
@@ -217,10 +229,13 @@ def _lowlevel_v1(name: str) -> Any:
             types.Tool(name="note", inputSchema=NOTE_SCHEMA),
             types.Tool(name="echo", inputSchema=ECHO_SCHEMA),
             types.Tool(name="image", inputSchema=EMPTY_SCHEMA),
+            types.Tool(name="ask", inputSchema=EMPTY_SCHEMA),
         ]
 
     @server.call_tool()
     async def call_tool(tool: str, arguments: dict[str, Any]) -> list[Any]:
+        if tool == "ask":
+            return [types.TextContent(type="text", text=await ask_client(server.request_context.session))]
         if tool == "add":
             return [types.TextContent(type="text", text=str(arguments["a"] + arguments["b"]))]
         if tool == "slow":
@@ -295,11 +310,14 @@ def _lowlevel_v2(name: str) -> Any:
                 types.Tool(name="note", input_schema=NOTE_SCHEMA),
                 types.Tool(name="echo", input_schema=ECHO_SCHEMA),
                 types.Tool(name="image", input_schema=EMPTY_SCHEMA),
+                types.Tool(name="ask", input_schema=EMPTY_SCHEMA),
             ]
         )
 
     async def call_tool(ctx: Any, params: Any) -> types.CallToolResult:
         arguments = params.arguments or {}
+        if params.name == "ask":
+            return types.CallToolResult(content=[types.TextContent(type="text", text=await ask_client(ctx.session))])
         if params.name == "add":
             text = str(arguments["a"] + arguments["b"])
         elif params.name == "slow":
