@@ -128,7 +128,7 @@ def to_event(span: ReadableSpan, project: str | None = None) -> dict[str, Any]:
             "error",
             {
                 "type": error_type,
-                "message": span.status.description or a.get(attr.MCP_EVENT_ERROR),
+                "message": span.status.description or a.get(attr.ERROR_MESSAGE) or a.get(attr.MCP_EVENT_ERROR),
                 "code": int(code) if isinstance(code, str) and code.lstrip("-").isdigit() else None,
             }
             if failed

@@ -21,6 +21,7 @@ from opentelemetry.semconv._incubating.attributes.mcp_attributes import (
     MCP_SESSION_ID,
 )
 from opentelemetry.semconv.attributes.client_attributes import CLIENT_ADDRESS, CLIENT_PORT
+from opentelemetry.semconv._incubating.attributes.error_attributes import ERROR_MESSAGE
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.semconv.attributes.exception_attributes import EXCEPTION_MESSAGE, EXCEPTION_STACKTRACE
 from opentelemetry.semconv.attributes.network_attributes import (
@@ -71,6 +72,7 @@ __all__ = [
     "CUSTOM",
     "CUSTOM_EVENT_ERROR",
     "CLIENT_PORT",
+    "ERROR_MESSAGE",
     "ERROR_TYPE",
     "EXCEPTION_MESSAGE",
     "EXCEPTION_STACKTRACE",

@@ -219,7 +219,8 @@ class Operation:
 
     def _fail(self, error_type: str, description: str | None, failure: Failure, *, status_code: str | None) -> None:
         """Record the verdict. Status ERROR: on a client every failure; on a server only its own or its
-        upstream's (a client's mistake, an auth refusal or a cancellation leaves it unset)."""
+        upstream's (a client's mistake, an auth refusal or a cancellation leaves it unset, and ``error.message``
+        says what the peer was told)."""
         self.failure = failure
         found: dict[str, AttributeValue] = {
             attr.ERROR_TYPE: error_type,
@@ -232,6 +233,10 @@ class Operation:
         self.span.set_attributes(found)
         if not self._server_side or failure.origin in SERVER_SIDE_ORIGINS:
             self.span.set_status(StatusCode.ERROR, self._content.text(description))
+            return
+        message = self._content.text(description)  # no ERROR status to describe it: what the peer was told
+        if message:
+            self.span.set_attribute(attr.ERROR_MESSAGE, message)
 
     def end(self) -> None:
         if self._upstream is not None:

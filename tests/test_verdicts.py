@@ -16,6 +16,7 @@ import anyio
 import pytest
 from opentelemetry.trace import StatusCode
 
+from exporter.events import to_event
 from opentelemetry_instrumentation_mcp.failures import WIRE_KEY
 from tests.apps.clients import in_memory
 from tests.apps.http import http_client, serving
@@ -100,6 +101,13 @@ def assert_one_verdict(recorded: Any, name: str, expected: tuple[str, str]) -> N
     assert client.status.status_code == StatusCode.ERROR
     server_fault = expected[0] in ("server", "upstream")
     assert server.status.status_code == (StatusCode.ERROR if server_fault else StatusCode.UNSET)
+    if server_fault:
+        assert "error.message" not in server.attributes, "the status description says it"
+    elif expected != ("client", "cancelled"):
+        assert isinstance(server.attributes["error.message"], str) and server.attributes["error.message"]
+    event = to_event(server)
+    assert event["failure"] == {"origin": expected[0], "reason": expected[1]}
+    assert event["error"]["message"] == (server.status.description or server.attributes.get("error.message"))
     points = recorded.snapshot()
     for metric in ("mcp.server.operation.duration", "mcp.client.operation.duration"):
         failed = [p for p in points[metric] if "mcp.failure.origin" in p.attributes]
