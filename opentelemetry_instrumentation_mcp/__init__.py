@@ -11,6 +11,8 @@ or, with no code change, ``opentelemetry-instrument python server.py``.
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Collection
 from typing import Any
 
@@ -24,8 +26,10 @@ from opentelemetry_instrumentation_mcp.failures import FailureOrigin, ToolFailur
 from opentelemetry_instrumentation_mcp.identity import DEFAULT_TIMEOUT, IdentifyRequest, Identifier, UserIdentity
 from opentelemetry_instrumentation_mcp.intent import IntentOptions
 from opentelemetry_instrumentation_mcp.package import _instruments_any
-from opentelemetry_instrumentation_mcp.telemetry import Telemetry
+from opentelemetry_instrumentation_mcp.telemetry import SESSION_TIMEOUT, Telemetry
 from opentelemetry_instrumentation_mcp.version import __version__
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "FailureOrigin",
@@ -36,6 +40,24 @@ __all__ = [
     "__version__",
     "publish_custom_event",
 ]
+
+
+SESSION_TIMEOUT_ENV = "OTEL_INSTRUMENTATION_MCP_SESSION_TIMEOUT"
+
+
+def _session_timeout(given: float | None) -> float:
+    """The option, else the environment variable (seconds; an unusable value is logged and the default kept)."""
+    if given is not None:
+        return float(given)
+    text = os.environ.get(SESSION_TIMEOUT_ENV)
+    try:
+        value = float(text) if text else SESSION_TIMEOUT
+    except ValueError:
+        value = 0.0
+    if value <= 0:
+        logger.warning("%s=%r is not a positive number of seconds; %s is used", SESSION_TIMEOUT_ENV, text, SESSION_TIMEOUT)
+        return SESSION_TIMEOUT
+    return value
 
 
 class MCPInstrumentor(BaseInstrumentor):
@@ -49,14 +71,17 @@ class MCPInstrumentor(BaseInstrumentor):
         ``intent_description`` (else ``OTEL_INSTRUMENTATION_MCP_INTENT[_PARAMETER|_DESCRIPTION]``);
         ``identify`` (a hook: ``IdentifyRequest`` -> ``UserIdentity | None``, sync or async) and
         ``identify_timeout`` (seconds, default 1); ``capture_content`` (bool, else
-        ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``) and ``redact`` (``str -> str``)."""
+        ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``) and ``redact`` (``str -> str``);
+        ``session_timeout`` (seconds without a message that end a session, default 1800, else
+        ``OTEL_INSTRUMENTATION_MCP_SESSION_TIMEOUT``)."""
         intent = IntentOptions.resolve(
             kwargs.get("intent"), kwargs.get("intent_parameter"), kwargs.get("intent_description")
         )
         identifier = Identifier(kwargs.get("identify"), kwargs.get("identify_timeout", DEFAULT_TIMEOUT))
         content = ContentPolicy(kwargs.get("capture_content"), kwargs.get("redact"))
         telemetry = Telemetry(
-            kwargs.get("tracer_provider"), kwargs.get("meter_provider"), intent, identifier, content
+            kwargs.get("tracer_provider"), kwargs.get("meter_provider"), intent, identifier, content,
+            session_timeout=_session_timeout(kwargs.get("session_timeout")),
         )
         adapter = sdk.adapter()
         try:

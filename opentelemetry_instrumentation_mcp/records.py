@@ -6,7 +6,6 @@ an ``mcp`` type.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -63,7 +62,10 @@ class Session:
     """Stateless HTTP: the caller's id (see ``callers``)."""
     identified: bool = False
     """Whether the caller was identified already (the answer is kept for the session)."""
-    started: float = field(default_factory=time.perf_counter)
+    first_seen: float | None = None
+    last_seen: float | None = None
+    """``time.perf_counter()`` of the first and the last message of the session's current part (see
+    ``Telemetry.saw``): a session ends after its inactivity timeout, and its next message starts a new part."""
     ended: bool = False
     _cache: tuple[tuple[Any, ...], dict[str, AttributeValue], dict[str, AttributeValue]] | None = field(
         default=None, repr=False, compare=False

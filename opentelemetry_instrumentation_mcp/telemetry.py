@@ -39,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 _SCOPE = "opentelemetry_instrumentation_mcp"
 MAX_OPEN_SESSIONS = 10_000
+SESSION_TIMEOUT = 30 * 60.0
+"""The default inactivity timeout of a session, in seconds: the analytics service's default too."""
 MAX_USER_DATA = 4096
 """Characters of ``UserIdentity.user_data`` as JSON kept on spans; a larger one is dropped (and that logged once)."""
 _SCHEMA_URL = Schemas.V1_36_0.value
@@ -117,7 +119,10 @@ class Telemetry:
         intent: IntentOptions | None = None,
         identifier: Identifier | None = None,
         content: ContentPolicy | None = None,
+        session_timeout: float = SESSION_TIMEOUT,
     ):
+        self.session_timeout = session_timeout
+        """Seconds without a message after which a stateful session ends (its next message starts a new one)."""
         self.intent = intent or IntentOptions()
         self.content = content or ContentPolicy()
         self.identifier = identifier or Identifier(None)
@@ -125,7 +130,7 @@ class Telemetry:
         self.instruments = Instruments(get_meter(_SCOPE, __version__, meter_provider, schema_url=_SCHEMA_URL))
         self.caps = [Cap(name, limit, self.instruments.overflow) for name, limit in LIMITS.items()]
         self._warn = WarnOnce()
-        self.callers = Callers()
+        self.callers = Callers(window=session_timeout)
         """Stateless HTTP: the client each caller named, for its requests that name none."""
         self._open_sessions: OrderedDict[str, Session] = OrderedDict()
         """Server sessions by id, for events published from outside a request (bounded)."""
@@ -182,6 +187,8 @@ class Telemetry:
             return None
         if session.stateless:
             self._stateless_client(message, session)
+        else:
+            self.saw(session, server_side=True)
         attributes = message_attributes(message, server_side=True)
         attributes.update(session.span_attributes())
         attributes.update(self._conversation(message))
@@ -287,6 +294,7 @@ class Telemetry:
         """Start the CLIENT span of an outgoing request; None when instrumentation is suppressed."""
         if not is_instrumentation_enabled():
             return None
+        self.saw(session, server_side=False)
         attributes = message_attributes(message, server_side=False)
         attributes.update(session.span_attributes())
         parent = otel_context.get_current()
@@ -301,15 +309,34 @@ class Telemetry:
             content=self.content,
         )
 
+    def saw(self, session: Session, *, server_side: bool) -> None:
+        """A message of a stateful session: one that comes after the inactivity timeout ends the session's part
+        so far (its duration is recorded) and starts the next, as the analytics service cuts sessions."""
+        if session.stateless:
+            return
+        now = time.perf_counter()
+        if session.last_seen is not None and now - session.last_seen > self.session_timeout:
+            self._record_session(session, server_side, None)
+            session.first_seen = None
+        if session.first_seen is None:
+            session.first_seen = now
+        session.last_seen = now
+
     def end_session(self, session: Session, *, server_side: bool, error_type: str | None = None) -> None:
-        """Record the session's duration once, when its connection closes."""
+        """The session's connection closed: the duration of its last part is recorded (once)."""
         if session.ended or session.stateless:
             return
         session.ended = True
         if server_side and session.session_id is not None:
             self._open_sessions.pop(session.session_id, None)
+        self._record_session(session, server_side, error_type)
+
+    def _record_session(self, session: Session, server_side: bool, error_type: str | None) -> None:
+        """``mcp.*.session.duration``: from the first message of the session's part to its last (none without one)."""
+        if session.first_seen is None or session.last_seen is None:
+            return
         histogram = self.instruments.server_session if server_side else self.instruments.client_session
         metrics = dict(session.metric_attributes())
         if error_type is not None:
             metrics[attr.ERROR_TYPE] = error_type
-        histogram.record(time.perf_counter() - session.started, metrics)
+        histogram.record(session.last_seen - session.first_seen, metrics)

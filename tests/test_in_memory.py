@@ -265,8 +265,9 @@ async def test_operation_duration_metrics(recorded, kind):
 async def test_session_duration_recorded_once_per_side_when_the_session_closes(recorded, kind):
     async with in_memory(build(kind)) as client:
         await client.send_ping()
-        assert recorded.points("mcp.server.session.duration") == []
         await anyio.sleep(0.05)
+        await client.send_ping()  # a session lasts from its first message to its last
+        assert recorded.points("mcp.server.session.duration") == []
 
     for name in ("mcp.server.session.duration", "mcp.client.session.duration"):
         points = recorded.points(name)

@@ -1,0 +1,52 @@
+"""Sessions end after the inactivity timeout, in the instrumentation as in the analytics service: the session
+duration metric and the sessions panel agree on how many sessions there were and how long each lasted."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import anyio
+import pytest
+
+from exporter.events import to_event
+from mcp_analytics.duckdb_store import DuckDBStore
+from mcp_analytics.store import Window
+from tests.apps.clients import in_memory
+from tests.apps.servers import KINDS, build
+from tests.conftest import instrumented
+
+pytestmark = pytest.mark.anyio
+
+TIMEOUT = 0.4
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_the_duration_metric_and_the_sessions_panel_agree(kind):
+    with instrumented(session_timeout=TIMEOUT) as recorded:
+        async with in_memory(build(kind)) as client:
+            await client.list_tools()
+            await anyio.sleep(0.1)
+            await client.send_ping()  # the first session: initialize to this ping
+            await anyio.sleep(TIMEOUT + 0.2)  # idle past the timeout: the session ended
+            await client.send_ping()
+            await anyio.sleep(0.25)
+            await client.send_ping()  # the second session: these two pings
+            first = recorded.points("mcp.server.session.duration")
+            assert [point.count for point in first] == [1], "the first session was recorded when the second began"
+        points = recorded.snapshot()
+    store = DuckDBStore(session_timeout=timedelta(seconds=TIMEOUT))
+    try:
+        store.add("p", [to_event(span) for span in recorded.server_spans()])
+        rows = sorted(store.panel("p", "sessions", Window.parse(last="1h")), key=lambda row: row["started"])
+    finally:
+        store.close()
+    assert [row["events"] for row in rows] == [4, 2]  # initialize, initialized, tools/list, ping; ping, ping
+    assert len({row["session"].split("@")[0] for row in rows}) == 1, "one session id, cut in two"
+    # The server's sessions are the panel's (its events are the server's); the client's, seen from the other end of
+    # the wire, are the same sessions give or take the time a message travels.
+    for name, tolerance in (("mcp.server.session.duration", 0.005), ("mcp.client.session.duration", 0.05)):
+        (point,) = points[name]
+        assert point.count == 2, name
+        assert point.min == pytest.approx(rows[0]["duration_s"], abs=tolerance), name
+        assert point.max == pytest.approx(rows[1]["duration_s"], abs=tolerance), name
+    assert rows[0]["duration_s"] >= 0.1 and rows[1]["duration_s"] >= 0.25
