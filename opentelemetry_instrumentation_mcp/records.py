@@ -45,6 +45,8 @@ class Session:
     """
 
     stateless: bool = False
+    client_side: bool = False
+    """The client's view of the session (its durations are ``mcp.client.session.duration``)."""
     session_id: str | None = None
     transport: Transport = field(default_factory=Transport)
     client_name: str | None = None

@@ -188,7 +188,7 @@ class Telemetry:
         if session.stateless:
             self._stateless_client(message, session)
         else:
-            self.saw(session, server_side=True)
+            self.saw(session)
         attributes = message_attributes(message, server_side=True)
         attributes.update(session.span_attributes())
         attributes.update(self._conversation(message))
@@ -294,7 +294,7 @@ class Telemetry:
         """Start the CLIENT span of an outgoing request; None when instrumentation is suppressed."""
         if not is_instrumentation_enabled():
             return None
-        self.saw(session, server_side=False)
+        self.saw(session)
         attributes = message_attributes(message, server_side=False)
         attributes.update(session.span_attributes())
         parent = otel_context.get_current()
@@ -309,33 +309,33 @@ class Telemetry:
             content=self.content,
         )
 
-    def saw(self, session: Session, *, server_side: bool) -> None:
+    def saw(self, session: Session) -> None:
         """A message of a stateful session: one that comes after the inactivity timeout ends the session's part
         so far (its duration is recorded) and starts the next, as the analytics service cuts sessions."""
         if session.stateless:
             return
         now = time.perf_counter()
         if session.last_seen is not None and now - session.last_seen > self.session_timeout:
-            self._record_session(session, server_side, None)
+            self._record_session(session, None)
             session.first_seen = None
         if session.first_seen is None:
             session.first_seen = now
         session.last_seen = now
 
-    def end_session(self, session: Session, *, server_side: bool, error_type: str | None = None) -> None:
+    def end_session(self, session: Session, *, error_type: str | None = None) -> None:
         """The session's connection closed: the duration of its last part is recorded (once)."""
         if session.ended or session.stateless:
             return
         session.ended = True
-        if server_side and session.session_id is not None:
+        if not session.client_side and session.session_id is not None:
             self._open_sessions.pop(session.session_id, None)
-        self._record_session(session, server_side, error_type)
+        self._record_session(session, error_type)
 
-    def _record_session(self, session: Session, server_side: bool, error_type: str | None) -> None:
+    def _record_session(self, session: Session, error_type: str | None) -> None:
         """``mcp.*.session.duration``: from the first message of the session's part to its last (none without one)."""
         if session.first_seen is None or session.last_seen is None:
             return
-        histogram = self.instruments.server_session if server_side else self.instruments.client_session
+        histogram = self.instruments.client_session if session.client_side else self.instruments.server_session
         metrics = dict(session.metric_attributes())
         if error_type is not None:
             metrics[attr.ERROR_TYPE] = error_type

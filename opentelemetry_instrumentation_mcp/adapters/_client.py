@@ -90,18 +90,16 @@ class ClientSessions:
             session = self._sessions.get(instance)
             if session is not None:
                 exc = args[1] if len(args) > 1 else kwargs.get("exc_val")
-                self.telemetry.end_session(
-                    session, server_side=False, error_type=None if exc is None else type(exc).__qualname__
-                )
+                self.telemetry.end_session(session, error_type=None if exc is None else type(exc).__qualname__)
 
 
 def new_session() -> Session:
     """A client session record, knowing the server it talks to when a client transport said so."""
     peer = current_server_peer.get()
     if peer is None:
-        return Session()
+        return Session(client_side=True)
     current_server_peer.set(None)  # one transport, one session
-    return Session(transport=peer.transport, peer=peer)
+    return Session(transport=peer.transport, peer=peer, client_side=True)
 
 
 def record_tool_result(operation: Operation, method: str, is_error: bool, content: Any = None, meta: Any = None) -> None:

@@ -240,7 +240,7 @@ class ServerPatch:
             else:
                 session = Session.stateful(session_id, transport, **server)
                 self.telemetry.open_session(session)
-                server_session._exit_stack.callback(self.telemetry.end_session, session, server_side=True)  # noqa: SLF001
+                server_session._exit_stack.callback(self.telemetry.end_session, session)  # noqa: SLF001
             self._sessions[server_session] = session
         if session.client_name is None and server_session.client_params is not None:
             params = server_session.client_params

@@ -221,7 +221,7 @@ class TelemetryMiddleware:
         session = Session.stateful(session_id, transport, **fields)
         self.telemetry.open_session(session)
         self._sessions[connection] = session
-        connection.exit_stack.callback(self.telemetry.end_session, session, server_side=True)
+        connection.exit_stack.callback(self.telemetry.end_session, session)
         return session
 
     def _record_result(self, ctx: ServerRequestContext[Any, Any], result: HandlerResult, operation: Any) -> None:
