@@ -17,6 +17,8 @@ from tests.apps.clients import in_memory
 from tests.apps.servers import build_fastmcp
 from tests.apps.upstream import upstream
 from tests.conftest import instrumented
+from tests.test_verdicts import FAILURES as VERDICTS
+from tests.test_verdicts import assert_one_verdict, expected_of, provoke
 
 pytestmark = pytest.mark.anyio
 
@@ -68,7 +70,7 @@ async def test_exactly_one_server_span_per_message(recorded_globally, mode):
         assert re.fullmatch(r"[0-9a-f]{32}", span.attributes["mcp.session.id"])
     assert len({span.attributes["mcp.session.id"] for span in spans}) == 1, "one session id, ours and fastmcp's"
 
-    assert spans[2].attributes["mcp.tools.listed"] == ("add", "fetch", "billing")
+    assert spans[2].attributes["mcp.tools.listed"] == ("add", "fetch", "billing", "echo")
     call = spans[3]
     assert call.attributes["jsonrpc.request.id"].isdigit()
     assert call.attributes["gen_ai.operation.name"] == "execute_tool"
@@ -112,3 +114,17 @@ async def test_identity_on_fastmcp(mode):
             await client.call_tool("add", {"a": 1, "b": 2})
     (call,) = [span for span in recorded.server_spans() if span.name == "tools/call add"]
     assert (call.attributes["user.id"], call.attributes["user.name"]) == ("u-5", "Eve")
+
+
+FAILURES = [(kind, name, call, verdict) for kind, name, call, verdict in VERDICTS if kind != "tool fails"]
+"""The failure kinds of ``test_verdicts`` (this server has no ``fail`` tool), with fastmcp's answers."""
+
+
+@pytest.mark.parametrize(("failure", "name", "call", "verdict"), FAILURES, ids=[f[0] for f in FAILURES])
+async def test_one_verdict_per_failure(recorded_globally, mode, failure, name, call, verdict):
+    with upstream() as base:
+        async with in_memory(build_fastmcp()) as client:
+            await provoke(client, call, base)
+    # In native mode the span is fastmcp's: an exception that escapes it (a prompt's, a resource's) makes it ERROR.
+    escapes = mode == "native" and name.startswith(("prompts/", "resources/"))
+    assert_one_verdict(recorded_globally, name, expected_of(verdict, "highlevel"), framework_status=escapes)

@@ -255,3 +255,22 @@ async def test_disabled_instrumentation_leaves_no_spans_of_ours(recorded, otlp_r
     else:  # 1.x has no tracing of its own
         assert sdk_spans == []
         assert [span.name for span in spans] == [EXIT_SPAN]
+
+
+async def test_one_verdict_across_the_process_boundary(recorded, otlp_receiver, kind, tmp_path):
+    """A tool that states an upstream failure: the client, whose own rules would say ``server``/``tool_error``,
+    takes the verdict the server process sent over stdio, the same the server's span exports through OTLP."""
+    async with stdio_session(otlp_receiver, kind, tmp_path) as client:
+        await client.initialize()
+        await client.list_tools()
+        try:
+            result = await client.call_tool("billing", {})
+            assert getattr(result, "is_error", None) or getattr(result, "isError", None)
+        except Exception:  # noqa: BLE001 - the 2.x low-level server answers a tool's exception as a JSON-RPC error
+            assert IS_V2 and kind == "lowlevel"
+    servers = wait_for_session(otlp_receiver, tmp_path, spans=4)  # initialize, initialized, tools/list, the call
+    (server,) = [span for span in servers if span.name == "tools/call billing"]
+    (client_span,) = [span for span in recorded.client_spans() if span.name == "tools/call billing"]
+    assert server.attributes["error.type"] == client_span.attributes["error.type"]
+    for attributes in (server.attributes, client_span.attributes):
+        assert (attributes["mcp.failure.origin"], attributes["mcp.failure.reason"]) == ("upstream", "upstream_error")

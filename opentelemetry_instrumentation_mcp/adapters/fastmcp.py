@@ -64,7 +64,7 @@ def shared_session_id(connection: Any, minted: str) -> str:
 def record_exception_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     """Wraps ``fastmcp.server.telemetry.record_span_exception(span, exc)``: ours already recorded it."""
     span = args[0] if args else kwargs.get("span")
-    if span is not None and _enriched.pop(span.get_span_context().span_id, False) is None:
+    if span is not None and span.get_span_context().span_id in _enriched:  # fastmcp may call it more than once
         return None
     return wrapped(*args, **kwargs)
 

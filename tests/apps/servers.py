@@ -95,7 +95,8 @@ def build(kind: str, name: str | None = None) -> Any:
 
 
 def build_fastmcp(name: str = "fast-demo") -> Any:
-    """A standalone ``fastmcp`` (4.x) server: tools ``add``, ``fetch``, ``billing``; ``demo://greeting``; ``review``.
+    """A standalone ``fastmcp`` (4.x) server: tools ``add``, ``fetch``, ``billing``, ``echo``; ``demo://greeting``;
+    prompts ``review`` and ``broken``.
 
     It announces no version of its own, so ``serverInfo.version`` is fastmcp's.
     """
@@ -118,6 +119,11 @@ def build_fastmcp(name: str = "fast-demo") -> Any:
         """Charges the customer."""
         return billing_down()
 
+    @app.tool
+    def echo(text: str) -> str:
+        """Answers ``text``; raises it when it starts with ``raise:``."""
+        return echo_text(text)
+
     @app.resource("demo://greeting")
     def greeting() -> str:
         return "hello"
@@ -126,6 +132,11 @@ def build_fastmcp(name: str = "fast-demo") -> Any:
     def review(code: str) -> str:
         """Review some code."""
         return f"Please review:\n{code}"
+
+    @app.prompt
+    def broken() -> str:
+        """Always fails."""
+        raise RuntimeError("the prompt failed on purpose")
 
     return app
 
