@@ -198,16 +198,14 @@ class Operation:
             self.cancelled()
             return
         error = self._error_of(exc)
-        if not self._server_side and error is not None:
-            self.jsonrpc_error(*error)
-            return
-        self._record_exception(exc)
-        found = failures.of_exception(exc, default=None)
         if error is None:  # no JSON-RPC answer: the request itself failed
-            self._fail(type(exc).__qualname__, str(exc), found or failures.INTERNAL_ERROR, status_code=None)
+            self._record_exception(exc)
+            found = failures.of_exception(exc) or failures.INTERNAL_ERROR
+            self._fail(type(exc).__qualname__, str(exc), found, status_code=None)
             return
-        code, message, _ = error
-        self._fail(str(code), message, found or failures.of_jsonrpc(code, message), status_code=str(code))
+        if self._server_side:  # a handler raised: the peer gets ``error``, the span what was raised and why
+            self.note_exception(exc)
+        self.jsonrpc_error(*error)
 
     def _record_exception(self, exc: BaseException) -> None:
         """The exception event, its message and stack trace redacted like every other captured string."""
