@@ -157,11 +157,10 @@ class Telemetry:
         session.user_data = None if identity is None else self._user_data(identity.user_data)
 
     def _user_data(self, data: Mapping[str, Any] | None) -> str | None:
-        """What the identify hook said of the user, as JSON: each string redacted, at most ``MAX_USER_DATA``."""
+        """What the identify hook said of the user, as JSON: every string redacted, at most ``MAX_USER_DATA``."""
         if not data:
             return None
-        redacted = {str(key): self.content.text(value) if isinstance(value, str) else value for key, value in data.items()}
-        text = json.dumps(redacted, ensure_ascii=False, default=str, separators=(",", ":"))
+        text = json.dumps(self._redacted(dict(data)), ensure_ascii=False, default=str, separators=(",", ":"))
         if len(text) > MAX_USER_DATA:
             self._warn("user_data", "user_data over %d characters as JSON is not recorded", MAX_USER_DATA)
             return None
@@ -212,6 +211,16 @@ class Telemetry:
             session=session,
             owned=framework_span is None,
         )
+
+    def _redacted(self, value: Any) -> Any:
+        """``value`` with every string in it through the redact hook (a string the hook fails on becomes null)."""
+        if isinstance(value, str):
+            return self.content.text(value)
+        if isinstance(value, Mapping):
+            return {str(key): self._redacted(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._redacted(item) for item in value]
+        return value
 
     def _stateless_client(self, message: Message, session: Session) -> None:
         """The client of a stateless request: its own (``initialize``, 2026-07-28 session info), else the client

@@ -67,10 +67,11 @@ async def test_user_data_is_redacted_and_bounded(caplog):
         return UserIdentity("u-1", user_data={"email": "bob@example.com", "seats": 3, "note": "x" * 5000})
 
     def small(request: IdentifyRequest) -> UserIdentity:
-        return UserIdentity("u-2", user_data={"email": "bob@example.com", "seats": 3})
+        return UserIdentity("u-2", user_data={"email": "bob@example.com", "seats": 3, "team": {"owner": "bob@example.com"}})
 
     redact = lambda text: text.replace("bob@example.com", "<email>")  # noqa: E731
-    for hook, expected in ((small, {"email": "<email>", "seats": 3}), (identify, None)):
+    expected_small = {"email": "<email>", "seats": 3, "team": {"owner": "<email>"}}
+    for hook, expected in ((small, expected_small), (identify, None)):
         with instrumented(identify=hook, redact=redact) as recorded:
             async with in_memory(build("lowlevel")) as client:
                 await client.call_tool("add", {"a": 1, "b": 2})
