@@ -18,9 +18,8 @@ from typing import Any
 import pytest
 
 from opentelemetry_instrumentation_mcp.failures import WIRE_KEY
-from opentelemetry_instrumentation_mcp.intent import DEFAULT_DESCRIPTION
 from tests.apps.http import serving
-from tests.apps.servers import build
+from tests.apps.servers import build, without_intent_property
 from tests.conftest import instrumented
 
 INSPECTOR = os.environ.get("MCP_INSPECTOR_BIN", "")
@@ -63,16 +62,8 @@ def without_documented_changes(seen: list[Any]) -> list[Any]:
         if isinstance(answer, dict) and "tools" in answer:
             tools = []
             for tool in answer["tools"]:
-                schema = dict(tool["inputSchema"])
-                properties = dict(schema.get("properties") or {})
-                if properties.get("context", {}).get("description") == DEFAULT_DESCRIPTION:
-                    del properties["context"]
-                    schema["properties"] = properties
-                    required = [name for name in schema.get("required", []) if name != "context"]
-                    schema.pop("required", None)
-                    if required:
-                        schema["required"] = required
-                tools.append({**tool, "inputSchema": schema})
+                schema = without_intent_property(tool["inputSchema"])
+                tools.append(tool if schema is None else {**tool, "inputSchema": schema})
             answer = {**answer, "tools": tools}
         if isinstance(answer, dict) and WIRE_KEY in (answer.get("_meta") or {}):
             meta = {key: value for key, value in answer["_meta"].items() if key != WIRE_KEY}

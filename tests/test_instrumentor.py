@@ -16,9 +16,8 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
 from opentelemetry_instrumentation_mcp import MCPInstrumentor
 from opentelemetry_instrumentation_mcp.failures import WIRE_KEY
-from opentelemetry_instrumentation_mcp.intent import DEFAULT_DESCRIPTION
 from tests.apps.clients import in_memory
-from tests.apps.servers import IS_V2, KINDS, build, runnable, sdk_types
+from tests.apps.servers import IS_V2, KINDS, build, runnable, sdk_types, without_intent_property
 
 pytestmark = pytest.mark.anyio
 
@@ -163,16 +162,10 @@ def without_intent(seen: list[Any]) -> list[Any]:
             tools = []
             for tool in item["tools"]:
                 key = "input_schema" if "input_schema" in tool else "inputSchema"
-                schema = dict(tool[key])
-                properties = dict(schema["properties"])
-                if properties["context"].get("description") != DEFAULT_DESCRIPTION:
+                schema = without_intent_property(tool[key])
+                if schema is None:
                     tools.append(tool)  # the tool's own parameter: left alone
                     continue
-                del properties["context"]
-                schema["properties"] = properties
-                schema["required"] = [name for name in schema["required"] if name != "context"] or None
-                if schema["required"] is None:
-                    del schema["required"]
                 tools.append({**tool, key: schema})
             item = {**item, "tools": tools}
         cleaned.append(item)

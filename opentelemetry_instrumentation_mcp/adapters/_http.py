@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from opentelemetry_instrumentation_mcp.records import Transport, implementation
-
-__all__ = ["auth_token", "http_peer", "http_transport", "implementation"]
+from opentelemetry_instrumentation_mcp.records import Transport
 
 
 def http_transport(request: Any) -> Transport:

@@ -20,10 +20,9 @@ from opentelemetry_instrumentation_mcp.adapters._client import (
     sdk_client_span_suppressed,
     with_meta,
 )
-from opentelemetry_instrumentation_mcp.adapters._http import implementation
 from opentelemetry_instrumentation_mcp.adapters.v2_server import error_of as server_error_of
 from opentelemetry_instrumentation_mcp.operation import Operation
-from opentelemetry_instrumentation_mcp.records import Session, message_from_params
+from opentelemetry_instrumentation_mcp.records import Session, implementation, message_from_params
 from opentelemetry_instrumentation_mcp.telemetry import Telemetry
 
 def error_of(exc: BaseException) -> tuple[int, str, Any] | None:

@@ -403,6 +403,23 @@ def _lowlevel_v2(name: str) -> Any:
         )
 
 
+def without_intent_property(schema: dict[str, Any]) -> dict[str, Any] | None:
+    """A tool's input schema less the ``context`` property the instrumentation advertises; None where the tool
+    declares ``context`` itself (left alone by the instrumentation)."""
+    from opentelemetry_instrumentation_mcp.intent import DEFAULT_DESCRIPTION
+
+    properties = dict(schema.get("properties") or {})
+    if properties.get("context", {}).get("description") != DEFAULT_DESCRIPTION:
+        return None
+    del properties["context"]
+    cleaned = {**schema, "properties": properties}
+    required = [name for name in schema.get("required", []) if name != "context"]
+    cleaned.pop("required", None)
+    if required:
+        cleaned["required"] = required
+    return cleaned
+
+
 def handshake_version() -> str:
     """The protocol version this SDK's client proposes and its server accepts in ``initialize``."""
     if IS_V2:
