@@ -27,13 +27,16 @@ internal_error      server    -32603, or the server itself failed
 The server is the side that knows: it sends its verdict to the client in the
 answer itself, under ``WIRE_KEY`` in a result's ``_meta`` (which the protocol
 reserves for such metadata) or in a JSON-RPC error's ``data`` object, so the
-client span of the same request carries the same origin and reason. A client
-whose server sends none judges by the same table from what it received.
+client span of the same request carries the same origin and reason. An auth
+refusal has no MCP answer: its verdict travels in the ``HEADER`` response
+header. A client whose server sends none judges by the same table from what it
+received (a refusal by its status and RFC 6750 ``WWW-Authenticate`` error).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import socket
 from collections.abc import Mapping
@@ -105,6 +108,32 @@ def from_wire(carrier: object) -> Failure | None:
     return failure(reason)
 
 
+HEADER = "mcp-otel-analytics-failure"
+"""The HTTP response header of a refused request (no MCP answer exists): ``to_wire`` as JSON."""
+
+
+def to_header(found: Failure) -> bytes:
+    return json.dumps(to_wire(found), separators=(",", ":")).encode()
+
+
+def of_refusal(status: int, header: str | None, authenticate: str | None, *, sent_token: bool) -> Failure:
+    """A request the server's auth refused with HTTP ``status``: the verdict in its ``HEADER`` (``header``),
+    else RFC 6750's ``error`` in ``WWW-Authenticate`` (``authenticate``), else the status."""
+    try:
+        found = from_wire({WIRE_KEY: json.loads(header)}) if header else None
+    except ValueError:
+        found = None
+    if found is not None:
+        return found
+    stated = _BEARER_ERROR.search(authenticate or "")
+    if stated and stated.group(1) in ("invalid_token", "insufficient_scope"):
+        return failure(stated.group(1) if sent_token or stated.group(1) != "invalid_token" else "missing_token")
+    if status == 403:
+        return failure("insufficient_scope")
+    return failure("invalid_token" if sent_token else "missing_token")
+
+
+_BEARER_ERROR = re.compile(r'error="([a-z_]+)"')
 CANCELLED = failure("cancelled")
 TOOL_ERROR = failure("tool_error")
 INTERNAL_ERROR = failure("internal_error")
@@ -147,7 +176,7 @@ _TOOL_TEXT_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 # Exceptions by the package that raised them (no import needed) and their class names.
-_UPSTREAM_PACKAGES = frozenset({"httpx", "httpcore", "requests", "urllib3", "aiohttp", "urllib", "http"})
+_UPSTREAM_PACKAGES = frozenset({"httpx", "httpx2", "httpcore", "requests", "urllib3", "aiohttp", "urllib", "http"})
 _TIMEOUT_TYPES = (TimeoutError, asyncio.TimeoutError, socket.timeout)
 
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
+import anyio
 import httpx
 import pytest
+from mcp import ClientSession
 from opentelemetry.trace import StatusCode
 
 from tests.apps.http import serving
@@ -113,3 +117,126 @@ async def test_without_a_hook_the_token_identifies_the_user(recorded, token, use
     (call,) = [span for span in recorded.server_spans() if span.name == "tools/call whoami"]
     assert call.attributes["user.id"] == user
     assert "mcp.failure.origin" not in call.attributes
+
+
+@asynccontextmanager
+async def bearer_session(url: str, token: str | None) -> AsyncIterator[ClientSession]:
+    """A real ``ClientSession`` over streamable HTTP sending ``token`` as its bearer token (not initialized)."""
+    from mcp.client import streamable_http
+
+    headers = {} if token is None else {"authorization": f"Bearer {token}"}
+    if not hasattr(streamable_http, "streamable_http_client"):  # mcp < 1.24
+        async with streamable_http.streamablehttp_client(url, headers=headers) as streams:
+            async with ClientSession(streams[0], streams[1]) as client:
+                yield client
+        return
+    http = getattr(streamable_http, "httpx2", None) or streamable_http.httpx  # the HTTP client its line uses
+    async with http.AsyncClient(headers=headers) as http_client:
+        async with streamable_http.streamable_http_client(url, http_client=http_client) as streams:
+            async with ClientSession(streams[0], streams[1]) as client:
+                yield client
+
+
+async def refused_initialize(url: str, token: str | None) -> BaseException:
+    """What the SDK raises to a client whose ``initialize`` the server refuses."""
+    with pytest.raises(BaseException) as raised:  # noqa: PT011 - the SDK's own error, whatever the line
+        with anyio.fail_after(10):
+            async with bearer_session(url, token) as client:
+                await client.initialize()
+    return raised.value
+
+
+def leaves(error: BaseException) -> list[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in leaves(inner)]
+    return [error]
+
+
+class WithoutVerdictHeader:
+    """ASGI middleware that drops our verdict header: the server a client sees when it is not instrumented."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        async def strip(message):
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != b"mcp-otel-analytics-failure"]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, strip)
+
+
+@pytest.mark.parametrize("stateless", [False, True], ids=["stateful", "stateless"])
+@pytest.mark.parametrize(
+    ("token", "status", "reason"),
+    [
+        (None, 401, "missing_token"),
+        ("forged", 401, "invalid_token"),
+        ("expired", 401, "expired_token"),
+        ("narrow", 403, "insufficient_scope"),
+    ],
+)
+async def test_a_refusal_has_one_verdict_on_both_sides(recorded, token, status, reason, stateless):
+    with serving(secured_server(), stateless=stateless) as server:
+        error = await refused_initialize(server.url, token)
+
+    # The caller gets what its SDK line raises for a refusal, as without the instrumentation.
+    assert [type(leaf).__name__ for leaf in leaves(error)] == ["MCPError" if IS_V2 else "HTTPStatusError"]
+    (server_span,) = recorded.server_spans()
+    (client_span,) = recorded.client_spans()
+    assert client_span.name == server_span.name == "initialize"
+    assert server_span.parent.span_id == client_span.context.span_id, "one request: the client span is its parent"
+    for span in (server_span, client_span):
+        assert span.attributes["mcp.failure.origin"] == "auth"
+        assert span.attributes["mcp.failure.reason"] == reason
+        assert span.attributes["error.type"] == str(status)
+        assert "rpc.response.status_code" not in span.attributes, "no JSON-RPC answer was sent"
+    assert client_span.status.status_code == StatusCode.ERROR
+    assert client_span.status.description == f"refused by the server's auth (HTTP {status}): {reason}"
+    assert server_span.status.status_code == StatusCode.UNSET
+    for metric in ("mcp.client.operation.duration", "mcp.server.operation.duration"):
+        (point,) = recorded.points(metric)
+        assert point.attributes["mcp.failure.origin"] == "auth"
+        assert point.attributes["mcp.failure.reason"] == reason
+        assert point.attributes["error.type"] == str(status)
+
+
+@pytest.mark.parametrize(
+    ("token", "status", "reason"),
+    [
+        (None, 401, "missing_token"),
+        ("forged", 401, "invalid_token"),
+        ("expired", 401, "invalid_token"),  # RFC 6750 says invalid_token for an expired one too
+        ("narrow", 403, "insufficient_scope"),
+    ],
+)
+async def test_without_the_servers_verdict_the_client_judges_the_refusal_itself(recorded, token, status, reason):
+    with serving(secured_server(), wrap=WithoutVerdictHeader) as server:
+        await refused_initialize(server.url, token)
+
+    (client_span,) = recorded.client_spans()
+    assert client_span.attributes["mcp.failure.origin"] == "auth"
+    assert client_span.attributes["mcp.failure.reason"] == reason
+    assert client_span.attributes["error.type"] == str(status)
+
+
+async def test_the_refusal_itself_is_unchanged_but_for_the_verdict_header(recorded):
+    with serving(secured_server()) as server:
+        instrumented = await post(server.url, "expired", CALL)
+    with serving(secured_server(), wrap=WithoutVerdictHeader) as server:
+        stripped = await post(server.url, "expired", CALL)
+
+    assert instrumented.headers["mcp-otel-analytics-failure"] == '{"origin":"auth","reason":"expired_token"}'
+    assert instrumented.status_code == stripped.status_code == 401
+    assert instrumented.content == stripped.content
+    assert instrumented.headers["www-authenticate"] == stripped.headers["www-authenticate"]
+    assert "mcp-otel-analytics-failure" not in stripped.headers
+
+
+async def test_an_accepted_request_is_answered_without_a_verdict_header(recorded):
+    with serving(secured_server(), stateless=True) as server:
+        answered = await post(server.url, "good", {**CALL, "method": "ping", "params": {}})
+    assert answered.status_code == 200
+    assert "mcp-otel-analytics-failure" not in answered.headers

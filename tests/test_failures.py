@@ -7,7 +7,7 @@ import pytest
 from opentelemetry.trace import StatusCode
 
 from opentelemetry_instrumentation_mcp import ToolFailure
-from opentelemetry_instrumentation_mcp.failures import REASONS, of_exception, of_jsonrpc
+from opentelemetry_instrumentation_mcp.failures import REASONS, of_exception, of_jsonrpc, of_refusal
 from tests.apps.clients import in_memory
 from tests.apps.servers import IS_V2, KINDS, build
 from tests.apps.upstream import upstream
@@ -125,6 +125,26 @@ def test_every_reason_has_one_documented_origin():
 def test_jsonrpc_codes(code, message, expected):
     found = of_jsonrpc(code, message)
     assert (found.origin, found.reason) == expected
+
+
+@pytest.mark.parametrize(
+    ("status", "header", "authenticate", "sent_token", "reason"),
+    [
+        (401, '{"origin":"auth","reason":"expired_token"}', 'Bearer error="invalid_token"', True, "expired_token"),
+        (401, None, 'Bearer error="invalid_token", error_description="x"', True, "invalid_token"),
+        (401, None, 'Bearer error="invalid_token"', False, "missing_token"),
+        (401, None, None, False, "missing_token"),
+        (401, None, "Basic realm=x", True, "invalid_token"),
+        (403, None, 'Bearer error="insufficient_scope"', True, "insufficient_scope"),
+        (403, None, None, True, "insufficient_scope"),
+        (401, "not json", None, True, "invalid_token"),
+        (401, '{"origin":"auth","reason":"no_such_reason"}', None, True, "invalid_token"),
+        (401, '["expired_token"]', None, True, "invalid_token"),
+    ],
+)
+def test_refusals_take_the_servers_verdict_else_rfc_6750(status, header, authenticate, sent_token, reason):
+    found = of_refusal(status, header, authenticate, sent_token=sent_token)
+    assert (found.origin, found.reason) == ("auth", reason)
 
 
 def test_exception_chains_are_walked():

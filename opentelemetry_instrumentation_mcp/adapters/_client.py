@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import Any
 
+from opentelemetry_instrumentation_mcp.adapters._auth import Refusals
 from opentelemetry_instrumentation_mcp.adapters._tools import first_text
 from opentelemetry_instrumentation_mcp.adapters._wrapping import log_internal_error
 from opentelemetry_instrumentation_mcp.operation import ErrorOf, Operation, current_server_operation
@@ -27,6 +28,8 @@ class ClientSessions:
         self._describe = describe
         """Refreshes a record from the SDK's client session (client/server info, protocol version)."""
         self._sessions: weakref.WeakKeyDictionary[Any, Session] = weakref.WeakKeyDictionary()
+        self.refusals = Refusals()
+        """Requests the server's auth refused over HTTP, whose CLIENT operations take the verdict when they fail."""
 
     def session_of(self, client: Any) -> Session:
         session = self._sessions.get(client)
@@ -48,6 +51,15 @@ class ClientSessions:
         except Exception:  # noqa: BLE001
             log_internal_error("an MCP client request")
             return None
+
+    async def send(self, operation: Operation, send: Any, *args: Any, **kwargs: Any) -> Any:
+        """``await send(*args, **kwargs)`` as the request of the current ``operation``: a refused request fails
+        with the refusal's verdict (its caller sees -32603 on 2.x and a cancellation on 1.x)."""
+        try:
+            return await send(*args, **kwargs)
+        except BaseException:
+            self.refusals.take(operation)
+            raise
 
     def start_server_initiated(self, message: Message) -> Operation | None:
         """Server side: a request the server sends its client while it handles a message (``sampling/createMessage``,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 from opentelemetry_instrumentation_mcp.adapters._tools import error_result_wrapper, tool_manager_wrapper
-from opentelemetry_instrumentation_mcp.adapters._auth import AuthPatch, authenticate_wrapper, backend_init_wrapper
+from opentelemetry_instrumentation_mcp.adapters._auth import wrap_auth
 from opentelemetry_instrumentation_mcp.adapters._wrapping import Patches
 from opentelemetry_instrumentation_mcp.adapters.v1_client import ClientPatch
 from opentelemetry_instrumentation_mcp.adapters.v1_server import ServerPatch, http_connect_wrapper
@@ -33,10 +33,7 @@ def instrument(telemetry: Telemetry) -> None:
     _patches.wrap("mcp.client.stdio", "stdio_client", client_stdio_wrapper)
     _patches.wrap("mcp.client.streamable_http", "StreamableHTTPTransport.__init__", client_http_transport_wrapper)
     _patches.wrap("mcp.client.session", "ClientSession.__aenter__", client.sessions.aenter_wrapper)
-    auth = AuthPatch(telemetry)
-    _patches.wrap("mcp.server.auth.middleware.bearer_auth", "BearerAuthBackend.__init__", backend_init_wrapper)
-    _patches.wrap("mcp.server.auth.middleware.bearer_auth", "BearerAuthBackend.authenticate", authenticate_wrapper)
-    _patches.wrap("mcp.server.auth.middleware.bearer_auth", "RequireAuthMiddleware.__call__", auth.require_auth_wrapper)
+    wrap_auth(_patches, telemetry, client.sessions.refusals)
     _patches.wrap("mcp.client.session", "ClientSession.__aexit__", client.sessions.aexit_wrapper)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from opentelemetry_instrumentation_mcp.adapters._tools import tool_manager_wrapper
-from opentelemetry_instrumentation_mcp.adapters._auth import AuthPatch, authenticate_wrapper, backend_init_wrapper
+from opentelemetry_instrumentation_mcp.adapters._auth import wrap_auth
 from opentelemetry_instrumentation_mcp.adapters._wrapping import Patches
 from opentelemetry_instrumentation_mcp.adapters.fastmcp import record_exception_wrapper, session_attributes_wrapper
 from opentelemetry_instrumentation_mcp.adapters.v2_client import ClientPatch, sdk_span_wrapper
@@ -40,18 +40,12 @@ def instrument(telemetry: Telemetry) -> None:
     _patches.wrap("mcp.client.streamable_http", "StreamableHTTPTransport.__init__", client_http_transport_wrapper)
     _patches.wrap("mcp.client.session", "ClientSession.__aenter__", client.aenter_wrapper)
     _patches.wrap("mcp.client.session", "ClientSession._on_request", client.on_request_wrapper)
-    auth = AuthPatch(telemetry)
-    _patches.wrap("mcp.server.auth.middleware.bearer_auth", "BearerAuthBackend.__init__", backend_init_wrapper)
-    _patches.wrap("mcp.server.auth.middleware.bearer_auth", "BearerAuthBackend.authenticate", authenticate_wrapper)
-    _patches.wrap("mcp.server.auth.middleware.bearer_auth", "RequireAuthMiddleware.__call__", auth.require_auth_wrapper)
-    # fastmcp, where installed: its tool errors, its span's outcome and session id, its own bearer-auth middleware.
+    wrap_auth(_patches, telemetry, client.sessions.refusals)
+    # fastmcp, where installed: its tool errors, its span's outcome and session id.
     _patches.wrap("fastmcp.server.server", "FastMCP.call_tool", tool_manager_wrapper, optional=True)
     _patches.wrap("fastmcp.server.telemetry", "record_span_exception", record_exception_wrapper, optional=True)
     _patches.wrap(
         "fastmcp.server.telemetry", "get_session_span_attributes", session_attributes_wrapper, optional=True
-    )
-    _patches.wrap(
-        "fastmcp.server.auth.middleware", "RequireAuthMiddleware.__call__", auth.require_auth_wrapper, optional=True
     )
     _patches.wrap("mcp.client.session", "ClientSession.__aexit__", client.sessions.aexit_wrapper)
     _patches.wrap("mcp.shared.jsonrpc_dispatcher", "JSONRPCDispatcher.send_raw_request", client.jsonrpc_send_wrapper)

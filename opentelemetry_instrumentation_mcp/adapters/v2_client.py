@@ -84,7 +84,7 @@ class ClientPatch:
         suppress_token = sdk_client_span_suppressed.set(True)
         try:
             with operation:
-                result = await wrapped(method, params, opts, **rest)
+                result = await self.sessions.send(operation, wrapped, method, params, opts, **rest)
                 record_result(operation, method, result)
         finally:
             sdk_client_span_suppressed.reset(suppress_token)
