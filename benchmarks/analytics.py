@@ -116,8 +116,8 @@ from opentelemetry.trace import SpanContext, SpanKind
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the packages are importable from a checkout
-from exporter.events import is_analytics_span, to_event
-from exporter.span_exporter import GZIP_LEVEL, MCPAnalyticsExporter, encode_batch, install, orjson
+from opentelemetry.exporter.mcp_analytics.events import is_analytics_span, to_event
+from opentelemetry.exporter.mcp_analytics.span_exporter import GZIP_LEVEL, MCPAnalyticsExporter, encode_batch, install, orjson
 from mcp_analytics.duckdb_store import SCHEMA_VERSION, DuckDBStore
 from mcp_analytics.models import EVENT, Event
 from mcp_analytics.store import PANELS, Window

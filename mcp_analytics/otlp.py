@@ -18,7 +18,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode
 
-from exporter.events import is_analytics_span, to_event
+from opentelemetry.exporter.mcp_analytics.events import is_analytics_span, to_event
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"

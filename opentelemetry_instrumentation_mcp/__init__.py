@@ -7,29 +7,23 @@ Usage::
     MCPInstrumentor().instrument()
 
 or, with no code change, ``opentelemetry-instrument python server.py``.
+
+The names below load on first use, so the attribute registry (``attributes``) and ``version`` import
+without the instrumentation machinery (the exporter and the analytics API need only those).
 """
 
 from __future__ import annotations
 
-import logging
-import os
-from collections.abc import Collection
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
-from opentelemetry.trace import get_tracer_provider
-
-from opentelemetry_instrumentation_mcp import events, sdk, upstream
-from opentelemetry_instrumentation_mcp.events import publish_custom_event
-from opentelemetry_instrumentation_mcp.content import ContentPolicy
-from opentelemetry_instrumentation_mcp.failures import FailureOrigin, ToolFailure
-from opentelemetry_instrumentation_mcp.identity import DEFAULT_TIMEOUT, IdentifyRequest, Identifier, UserIdentity
-from opentelemetry_instrumentation_mcp.intent import IntentOptions
-from opentelemetry_instrumentation_mcp.package import _instruments_any
-from opentelemetry_instrumentation_mcp.telemetry import SESSION_TIMEOUT, Telemetry
 from opentelemetry_instrumentation_mcp.version import __version__
 
-logger = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from opentelemetry_instrumentation_mcp.events import publish_custom_event
+    from opentelemetry_instrumentation_mcp.failures import FailureOrigin, ToolFailure
+    from opentelemetry_instrumentation_mcp.identity import IdentifyRequest, UserIdentity
+    from opentelemetry_instrumentation_mcp.instrumentor import MCPInstrumentor
 
 __all__ = [
     "FailureOrigin",
@@ -41,59 +35,24 @@ __all__ = [
     "publish_custom_event",
 ]
 
+_LAZY = {
+    "FailureOrigin": "failures",
+    "IdentifyRequest": "identity",
+    "MCPInstrumentor": "instrumentor",
+    "ToolFailure": "failures",
+    "UserIdentity": "identity",
+    "publish_custom_event": "events",
+}
 
-SESSION_TIMEOUT_ENV = "OTEL_INSTRUMENTATION_MCP_SESSION_TIMEOUT"
 
-
-def _session_timeout(given: float | None) -> float:
-    """The option, else the environment variable (seconds; an unusable value is logged and the default kept)."""
-    if given is not None:
-        return float(given)
-    text = os.environ.get(SESSION_TIMEOUT_ENV)
-    try:
-        value = float(text) if text else SESSION_TIMEOUT
-    except ValueError:
-        value = 0.0
-    if value <= 0:
-        logger.warning("%s=%r is not a positive number of seconds; %s is used", SESSION_TIMEOUT_ENV, text, SESSION_TIMEOUT)
-        return SESSION_TIMEOUT
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
     return value
 
 
-class MCPInstrumentor(BaseInstrumentor):
-    """One span per MCP message, client and server, on ``mcp`` 1.x and 2.x, plus the MCP metrics."""
-
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return _instruments_any
-
-    def _instrument(self, **kwargs: Any) -> None:
-        """Options: ``tracer_provider``, ``meter_provider``; ``intent`` (bool), ``intent_parameter``,
-        ``intent_description`` (else ``OTEL_INSTRUMENTATION_MCP_INTENT[_PARAMETER|_DESCRIPTION]``);
-        ``identify`` (a hook: ``IdentifyRequest`` -> ``UserIdentity | None``, sync or async) and
-        ``identify_timeout`` (seconds, default 1); ``capture_content`` (bool, else
-        ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``) and ``redact`` (``str -> str``);
-        ``session_timeout`` (seconds without a message that end a session, default 1800, else
-        ``OTEL_INSTRUMENTATION_MCP_SESSION_TIMEOUT``)."""
-        intent = IntentOptions.resolve(
-            kwargs.get("intent"), kwargs.get("intent_parameter"), kwargs.get("intent_description")
-        )
-        identifier = Identifier(kwargs.get("identify"), kwargs.get("identify_timeout", DEFAULT_TIMEOUT))
-        content = ContentPolicy(kwargs.get("capture_content"), kwargs.get("redact"))
-        telemetry = Telemetry(
-            kwargs.get("tracer_provider"), kwargs.get("meter_provider"), intent, identifier, content,
-            session_timeout=_session_timeout(kwargs.get("session_timeout")),
-        )
-        adapter = sdk.adapter()
-        try:
-            adapter.instrument(telemetry)
-        except Exception:
-            adapter.uninstrument()  # leave nothing half-patched
-            raise
-        self._upstream = upstream.attach(kwargs.get("tracer_provider") or get_tracer_provider())
-        events.activate(telemetry)
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        events.activate(None)
-        sdk.adapter().uninstrument()
-        if getattr(self, "_upstream", None) is not None:
-            self._upstream.enabled = False
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -19,7 +19,7 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from opentelemetry.sdk.trace.export import SpanExportResult
 
-from exporter.events import to_event
+from opentelemetry.exporter.mcp_analytics.events import to_event
 from mcp_analytics.api import create_app
 from mcp_analytics.duckdb_store import DuckDBStore
 from mcp_analytics.keys import ApiKeys

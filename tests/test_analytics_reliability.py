@@ -24,8 +24,8 @@ import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from exporter import install
-from exporter.events import event_id, is_analytics_span
+from opentelemetry.exporter.mcp_analytics import install
+from opentelemetry.exporter.mcp_analytics.events import event_id, is_analytics_span
 from mcp_analytics.api import create_app
 from mcp_analytics.duckdb_store import DuckDBStore
 from mcp_analytics.keys import ApiKeys

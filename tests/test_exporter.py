@@ -12,7 +12,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExportResult
 
-from exporter import MCPAnalyticsExporter, install
+from opentelemetry.exporter.mcp_analytics import MCPAnalyticsExporter, install
 from opentelemetry_instrumentation_mcp import publish_custom_event
 from tests.apps.analytics_receiver import receiver
 from tests.apps.clients import in_memory

@@ -8,7 +8,7 @@ from datetime import timedelta
 import anyio
 import pytest
 
-from exporter.events import to_event
+from opentelemetry.exporter.mcp_analytics.events import to_event
 from mcp_analytics.duckdb_store import DuckDBStore
 from mcp_analytics.store import Window
 from tests.apps.clients import in_memory

@@ -16,7 +16,7 @@ import anyio
 import pytest
 from opentelemetry.trace import StatusCode
 
-from exporter.events import to_event
+from opentelemetry.exporter.mcp_analytics.events import to_event
 from opentelemetry_instrumentation_mcp.failures import WIRE_KEY
 from tests.apps.clients import in_memory
 from tests.apps.http import http_client, serving

@@ -20,7 +20,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
-from exporter import install
+from opentelemetry.exporter.mcp_analytics import install
 from mcp_analytics import report
 from mcp_analytics.api import create_app
 from mcp_analytics.demo.agents import AGENTS, USER_HEADER, run_agent

@@ -24,7 +24,7 @@ from opentelemetry import metrics, trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-from exporter.events import is_analytics_span, to_event
+from opentelemetry.exporter.mcp_analytics.events import is_analytics_span, to_event
 from opentelemetry_instrumentation_mcp.version import __version__
 
 try:

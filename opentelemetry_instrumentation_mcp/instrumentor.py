@@ -1,0 +1,77 @@
+"""``MCPInstrumentor``: wires the options, the telemetry and the adapter of the installed ``mcp`` line."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Collection
+from typing import Any
+
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+from opentelemetry.trace import get_tracer_provider
+
+from opentelemetry_instrumentation_mcp import events, sdk, upstream
+from opentelemetry_instrumentation_mcp.content import ContentPolicy
+from opentelemetry_instrumentation_mcp.identity import DEFAULT_TIMEOUT, Identifier
+from opentelemetry_instrumentation_mcp.intent import IntentOptions
+from opentelemetry_instrumentation_mcp.package import _instruments_any
+from opentelemetry_instrumentation_mcp.telemetry import SESSION_TIMEOUT, Telemetry
+
+logger = logging.getLogger(__name__)
+
+
+SESSION_TIMEOUT_ENV = "OTEL_INSTRUMENTATION_MCP_SESSION_TIMEOUT"
+
+
+def _session_timeout(given: float | None) -> float:
+    """The option, else the environment variable (seconds; an unusable value is logged and the default kept)."""
+    if given is not None:
+        return float(given)
+    text = os.environ.get(SESSION_TIMEOUT_ENV)
+    try:
+        value = float(text) if text else SESSION_TIMEOUT
+    except ValueError:
+        value = 0.0
+    if value <= 0:
+        logger.warning("%s=%r is not a positive number of seconds; %s is used", SESSION_TIMEOUT_ENV, text, SESSION_TIMEOUT)
+        return SESSION_TIMEOUT
+    return value
+
+
+class MCPInstrumentor(BaseInstrumentor):
+    """One span per MCP message, client and server, on ``mcp`` 1.x and 2.x, plus the MCP metrics."""
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return _instruments_any
+
+    def _instrument(self, **kwargs: Any) -> None:
+        """Options: ``tracer_provider``, ``meter_provider``; ``intent`` (bool), ``intent_parameter``,
+        ``intent_description`` (else ``OTEL_INSTRUMENTATION_MCP_INTENT[_PARAMETER|_DESCRIPTION]``);
+        ``identify`` (a hook: ``IdentifyRequest`` -> ``UserIdentity | None``, sync or async) and
+        ``identify_timeout`` (seconds, default 1); ``capture_content`` (bool, else
+        ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``) and ``redact`` (``str -> str``);
+        ``session_timeout`` (seconds without a message that end a session, default 1800, else
+        ``OTEL_INSTRUMENTATION_MCP_SESSION_TIMEOUT``)."""
+        intent = IntentOptions.resolve(
+            kwargs.get("intent"), kwargs.get("intent_parameter"), kwargs.get("intent_description")
+        )
+        identifier = Identifier(kwargs.get("identify"), kwargs.get("identify_timeout", DEFAULT_TIMEOUT))
+        content = ContentPolicy(kwargs.get("capture_content"), kwargs.get("redact"))
+        telemetry = Telemetry(
+            kwargs.get("tracer_provider"), kwargs.get("meter_provider"), intent, identifier, content,
+            session_timeout=_session_timeout(kwargs.get("session_timeout")),
+        )
+        adapter = sdk.adapter()
+        try:
+            adapter.instrument(telemetry)
+        except Exception:
+            adapter.uninstrument()  # leave nothing half-patched
+            raise
+        self._upstream = upstream.attach(kwargs.get("tracer_provider") or get_tracer_provider())
+        events.activate(telemetry)
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        events.activate(None)
+        sdk.adapter().uninstrument()
+        if getattr(self, "_upstream", None) is not None:
+            self._upstream.enabled = False
