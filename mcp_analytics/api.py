@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from mcp_analytics import otlp
 from mcp_analytics.keys import ApiKeys
 from mcp_analytics.models import BATCH, EVENT, MAX_BODY_BYTES, IngestResult
-from mcp_analytics.store import PANELS, Store, Window
+from mcp_analytics.store import DIMENSIONS, PANELS, Slice, Store, Window
 from opentelemetry_instrumentation_mcp.version import __version__
 
 MAX_ERRORS_SHOWN = 20
@@ -98,6 +98,28 @@ def _project(request: Request) -> str:
 
 Project = Annotated[str, Depends(_project)]
 PanelName = Literal[PANELS]  # type: ignore[valid-type]
+_PANEL_PARAMETERS = frozenset({"from", "to", "last", "limit", "by", "session", *DIMENSIONS})
+_Values = Annotated[list[str] | None, Query(description="repeatable, or comma-separated values (any of them)")]
+
+
+def _slice(
+    request: Request,
+    tool: _Values = None,
+    client: _Values = None,
+    user: _Values = None,
+    server: _Values = None,
+    method: _Values = None,
+    origin: _Values = None,
+) -> Slice:
+    """The events a panel reads (``store.Slice``); 422 for a query parameter no panel takes."""
+    unknown = sorted(set(request.query_params) - _PANEL_PARAMETERS)
+    if unknown:
+        raise _problem(422, f"unknown query parameter {', '.join(unknown)}; a panel takes {', '.join(sorted(_PANEL_PARAMETERS))}")
+    given = {"tool": tool, "client": client, "user": user, "server": server, "method": method, "origin": origin}
+    try:
+        return Slice.parse({name: values for name, values in given.items() if values})
+    except ValueError as error:
+        raise _problem(422, str(error)) from None
 
 
 def create_app(store: Store, keys: ApiKeys) -> FastAPI:
@@ -182,15 +204,17 @@ def create_app(store: Store, keys: ApiKeys) -> FastAPI:
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         by: Literal["method", "family"] = "method",
         session: Annotated[str | None, Query(max_length=512, description="the session, for the `session` panel")] = None,
+        slice: Annotated[Slice, Depends(_slice)] = Slice(),
     ) -> dict[str, Any]:
         try:
             window = Window.parse(start, end, last)
         except ValueError as error:
             raise _problem(422, str(error)) from None
         rows = await to_thread.run_sync(
-            lambda: store.panel(project, name, window, limit=limit, by=by, session=session)
+            lambda: store.panel(project, name, window, slice, limit=limit, by=by, session=session)
         )
-        return {"panel": name, "project": project, "from": window.start, "to": window.end, "rows": rows}
+        return {"panel": name, "project": project, "from": window.start, "to": window.end, "filters": slice.query(),
+                "rows": rows}  # fmt: skip
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -49,11 +49,18 @@ def _duration(text: str) -> object:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from mcp_analytics.store import DIMENSIONS, Slice
+
+    try:
+        slice = Slice.parse({name: getattr(args, name) for name in DIMENSIONS if getattr(args, name)})
+    except ValueError as error:
+        print(error, file=sys.stderr)
+        return 2
     if args.url:
         if not args.api_key:
             print("--url needs --api-key (the project's key)", file=sys.stderr)
             return 2
-        fetch = report.from_api(args.url, args.api_key, args.last, args.limit)
+        fetch = report.from_api(args.url, args.api_key, args.last, args.limit, slice)
         title = f"MCP analytics: {args.url}, last {args.last}"
     else:
         from mcp_analytics.duckdb_store import DuckDBStore
@@ -63,8 +70,10 @@ def _report(args: argparse.Namespace) -> int:
             print(f"no store at {args.db} (give --db, or --url and --api-key of a running API)", file=sys.stderr)
             return 2
         store = DuckDBStore(args.db)
-        fetch = report.from_store(store, args.project, Window.parse(last=args.last), args.limit)
+        fetch = report.from_store(store, args.project, Window.parse(last=args.last), args.limit, slice)
         title = f"MCP analytics: project {args.project} in {args.db}, last {args.last}"
+    if slice:
+        title += "; " + ", ".join(f"{name} {values}" for name, values in slice.query().items())
     print(report.render(fetch, title))
     return 0
 
@@ -99,6 +108,10 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--api-key", help="the project's key, with --url")
     rep.add_argument("--last", default="24h", help="the window: 15m, 24h, 7d, … or all")
     rep.add_argument("--limit", type=int, default=20, help="rows per table")
+    for name, example in (("tool", "search"), ("client", "Cursor"), ("user", "alice"), ("server", "github"),
+                          ("method", "tools/call"), ("origin", "server")):  # fmt: skip
+        rep.add_argument(f"--{name}", action="append", metavar=name.upper(),
+                         help=f"only the events of this {name} (repeatable or comma-separated, e.g. {example})")  # fmt: skip
     rep.set_defaults(run=_report)
 
     demo = commands.add_parser("demo", help="the API, an instrumented MCP server and scripted agents, then the report")

@@ -20,7 +20,7 @@ import pyarrow as pa
 from mcp_analytics.event_columns import to_arrow
 from mcp_analytics.models import Event, IngestResult
 from mcp_analytics.recent_ids import DEFAULT_CAPACITY, RecentIds
-from mcp_analytics.store import EPOCH, SESSION_GAP, UnknownPanel, Window
+from mcp_analytics.store import DIMENSIONS, EPOCH, SESSION_GAP, Slice, UnknownPanel, Window
 
 MIGRATIONS: list[tuple[int, str]] = [
     (
@@ -118,6 +118,41 @@ def _sessions(source: str, columns: str, by: str = "") -> str:
     SELECT grp, run, max(run) OVER (PARTITION BY grp) AS last_run{keys}, {columns}
     FROM numbered WHERE ts >= $start GROUP BY grp, run{keys}
     )"""
+
+
+_SLICED_COLUMNS = {
+    "tool": "resource",
+    "client": "coalesce(client_name, '(unknown)')",
+    "user": "user_id",
+    "server": "server_name",
+    "method": "type",
+    "origin": "failure_origin",
+}
+
+
+def _sliced(sql: str, slice: Slice) -> tuple[str, dict[str, str]]:
+    """``sql`` reading only the events of ``slice``, and its values: a CTE named ``events`` shadows the table for
+    the whole query, so every panel (and every part of one: runs cut before the window, earlier listings) reads
+    the same slice, and DuckDB pushes the conditions into the scan."""
+    if not slice:
+        return sql, {}
+    conditions, values = [], {}
+    for name in DIMENSIONS:
+        accepted = getattr(slice, name)
+        if not accepted:
+            continue
+        if name == "method":  # the stored type: mcp:<method>, custom:<name>
+            accepted = tuple(value if ":" in value else f"mcp:{value}" for value in accepted)
+        keys = [f"s{index}_{name}" for index in range(len(accepted))]  # no key is a prefix of another's $name
+        values.update(zip(keys, accepted))
+        conditions.append(f"{_SLICED_COLUMNS[name]} IN ({', '.join('$' + key for key in keys)})")
+        if name == "tool":
+            conditions.append("type = 'mcp:tools/call'")
+    shadow = f"events AS NOT MATERIALIZED (SELECT * FROM main.events WHERE {' AND '.join(conditions)})"
+    body = sql.lstrip()
+    if body[:5].upper() == "WITH ":
+        return f"WITH {shadow}, {body[5:]}", values
+    return f"WITH {shadow} {body}", values
 
 
 def _numbered(grouped: str) -> str:
@@ -476,7 +511,9 @@ class DuckDBStore:
         candidates = pa.table({"project": projects, "event_id": ids, "ts": stamps_us})  # noqa: F841 - read by SQL
         return {(project, event_id) for project, event_id in self._connection.execute(_ALREADY_STORED).fetchall()}
 
-    def panel(self, project: str, name: str, window: Window, **params: Any) -> list[dict[str, Any]]:
+    def panel(
+        self, project: str, name: str, window: Window, slice: Slice = Slice(), **params: Any
+    ) -> list[dict[str, Any]]:
         anchor = None
         if name == "session":
             sql, anchor = _timeline(str(params.get("session") or ""))
@@ -485,11 +522,14 @@ class DuckDBStore:
         values = {**_DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
         values |= {"project": project, "start": _naive_utc(window.start), "end": _naive_utc(window.end),
                    "gap": self.session_timeout, "now": _naive_utc(datetime.now(timezone.utc)), "anchor": anchor}
+        sql, sliced = _sliced(sql, slice)
+        values |= sliced
         cursor = self._connection.cursor()
         try:
             if name == "timeseries" and values["bucket"] is None and window.start <= EPOCH:
                 # "All" starts in 1970: its buckets start at the project's first event instead.
-                first = cursor.execute(_FIRST_EVENT, {k: values[k] for k in ("project", "start", "end")}).fetchone()[0]
+                first_sql, _ = _sliced(_FIRST_EVENT, slice)
+                first = cursor.execute(first_sql, {k: v for k, v in values.items() if f"${k}" in first_sql}).fetchone()[0]
                 values["start"] = first.replace(second=0, microsecond=0) if first else values["start"]
             values["bucket"] = values["bucket"] or bucket_for(Window(values["start"], values["end"]))
             used = {key: value for key, value in values.items() if f"${key}" in sql}

@@ -9,6 +9,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+from mcp_analytics.store import Slice
+
 Rows = list[dict[str, Any]]
 Fetch = Callable[[str], Rows]
 """Rows of the named panel for the report's project and window."""
@@ -61,13 +63,13 @@ def render(fetch: Fetch, title: str) -> str:
     return "\n".join(parts)
 
 
-def from_store(store: Any, project: str, window: Any, limit: int = 20) -> Fetch:
-    return lambda panel: store.panel(project, panel, window, limit=limit)
+def from_store(store: Any, project: str, window: Any, limit: int = 20, slice: Slice = Slice()) -> Fetch:
+    return lambda panel: store.panel(project, panel, window, slice, limit=limit)
 
 
-def from_api(url: str, api_key: str, last: str, limit: int = 20, timeout: float = 30.0) -> Fetch:
+def from_api(url: str, api_key: str, last: str, limit: int = 20, slice: Slice = Slice(), timeout: float = 30.0) -> Fetch:
     def fetch(panel: str) -> Rows:
-        query = urllib.parse.urlencode({"last": last, "limit": limit})
+        query = urllib.parse.urlencode({"last": last, "limit": limit, **slice.query()})
         request = urllib.request.Request(
             f"{url.rstrip('/')}/v1/panels/{panel}?{query}", headers={"Authorization": f"Bearer {api_key}"}
         )

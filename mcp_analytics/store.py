@@ -8,8 +8,8 @@ to a project, answer one named panel for a project and a time window, close.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
@@ -78,6 +78,52 @@ def _utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
+@dataclass(frozen=True)
+class Slice:
+    """Which events a panel reads: for each dimension the values accepted (empty: any). Every panel, the
+    report and the dashboard take the same six; the values of one dimension are alternatives (OR), the
+    dimensions all apply (AND)."""
+
+    tool: tuple[str, ...] = ()
+    """``tools/call`` events of these tools (other events are not a tool's)."""
+    client: tuple[str, ...] = ()
+    """Client names; ``(unknown)`` is the events of no known client, as the clients panel names them."""
+    user: tuple[str, ...] = ()
+    server: tuple[str, ...] = ()
+    """Server names (``mcp.server.name``), for a project fed by several servers."""
+    method: tuple[str, ...] = ()
+    """MCP methods (``tools/call``, ``initialize``) or custom event types (``custom:<name>``)."""
+    origin: tuple[str, ...] = ()
+    """Failure origins: ``client``, ``auth``, ``upstream``, ``server``."""
+
+    @classmethod
+    def parse(cls, given: Mapping[str, Iterable[str]]) -> Slice:
+        """From query parameters or CLI options: each repeatable, each value a comma-separated list."""
+        unknown = sorted(set(given) - set(DIMENSIONS))
+        if unknown:
+            raise ValueError(f"unknown filter {', '.join(unknown)}; the filters are {', '.join(DIMENSIONS)}")
+        values = {}
+        for name, texts in given.items():
+            found = tuple(dict.fromkeys(value.strip() for text in texts for value in text.split(",") if value.strip()))
+            if len(found) > MAX_SLICE_VALUES or any(len(value) > MAX_SLICE_VALUE for value in found):
+                raise ValueError(f"{name}: at most {MAX_SLICE_VALUES} values of at most {MAX_SLICE_VALUE} characters")
+            values[name] = found
+        return cls(**values)
+
+    def __bool__(self) -> bool:
+        return any(getattr(self, name) for name in DIMENSIONS)
+
+    def query(self) -> dict[str, str]:
+        """As query parameters (comma-separated), the dimensions in use only."""
+        return {name: ",".join(getattr(self, name)) for name in DIMENSIONS if getattr(self, name)}
+
+
+DIMENSIONS = tuple(field.name for field in fields(Slice))
+"""What a panel can be sliced by."""
+MAX_SLICE_VALUES = 100
+MAX_SLICE_VALUE = 512
+
+
 class UnknownPanel(LookupError):
     pass
 
@@ -86,7 +132,10 @@ class Store(Protocol):
     def add(self, project: str, events: Sequence[Event]) -> IngestResult:
         """Store a batch, idempotently: an event id already stored for the project is not stored again."""
 
-    def panel(self, project: str, name: str, window: Window, **params: Any) -> list[dict[str, Any]]:
-        """The rows of one panel (see ``PANELS``); raises ``UnknownPanel`` for another name."""
+    def panel(
+        self, project: str, name: str, window: Window, slice: Slice = Slice(), **params: Any
+    ) -> list[dict[str, Any]]:
+        """The rows of one panel (see ``PANELS``) over the events of ``slice``; raises ``UnknownPanel`` for
+        another name."""
 
     def close(self) -> None: ...

@@ -25,6 +25,7 @@ from mcp_analytics.duckdb_store import DuckDBStore
 from mcp_analytics.keys import ApiKeys
 from mcp_analytics.models import MAX_BODY_BYTES, MAX_EVENTS_PER_BATCH, MAX_TOOLS_LISTED
 from mcp_analytics.server import in_thread
+from mcp_analytics.store import PANELS
 from tests.apps.clients import in_memory
 from tests.apps.servers import build
 
@@ -257,3 +258,37 @@ def test_otlp_spans_that_do_not_fit_are_reported_as_partially_rejected(api):
     assert answer.partial_success.rejected_spans == 1
     assert answer.partial_success.error_message == f"span {'cd' * 8}: user_id: String should have at most 512 characters"
     assert api.count() == 0  # the non-MCP span is not an event; the bad one was rejected
+
+
+def test_every_panel_takes_the_six_filters_repeated_or_comma_separated(api):
+    assert api.events([
+        good("f1", resource="search", client_name="Cursor", user_id="alice"),
+        good("f2", resource="fetch", client_name="Cursor", user_id="bob"),
+        good("f3", resource="search", client_name="Claude Desktop", user_id="bob"),
+    ]).status_code == 200  # fmt: skip
+
+    def tools(**params) -> dict[str, int]:
+        response = api.panel("tools", **params)
+        assert response.status_code == 200, response.text
+        return {row["tool"]: row["calls"] for row in response.json()["rows"]}
+
+    assert tools() == {"search": 2, "fetch": 1}
+    assert tools(client="Cursor") == {"search": 1, "fetch": 1}
+    assert tools(client="Cursor", user="bob") == {"fetch": 1}
+    assert tools(user="alice,bob", tool="search") == {"search": 2}
+    assert tools(user=["alice", "bob"], client=["Claude Desktop", "Cursor"]) == {"search": 2, "fetch": 1}
+    assert tools(method="tools/list") == {}
+    assert api.panel("summary", client="Cursor").json()["filters"] == {"client": "Cursor"}
+    for name in PANELS:
+        assert api.panel(name, origin="server", session="x").status_code == 200, name
+
+
+def test_an_unknown_query_parameter_is_a_422_that_names_it(api):
+    response = api.panel("tools", colour="red", client="Cursor", sort="calls")
+    assert response.status_code == 422
+    message = response.json()["detail"]["message"]
+    assert message.startswith("unknown query parameter colour, sort;")
+    assert "tool" in message and "origin" in message
+    too_many = api.panel("tools", user=",".join(f"u{i}" for i in range(101)))
+    assert too_many.status_code == 422
+    assert "at most 100 values" in too_many.json()["detail"]["message"]

@@ -12,7 +12,7 @@ import duckdb
 import pytest
 
 from mcp_analytics.duckdb_store import DuckDBStore
-from mcp_analytics.store import Window
+from mcp_analytics.store import Slice, Window
 from tests.apps.servers import IS_V2
 from tests.test_analytics_reliability import ApiProcess, free_port
 
@@ -91,11 +91,32 @@ def test_report_reads_the_demo_store_file(demo):
     assert "search_docs" in report.stdout.split("Top tools", 1)[1]
 
 
+def test_report_slices_the_demo_by_the_api_s_filters(demo):
+    _, db, _ = demo
+    report = cli("report", "--db", str(db), "--project", "demo", "--last", "1h", "--client", "cursor-vscode",
+                 "--method", "tools/call,tools/list")  # fmt: skip
+    assert report.returncode == 0, report.stderr
+    assert report.stdout.splitlines()[0].endswith("; client cursor-vscode, method tools/call,tools/list")
+    store = DuckDBStore(db)
+    try:
+        every = store.panel("demo", "summary", Window.parse(last="1h"))[0]
+        (bob,) = store.panel("demo", "summary", Window.parse(last="1h"),
+                             Slice(client=("cursor-vscode",), method=("tools/call", "tools/list")))  # fmt: skip
+    finally:
+        store.close()
+    assert 0 < bob["events"] < every["events"]
+    assert overview(report.stdout)["events"] == str(bob["events"])
+    assert overview(report.stdout)["clients"] == "1"
+    refused = cli("report", "--db", str(db), "--user", ",".join(f"u{i}" for i in range(101)))
+    assert refused.returncode == 2 and "at most 100 values" in refused.stderr
+
+
 def test_report_reads_a_running_api_and_refuses_a_wrong_key(tmp_path):
     api = ApiProcess(tmp_path / "live.duckdb")
     api.start()
     try:
-        ok = cli("report", "--url", api.url, "--api-key", "reliability-key", "--last", "1h")
+        ok = cli("report", "--url", api.url, "--api-key", "reliability-key", "--last", "1h", "--tool", "a,b",
+                 "--origin", "server")  # fmt: skip
         wrong = cli("report", "--url", api.url, "--api-key", "nope")
     finally:
         api.stop()
