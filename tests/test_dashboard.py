@@ -18,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 
@@ -26,7 +27,7 @@ from mcp_analytics.duckdb_store import DuckDBStore
 from mcp_analytics.keys import ApiKeys
 from mcp_analytics.models import Event, validated_event
 from mcp_analytics.server import in_thread
-from mcp_analytics.store import Window
+from mcp_analytics.store import Slice, Window
 
 KEY, OTHER_KEY = "demo-key-7f3a", "other-key-91bc"
 PROJECT = "demo"
@@ -160,6 +161,9 @@ class Page(HTMLParser):
 
     def panel(self, name: str) -> Node:
         return self.root.find(data_panel=name)
+
+    def find_filter_chips(self) -> list[Node]:
+        return self.root.find("nav", id="filters").find_all("a", data_filter_chip=True)
 
 
 def number(text: str) -> float:
@@ -375,6 +379,46 @@ def test_session_timeline(chromium: str, served: Served) -> None:
     assert not page.root.find_all("img") and "b" not in {node.tag for node in timeline.walk()}
     assert timeline.find(data_field="user").text == "u-alice"
     assert page.root.find("main", id="overview").attrs.get("hidden") is not None
+
+
+def test_rows_link_to_their_slice(overview: Page) -> None:
+    """A tool, client, user, method or origin shown in a row links to the same view filtered by it."""
+    links = {(a.attrs["data-filter"], a.text.strip()): a.attrs["href"] for a in overview.root.find_all("a", data_filter=True)}
+    assert links[("tool", "search_docs")] == "#last=24h&tool=search_docs"
+    assert links[("client", "cursor")] == "#last=24h&client=cursor"
+    assert links[("user", "u-alice")] == "#last=24h&user=u-alice"
+    assert links[("origin", "upstream")] == "#last=24h&origin=upstream"
+    assert links[("method", "mcp:tools/call")] == "#last=24h&method=mcp%3Atools%2Fcall"
+    prefix, _, value = links[("tool", XSS_TOOL)].partition("&tool=")
+    assert (prefix, unquote(value)) == ("#last=24h", XSS_TOOL), "a hostile name is a value, not markup"
+    assert not overview.find_filter_chips()
+
+
+def test_filters_in_the_url_slice_every_panel(chromium: str, served: Served) -> None:
+    page = dump_dom(chromium, f"{served.url}/#key={KEY}&last=24h&client=cursor,http-agent&tool=search_docs")
+    assert page.body.attrs.get("data-loaded") == "true", page.body.attrs
+    slice = Slice(client=("cursor", "http-agent"), tool=("search_docs",))
+    (expected,) = served.panel("summary", slice=slice)
+    assert expected["events"] == 4
+    summary = page.panel("summary")
+    for column in ("events", "failures", "tool_calls", "sessions", "users", "clients"):
+        assert summary.find(data_field=column).attrs["data-value"] == str(expected[column]), column
+    tools = [(row.field("tool"), number(row.field("calls"))) for row in page.panel("tools").rows()]
+    assert tools == [(row["tool"], row["calls"]) for row in served.panel("tools", slice=slice, limit=15)]
+    assert tools == [("search_docs", 4)]
+    clients = sorted(row.field("client") for row in page.panel("clients").rows())
+    assert clients == ["cursor", "http-agent"]
+    sessions = [row.field("session") for row in page.panel("sessions").rows()]
+    assert sorted(sessions) == sorted(row["session"] for row in served.panel("sessions", slice=slice, limit=50))
+    chips = {(chip.attrs["data-filter-chip"], chip.attrs["data-value"]): chip.attrs["href"] for chip in page.find_filter_chips()}
+    assert chips == {
+        ("tool", "search_docs"): "#last=24h&client=cursor%2Chttp-agent",
+        ("client", "cursor"): "#last=24h&tool=search_docs&client=http-agent",
+        ("client", "http-agent"): "#last=24h&tool=search_docs&client=cursor",
+    }
+    assert page.root.find("a", id="filters-clear").attrs["href"] == "#last=24h"
+    ranges = {a.attrs["data-range"]: a.attrs["href"] for a in page.root.find_all("a", data_range=True)}
+    assert ranges["7d"] == "#last=7d&tool=search_docs&client=cursor%2Chttp-agent", "a range keeps the filters"
 
 
 def test_wrong_key_shows_the_error_and_no_data(chromium: str, served: Served) -> None:

@@ -6,6 +6,8 @@
  * Test hooks: each panel has data-panel="<name>"; values sit in elements with
  * data-field="<column>" (data-value holds the raw value); table rows are <tr data-row>.
  * <body data-loaded="true"> once every panel has loaded; data-error="<message>" when a request failed.
+ * Filters (the API's slices) live in the fragment (#client=Cursor&tool=a,b); a value shown in a row is a link
+ * (a.slice, data-filter="<name>") that adds it, and each active filter is a chip (data-filter-chip) that removes it.
  */
 'use strict';
 
@@ -14,6 +16,7 @@
   const DEFAULT_RANGE = '24h';
   const PANELS = ['summary', 'timeseries', 'latency', 'tools', 'failures', 'clients', 'users',
     'methods', 'prompts', 'cost', 'unused_tools', 'sessions'];
+  const DIMENSIONS = ['tool', 'client', 'user', 'server', 'method', 'origin'];
   const LIMITS = { tools: 15, clients: 10, users: 10, prompts: 15, cost: 15, unused_tools: 15, sessions: 50, latency: 15 };
   const SESSION_LIMIT = 1000;
   const STORAGE_KEY = 'mcp-analytics.api-key';
@@ -25,7 +28,7 @@
 
   const $ = (id) => document.getElementById(id);
   const body = document.body;
-  const state = { key: null, last: DEFAULT_RANGE, by: 'method', session: null };
+  const state = { key: null, last: DEFAULT_RANGE, by: 'method', session: null, filters: {} };
   let generation = 0;
   let controller = null;
   let lastTimeseries = null;
@@ -111,7 +114,7 @@
     return node;
   }
 
-  /* ---------- the URL fragment: #key=…&last=…&by=…&session=… ---------- */
+  /* ---------- the URL fragment: #key=…&last=…&by=…&session=…&<filter>=a,b ---------- */
 
   function parseFragment() {
     const found = {};
@@ -127,11 +130,38 @@
   }
 
   function fragment(overrides) {
-    const next = { last: state.last, by: state.by, session: state.session, ...(overrides || {}) };
+    const next = { last: state.last, by: state.by, session: state.session, filters: state.filters, ...(overrides || {}) };
     const parts = [`last=${encodeURIComponent(next.last)}`];
     if (next.by && next.by !== 'method') parts.push(`by=${encodeURIComponent(next.by)}`);
     if (next.session) parts.push(`session=${encodeURIComponent(next.session)}`);
+    for (const [name, values] of Object.entries(filterQuery(next.filters))) parts.push(`${name}=${encodeURIComponent(values)}`);
     return `#${parts.join('&')}`;
+  }
+
+  /* Filters as the API takes them: {client: 'a,b'}; values never contain a comma (the API splits on it). */
+  function filterQuery(filters) {
+    const found = {};
+    for (const name of DIMENSIONS) {
+      if (filters[name] && filters[name].length) found[name] = filters[name].join(',');
+    }
+    return found;
+  }
+
+  function withFilter(name, value) {
+    const values = state.filters[name] || [];
+    return { ...state.filters, [name]: values.includes(value) ? values : [...values, value] };
+  }
+
+  function withoutFilter(name, value) {
+    return { ...state.filters, [name]: (state.filters[name] || []).filter((item) => item !== value) };
+  }
+
+  /* A value shown in a row, as a link to the same view sliced by it (``shown``: its text or node; data from
+   * agents, so text only). None for no value, or one the API could not take as one value. */
+  function sliceLink(name, value, shown) {
+    if (value === null || value === undefined || value === '' || String(value).includes(',')) return null;
+    return el('a', { class: 'slice', href: fragment({ filters: withFilter(name, String(value)), session: null }),
+      'data-filter': name, title: `only the events of ${name} ${value}` }, shown === undefined ? String(value) : shown);
   }
 
   function readState() {
@@ -145,6 +175,11 @@
     state.last = RANGES.includes(found.last) || /^\d{1,6}[mhd]$/.test(found.last || '') ? found.last : DEFAULT_RANGE;
     state.by = found.by === 'family' ? 'family' : 'method';
     state.session = found.session || null;
+    state.filters = {};
+    for (const name of DIMENSIONS) {
+      const values = (found[name] || '').split(',').map((value) => value.trim()).filter(Boolean);
+      if (values.length) state.filters[name] = [...new Set(values)];
+    }
     if (found.key) {
       // The key is kept in localStorage, not in the address bar, history or bookmarks.
       history.replaceState(null, '', location.pathname + location.search + fragment());
@@ -174,7 +209,7 @@
   }
 
   async function query(name, params, signal) {
-    const search = new URLSearchParams({ last: state.last, ...params });
+    const search = new URLSearchParams({ last: state.last, ...filterQuery(state.filters), ...params });
     let response;
     try {
       response = await fetch(`/v1/panels/${encodeURIComponent(name)}?${search}`, {
@@ -238,6 +273,15 @@
       button.setAttribute('aria-pressed', String(button.dataset.by === state.by));
     }
     $('session-back').setAttribute('href', fragment({ session: null }));
+    const chips = clear($('filters'));
+    const active = DIMENSIONS.flatMap((name) => (state.filters[name] || []).map((value) => [name, value]));
+    chips.hidden = !active.length;
+    for (const [name, value] of active) {
+      chips.appendChild(el('a', { class: 'chip', href: fragment({ filters: withoutFilter(name, value) }),
+        'data-filter-chip': name, 'data-value': value, title: `remove the filter ${name} ${value}` },
+        el('span', { class: 'sub' }, `${name} `), value, el('span', { class: 'x', 'aria-hidden': 'true' }, ' ×')));
+    }
+    if (active.length) chips.appendChild(el('a', { class: 'clear', href: fragment({ filters: {} }), id: 'filters-clear' }, 'Clear filters'));
   }
 
   function showWindow(answer) {
@@ -336,6 +380,8 @@
             continue;
           }
           const cell = field('td', column.field, row[column.field], column.format, { class: column.num ? 'num' : null });
+          const link = column.filter && sliceLink(column.filter, column.filterValue ? column.filterValue(row) : row[column.field], cell.textContent);
+          if (link) clear(cell).appendChild(link);
           if (column.bar && maxima[column.field] > 0) {
             const fill = el('span', { class: `bar ${column.barClass ? column.barClass(row) : ''}` });
             fill.style.width = `${Math.max(1, (100 * (Number(row[column.field]) || 0)) / maxima[column.field])}%`;
@@ -392,7 +438,7 @@
       }
       const scale = Math.max(...tools.map((row) => Math.max(row.p95_ms || 0, row.own_p95_ms || 0, row.upstream_p95_ms || 0)), 0);
       target.appendChild(table([
-        { field: 'tool', label: 'Tool', format: fmt.text },
+        { field: 'tool', label: 'Tool', format: fmt.text, filter: 'tool' },
         { field: 'calls', label: 'Calls', format: fmt.int, num: true },
         { field: 'p50_ms', label: 'p50 ms', format: fmt.ms, num: true },
         { field: 'p95_ms', label: 'p95 ms', format: fmt.ms, num: true },
@@ -408,7 +454,7 @@
 
     tools(answer, target) {
       clear(target).appendChild(answer.rows.length ? table([
-        { field: 'tool', label: 'Tool' },
+        { field: 'tool', label: 'Tool', filter: 'tool' },
         { field: 'calls', label: 'Calls', format: fmt.int, num: true, bar: true },
         { field: 'errors', label: 'Errors', format: fmt.int, num: true },
         { field: 'error_rate', label: 'Error rate', format: fmt.pct, num: true },
@@ -420,7 +466,7 @@
 
     clients(answer, target) {
       clear(target).appendChild(answer.rows.length ? table([
-        { field: 'client', label: 'Client' },
+        { field: 'client', label: 'Client', filter: 'client' },
         { field: 'events', label: 'Events', format: fmt.int, num: true, bar: true },
         { field: 'tool_calls', label: 'Tool calls', format: fmt.int, num: true },
         { field: 'failures', label: 'Failures', format: fmt.int, num: true },
@@ -432,7 +478,7 @@
     users(answer, target) {
       clear(target).appendChild(answer.rows.length ? table([
         { field: 'user', label: 'User', render: (row) => el('td', null,
-          field('span', 'user', row.user), row.name ? el('span', { class: 'sub' }, ' ', field('span', 'name', row.name)) : null) },
+          sliceLink('user', row.user, field('span', 'user', row.user)) || field('span', 'user', row.user), row.name ? el('span', { class: 'sub' }, ' ', field('span', 'name', row.name)) : null) },
         { field: 'events', label: 'Events', format: fmt.int, num: true, bar: true },
         { field: 'tool_calls', label: 'Tool calls', format: fmt.int, num: true },
         { field: 'failures', label: 'Failures', format: fmt.int, num: true },
@@ -458,7 +504,8 @@
         const fill = el('span', { class: 'fill bad' });
         fill.style.width = `${(100 * group.total) / max}%`;
         return el('div', { class: 'hbar', 'data-origin': group.origin },
-          field('span', 'origin', group.origin, fmt.text, { class: 'name' }),
+          el('span', { class: 'name' }, sliceLink('origin', group.origin === 'unknown' ? null : group.origin,
+            field('span', 'origin', group.origin, fmt.text)) || field('span', 'origin', group.origin, fmt.text)),
           el('span', { class: 'track' }, fill),
           field('span', 'origin_failures', group.total, fmt.int, { class: 'num' }));
       })));
@@ -492,7 +539,7 @@
       target.appendChild(el('div', { class: 'stats compact' },
         stat('calls_per_list', 'tools/call per tools/list', ratio, fmt.ratio)));
       target.appendChild(table([
-        { field: 'method', label: 'Method' },
+        { field: 'method', label: 'Method', filter: 'method' },
         { field: 'events', label: 'Events', format: fmt.int, num: true },
         { field: 'share', label: 'Share', format: fmt.pct, num: true, bar: true },
       ], answer.rows));
@@ -512,8 +559,8 @@
 
     cost(answer, target) {
       clear(target).appendChild(answer.rows.length ? table([
-        { field: 'tool', label: 'Tool' },
-        { field: 'user', label: 'User' },
+        { field: 'tool', label: 'Tool', filter: 'tool' },
+        { field: 'user', label: 'User', filter: 'user', filterValue: (row) => (row.user === '(anonymous)' ? null : row.user) },
         { field: 'calls', label: 'Calls', format: fmt.int, num: true },
         { field: 'response_bytes', label: 'Response', format: fmt.bytes, num: true, bar: true },
         { field: 'avg_response_bytes', label: 'Avg', format: fmt.bytes, num: true },
@@ -544,8 +591,8 @@
           row.grouping) : null) },
         { field: 'state', label: 'State', render: (row) => field('td', 'state', row.state, null, { class: `state-${row.state}`,
           title: row.state === 'active' ? 'an event within the session timeout' : 'no event for the session timeout: ended' }) },
-        { field: 'user', label: 'User' },
-        { field: 'client', label: 'Client' },
+        { field: 'user', label: 'User', filter: 'user' },
+        { field: 'client', label: 'Client', filter: 'client' },
         { field: 'started', label: 'Started', format: fmt.time, num: true },
         { field: 'duration_s', label: 'Duration', format: fmt.seconds, num: true },
         { field: 'events', label: 'Events', format: fmt.int, num: true },
@@ -811,10 +858,10 @@
   }
 
   window.addEventListener('hashchange', () => {
-    const before = { last: state.last, session: state.session, key: state.key };
+    const before = { last: state.last, session: state.session, key: state.key, filters: JSON.stringify(state.filters) };
     readState();
     const onlyBy = before.last === state.last && before.session === state.session && before.key === state.key
-      && !state.session && body.dataset.loaded === 'true';
+      && before.filters === JSON.stringify(state.filters) && !state.session && body.dataset.loaded === 'true';
     if (onlyBy) {
       // Only the grouping changed: query the chart alone.
       renderChrome();
