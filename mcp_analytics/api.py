@@ -7,13 +7,19 @@ thread, so the event loop keeps answering while a batch is stored.
 
 from __future__ import annotations
 
+import itertools
+import json
 import zlib
-from datetime import datetime
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta, timezone
 from importlib.resources import files
 from typing import Annotated, Any, Literal
 
+import anyio
 from anyio import to_thread
-from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
@@ -22,9 +28,11 @@ from pydantic import ValidationError
 
 from mcp_analytics import otlp
 from mcp_analytics.keys import ApiKeys
-from mcp_analytics.models import BATCH, EVENT, MAX_BODY_BYTES, IngestResult
+from mcp_analytics.models import BATCH, EVENT, MAX_BODY_BYTES, MAX_EVENTS_PER_BATCH, Event, IngestResult, Rejection
 from mcp_analytics.store import DIMENSIONS, PANELS, Slice, Store, Window
 from opentelemetry_instrumentation_mcp.version import __version__
+
+logger = logging.getLogger(__name__)
 
 MAX_ERRORS_SHOWN = 20
 
@@ -55,16 +63,71 @@ async def _read_body(request: Request) -> bytes:
     body = b"".join(chunks)
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding == "gzip":
-        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        try:
-            body = inflater.decompress(body, MAX_BODY_BYTES + 1)
-        except zlib.error as error:
-            raise _problem(400, f"body is not valid gzip: {error}") from None
-        if len(body) > MAX_BODY_BYTES or inflater.unconsumed_tail:
-            raise _problem(413, f"body larger than {MAX_BODY_BYTES} bytes once decompressed")
+        body = _gunzip(body)
     elif encoding not in ("identity", ""):
         raise _problem(415, f"Content-Encoding {encoding!r} is not supported (gzip or none)")
     return body
+
+
+_NOT_A_BATCH = 'body is not a JSON object of the form {"events": [...]}'
+
+
+def _events_of(body: bytes) -> tuple[list[Event], list[Rejection]]:
+    """The valid events of a batch and why each other one is refused: one bad event costs only itself.
+
+    The whole batch is validated at once (fast, in pydantic's core); only when that fails is it read again,
+    with the stdlib's more lenient JSON, and validated event by event. A body that is no batch at all is a
+    400 (not JSON) or a 422 (the envelope: ``events`` missing, not a list, too long)."""
+    try:
+        return BATCH.validate_json(body)["events"], []
+    except ValidationError as error:
+        errors = _validation_errors(error)
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):
+        raise _problem(400, _NOT_A_BATCH, errors) from None
+    events = document.get("events") if isinstance(document, dict) else None
+    if not isinstance(events, list) or len(events) > MAX_EVENTS_PER_BATCH:
+        envelope = [e for e in errors if len(e["loc"]) < 2 or not isinstance(e["loc"][1], int)] or errors
+        raise _problem(422, _NOT_A_BATCH, envelope) from None
+    valid, rejected = [], []
+    for index, raw in enumerate(events):
+        try:
+            json.dumps(raw, ensure_ascii=False).encode()  # text the store can keep: no lone surrogates
+            valid.append(EVENT.validate_python(raw))
+        except ValidationError as error:
+            first = _validation_errors(error)[0]
+            rejected.append(Rejection(index=index, event_id=_event_id(raw), loc=first["loc"], msg=first["msg"]))
+        except UnicodeEncodeError:
+            rejected.append(Rejection(index=index, event_id=_event_id(raw), loc=[], msg="text that is not valid Unicode"))
+    return valid, rejected
+
+
+def _event_id(raw: Any) -> str | None:
+    found = raw.get("event_id") if isinstance(raw, dict) else None
+    return found if isinstance(found, str) and len(found) <= 128 else None
+
+
+def _gunzip(body: bytes) -> bytes:
+    """A gzip body read whole: every member (RFC 1952 allows several), each checked to its end (CRC and
+    length), nothing after the last; 400 otherwise, 413 past ``MAX_BODY_BYTES`` decompressed."""
+    out = bytearray()
+    rest = body
+    for member in itertools.count():
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            out += inflater.decompress(rest, MAX_BODY_BYTES + 1 - len(out))
+        except zlib.error as error:
+            after = " after the last gzip member" if member else ""
+            raise _problem(400, f"body is not valid gzip{after}: {error}") from None
+        if len(out) > MAX_BODY_BYTES or inflater.unconsumed_tail:
+            raise _problem(413, f"body larger than {MAX_BODY_BYTES} bytes once decompressed")
+        if not inflater.eof:
+            raise _problem(400, "body is not valid gzip: the stream is truncated")
+        rest = inflater.unused_data
+        if not rest:
+            break
+    return bytes(out)
 
 
 def _media_type(request: Request) -> str:
@@ -122,24 +185,55 @@ def _slice(
         raise _problem(422, str(error)) from None
 
 
-def create_app(store: Store, keys: ApiKeys) -> FastAPI:
+RETENTION_INTERVAL = 3600.0
+"""Seconds between two deletions of the events past the retention (the first runs at start-up)."""
+
+
+def _keeping(store: Store, retention: timedelta | None) -> Any:
+    """The app's lifespan: with a retention, events older than it are deleted at start and every hour."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if retention is None:
+            yield
+            return
+
+        async def prune() -> None:
+            while True:
+                cutoff = datetime.now(timezone.utc) - retention
+                try:
+                    deleted = await to_thread.run_sync(lambda: store.delete(None, before=cutoff))
+                    if deleted:
+                        logger.info("retention: deleted %d events older than %s", deleted, cutoff.isoformat())
+                except Exception:  # the next round tries again  # noqa: BLE001
+                    logger.exception("retention: could not delete the events older than %s", cutoff.isoformat())
+                await anyio.sleep(RETENTION_INTERVAL)
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(prune)
+            yield
+            tasks.cancel_scope.cancel()
+
+    return lifespan
+
+
+def create_app(store: Store, keys: ApiKeys, *, retention: timedelta | None = None) -> FastAPI:
+    """The API over ``store``; ``retention``: events older than this are deleted (at start, then hourly)."""
     app = FastAPI(
         title="MCP analytics API",
         version=__version__,
         description="Analytics events of MCP servers: ingest, panels, sessions, dashboard.",
+        lifespan=_keeping(store, retention),
     )
     app.state.keys = keys
     _document_the_batch_schema(app)
 
     def store_json_batch(project: str, body: bytes) -> IngestResult:
-        try:
-            events = BATCH.validate_json(body)["events"]
-        except ValidationError as error:
-            errors = _validation_errors(error)
-            if any(e["type"] in ("json_invalid", "json_type") for e in errors):
-                raise _problem(400, "body is not a JSON object of the form {\"events\": [...]}", errors) from None
-            raise _problem(422, "events do not match the schema", errors) from None
-        return store.add(project, events)
+        events, rejections = _events_of(body)
+        result = store.add(project, events)
+        if rejections:
+            result = result.model_copy(update={"rejected": len(rejections), "errors": rejections[:MAX_ERRORS_SHOWN]})
+        return result
 
     @app.post(
         "/v1/events",
@@ -215,6 +309,11 @@ def create_app(store: Store, keys: ApiKeys) -> FastAPI:
         )
         return {"panel": name, "project": project, "from": window.start, "to": window.end, "filters": slice.query(),
                 "rows": rows}  # fmt: skip
+
+    @app.delete("/v1/users/{user_id}", summary="Delete every event of one user (a data-protection request)")
+    async def delete_user(user_id: Annotated[str, Path(max_length=512)], project: Project) -> dict[str, Any]:
+        deleted = await to_thread.run_sync(lambda: store.delete(project, user_id=user_id))
+        return {"project": project, "user": user_id, "deleted": deleted}
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

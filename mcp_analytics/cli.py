@@ -15,6 +15,7 @@ from mcp_analytics.server import DEFAULT_HOST, DEFAULT_PORT
 ENV_DB = "MCP_ANALYTICS_DB"
 ENV_MEMORY = "MCP_ANALYTICS_MEMORY_LIMIT"
 ENV_TIMEOUT = "MCP_ANALYTICS_SESSION_TIMEOUT"
+ENV_RETENTION = "MCP_ANALYTICS_RETENTION"
 DEFAULT_DB = "mcp-analytics.duckdb"
 DEFAULT_PROJECT = "default"
 
@@ -33,7 +34,7 @@ def _serve(args: argparse.Namespace) -> int:
     url = f"http://{args.host}:{args.port}"
     print(f"MCP analytics API on {url} (store {args.db}, OpenAPI at {url}/docs); dashboard at {url}/", flush=True)
     try:
-        foreground(create_app(store, keys), args.host, args.port)
+        foreground(create_app(store, keys, retention=args.retention), args.host, args.port)
     finally:
         store.close()
     return 0
@@ -99,6 +100,9 @@ def parser() -> argparse.ArgumentParser:
                        help=f"DuckDB's memory limit, its cache included (default {DEFAULT_MEMORY_LIMIT}; env {ENV_MEMORY})")  # fmt: skip
     serve.add_argument("--session-timeout", type=_duration, default=os.environ.get(ENV_TIMEOUT, "30m"),
                        help="the inactivity that ends a session: 30m, 2h, … (default 30m; env MCP_ANALYTICS_SESSION_TIMEOUT)")  # fmt: skip
+    serve.add_argument("--retention", type=_duration, default=os.environ.get(ENV_RETENTION) or None,
+                       help="delete events older than this: 30d, 12h, … (checked at start and hourly; default: keep "
+                            "everything; env MCP_ANALYTICS_RETENTION)")  # fmt: skip
     serve.set_defaults(run=_serve)
 
     rep = commands.add_parser("report", help="print the panels as tables, from a store file or a running API")

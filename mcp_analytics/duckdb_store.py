@@ -469,6 +469,21 @@ class DuckDBStore:
         return pending.result
 
     def _store(self, batches: list[_Pending]) -> None:
+        """Every batch in one commit; if that fails, each batch alone, so one request's bad batch can never
+        fail another's that shared its commit (each waiting request gets its own outcome)."""
+        try:
+            self._commit(batches)
+        except Exception as error:  # noqa: BLE001 - handed to the waiting requests, none is lost silently
+            if len(batches) == 1:
+                batches[0].error = error
+                return
+            for batch in batches:
+                try:
+                    self._commit([batch])
+                except Exception as own:  # noqa: BLE001
+                    batch.error = own
+
+    def _commit(self, batches: list[_Pending]) -> None:
         db = self._connection
         try:
             db.execute("BEGIN TRANSACTION")
@@ -484,11 +499,9 @@ class DuckDBStore:
             incoming = tables[0] if len(tables) == 1 else pa.concat_tables(tables)  # noqa: F841 - read by _INSERT
             db.execute(_INSERT)
             db.execute("COMMIT")
-        except Exception as error:  # noqa: BLE001 - every waiting request gets the error, none is lost silently
+        except Exception:
             db.execute("ROLLBACK")
-            for batch in batches:
-                batch.error = error
-            return
+            raise
         for batch in batches:
             self._recent.remember((k, ts) for k, ts, new in zip(batch.keys, batch.stamps, batch.new) if new)
             accepted = sum(batch.new)
@@ -538,6 +551,19 @@ class DuckDBStore:
             return [{name: _aware(value) for name, value in zip(names, row)} for row in result.fetchall()]
         finally:
             cursor.close()
+
+    def delete(self, project: str | None, *, before: datetime | None = None, user_id: str | None = None) -> int:
+        if before is None and user_id is None:
+            raise ValueError("delete what: events before a time, or a user's events")
+        conditions, values = [], {}
+        for condition, name, value in (("project = $project", "project", project),
+                                       ("ts < $before", "before", before and _naive_utc(before)),
+                                       ("user_id = $user", "user", user_id)):  # fmt: skip
+            if value is not None:
+                conditions.append(condition)
+                values[name] = value
+        with self._write:  # between group commits
+            return self._connection.execute(f"DELETE FROM events WHERE {' AND '.join(conditions)}", values).fetchone()[0]
 
     def close(self) -> None:
         with self._write:

@@ -32,13 +32,15 @@ class ApiKeys:
     def parse(cls, specs: Iterable[str]) -> ApiKeys:
         """``project=key`` items, from the command line and then ``MCP_ANALYTICS_API_KEYS``."""
         items = [*specs, *filter(None, os.environ.get(ENV_KEYS, "").split(","))]
-        pairs = []
+        pairs: dict[str, str] = {}
         for item in items:
             project, sep, key = item.strip().partition("=")
             if not (sep and project and key):
                 raise ValueError(f"an API key is given as project=key, not {item!r}")
-            pairs.append((project, key))
-        return cls(pairs)
+            if key in pairs:  # never silently keep one of two: the key is not shown, the projects are
+                raise ValueError(f"the same API key is given twice (projects {pairs[key]!r} and {project!r})")
+            pairs[key] = project
+        return cls((project, key) for key, project in pairs.items())
 
     def add(self, project: str, key: str) -> None:
         self._projects[_digest(key)] = project

@@ -24,6 +24,12 @@ DEFAULTS: dict[str, Any] = {"duration_ms": 0.0, "kind": "server", "stateless": F
 """What an event that leaves these fields out has (any other field it leaves out is null)."""
 
 Name = Annotated[str, StringConstraints(max_length=512)]
+Int32 = Annotated[int, Field(ge=-(2**31), lt=2**31)]
+"""A JSON-RPC error code as stored (INTEGER)."""
+Count = Annotated[int, Field(ge=0, lt=2**63)]
+"""A size as stored (BIGINT)."""
+Milliseconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+"""A duration: finite (an infinite one would turn every percentile of its window into null)."""
 Text = Annotated[str, StringConstraints(max_length=16_384)]
 HexId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{1,64}$")]
 
@@ -46,7 +52,7 @@ def _defaulting(annotation: Any, field: str) -> Any:
 class Error(TypedDict, total=False):
     type: Name | None
     message: Text | None
-    code: int | None
+    code: Int32 | None
 
 
 class Failure(TypedDict, total=False):
@@ -63,7 +69,7 @@ class Event(TypedDict, total=False):
     event_id: Required[Annotated[str, StringConstraints(min_length=1, max_length=128)]]
     type: Required[Annotated[str, StringConstraints(min_length=1, max_length=256)]]
     timestamp_ns: Required[Annotated[int, Field(ge=0, lt=2**63)]]
-    duration_ms: _defaulting(Annotated[float, Field(ge=0)], "duration_ms")
+    duration_ms: _defaulting(Milliseconds, "duration_ms")
     kind: _defaulting(Literal["server", "client", "internal", "producer", "consumer"], "kind")
     session_id: Name | None
     stateless: _defaulting(bool, "stateless")
@@ -84,8 +90,8 @@ class Event(TypedDict, total=False):
     failure: Failure | None
     argument_keys: _defaulting(Annotated[list[Name], Field(max_length=256)], "argument_keys")
     tools_listed: Annotated[list[Name], Field(max_length=MAX_TOOLS_LISTED)] | None
-    response_size: Annotated[int, Field(ge=0)] | None
-    upstream_ms: Annotated[float, Field(ge=0)] | None
+    response_size: Count | None
+    upstream_ms: Milliseconds | None
     content: JsonObject | None
     custom: JsonObject | None
     trace_id: HexId | None
@@ -105,6 +111,15 @@ def validated_event(**fields: Any) -> Event:
     return EVENT.validate_python(fields)
 
 
+class Rejection(BaseModel):
+    index: int = Field(description="The event's position in the batch.")
+    event_id: str | None = Field(None, description="Its event id, where it has a usable one.")
+    loc: list[str | int] = Field(description="Where in the event the problem is.")
+    msg: str
+
+
 class IngestResult(BaseModel):
     accepted: int = Field(description="Events stored by this request.")
     duplicates: int = Field(description="Events already stored (same event id): a retried batch is not counted twice.")
+    rejected: int = Field(0, description="Events refused (the others are stored): see `errors`.")
+    errors: list[Rejection] = Field(default_factory=list, description="Why, for the first 20 refused events.")

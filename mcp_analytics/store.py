@@ -1,8 +1,9 @@
 """The storage interface: what the API needs of a store, and nothing more.
 
-Three calls, so that an engine for fleets (ClickHouse, say) can implement it
+Four calls, so that an engine for fleets (ClickHouse, say) can implement it
 beside the embedded DuckDB default (``duckdb_store.py``): add a batch of events
-to a project, answer one named panel for a project and a time window, close.
+to a project, answer one named panel for a project and a time window, delete
+(retention, a user's events), close.
 """
 
 from __future__ import annotations
@@ -58,9 +59,10 @@ class Window:
             start = EPOCH
         else:
             try:
-                start = end - duration(last or "24h")
+                length = duration(last or "24h")
             except ValueError:
                 raise ValueError(f"a window is a number with m, h or d (15m, 24h, 7d) or 'all', not {last!r}") from None
+            start = end - length if length < end - EPOCH else EPOCH  # a longer window is all of it
         if start >= end:
             raise ValueError("the window's start must be before its end")
         return cls(start, end)
@@ -137,5 +139,9 @@ class Store(Protocol):
     ) -> list[dict[str, Any]]:
         """The rows of one panel (see ``PANELS``) over the events of ``slice``; raises ``UnknownPanel`` for
         another name."""
+
+    def delete(self, project: str | None, *, before: datetime | None = None, user_id: str | None = None) -> int:
+        """Delete events (of ``project``, or of every project for None): those older than ``before``
+        (retention), or those of one user (a data-protection request); returns how many."""
 
     def close(self) -> None: ...

@@ -23,7 +23,7 @@ from opentelemetry.exporter.mcp_analytics.events import to_event
 from mcp_analytics.api import create_app
 from mcp_analytics.duckdb_store import DuckDBStore
 from mcp_analytics.keys import ApiKeys
-from mcp_analytics.models import MAX_BODY_BYTES, MAX_EVENTS_PER_BATCH, MAX_TOOLS_LISTED
+from mcp_analytics.models import MAX_BODY_BYTES, MAX_EVENTS_PER_BATCH, MAX_TOOLS_LISTED, validated_event
 from mcp_analytics.server import in_thread
 from mcp_analytics.store import PANELS
 from tests.apps.clients import in_memory
@@ -83,8 +83,8 @@ def good(event_id: str = "e1", **fields) -> dict:
 def test_a_batch_is_stored_and_a_retry_of_it_is_not_counted_twice(api):
     batch = [good(f"e{i}") for i in range(3)]
     first, retry = api.events(batch), api.events(batch)
-    assert (first.status_code, first.json()) == (200, {"accepted": 3, "duplicates": 0})
-    assert (retry.status_code, retry.json()) == (200, {"accepted": 0, "duplicates": 3})
+    assert (first.status_code, first.json()) == (200, {"accepted": 3, "duplicates": 0, "rejected": 0, "errors": []})
+    assert (retry.status_code, retry.json()) == (200, {"accepted": 0, "duplicates": 3, "rejected": 0, "errors": []})
     assert api.count() == 3
 
 
@@ -110,40 +110,127 @@ def test_without_a_valid_key_nothing_is_read_or_written(api, key):
     assert api.count() == 0
 
 
+def corrupt_crc(member: bytes) -> bytes:
+    return member[:-8] + bytes(4) + member[-4:]
+
+
 @pytest.mark.parametrize(
     ("body", "headers", "status", "says"),
     [
         (b"{not json", {}, 400, "not a JSON object"),
-        (b"[1, 2]", {}, 422, "do not match"),
-        (json.dumps({"events": [{"event_id": 7, "type": "x", "timestamp_ns": 1}]}).encode(), {}, 422, "do not match"),
-        (json.dumps({"events": [good(timestamp_ns="yesterday")]}).encode(), {}, 422, "do not match"),
-        (json.dumps({"events": [good(user_id="u" * 10_000)]}).encode(), {}, 422, "do not match"),
-        (json.dumps({"events": [good(trace_id="not-hex")]}).encode(), {}, 422, "do not match"),
-        (json.dumps({"events": [good(content={"arguments": "x" * 70_000})]}).encode(), {}, 422, "do not match"),
-        (json.dumps({"events": [good(f"e{i}") for i in range(MAX_EVENTS_PER_BATCH + 1)]}).encode(), {}, 422, "do not match"),
-        (json.dumps({"events": [good(tools_listed=["t"] * (MAX_TOOLS_LISTED + 1))]}).encode(), {}, 422, "do not match"),
+        (b"[1, 2]", {}, 422, "not a JSON object"),
+        (b'{"events": {"not": "a list"}}', {}, 422, "not a JSON object"),
+        (json.dumps({"events": [good(f"e{i}") for i in range(MAX_EVENTS_PER_BATCH + 1)]}).encode(), {}, 422, "not a JSON object"),
         (b"\x00\xff\xfe binary", {}, 400, "not a JSON object"),
         (b"not gzip", {"Content-Encoding": "gzip"}, 400, "gzip"),
+        (gzip.compress(json.dumps({"events": [good()]}).encode())[:-6], {"Content-Encoding": "gzip"}, 400, "truncated"),
+        (gzip.compress(json.dumps({"events": [good()]}).encode()) + b"garbage", {"Content-Encoding": "gzip"}, 400,
+         "after the last gzip member"),
+        (corrupt_crc(gzip.compress(json.dumps({"events": [good()]}).encode())), {"Content-Encoding": "gzip"}, 400,
+         "incorrect data check"),
         (b"{}", {"Content-Encoding": "br"}, 415, "Content-Encoding"),
         (b"{}", {"Content-Type": "text/plain"}, 415, "application/json"),
         (gzip.compress(b"[" * (MAX_BODY_BYTES + 10)), {"Content-Encoding": "gzip"}, 413, "decompressed"),
         (b"x" * (MAX_BODY_BYTES + 1), {}, 413, "larger than"),
     ],
-    ids=["bad-json", "not-an-object", "wrong-type", "bad-timestamp", "huge-string", "bad-trace-id", "huge-content",
-         "too-many-events", "too-many-listed-tools", "binary", "bad-gzip", "unknown-encoding", "wrong-content-type", "gzip-bomb", "too-large"],
+    ids=["bad-json", "not-an-object", "events-not-a-list", "too-many-events", "binary", "bad-gzip", "truncated-gzip",
+         "gzip-then-garbage", "gzip-bad-crc", "unknown-encoding", "wrong-content-type", "gzip-bomb", "too-large"],
 )  # fmt: skip
-def test_bad_input_gets_a_clear_4xx_and_stores_nothing(api, body, headers, status, says):
+def test_a_body_that_is_no_batch_gets_a_clear_4xx_and_stores_nothing(api, body, headers, status, says):
     response = api.post("/v1/events", body, **headers)
     assert response.status_code == status, response.text
     assert says in response.json()["detail"]["message"]
     assert api.count() == 0
 
 
-def test_validation_errors_name_the_field(api):
+BAD_EVENTS = {  # one field each that the store could not hold or that would poison every percentile
+    "wrong-type": ({"event_id": 7}, ["event_id"]),
+    "bad-timestamp": ({"timestamp_ns": "yesterday"}, ["timestamp_ns"]),
+    "huge-string": ({"user_id": "u" * 10_000}, ["user_id"]),
+    "bad-trace-id": ({"trace_id": "not-hex"}, ["trace_id"]),
+    "huge-content": ({"content": {"arguments": "x" * 70_000}}, ["content"]),
+    "too-many-listed-tools": ({"tools_listed": ["t"] * (MAX_TOOLS_LISTED + 1)}, ["tools_listed"]),
+    "int-over-64-bits": ({"response_size": 2**64}, ["response_size"]),
+    "code-over-32-bits": ({"error": {"type": "x", "code": 2**31}}, ["error", "code"]),
+    "infinite-duration": ({"duration_ms": "Infinity"}, ["duration_ms"]),
+    "nan-upstream": ({"upstream_ms": "NaN"}, ["upstream_ms"]),
+    "timestamp-past-2262": ({"timestamp_ns": 2**63}, ["timestamp_ns"]),
+    "lone-surrogate": ({"intent": "\ud800"}, []),
+}
+
+
+@pytest.mark.parametrize("gzipped", [False, True], ids=["json", "gzip"])
+@pytest.mark.parametrize("kind", BAD_EVENTS)
+def test_a_bad_event_costs_only_itself(api, kind, gzipped):
+    fields, loc = BAD_EVENTS[kind]
+    text = json.dumps({"events": [good("before"), {**good("bad"), **fields}, good("after")]})
+    text = text.replace('"Infinity"', "Infinity").replace('"NaN"', "NaN")  # the JSON numbers, not strings
+    body = text.encode()
+    response = api.post("/v1/events", gzip.compress(body) if gzipped else body,
+                        **({"Content-Encoding": "gzip"} if gzipped else {}))  # fmt: skip
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert (answer["accepted"], answer["duplicates"], answer["rejected"]) == (2, 0, 1)
+    (error,) = answer["errors"]
+    assert (error["index"], error["event_id"], error["loc"]) == (1, "bad" if kind != "wrong-type" else None, loc)
+    assert error["msg"]
+    assert api.count() == 2
+    assert {row["tool"]: row["calls"] for row in api.panel("tools").json()["rows"]} == {"search": 2}
+
+
+def test_rejections_name_the_event_and_the_field(api):
     response = api.events([good(), good("e2", duration_ms="slow")])
-    errors = response.json()["detail"]["errors"]
-    assert response.status_code == 422
-    assert errors == [{"loc": ["events", 1, "duration_ms"], "msg": "Input should be a valid number, unable to parse string as a number", "type": "float_parsing"}]  # fmt: skip
+    assert response.status_code == 200
+    assert response.json()["errors"] == [{"index": 1, "event_id": "e2", "loc": ["duration_ms"],
+                                          "msg": "Input should be a valid number, unable to parse string as a number"}]  # fmt: skip
+    many = api.events([good(f"x{i}", duration_ms=-1) for i in range(30)])
+    assert (many.json()["rejected"], len(many.json()["errors"])) == (30, 20)
+
+
+def test_every_gzip_member_is_read(api):
+    """RFC 1952 allows several members: a body split across two is one document (none is dropped)."""
+    document = json.dumps({"events": [good("m1"), good("m2")]}).encode()
+    half = len(document) // 2
+    response = api.post("/v1/events", gzip.compress(document[:half]) + gzip.compress(document[half:]),
+                        **{"Content-Encoding": "gzip"})  # fmt: skip
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] == 2
+    assert api.count() == 2
+
+
+def test_an_error_code_over_32_bits_in_otlp_keeps_its_span(api):
+    document = {"resourceSpans": [{"scopeSpans": [{"spans": [
+        {"traceId": "ab" * 16, "spanId": "cd" * 8, "name": "tools/call x", "kind": 2, "startTimeUnixNano": str(NOW_NS),
+         "endTimeUnixNano": str(NOW_NS + 1000), "status": {"code": 2}, "attributes": [
+             {"key": "mcp.method.name", "value": {"stringValue": "tools/call"}},
+             {"key": "gen_ai.tool.name", "value": {"stringValue": "x"}},
+             {"key": "error.type", "value": {"stringValue": "2147483648"}},
+             {"key": "rpc.response.status_code", "value": {"stringValue": "2147483648"}}]},
+    ]}]}]}  # fmt: skip
+    response = api.post("/v1/traces", json.dumps(document).encode())
+    assert response.status_code == 200, response.text
+    assert api.count() == 1
+    (failure,) = api.panel("failures").json()["rows"]
+    assert failure["reason"] == "2147483648"
+
+
+def test_a_window_longer_than_the_history_is_all_of_it(api):
+    api.events([good()])
+    response = api.panel("summary", last="999999d")
+    assert response.status_code == 200, response.text
+    assert response.json()["from"].startswith("1970-01-01")
+    assert response.json()["rows"][0]["events"] == 1
+
+
+def test_a_user_s_events_are_deleted_on_request_in_their_project_only(api):
+    api.events([good("u1", user_id="alice"), good("u2", user_id="alice"), good("u3", user_id="bob")], key=KEY_A)
+    api.events([good("u1", user_id="alice")], key=KEY_B)
+    response = api.http.delete(f"{api.url}/v1/users/alice", headers={"Authorization": f"Bearer {KEY_A}"})
+    assert response.status_code == 200
+    assert response.json()["deleted"] == 2
+    assert [row["user"] for row in api.panel("users", KEY_A).json()["rows"]] == ["bob"]
+    assert [row["user"] for row in api.panel("users", KEY_B).json()["rows"]] == ["alice"]
+    assert api.http.delete(f"{api.url}/v1/users/alice").status_code == 401
 
 
 def test_fuzzed_bodies_get_4xx_the_service_stays_up_and_the_store_consistent(api):
@@ -166,19 +253,24 @@ def test_fuzzed_bodies_get_4xx_the_service_stays_up_and_the_store_consistent(api
             return json.dumps({"events": [good(type="")], "extra": "\ud800".encode("utf-8", "surrogatepass").decode("latin-1")}).encode()
         return json.dumps({"events": {"not": "a list"}}).encode()
 
-    statuses = set()
+    statuses, stored = set(), 0
     for _ in range(150):
         response = api.post("/v1/events", fuzz())
         statuses.add(response.status_code)
-        assert 400 <= response.status_code < 500, response.text
-    assert statuses <= {400, 413, 422}
+        if response.status_code == 200:  # a batch of one event: stored, already stored or refused, and said so
+            answer = response.json()
+            assert answer["accepted"] + answer["duplicates"] + answer["rejected"] == 1, response.text
+            stored += answer["accepted"]
+        else:
+            assert 400 <= response.status_code < 500, response.text
+    assert statuses <= {200, 400, 413, 422}
     assert httpx.get(f"{api.url}/healthz").status_code == 200
-    assert api.count() == 1
-    assert api.events([good("after")]).json() == {"accepted": 1, "duplicates": 0}
+    assert api.count() == 1 + stored
+    assert api.events([good("after")]).json()["accepted"] == 1
     for _ in range(50):  # OTLP too
         response = api.post("/v1/traces", rng.randbytes(rng.randrange(1, 2000)), **{"Content-Type": "application/x-protobuf"})
         assert response.status_code in (200, 400), response.text
-    assert api.count() == 2
+    assert api.count() == 2 + stored
 
 
 def test_the_openapi_document_describes_every_endpoint_and_its_references_resolve(api):
@@ -292,3 +384,18 @@ def test_an_unknown_query_parameter_is_a_422_that_names_it(api):
     too_many = api.panel("tools", user=",".join(f"u{i}" for i in range(101)))
     assert too_many.status_code == 422
     assert "at most 100 values" in too_many.json()["detail"]["message"]
+
+
+def test_events_past_the_retention_are_deleted_when_the_api_starts(tmp_path):
+    store, day_ns = DuckDBStore(tmp_path / "kept.duckdb"), 86_400 * 10**9
+    store.add("p", [validated_event(**good("recent")), validated_event(**good("old", timestamp_ns=NOW_NS - 3 * day_ns)),
+                    validated_event(**good("older", timestamp_ns=NOW_NS - 40 * day_ns))])  # fmt: skip
+    with in_thread(create_app(store, ApiKeys([("p", KEY_A)]), retention=timedelta(days=2))) as url:
+        deadline = time.monotonic() + 10
+        while True:
+            answer = httpx.get(f"{url}/v1/panels/summary?last=all", headers={"Authorization": f"Bearer {KEY_A}"}).json()
+            if answer["rows"][0]["events"] == 1 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+    assert answer["rows"][0]["events"] == 1
+    store.close()

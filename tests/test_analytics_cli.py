@@ -140,3 +140,11 @@ def test_serve_without_a_key_makes_one_and_says_so(tmp_path):
 def test_report_without_a_store_explains_what_to_give(tmp_path):
     run = cli("report", "--db", str(tmp_path / "missing.duckdb"))
     assert run.returncode == 2 and "no store at" in run.stderr
+
+
+def test_serve_refuses_the_same_key_given_twice(tmp_path):
+    run = cli("serve", "--db", str(tmp_path / "x.duckdb"), "--port", str(free_port()),
+              "--api-key", "a=shared-key", "--api-key", "b=shared-key")  # fmt: skip
+    assert run.returncode == 2
+    assert "the same API key is given twice (projects 'a' and 'b')" in run.stderr
+    assert "shared-key" not in run.stderr, "a key is never printed"

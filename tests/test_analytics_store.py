@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import threading
+import time
 from datetime import datetime, timedelta, timezone
 
 import duckdb
@@ -357,3 +359,43 @@ def test_concurrent_batches_share_commits_and_each_event_is_stored_once(store):
     assert sum(result.accepted for result in results) == len(unique)
     assert sum(result.accepted + result.duplicates for result in results) == 60 * 20
     assert store.panel("p", "summary", WHOLE_DAY)[0]["events"] == len(unique)
+
+
+def test_a_bad_batch_never_fails_another_batch_of_its_group_commit(store):
+    """Two requests whose batches share one group commit: the one the table refuses fails alone."""
+    results: dict[str, object] = {}
+
+    def add(name: str, batch: list[Event]) -> None:
+        try:
+            results[name] = store.add("p", batch)
+        except Exception as error:  # noqa: BLE001 - what its request would answer
+            results[name] = error
+
+    good = [event("g1"), event("g2")]
+    bad = [{**event("b1"), "content": "{not json"}]  # validation bypassed: the table itself refuses it
+    with store._write:  # the writer is busy: both batches queue for the same commit
+        threads = [threading.Thread(target=add, args=(name, batch)) for name, batch in (("good", good), ("bad", bad))]
+        for thread in threads:
+            thread.start()
+        while len(store._queue) < 2:
+            time.sleep(0.001)
+    for thread in threads:
+        thread.join(10)
+    assert isinstance(results["bad"], duckdb.ConversionException)
+    assert (results["good"].accepted, results["good"].duplicates) == (2, 0)
+    assert store.panel("p", "summary", WHOLE_DAY)[0]["events"] == 2
+    assert store.add("p", good).duplicates == 2, "the good batch was committed, and remembered"
+
+
+def test_delete_by_age_and_by_user(store):
+    store.add("p", [event("old", timestamp_ns=at(1, 0), user_id="alice"), event("new", timestamp_ns=at(20, 0), user_id="alice"),
+                    event("bob", timestamp_ns=at(1, 0), user_id="bob")])  # fmt: skip
+    store.add("q", [event("other", timestamp_ns=at(1, 0), user_id="alice")])
+    assert store.delete("p", user_id="alice") == 2
+    assert store.delete(None, before=moment(12)) == 2  # every project: p's bob, q's alice
+    assert store.panel("p", "summary", WHOLE_DAY)[0]["events"] == 0
+    assert store.panel("q", "summary", WHOLE_DAY)[0]["events"] == 0
+    store.add("p", [event("new", timestamp_ns=at(20, 0), user_id="alice")])
+    assert store.panel("p", "summary", WHOLE_DAY)[0]["events"] == 1, "a deleted event can be sent again"
+    with pytest.raises(ValueError):
+        store.delete("p")

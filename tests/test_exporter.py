@@ -13,10 +13,12 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from opentelemetry.exporter.mcp_analytics import MCPAnalyticsExporter, install
+from opentelemetry.exporter.mcp_analytics.events import is_analytics_span
 from opentelemetry_instrumentation_mcp import publish_custom_event
 from tests.apps.analytics_receiver import receiver
 from tests.apps.clients import in_memory
 from tests.apps.servers import build
+from mcp_analytics.store import Window
 from tests.conftest import instrumented
 
 pytestmark = pytest.mark.anyio
@@ -184,3 +186,26 @@ async def test_spans_dropped_by_a_full_queue_are_counted(monkeypatch):
     assert dropped > 0
     sent = sum(len(request.body["events"]) for request in api.requests)
     assert sent + dropped >= 40, "every span was either sent or counted as dropped"
+
+
+async def test_events_the_api_refuses_are_counted_and_the_others_stored(recorded):
+    from mcp_analytics.api import create_app
+    from mcp_analytics.duckdb_store import DuckDBStore
+    from mcp_analytics.keys import ApiKeys
+    from mcp_analytics.server import in_thread
+
+    spans = await finished_spans(recorded)
+    odd = TracerProvider().get_tracer("another instrumentation").start_span("tools/call huge")
+    odd.set_attributes({"mcp.method.name": "tools/call", "gen_ai.tool.name": "huge", "mcp.response.size": 2**70})
+    odd.end()
+    store = DuckDBStore()
+    try:
+        with in_thread(create_app(store, ApiKeys([("p", "key-123")]))) as url:
+            exporter, reader = exporter_to(url)
+            assert exporter.export([*spans, odd]) == SpanExportResult.SUCCESS, "the batch was stored: not retried"
+        mapped = [span for span in spans if is_analytics_span(span)]
+        assert outcomes(reader) == {"sent": len(mapped), "rejected": 1}
+        counted = [span for span in mapped if span.kind.name != "CLIENT"]  # panels leave client spans out
+        assert store.panel("p", "summary", Window.parse(last="1h"))[0]["events"] == len(counted)
+    finally:
+        store.close()

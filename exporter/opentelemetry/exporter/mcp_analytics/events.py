@@ -129,7 +129,7 @@ def to_event(span: ReadableSpan, project: str | None = None) -> dict[str, Any]:
             {
                 "type": error_type,
                 "message": span.status.description or a.get(attr.ERROR_MESSAGE) or a.get(attr.MCP_EVENT_ERROR),
-                "code": int(code) if isinstance(code, str) and code.lstrip("-").isdigit() else None,
+                "code": _jsonrpc_code(code),
             }
             if failed
             else None,
@@ -154,3 +154,12 @@ def to_event(span: ReadableSpan, project: str | None = None) -> dict[str, Any]:
             "message": a.get(attr.MCP_EVENT_MESSAGE),
         }
     return event
+
+
+def _jsonrpc_code(code: object) -> int | None:
+    """``rpc.response.status_code`` as the JSON-RPC error code it names (32 bits), else None: a span with a
+    nonsense code still maps (its ``error.type`` keeps the text)."""
+    if not isinstance(code, str) or not code.lstrip("-").isdigit() or len(code) > 11:
+        return None
+    value = int(code)
+    return value if -(2**31) <= value < 2**31 else None

@@ -119,7 +119,7 @@ class MCPAnalyticsExporter(SpanExporter):
         attempt = 0
         while True:
             try:
-                self._post(body, deadline)
+                answer = self._post(body, deadline)
             except _Retry as retry:
                 delay = retry.after if retry.after is not None else self._backoff(attempt)
                 if self._stopped.is_set() or time.monotonic() + delay >= deadline:
@@ -129,10 +129,16 @@ class MCPAnalyticsExporter(SpanExporter):
                 continue
             except Exception as error:  # noqa: BLE001 - an answer not worth retrying
                 return self._failed(len(events), str(error))
-            self._events.add(len(events), {"outcome": "sent"})
+            rejected = min(_rejected(answer), len(events))
+            self._events.add(len(events) - rejected, {"outcome": "sent"})
+            if rejected:  # the API stored the others; these are not worth sending again
+                self._events.add(rejected, {"outcome": "rejected"})
+                self._warn("the MCP analytics API at %s refused %d of %d events: %s", self.url, rejected, len(events),
+                           _first_error(answer))  # fmt: skip
             return SpanExportResult.SUCCESS
 
-    def _post(self, body: bytes, deadline: float) -> None:
+    def _post(self, body: bytes, deadline: float) -> object:
+        """The API's answer to one POST (its JSON, None if it is not JSON); raises ``_Retry`` for what may pass."""
         headers = {
             "Content-Type": "application/json",
             "Content-Encoding": "gzip",
@@ -144,13 +150,17 @@ class MCPAnalyticsExporter(SpanExporter):
         remaining = max(0.001, deadline - time.monotonic())
         try:
             with urllib.request.urlopen(request, timeout=remaining) as response:  # noqa: S310 - configured URL
-                response.read()
+                answer = response.read()
         except urllib.error.HTTPError as error:
             if error.code == 429 or error.code >= 500:
                 raise _Retry(f"HTTP {error.code}", _retry_after(error.headers.get("Retry-After"))) from None
             raise RuntimeError(f"HTTP {error.code}: {error.read()[:200]!r}") from None
         except (urllib.error.URLError, OSError) as error:  # refused, reset, timed out
             raise _Retry(f"{type(error).__name__}: {getattr(error, 'reason', error)}") from None
+        try:
+            return json.loads(answer)
+        except ValueError:
+            return None
 
     @staticmethod
     def _backoff(attempt: int) -> float:
@@ -159,17 +169,33 @@ class MCPAnalyticsExporter(SpanExporter):
 
     def _failed(self, count: int, why: str) -> SpanExportResult:
         self._events.add(count, {"outcome": "failed"})
+        self._warn("could not send %d MCP analytics events to %s: %s", count, self.url, why)
+        return SpanExportResult.FAILURE
+
+    def _warn(self, message: str, *args: object) -> None:
+        """A warning, at most one every ``LOG_INTERVAL`` seconds."""
         now = time.monotonic()
         if now - self._last_warning >= LOG_INTERVAL:
             self._last_warning = now
-            logger.warning("could not send %d MCP analytics events to %s: %s", count, self.url, why)
-        return SpanExportResult.FAILURE
+            logger.warning(message, *args)
 
     def shutdown(self) -> None:
         self._stopped.set()
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return True
+
+
+def _rejected(answer: object) -> int:
+    """How many events of a stored batch the API refused (``IngestResult.rejected``)."""
+    count = answer.get("rejected") if isinstance(answer, dict) else None
+    return count if isinstance(count, int) and count > 0 else 0
+
+
+def _first_error(answer: object) -> str:
+    errors = answer.get("errors") if isinstance(answer, dict) else None
+    first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
+    return f"event {first.get('event_id') or first.get('index')}: {first.get('loc')}: {first.get('msg')}"
 
 
 def install(
