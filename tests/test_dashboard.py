@@ -186,7 +186,7 @@ def _events(now: datetime) -> dict[str, list[Event]]:
     bob = {"session_id": "sess-beta", "user_id": "u-bob", "client_name": "cursor"}
     carol = {"stateless": True, "user_id": "u-carol", "client_name": "http-agent"}
     demo = [
-        event(0.0, "mcp:initialize", **alice),
+        event(0.0, "mcp:initialize", **{**alice, "user_id": None, "user_name": None}),  # before identify
         event(0.1, "mcp:tools/list", tools_listed=["search_docs", "create_ticket", "export_report"], **alice),
         event(0.5, "mcp:tools/call", resource="search_docs", intent="find the refund policy", duration_ms=120.0,
               upstream_ms=80.0, response_size=2048, argument_keys=["query"], **alice),

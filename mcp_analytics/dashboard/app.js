@@ -774,11 +774,13 @@
     const begin = Math.min(...times);
     const end = Math.max(...rows.map((row, index) => times[index] + (row.duration_ms || 0)));
     const span = Math.max(1, end - begin);
-    const first = rows.find((row) => row.user || row.client) || {};
+    // Each from the first row that has it: the handshake comes before the user is identified.
+    const user = (rows.find((row) => row.user) || {}).user;
+    const client = (rows.find((row) => row.client) || {}).client;
     const failures = rows.filter((row) => row.is_error).length;
     facts.append(
-      fact('user', 'User', first.user),
-      fact('client', 'Client', first.client),
+      fact('user', 'User', user),
+      fact('client', 'Client', client),
       fact('started', 'Started', rows[0].ts, fmt.time),
       fact('duration', 'Duration', (end - begin) / 1000, fmt.seconds),
       fact('events', 'Events', rows.length, fmt.int),
