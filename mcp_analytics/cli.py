@@ -71,6 +71,12 @@ def _report(args: argparse.Namespace) -> int:
             print(f"no store at {args.db} (give --db, or --url and --api-key of a running API)", file=sys.stderr)
             return 2
         store = DuckDBStore(args.db)
+        projects = store.projects()
+        if args.project not in projects:
+            store.close()
+            held = f"its projects: {', '.join(projects)}" if projects else "it holds no events"
+            print(f"no events of project {args.project!r} in {args.db} ({held}); give --project", file=sys.stderr)
+            return 2
         fetch = report.from_store(store, args.project, Window.parse(last=args.last), args.limit, slice)
         title = f"MCP analytics: project {args.project} in {args.db}, last {args.last}"
     if slice:

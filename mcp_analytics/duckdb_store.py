@@ -195,7 +195,7 @@ _PANELS: dict[str, str] = {
         WITH {_RUNS}
         SELECT count(*) AS events,
             count(*) FILTER (WHERE is_error) AS failures,
-            round(1 - count(*) FILTER (WHERE is_error) / greatest(count(*), 1), 4) AS success_rate,
+            round(1 - count(*) FILTER (WHERE is_error) / nullif(count(*), 0), 4) AS success_rate,
             count(*) FILTER (WHERE type = 'mcp:tools/call') AS tool_calls,
             {_SINGLES} + (SELECT count(DISTINCT (grp, run)) FROM runs) AS sessions,
             count(DISTINCT user_id) AS users,
@@ -260,7 +260,7 @@ _PANELS: dict[str, str] = {
         SELECT type AS method, count(*) AS events, round(count(*) / sum(count(*)) OVER (), 4) AS share,
             round(sum(count(*) FILTER (WHERE type = 'mcp:tools/call')) OVER ()
                   / nullif(sum(count(*) FILTER (WHERE type = 'mcp:tools/list')) OVER (), 0), 3) AS calls_per_list
-        FROM events WHERE {_IN_WINDOW} AND type LIKE 'mcp:%' GROUP BY type ORDER BY events DESC, method""",
+        FROM events WHERE {_IN_WINDOW} GROUP BY type ORDER BY events DESC, method""",
     "prompts": f"""
         SELECT resource AS prompt, array_to_string(list_sort(argument_keys), ', ') AS argument_keys,
             count(*) AS uses, count(*) FILTER (WHERE is_error) AS failures, count(DISTINCT user_id) AS users
@@ -564,6 +564,10 @@ class DuckDBStore:
                 values[name] = value
         with self._write:  # between group commits
             return self._connection.execute(f"DELETE FROM events WHERE {' AND '.join(conditions)}", values).fetchone()[0]
+
+    def projects(self) -> list[str]:
+        """The projects with events in this store."""
+        return [row[0] for row in self._connection.cursor().execute("SELECT DISTINCT project FROM events ORDER BY 1").fetchall()]
 
     def close(self) -> None:
         with self._write:

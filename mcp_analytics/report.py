@@ -17,7 +17,7 @@ Fetch = Callable[[str], Rows]
 
 SECTIONS: list[tuple[str, str, Sequence[str]]] = [
     ("summary", "Overview", ("events", "failures", "success_rate", "tool_calls", "sessions", "users", "clients")),
-    ("methods", "Methods", ("method", "events", "share", "calls_per_list")),
+    ("methods", "Methods and custom events", ("method", "events", "share")),
     ("tools", "Top tools", ("tool", "calls", "errors", "error_rate", "p95_ms", "users")),
     ("latency", "Latency (ms; first row: every request)", ("tool", "calls", "p50_ms", "p95_ms", "p99_ms",
                                                           "own_p95_ms", "upstream_p95_ms", "upstream_share")),
@@ -59,7 +59,10 @@ def table(rows: Rows, columns: Sequence[str]) -> str:
 def render(fetch: Fetch, title: str) -> str:
     parts = [title, "=" * len(title)]
     for panel, heading, columns in SECTIONS:
-        parts += ["", heading, table(fetch(panel), columns)]
+        rows = fetch(panel)
+        parts += ["", heading, table(rows, columns)]
+        if panel == "methods" and rows and rows[0].get("calls_per_list") is not None:  # one figure, not a column
+            parts.append(f"  tools/call per tools/list: {_cell(rows[0]['calls_per_list'])}")
     return "\n".join(parts)
 
 

@@ -89,6 +89,16 @@ def test_report_reads_the_demo_store_file(demo):
     assert report.returncode == 0, report.stderr
     assert overview(report.stdout) == overview(run.stdout)
     assert "search_docs" in report.stdout.split("Top tools", 1)[1]
+    methods = report.stdout.split("Methods and custom events\n", 1)[1].split("\n\n", 1)[0]
+    assert "calls_per_list" not in methods and len(re.findall(r"tools/call per tools/list: [\d.]+$", methods, re.M)) == 1
+    assert re.search(r"^  custom:\S+ ", methods, re.M), "the demo's custom events are shown, as they are counted"
+
+
+def test_report_names_the_projects_of_a_store_without_the_one_asked_for(demo):
+    _, db, _ = demo
+    report = cli("report", "--db", str(db))  # the default project: the demo's store has only "demo"
+    assert report.returncode == 2
+    assert "no events of project 'default'" in report.stderr and "its projects: demo" in report.stderr
 
 
 def test_report_slices_the_demo_by_the_api_s_filters(demo):

@@ -237,7 +237,10 @@ def test_panels_answer_with_exact_numbers(store):
         ("client", "unknown_tool", 1), ("upstream", "upstream_error", 1)]
     methods = {row["method"]: row for row in store.panel("p", "methods", WHOLE_DAY)}
     assert methods["mcp:tools/call"]["events"] == 5 and methods["mcp:tools/call"]["calls_per_list"] == 5.0
-    assert "custom:ticket_opened" not in methods
+    assert methods["custom:ticket_opened"]["events"] == 1, "every event counted in the summary is shown somewhere"
+    assert sum(row["events"] for row in methods.values()) == summary["events"]
+    (empty,) = store.panel("p", "summary", Window(DAY - timedelta(days=9), DAY - timedelta(days=8)))
+    assert empty["events"] == 0 and empty["success_rate"] is None, "no events: no success rate (not 100%)"
     assert [(r["prompt"], r["argument_keys"], r["uses"]) for r in store.panel("p", "prompts", WHOLE_DAY)] == [
         ("plan", "city", 1), ("plan", "city, days", 1)]
     cost = {(r["tool"], r["user"]): (r["calls"], r["response_bytes"]) for r in store.panel("p", "cost", WHOLE_DAY)}
