@@ -296,7 +296,8 @@ def create_app(store: Store, keys: ApiKeys, *, retention: timedelta | None = Non
         end: Annotated[datetime | None, Query(alias="to", description="ISO 8601; default: now")] = None,
         last: Annotated[str | None, Query(description="15m, 24h, 7d, … or all (default 24h)")] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        by: Literal["method", "family"] = "method",
+        by: Annotated[Literal["method", "family", "tool", "client"],
+                      Query(description="the series of `timeseries`: MCP method, family, tool or client")] = "method",
         session: Annotated[str | None, Query(max_length=512, description="the session, for the `session` panel")] = None,
         slice: Annotated[Slice, Depends(_slice)] = Slice(),
     ) -> dict[str, Any]:

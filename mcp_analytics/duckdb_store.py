@@ -204,9 +204,23 @@ _PANELS: dict[str, str] = {
     "timeseries": f"""
         SELECT time_bucket(CAST($bucket AS INTERVAL), ts, CAST($start AS TIMESTAMP)) AS bucket,
             CAST(date_part('epoch', CAST($bucket AS INTERVAL)) AS INTEGER) AS bucket_seconds,
-            CASE WHEN $by = 'family' THEN {_FAMILY} ELSE type END AS series,
+            CASE $by WHEN 'family' THEN {_FAMILY} WHEN 'tool' THEN resource
+                WHEN 'client' THEN coalesce(client_name, '(unknown)') ELSE type END AS series,
             count(*) AS events, count(*) FILTER (WHERE is_error) AS failures
-        FROM events WHERE {_IN_WINDOW} GROUP BY ALL ORDER BY bucket, series""",
+        FROM events WHERE {_IN_WINDOW} AND ($by <> 'tool' OR (type = 'mcp:tools/call' AND resource IS NOT NULL))
+        GROUP BY ALL ORDER BY bucket, series""",
+    "trends": f"""
+        SELECT time_bucket(CAST($bucket AS INTERVAL), ts, CAST($start AS TIMESTAMP)) AS bucket,
+            CAST(date_part('epoch', CAST($bucket AS INTERVAL)) AS INTEGER) AS bucket_seconds,
+            count(*) AS calls, count(*) FILTER (WHERE is_error) AS errors,
+            {", ".join(f"count(*) FILTER (WHERE failure_origin = '{origin}') AS {origin}_errors"
+                       for origin in ("client", "auth", "upstream", "server"))},
+            {_PERCENTILES}
+        FROM events WHERE {_IN_WINDOW} AND type IN {REQUEST_TYPES}
+        GROUP BY ALL ORDER BY bucket""",
+    "extent": """
+        SELECT min(ts) AS first_event, max(ts) AS last_event, count(*) AS events
+        FROM events WHERE project = $project AND kind <> 'client'""",
     "latency": f"""
         SELECT NULL AS tool, count(*) AS calls, {_PERCENTILES}
         FROM events WHERE {_IN_WINDOW} AND type IN {REQUEST_TYPES}
@@ -539,7 +553,7 @@ class DuckDBStore:
         values |= sliced
         cursor = self._connection.cursor()
         try:
-            if name == "timeseries" and values["bucket"] is None and window.start <= EPOCH:
+            if name in ("timeseries", "trends") and values["bucket"] is None and window.start <= EPOCH:
                 # "All" starts in 1970: its buckets start at the project's first event instead.
                 first_sql, _ = _sliced(_FIRST_EVENT, slice)
                 first = cursor.execute(first_sql, {k: v for k, v in values.items() if f"${k}" in first_sql}).fetchone()[0]

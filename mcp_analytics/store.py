@@ -26,7 +26,9 @@ client) ends where this much time passes without an event; a later event starts 
 
 PANELS = (
     "summary",
+    "extent",
     "timeseries",
+    "trends",
     "latency",
     "tools",
     "clients",

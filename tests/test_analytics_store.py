@@ -12,7 +12,7 @@ import pytest
 
 from mcp_analytics.duckdb_store import MIGRATIONS, SCHEMA_VERSION, DuckDBStore, SchemaTooNew
 from mcp_analytics.models import Event, validated_event
-from mcp_analytics.store import PANELS, UnknownPanel, Window
+from mcp_analytics.store import PANELS, Slice, UnknownPanel, Window
 
 DAY = datetime(2026, 11, 20, tzinfo=timezone.utc)
 WHOLE_DAY = Window(DAY, DAY + timedelta(days=1))
@@ -256,6 +256,35 @@ def test_panels_answer_with_exact_numbers(store):
     by_family = {(r["series"], r["events"]) for r in store.panel("p", "timeseries", WHOLE_DAY, by="family")}
     assert {series for series, _ in by_family} == {"requests", "capabilities", "custom"}
     assert sum(n for series, n in by_family if series == "requests") == 7
+
+
+def test_trends_per_bucket_and_volume_by_tool_and_client(store):
+    seeded(store)
+    hour = Window(moment(9), moment(10))
+    trends = store.panel("p", "trends", hour, bucket="10 minutes")
+    assert [(row["bucket"], row["calls"], row["errors"]) for row in trends] == [(moment(9), 7, 2)]  # requests only
+    (bucket,) = trends
+    assert (bucket["upstream_errors"], bucket["client_errors"], bucket["auth_errors"], bucket["server_errors"]) == (1, 1, 0, 0)
+    durations = sorted([10, 30, 200, 100, 1, 0, 0])  # the five tool calls and two prompts (no duration: 0)
+    assert bucket["p50_ms"] == durations[3] and bucket["bucket_seconds"] == 600
+    minutes = store.panel("p", "trends", hour)  # the default bucket for one hour: a minute
+    assert [(row["bucket"].minute, row["calls"]) for row in minutes] == [(0, 1), (1, 1), (2, 1), (3, 1), (4, 1), (5, 1), (6, 1)]
+    assert [row["p95_ms"] for row in minutes[:4]] == [10.0, 30.0, 200.0, 100.0]
+    fetch = store.panel("p", "trends", hour, Slice(tool=("fetch",)), bucket="1 hour")
+    assert [(row["calls"], row["errors"], row["upstream_share"]) for row in fetch] == [(2, 1, round(240 / 300, 4))]
+
+    by_tool = {(row["series"], row["events"]) for row in store.panel("p", "timeseries", hour, bucket="1 hour", by="tool")}
+    assert by_tool == {("search", 2), ("fetch", 2), ("nope", 1)}, "tool calls only, per tool"
+    by_client = {(row["series"], row["events"]) for row in store.panel("p", "timeseries", hour, bucket="1 hour", by="client")}
+    assert by_client == {("claude-ai", 2), ("cursor", 3), ("(unknown)", 3)}  # its tools/list was at 8:59
+
+
+def test_extent_is_the_whole_history_whatever_the_window(store):
+    assert store.panel("p", "extent", WHOLE_DAY) == [{"first_event": None, "last_event": None, "events": 0}]
+    seeded(store)
+    (extent,) = store.panel("p", "extent", Window(moment(0), moment(1)))
+    assert extent["events"] == 10  # the client span "x1" is not counted
+    assert extent["first_event"] == moment(9) - timedelta(days=2) and extent["last_event"] == moment(9, 7)
 
 
 def test_a_session_timeline_is_in_order_with_intents_errors_and_custom_events(store):
