@@ -421,6 +421,44 @@ def test_filters_in_the_url_slice_every_panel(chromium: str, served: Served) -> 
     assert ranges["7d"] == "#last=7d&tool=search_docs&client=cursor%2Chttp-agent", "a range keeps the filters"
 
 
+def test_trends_draw_every_latency_line_and_failures_by_origin(overview: Page, served: Served) -> None:
+    rows = served.panel("trends")
+    trends = overview.panel("trends")
+    latency = trends.find("div", data_trend="latency")
+    drawn = {node.attrs["data-series"] for node in latency.find("svg").walk() if "data-series" in node.attrs}
+    assert drawn == {"p50_ms", "p95_ms", "p99_ms", "own_p95_ms", "upstream_p95_ms"}
+    lines = [node for node in latency.find("svg").walk() if node.tag in ("polyline", "circle")]
+    assert len({node.attrs["data-series"] for node in lines}) == 5
+    errors = trends.find("div", data_trend="errors")
+    stacked: dict[str, int] = {}
+    for rect in errors.find_all("rect", data_series=True):
+        stacked[rect.attrs["data-series"]] = stacked.get(rect.attrs["data-series"], 0) + int(rect.find("title").text.rsplit(": ", 1)[1])
+    expected = {origin: sum(row[f"{origin}_errors"] for row in rows) for origin in ("client", "auth", "upstream", "server")}
+    assert stacked == {origin: count for origin, count in expected.items() if count}
+    assert stacked == {"upstream": 1, "client": 1}, "the auth refusal is an initialize: not a request"
+
+
+@pytest.mark.parametrize("by", ["tool", "client"])
+def test_volume_by_tool_or_by_client(chromium: str, served: Served, by: str) -> None:
+    page = dump_dom(chromium, f"{served.url}/#key={KEY}&last=24h&by={by}")
+    assert page.body.attrs.get("data-loaded") == "true", page.body.attrs
+    legend = {node.attrs["data-series"] for node in page.panel("timeseries").find_all("span", data_series=True)}
+    assert legend == {row["series"] for row in served.panel("timeseries", by=by)}
+    assert legend == ({"search_docs", "create_ticket", "get_weather", XSS_TOOL} if by == "tool"
+                      else {"claude-desktop", "cursor", "http-agent", "(unknown)"})  # fmt: skip
+    pressed = [button.attrs["data-by"] for button in page.root.find_all("button", data_by=True) if button.attrs.get("aria-pressed") == "true"]
+    assert pressed == [by]
+
+
+def test_without_a_range_the_dashboard_picks_one_that_holds_the_history(chromium: str, served: Served) -> None:
+    """The oldest event is three days old: 7 days, not a day that would leave it out."""
+    page = dump_dom(chromium, f"{served.url}/#key={KEY}")
+    assert page.body.attrs.get("data-loaded") == "true", page.body.attrs
+    (active,) = [a.attrs["data-range"] for a in page.root.find_all("a", data_range=True) if a.attrs.get("aria-current") == "true"]
+    assert active == "7d"
+    assert page.panel("summary").find(data_field="events").attrs["data-value"] == str(served.panel("summary", last="7d")[0]["events"])
+
+
 def test_wrong_key_shows_the_error_and_no_data(chromium: str, served: Served) -> None:
     page = dump_dom(chromium, f"{served.url}/#key=not-a-key&last=24h")
     error = page.body.attrs.get("data-error", "")

@@ -14,7 +14,8 @@
 (() => {
   const RANGES = ['15m', '1h', '24h', '7d', '30d', 'all'];
   const DEFAULT_RANGE = '24h';
-  const PANELS = ['summary', 'timeseries', 'latency', 'tools', 'failures', 'clients', 'users',
+  const FITTING = [['15m', 15 * 60000], ['1h', 3600000], ['24h', 86400000], ['7d', 7 * 86400000], ['30d', 30 * 86400000]];
+  const PANELS = ['summary', 'timeseries', 'trends', 'latency', 'tools', 'failures', 'clients', 'users',
     'methods', 'prompts', 'cost', 'unused_tools', 'sessions'];
   const DIMENSIONS = ['tool', 'client', 'user', 'server', 'method', 'origin'];
   const LIMITS = { tools: 15, clients: 10, users: 10, prompts: 15, cost: 15, unused_tools: 15, sessions: 50, latency: 15 };
@@ -24,6 +25,16 @@
   const PALETTE = ['#4e79a7', '#f28e2b', '#59a14f', '#76b7b2', '#b07aa1', '#edc948', '#9c755f', '#bab0ac'];
   const FAMILY_COLORS = { requests: '#4e79a7', capabilities: '#76b7b2', custom: '#b07aa1', auth: '#e15759' };
   const MAX_SERIES = 7;
+  const BY = ['method', 'family', 'tool', 'client'];
+  const ORIGINS = ['client', 'auth', 'upstream', 'server'];
+  const ORIGIN_COLORS = { client: '#f28e2b', auth: '#e15759', upstream: '#c8b08a', server: '#9c1f1f', unknown: '#c9ccd1' };
+  const LATENCY_LINES = [
+    { field: 'p50_ms', label: 'p50', color: '#9fb6cf' },
+    { field: 'p95_ms', label: 'p95', color: '#3d6a99' },
+    { field: 'p99_ms', label: 'p99', color: '#1f3a5a' },
+    { field: 'own_p95_ms', label: 'own p95', color: '#59a14f', dash: true },
+    { field: 'upstream_p95_ms', label: 'upstream p95', color: '#c8b08a', dash: true },
+  ];
   const INT = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
 
   const $ = (id) => document.getElementById(id);
@@ -32,6 +43,7 @@
   let generation = 0;
   let controller = null;
   let lastTimeseries = null;
+  let lastTrends = null;
 
   /* ---------- DOM helpers (text only) ---------- */
 
@@ -172,8 +184,9 @@
     } else if (!state.key) {
       state.key = loadKey();
     }
-    state.last = RANGES.includes(found.last) || /^\d{1,6}[mhd]$/.test(found.last || '') ? found.last : DEFAULT_RANGE;
-    state.by = found.by === 'family' ? 'family' : 'method';
+    // No range given: null until the project's history has been asked for (see fittingRange).
+    state.last = RANGES.includes(found.last) || /^\d{1,6}[mhd]$/.test(found.last || '') ? found.last : null;
+    state.by = BY.includes(found.by) ? found.by : 'method';
     state.session = found.session || null;
     state.filters = {};
     for (const name of DIMENSIONS) {
@@ -316,6 +329,12 @@
     }
     $('keyform').hidden = true;
     body.classList.add('loading');
+    if (!state.last) {
+      state.last = await fittingRange(signal);
+      if (mine !== generation) return;
+      history.replaceState(null, '', location.pathname + location.search + fragment());
+      renderChrome();
+    }
     const jobs = state.session ? [loadSession(signal)] : PANELS.map((name) => loadPanel(name, signal));
     $('overview').hidden = Boolean(state.session);
     $('session-view').hidden = !state.session;
@@ -337,6 +356,22 @@
     } else {
       setError(`Could not load ${failed.length === 1 ? 'a panel' : `${failed.length} panels`}: ${reason.message}`);
     }
+  }
+
+  /* The range shown when the URL names none: the smallest that holds the project's whole history (at most
+   * 30 days), so a short history is not squeezed into one bar of a day. */
+  async function fittingRange(signal) {
+    let first = null;
+    try {
+      const answer = await query('extent', { last: 'all' }, signal);
+      first = answer.rows[0] && answer.rows[0].first_event;
+    } catch (error) {
+      return DEFAULT_RANGE; // the panels will say what is wrong (a refused key, say)
+    }
+    if (!first) return DEFAULT_RANGE;
+    const age = Date.now() - new Date(first).getTime();
+    const fitting = FITTING.find(([, ms]) => age <= ms);
+    return fitting ? fitting[0] : '30d';
   }
 
   async function loadPanel(name, signal) {
@@ -418,6 +453,11 @@
     timeseries(answer, target) {
       lastTimeseries = answer;
       drawTimeseries(answer, target);
+    },
+
+    trends(answer, target) {
+      lastTrends = answer;
+      drawTrends(answer, target);
     },
 
     latency(answer, target) {
@@ -631,118 +671,195 @@
     return clock;
   }
 
-  function drawTimeseries(answer, target) {
+  /* The buckets of a chart: from the window's start ("all": from the first bucket with data, as the store
+   * starts its buckets at the first event) to its end, one bucket as the store chose it. */
+  function timeFrame(answer) {
+    const rows = answer.rows;
+    const to = new Date(answer.to).getTime();
+    const bucketMin = rows[0].bucket_seconds / 60;
+    const bucketMs = bucketMin * 60000;
+    const start = state.last === 'all' ? Math.min(...rows.map((row) => new Date(row.bucket).getTime())) : new Date(answer.from).getTime();
+    const count = Math.max(1, Math.ceil((to - start) / bucketMs));
+    const indexOf = (row) => Math.min(count - 1, Math.max(0, Math.round((new Date(row.bucket).getTime() - start) / bucketMs)));
+    return { to, bucketMin, bucketMs, start, count, indexOf };
+  }
+
+  /* An empty chart over ``frame`` with a y scale up to ``max``: grid, time axis, titles. */
+  function chartFrame(target, frame, max, { yTitle, label, format }) {
+    const step = niceStep(max, 4);
+    const top = Math.ceil(Math.max(max, 1e-9) / step) * step;
+    const width = Math.max(480, target.clientWidth || 1000);
+    const height = 240;
+    const margin = { top: 12, right: 16, bottom: 44, left: 56 };
+    const plotW = width - margin.left - margin.right;
+    const plotH = height - margin.top - margin.bottom;
+    const slot = plotW / frame.count;
+    const y = (value) => margin.top + plotH - (plotH * value) / top;
+    const x = (index) => margin.left + index * slot;
+    const chart = sv('svg', { class: 'chart', width, height, viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': label });
+    const grid = sv('g', { class: 'grid' });
+    for (let value = 0; value <= top; value += step) {
+      grid.appendChild(sv('line', { x1: margin.left, x2: width - margin.right, y1: y(value), y2: y(value) }));
+      grid.appendChild(sv('text', { x: margin.left - 8, y: y(value) + 4, 'text-anchor': 'end', class: 'tick' }, (format || INT.format)(value)));
+    }
+    chart.appendChild(grid);
+    const axis = sv('g', { class: 'axis' });
+    axis.appendChild(sv('line', { x1: margin.left, x2: width - margin.right, y1: y(0), y2: y(0) }));
+    const labelEvery = Math.max(1, Math.ceil(frame.count / Math.max(2, Math.floor(plotW / 90))));
+    for (let index = 0; index <= frame.count; index += labelEvery) {
+      const when = new Date(frame.start + index * frame.bucketMs);
+      axis.appendChild(sv('line', { x1: x(index), x2: x(index), y1: y(0), y2: y(0) + 4 }));
+      axis.appendChild(sv('text', { x: x(index), y: y(0) + 17, 'text-anchor': 'middle', class: 'tick' }, tickLabel(when, frame.bucketMin, frame.to - frame.start)));
+    }
+    axis.appendChild(sv('text', { class: 'axis-title', x: margin.left + plotW / 2, y: height - 6, 'text-anchor': 'middle' },
+      `time (one bucket = ${duration(frame.bucketMin)})`));
+    axis.appendChild(sv('text', { class: 'axis-title', transform: `translate(14 ${margin.top + plotH / 2}) rotate(-90)`, 'text-anchor': 'middle' }, yTitle));
+    chart.appendChild(axis);
+    return { chart, x, y, slot, barW: Math.max(1, slot * (frame.count > 60 ? 0.9 : 0.75)) };
+  }
+
+  function duration(minutes) {
+    return minutes >= 1440 ? `${minutes / 1440} d` : minutes >= 60 ? `${minutes / 60} h` : `${minutes} min`;
+  }
+
+  function legendItem(name, color, extra, attrs) {
+    const swatch = el('span', { class: 'key' });
+    swatch.style.background = color;
+    return el('span', { class: 'item', ...(attrs || {}) }, swatch, name, extra ? el('span', { class: 'sub' }, ` ${extra}`) : null);
+  }
+
+  /* Stacked bars per bucket: rows of {bucket, bucket_seconds, series, events, failures}; the largest
+   * MAX_SERIES series by total, the rest as "other"; failures as a red mark. */
+  function drawStacked(answer, target, options) {
     clear(target);
     const rows = answer.rows;
     if (!rows.length) {
-      target.appendChild(empty('No events in this window.'));
+      target.appendChild(empty(options.empty));
       return;
     }
-    const from = new Date(answer.from).getTime();
-    const to = new Date(answer.to).getTime();
-    const bucketMin = rows[0].bucket_seconds / 60; // the store picks the bucket and says which
-    const bucketMs = bucketMin * 60000;
-    const stamps = rows.map((row) => new Date(row.bucket).getTime());
-    // "all" starts in 1970 (the store's buckets start at the first event): draw from the first bucket with data.
-    const start = state.last === 'all' ? Math.min(...stamps) : from;
-    const count = Math.max(1, Math.ceil((to - start) / bucketMs));
+    const frame = timeFrame(answer);
     const totals = new Map();
     for (const row of rows) totals.set(row.series, (totals.get(row.series) || 0) + row.events);
     const ranked = [...totals.entries()].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).map(([name]) => name);
     const shown = ranked.length > MAX_SERIES + 1 ? ranked.slice(0, MAX_SERIES) : ranked;
     const seriesOf = (name) => (shown.includes(name) ? name : 'other');
     const series = shown.length < ranked.length ? [...shown, 'other'] : shown;
-    const color = (name, index) => (state.by === 'family' && FAMILY_COLORS[name]) || (name === 'other' ? '#c9ccd1' : PALETTE[index % PALETTE.length]);
+    const color = (name, index) => (options.colors && options.colors[name]) || (name === 'other' ? '#c9ccd1' : PALETTE[index % PALETTE.length]);
 
-    const buckets = Array.from({ length: count }, () => ({ values: new Map(), total: 0, failures: 0 }));
+    const buckets = Array.from({ length: frame.count }, () => ({ values: new Map(), total: 0, failures: 0 }));
     for (const row of rows) {
-      const index = Math.min(count - 1, Math.max(0, Math.round((new Date(row.bucket).getTime() - start) / bucketMs)));
-      const bucket = buckets[index];
+      const bucket = buckets[frame.indexOf(row)];
       const name = seriesOf(row.series);
       bucket.values.set(name, (bucket.values.get(name) || 0) + row.events);
       bucket.total += row.events;
-      bucket.failures += row.failures;
+      bucket.failures += row.failures || 0;
     }
-    const max = Math.max(...buckets.map((bucket) => bucket.total));
-    const step = niceStep(max, 4);
-    const top = Math.ceil(max / step) * step;
-
-    const width = Math.max(480, target.clientWidth || 1000);
-    const height = 240;
-    const margin = { top: 12, right: 16, bottom: 44, left: 56 };
-    const plotW = width - margin.left - margin.right;
-    const plotH = height - margin.top - margin.bottom;
-    const slot = plotW / count;
-    const barW = Math.max(1, slot * (count > 60 ? 0.9 : 0.75));
-    const y = (value) => margin.top + plotH - (plotH * value) / top;
-    const x = (index) => margin.left + index * slot;
-
-    const chart = sv('svg', { class: 'chart', width, height, viewBox: `0 0 ${width} ${height}`, role: 'img',
-      'aria-label': `Events per ${bucketMin >= 60 ? `${bucketMin / 60} h` : `${bucketMin} min`}, stacked by ${state.by}` });
-    const grid = sv('g', { class: 'grid' });
-    for (let value = 0; value <= top; value += step) {
-      grid.appendChild(sv('line', { x1: margin.left, x2: width - margin.right, y1: y(value), y2: y(value) }));
-      grid.appendChild(sv('text', { x: margin.left - 8, y: y(value) + 4, 'text-anchor': 'end', class: 'tick' }, INT.format(value)));
-    }
-    chart.appendChild(grid);
-
+    const box = chartFrame(target, frame, Math.max(...buckets.map((bucket) => bucket.total)),
+      { yTitle: options.yTitle, label: options.label(frame) });
     const bars = sv('g', { class: 'bars' });
     buckets.forEach((bucket, index) => {
       if (!bucket.total) return;
       let base = 0;
-      const when = new Date(start + index * bucketMs);
+      const when = new Date(frame.start + index * frame.bucketMs);
       series.forEach((name, seriesIndex) => {
         const value = bucket.values.get(name) || 0;
         if (!value) return;
-        const rect = sv('rect', {
-          x: x(index) + (slot - barW) / 2, width: barW,
-          y: y(base + value), height: Math.max(0.5, y(base) - y(base + value)),
-          fill: color(name, seriesIndex),
-        }, sv('title', null, `${fmt.time(when.toISOString())} · ${name}: ${INT.format(value)}`));
-        bars.appendChild(rect);
+        bars.appendChild(sv('rect', {
+          x: box.x(index) + (box.slot - box.barW) / 2, width: box.barW,
+          y: box.y(base + value), height: Math.max(0.5, box.y(base) - box.y(base + value)),
+          fill: color(name, seriesIndex), 'data-series': name,
+        }, sv('title', null, `${fmt.time(when.toISOString())} · ${name}: ${INT.format(value)}`)));
         base += value;
       });
     });
-    chart.appendChild(bars);
-
-    // Failures: a red mark at the bucket's failure count (on the same scale as the bars).
+    box.chart.appendChild(bars);
     buckets.forEach((bucket, index) => {
       if (!bucket.failures) return;
-      const half = Math.max(3, Math.min(barW / 2 + 2, 10));
-      chart.appendChild(sv('line', {
-        class: 'failure-mark', x1: x(index) + slot / 2 - half, x2: x(index) + slot / 2 + half,
-        y1: y(bucket.failures), y2: y(bucket.failures),
+      const half = Math.max(3, Math.min(box.barW / 2 + 2, 10));
+      box.chart.appendChild(sv('line', {
+        class: 'failure-mark', x1: box.x(index) + box.slot / 2 - half, x2: box.x(index) + box.slot / 2 + half,
+        y1: box.y(bucket.failures), y2: box.y(bucket.failures),
       }, sv('title', null, `${INT.format(bucket.failures)} failures`)));
     });
-
-    const axis = sv('g', { class: 'axis' });
-    axis.appendChild(sv('line', { x1: margin.left, x2: width - margin.right, y1: y(0), y2: y(0) }));
-    const labelEvery = Math.max(1, Math.ceil(count / Math.max(2, Math.floor(plotW / 90))));
-    for (let index = 0; index <= count; index += labelEvery) {
-      const when = new Date(start + index * bucketMs);
-      axis.appendChild(sv('line', { x1: x(index), x2: x(index), y1: y(0), y2: y(0) + 4 }));
-      axis.appendChild(sv('text', { x: x(index), y: y(0) + 17, 'text-anchor': 'middle', class: 'tick' }, tickLabel(when, bucketMin, to - start)));
-    }
-    axis.appendChild(sv('text', { class: 'axis-title', x: margin.left + plotW / 2, y: height - 6, 'text-anchor': 'middle' },
-      `time (one bar = ${bucketMin >= 1440 ? `${bucketMin / 1440} d` : bucketMin >= 60 ? `${bucketMin / 60} h` : `${bucketMin} min`})`));
-    axis.appendChild(sv('text', { class: 'axis-title', transform: `translate(14 ${margin.top + plotH / 2}) rotate(-90)`, 'text-anchor': 'middle' },
-      'events'));
-    chart.appendChild(axis);
-    target.appendChild(chart);
+    target.appendChild(box.chart);
 
     const legend = el('div', { class: 'legend' });
     series.forEach((name, index) => {
-      const swatch = el('span', { class: 'key' });
-      swatch.style.background = color(name, index);
       const total = name === 'other'
         ? ranked.filter((item) => !shown.includes(item)).reduce((sum, item) => sum + totals.get(item), 0)
         : totals.get(name);
-      legend.appendChild(el('span', { class: 'item', 'data-series': name }, swatch, name, el('span', { class: 'sub' }, ` ${INT.format(total)}`)));
+      legend.appendChild(legendItem(name, color(name, index), INT.format(total), { 'data-series': name }));
     });
     if (buckets.some((bucket) => bucket.failures)) {
       legend.appendChild(el('span', { class: 'item' }, el('span', { class: 'key line' }), 'failures'));
     }
     target.appendChild(legend);
+  }
+
+  function drawTimeseries(answer, target) {
+    drawStacked(answer, target, {
+      empty: 'No events in this window.',
+      yTitle: 'events',
+      colors: state.by === 'family' ? FAMILY_COLORS : null,
+      label: (frame) => `Events per ${duration(frame.bucketMin)}, stacked by ${state.by}`,
+    });
+  }
+
+  /* Trends (requests only): latency percentiles as lines, and the failures of each bucket by origin. */
+  function drawTrends(answer, target) {
+    clear(target);
+    const rows = answer.rows;
+    if (!rows.length) {
+      target.appendChild(empty('No requests in this window.'));
+      return;
+    }
+    const frame = timeFrame(answer);
+    const latency = el('div', { class: 'trend', 'data-trend': 'latency' });
+    const errors = el('div', { class: 'trend', 'data-trend': 'errors' });
+    target.append(el('h3', null, 'Latency'), latency, el('h3', null, 'Failures by origin'), errors); // in place: sized
+    const max = Math.max(...rows.map((row) => Math.max(row.p99_ms || 0, row.p95_ms || 0)));
+    const box = chartFrame(latency, frame, max, { yTitle: 'ms', format: fmt.ms,
+      label: `Request latency per ${duration(frame.bucketMin)}: p50, p95, p99, own and upstream p95` });
+    const legend = el('div', { class: 'legend' });
+    for (const line of LATENCY_LINES) {
+      const known = rows.filter((row) => row[line.field] !== null && row[line.field] !== undefined);
+      if (!known.length) continue;
+      // A line joins neighbouring buckets only: a bucket without requests breaks it (no invented values).
+      const runs = [];
+      let previous = null;
+      for (const row of known) {
+        const index = frame.indexOf(row);
+        if (previous === null || index !== previous + 1) runs.push([]);
+        runs[runs.length - 1].push([box.x(index) + box.slot / 2, box.y(row[line.field])]);
+        previous = index;
+      }
+      for (const run of runs) {
+        const attrs = { 'data-series': line.field };
+        if (run.length === 1) {
+          box.chart.appendChild(sv('circle', { cx: run[0][0], cy: run[0][1], r: 3, fill: line.color, ...attrs }, sv('title', null, line.label)));
+        } else {
+          box.chart.appendChild(sv('polyline', { class: `line ${line.dash ? 'dashed' : ''}`, stroke: line.color, ...attrs,
+            points: run.map(([px, py]) => `${px.toFixed(1)},${py.toFixed(1)}`).join(' ') }, sv('title', null, line.label)));
+        }
+      }
+      legend.appendChild(legendItem(line.label, line.color, null, { 'data-series': line.field }));
+    }
+    latency.append(box.chart, legend);
+
+    const byOrigin = [];
+    for (const row of rows) {
+      for (const origin of ORIGINS) {
+        if (row[`${origin}_errors`]) byOrigin.push({ bucket: row.bucket, bucket_seconds: row.bucket_seconds, series: origin, events: row[`${origin}_errors`] });
+      }
+      const unknown = row.errors - ORIGINS.reduce((sum, origin) => sum + (row[`${origin}_errors`] || 0), 0);
+      if (unknown > 0) byOrigin.push({ bucket: row.bucket, bucket_seconds: row.bucket_seconds, series: 'unknown', events: unknown });
+    }
+    drawStacked({ ...answer, rows: byOrigin }, errors, {
+      empty: 'No failed requests in this window.',
+      yTitle: 'failures',
+      colors: ORIGIN_COLORS,
+      label: (errorFrame) => `Failed requests per ${duration(errorFrame.bucketMin)}, by origin`,
+    });
   }
 
   /* ---------- one session's timeline ---------- */
@@ -879,6 +996,7 @@
     clearTimeout(resizeTimer);
     resizeTimer = setTimeout(() => {
       if (lastTimeseries && !state.session) drawTimeseries(lastTimeseries, panelBody('timeseries'));
+      if (lastTrends && !state.session) drawTrends(lastTrends, panelBody('trends'));
     }, 150);
   });
 
