@@ -161,7 +161,7 @@ def _project(request: Request) -> str:
 
 Project = Annotated[str, Depends(_project)]
 PanelName = Literal[PANELS]  # type: ignore[valid-type]
-_PANEL_PARAMETERS = frozenset({"from", "to", "last", "limit", "by", "session", *DIMENSIONS})
+_PANEL_PARAMETERS = frozenset({"from", "to", "last", "limit", "by", "session", "q", *DIMENSIONS})
 _Values = Annotated[list[str] | None, Query(description="repeatable, or comma-separated values (any of them)")]
 
 
@@ -299,6 +299,7 @@ def create_app(store: Store, keys: ApiKeys, *, retention: timedelta | None = Non
         by: Annotated[Literal["method", "family", "tool", "client"],
                       Query(description="the series of `timeseries`: MCP method, family, tool or client")] = "method",
         session: Annotated[str | None, Query(max_length=512, description="the session, for the `session` panel")] = None,
+        q: Annotated[str | None, Query(max_length=512, description="the text to search for, in the `intents` panel")] = None,
         slice: Annotated[Slice, Depends(_slice)] = Slice(),
     ) -> dict[str, Any]:
         try:
@@ -306,7 +307,7 @@ def create_app(store: Store, keys: ApiKeys, *, retention: timedelta | None = Non
         except ValueError as error:
             raise _problem(422, str(error)) from None
         rows = await to_thread.run_sync(
-            lambda: store.panel(project, name, window, slice, limit=limit, by=by, session=session)
+            lambda: store.panel(project, name, window, slice, limit=limit, by=by, session=session, q=q or None)
         )
         return {"panel": name, "project": project, "from": window.start, "to": window.end, "filters": slice.query(),
                 "rows": rows}  # fmt: skip

@@ -11,6 +11,7 @@ from mcp_analytics import report
 from mcp_analytics.duckdb_store import DEFAULT_MEMORY_LIMIT
 from mcp_analytics.keys import ApiKeys, new_key
 from mcp_analytics.server import DEFAULT_HOST, DEFAULT_PORT
+from mcp_analytics.store import BYTES_PER_TOKEN, DEFAULT_TOKEN_PRICE, Prices
 
 ENV_DB = "MCP_ANALYTICS_DB"
 ENV_MEMORY = "MCP_ANALYTICS_MEMORY_LIMIT"
@@ -30,7 +31,8 @@ def _serve(args: argparse.Namespace) -> int:
         key = new_key()
         keys.add(DEFAULT_PROJECT, key)
         print(f"no API key given: project {DEFAULT_PROJECT!r} has the key {key} until this server stops")
-    store = DuckDBStore(args.db, memory_limit=args.memory_limit, session_timeout=args.session_timeout)
+    prices = Prices.parse(args.token_price, args.tool_price)
+    store = DuckDBStore(args.db, memory_limit=args.memory_limit, session_timeout=args.session_timeout, prices=prices)
     url = f"http://{args.host}:{args.port}"
     print(f"MCP analytics API on {url} (store {args.db}, OpenAPI at {url}/docs); dashboard at {url}/", flush=True)
     try:
@@ -109,6 +111,11 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--retention", type=_duration, default=os.environ.get(ENV_RETENTION) or None,
                        help="delete events older than this: 30d, 12h, … (checked at start and hourly; default: keep "
                             "everything; env MCP_ANALYTICS_RETENTION)")  # fmt: skip
+    serve.add_argument("--token-price", type=float, default=None, metavar="USD",
+                       help=f"the cost panel's estimate: USD per million tokens of tool responses (default "
+                            f"{DEFAULT_TOKEN_PRICE}; about {BYTES_PER_TOKEN} bytes a token)")  # fmt: skip
+    serve.add_argument("--tool-price", action="append", default=[], metavar="TOOL=USD",
+                       help="one tool's own price per million tokens (repeatable)")
     serve.set_defaults(run=_serve)
 
     rep = commands.add_parser("report", help="print the panels as tables, from a store file or a running API")

@@ -20,7 +20,7 @@ import pyarrow as pa
 from mcp_analytics.event_columns import to_arrow
 from mcp_analytics.models import Event, IngestResult
 from mcp_analytics.recent_ids import DEFAULT_CAPACITY, RecentIds
-from mcp_analytics.store import DIMENSIONS, EPOCH, SESSION_GAP, Slice, UnknownPanel, Window
+from mcp_analytics.store import BYTES_PER_TOKEN, DIMENSIONS, EPOCH, SESSION_GAP, Prices, Slice, UnknownPanel, Window
 
 MIGRATIONS: list[tuple[int, str]] = [
     (
@@ -64,6 +64,7 @@ MIGRATIONS: list[tuple[int, str]] = [
     (2, "ALTER TABLE events ADD COLUMN tools_listed VARCHAR[]"),
     (3, "ALTER TABLE events ADD COLUMN caller_id VARCHAR"),
     (4, "ALTER TABLE events ADD COLUMN user_data JSON"),
+    (5, "ALTER TABLE events ADD COLUMN destructive_tools VARCHAR[]; ALTER TABLE events ADD COLUMN prompts_listed VARCHAR[]"),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -155,6 +156,38 @@ def _sliced(sql: str, slice: Slice) -> tuple[str, dict[str, str]]:
     return f"WITH {shadow} {body}", values
 
 
+def _unused(item: str, used: str, listing: str, column: str, last: str, before: str) -> str:
+    """Tools (or prompts) listed by the server or used before the window, and not used in it: ``item``, when each was
+    last used (``last``) and how often before the window (``before``), and when last listed."""
+    return f"""
+        WITH used AS (
+            SELECT resource AS {item}, max(ts) AS {last}, count(*) AS {before}
+            FROM events WHERE project = $project AND kind <> 'client' AND type = '{used}'
+                AND resource IS NOT NULL AND ts < $start
+            GROUP BY resource
+        ),
+        listings AS (  -- each distinct listing once; grouped by hash, as lists repeat and hashing is cheaper
+            SELECT hash({column}) AS listing, any_value({column}) AS names, max(ts) AS last_listed
+            FROM events WHERE project = $project AND kind <> 'client' AND type = '{listing}' AND ts < $end
+            GROUP BY listing
+        ),
+        listed AS (
+            SELECT {item}, max(last_listed) AS last_listed
+            FROM (SELECT unnest(names) AS {item}, last_listed FROM listings) GROUP BY {item}
+        )
+        SELECT {item}, {last}, coalesce({before}, 0) AS {before}, last_listed
+        FROM used FULL JOIN listed USING ({item})
+        WHERE {item} NOT IN (SELECT resource FROM events WHERE {_IN_WINDOW} AND type = '{used}' AND resource IS NOT NULL)
+        ORDER BY {last} DESC NULLS LAST, {item} LIMIT $limit"""
+
+
+_CODE_NAME = """CASE error_code WHEN -32700 THEN 'parse error' WHEN -32600 THEN 'invalid request'
+    WHEN -32601 THEN 'method not found' WHEN -32602 THEN 'invalid params' WHEN -32603 THEN 'internal error'
+    WHEN -32002 THEN 'resource not found' WHEN -32042 THEN 'URL elicitation required'
+    WHEN 0 THEN 'handler exception (SDK)' ELSE NULL END"""
+"""The names the JSON-RPC and MCP specifications (and the SDKs' habit for a handler's exception) give codes."""
+
+
 def _numbered(grouped: str) -> str:
     """The events of ``grouped`` (which have ``grp``), each with ``run``: the number of its run in its group."""
     return f"""
@@ -232,7 +265,8 @@ _PANELS: dict[str, str] = {
         SELECT resource AS tool, count(*) AS calls, count(*) FILTER (WHERE is_error) AS errors,
             round(count(*) FILTER (WHERE is_error) / count(*), 4) AS error_rate,
             round(quantile_cont(duration_ms, 0.95), 3) AS p95_ms,
-            count(DISTINCT user_id) AS users, max(ts) AS last_called
+            count(DISTINCT user_id) AS users, max(ts) AS last_called,
+            round(count(*) / sum(count(*)) OVER (), 4) AS share
         FROM events WHERE {_TOOL_CALLS} GROUP BY resource ORDER BY calls DESC, tool LIMIT $limit""",
     "clients": f"""
         WITH {_RUNS},
@@ -284,29 +318,61 @@ _PANELS: dict[str, str] = {
         SELECT resource AS tool, coalesce(user_id, '(anonymous)') AS user, count(*) AS calls,
             sum(coalesce(response_size, 0)) AS response_bytes,
             round(avg(response_size), 1) AS avg_response_bytes,
-            round(sum(duration_ms), 3) AS total_ms
+            round(sum(duration_ms), 3) AS total_ms,
+            CAST(round(sum(coalesce(response_size, 0)) / $token_bytes) AS BIGINT) AS est_tokens,
+            round(sum(coalesce(response_size, 0)) / $token_bytes / 1e6
+                  * coalesce(CAST($tool_prices AS DOUBLE[])[list_position(CAST($priced_tools AS VARCHAR[]), any_value(resource))],
+                             $token_price), 6) AS est_cost
         FROM events WHERE {_TOOL_CALLS} GROUP BY ALL ORDER BY response_bytes DESC, calls DESC, tool, user
         LIMIT $limit""",
-    "unused_tools": f"""
-        WITH called AS (
-            SELECT resource AS tool, max(ts) AS last_called, count(*) AS calls_before
-            FROM events WHERE project = $project AND kind <> 'client' AND type = 'mcp:tools/call'
-                AND resource IS NOT NULL AND ts < $start
-            GROUP BY resource
-        ),
-        listings AS (  -- each distinct listing once; grouped by hash, as lists repeat and hashing is cheaper
-            SELECT hash(tools_listed) AS listing, any_value(tools_listed) AS tools, max(ts) AS last_listed
-            FROM events WHERE project = $project AND kind <> 'client' AND type = 'mcp:tools/list' AND ts < $end
-            GROUP BY listing
-        ),
-        listed AS (
-            SELECT tool, max(last_listed) AS last_listed
-            FROM (SELECT unnest(tools) AS tool, last_listed FROM listings) GROUP BY tool
+    "unused_tools": _unused("tool", "mcp:tools/call", "mcp:tools/list", "tools_listed", "last_called", "calls_before"),
+    "unused_prompts": _unused("prompt", "mcp:prompts/get", "mcp:prompts/list", "prompts_listed", "last_used", "uses_before"),
+    "errors": f"""
+        SELECT error_code AS code, {_CODE_NAME} AS name, count(*) AS errors,
+            list_sort(list_distinct(list(replace(type, 'mcp:', '')))) AS methods,
+            list_sort(list_distinct(list(failure_origin))) AS origins,
+            any_value(error_message) AS example, max(ts) AS last_seen
+        FROM events WHERE {_IN_WINDOW} AND is_error AND error_code IS NOT NULL
+        GROUP BY error_code ORDER BY errors DESC, code LIMIT $limit""",
+    "arguments": f"""
+        WITH shapes AS (  -- each list of keys as sent, then merged by the keys sorted (a shape is a set)
+            SELECT type, resource, list_sort(any_value(argument_keys)) AS keys, count(*) AS calls,
+                count(*) FILTER (WHERE is_error) AS failures
+            FROM events WHERE {_IN_WINDOW} AND type IN ('mcp:tools/call', 'mcp:prompts/get') AND resource IS NOT NULL
+            GROUP BY type, resource, hash(argument_keys)
         )
-        SELECT tool, last_called, coalesce(calls_before, 0) AS calls_before, last_listed
-        FROM called FULL JOIN listed USING (tool)
-        WHERE tool NOT IN (SELECT resource FROM events WHERE {_TOOL_CALLS})
-        ORDER BY last_called DESC NULLS LAST, tool LIMIT $limit""",
+        SELECT CASE type WHEN 'mcp:tools/call' THEN 'tool' ELSE 'prompt' END AS kind, resource AS name,
+            array_to_string(keys, ', ') AS argument_keys, sum(calls) AS calls, sum(failures) AS failures,
+            round(sum(calls) / sum(sum(calls)) OVER (PARTITION BY type, resource), 4) AS share
+        FROM shapes GROUP BY type, resource, keys ORDER BY calls DESC, kind, name, argument_keys LIMIT $limit""",
+    "servers": f"""
+        WITH versions AS (
+            SELECT server, string_agg(server_version, ', ' ORDER BY server_version) AS versions
+            FROM (SELECT coalesce(server_name, '(unknown)') AS server, server_version
+                  FROM events WHERE {_IN_WINDOW} AND server_version IS NOT NULL GROUP BY ALL)
+            GROUP BY server
+        )
+        SELECT server, versions, events, tool_calls, failures, p95_ms, clients, users, last_seen
+        FROM (
+            SELECT coalesce(server_name, '(unknown)') AS server, count(*) AS events,
+                count(*) FILTER (WHERE type = 'mcp:tools/call') AS tool_calls, count(*) FILTER (WHERE is_error) AS failures,
+                round(quantile_cont(duration_ms, 0.95) FILTER (WHERE type IN {REQUEST_TYPES}), 3) AS p95_ms,
+                count(DISTINCT client_name) AS clients, count(DISTINCT user_id) AS users, max(ts) AS last_seen
+            FROM events WHERE {_IN_WINDOW} GROUP BY 1
+        ) LEFT JOIN versions USING (server)
+        ORDER BY events DESC, server LIMIT $limit""",
+    "new_clients": """
+        SELECT client_name AS client, min(ts) AS first_seen,
+            string_agg(DISTINCT client_version, ', ' ORDER BY client_version) AS versions,
+            count(*) AS events, count(DISTINCT user_id) AS users, count(*) FILTER (WHERE is_error) AS failures
+        FROM events WHERE project = $project AND kind <> 'client' AND client_name IS NOT NULL AND ts < $end
+        GROUP BY client_name HAVING min(ts) >= $start
+        ORDER BY first_seen DESC, client LIMIT $limit""",
+    "intents": f"""
+        SELECT ts, intent, resource AS tool, user_id AS user, client_name AS client, session_id, is_error, event_id
+        FROM events WHERE {_IN_WINDOW} AND intent IS NOT NULL
+            AND ($q IS NULL OR contains(lower(intent), lower($q)))
+        ORDER BY ts DESC, event_id LIMIT $limit""",
     "sessions": f"""
         WITH {_SCOPED},
         runs AS MATERIALIZED (
@@ -341,7 +407,7 @@ _PANELS: dict[str, str] = {
 }
 _TIMELINE = """SELECT ts, event_id, type, resource, intent, duration_ms, upstream_ms, response_size, argument_keys,
     is_error, error_type, error_message, failure_origin, failure_reason, user_id AS user, client_name AS client,
-    json_extract_string(custom, '$.message') AS message, custom, trace_id, span_id"""
+    json_extract_string(custom, '$.message') AS message, custom, content, trace_id, span_id"""
 _SESSION_TIMELINES = {
     "": f"""{_TIMELINE} FROM events WHERE project = $project AND kind <> 'client' AND session_id = $session
         ORDER BY ts, event_id LIMIT $limit""",
@@ -382,7 +448,7 @@ def _timeline(key: str) -> tuple[str, str | None]:
 
 
 _FIRST_EVENT = f"SELECT min(ts) FROM events WHERE {_IN_WINDOW}"
-_DEFAULTS: dict[str, Any] = {"limit": 100, "by": "method", "bucket": None, "session": None}
+_DEFAULTS: dict[str, Any] = {"limit": 100, "by": "method", "bucket": None, "session": None, "q": None}
 _BUCKETS = [timedelta(minutes=m) for m in (1, 5, 15, 60, 360, 1440, 10080)]
 
 
@@ -429,11 +495,13 @@ class DuckDBStore:
 
     def __init__(
         self, path: str | Path = ":memory:", *, memory_limit: str = DEFAULT_MEMORY_LIMIT,
-        recent_ids: int = DEFAULT_CAPACITY, session_timeout: timedelta = SESSION_GAP,
+        recent_ids: int = DEFAULT_CAPACITY, session_timeout: timedelta = SESSION_GAP, prices: Prices = Prices(),
     ) -> None:
         """``recent_ids``: how many stored event ids are kept in memory to rule out duplicates without reading
-        the table (``recent_ids.py``); ``session_timeout``: the inactivity that ends a session."""
+        the table (``recent_ids.py``); ``session_timeout``: the inactivity that ends a session; ``prices``: what
+        the cost panel's estimate charges per token."""
         self.session_timeout = session_timeout
+        self.prices = prices
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = str(path)
@@ -548,7 +616,9 @@ class DuckDBStore:
             raise UnknownPanel(name)
         values = {**_DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
         values |= {"project": project, "start": _naive_utc(window.start), "end": _naive_utc(window.end),
-                   "gap": self.session_timeout, "now": _naive_utc(datetime.now(timezone.utc)), "anchor": anchor}
+                   "gap": self.session_timeout, "now": _naive_utc(datetime.now(timezone.utc)), "anchor": anchor,
+                   "token_bytes": BYTES_PER_TOKEN, "token_price": self.prices.default,
+                   "priced_tools": list(self.prices.per_tool), "tool_prices": list(self.prices.per_tool.values())}
         sql, sliced = _sliced(sql, slice)
         values |= sliced
         cursor = self._connection.cursor()

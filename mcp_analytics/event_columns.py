@@ -25,7 +25,7 @@ _EVENT = pa.schema([
     ("failure", pa.struct([("origin", _TEXT), ("reason", _TEXT)])),
     ("argument_keys", _NAMES), ("tools_listed", _NAMES), ("response_size", pa.int64()), ("upstream_ms", pa.float64()),
     ("content", _TEXT), ("custom", _TEXT), ("trace_id", _TEXT), ("span_id", _TEXT), ("user_data", _TEXT),
-    ("caller_id", _TEXT),
+    ("caller_id", _TEXT), ("destructive_tools", _NAMES), ("prompts_listed", _NAMES),
 ])  # fmt: skip
 """``models.Event`` in Arrow types (``content``, ``custom`` and ``user_data`` are JSON text once validated)."""
 _NESTED = {"error": ("type", "message", "code"), "failure": ("origin", "reason")}

@@ -90,6 +90,8 @@ class Event(TypedDict, total=False):
     failure: Failure | None
     argument_keys: _defaulting(Annotated[list[Name], Field(max_length=256)], "argument_keys")
     tools_listed: Annotated[list[Name], Field(max_length=MAX_TOOLS_LISTED)] | None
+    destructive_tools: Annotated[list[Name], Field(max_length=MAX_TOOLS_LISTED)] | None
+    prompts_listed: Annotated[list[Name], Field(max_length=MAX_TOOLS_LISTED)] | None
     response_size: Count | None
     upstream_ms: Milliseconds | None
     content: JsonObject | None

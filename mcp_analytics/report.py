@@ -18,15 +18,22 @@ Fetch = Callable[[str], Rows]
 SECTIONS: list[tuple[str, str, Sequence[str]]] = [
     ("summary", "Overview", ("events", "failures", "success_rate", "tool_calls", "sessions", "users", "clients")),
     ("methods", "Methods and custom events", ("method", "events", "share")),
-    ("tools", "Top tools", ("tool", "calls", "errors", "error_rate", "p95_ms", "users")),
+    ("tools", "Top tools", ("tool", "calls", "share", "errors", "error_rate", "p95_ms", "users")),
     ("latency", "Latency (ms; first row: every request)", ("tool", "calls", "p50_ms", "p95_ms", "p99_ms",
                                                           "own_p95_ms", "upstream_p95_ms", "upstream_share")),
     ("failures", "Failures by origin, then reason", ("origin", "reason", "failures", "example")),
+    ("errors", "JSON-RPC error codes", ("code", "name", "errors", "methods", "origins", "example")),
     ("clients", "Clients", ("client", "events", "tool_calls", "failures", "sessions", "users")),
     ("users", "Users", ("user", "name", "events", "tool_calls", "failures", "sessions")),
     ("prompts", "Prompts and their argument shapes", ("prompt", "argument_keys", "uses", "failures")),
-    ("cost", "Response size per tool and user", ("tool", "user", "calls", "response_bytes", "avg_response_bytes")),
+    ("arguments", "Argument shapes per tool and prompt", ("kind", "name", "argument_keys", "calls", "failures", "share")),
+    ("cost", "Response size and estimated cost per tool and user", ("tool", "user", "calls", "response_bytes",
+                                                                    "avg_response_bytes", "est_tokens", "est_cost")),
     ("unused_tools", "Tools not called in this window", ("tool", "last_called", "calls_before", "last_listed")),
+    ("unused_prompts", "Prompts not used in this window", ("prompt", "last_used", "uses_before", "last_listed")),
+    ("servers", "Servers", ("server", "versions", "events", "failures", "p95_ms", "clients", "users")),
+    ("new_clients", "Clients first seen in this window", ("client", "versions", "first_seen", "events", "users")),
+    ("intents", "Latest intents", ("ts", "intent", "tool", "user", "client")),
     ("sessions", "Sessions", ("session", "user", "client", "started", "duration_s", "events", "failures", "intents")),
 ]  # fmt: skip
 MAX_CELL = 48
@@ -39,6 +46,8 @@ def _cell(value: Any) -> str:
         return value.strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, str) and len(value) >= 19 and value[4] == "-" and value[10] == "T":
         return value[:19].replace("T", " ")  # an ISO timestamp from the API
+    if isinstance(value, list):
+        return ", ".join(str(item) for item in value if item is not None) or "-"
     if isinstance(value, float):
         return f"{value:.4g}" if abs(value) < 1 else f"{value:,.1f}"
     text = str(value)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
@@ -38,6 +38,12 @@ PANELS = (
     "prompts",
     "cost",
     "unused_tools",
+    "unused_prompts",
+    "errors",
+    "arguments",
+    "servers",
+    "new_clients",
+    "intents",
     "sessions",
     "session",
 )
@@ -126,6 +132,36 @@ DIMENSIONS = tuple(field.name for field in fields(Slice))
 """What a panel can be sliced by."""
 MAX_SLICE_VALUES = 100
 MAX_SLICE_VALUE = 512
+
+
+DEFAULT_TOKEN_PRICE = 3.0
+"""USD per million tokens when none is configured: an assumption (a mid-range model's input price); set yours."""
+BYTES_PER_TOKEN = 4
+"""How the cost panel turns response bytes into tokens: about four bytes of English or JSON per token."""
+
+
+@dataclass(frozen=True)
+class Prices:
+    """What one million tokens of a tool's responses cost the agent's model to read (the cost panel's estimate):
+    ``default`` for every tool, ``per_tool`` where a tool's own differs."""
+
+    default: float = DEFAULT_TOKEN_PRICE
+    per_tool: Mapping[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, default: float | None, specs: Iterable[str]) -> Prices:
+        """``tool=price`` items (USD per million tokens), as the CLI takes them."""
+        per_tool = {}
+        for spec in specs:
+            tool, sep, price = spec.partition("=")
+            try:
+                value = float(price)
+            except ValueError:
+                value = -1.0
+            if not (sep and tool) or not value >= 0 or value == float("inf"):
+                raise ValueError(f"a tool's price is given as tool=USD per million tokens (a number >= 0), not {spec!r}")
+            per_tool[tool] = value
+        return cls(DEFAULT_TOKEN_PRICE if default is None else default, per_tool)
 
 
 class UnknownPanel(LookupError):

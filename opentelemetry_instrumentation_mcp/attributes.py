@@ -49,6 +49,8 @@ MCP_REQUEST_ARGUMENT_KEYS = "mcp.request.argument_keys"
 MCP_RESPONSE_SIZE = "mcp.response.size"
 MCP_UPSTREAM_DURATION = "mcp.upstream.duration"
 MCP_TOOLS_LISTED = "mcp.tools.listed"
+MCP_TOOLS_DESTRUCTIVE = "mcp.tools.destructive"
+MCP_PROMPTS_LISTED = "mcp.prompts.listed"
 MCP_EVENT_KIND = "mcp.event.kind"
 MCP_EVENT_NAME = "mcp.event.name"
 MCP_EVENT_RESOURCE_NAME = "mcp.event.resource_name"
@@ -105,6 +107,8 @@ __all__ = [
     "MCP_SERVER_VERSION",
     "MCP_SESSION_ID",
     "MCP_SESSION_STATELESS",
+    "MCP_PROMPTS_LISTED",
+    "MCP_TOOLS_DESTRUCTIVE",
     "MCP_TOOLS_LISTED",
     "MCP_UPSTREAM_DURATION",
     "MCP_USER_DATA",

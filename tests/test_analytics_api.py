@@ -399,3 +399,11 @@ def test_events_past_the_retention_are_deleted_when_the_api_starts(tmp_path):
             time.sleep(0.05)
     assert answer["rows"][0]["events"] == 1
     store.close()
+
+
+def test_intents_are_searched_by_q(api):
+    api.events([good("i1", intent="Find the refund policy"), good("i2", intent="open a ticket"), good("i3")])
+    found = api.panel("intents", q="refund")
+    assert found.status_code == 200 and [row["event_id"] for row in found.json()["rows"]] == ["i1"]
+    assert {row["event_id"] for row in api.panel("intents").json()["rows"]} == {"i1", "i2"}
+    assert api.panel("intents", q="x" * 513).status_code == 422

@@ -12,7 +12,7 @@ import pytest
 
 from mcp_analytics.duckdb_store import MIGRATIONS, SCHEMA_VERSION, DuckDBStore, SchemaTooNew
 from mcp_analytics.models import Event, validated_event
-from mcp_analytics.store import PANELS, Slice, UnknownPanel, Window
+from mcp_analytics.store import PANELS, Prices, Slice, UnknownPanel, Window
 
 DAY = datetime(2026, 11, 20, tzinfo=timezone.utc)
 WHOLE_DAY = Window(DAY, DAY + timedelta(days=1))
@@ -368,7 +368,7 @@ def test_a_version_1_file_is_migrated_and_keeps_its_events(tmp_path):
     ]
     store.close()
     with duckdb.connect(str(path)) as db:
-        assert db.execute("SELECT version FROM schema_version ORDER BY version").fetchall() == [(1,), (2,), (3,), (4,)]
+        assert db.execute("SELECT version FROM schema_version ORDER BY version").fetchall() == [(1,), (2,), (3,), (4,), (5,)]
 
 
 def test_time_buckets_fit_the_window_and_all_starts_at_the_first_event(store):
@@ -431,3 +431,62 @@ def test_delete_by_age_and_by_user(store):
     assert store.panel("p", "summary", WHOLE_DAY)[0]["events"] == 1, "a deleted event can be sent again"
     with pytest.raises(ValueError):
         store.delete("p")
+
+
+def test_the_panels_of_codes_shapes_servers_new_clients_unused_prompts_and_intents(store):
+    store.add("p", [
+        event("early", client_name="claude-ai", timestamp_ns=at(9, 0) - 86_400 * 10**9, type="mcp:prompts/get",
+              resource="retired"),
+        event("pl", type="mcp:prompts/list", prompts_listed=["plan", "summarize", "retired"], timestamp_ns=at(8, 0),
+              server_name="docs", server_version="1.0"),
+        event("a1", resource="search", argument_keys=["q", "limit"], server_name="docs", server_version="1.0",
+              client_name="claude-ai", intent="Find the refund policy", timestamp_ns=at(9, 1)),
+        event("a2", resource="search", argument_keys=["limit", "q"], server_name="docs", server_version="1.1",
+              client_name="cursor", client_version="0.9", timestamp_ns=at(9, 2), intent="find pricing"),
+        event("a3", resource="search", argument_keys=["query"], server_name="docs", client_name="cursor",
+              client_version="1.0", timestamp_ns=at(9, 3), is_error=True, error={"type": "-32602", "code": -32602,
+              "message": "Invalid params"}, failure={"origin": "client", "reason": "invalid_params"}),
+        event("a4", resource="fetch", server_name="web", timestamp_ns=at(9, 4), duration_ms=40, is_error=True,
+              error={"type": "-32603", "code": -32603, "message": "boom"}, failure={"origin": "server", "reason": "internal_error"}),
+        event("a5", type="mcp:prompts/get", resource="plan", argument_keys=["city"], timestamp_ns=at(9, 5),
+              is_error=True, error={"type": "-32602", "code": -32602, "message": "Missing city"},
+              failure={"origin": "client", "reason": "invalid_params"}),
+    ])  # fmt: skip
+    codes = store.panel("p", "errors", WHOLE_DAY)
+    assert [(r["code"], r["name"], r["errors"], r["methods"], r["origins"]) for r in codes] == [
+        (-32602, "invalid params", 2, ["prompts/get", "tools/call"], ["client"]),
+        (-32603, "internal error", 1, ["tools/call"], ["server"]),
+    ]
+    shapes = [(r["kind"], r["name"], r["argument_keys"], r["calls"], r["failures"], r["share"])
+              for r in store.panel("p", "arguments", WHOLE_DAY)]  # fmt: skip
+    assert shapes == [
+        ("tool", "search", "limit, q", 2, 0, round(2 / 3, 4)),  # the same set in two orders: one shape
+        ("prompt", "plan", "city", 1, 1, 1.0),
+        ("tool", "fetch", "", 1, 1, 1.0),
+        ("tool", "search", "query", 1, 1, round(1 / 3, 4)),
+    ]
+    servers = {r["server"]: (r["versions"], r["events"], r["failures"], r["p95_ms"]) for r in store.panel("p", "servers", WHOLE_DAY)}
+    assert servers == {"docs": ("1.0, 1.1", 4, 1, 0.0), "web": (None, 1, 1, 40.0), "(unknown)": (None, 1, 1, 0.0)}
+    new = [(r["client"], r["first_seen"], r["versions"], r["events"]) for r in store.panel("p", "new_clients", WHOLE_DAY)]
+    assert new == [("cursor", moment(9, 2), "0.9, 1.0", 2)], "claude-ai was seen the day before"
+    unused = store.panel("p", "unused_prompts", WHOLE_DAY)
+    assert [(r["prompt"], r["last_used"], r["uses_before"], r["last_listed"]) for r in unused] == [
+        ("retired", moment(9) - timedelta(days=1), 1, moment(8)), ("summarize", None, 0, moment(8))]
+    assert [r["intent"] for r in store.panel("p", "intents", WHOLE_DAY)] == ["find pricing", "Find the refund policy"]
+    assert [r["event_id"] for r in store.panel("p", "intents", WHOLE_DAY, q="REFUND")] == ["a1"], "any case"
+    assert store.panel("p", "intents", WHOLE_DAY, q="%") == [], "no wildcards"
+    (tools_search,) = [r for r in store.panel("p", "tools", WHOLE_DAY) if r["tool"] == "search"]
+    assert tools_search["share"] == 0.75
+
+
+def test_cost_estimates_tokens_from_bytes_at_each_tool_s_price():
+    store = DuckDBStore(prices=Prices(2.0, {"fetch": 10.0}))
+    try:
+        store.add("p", [event("c1", resource="search", response_size=4_000_000), event("c2", resource="fetch", response_size=400)])
+        cost = {r["tool"]: (r["est_tokens"], r["est_cost"]) for r in store.panel("p", "cost", WHOLE_DAY)}
+    finally:
+        store.close()
+    assert cost == {"search": (1_000_000, 2.0), "fetch": (100, 0.001)}
+    with pytest.raises(ValueError, match="tool=USD"):
+        Prices.parse(None, ["fetch=cheap"])
+    assert Prices.parse(None, ["a=1.5"]) == Prices(3.0, {"a": 1.5})

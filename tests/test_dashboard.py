@@ -7,6 +7,7 @@ own ``panel()`` answers for the same window, so the page and the API cannot drif
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -193,6 +194,7 @@ def _events(now: datetime) -> dict[str, list[Event]]:
         event(0.7, "custom:note", custom={"message": "user asked about refunds"}, kind="internal", **alice),
         event(1.0, "mcp:tools/call", resource="create_ticket", intent="open a ticket for the refund", duration_ms=300.0,
               upstream_ms=290.0, is_error=True, error={"type": "ToolError", "message": XSS_MESSAGE},
+              content={"arguments": {"subject": "refund <b>now</b>"}},
               failure={"origin": "upstream", "reason": "rate_limited"}, **alice),
         event(1.5, "mcp:prompts/get", resource="summarize", argument_keys=["topic", "length"], duration_ms=4.0,
               **alice),
@@ -201,7 +203,7 @@ def _events(now: datetime) -> dict[str, list[Event]]:
         event(10.5, "mcp:tools/call", resource="search_docs", duration_ms=90.0, response_size=1024, **bob),
         event(11.0, "mcp:tools/call", resource="search_docs", duration_ms=150.0, response_size=4096, **bob),
         event(11.5, "mcp:tools/call", resource="get_weather", duration_ms=15.0, is_error=True,
-              error={"type": "ValidationError", "message": "missing 'city'"},
+              error={"type": "ValidationError", "message": "missing 'city'", "code": -32602},
               failure={"origin": "client", "reason": "invalid_arguments"}, **bob),
         event(12.0, "mcp:tools/call", resource=XSS_TOOL, duration_ms=5.0, **bob),
         event(20.0, "mcp:tools/call", resource="search_docs", duration_ms=110.0, response_size=512, **carol),
@@ -457,6 +459,36 @@ def test_without_a_range_the_dashboard_picks_one_that_holds_the_history(chromium
     (active,) = [a.attrs["data-range"] for a in page.root.find_all("a", data_range=True) if a.attrs.get("aria-current") == "true"]
     assert active == "7d"
     assert page.panel("summary").find(data_field="events").attrs["data-value"] == str(served.panel("summary", last="7d")[0]["events"])
+
+
+@pytest.mark.parametrize(("panel", "column", "limit"), [
+    ("errors", "code", 15), ("arguments", "argument_keys", 20), ("servers", "server", 10),
+    ("new_clients", "client", 10), ("unused_prompts", "prompt", 15), ("intents", "intent", 50),
+])  # fmt: skip
+def test_the_newer_panels_match_the_store(overview: Page, served: Served, panel: str, column: str, limit: int) -> None:
+    shown = [row.find(data_field=column).attrs["data-value"] for row in overview.panel(panel).rows()]
+    expected = ["" if row[column] is None else str(row[column]) for row in served.panel(panel, limit=limit)]
+    assert shown == expected
+    assert shown or panel == "unused_prompts", f"the fixture gives the {panel} panel rows"
+
+
+def test_an_intent_search_is_a_link(chromium: str, served: Served) -> None:
+    page = dump_dom(chromium, f"{served.url}/#key={KEY}&last=24h&q=REFUND")
+    shown = [row.find(data_field="intent").attrs["data-value"] for row in page.panel("intents").rows()]
+    assert shown == [row["intent"] for row in served.panel("intents", q="REFUND")]
+    assert shown == ["open a ticket for the refund", "find the refund policy"]
+    nothing = dump_dom(chromium, f"{served.url}/#key={KEY}&last=24h&q=no%20such%20words")
+    assert not nothing.panel("intents").rows()
+    assert "no such words" in nothing.panel("intents").text
+
+
+def test_the_timeline_shows_captured_content_folded(chromium: str, served: Served) -> None:
+    page = dump_dom(chromium, f"{served.url}/#key={KEY}&last=24h&session=sess-alpha")
+    (content,) = page.panel("session").find_all("pre", data_field="content")
+    assert json.loads(content.attrs["data-value"]) == {"arguments": {"subject": "refund <b>now</b>"}}
+    assert "refund <b>now</b>" in content.text and not page.panel("session").find_all("b"), "text, not markup"
+    (custom,) = page.panel("session").find_all("pre", data_field="custom")
+    assert json.loads(custom.attrs["data-value"]) == {"message": "user asked about refunds"}
 
 
 def test_wrong_key_shows_the_error_and_no_data(chromium: str, served: Served) -> None:

@@ -29,6 +29,7 @@ WHY = "The agent totals the user's invoice."
 async def finished_spans(recorded):
     async with in_memory(build("lowlevel")) as client:
         await client.list_tools()
+        await client.list_prompts()
         await client.call_tool("add", {"a": 1, "b": 2, "context": WHY})
         await client.call_tool("fail", {})
         session_id = [s for s in recorded.server_spans() if s.name == "tools/call add"][0].attributes["mcp.session.id"]
@@ -82,6 +83,9 @@ async def test_mcp_spans_map_to_events(recorded):
     (listed,) = by_type[("mcp:tools/list", "server")]
     assert listed["tools_listed"] == ["add", "fail", "slow", "fetch", "billing", "keys", "note", "echo", "image", "ask"]
     assert "tools_listed" not in add and "tools_listed" not in by_type[("mcp:tools/list", "client")][0]
+    assert listed["destructive_tools"] == ["billing"]
+    (prompts,) = by_type[("mcp:prompts/list", "server")]
+    assert prompts["prompts_listed"] == ["review"] and "tools_listed" not in prompts
     (custom,) = by_type[("custom:invoice_sent", "internal")]
     assert custom["resource"] == "billing" and custom["custom"]["parameters"] == {"n": 1}
     assert custom["session_id"] == add["session_id"]

@@ -321,3 +321,16 @@ async def test_duration_exemplars_point_at_the_operation_span(recorded, kind):
         (span,) = [span for span in spans if span.name == "tools/call add"]
         (point,) = [p for p in points[name] if p.attributes.get("gen_ai.tool.name") == "add"]
         assert [(e.trace_id, e.span_id) for e in point.exemplars] == [(span.context.trace_id, span.context.span_id)]
+
+
+async def test_listings_name_the_prompts_and_the_tools_said_to_be_destructive(recorded, kind):
+    async with in_memory(build(kind)) as client:
+        await client.list_tools()
+        prompts = await client.list_prompts()
+
+    server = {span.name: span for span in recorded.server_spans()}
+    assert server["tools/list"].attributes["mcp.tools.destructive"] == ("billing",), "echo is read-only: not destructive"
+    assert server["prompts/list"].attributes["mcp.prompts.listed"] == tuple(prompt.name for prompt in prompts.prompts)
+    assert len(prompts.prompts) >= 1
+    assert "mcp.prompts.listed" not in server["tools/list"].attributes
+    assert "mcp.tools.destructive" not in server["prompts/list"].attributes

@@ -16,9 +16,10 @@
   const DEFAULT_RANGE = '24h';
   const FITTING = [['15m', 15 * 60000], ['1h', 3600000], ['24h', 86400000], ['7d', 7 * 86400000], ['30d', 30 * 86400000]];
   const PANELS = ['summary', 'timeseries', 'trends', 'latency', 'tools', 'failures', 'clients', 'users',
-    'methods', 'prompts', 'cost', 'unused_tools', 'sessions'];
+    'methods', 'prompts', 'cost', 'unused_tools', 'errors', 'arguments', 'servers', 'new_clients', 'unused_prompts',
+    'intents', 'sessions'];
   const DIMENSIONS = ['tool', 'client', 'user', 'server', 'method', 'origin'];
-  const LIMITS = { tools: 15, clients: 10, users: 10, prompts: 15, cost: 15, unused_tools: 15, sessions: 50, latency: 15 };
+  const LIMITS = { errors: 15, arguments: 20, servers: 10, new_clients: 10, unused_prompts: 15, intents: 50,  tools: 15, clients: 10, users: 10, prompts: 15, cost: 15, unused_tools: 15, sessions: 50, latency: 15 };
   const SESSION_LIMIT = 1000;
   const STORAGE_KEY = 'mcp-analytics.api-key';
   const SVG_NS = 'http://www.w3.org/2000/svg';
@@ -39,7 +40,7 @@
 
   const $ = (id) => document.getElementById(id);
   const body = document.body;
-  const state = { key: null, last: DEFAULT_RANGE, by: 'method', session: null, filters: {} };
+  const state = { key: null, last: DEFAULT_RANGE, by: 'method', session: null, filters: {}, q: '' };
   let generation = 0;
   let controller = null;
   let lastTimeseries = null;
@@ -91,6 +92,8 @@
     },
     pct: (v) => (v === null || v === undefined ? '–' : `${(v * 100).toFixed(1)}%`),
     ratio: (v) => (v === null || v === undefined ? '–' : (Math.round(v * 100) / 100).toString()),
+    usd: (v) => (v === null || v === undefined ? '–' : `$${v < 1 ? v.toFixed(4) : v.toFixed(2)}`),
+    list: (v) => (Array.isArray(v) ? v.filter((item) => item !== null).join(', ') : (v === null || v === undefined ? '–' : String(v))),
     bytes: (v) => {
       if (v === null || v === undefined) return '–';
       const units = ['B', 'KB', 'MB', 'GB', 'TB'];
@@ -142,9 +145,10 @@
   }
 
   function fragment(overrides) {
-    const next = { last: state.last, by: state.by, session: state.session, filters: state.filters, ...(overrides || {}) };
+    const next = { last: state.last, by: state.by, session: state.session, filters: state.filters, q: state.q, ...(overrides || {}) };
     const parts = [`last=${encodeURIComponent(next.last)}`];
     if (next.by && next.by !== 'method') parts.push(`by=${encodeURIComponent(next.by)}`);
+    if (next.q) parts.push(`q=${encodeURIComponent(next.q)}`);
     if (next.session) parts.push(`session=${encodeURIComponent(next.session)}`);
     for (const [name, values] of Object.entries(filterQuery(next.filters))) parts.push(`${name}=${encodeURIComponent(values)}`);
     return `#${parts.join('&')}`;
@@ -188,6 +192,8 @@
     state.last = RANGES.includes(found.last) || /^\d{1,6}[mhd]$/.test(found.last || '') ? found.last : null;
     state.by = BY.includes(found.by) ? found.by : 'method';
     state.session = found.session || null;
+    state.q = (found.q || '').trim().slice(0, 512);
+    $('intent-q').value = state.q;
     state.filters = {};
     for (const name of DIMENSIONS) {
       const values = (found[name] || '').split(',').map((value) => value.trim()).filter(Boolean);
@@ -378,6 +384,7 @@
     const target = panelBody(name);
     const params = { limit: String(LIMITS[name] || 100) };
     if (name === 'timeseries') params.by = state.by;
+    if (name === 'intents' && state.q) params.q = state.q;
     try {
       const answer = await query(name, params, signal);
       if (signal.aborted) return;
@@ -498,6 +505,7 @@
         { field: 'calls', label: 'Calls', format: fmt.int, num: true, bar: true },
         { field: 'errors', label: 'Errors', format: fmt.int, num: true },
         { field: 'error_rate', label: 'Error rate', format: fmt.pct, num: true },
+        { field: 'share', label: 'Share', format: fmt.pct, num: true, title: "the tool's share of all tool calls" },
         { field: 'p95_ms', label: 'p95 ms', format: fmt.ms, num: true },
         { field: 'users', label: 'Users', format: fmt.int, num: true },
         { field: 'last_called', label: 'Last called', format: fmt.time, num: true },
@@ -605,7 +613,75 @@
         { field: 'response_bytes', label: 'Response', format: fmt.bytes, num: true, bar: true },
         { field: 'avg_response_bytes', label: 'Avg', format: fmt.bytes, num: true },
         { field: 'total_ms', label: 'Total time', format: (v) => `${fmt.ms(v)} ms`, num: true },
+        { field: 'est_tokens', label: 'Est. tokens', format: fmt.int, num: true, title: 'response bytes / 4' },
+        { field: 'est_cost', label: 'Est. cost', format: fmt.usd, num: true, title: 'estimated tokens at the configured price per million' },
       ], answer.rows) : empty('No tool calls in this window.'));
+    },
+
+    errors(answer, target) {
+      clear(target).appendChild(answer.rows.length ? table([
+        { field: 'code', label: 'Code', format: fmt.text, num: true },
+        { field: 'name', label: 'Meaning' },
+        { field: 'errors', label: 'Errors', format: fmt.int, num: true, bar: true },
+        { field: 'methods', label: 'Methods', format: fmt.list },
+        { field: 'origins', label: 'Origin', format: fmt.list },
+        { field: 'example', label: 'Example', format: fmt.text },
+      ], answer.rows) : empty('No JSON-RPC errors in this window.'));
+    },
+
+    arguments(answer, target) {
+      clear(target).appendChild(answer.rows.length ? table([
+        { field: 'kind', label: 'Kind' },
+        { field: 'name', label: 'Name', filter: 'tool', filterValue: (row) => (row.kind === 'tool' ? row.name : null) },
+        { field: 'argument_keys', label: 'Keys', render: (row) => el('td', null, row.argument_keys
+          ? el('code', { 'data-field': 'argument_keys', 'data-value': row.argument_keys }, row.argument_keys)
+          : el('span', { class: 'sub', 'data-field': 'argument_keys', 'data-value': '' }, '(none)')) },
+        { field: 'calls', label: 'Calls', format: fmt.int, num: true, bar: true },
+        { field: 'failures', label: 'Failures', format: fmt.int, num: true },
+        { field: 'share', label: 'Share', format: fmt.pct, num: true, title: "this shape's share of the tool's or prompt's calls" },
+      ], answer.rows, { rowAttrs: (row) => ({ class: row.failures ? 'has-errors' : null }) }) : empty('No tool calls or prompts in this window.'));
+    },
+
+    servers(answer, target) {
+      clear(target).appendChild(answer.rows.length ? table([
+        { field: 'server', label: 'Server', filter: 'server', filterValue: (row) => (row.server === '(unknown)' ? null : row.server) },
+        { field: 'versions', label: 'Versions' },
+        { field: 'events', label: 'Events', format: fmt.int, num: true, bar: true },
+        { field: 'failures', label: 'Failures', format: fmt.int, num: true },
+        { field: 'p95_ms', label: 'p95 ms', format: fmt.ms, num: true },
+        { field: 'clients', label: 'Clients', format: fmt.int, num: true },
+        { field: 'users', label: 'Users', format: fmt.int, num: true },
+      ], answer.rows) : empty('No events in this window.'));
+    },
+
+    new_clients(answer, target) {
+      clear(target).appendChild(answer.rows.length ? table([
+        { field: 'client', label: 'Client', filter: 'client' },
+        { field: 'versions', label: 'Versions' },
+        { field: 'first_seen', label: 'First seen', format: fmt.time, num: true },
+        { field: 'events', label: 'Events', format: fmt.int, num: true },
+        { field: 'users', label: 'Users', format: fmt.int, num: true },
+      ], answer.rows) : empty('No client was seen for the first time in this window.'));
+    },
+
+    unused_prompts(answer, target) {
+      clear(target).appendChild(answer.rows.length ? table([
+        { field: 'prompt', label: 'Prompt' },
+        { field: 'last_used', label: 'Last used', format: (v) => (v ? fmt.time(v) : 'never'), num: true },
+        { field: 'uses_before', label: 'Uses before', format: fmt.int, num: true },
+        { field: 'last_listed', label: 'Last listed', format: fmt.time, num: true },
+      ], answer.rows) : empty('Every prompt listed or used before this window was used in it.'));
+    },
+
+    intents(answer, target) {
+      clear(target).appendChild(answer.rows.length ? table([
+        { field: 'ts', label: 'Time', format: fmt.time, num: true },
+        { field: 'intent', label: 'Intent', render: (row) => el('td', { class: 'intent' }, field('span', 'intent', row.intent)) },
+        { field: 'tool', label: 'Tool', filter: 'tool' },
+        { field: 'user', label: 'User', filter: 'user' },
+        { field: 'client', label: 'Client', filter: 'client' },
+      ], answer.rows, { rowAttrs: (row) => ({ class: row.is_error ? 'has-errors' : null }) })
+        : empty(state.q ? `No intent in this window mentions “${state.q}”.` : 'No intents in this window.'));
     },
 
     unused_tools(answer, target) {
@@ -931,7 +1007,10 @@
           row.intent ? el('div', { class: 'intent' }, field('span', 'intent', row.intent)) : null,
           row.message !== null && row.message !== undefined
             ? el('div', { class: 'message' }, field('span', 'message', row.message)) : null,
-          !row.intent && (row.message === null || row.message === undefined) ? el('span', { class: 'sub' }, '–') : null),
+          payload('content', 'Captured content', row.content),
+          payload('custom', 'Event payload', row.custom),
+          !row.intent && (row.message === null || row.message === undefined) && !row.content && !row.custom
+            ? el('span', { class: 'sub' }, '–') : null),
         field('td', 'duration_ms', row.duration_ms, (v) => `${fmt.ms(v)} ms`, { class: 'num' }),
         el('td', { class: 'waterfall', 'aria-hidden': 'true' }, el('span', { class: 'lane' }, bar)),
         outcome));
@@ -942,6 +1021,15 @@
         el('th', { scope: 'col' }, 'Intent / message'), el('th', { scope: 'col', class: 'num' }, 'Duration'),
         el('th', { scope: 'col' }, 'Timeline'), el('th', { scope: 'col' }, 'Outcome'))),
       tbody));
+  }
+
+  /* A JSON payload (captured arguments and result, a custom event's parameters), folded, as text. */
+  function payload(name, label, value) {
+    if (value === null || value === undefined || value === '') return null;
+    let text = typeof value === 'string' ? value : JSON.stringify(value);
+    try { text = JSON.stringify(JSON.parse(text), null, 2); } catch (error) { /* shown as stored */ }
+    return el('details', { class: 'payload' }, el('summary', null, label),
+      el('pre', { 'data-field': name, 'data-value': typeof value === 'string' ? value : JSON.stringify(value) }, text));
   }
 
   function fact(name, label, value, format, extra) {
@@ -970,6 +1058,11 @@
 
   $('refresh').addEventListener('click', () => load());
 
+  $('intent-search').addEventListener('submit', (event) => {
+    event.preventDefault();
+    location.hash = fragment({ q: $('intent-q').value.trim() }); // a search is a link too
+  });
+
   for (const button of document.querySelectorAll('#by-toggle button')) {
     button.addEventListener('click', () => {
       if (button.dataset.by !== state.by) location.hash = fragment({ by: button.dataset.by });
@@ -977,15 +1070,17 @@
   }
 
   window.addEventListener('hashchange', () => {
-    const before = { last: state.last, session: state.session, key: state.key, filters: JSON.stringify(state.filters) };
+    const before = { last: state.last, session: state.session, key: state.key, filters: JSON.stringify(state.filters),
+      by: state.by, q: state.q };
     readState();
-    const onlyBy = before.last === state.last && before.session === state.session && before.key === state.key
+    const same = before.last === state.last && before.session === state.session && before.key === state.key
       && before.filters === JSON.stringify(state.filters) && !state.session && body.dataset.loaded === 'true';
-    if (onlyBy) {
-      // Only the grouping changed: query the chart alone.
+    if (same && (before.by !== state.by || before.q !== state.q)) {
+      // Only the chart's grouping or the intents search changed: query that panel alone.
       renderChrome();
       const signal = (controller = new AbortController()).signal;
-      loadPanel('timeseries', signal).catch((error) => { if (error.name !== 'AbortError') setError(error.message); });
+      const panel = before.by !== state.by ? 'timeseries' : 'intents';
+      loadPanel(panel, signal).catch((error) => { if (error.name !== 'AbortError') setError(error.message); });
     } else {
       load();
     }

@@ -1,5 +1,5 @@
 """What both SDK lines' servers read off tools: a tool's exception before the server turns it into an
-``isError`` result, the text and size of a result, the names a ``tools/list`` answer lists."""
+``isError`` result, the text and size of a result, the names a ``tools/list`` or ``prompts/list`` answer lists."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from opentelemetry_instrumentation_mcp.operation import Operation, current_serve
 
 _SDK_PACKAGES = frozenset({"mcp", "fastmcp"})
 
-MAX_LISTED_TOOLS = 1000
-"""Names kept in ``mcp.tools.listed``: a longer ``tools/list`` answer is cut after the first ones."""
+MAX_LISTED = 1000
+"""Names kept in ``mcp.tools.listed`` and ``mcp.prompts.listed``: a longer answer is cut after the first ones."""
 
 
 async def tool_manager_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
@@ -63,8 +63,36 @@ def wire_size(result: Any) -> int:
     return len(result.model_dump_json(by_alias=True, exclude_none=True).encode())
 
 
-def record_listed_tools(operation: Operation, tools: Iterable[Any] | None) -> None:
-    """``mcp.tools.listed``: the names of a ``tools/list`` answer's tools (wire dicts or models), in its order."""
-    names = (tool.get("name") if isinstance(tool, Mapping) else getattr(tool, "name", None) for tool in tools or ())
-    listed = list(islice((name for name in names if isinstance(name, str)), MAX_LISTED_TOOLS))
-    operation.set_attributes({attr.MCP_TOOLS_LISTED: listed})
+def record_listing(operation: Operation, method: str, result: Any) -> None:
+    """What a ``tools/list`` or ``prompts/list`` answer (a wire dict or a model) lists: ``mcp.tools.listed``
+    (and ``mcp.tools.destructive``: those whose annotations say ``destructiveHint: true``) or
+    ``mcp.prompts.listed``, names in the answer's order."""
+    if method == "tools/list":
+        tools = list(islice(_items(result, "tools"), MAX_LISTED))
+        operation.set_attributes({
+            attr.MCP_TOOLS_LISTED: [name for tool in tools if isinstance(name := _get(tool, "name"), str)],
+            attr.MCP_TOOLS_DESTRUCTIVE: [name for tool in tools if _destructive(tool) and isinstance(name := _get(tool, "name"), str)],
+        })  # fmt: skip
+    elif method == "prompts/list":
+        names = (_get(prompt, "name") for prompt in _items(result, "prompts"))
+        operation.set_attributes({attr.MCP_PROMPTS_LISTED: list(islice((n for n in names if isinstance(n, str)), MAX_LISTED))})
+
+
+def _get(item: Any, name: str) -> Any:
+    return item.get(name) if isinstance(item, Mapping) else getattr(item, name, None)
+
+
+def _items(result: Any, name: str) -> Iterable[Any]:
+    items = _get(result, name)
+    return items if isinstance(items, (list, tuple)) else ()
+
+
+def _destructive(tool: Any) -> bool:
+    """Said to be destructive: ``destructiveHint`` true, and not read-only (tools that say nothing are not counted,
+    although the protocol's default for a tool that is not read-only is destructive)."""
+    annotations = _get(tool, "annotations")
+    if annotations is None:
+        return False
+    destructive = _get(annotations, "destructiveHint") or _get(annotations, "destructive_hint")  # wire, or 2.x model
+    read_only = _get(annotations, "readOnlyHint") or _get(annotations, "read_only_hint")
+    return destructive is True and read_only is not True

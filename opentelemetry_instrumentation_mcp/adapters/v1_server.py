@@ -20,7 +20,7 @@ from mcp.shared.session import RequestResponder
 
 from opentelemetry_instrumentation_mcp import attributes as attr
 from opentelemetry_instrumentation_mcp import failures
-from opentelemetry_instrumentation_mcp.adapters._tools import first_text, record_listed_tools, wire_size
+from opentelemetry_instrumentation_mcp.adapters._tools import first_text, record_listing, wire_size
 from opentelemetry_instrumentation_mcp.adapters._http import auth_token, http_peer, http_transport
 from opentelemetry_instrumentation_mcp.adapters._wrapping import log_internal_error
 from opentelemetry_instrumentation_mcp.failures import Failure
@@ -325,7 +325,9 @@ def _record_response(response: Any, operation: Operation, session: Session) -> N
         session.protocol_version = str(result.protocolVersion)
         operation.set_attributes({attr.MCP_PROTOCOL_VERSION: session.protocol_version})
     elif isinstance(result, types.ListToolsResult):
-        record_listed_tools(operation, result.tools)
+        record_listing(operation, "tools/list", result)
+    elif isinstance(result, types.ListPromptsResult):
+        record_listing(operation, "prompts/list", result)
 
 
 def http_connect_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:

@@ -19,7 +19,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from opentelemetry_instrumentation_mcp import attributes as attr
 from opentelemetry_instrumentation_mcp import failures
 from opentelemetry_instrumentation_mcp.adapters import fastmcp
-from opentelemetry_instrumentation_mcp.adapters._tools import first_text, record_listed_tools, wire_size
+from opentelemetry_instrumentation_mcp.adapters._tools import first_text, record_listing, wire_size
 from opentelemetry_instrumentation_mcp.adapters._http import auth_token, http_peer, http_transport
 from opentelemetry_instrumentation_mcp.adapters._wrapping import log_internal_error
 from opentelemetry_instrumentation_mcp.failures import Failure
@@ -235,8 +235,8 @@ class TelemetryMiddleware:
                 if session is not None:
                     session.protocol_version = version
                 operation.set_attributes({attr.MCP_PROTOCOL_VERSION: version})
-        elif ctx.method == "tools/list" and isinstance(result, Mapping):
-            record_listed_tools(operation, result.get("tools"))
+        elif ctx.method in ("tools/list", "prompts/list") and isinstance(result, Mapping):
+            record_listing(operation, ctx.method, result)
         elif ctx.method == "tools/call":
             wire = result.model_dump(mode="json", by_alias=True, exclude_none=True) if isinstance(result, CallToolResult) else result
             if not isinstance(wire, Mapping):

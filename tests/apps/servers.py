@@ -174,12 +174,12 @@ def _highlevel(name: str) -> Any:
         """Fetch a URL."""
         return await fetch_text(url, timeout)
 
-    @app.tool()
+    @app.tool(annotations=sdk_types().ToolAnnotations(**{hint("destructiveHint"): True}))
     def billing() -> str:
         """Charges the customer."""
         return billing_down()
 
-    @app.tool()
+    @app.tool(annotations=sdk_types().ToolAnnotations(**{hint("readOnlyHint"): True, hint("destructiveHint"): True}))
     def echo(text: str) -> str:
         """Answers ``text``; raises it when it starts with ``raise:``."""
         return echo_text(text)
@@ -210,6 +210,11 @@ def _highlevel(name: str) -> Any:
     return app
 
 
+def hint(name: str) -> str:
+    """A tool annotation's field name on this SDK line (2.x models spell them in snake case)."""
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name) if IS_V2 else name
+
+
 def sdk_types() -> Any:
     """The SDK's protocol types module (``mcp.types`` on 1.x, ``mcp_types`` on 2.x)."""
     if IS_V2:
@@ -235,10 +240,11 @@ def _lowlevel_v1(name: str) -> Any:
             types.Tool(name="fail", inputSchema=EMPTY_SCHEMA),
             types.Tool(name="slow", inputSchema=SLOW_SCHEMA),
             types.Tool(name="fetch", inputSchema=FETCH_SCHEMA),
-            types.Tool(name="billing", inputSchema=EMPTY_SCHEMA),
+            types.Tool(name="billing", inputSchema=EMPTY_SCHEMA, annotations=types.ToolAnnotations(destructiveHint=True)),
             types.Tool(name="keys", inputSchema=KEYS_SCHEMA),
             types.Tool(name="note", inputSchema=NOTE_SCHEMA),
-            types.Tool(name="echo", inputSchema=ECHO_SCHEMA),
+            types.Tool(name="echo", inputSchema=ECHO_SCHEMA,
+                       annotations=types.ToolAnnotations(readOnlyHint=True, destructiveHint=True)),  # read-only wins
             types.Tool(name="image", inputSchema=EMPTY_SCHEMA),
             types.Tool(name="ask", inputSchema=EMPTY_SCHEMA),
         ]
@@ -316,10 +322,12 @@ def _lowlevel_v2(name: str) -> Any:
                 types.Tool(name="fail", input_schema=EMPTY_SCHEMA),
                 types.Tool(name="slow", input_schema=SLOW_SCHEMA),
                 types.Tool(name="fetch", input_schema=FETCH_SCHEMA),
-                types.Tool(name="billing", input_schema=EMPTY_SCHEMA),
+                types.Tool(name="billing", input_schema=EMPTY_SCHEMA,
+                           annotations=types.ToolAnnotations(destructive_hint=True)),
                 types.Tool(name="keys", input_schema=KEYS_SCHEMA),
                 types.Tool(name="note", input_schema=NOTE_SCHEMA),
-                types.Tool(name="echo", input_schema=ECHO_SCHEMA),
+                types.Tool(name="echo", input_schema=ECHO_SCHEMA,
+                           annotations=types.ToolAnnotations(read_only_hint=True, destructive_hint=True)),
                 types.Tool(name="image", input_schema=EMPTY_SCHEMA),
                 types.Tool(name="ask", input_schema=EMPTY_SCHEMA),
             ]

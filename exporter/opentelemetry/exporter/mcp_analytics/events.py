@@ -143,6 +143,8 @@ def to_event(span: ReadableSpan, project: str | None = None) -> dict[str, Any]:
         ("response_size", a.get(attr.MCP_RESPONSE_SIZE)),
         ("upstream_ms", None if (up := _seconds(a.get(attr.MCP_UPSTREAM_DURATION))) is None else up * 1000),
         ("tools_listed", None if (listed := a.get(attr.MCP_TOOLS_LISTED)) is None else list(listed)),
+        ("destructive_tools", None if (listed := a.get(attr.MCP_TOOLS_DESTRUCTIVE)) is None else list(listed)),
+        ("prompts_listed", None if (listed := a.get(attr.MCP_PROMPTS_LISTED)) is None else list(listed)),
         ("content", _content(a, method)),
     ):
         if value is not None:
