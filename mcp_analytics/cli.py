@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import urllib.error
@@ -11,7 +12,7 @@ from mcp_analytics import report
 from mcp_analytics.duckdb_store import DEFAULT_MEMORY_LIMIT
 from mcp_analytics.keys import ApiKeys, new_key
 from mcp_analytics.server import DEFAULT_HOST, DEFAULT_PORT
-from mcp_analytics.store import BYTES_PER_TOKEN, DEFAULT_TOKEN_PRICE, Prices
+from mcp_analytics.store import BYTES_PER_TOKEN, DEFAULT_TIERS, DEFAULT_TOKEN_PRICE, Prices, Slos
 
 ENV_DB = "MCP_ANALYTICS_DB"
 ENV_MEMORY = "MCP_ANALYTICS_MEMORY_LIMIT"
@@ -32,7 +33,9 @@ def _serve(args: argparse.Namespace) -> int:
         keys.add(DEFAULT_PROJECT, key)
         print(f"no API key given: project {DEFAULT_PROJECT!r} has the key {key} until this server stops")
     prices = Prices.parse(args.token_price, args.tool_price)
-    store = DuckDBStore(args.db, memory_limit=args.memory_limit, session_timeout=args.session_timeout, prices=prices)
+    slos = Slos.parse(_json_file(args.slo_config), args.slo_tier, args.slo_tool, args.slo_objective)
+    store = DuckDBStore(args.db, memory_limit=args.memory_limit, session_timeout=args.session_timeout, prices=prices,
+                        slos=slos)  # fmt: skip
     url = f"http://{args.host}:{args.port}"
     print(f"MCP analytics API on {url} (store {args.db}, OpenAPI at {url}/docs); dashboard at {url}/", flush=True)
     try:
@@ -40,6 +43,20 @@ def _serve(args: argparse.Namespace) -> int:
     finally:
         store.close()
     return 0
+
+
+def _json_file(path: str | None) -> dict[str, object] | None:
+    """A JSON object from a file (a configuration); ValueError, which the CLI reports, when it is not one."""
+    if path is None:
+        return None
+    try:
+        with open(path, encoding="utf-8") as file:
+            found = json.load(file)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path}: {error}") from None
+    if not isinstance(found, dict):
+        raise ValueError(f"{path}: not a JSON object")
+    return found
 
 
 def _duration(text: str) -> object:
@@ -116,6 +133,17 @@ def parser() -> argparse.ArgumentParser:
                             f"{DEFAULT_TOKEN_PRICE}; about {BYTES_PER_TOKEN} bytes a token)")  # fmt: skip
     serve.add_argument("--tool-price", action="append", default=[], metavar="TOOL=USD",
                        help="one tool's own price per million tokens (repeatable)")
+    tiers = ", ".join(f"{name} {ms:g} ms" for name, ms in DEFAULT_TIERS.items())
+    serve.add_argument("--slo-config", metavar="FILE",
+                       help='latency SLOs as JSON: {"objective": 0.95, "tiers": {"light": 300, ...}, '
+                            '"tools": {"search_*": "light", ...}}')  # fmt: skip
+    serve.add_argument("--slo-tier", action="append", default=[], metavar="NAME=MS",
+                       help=f"a tier's p95 target (repeatable; default tiers: {tiers})")
+    serve.add_argument("--slo-tool", action="append", default=[], metavar="PATTERN=TIER",
+                       help="tools matching a shell-style pattern in a tier (repeatable; first match wins; others "
+                            "go to the fastest tier that holds their p95 over the last 7 days)")  # fmt: skip
+    serve.add_argument("--slo-objective", type=float, default=None, metavar="SHARE",
+                       help="the share of calls within target each tool must reach (default 0.95)")
     serve.set_defaults(run=_serve)
 
     rep = commands.add_parser("report", help="print the panels as tables, from a store file or a running API")

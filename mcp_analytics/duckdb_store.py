@@ -8,6 +8,7 @@ order in which events arrived.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
@@ -20,7 +21,17 @@ import pyarrow as pa
 from mcp_analytics.event_columns import to_arrow
 from mcp_analytics.models import Event, IngestResult
 from mcp_analytics.recent_ids import DEFAULT_CAPACITY, RecentIds
-from mcp_analytics.store import BYTES_PER_TOKEN, DIMENSIONS, EPOCH, SESSION_GAP, Prices, Slice, UnknownPanel, Window
+from mcp_analytics.store import (
+    BYTES_PER_TOKEN,
+    DIMENSIONS,
+    EPOCH,
+    SESSION_GAP,
+    Prices,
+    Slice,
+    Slos,
+    UnknownPanel,
+    Window,
+)
 
 MIGRATIONS: list[tuple[int, str]] = [
     (
@@ -448,6 +459,26 @@ def _timeline(key: str) -> tuple[str, str | None]:
 
 
 _FIRST_EVENT = f"SELECT min(ts) FROM events WHERE {_IN_WINDOW}"
+_SLO_BASELINE = f"""
+    SELECT resource AS tool, round(quantile_cont(duration_ms, 0.95), 3) AS baseline_p95_ms
+    FROM events WHERE project = $project AND kind <> 'client' AND type = 'mcp:tools/call' AND resource IS NOT NULL
+        AND ts >= CAST($end AS TIMESTAMP) - INTERVAL 7 DAY AND ts < $end
+        AND resource IN (SELECT resource FROM events WHERE {_TOOL_CALLS})
+    GROUP BY resource"""
+"""The observed p95 of each tool called in the window, over the 7 days up to the window's end (the tier it is in)."""
+_SLO_WINDOW = f"""
+    SELECT resource AS tool, count(*) AS calls,
+        count(*) FILTER (WHERE duration_ms <= CAST($slo_targets AS DOUBLE[])[list_position(CAST($slo_tools AS VARCHAR[]), resource)]) AS within,
+        round(quantile_cont(duration_ms, 0.95), 3) AS p95_ms
+    FROM events WHERE {_TOOL_CALLS} GROUP BY resource ORDER BY calls DESC, tool"""
+
+
+def _run(cursor: Any, sql: str, values: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of ``sql`` with the ``values`` it names (``$name``), as dicts with aware timestamps."""
+    used = {name: values[name] for name in set(re.findall(r"\$(\w+)", sql))}
+    result = cursor.execute(sql, used)
+    names = [column[0] for column in result.description]
+    return [{name: _aware(value) for name, value in zip(names, row)} for row in result.fetchall()]
 _DEFAULTS: dict[str, Any] = {"limit": 100, "by": "method", "bucket": None, "session": None, "q": None}
 _BUCKETS = [timedelta(minutes=m) for m in (1, 5, 15, 60, 360, 1440, 10080)]
 
@@ -496,12 +527,14 @@ class DuckDBStore:
     def __init__(
         self, path: str | Path = ":memory:", *, memory_limit: str = DEFAULT_MEMORY_LIMIT,
         recent_ids: int = DEFAULT_CAPACITY, session_timeout: timedelta = SESSION_GAP, prices: Prices = Prices(),
+        slos: Slos = Slos(),
     ) -> None:
         """``recent_ids``: how many stored event ids are kept in memory to rule out duplicates without reading
         the table (``recent_ids.py``); ``session_timeout``: the inactivity that ends a session; ``prices``: what
-        the cost panel's estimate charges per token."""
+        the cost panel's estimate charges per token; ``slos``: the latency tiers of the ``slo`` panel."""
         self.session_timeout = session_timeout
         self.prices = prices
+        self.slos = slos
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = str(path)
@@ -612,6 +645,8 @@ class DuckDBStore:
         anchor = None
         if name == "session":
             sql, anchor = _timeline(str(params.get("session") or ""))
+        elif name == "slo":
+            sql = _SLO_BASELINE
         elif (sql := _PANELS.get(name)) is None:
             raise UnknownPanel(name)
         values = {**_DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
@@ -629,12 +664,31 @@ class DuckDBStore:
                 first = cursor.execute(first_sql, {k: v for k, v in values.items() if f"${k}" in first_sql}).fetchone()[0]
                 values["start"] = first.replace(second=0, microsecond=0) if first else values["start"]
             values["bucket"] = values["bucket"] or bucket_for(Window(values["start"], values["end"]))
-            used = {key: value for key, value in values.items() if f"${key}" in sql}
-            result = cursor.execute(sql, used)
-            names = [column[0] for column in result.description]
-            return [{name: _aware(value) for name, value in zip(names, row)} for row in result.fetchall()]
+            rows = _run(cursor, sql, values)
+            if name == "slo":
+                rows = self._attainment(cursor, rows, values, slice)
+            return rows
         finally:
             cursor.close()
+
+    def _attainment(self, cursor: Any, baselines: list[dict[str, Any]], values: dict[str, Any], slice: Slice) -> list[dict[str, Any]]:
+        """The ``slo`` panel: each tool's tier (from ``baselines``: its p95 over the last 7 days) and, over the
+        window, its calls within the tier's target, attainment against the objective, and error budget left."""
+        slos = self.slos
+        tiers = {row["tool"]: slos.tier_of(row["tool"], row["baseline_p95_ms"]) for row in baselines}
+        sql, _ = _sliced(_SLO_WINDOW, slice)
+        values |= {"slo_tools": list(tiers), "slo_targets": [slos.tiers[tier] for tier, _ in tiers.values()]}
+        rows = []
+        for row in _run(cursor, sql, values):
+            tier, how = tiers[row["tool"]]
+            bad, allowed = row["calls"] - row["within"], row["calls"] * (1 - slos.objective)
+            rows.append({
+                "tool": row["tool"], "tier": tier, "assigned": how, "target_ms": slos.tiers[tier],
+                "objective": slos.objective, "calls": row["calls"], "within": row["within"],
+                "attainment": round(row["within"] / row["calls"], 4), "met": row["within"] >= row["calls"] * slos.objective,
+                "budget_remaining": round(1 - bad / allowed, 4), "p95_ms": row["p95_ms"],
+            })  # fmt: skip
+        return rows[: values["limit"]]
 
     def delete(self, project: str | None, *, before: datetime | None = None, user_id: str | None = None) -> int:
         if before is None and user_id is None:

@@ -21,6 +21,8 @@ SECTIONS: list[tuple[str, str, Sequence[str]]] = [
     ("tools", "Top tools", ("tool", "calls", "share", "errors", "error_rate", "p95_ms", "users")),
     ("latency", "Latency (ms; first row: every request)", ("tool", "calls", "p50_ms", "p95_ms", "p99_ms",
                                                           "own_p95_ms", "upstream_p95_ms", "upstream_share")),
+    ("slo", "Latency SLOs per tool", ("tool", "tier", "target_ms", "calls", "p95_ms", "attainment", "met",
+                                      "budget_remaining")),
     ("failures", "Failures by origin, then reason", ("origin", "reason", "failures", "example")),
     ("errors", "JSON-RPC error codes", ("code", "name", "errors", "methods", "origins", "example")),
     ("clients", "Clients", ("client", "events", "tool_calls", "failures", "sessions", "users")),

@@ -8,6 +8,7 @@ to a project, answer one named panel for a project and a time window, delete
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -44,6 +45,7 @@ PANELS = (
     "servers",
     "new_clients",
     "intents",
+    "slo",
     "sessions",
     "session",
 )
@@ -162,6 +164,76 @@ class Prices:
                 raise ValueError(f"a tool's price is given as tool=USD per million tokens (a number >= 0), not {spec!r}")
             per_tool[tool] = value
         return cls(DEFAULT_TOKEN_PRICE if default is None else default, per_tool)
+
+
+@dataclass(frozen=True)
+class Slos:
+    """Per-tool latency SLOs: tiers of targets, each tool in one (the first name pattern it matches, else the
+    fastest tier whose target holds its observed p95 over the last 7 days); ``objective``: the share of calls
+    a tool must answer within its tier's target (0.95: the target is a p95)."""
+
+    tiers: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_TIERS))
+    """Tier name -> target in milliseconds."""
+    tools: tuple[tuple[str, str], ...] = ()
+    """(shell-style name pattern, tier), the first match wins."""
+    objective: float = 0.95
+
+    def __post_init__(self) -> None:
+        if not self.tiers or any(not target > 0 for target in self.tiers.values()):
+            raise ValueError("SLO tiers need a positive target in milliseconds each")
+        unknown = sorted({tier for _, tier in self.tools} - set(self.tiers))
+        if unknown:
+            raise ValueError(f"unknown SLO tier {', '.join(unknown)}; the tiers are {', '.join(self.tiers)}")
+        if not 0 < self.objective < 1:
+            raise ValueError("an SLO objective is a share between 0 and 1 (0.95)")
+
+    @classmethod
+    def parse(cls, config: Mapping[str, Any] | None = None, tiers: Iterable[str] = (), tools: Iterable[str] = (),
+              objective: float | None = None) -> Slos:
+        """From a configuration (a JSON file's ``{"objective", "tiers": {name: ms}, "tools": {pattern: tier}}``),
+        then ``name=ms`` tiers and ``pattern=tier`` assignments (the CLI's flags, which add to it or override it)."""
+        config = config or {}
+        unknown = sorted(set(config) - {"objective", "tiers", "tools"})
+        if unknown or not all(isinstance(config.get(key) or {}, Mapping) for key in ("tiers", "tools")):
+            raise ValueError('an SLO configuration is {"objective": 0.95, "tiers": {name: ms}, "tools": {pattern: tier}}')
+        defined = dict(config.get("tiers") or DEFAULT_TIERS)
+        assigned = [(str(pattern), str(tier)) for pattern, tier in (config.get("tools") or {}).items()]
+        for spec in tiers:
+            name, sep, target = spec.partition("=")
+            try:
+                defined[name] = float(target) if sep and name else float("nan")
+            except ValueError:
+                defined[name] = float("nan")
+            if defined[name] != defined[name]:
+                raise ValueError(f"an SLO tier is given as name=milliseconds, not {spec!r}")
+        for spec in tools:
+            pattern, sep, tier = spec.partition("=")
+            if not (sep and pattern and tier):
+                raise ValueError(f"a tool's SLO tier is given as pattern=tier, not {spec!r}")
+            assigned.insert(0, (pattern, tier))  # the command line before the file
+        chosen = objective if objective is not None else config.get("objective", 0.95)
+        try:
+            return cls({str(name): float(ms) for name, ms in defined.items()}, tuple(assigned), float(chosen))
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"SLO configuration: {error}") from None
+
+    def tier_of(self, tool: str, observed_p95: float | None) -> tuple[str, str]:
+        """The tier of ``tool`` and how it was chosen (``pattern``, ``observed``, or ``slowest`` when its p95 is
+        over every target)."""
+        for pattern, tier in self.tools:
+            if fnmatch.fnmatchcase(tool, pattern):
+                return tier, "pattern"
+        by_target = sorted(self.tiers.items(), key=lambda item: item[1])
+        if observed_p95 is None:
+            return by_target[0][0], "observed"
+        for tier, target in by_target:
+            if observed_p95 <= target:
+                return tier, "observed"
+        return by_target[-1][0], "slowest"
+
+
+DEFAULT_TIERS = {"light": 300.0, "medium": 2000.0, "heavy": 30000.0}
+"""Fast lookups, medium queries, heavy jobs: each tier's p95 target in milliseconds."""
 
 
 class UnknownPanel(LookupError):

@@ -158,3 +158,15 @@ def test_serve_refuses_the_same_key_given_twice(tmp_path):
     assert run.returncode == 2
     assert "the same API key is given twice (projects 'a' and 'b')" in run.stderr
     assert "shared-key" not in run.stderr, "a key is never printed"
+
+
+@pytest.mark.parametrize(("config", "says"), [
+    ("{not json", "slo.json:"),
+    ('{"tools": {"search_*": "instant"}}', "unknown SLO tier instant"),
+    ('["light"]', "not a JSON object"),
+])  # fmt: skip
+def test_serve_refuses_an_slo_configuration_it_cannot_use(tmp_path, config, says):
+    (tmp_path / "slo.json").write_text(config)
+    run = cli("serve", "--db", str(tmp_path / "x.duckdb"), "--port", str(free_port()), "--slo-config",
+              str(tmp_path / "slo.json"))  # fmt: skip
+    assert run.returncode == 2 and says in run.stderr, run.stderr

@@ -12,7 +12,7 @@ import pytest
 
 from mcp_analytics.duckdb_store import MIGRATIONS, SCHEMA_VERSION, DuckDBStore, SchemaTooNew
 from mcp_analytics.models import Event, validated_event
-from mcp_analytics.store import PANELS, Prices, Slice, UnknownPanel, Window
+from mcp_analytics.store import PANELS, Prices, Slice, Slos, UnknownPanel, Window
 
 DAY = datetime(2026, 11, 20, tzinfo=timezone.utc)
 WHOLE_DAY = Window(DAY, DAY + timedelta(days=1))
@@ -490,3 +490,37 @@ def test_cost_estimates_tokens_from_bytes_at_each_tool_s_price():
     with pytest.raises(ValueError, match="tool=USD"):
         Prices.parse(None, ["fetch=cheap"])
     assert Prices.parse(None, ["a=1.5"]) == Prices(3.0, {"a": 1.5})
+
+
+def test_slo_tiers_attainment_and_error_budget():
+    slow = [event(f"r{i}", resource="report", duration_ms=d, timestamp_ns=at(9, i)) for i, d in enumerate([900, 1200, 2500] + [1000] * 17)]
+    fast = [event(f"s{i}", resource="search", duration_ms=50 if i < 18 else 400, timestamp_ns=at(10, i)) for i in range(20)]
+    old = [event(f"o{i}", resource="search", duration_ms=20, timestamp_ns=at(9, 0) - 3 * 86_400 * 10**9 + i) for i in range(5)]
+    store = DuckDBStore(slos=Slos.parse({"tiers": {"light": 300, "medium": 2000}, "tools": {"exp*": "light"}}))
+    try:
+        store.add("p", slow + fast + old + [event("e1", resource="export", duration_ms=100, timestamp_ns=at(11, 0))])
+        rows = {row["tool"]: row for row in store.panel("p", "slo", WHOLE_DAY)}
+    finally:
+        store.close()
+    report, search, export = rows["report"], rows["search"], rows["export"]
+    assert (report["tier"], report["assigned"], report["target_ms"]) == ("medium", "observed", 2000.0)  # p95 ~1.1 s
+    assert (report["calls"], report["within"], report["attainment"], report["met"]) == (20, 19, 0.95, True)
+    assert report["budget_remaining"] == 0.0, "one slow call of twenty: the whole 5% budget"
+    assert (search["tier"], search["assigned"]) == ("medium", "observed"), "p95 over 7 days: 330 ms, over light's 300"
+    assert (search["calls"], search["within"], search["budget_remaining"]) == (20, 20, 1.0)
+    assert (export["tier"], export["assigned"], export["within"]) == ("light", "pattern", 1)
+    assert set(rows) == {"report", "search", "export"}, "tools not called in the window are not listed"
+
+
+def test_slo_configuration_is_checked():
+    assert Slos.parse().tiers == {"light": 300.0, "medium": 2000.0, "heavy": 30000.0}
+    parsed = Slos.parse({"tools": {"a*": "heavy"}}, tiers=["light=100"], tools=["ab=light"], objective=0.99)
+    assert parsed.tiers["light"] == 100.0 and parsed.tools == (("ab", "light"), ("a*", "heavy")) and parsed.objective == 0.99
+    assert parsed.tier_of("abc", 1.0) == ("heavy", "pattern") and parsed.tier_of("ab", 9e9) == ("light", "pattern")
+    assert parsed.tier_of("zzz", 1e6) == ("heavy", "slowest")
+    for bad in ({"tools": {"x": "nope"}}, {"tiers": {"light": -1}}, {"objective": 2}, {"tiers": ["light"]},
+                {"colour": 1}, {"tiers": {"light": "fast"}}):  # fmt: skip
+        with pytest.raises(ValueError):
+            Slos.parse(bad)
+    with pytest.raises(ValueError, match="name=milliseconds"):
+        Slos.parse(tiers=["light"])

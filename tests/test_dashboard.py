@@ -463,7 +463,7 @@ def test_without_a_range_the_dashboard_picks_one_that_holds_the_history(chromium
 
 @pytest.mark.parametrize(("panel", "column", "limit"), [
     ("errors", "code", 15), ("arguments", "argument_keys", 20), ("servers", "server", 10),
-    ("new_clients", "client", 10), ("unused_prompts", "prompt", 15), ("intents", "intent", 50),
+    ("new_clients", "client", 10), ("unused_prompts", "prompt", 15), ("intents", "intent", 50), ("slo", "tier", 30),
 ])  # fmt: skip
 def test_the_newer_panels_match_the_store(overview: Page, served: Served, panel: str, column: str, limit: int) -> None:
     shown = [row.find(data_field=column).attrs["data-value"] for row in overview.panel(panel).rows()]

@@ -15,11 +15,12 @@
   const RANGES = ['15m', '1h', '24h', '7d', '30d', 'all'];
   const DEFAULT_RANGE = '24h';
   const FITTING = [['15m', 15 * 60000], ['1h', 3600000], ['24h', 86400000], ['7d', 7 * 86400000], ['30d', 30 * 86400000]];
-  const PANELS = ['summary', 'timeseries', 'trends', 'latency', 'tools', 'failures', 'clients', 'users',
+  const PANELS = ['summary', 'timeseries', 'trends', 'slo', 'latency', 'tools', 'failures', 'clients', 'users',
     'methods', 'prompts', 'cost', 'unused_tools', 'errors', 'arguments', 'servers', 'new_clients', 'unused_prompts',
     'intents', 'sessions'];
   const DIMENSIONS = ['tool', 'client', 'user', 'server', 'method', 'origin'];
-  const LIMITS = { errors: 15, arguments: 20, servers: 10, new_clients: 10, unused_prompts: 15, intents: 50,  tools: 15, clients: 10, users: 10, prompts: 15, cost: 15, unused_tools: 15, sessions: 50, latency: 15 };
+  const LIMITS = { tools: 15, clients: 10, users: 10, prompts: 15, cost: 15, unused_tools: 15, sessions: 50, latency: 15,
+    errors: 15, arguments: 20, servers: 10, new_clients: 10, unused_prompts: 15, intents: 50, slo: 30 };
   const SESSION_LIMIT = 1000;
   const STORAGE_KEY = 'mcp-analytics.api-key';
   const SVG_NS = 'http://www.w3.org/2000/svg';
@@ -616,6 +617,23 @@
         { field: 'est_tokens', label: 'Est. tokens', format: fmt.int, num: true, title: 'response bytes / 4' },
         { field: 'est_cost', label: 'Est. cost', format: fmt.usd, num: true, title: 'estimated tokens at the configured price per million' },
       ], answer.rows) : empty('No tool calls in this window.'));
+    },
+
+    slo(answer, target) {
+      clear(target).appendChild(answer.rows.length ? table([
+        { field: 'tool', label: 'Tool', filter: 'tool' },
+        { field: 'tier', label: 'Tier', render: (row) => el('td', null, field('span', 'tier', row.tier),
+          el('span', { class: 'sub', title: { pattern: 'by its name', observed: 'by its p95 over the last 7 days', slowest: 'slower than every target' }[row.assigned] || '' },
+            ` ${row.assigned}`)) },
+        { field: 'target_ms', label: 'Target', format: (v) => `${fmt.ms(v)} ms`, num: true },
+        { field: 'calls', label: 'Calls', format: fmt.int, num: true },
+        { field: 'p95_ms', label: 'p95 ms', format: fmt.ms, num: true },
+        { field: 'attainment', label: 'Within target', format: fmt.pct, num: true },
+        { field: 'objective', label: 'Objective', format: fmt.pct, num: true },
+        { field: 'budget_remaining', label: 'Budget left', format: fmt.pct, num: true, bar: true,
+          barClass: (row) => (row.budget_remaining < 0.25 ? 'bad' : '') },
+      ], answer.rows, { rowAttrs: (row) => ({ class: row.met ? null : 'has-errors', 'data-met': String(row.met) }) })
+        : empty('No tool calls in this window.'));
     },
 
     errors(answer, target) {
