@@ -11,7 +11,7 @@ import itertools
 import json
 import zlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta, timezone
 from importlib.resources import files
@@ -27,6 +27,7 @@ from google.protobuf import json_format
 from pydantic import ValidationError
 
 from mcp_analytics import otlp
+from mcp_analytics.alerts import Engine
 from mcp_analytics.keys import ApiKeys
 from mcp_analytics.models import BATCH, EVENT, MAX_BODY_BYTES, MAX_EVENTS_PER_BATCH, Event, IngestResult, Rejection
 from mcp_analytics.store import DIMENSIONS, PANELS, Slice, Store, Window
@@ -189,41 +190,52 @@ RETENTION_INTERVAL = 3600.0
 """Seconds between two deletions of the events past the retention (the first runs at start-up)."""
 
 
-def _keeping(store: Store, retention: timedelta | None) -> Any:
-    """The app's lifespan: with a retention, events older than it are deleted at start and every hour."""
+def _periodic(jobs: list[tuple[str, float, Callable[[], object]]]) -> Any:
+    """The app's lifespan: each ``(name, seconds, job)`` runs in a worker thread at start-up and then every
+    ``seconds``, a failure logged and tried again next round."""
+
+    async def every(name: str, seconds: float, job: Callable[[], object]) -> None:
+        while True:
+            try:
+                await to_thread.run_sync(job)
+            except Exception:  # the next round tries again  # noqa: BLE001
+                logger.exception("%s failed; tried again in %g s", name, seconds)
+            await anyio.sleep(seconds)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if retention is None:
-            yield
-            return
-
-        async def prune() -> None:
-            while True:
-                cutoff = datetime.now(timezone.utc) - retention
-                try:
-                    deleted = await to_thread.run_sync(lambda: store.delete(None, before=cutoff))
-                    if deleted:
-                        logger.info("retention: deleted %d events older than %s", deleted, cutoff.isoformat())
-                except Exception:  # the next round tries again  # noqa: BLE001
-                    logger.exception("retention: could not delete the events older than %s", cutoff.isoformat())
-                await anyio.sleep(RETENTION_INTERVAL)
-
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(prune)
+            for job in jobs:
+                tasks.start_soon(every, *job)
             yield
             tasks.cancel_scope.cancel()
 
     return lifespan
 
 
-def create_app(store: Store, keys: ApiKeys, *, retention: timedelta | None = None) -> FastAPI:
-    """The API over ``store``; ``retention``: events older than this are deleted (at start, then hourly)."""
+def _prune(store: Store, retention: timedelta) -> None:
+    cutoff = datetime.now(timezone.utc) - retention
+    deleted = store.delete(None, before=cutoff)
+    if deleted:
+        logger.info("retention: deleted %d events older than %s", deleted, cutoff.isoformat())
+
+
+def create_app(
+    store: Store, keys: ApiKeys, *, retention: timedelta | None = None, alerts: Engine | None = None,
+    alert_interval: float = 60.0,
+) -> FastAPI:
+    """The API over ``store``; ``retention``: events older than this are deleted (at start, then hourly);
+    ``alerts``: evaluated every ``alert_interval`` seconds."""
+    jobs: list[tuple[str, float, Callable[[], object]]] = []
+    if retention is not None:
+        jobs.append(("retention", RETENTION_INTERVAL, lambda: _prune(store, retention)))
+    if alerts is not None:
+        jobs.append(("alert evaluation", alert_interval, alerts.evaluate))
     app = FastAPI(
         title="MCP analytics API",
         version=__version__,
         description="Analytics events of MCP servers: ingest, panels, sessions, dashboard.",
-        lifespan=_keeping(store, retention),
+        lifespan=_periodic(jobs),
     )
     app.state.keys = keys
     _document_the_batch_schema(app)
@@ -316,6 +328,16 @@ def create_app(store: Store, keys: ApiKeys, *, retention: timedelta | None = Non
     async def delete_user(user_id: Annotated[str, Path(max_length=512)], project: Project) -> dict[str, Any]:
         deleted = await to_thread.run_sync(lambda: store.delete(project, user_id=user_id))
         return {"project": project, "user": user_id, "deleted": deleted}
+
+    @app.get("/v1/alerts", summary="The project's alerts: firing, resolved or all, newest first")
+    async def list_alerts(
+        project: Project, state: Literal["firing", "resolved", "all"] = "firing",
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> dict[str, Any]:
+        if alerts is None:
+            return {"project": project, "enabled": False, "alerts": []}
+        found = await to_thread.run_sync(lambda: alerts.store.alerts(project, state, limit))
+        return {"project": project, "enabled": True, "alerts": found}
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

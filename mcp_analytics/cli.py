@@ -9,6 +9,7 @@ import sys
 import urllib.error
 
 from mcp_analytics import report
+from mcp_analytics.alerts import Engine, Rules
 from mcp_analytics.duckdb_store import DEFAULT_MEMORY_LIMIT
 from mcp_analytics.keys import ApiKeys, new_key
 from mcp_analytics.server import DEFAULT_HOST, DEFAULT_PORT
@@ -39,7 +40,9 @@ def _serve(args: argparse.Namespace) -> int:
     url = f"http://{args.host}:{args.port}"
     print(f"MCP analytics API on {url} (store {args.db}, OpenAPI at {url}/docs); dashboard at {url}/", flush=True)
     try:
-        foreground(create_app(store, keys, retention=args.retention), args.host, args.port)
+        engine = Engine(store, Rules.parse(args.alert_rule), args.alert_webhook)
+        app = create_app(store, keys, retention=args.retention, alerts=engine, alert_interval=args.alert_interval)
+        foreground(app, args.host, args.port)
     finally:
         store.close()
     return 0
@@ -144,6 +147,13 @@ def parser() -> argparse.ArgumentParser:
                             "go to the fastest tier that holds their p95 over the last 7 days)")  # fmt: skip
     serve.add_argument("--slo-objective", type=float, default=None, metavar="SHARE",
                        help="the share of calls within target each tool must reach (default 0.95)")
+    serve.add_argument("--alert-webhook", action="append", default=[], metavar="URL",
+                       help="POST every alert that starts firing or resolves here, as JSON with a Slack-style `text` "
+                            "(repeatable; alerts are evaluated and listed at /v1/alerts without one too)")  # fmt: skip
+    serve.add_argument("--alert-interval", type=float, default=60.0, metavar="SECONDS",
+                       help="how often the alert rules are evaluated (default 60)")
+    serve.add_argument("--alert-rule", action="append", default=[], metavar="FIELD=VALUE",
+                       help="change a rule's threshold, e.g. volume_factor=4, error_ratio=0.1 (repeatable)")
     serve.set_defaults(run=_serve)
 
     rep = commands.add_parser("report", help="print the panels as tables, from a store file or a running API")

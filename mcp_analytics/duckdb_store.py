@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Sequence
+from dataclasses import asdict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from mcp_analytics.alerts import MAX_DELIVERY_ATTEMPTS, Alert, Rules, Transition
 from mcp_analytics.event_columns import to_arrow
 from mcp_analytics.models import Event, IngestResult
 from mcp_analytics.recent_ids import DEFAULT_CAPACITY, RecentIds
@@ -76,6 +78,22 @@ MIGRATIONS: list[tuple[int, str]] = [
     (3, "ALTER TABLE events ADD COLUMN caller_id VARCHAR"),
     (4, "ALTER TABLE events ADD COLUMN user_data JSON"),
     (5, "ALTER TABLE events ADD COLUMN destructive_tools VARCHAR[]; ALTER TABLE events ADD COLUMN prompts_listed VARCHAR[]"),
+    (
+        6,
+        """
+        CREATE SEQUENCE alert_ids;
+        CREATE TABLE alerts (
+            id BIGINT PRIMARY KEY DEFAULT nextval('alert_ids'),
+            project VARCHAR NOT NULL, rule VARCHAR NOT NULL, subject VARCHAR NOT NULL, state VARCHAR NOT NULL,
+            since TIMESTAMP NOT NULL, resolved_at TIMESTAMP, observed DOUBLE, threshold DOUBLE, "window" VARCHAR,
+            text VARCHAR
+        );
+        CREATE TABLE alert_deliveries (
+            alert_id BIGINT NOT NULL, state VARCHAR NOT NULL, url VARCHAR NOT NULL, delivered BOOLEAN NOT NULL,
+            attempts INTEGER NOT NULL, PRIMARY KEY (alert_id, state, url)
+        );
+        """,
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -459,6 +477,81 @@ def _timeline(key: str) -> tuple[str, str | None]:
 
 
 _FIRST_EVENT = f"SELECT min(ts) FROM events WHERE {_IN_WINDOW}"
+_SERVED = "project = $project AND kind <> 'client'"
+_CALLS = f"{_SERVED} AND type = 'mcp:tools/call' AND resource IS NOT NULL"
+_NOW = "CAST($now AS TIMESTAMP)"
+_DEVIATIONS = {
+    # subject, observed, threshold (a row is an alert), window: what each rule finds at $now.
+    "volume_spike": (f"""
+        WITH recent AS (
+            SELECT resource AS subject, count(*) AS calls FROM events
+            WHERE {_CALLS} AND ts >= {_NOW} - INTERVAL 1 HOUR AND ts < {_NOW} GROUP BY 1
+        ),
+        usual AS (  -- the same hour of each of the 7 days before, for tools called in that week at all
+            SELECT resource AS subject, count(*) FILTER (
+                WHERE (epoch_us({_NOW}) - epoch_us(ts)) % 86400000000 BETWEEN 1 AND 3600000000) / 7.0 AS calls
+            FROM events
+            WHERE {_CALLS} AND ts >= {_NOW} - INTERVAL 7 DAY - INTERVAL 1 HOUR AND ts < {_NOW} - INTERVAL 1 DAY
+            GROUP BY 1
+        )
+        SELECT subject, recent.calls AS observed, $volume_factor * greatest(usual.calls, 1) AS threshold
+        FROM recent JOIN usual USING (subject)
+        WHERE recent.calls >= $volume_min_calls AND recent.calls >= $volume_factor * greatest(usual.calls, 1)""",
+        "1h vs the same hour over 7 days", "{subject}: {observed:.0f} calls in the last hour, {ratio:.1f}x the usual {usual:.1f}"),
+    "latency_spike": (f"""
+        WITH recent AS (
+            SELECT resource AS subject, quantile_cont(duration_ms, 0.95) AS p95, count(*) AS calls FROM events
+            WHERE {_CALLS} AND ts >= {_NOW} - INTERVAL 15 MINUTE AND ts < {_NOW} GROUP BY 1
+        ),
+        usual AS (
+            SELECT resource AS subject, quantile_cont(duration_ms, 0.95) AS p95 FROM events
+            WHERE {_CALLS} AND ts >= {_NOW} - INTERVAL 24 HOUR - INTERVAL 15 MINUTE AND ts < {_NOW} - INTERVAL 15 MINUTE
+            GROUP BY 1
+        )
+        SELECT subject, round(recent.p95, 3) AS observed, round($latency_factor * usual.p95, 3) AS threshold
+        FROM recent JOIN usual USING (subject)
+        WHERE recent.calls >= $latency_min_calls AND recent.p95 > $latency_factor * usual.p95""",
+        "p95 over 15m vs the 24h before", "{subject}: p95 {observed:.0f} ms over 15 minutes, {ratio:.1f}x the usual {usual:.0f} ms"),
+    "error_ratio": (f"""
+        SELECT resource AS subject,
+            round(count(*) FILTER (WHERE failure_origin IN ('server', 'upstream')) / count(*), 4) AS observed,
+            $error_ratio AS threshold
+        FROM events WHERE {_CALLS} AND ts >= {_NOW} - INTERVAL 15 MINUTE AND ts < {_NOW}
+        GROUP BY 1 HAVING count(*) >= $error_min_calls
+            AND count(*) FILTER (WHERE failure_origin IN ('server', 'upstream')) > $error_ratio * count(*)""",
+        "15m", "{subject}: {observed:.1%} of calls failed (server or upstream) over 15 minutes"),
+    "auth_spike": (f"""
+        WITH recent AS (
+            SELECT failure_reason AS subject, count(*) AS failures FROM events
+            WHERE {_SERVED} AND failure_origin = 'auth' AND ts >= {_NOW} - INTERVAL 15 MINUTE AND ts < {_NOW} GROUP BY 1
+        ),
+        usual AS (  -- per 15 minutes over the day before
+            SELECT failure_reason AS subject, count(*) / 96.0 AS failures FROM events
+            WHERE {_SERVED} AND failure_origin = 'auth'
+                AND ts >= {_NOW} - INTERVAL 24 HOUR - INTERVAL 15 MINUTE AND ts < {_NOW} - INTERVAL 15 MINUTE
+            GROUP BY 1
+        )
+        SELECT subject, recent.failures AS observed, $auth_factor * greatest(coalesce(usual.failures, 0), 1) AS threshold
+        FROM recent LEFT JOIN usual USING (subject)
+        WHERE recent.failures >= $auth_min_failures
+            AND recent.failures >= $auth_factor * greatest(coalesce(usual.failures, 0), 1)""",
+        "15m vs the 24h before", "auth {subject}: {observed:.0f} refusals in 15 minutes, {ratio:.1f}x the usual {usual:.1f}"),
+    "destructive_new_client": (f"""
+        WITH destructive AS (
+            SELECT DISTINCT unnest(destructive_tools) AS tool FROM events
+            WHERE {_SERVED} AND type = 'mcp:tools/list' AND ts >= {_NOW} - INTERVAL 7 DAY AND ts < {_NOW}
+        ),
+        newcomers AS (
+            SELECT client_name FROM events WHERE {_SERVED} AND client_name IS NOT NULL AND ts < {_NOW}
+            GROUP BY 1 HAVING min(ts) >= {_NOW} - to_microseconds(CAST($new_client_hours * 3600e6 AS BIGINT))
+        )
+        SELECT resource || ' by ' || client_name AS subject, count(*) AS observed, 0 AS threshold FROM events
+        WHERE {_CALLS} AND ts >= {_NOW} - INTERVAL 1 HOUR AND ts < {_NOW}
+            AND resource IN (SELECT tool FROM destructive) AND client_name IN (SELECT client_name FROM newcomers)
+        GROUP BY resource, client_name""",
+        "1h", "{subject}: a destructive tool called {observed:.0f} times by a client first seen in the last day"),
+}
+"""The deviation rules as queries (``alerts.Rules`` names their thresholds); ``slo_burn`` reads the ``slo`` panel."""
 _SLO_BASELINE = f"""
     SELECT resource AS tool, round(quantile_cont(duration_ms, 0.95), 3) AS baseline_p95_ms
     FROM events WHERE project = $project AND kind <> 'client' AND type = 'mcp:tools/call' AND resource IS NOT NULL
@@ -471,6 +564,19 @@ _SLO_WINDOW = f"""
         count(*) FILTER (WHERE duration_ms <= CAST($slo_targets AS DOUBLE[])[list_position(CAST($slo_tools AS VARCHAR[]), resource)]) AS within,
         round(quantile_cont(duration_ms, 0.95), 3) AS p95_ms
     FROM events WHERE {_TOOL_CALLS} GROUP BY resource ORDER BY calls DESC, tool"""
+
+
+_UNDELIVERED = """
+    SELECT a.id, a.project, a.rule, a.subject, t.transition, a.observed, a.threshold, a."window", a.since,
+        a.resolved_at, a.text, u.url
+    FROM alerts AS a
+    CROSS JOIN (SELECT unnest(CAST($urls AS VARCHAR[])) AS url) AS u
+    CROSS JOIN (SELECT unnest(['firing', 'resolved']) AS transition) AS t
+    LEFT JOIN alert_deliveries AS d ON d.alert_id = a.id AND d.state = t.transition AND d.url = u.url
+    WHERE (t.transition = 'firing' OR a.state = 'resolved') AND NOT coalesce(d.delivered, false)
+        AND coalesce(d.attempts, 0) < $attempts
+        AND (d.alert_id IS NOT NULL OR CASE t.transition WHEN 'firing' THEN a.since ELSE a.resolved_at END >= $not_before)
+    ORDER BY a.id, t.transition, u.url"""
 
 
 def _run(cursor: Any, sql: str, values: dict[str, Any]) -> list[dict[str, Any]]:
@@ -689,6 +795,94 @@ class DuckDBStore:
                 "budget_remaining": round(1 - bad / allowed, 4), "p95_ms": row["p95_ms"],
             })  # fmt: skip
         return rows[: values["limit"]]
+
+    # ---------------------------------------------------------------- alerts (``alerts.Engine``)
+
+    def deviations(self, project: str, now: datetime, rules: Rules) -> list[Alert]:
+        """What the rules find in ``project`` at ``now``: one ``Alert`` per rule and subject."""
+        values = {"project": project, "now": _naive_utc(now), **asdict(rules)}
+        factors = {"volume_spike": rules.volume_factor, "latency_spike": rules.latency_factor, "auth_spike": rules.auth_factor}
+        found = []
+        cursor = self._connection.cursor()
+        try:
+            for rule, (sql, window, text) in _DEVIATIONS.items():
+                for row in _run(cursor, sql, values):
+                    observed, threshold = float(row["observed"]), float(row["threshold"])
+                    usual = threshold / factors[rule] if rule in factors else threshold
+                    said = text.format(subject=row["subject"], observed=observed, usual=usual,
+                                       ratio=observed / usual if usual else float("inf"))  # fmt: skip
+                    found.append(Alert(rule, row["subject"], observed, threshold, window, said))
+        finally:
+            cursor.close()
+        return found + self._slo_burn(project, now, rules)
+
+    def _slo_burn(self, project: str, now: datetime, rules: Rules) -> list[Alert]:
+        """Tools spending their latency error budget ``rules.slo_burn`` times too fast over 1 hour and 5 minutes."""
+        rates = []
+        for length in (timedelta(hours=1), timedelta(minutes=5)):
+            rows = self.panel(project, "slo", Window(now - length, now), limit=1_000_000)
+            rates.append({row["tool"]: (row, (1 - row["attainment"]) / (1 - row["objective"])) for row in rows})
+        hour, recent = rates
+        return [
+            Alert("slo_burn", tool, round(burn, 2), rules.slo_burn, "1h and 5m",
+                  f"{tool}: latency budget burning {burn:.1f}x too fast ({row['tier']}, {row['target_ms']:.0f} ms target)")
+            for tool, (row, burn) in hour.items()
+            if row["calls"] >= rules.slo_min_calls and burn >= rules.slo_burn and recent.get(tool, (None, 0))[1] >= rules.slo_burn
+        ]  # fmt: skip
+
+    def record_alerts(self, project: str, found: Sequence[Alert], now: datetime) -> None:
+        """Start an episode for each new rule and subject, refresh the firing ones, resolve those not found."""
+        stamp = _naive_utc(now)
+        with self._write:
+            db = self._connection
+            db.execute("BEGIN TRANSACTION")
+            try:
+                firing = {(rule, subject): alert_id for alert_id, rule, subject in db.execute(
+                    "SELECT id, rule, subject FROM alerts WHERE project = ? AND state = 'firing'", [project]).fetchall()}
+                for alert in found:
+                    known = firing.pop((alert.rule, alert.subject), None)
+                    if known is None:
+                        db.execute(
+                            """INSERT INTO alerts (project, rule, subject, state, since, observed, threshold, "window", text)
+                            VALUES (?, ?, ?, 'firing', ?, ?, ?, ?, ?)""",
+                            [project, alert.rule, alert.subject, stamp, alert.observed, alert.threshold, alert.window, alert.text],
+                        )
+                    else:
+                        db.execute("UPDATE alerts SET observed = ?, threshold = ?, text = ? WHERE id = ?",
+                                   [alert.observed, alert.threshold, alert.text, known])  # fmt: skip
+                for alert_id in firing.values():  # no longer found: resolved
+                    db.execute("UPDATE alerts SET state = 'resolved', resolved_at = ? WHERE id = ?", [stamp, alert_id])
+                db.execute("COMMIT")
+            except Exception:
+                db.execute("ROLLBACK")
+                raise
+
+    def undelivered(self, webhooks: Sequence[str], not_before: datetime = EPOCH) -> list[tuple[int, Transition, str]]:
+        """Transitions some webhook has not received: since ``not_before`` (a webhook added later is not sent the
+        past), or tried before and failed fewer than ``MAX_DELIVERY_ATTEMPTS`` times."""
+        rows = _run(self._connection.cursor(), _UNDELIVERED, {
+            "urls": list(webhooks), "attempts": MAX_DELIVERY_ATTEMPTS, "not_before": _naive_utc(not_before)})  # fmt: skip
+        return [
+            (row["id"], Transition(row["project"], row["rule"], row["subject"], row["transition"], row["observed"],
+                                   row["threshold"], row["window"], row["since"], row["text"],
+                                   row["resolved_at"] if row["transition"] == "resolved" else None), row["url"])
+            for row in rows
+        ]  # fmt: skip
+
+    def delivered(self, alert_id: int, state: str, url: str, ok: bool) -> None:
+        with self._write:
+            self._connection.execute(
+                """INSERT INTO alert_deliveries VALUES (?, ?, ?, ?, 1) ON CONFLICT (alert_id, state, url)
+                DO UPDATE SET delivered = excluded.delivered, attempts = alert_deliveries.attempts + 1""",
+                [alert_id, state, url, ok],
+            )
+
+    def alerts(self, project: str, state: str = "all", limit: int = 1000) -> list[dict[str, Any]]:
+        """The project's alerts, newest first: ``firing``, ``resolved`` or ``all``."""
+        return _run(self._connection.cursor(), """
+            SELECT rule, subject, state, since, resolved_at, observed, threshold, "window", text FROM alerts
+            WHERE project = $project AND ($state = 'all' OR state = $state) ORDER BY since DESC, id DESC LIMIT $limit""",
+            {"project": project, "state": state, "limit": limit})  # fmt: skip
 
     def delete(self, project: str | None, *, before: datetime | None = None, user_id: str | None = None) -> int:
         if before is None and user_id is None:

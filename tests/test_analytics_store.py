@@ -368,7 +368,7 @@ def test_a_version_1_file_is_migrated_and_keeps_its_events(tmp_path):
     ]
     store.close()
     with duckdb.connect(str(path)) as db:
-        assert db.execute("SELECT version FROM schema_version ORDER BY version").fetchall() == [(1,), (2,), (3,), (4,), (5,)]
+        assert db.execute("SELECT version FROM schema_version ORDER BY version").fetchall() == [(1,), (2,), (3,), (4,), (5,), (6,)]
 
 
 def test_time_buckets_fit_the_window_and_all_starts_at_the_first_event(store):

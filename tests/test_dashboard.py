@@ -491,6 +491,28 @@ def test_the_timeline_shows_captured_content_folded(chromium: str, served: Serve
     assert json.loads(custom.attrs["data-value"]) == {"message": "user asked about refunds"}
 
 
+def test_firing_alerts_are_shown_above_the_panels(chromium: str) -> None:
+    from mcp_analytics.alerts import Engine
+
+    now = datetime.now(timezone.utc)
+    store = DuckDBStore(":memory:")
+    store.add(PROJECT, [validated_event(event_id=f"b{i}", type="mcp:tools/call", resource="billing",
+                                        timestamp_ns=int((now - timedelta(minutes=2, seconds=i)).timestamp() * 1e9),
+                                        is_error=i < 3, failure={"origin": "server", "reason": "tool_error"} if i < 3 else None)
+                        for i in range(20)])  # fmt: skip
+    engine = Engine(store)
+    engine.evaluate()
+    try:
+        with in_thread(create_app(store, ApiKeys([(PROJECT, KEY)]), alerts=engine, alert_interval=3600)) as url:
+            page = dump_dom(chromium, f"{url}/#key={KEY}&last=1h")
+    finally:
+        store.close()
+    assert page.body.attrs.get("data-loaded") == "true", page.body.attrs
+    (alert,) = page.root.find("section", id="alerts").find_all("div", data_rule=True)
+    assert (alert.attrs["data-rule"], alert.attrs["data-subject"]) == ("error_ratio", "billing")
+    assert alert.field("text") == "billing: 15.0% of calls failed (server or upstream) over 15 minutes"
+
+
 def test_wrong_key_shows_the_error_and_no_data(chromium: str, served: Served) -> None:
     page = dump_dom(chromium, f"{served.url}/#key=not-a-key&last=24h")
     error = page.body.attrs.get("data-error", "")

@@ -342,7 +342,7 @@
       history.replaceState(null, '', location.pathname + location.search + fragment());
       renderChrome();
     }
-    const jobs = state.session ? [loadSession(signal)] : PANELS.map((name) => loadPanel(name, signal));
+    const jobs = state.session ? [loadSession(signal)] : [...PANELS.map((name) => loadPanel(name, signal)), loadAlerts(signal)];
     $('overview').hidden = Boolean(state.session);
     $('session-view').hidden = !state.session;
     const results = await Promise.allSettled(jobs);
@@ -379,6 +379,30 @@
     const age = Date.now() - new Date(first).getTime();
     const fitting = FITTING.find(([, ms]) => age <= ms);
     return fitting ? fitting[0] : '30d';
+  }
+
+  /* The alerts firing now (the API evaluates its rules on a schedule): one line each, above the panels. */
+  async function loadAlerts(signal) {
+    const target = clear($('alerts'));
+    let answer;
+    try {
+      const response = await fetch('/v1/alerts?state=firing', {
+        headers: { Authorization: `Bearer ${state.key}`, Accept: 'application/json' }, cache: 'no-store', credentials: 'omit', signal,
+      });
+      if (!response.ok) return; // the panels say what is wrong with the key or the server
+      answer = await response.json();
+    } catch (error) {
+      if (error.name === 'AbortError') throw error;
+      return;
+    }
+    const alerts = (answer && Array.isArray(answer.alerts)) ? answer.alerts : [];
+    target.hidden = !alerts.length;
+    for (const alert of alerts) {
+      target.appendChild(el('div', { class: 'alert', 'data-rule': alert.rule, 'data-subject': alert.subject },
+        el('span', { class: 'badge bad' }, alert.rule.replace(/_/g, ' ')), ' ',
+        field('span', 'text', alert.text), ' ',
+        el('span', { class: 'sub' }, `since ${fmt.time(alert.since)}`)));
+    }
   }
 
   async function loadPanel(name, signal) {

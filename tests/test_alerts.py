@@ -1,0 +1,165 @@
+"""Deviation alerts: every rule provoked for real in a store, sent once per episode to a real webhook, resolved."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import datetime, timedelta, timezone
+
+import httpx
+import pytest
+
+from mcp_analytics.alerts import Engine, Rules
+from mcp_analytics.api import create_app
+from mcp_analytics.duckdb_store import DuckDBStore
+from mcp_analytics.keys import ApiKeys
+from mcp_analytics.models import Event, validated_event
+from mcp_analytics.server import in_thread
+from mcp_analytics.store import Slos
+from tests.apps.analytics_receiver import receiver
+
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
+EXPECTED = {
+    ("volume_spike", "search"),
+    ("latency_spike", "fetch"),
+    ("error_ratio", "billing"),
+    ("auth_spike", "expired_token"),
+    ("destructive_new_client", "delete_repo by newbie"),
+    ("slo_burn", "report"),
+}
+
+
+IDS = itertools.count()
+
+
+def at(moment: datetime, **fields) -> Event:
+    fields.setdefault("type", "mcp:tools/call")
+    fields.setdefault("client_name", "veteran")
+    return validated_event(event_id=f"e{next(IDS)}", timestamp_ns=int(moment.timestamp() * 1e9), **fields)
+
+
+def week_with_a_spike_of_each_kind() -> list[Event]:
+    """Seven quiet days, then in the last minutes one deviation per rule (and a client first seen days ago)."""
+    events = [at(NOW - timedelta(days=3), type="mcp:initialize")]  # the veteran client, seen days ago
+    for day in range(1, 8):  # search: 5 calls in the same hour of each day before
+        events += [at(NOW - timedelta(days=day, minutes=30 + i), resource="search") for i in range(5)]
+    events += [at(NOW - timedelta(minutes=50, seconds=i), resource="search") for i in range(30)]  # 6x its usual
+    events += [at(NOW - timedelta(hours=10, minutes=i), resource="fetch", duration_ms=50) for i in range(100)]
+    events += [at(NOW - timedelta(minutes=10, seconds=i), resource="fetch", duration_ms=500) for i in range(25)]
+    events += [at(NOW - timedelta(minutes=5, seconds=i), resource="billing", duration_ms=10, is_error=i < 3,
+                  failure={"origin": "server", "reason": "tool_error"} if i < 3 else None) for i in range(20)]
+    auth = {"type": "mcp:tools/call", "resource": "admin", "is_error": True,
+            "failure": {"origin": "auth", "reason": "expired_token"}}
+    events += [at(NOW - timedelta(hours=5, minutes=i), **auth) for i in range(20)]
+    events += [at(NOW - timedelta(minutes=3, seconds=i), **auth) for i in range(12)]
+    events.append(at(NOW - timedelta(days=2), type="mcp:tools/list", tools_listed=["delete_repo", "search"],
+                     destructive_tools=["delete_repo"]))
+    events.append(at(NOW - timedelta(minutes=20), resource="delete_repo", client_name="newbie"))
+    events.append(at(NOW - timedelta(minutes=20), resource="delete_repo"))  # the veteran: not new
+    events += [at(NOW - timedelta(minutes=40, seconds=i), resource="report", duration_ms=1000 if i % 4 else 100)
+               for i in range(40)]
+    events += [at(NOW - timedelta(minutes=2, seconds=i), resource="report", duration_ms=1000) for i in range(3)]
+    return events
+
+
+@pytest.fixture
+def store():
+    store = DuckDBStore(slos=Slos.parse({"tools": {"report": "light", "search": "heavy", "fetch": "heavy",
+                                                  "billing": "heavy", "delete_repo": "heavy"}}))  # fmt: skip
+    store.add("p", week_with_a_spike_of_each_kind())
+    yield store
+    store.close()
+
+
+def firing(store: DuckDBStore) -> set[tuple[str, str]]:
+    return {(row["rule"], row["subject"]) for row in store.alerts("p", "firing")}
+
+
+def test_each_rule_finds_its_deviation_and_nothing_else(store):
+    found = {(alert.rule, alert.subject): alert for alert in store.deviations("p", NOW, Rules())}
+    assert set(found) == EXPECTED
+    assert (found[("volume_spike", "search")].observed, found[("volume_spike", "search")].threshold) == (30.0, 15.0)
+    assert found[("latency_spike", "fetch")].observed == 500.0 and found[("latency_spike", "fetch")].threshold == 100.0
+    assert found[("error_ratio", "billing")].observed == 0.15
+    assert found[("auth_spike", "expired_token")].observed == 12.0
+    assert found[("slo_burn", "report")].observed == round((33 / 43) / 0.05, 2)  # 33 of 43 slow, against a 5% budget
+    assert found[("volume_spike", "search")].text == "search: 30 calls in the last hour, 6.0x the usual 5.0"
+    for alert in found.values():
+        assert alert.window and alert.subject.split(" ")[0] in alert.text
+
+
+def test_thresholds_change_what_fires(store):
+    quieter = Rules.parse(["error_ratio=0.2", "volume_factor=7", "slo_burn=20"])
+    found = {(alert.rule, alert.subject) for alert in store.deviations("p", NOW, quieter)}
+    assert found == EXPECTED - {("error_ratio", "billing"), ("volume_spike", "search"), ("slo_burn", "report")}
+    with pytest.raises(ValueError, match="field=number"):
+        Rules.parse(["volume_factor=loud"])
+    with pytest.raises(ValueError):
+        Rules.parse(["no_such_rule=1"])
+
+
+def test_an_episode_is_sent_once_when_it_fires_and_once_when_it_resolves(store):
+    with receiver() as hook:
+        engine = Engine(store, webhooks=[hook.url + "/hook"], started=NOW - timedelta(days=30))
+        engine.evaluate(NOW)
+        assert firing(store) == EXPECTED
+        sent = {(r.body["rule"], r.body["subject"]): r.body for r in hook.requests}
+        assert set(sent) == EXPECTED and len(hook.requests) == len(EXPECTED)
+        body = sent[("error_ratio", "billing")]
+        assert body["state"] == "firing" and body["project"] == "p" and body["observed"] == 0.15
+        assert body["threshold"] == 0.05 and body["window"] == "15m" and body["since"] == NOW.isoformat()
+        assert body["text"] == "[FIRING] p: billing: 15.0% of calls failed (server or upstream) over 15 minutes"
+
+        engine.evaluate(NOW + timedelta(minutes=1))  # still deviating: the same episodes, nothing sent again
+        assert len(hook.requests) == len(EXPECTED)
+
+        later = NOW + timedelta(days=2)  # the spikes are past
+        engine.evaluate(later)
+        resolved = [r.body for r in hook.requests[len(EXPECTED):]]
+        assert {(b["rule"], b["subject"], b["state"]) for b in resolved} == {(*key, "resolved") for key in EXPECTED}
+        assert all(b["resolved_at"] == later.isoformat() and b["text"].startswith("[RESOLVED] p: ") for b in resolved)
+        engine.evaluate(later + timedelta(minutes=1))
+        assert len(hook.requests) == 2 * len(EXPECTED)
+    assert firing(store) == set()
+    assert {(row["rule"], row["subject"]) for row in store.alerts("p", "resolved")} == EXPECTED
+
+
+def test_a_failing_webhook_is_retried_until_it_takes_the_alert(store):
+    with receiver(*[(503, {}, 0.0)] * 3 * len(EXPECTED)) as hook:  # every first-round attempt fails
+        engine = Engine(store, Rules(), [hook.url], started=NOW - timedelta(days=30), backoff=0.01)
+        engine.evaluate(NOW)
+        assert len(hook.requests) == 3 * len(EXPECTED)  # three attempts each, with backoff
+        engine.evaluate(NOW + timedelta(minutes=1))  # the next evaluation delivers them
+        delivered = hook.requests[3 * len(EXPECTED):]
+        assert {(r.body["rule"], r.body["subject"]) for r in delivered} == EXPECTED and len(delivered) == len(EXPECTED)
+        engine.evaluate(NOW + timedelta(minutes=2))
+        assert len(hook.requests) == 4 * len(EXPECTED)
+
+
+def test_a_restart_sends_nothing_again_and_a_new_webhook_gets_no_past(store):
+    with receiver() as first, receiver() as second:
+        Engine(store, webhooks=[first.url], started=NOW - timedelta(days=30)).evaluate(NOW)
+        restarted = Engine(store, webhooks=[first.url, second.url], started=NOW + timedelta(seconds=30))
+        restarted.evaluate(NOW + timedelta(minutes=1))
+        assert len(first.requests) == len(EXPECTED) and second.requests == []
+        restarted.evaluate(NOW + timedelta(days=2))  # resolutions reach both
+        assert len(second.requests) == len(EXPECTED) and all(r.body["state"] == "resolved" for r in second.requests)
+
+
+def test_the_api_evaluates_on_a_schedule_and_lists_alerts(store):
+    with receiver() as hook:
+        engine = Engine(store, webhooks=[hook.url], started=datetime.now(timezone.utc) - timedelta(days=3650))
+        engine.evaluate(NOW)  # as the schedule would have at NOW
+        with in_thread(create_app(store, ApiKeys([("p", "key")]), alerts=engine, alert_interval=0.2)) as url:
+            headers = {"Authorization": "Bearer key"}
+            listed = httpx.get(f"{url}/v1/alerts?state=resolved", headers=headers).json()
+            # the app evaluates at the real time: the 2026-11-20 spikes are long past, so each resolves
+            deadline = datetime.now(timezone.utc) + timedelta(seconds=10)
+            while len(listed["alerts"]) < len(EXPECTED) and datetime.now(timezone.utc) < deadline:
+                listed = httpx.get(f"{url}/v1/alerts?state=resolved", headers=headers).json()
+            assert listed["enabled"] is True
+            assert {(row["rule"], row["subject"]) for row in listed["alerts"]} == EXPECTED
+            assert httpx.get(f"{url}/v1/alerts", headers=headers).json()["alerts"] == []  # firing: none
+            assert len(httpx.get(f"{url}/v1/alerts?state=all", headers=headers).json()["alerts"]) == len(EXPECTED)
+            assert httpx.get(f"{url}/v1/alerts?state=loud", headers=headers).status_code == 422
+            assert httpx.get(f"{url}/v1/alerts").status_code == 401
+        assert len(hook.requests) == 2 * len(EXPECTED)
