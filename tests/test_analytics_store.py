@@ -359,7 +359,7 @@ def test_a_version_1_file_is_migrated_and_keeps_its_events(tmp_path):
                    "VALUES ('p', 'old', ?, 'mcp:tools/call', 'server', 'legacy_tool', false, 5.0, false)",
                    [moment(9).replace(tzinfo=None) - timedelta(days=2)])  # fmt: skip
     store = DuckDBStore(path)
-    assert store.schema_version == SCHEMA_VERSION == 4
+    assert store.schema_version == SCHEMA_VERSION == 6
     store.add("p", [event("l1", type="mcp:tools/list", tools_listed=["search", "legacy_tool"])])
     two_days_ago = moment(9) - timedelta(days=2)
     assert store.panel("p", "unused_tools", WHOLE_DAY) == [
