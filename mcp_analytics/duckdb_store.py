@@ -228,11 +228,10 @@ def _numbered(grouped: str) -> str:
 
 
 _SESSION_COLUMNS = "event_id, ts, type, is_error, intent, session_id, user_id, client_name, caller_id"
-_SCOPED = f"""scoped AS (
-    SELECT {_SESSION_COLUMNS} FROM events
+_RUNS = f"""scoped AS (
+    SELECT ts, session_id, user_id, client_name, caller_id FROM events
     WHERE project = $project AND kind <> 'client' AND ts >= CAST($start AS TIMESTAMP) - $gap AND ts < $end
-)"""
-_RUNS = f"""{_SCOPED},
+),
 runs AS (SELECT grp, run, user_id, client_name FROM {_sessions("scoped", "count(*) AS events", "user_id, client_name")})"""
 _SINGLES = "count(*) FILTER (WHERE session_id IS NULL AND user_id IS NULL AND caller_id IS NULL)"
 """How a window's sessions are counted: its events of no group (one session each, ``_SINGLES``) plus the runs
@@ -403,12 +402,35 @@ _PANELS: dict[str, str] = {
             AND ($q IS NULL OR contains(lower(intent), lower($q)))
         ORDER BY ts DESC, event_id LIMIT $limit""",
     "sessions": f"""
-        WITH {_SCOPED},
-        runs AS MATERIALIZED (
-            SELECT * FROM {_sessions("scoped", f"any_value({_TAG}) AS tag, any_value(session_id) AS session_id, "
-                                     f"min(event_id) AS first_event, any_value(user_id) AS user, "
-                                     f"any_value(client_name) AS client, {_SESSION_FIGURES}")}
-            ORDER BY started DESC, grp, run LIMIT $limit
+        WITH moments AS (  -- narrow: when each grouped event happened, and its group
+            SELECT ts, {_GROUP} AS grp FROM events
+            WHERE project = $project AND kind <> 'client' AND ts >= CAST($start AS TIMESTAMP) - $gap AND ts < $end
+                AND coalesce(session_id, user_id, caller_id) IS NOT NULL
+        ),
+        spans AS (
+            SELECT grp, min(ts) FILTER (WHERE ts >= $start) AS started, max(ts) AS ended,
+                max(ts) - min(ts) > $gap AS long
+            FROM moments GROUP BY grp
+        ),
+        cuts AS (  -- every run with an event in the window: one per short group, long groups cut at each $gap
+            SELECT grp, 1 AS run, 1 AS last_run, started, ended FROM spans WHERE NOT long AND ended >= $start
+            UNION ALL
+            SELECT grp, run, max(run) OVER (PARTITION BY grp) AS last_run, started, ended FROM (
+                SELECT grp, run, min(ts) FILTER (WHERE ts >= $start) AS started, max(ts) AS ended
+                FROM ({_numbered("moments WHERE grp IN (SELECT grp FROM spans WHERE long)")})
+                GROUP BY grp, run HAVING max(ts) >= $start
+            )
+        ),
+        chosen AS (SELECT * FROM cuts ORDER BY started DESC, grp, run LIMIT $limit),
+        runs AS MATERIALIZED (  -- only now the chosen runs' own events, for their figures
+            SELECT chosen.grp, chosen.run, any_value(chosen.last_run) AS last_run, any_value({_TAG}) AS tag,
+                any_value(session_id) AS session_id, min(event_id) AS first_event, any_value(user_id) AS user,
+                any_value(client_name) AS client, {_SESSION_FIGURES}
+            FROM chosen JOIN (
+                SELECT {_SESSION_COLUMNS}, {_GROUP} AS grp FROM events
+                WHERE {_IN_WINDOW} AND coalesce(session_id, user_id, caller_id) IS NOT NULL
+            ) AS own ON own.grp = chosen.grp AND own.ts BETWEEN chosen.started AND chosen.ended
+            GROUP BY chosen.grp, chosen.run
         ),
         earlier AS (
             SELECT DISTINCT session_id FROM events
@@ -424,11 +446,13 @@ _PANELS: dict[str, str] = {
                 user, client, started, ended, duration_s, events, tool_calls, failures, intents
             FROM runs
         ),
-        singles AS (
+        singles AS (  -- an event of no group: a session of its own
             SELECT 'e-' || event_id AS session, true AS stateless, 'single event' AS grouping, NULL AS user,
-                any_value(client_name) AS client, {_SESSION_FIGURES}
+                client_name AS client, ts AS started, ts AS ended, 0.0 AS duration_s, 1 AS events,
+                CAST(type = 'mcp:tools/call' AS INTEGER) AS tool_calls, CAST(is_error AS INTEGER) AS failures,
+                CAST(intent IS NOT NULL AS INTEGER) AS intents
             FROM events WHERE {_IN_WINDOW} AND session_id IS NULL AND user_id IS NULL AND caller_id IS NULL
-            GROUP BY event_id ORDER BY started DESC, session LIMIT $limit
+            ORDER BY started DESC, session LIMIT $limit
         )
         SELECT *, CASE WHEN ended > CAST($now AS TIMESTAMP) - $gap THEN 'active' ELSE 'ended' END AS state
         FROM (FROM grouped UNION ALL FROM singles)
