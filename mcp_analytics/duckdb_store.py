@@ -228,11 +228,19 @@ def _numbered(grouped: str) -> str:
 
 
 _SESSION_COLUMNS = "event_id, ts, type, is_error, intent, session_id, user_id, client_name, caller_id"
-_RUNS = f"""scoped AS (
-    SELECT ts, session_id, user_id, client_name, caller_id FROM events
+_RUNS = f"""scoped AS MATERIALIZED (  -- narrow: when, who, and the group
+    SELECT ts, user_id, client_name, {_GROUP} AS grp FROM events
     WHERE project = $project AND kind <> 'client' AND ts >= CAST($start AS TIMESTAMP) - $gap AND ts < $end
+        AND coalesce(session_id, user_id, caller_id) IS NOT NULL
 ),
-runs AS (SELECT grp, run, user_id, client_name FROM {_sessions("scoped", "count(*) AS events", "user_id, client_name")})"""
+spans AS (SELECT grp, max(ts) - min(ts) > $gap AS long FROM scoped GROUP BY grp),
+runs AS (
+    SELECT DISTINCT grp, 1 AS run, user_id, client_name FROM scoped
+    WHERE ts >= $start AND grp IN (SELECT grp FROM spans WHERE NOT long)
+    UNION ALL
+    SELECT DISTINCT grp, run, user_id, client_name FROM ({_numbered("scoped WHERE grp IN (SELECT grp FROM spans WHERE long)")})
+    WHERE ts >= $start
+)"""
 _SINGLES = "count(*) FILTER (WHERE session_id IS NULL AND user_id IS NULL AND caller_id IS NULL)"
 """How a window's sessions are counted: its events of no group (one session each, ``_SINGLES``) plus the runs
 (``_RUNS``: one row per user and client seen in a run, so a run counts once for each) of every group with an
