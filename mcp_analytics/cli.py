@@ -9,6 +9,7 @@ import sys
 import urllib.error
 
 from mcp_analytics import report
+from opentelemetry_instrumentation_mcp.version import __version__
 from mcp_analytics.alerts import Engine, Rules
 from mcp_analytics.duckdb_store import DEFAULT_MEMORY_LIMIT
 from mcp_analytics.keys import ApiKeys, new_key
@@ -114,7 +115,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="mcp-analytics", description=__doc__)
+    root = argparse.ArgumentParser(prog="mcp-analytics", description="Serve the MCP analytics API and dashboard, print "
+                                   "the report from a store or a running API, or run the demo.")  # fmt: skip
+    root.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = root.add_subparsers(dest="command", required=True)
     db = os.environ.get(ENV_DB, DEFAULT_DB)
 

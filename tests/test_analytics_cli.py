@@ -170,3 +170,12 @@ def test_serve_refuses_an_slo_configuration_it_cannot_use(tmp_path, config, says
     run = cli("serve", "--db", str(tmp_path / "x.duckdb"), "--port", str(free_port()), "--slo-config",
               str(tmp_path / "slo.json"))  # fmt: skip
     assert run.returncode == 2 and says in run.stderr, run.stderr
+
+
+def test_version_and_help():
+    from opentelemetry_instrumentation_mcp import __version__
+
+    shown = cli("--version")
+    assert (shown.returncode, shown.stdout.strip()) == (0, f"mcp-analytics {__version__}")
+    helped = cli("--help")
+    assert helped.returncode == 0 and "``" not in helped.stdout and "Serve the MCP analytics API" in helped.stdout
