@@ -79,10 +79,14 @@ def run(db: str, port: int, keep_serving: bool | None = None) -> int:
             print("agent sessions:\n" + "\n".join(log) + "\n")
             print(report.render(report.from_api(api_url, key, "1h"), f"MCP analytics: project {PROJECT}, last hour"))
             dashboard = f"{api_url}/#key={key}"
-            print(f"\ndashboard: {dashboard}\n(demo took {time.perf_counter() - started:.1f} s)")
+            took = f"(demo took {time.perf_counter() - started:.1f} s)"
             if keep_serving if keep_serving is not None else sys.stdin.isatty():
-                print("serving the dashboard; Ctrl-C stops", flush=True)
+                print(f"\ndashboard: {dashboard}\n{took}\nserving the dashboard until Ctrl-C", flush=True)
                 threading.Event().wait()
+            else:  # the API stops with the demo: say so, and how to look at the store afterwards
+                print(f"\n{took}\nthe demo's API has stopped (it served the dashboard at {dashboard} while it ran); to "
+                      f"browse it: mcp-analytics demo --keep-serving, or mcp-analytics serve --db {db} "
+                      f"--api-key {PROJECT}=<key> and open /#key=<key>")
     finally:
         instrumentor.uninstrument()
         HTTPXClientInstrumentor().uninstrument()
