@@ -407,3 +407,11 @@ def test_intents_are_searched_by_q(api):
     assert found.status_code == 200 and [row["event_id"] for row in found.json()["rows"]] == ["i1"]
     assert {row["event_id"] for row in api.panel("intents").json()["rows"]} == {"i1", "i2"}
     assert api.panel("intents", q="x" * 513).status_code == 422
+
+
+async def test_otlp_configured_only_by_the_readme_s_environment_variables(api, recorded, monkeypatch):
+    spans = await recorded_mcp_spans(recorded)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"{api.url}/v1/traces")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS", f"Authorization=Bearer%20{KEY_A}")
+    assert OTLPSpanExporter().export(spans) == SpanExportResult.SUCCESS
+    assert api.count() == len([span for span in spans if span.kind.name == "SERVER"])
