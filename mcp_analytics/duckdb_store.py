@@ -508,7 +508,7 @@ def _timeline(key: str) -> tuple[str, str | None]:
     return _SESSION_TIMELINES[""], None
 
 
-_FIRST_EVENT = f"SELECT min(ts) FROM events WHERE {_IN_WINDOW}"
+_FIRST_EVENT = f"SELECT min(ts) AS first FROM events WHERE {_IN_WINDOW}"
 _SERVED = "project = $project AND kind <> 'client'"
 _CALLS = f"{_SERVED} AND type = 'mcp:tools/call' AND resource IS NOT NULL"
 _NOW = "CAST($now AS TIMESTAMP)"
@@ -798,9 +798,8 @@ class DuckDBStore:
         try:
             if name in ("timeseries", "trends") and values["bucket"] is None and window.start <= EPOCH:
                 # "All" starts in 1970: its buckets start at the project's first event instead.
-                first_sql, _ = _sliced(_FIRST_EVENT, slice)
-                first = cursor.execute(first_sql, {k: v for k, v in values.items() if f"${k}" in first_sql}).fetchone()[0]
-                values["start"] = first.replace(second=0, microsecond=0) if first else values["start"]
+                first = _run(cursor, _sliced(_FIRST_EVENT, slice)[0], values)[0]["first"]
+                values["start"] = _naive_utc(first).replace(second=0, microsecond=0) if first else values["start"]
             values["bucket"] = values["bucket"] or bucket_for(Window(values["start"], values["end"]))
             rows = _run(cursor, sql, values)
             if name == "slo":

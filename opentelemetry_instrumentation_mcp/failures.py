@@ -126,11 +126,9 @@ def of_refusal(status: int, header: str | None, authenticate: str | None, *, sen
     if found is not None:
         return found
     stated = _BEARER_ERROR.search(authenticate or "")
-    if stated and stated.group(1) in ("invalid_token", "insufficient_scope"):
-        return failure(stated.group(1) if sent_token or stated.group(1) != "invalid_token" else "missing_token")
-    if status == 403:
+    if (stated and stated.group(1) == "insufficient_scope") or status == 403:
         return failure("insufficient_scope")
-    return failure("invalid_token" if sent_token else "missing_token")
+    return failure("invalid_token" if sent_token else "missing_token")  # stated "invalid_token", or a bare 401
 
 
 _BEARER_ERROR = re.compile(r'error="([a-z_]+)"')

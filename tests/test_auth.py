@@ -20,6 +20,14 @@ pytestmark = pytest.mark.anyio
 CALL = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}}
 
 
+REFUSALS = [  # the server's verdict for each token the verifier below refuses
+    (None, 401, "missing_token"),
+    ("forged", 401, "invalid_token"),
+    ("expired", 401, "expired_token"),
+    ("narrow", 403, "insufficient_scope"),
+]
+
+
 def access_token(**fields):
     from mcp.server.auth.provider import AccessToken
 
@@ -65,15 +73,7 @@ async def post(url: str, token: str | None, payload: dict) -> httpx.Response:
         return await http.post(url, json=payload, headers=headers)
 
 
-@pytest.mark.parametrize(
-    ("token", "status", "reason"),
-    [
-        (None, 401, "missing_token"),
-        ("forged", 401, "invalid_token"),
-        ("expired", 401, "expired_token"),
-        ("narrow", 403, "insufficient_scope"),
-    ],
-)
+@pytest.mark.parametrize(("token", "status", "reason"), REFUSALS)
 async def test_refused_requests_get_a_span_and_a_metric_point(recorded, token, status, reason):
     with serving(secured_server()) as server:
         response = await post(server.url, token, CALL)
@@ -169,15 +169,7 @@ class WithoutVerdictHeader:
 
 
 @pytest.mark.parametrize("stateless", [False, True], ids=["stateful", "stateless"])
-@pytest.mark.parametrize(
-    ("token", "status", "reason"),
-    [
-        (None, 401, "missing_token"),
-        ("forged", 401, "invalid_token"),
-        ("expired", 401, "expired_token"),
-        ("narrow", 403, "insufficient_scope"),
-    ],
-)
+@pytest.mark.parametrize(("token", "status", "reason"), REFUSALS)
 async def test_a_refusal_has_one_verdict_on_both_sides(recorded, token, status, reason, stateless):
     with serving(secured_server(), stateless=stateless) as server:
         error = await refused_initialize(server.url, token)

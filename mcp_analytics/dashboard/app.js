@@ -230,9 +230,16 @@
 
   async function query(name, params, signal) {
     const search = new URLSearchParams({ last: state.last, ...filterQuery(state.filters), ...params });
+    const answer = await get(`/v1/panels/${encodeURIComponent(name)}?${search}`, signal);
+    if (!Array.isArray(answer.rows)) throw new ApiError(200, 'the answer has no rows');
+    return answer;
+  }
+
+  /* One GET of the API with the project's key: its JSON, or an ApiError saying why not. */
+  async function get(path, signal) {
     let response;
     try {
-      response = await fetch(`/v1/panels/${encodeURIComponent(name)}?${search}`, {
+      response = await fetch(path, {
         headers: { Authorization: `Bearer ${state.key}`, Accept: 'application/json' },
         cache: 'no-store',
         credentials: 'omit',
@@ -251,7 +258,7 @@
       else if (Array.isArray(detail) && detail[0] && detail[0].msg) message = detail[0].msg;
       throw new ApiError(response.status, `${response.status}: ${message}`);
     }
-    if (!answer || !Array.isArray(answer.rows)) throw new ApiError(response.status, 'the answer has no rows');
+    if (!answer) throw new ApiError(response.status, 'the answer is not JSON');
     return answer;
   }
 
@@ -386,14 +393,10 @@
     const target = clear($('alerts'));
     let answer;
     try {
-      const response = await fetch('/v1/alerts?state=firing', {
-        headers: { Authorization: `Bearer ${state.key}`, Accept: 'application/json' }, cache: 'no-store', credentials: 'omit', signal,
-      });
-      if (!response.ok) return; // the panels say what is wrong with the key or the server
-      answer = await response.json();
+      answer = await get('/v1/alerts?state=firing', signal);
     } catch (error) {
       if (error.name === 'AbortError') throw error;
-      return;
+      return; // the panels say what is wrong with the key or the server
     }
     const alerts = (answer && Array.isArray(answer.alerts)) ? answer.alerts : [];
     target.hidden = !alerts.length;
