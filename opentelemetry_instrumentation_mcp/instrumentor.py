@@ -10,7 +10,7 @@ from typing import Any
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.trace import get_tracer_provider
 
-from opentelemetry_instrumentation_mcp import events, sdk, upstream
+from opentelemetry_instrumentation_mcp import events, openinference, sdk, upstream
 from opentelemetry_instrumentation_mcp.content import ContentPolicy
 from opentelemetry_instrumentation_mcp.identity import DEFAULT_TIMEOUT, Identifier
 from opentelemetry_instrumentation_mcp.intent import IntentOptions
@@ -51,7 +51,8 @@ class MCPInstrumentor(BaseInstrumentor):
         ``identify_timeout`` (seconds, default 1); ``capture_content`` (bool, else
         ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``) and ``redact`` (``str -> str``);
         ``session_timeout`` (seconds without a message that end a session, default 1800, else
-        ``OTEL_INSTRUMENTATION_MCP_SESSION_TIMEOUT``)."""
+        ``OTEL_INSTRUMENTATION_MCP_SESSION_TIMEOUT``); ``openinference`` (bool, else
+        ``OTEL_INSTRUMENTATION_MCP_OPENINFERENCE``: the attributes Phoenix and Arize read, see ``openinference``)."""
         intent = IntentOptions.resolve(
             kwargs.get("intent"), kwargs.get("intent_parameter"), kwargs.get("intent_description")
         )
@@ -60,6 +61,7 @@ class MCPInstrumentor(BaseInstrumentor):
         telemetry = Telemetry(
             kwargs.get("tracer_provider"), kwargs.get("meter_provider"), intent, identifier, content,
             session_timeout=_session_timeout(kwargs.get("session_timeout")),
+            openinference=openinference.enabled(kwargs.get("openinference")),
         )
         adapter = sdk.adapter()
         try:

@@ -19,7 +19,7 @@ from opentelemetry.trace import Span, StatusCode, set_span_in_context
 from opentelemetry.util.types import AttributeValue
 
 from opentelemetry_instrumentation_mcp import attributes as attr
-from opentelemetry_instrumentation_mcp import failures
+from opentelemetry_instrumentation_mcp import failures, openinference
 from opentelemetry_instrumentation_mcp.content import ContentPolicy
 from opentelemetry_instrumentation_mcp.failures import Failure
 
@@ -74,6 +74,7 @@ class Operation:
         "child_attributes",
         "session",
         "_owned",
+        "_openinference",
     )
 
     def __init__(
@@ -89,6 +90,7 @@ class Operation:
         child_attributes: dict[str, AttributeValue] | None = None,
         session: Any = None,
         owned: bool = True,
+        openinference: bool = False,
     ) -> None:
         self.span = span
         self._context = set_span_in_context(span, parent)
@@ -106,6 +108,8 @@ class Operation:
         self._content = content
         self._upstream: float | None = None
         self._owned = owned
+        self._openinference = openinference
+        """Add the OpenInference attributes derived from the span's own when it ends (``openinference``)."""
         """False when the span is a framework's, current already and ended by it: this only enriches it."""
         self.session = session
         """The ``records.Session`` the message belongs to."""
@@ -239,6 +243,8 @@ class Operation:
     def end(self) -> None:
         if self._upstream is not None:
             self.span.set_attribute(attr.MCP_UPSTREAM_DURATION, self._upstream)
+        if self._openinference and self.span.is_recording():
+            self.span.set_attributes(openinference.of(getattr(self.span, "attributes", None) or {}))
         if self._owned:
             self.span.end()
         # In the span's context, so an exemplar of this point refers to this operation's span.

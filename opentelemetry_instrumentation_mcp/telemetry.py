@@ -120,8 +120,11 @@ class Telemetry:
         identifier: Identifier | None = None,
         content: ContentPolicy | None = None,
         session_timeout: float = SESSION_TIMEOUT,
+        openinference: bool = False,
     ):
         self.session_timeout = session_timeout
+        self.openinference = openinference
+        """Spans also carry the OpenInference attributes derived from ours (``openinference.of``)."""
         """Seconds without a message after which a stateful session ends (its next message starts a new one)."""
         self.intent = intent or IntentOptions()
         self.content = content or ContentPolicy()
@@ -210,6 +213,7 @@ class Telemetry:
             child_attributes={key: attributes[key] for key in _CHILD_KEYS if key in attributes},
             session=session,
             owned=framework_span is None,
+            openinference=self.openinference,
         )
 
     def _redacted(self, value: Any) -> Any:
@@ -316,6 +320,7 @@ class Telemetry:
             server_side=False,
             error_of=error_of,
             content=self.content,
+            openinference=self.openinference,
         )
 
     def saw(self, session: Session) -> None:
