@@ -10,6 +10,8 @@ from opentelemetry.semconv._incubating.metrics.mcp_metrics import (
     MCP_SERVER_SESSION_DURATION,
 )
 
+SERVER_UPSTREAM_DURATION = "mcp.server.operation.upstream.duration"
+"""Ours, not the conventions': the part of ``mcp.server.operation.duration`` spent waiting on dependencies."""
 DURATION_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
 
 
@@ -23,7 +25,7 @@ def _duration(meter: Meter, name: str, description: str) -> Histogram:
 
 
 class Instruments:
-    """The four duration histograms of the MCP conventions, created once per meter."""
+    """The four duration histograms of the MCP conventions and our upstream time, created once per meter."""
 
     def __init__(self, meter: Meter) -> None:
         self.server_operation = _duration(
@@ -38,6 +40,10 @@ class Instruments:
         self.client_session = _duration(
             meter, MCP_CLIENT_SESSION_DURATION, "Duration of an MCP session as observed by the client."
         )
+        self.server_upstream = _duration(
+            meter, SERVER_UPSTREAM_DURATION,
+            "Time an MCP server operation waited on its upstream calls (outermost CLIENT spans it started).",
+        )  # fmt: skip
         self.overflow: Counter = meter.create_counter(
             name="mcp.instrumentation.metric_value_overflow",
             unit="{value}",

@@ -75,6 +75,7 @@ class Operation:
         "session",
         "_owned",
         "_openinference",
+        "_upstream_histogram",
     )
 
     def __init__(
@@ -91,6 +92,7 @@ class Operation:
         session: Any = None,
         owned: bool = True,
         openinference: bool = False,
+        upstream_histogram: Histogram | None = None,
     ) -> None:
         self.span = span
         self._context = set_span_in_context(span, parent)
@@ -107,6 +109,8 @@ class Operation:
         self._current_token: Token[Operation | None] | None = None
         self._content = content
         self._upstream: float | None = None
+        self._upstream_histogram = upstream_histogram
+        """Where the upstream time is recorded too (server side), with the duration's attributes."""
         self._owned = owned
         self._openinference = openinference
         """Add the OpenInference attributes derived from the span's own when it ends (``openinference``)."""
@@ -243,6 +247,8 @@ class Operation:
     def end(self) -> None:
         if self._upstream is not None:
             self.span.set_attribute(attr.MCP_UPSTREAM_DURATION, self._upstream)
+            if self._upstream_histogram is not None:
+                self._upstream_histogram.record(self._upstream, self._metric_attributes, context=self._context)
         if self._openinference and self.span.is_recording():
             self.span.set_attributes(openinference.of(getattr(self.span, "attributes", None) or {}))
         if self._owned:

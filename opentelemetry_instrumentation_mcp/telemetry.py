@@ -131,7 +131,7 @@ class Telemetry:
         self.identifier = identifier or Identifier(None)
         self.tracer = get_tracer(_SCOPE, __version__, tracer_provider, schema_url=_SCHEMA_URL)
         self.instruments = Instruments(get_meter(_SCOPE, __version__, meter_provider, schema_url=_SCHEMA_URL))
-        self.caps = [Cap(name, limit, self.instruments.overflow) for name, limit in LIMITS.items()]
+        self.caps = {name: Cap(name, limit, self.instruments.overflow) for name, limit in LIMITS.items()}
         self._warn = WarnOnce()
         self.callers = Callers(window=session_timeout)
         """Stateless HTTP: the client each caller named, for its requests that name none."""
@@ -214,6 +214,7 @@ class Telemetry:
             session=session,
             owned=framework_span is None,
             openinference=self.openinference,
+            upstream_histogram=self.instruments.server_upstream,
         )
 
     def _redacted(self, value: Any) -> Any:
@@ -278,7 +279,7 @@ class Telemetry:
             value = span_attributes.get(key)
             if value is not None:
                 metrics[key] = value
-        for cap in self.caps:
+        for cap in self.caps.values():
             value = span_attributes.get(cap.attribute)
             if isinstance(value, str):
                 metrics[cap.attribute] = cap(value)
@@ -351,6 +352,8 @@ class Telemetry:
             return
         histogram = self.instruments.client_session if session.client_side else self.instruments.server_session
         metrics = dict(session.metric_attributes())
+        if session.client_name is not None:  # sessions per client, through the same cap as operations
+            metrics[attr.MCP_CLIENT_NAME] = self.caps[attr.MCP_CLIENT_NAME](session.client_name)
         if error_type is not None:
             metrics[attr.ERROR_TYPE] = error_type
         histogram.record(session.last_seen - session.first_seen, metrics)

@@ -513,7 +513,7 @@ def test_slo_tiers_attainment_and_error_budget():
 
 
 def test_slo_configuration_is_checked():
-    assert Slos.parse().tiers == {"light": 300.0, "medium": 2000.0, "heavy": 30000.0}
+    assert Slos.parse().tiers == {"light": 500.0, "medium": 2000.0, "heavy": 30000.0}
     parsed = Slos.parse({"tools": {"a*": "heavy"}}, tiers=["light=100"], tools=["ab=light"], objective=0.99)
     assert parsed.tiers["light"] == 100.0 and parsed.tools == (("ab", "light"), ("a*", "heavy")) and parsed.objective == 0.99
     assert parsed.tier_of("abc", 1.0) == ("heavy", "pattern") and parsed.tier_of("ab", 9e9) == ("light", "pattern")

@@ -116,8 +116,9 @@ async def test_stdio_one_server_span_per_message_exported_over_otlp(recorded, ot
 
     sessions = otlp_receiver.metric_points("mcp.server.session.duration")
     assert [(point.count, point.attributes, point.scope) for point in sessions] == [
-        (1, {"network.transport": "pipe", "mcp.protocol.version": protocol_version}, OUR_SCOPE)
-    ]
+        (1, {"network.transport": "pipe", "mcp.protocol.version": protocol_version,
+             "mcp.client.name": notification.attributes["mcp.client.name"]}, OUR_SCOPE)
+    ]  # fmt: skip
     operations = otlp_receiver.metric_points("mcp.server.operation.duration")
     assert sum(point.count for point in operations) == len(SCRIPT)
     assert {point.attributes["network.transport"] for point in operations} == {"pipe"}

@@ -274,6 +274,8 @@ async def test_session_duration_recorded_once_per_side_when_the_session_closes(r
         assert [point.count for point in points] == [1], name
         assert points[0].sum >= 0.05
         assert "error.type" not in points[0].attributes
+        client_name = recorded.server_spans()[0].attributes["mcp.client.name"]
+        assert points[0].attributes["mcp.client.name"] == client_name, "sessions per client"
 
 
 async def test_cancelled_request_ends_its_spans(recorded, kind):
