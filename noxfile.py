@@ -14,7 +14,8 @@ OTEL = ["opentelemetry-api==1.45.1", "opentelemetry-sdk==1.45.1", "opentelemetry
         "opentelemetry-proto==1.45.1"]
 OTEL_CONTRIB = ["opentelemetry-instrumentation==0.66b1", "opentelemetry-semantic-conventions==0.66b1",
                 "opentelemetry-test-utils==0.66b1", "opentelemetry-distro==0.66b1",
-                "opentelemetry-instrumentation-asgi==0.66b1", "opentelemetry-instrumentation-httpx==0.66b1"]
+                "opentelemetry-instrumentation-asgi==0.66b1", "opentelemetry-instrumentation-httpx==0.66b1",
+                "opentelemetry-exporter-prometheus==0.66b1"]
 
 
 @nox.session(python="3.11")
