@@ -2,6 +2,7 @@
 
     nox                      # every session
     nox -s "tests(mcp='2.3.0')"
+    nox -s phoenix           # end to end against a real Arize Phoenix (a heavy install)
 """
 
 import nox
@@ -16,6 +17,9 @@ OTEL_CONTRIB = ["opentelemetry-instrumentation==0.66b1", "opentelemetry-semantic
                 "opentelemetry-test-utils==0.66b1", "opentelemetry-distro==0.66b1",
                 "opentelemetry-instrumentation-asgi==0.66b1", "opentelemetry-instrumentation-httpx==0.66b1",
                 "opentelemetry-exporter-prometheus==0.66b1"]
+# tests/phoenix needs arize-phoenix, installed only by the ``phoenix`` session: every other session leaves it out.
+PHOENIX_TESTS = "tests/phoenix"
+PHOENIX = "arize-phoenix==20.26.1"
 
 
 @nox.session(python="3.11")
@@ -26,7 +30,7 @@ def tests(session: nox.Session, mcp: str) -> None:
     # The latest of each line also installs the exporter's optional orjson; the others test its stdlib fallback.
     extras = "test,analytics,exporter" if mcp in ("1.30.0", "2.3.0") else "test,analytics"
     session.install("-e", f".[{extras}]", f"mcp=={mcp}", *OTEL, *OTEL_CONTRIB, *extra)
-    session.run("pytest", "-q", "-p", "no:cacheprovider", *session.posargs)
+    session.run("pytest", "-q", "-p", "no:cacheprovider", f"--ignore={PHOENIX_TESTS}", *session.posargs)
 
 
 @nox.session(python="3.11")
@@ -34,7 +38,7 @@ def fastmcp(session: nox.Session) -> None:
     """The suite with the fastmcp framework installed (on the latest mcp 2.x it requires)."""
     overrides = "tests/requirements/fastmcp-overrides.txt"
     session.install("--override", overrides, "-e", ".[test,analytics]", "mcp==2.3.0", "fastmcp==4.1.6", *OTEL, *OTEL_CONTRIB)
-    session.run("pytest", "-q", "-p", "no:cacheprovider", *session.posargs)
+    session.run("pytest", "-q", "-p", "no:cacheprovider", f"--ignore={PHOENIX_TESTS}", *session.posargs)
 
 
 @nox.session(python="3.11")
@@ -42,3 +46,12 @@ def without_mcp(session: nox.Session) -> None:
     """Zero-code startup where ``mcp`` is not installed: the instrumentation is skipped cleanly."""
     session.install("-e", ".", *OTEL, *OTEL_CONTRIB)
     session.run("python", "tests/check_without_mcp.py")
+
+
+@nox.session(python="3.11")
+def phoenix(session: nox.Session) -> None:
+    """End to end: an instrumented stdio server and client export over OTLP/HTTP to a real Arize Phoenix,
+    and the spans are read back through Phoenix's own API."""
+    session.install("-e", ".[test]", "mcp==2.3.0", PHOENIX, *OTEL, *OTEL_CONTRIB)
+    # arize-phoenix-client's pytest plugin (Phoenix experiments from tests) is not used: left unloaded.
+    session.run("pytest", "-q", "-p", "no:cacheprovider", "-p", "no:phoenix", PHOENIX_TESTS, *session.posargs)
