@@ -23,6 +23,7 @@ from opentelemetry.trace import Link, Span, SpanKind, StatusCode, TracerProvider
 from opentelemetry.util.types import AttributeValue
 
 from opentelemetry_instrumentation_mcp import attributes as attr
+from opentelemetry_instrumentation_mcp import stdout
 from opentelemetry_instrumentation_mcp._log import WarnOnce
 from opentelemetry_instrumentation_mcp.content import ContentPolicy
 from opentelemetry_instrumentation_mcp.events import CustomEvent
@@ -129,6 +130,7 @@ class Telemetry:
         self.intent = intent or IntentOptions()
         self.content = content or ContentPolicy()
         self.identifier = identifier or Identifier(None)
+        self._providers = (tracer_provider, meter_provider)
         self.tracer = get_tracer(_SCOPE, __version__, tracer_provider, schema_url=_SCHEMA_URL)
         self.instruments = Instruments(get_meter(_SCOPE, __version__, meter_provider, schema_url=_SCHEMA_URL))
         self.caps = {name: Cap(name, limit, self.instruments.overflow) for name, limit in LIMITS.items()}
@@ -137,6 +139,16 @@ class Telemetry:
         """Stateless HTTP: the client each caller named, for its requests that name none."""
         self._open_sessions: OrderedDict[str, Session] = OrderedDict()
         """Server sessions by id, for events published from outside a request (bounded)."""
+
+    def serving_stdio(self) -> None:
+        """A server starts on stdio: warn (once) if an exporter writes to stdout, the protocol's stream."""
+        try:
+            names = stdout.exporters_on_stdout(*stdout.providers(*self._providers))
+        except Exception:  # never raise into the server  # noqa: BLE001
+            logger.debug("could not inspect the exporters", exc_info=True)
+            return
+        if names:
+            self._warn("stdout", stdout.FIX, ", ".join(names))
 
     def open_session(self, session: Session) -> None:
         """A stateful server session began: findable by its id until it ends."""

@@ -8,7 +8,7 @@ inherit it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -63,9 +63,14 @@ async def entered_with(streams: AbstractAsyncContextManager[_T], values: dict[Co
                 pass
 
 
-def stdio_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> AbstractAsyncContextManager[Any]:
-    """``wrapt`` wrapper for ``stdio_server()`` (both SDK lines)."""
-    return entered_with(wrapped(*args, **kwargs), {current_transport: Transport(name="pipe")})
+def stdio_wrapper(on_start: Callable[[], None]) -> Callable[..., AbstractAsyncContextManager[Any]]:
+    """``wrapt`` wrapper for ``stdio_server()`` (both SDK lines); ``on_start`` runs as a server starts on stdio."""
+
+    def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> AbstractAsyncContextManager[Any]:
+        on_start()
+        return entered_with(wrapped(*args, **kwargs), {current_transport: Transport(name="pipe")})
+
+    return wrapper
 
 
 def client_stdio_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> AbstractAsyncContextManager[Any]:

@@ -217,11 +217,13 @@ async def test_server_spans_are_children_of_the_client_spans_across_the_process_
 async def test_metrics_flushed_when_the_server_process_exits(recorded, otlp_receiver, kind, tmp_path):
     async with stdio_session(otlp_receiver, kind, tmp_path) as client:
         protocol_version = await run_script(client)
-    wait_for_session(otlp_receiver, tmp_path)
+    spans = wait_for_session(otlp_receiver, tmp_path)
 
     sessions = otlp_receiver.metric_points("mcp.server.session.duration")
+    client_name = spans[0].attributes["mcp.client.name"]
     assert [(point.count, point.attributes, point.scope) for point in sessions] == [
-        (1, {"network.transport": "pipe", "mcp.protocol.version": protocol_version}, OUR_SCOPE)
+        (1, {"network.transport": "pipe", "mcp.protocol.version": protocol_version, "mcp.client.name": client_name},
+         OUR_SCOPE)
     ]
     operations = otlp_receiver.metric_points("mcp.server.operation.duration")
     assert sum(point.count for point in operations) == len(SERVER_SCRIPT_SPANS)
@@ -274,3 +276,26 @@ async def test_one_verdict_across_the_process_boundary(recorded, otlp_receiver, 
     assert server.attributes["error.type"] == client_span.attributes["error.type"]
     for attributes in (server.attributes, client_span.attributes):
         assert (attributes["mcp.failure.origin"], attributes["mcp.failure.reason"]) == ("upstream", "upstream_error")
+
+
+
+
+async def test_a_console_exporter_on_stdout_is_warned_about_once(recorded, otlp_receiver, kind, tmp_path):
+    """``OTEL_TRACES_EXPORTER=console`` prints spans into the protocol stream: the server says so on stderr.
+    (The batch delay holds the spans until exit here, so this session still works; a real one breaks.)"""
+    async with stdio_session(
+        otlp_receiver, kind, tmp_path, OTEL_TRACES_EXPORTER="console", OTEL_BSP_SCHEDULE_DELAY="60000"
+    ) as client:
+        await run_script(client)
+        await client.list_tools()
+    stderr = (tmp_path / "server.stderr").read_text()
+    # Once, naming the exporter and the fix (a framework's log handler may wrap the lines).
+    assert stderr.count("ConsoleSpanExporter") == 1 and "over stdio, stdout carries the MCP" in stderr, stderr
+    assert "OTEL_TRACES_EXPORTER=otlp" in stderr
+
+
+async def test_no_stdout_warning_when_exporting_over_otlp(recorded, otlp_receiver, kind, tmp_path):
+    async with stdio_session(otlp_receiver, kind, tmp_path) as client:
+        await run_script(client)
+    wait_for_session(otlp_receiver, tmp_path)
+    assert "stdout carries the MCP protocol" not in (tmp_path / "server.stderr").read_text()
