@@ -16,7 +16,12 @@ from opentelemetry_instrumentation_mcp import attributes as attr
 from opentelemetry_instrumentation_mcp._log import WarnOnce
 
 OTHER = "_OTHER"
-LIMITS = {attr.MCP_CLIENT_NAME: 100, attr.GEN_AI_TOOL_NAME: 1000, attr.GEN_AI_PROMPT_NAME: 1000}
+LIMITS = {
+    attr.MCP_METHOD_NAME: 64,  # the protocol has about 25; a client may send any name
+    attr.MCP_CLIENT_NAME: 100,
+    attr.GEN_AI_TOOL_NAME: 1000,
+    attr.GEN_AI_PROMPT_NAME: 1000,
+}
 """Distinct values kept per metric attribute."""
 
 

@@ -13,6 +13,7 @@ from opentelemetry.trace import get_tracer_provider
 from opentelemetry_instrumentation_mcp import events, openinference, sdk, upstream
 from opentelemetry_instrumentation_mcp.content import ContentPolicy
 from opentelemetry_instrumentation_mcp.identity import DEFAULT_TIMEOUT, Identifier
+from opentelemetry_instrumentation_mcp.instruments import duration_buckets
 from opentelemetry_instrumentation_mcp.intent import IntentOptions
 from opentelemetry_instrumentation_mcp.package import _instruments_any
 from opentelemetry_instrumentation_mcp.telemetry import SESSION_TIMEOUT, Telemetry
@@ -52,7 +53,9 @@ class MCPInstrumentor(BaseInstrumentor):
         ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``) and ``redact`` (``str -> str``);
         ``session_timeout`` (seconds without a message that end a session, default 1800, else
         ``OTEL_INSTRUMENTATION_MCP_SESSION_TIMEOUT``); ``openinference`` (bool, else
-        ``OTEL_INSTRUMENTATION_MCP_OPENINFERENCE``: the attributes Phoenix and Arize read, see ``openinference``)."""
+        ``OTEL_INSTRUMENTATION_MCP_OPENINFERENCE``: the attributes Phoenix and Arize read, see ``openinference``);
+        ``duration_buckets`` (``"fine"``, or increasing seconds, else ``OTEL_INSTRUMENTATION_MCP_DURATION_BUCKETS``;
+        default: the conventions' boundaries) for the operation histograms."""
         intent = IntentOptions.resolve(
             kwargs.get("intent"), kwargs.get("intent_parameter"), kwargs.get("intent_description")
         )
@@ -62,6 +65,7 @@ class MCPInstrumentor(BaseInstrumentor):
             kwargs.get("tracer_provider"), kwargs.get("meter_provider"), intent, identifier, content,
             session_timeout=_session_timeout(kwargs.get("session_timeout")),
             openinference=openinference.enabled(kwargs.get("openinference")),
+            duration_buckets=duration_buckets(kwargs.get("duration_buckets")),
         )
         adapter = sdk.adapter()
         try:

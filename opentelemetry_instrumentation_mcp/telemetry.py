@@ -11,7 +11,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -28,7 +28,7 @@ from opentelemetry_instrumentation_mcp._log import WarnOnce
 from opentelemetry_instrumentation_mcp.content import ContentPolicy
 from opentelemetry_instrumentation_mcp.events import CustomEvent
 from opentelemetry_instrumentation_mcp.identity import IdentifyRequest, Identifier, is_due
-from opentelemetry_instrumentation_mcp.instruments import Instruments
+from opentelemetry_instrumentation_mcp.instruments import DURATION_BUCKETS, Instruments
 from opentelemetry_instrumentation_mcp.intent import IntentOptions
 from opentelemetry_instrumentation_mcp.cardinality import LIMITS, Cap
 from opentelemetry_instrumentation_mcp.operation import ErrorOf, Operation
@@ -48,7 +48,6 @@ _SCHEMA_URL = Schemas.V1_36_0.value
 
 
 _METRIC_KEYS = (
-    attr.MCP_METHOD_NAME,
     attr.GEN_AI_OPERATION_NAME,
     attr.SERVER_ADDRESS,
     attr.SERVER_PORT,
@@ -122,6 +121,7 @@ class Telemetry:
         content: ContentPolicy | None = None,
         session_timeout: float = SESSION_TIMEOUT,
         openinference: bool = False,
+        duration_buckets: Sequence[float] = DURATION_BUCKETS,
     ):
         self.session_timeout = session_timeout
         self.openinference = openinference
@@ -132,7 +132,8 @@ class Telemetry:
         self.identifier = identifier or Identifier(None)
         self._providers = (tracer_provider, meter_provider)
         self.tracer = get_tracer(_SCOPE, __version__, tracer_provider, schema_url=_SCHEMA_URL)
-        self.instruments = Instruments(get_meter(_SCOPE, __version__, meter_provider, schema_url=_SCHEMA_URL))
+        meter = get_meter(_SCOPE, __version__, meter_provider, schema_url=_SCHEMA_URL)
+        self.instruments = Instruments(meter, duration_buckets)
         self.caps = {name: Cap(name, limit, self.instruments.overflow) for name, limit in LIMITS.items()}
         self._warn = WarnOnce()
         self.callers = Callers(window=session_timeout)

@@ -83,6 +83,8 @@ class ReceivedPoint:
     sum: float | None = None
     value: float | int | None = None
     explicit_bounds: tuple[float, ...] = ()
+    exemplars: tuple[tuple[str | None, str | None], ...] = ()
+    """(trace id, span id) in hex of each exemplar."""
 
 
 def any_value(value: AnyValue) -> Any:
@@ -154,6 +156,7 @@ def _points_of(request: ExportMetricsServiceRequest) -> list[ReceivedPoint]:
                     attributes = key_values(point.attributes)
                     if data_type in ("histogram", "exponential_histogram", "summary"):
                         bounds = tuple(point.explicit_bounds) if data_type == "histogram" else ()
+                        exemplars = tuple((_hex(e.trace_id), _hex(e.span_id)) for e in getattr(point, "exemplars", ()))
                         found.append(
                             ReceivedPoint(
                                 **common,
@@ -161,6 +164,7 @@ def _points_of(request: ExportMetricsServiceRequest) -> list[ReceivedPoint]:
                                 count=point.count,
                                 sum=point.sum,
                                 explicit_bounds=bounds,
+                                exemplars=exemplars,
                             )
                         )
                     else:

@@ -228,6 +228,12 @@ async def test_metrics_flushed_when_the_server_process_exits(recorded, otlp_rece
     operations = otlp_receiver.metric_points("mcp.server.operation.duration")
     assert sum(point.count for point in operations) == len(SERVER_SCRIPT_SPANS)
     assert {point.unit for point in operations} == {"s"}
+    # Exemplars travel over OTLP: each points at a server span of that operation.
+    by_id = {(span.trace_id, span.span_id): span for span in spans}
+    for point in operations:
+        assert point.exemplars, point
+        for exemplar in point.exemplars:
+            assert by_id[exemplar].attributes["mcp.method.name"] == point.attributes["mcp.method.name"]
     assert all(point.attributes["network.transport"] == "pipe" for point in operations)
     assert {point.resource["service.name"] for point in sessions + operations} == {SERVICE}
 
