@@ -29,7 +29,9 @@ from pydantic import ValidationError
 from mcp_analytics import otlp
 from mcp_analytics.alerts import Engine
 from mcp_analytics.keys import ApiKeys
-from mcp_analytics.models import BATCH, EVENT, MAX_BODY_BYTES, MAX_EVENTS_PER_BATCH, Event, IngestResult, Rejection
+from mcp_analytics.models import (
+    BATCH, EVENT, MAX_BODY_BYTES, MAX_EVENTS_PER_BATCH, SCHEMA_VERSION, Event, IngestResult, Rejection,
+)  # fmt: skip
 from mcp_analytics.store import DIMENSIONS, PANELS, Slice, Store, Window
 from opentelemetry_instrumentation_mcp.version import __version__
 
@@ -78,7 +80,7 @@ def _events_of(body: bytes) -> tuple[list[Event], list[Rejection]]:
 
     The whole batch is validated at once (fast, in pydantic's core); only when that fails is it read again,
     with the stdlib's more lenient JSON, and validated event by event. A body that is no batch at all is a
-    400 (not JSON) or a 422 (the envelope: ``events`` missing, not a list, too long)."""
+    400 (not JSON) or a 422 (the envelope: ``events`` missing, not a list, too long, or a field beside it)."""
     try:
         return BATCH.validate_json(body)["events"], []
     except ValidationError as error:
@@ -88,9 +90,10 @@ def _events_of(body: bytes) -> tuple[list[Event], list[Rejection]]:
     except (ValueError, RecursionError):
         raise _problem(400, _NOT_A_BATCH, errors) from None
     events = document.get("events") if isinstance(document, dict) else None
-    if not isinstance(events, list) or len(events) > MAX_EVENTS_PER_BATCH:
-        envelope = [e for e in errors if len(e["loc"]) < 2 or not isinstance(e["loc"][1], int)] or errors
-        raise _problem(422, _NOT_A_BATCH, envelope) from None
+    envelope = [e for e in errors if e["type"] != "json_invalid"  # JSON only pydantic refuses: read it again
+                and (len(e["loc"]) < 2 or not isinstance(e["loc"][1], int))]  # fmt: skip
+    if envelope or not isinstance(events, list):  # the batch itself: events missing, too many, or another field
+        raise _problem(422, _NOT_A_BATCH, envelope or errors) from None
     valid, rejected = [], []
     for index, raw in enumerate(events):
         try:
@@ -147,6 +150,18 @@ def _document_the_batch_schema(app: FastAPI) -> None:
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _check_contract(project: str, events: list[Event], rejections: list[Rejection]) -> None:
+    """A batch in another schema version, or for another project than its key's, is refused whole: every event
+    of it would be misread or misfiled, and the sender must change its configuration, not one event."""
+    versions = [r for r in rejections if r.loc[:1] == ["schema"]]
+    if versions:
+        raise _problem(422, f"events of a schema version this API does not read (it reads {SCHEMA_VERSION}): run an "
+                            "exporter and an API of the same release", [r.model_dump() for r in versions])  # fmt: skip
+    others = sorted({event["project"] for event in events if event.get("project") not in (None, project)})
+    if others:
+        raise _problem(403, f"this API key is for project {project!r}; the events say {', '.join(map(repr, others))}")
 
 
 def _project(request: Request) -> str:
@@ -242,6 +257,7 @@ def create_app(
 
     def store_json_batch(project: str, body: bytes) -> IngestResult:
         events, rejections = _events_of(body)
+        _check_contract(project, events, rejections)
         result = store.add(project, events)
         if rejections:
             result = result.model_copy(update={"rejected": len(rejections), "errors": rejections[:MAX_ERRORS_SHOWN]})

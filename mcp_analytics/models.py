@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, StringConstraints, TypeAdapter
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
 from typing_extensions import Required, TypedDict
 
+SCHEMA_VERSION = 1
+"""The event format this API reads (the exporter's ``EVENT_SCHEMA_VERSION``): a batch with another is refused whole."""
 MAX_BODY_BYTES = 16 * 1024 * 1024
 """The largest request body, after gzip decompression."""
 MAX_EVENTS_PER_BATCH = 10_000
@@ -50,12 +52,14 @@ def _defaulting(annotation: Any, field: str) -> Any:
 
 
 class Error(TypedDict, total=False):
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
     type: Name | None
     message: Text | None
     code: Int32 | None
 
 
 class Failure(TypedDict, total=False):
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
     origin: Name | None
     reason: Name | None
 
@@ -64,8 +68,14 @@ class Event(TypedDict, total=False):
     """One MCP message (or custom event) as the exporter maps it (``exporter/events.py``).
 
     Validated events are plain dicts (several times cheaper to validate and to turn into columns than models):
-    build them with ``validated_event``, not by calling ``Event``."""
+    build them with ``validated_event``, not by calling ``Event``. A field the schema does not know is an error,
+    never dropped: a new field comes with a new ``schema`` version."""
 
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
+    schema: Literal[1]
+    """The format's version (``SCHEMA_VERSION``); events mapped from OTLP by the API itself have none."""
+    project: Name | None
+    """The project the exporter was configured with: it must be the API key's (checked by the API)."""
     event_id: Required[Annotated[str, StringConstraints(min_length=1, max_length=128)]]
     type: Required[Annotated[str, StringConstraints(min_length=1, max_length=256)]]
     timestamp_ns: Required[Annotated[int, Field(ge=0, lt=2**63)]]
@@ -101,6 +111,7 @@ class Event(TypedDict, total=False):
 
 
 class EventBatch(TypedDict):
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
     events: Annotated[list[Event], Field(max_length=MAX_EVENTS_PER_BATCH)]
 
 

@@ -415,3 +415,69 @@ async def test_otlp_configured_only_by_the_readme_s_environment_variables(api, r
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS", f"Authorization=Bearer%20{KEY_A}")
     assert OTLPSpanExporter().export(spans) == SpanExportResult.SUCCESS
     assert api.count() == len([span for span in spans if span.kind.name == "SERVER"])
+
+
+# ---------------------------------------------------------------- the ingest contract
+
+
+def test_an_unknown_schema_version_is_refused_whole(api):
+    response = api.events([good("v1", schema=1), good("v99", schema=99)])
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert "schema version this API does not read (it reads 1)" in detail["message"]
+    assert [(e["index"], e["event_id"], e["loc"]) for e in detail["errors"]] == [(1, "v99", ["schema"])]
+    assert api.count() == 0, "not even the event of the known version"
+
+
+def test_a_field_the_schema_does_not_know_is_refused_not_dropped(api):
+    response = api.events([good("ok"), good("extra", colour="blue"), good("nested", failure={"origin": "server", "why": 1})])
+    body = response.json()
+    assert (response.status_code, body["accepted"], body["rejected"]) == (200, 1, 2)
+    assert [(e["event_id"], e["loc"], e["msg"]) for e in body["errors"]] == [
+        ("extra", ["colour"], "Extra inputs are not permitted"),
+        ("nested", ["failure", "why"], "Extra inputs are not permitted"),
+    ]
+    envelope = api.post("/v1/events", json.dumps({"events": [good()], "compressed": True}).encode())
+    assert envelope.status_code == 422 and envelope.json()["detail"]["errors"][0]["loc"] == ["compressed"]
+
+
+def test_events_for_another_project_than_the_keys_are_refused(api, request):
+    mine = api.events([good("mine", project=f"a-{request.node.name}")])
+    assert (mine.status_code, mine.json()["accepted"]) == (200, 1)
+    theirs = api.events([good("theirs", project="someone-else")])
+    assert theirs.status_code == 403
+    assert theirs.json()["detail"]["message"] == f"this API key is for project 'a-{request.node.name}'; the events say 'someone-else'"
+    assert api.count() == 1
+
+
+async def test_every_field_the_exporter_maps_from_a_real_span_survives_validation():
+    """Real spans (a tool call with intent and captured content, a failure with its verdict, an identified user,
+    listings, a prompt, a resource, a custom event) through the exporter's mapping and the API's schema."""
+    from opentelemetry_instrumentation_mcp import UserIdentity, publish_custom_event
+    from tests.conftest import instrumented
+
+    with instrumented(capture_content=True, identify=lambda request: UserIdentity("u1", "Ann", {"plan": "pro"})) as recorded:
+        async with in_memory(build("highlevel")) as client:
+            await client.list_tools()
+            await client.list_prompts()
+            await client.call_tool("echo", {"text": "hi", "context": "The agent greets."})
+            await client.call_tool("fail", {})
+            await client.read_resource("demo://greeting")
+            await client.get_prompt("review", {"code": "x"})
+            session_id = recorded.server_spans()[0].attributes["mcp.session.id"]
+            assert publish_custom_event(session_id, name="deploy", resource_name="search", parameters={"version": 3},
+                                        is_error=True, error="rolled back")  # fmt: skip
+
+    sent_keys = set()
+    for span in recorded.spans():
+        event = to_event(span, "project-a")
+        validated = validated_event(**event)
+        assert set(validated) == set(event), span.name
+        for key, value in event.items():
+            stored = json.loads(validated[key]) if key in ("content", "custom", "user_data") else validated[key]
+            assert stored == value, (span.name, key)
+        sent_keys |= set(event)
+    not_in_this_session = {"caller_id", "upstream_ms", "transport"}  # stateless HTTP; a traced upstream; in memory
+    from mcp_analytics.models import Event
+
+    assert sent_keys == set(Event.__annotations__) - not_in_this_session
