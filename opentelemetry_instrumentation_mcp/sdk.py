@@ -17,11 +17,11 @@ def adapter() -> ModuleType:
     """The adapter module for the installed ``mcp`` line."""
     major = installed_major()
     if major == 1:
-        from opentelemetry_instrumentation_mcp.adapters import mcp_v1  # noqa: PLC0415
+        from opentelemetry_instrumentation_mcp.adapters import v1  # noqa: PLC0415
 
-        return mcp_v1
+        return v1
     if major == 2:
-        from opentelemetry_instrumentation_mcp.adapters import mcp_v2  # noqa: PLC0415
+        from opentelemetry_instrumentation_mcp.adapters import v2  # noqa: PLC0415
 
-        return mcp_v2
+        return v2
     raise RuntimeError(f"unsupported mcp version: {major}")

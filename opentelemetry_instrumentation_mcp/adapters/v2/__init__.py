@@ -5,9 +5,9 @@ from __future__ import annotations
 from opentelemetry_instrumentation_mcp.adapters._tools import tool_manager_wrapper
 from opentelemetry_instrumentation_mcp.adapters._auth import wrap_auth
 from opentelemetry_instrumentation_mcp.adapters._wrapping import Patches
-from opentelemetry_instrumentation_mcp.adapters.fastmcp import record_exception_wrapper, session_attributes_wrapper
-from opentelemetry_instrumentation_mcp.adapters.v2_client import ClientPatch, sdk_span_wrapper
-from opentelemetry_instrumentation_mcp.adapters.v2_server import (
+from opentelemetry_instrumentation_mcp.adapters._fastmcp import record_exception_wrapper, session_attributes_wrapper
+from opentelemetry_instrumentation_mcp.adapters.v2.client import ClientPatch, sdk_span_wrapper
+from opentelemetry_instrumentation_mcp.adapters.v2.server import (
     ServerPatch,
     internal_lookup_wrapper,
     modern_error_data_wrapper,

@@ -9,7 +9,7 @@ from mcp.server.session import ServerSession
 
 from opentelemetry_instrumentation_mcp import attributes as attr
 from opentelemetry_instrumentation_mcp.adapters._client import ClientSessions, client_info_meta, record_tool_result
-from opentelemetry_instrumentation_mcp.adapters.v1_server import error_of, message_of, observe
+from opentelemetry_instrumentation_mcp.adapters.v1.server import error_of, message_of, observe
 from opentelemetry_instrumentation_mcp.records import Session, implementation
 from opentelemetry_instrumentation_mcp.telemetry import Telemetry
 

@@ -18,7 +18,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from opentelemetry_instrumentation_mcp import attributes as attr
 from opentelemetry_instrumentation_mcp import failures
-from opentelemetry_instrumentation_mcp.adapters import fastmcp
+from opentelemetry_instrumentation_mcp.adapters import _fastmcp as fastmcp
 from opentelemetry_instrumentation_mcp.adapters._tools import first_text, record_listing, wire_size
 from opentelemetry_instrumentation_mcp.adapters._http import auth_token, http_peer, http_transport
 from opentelemetry_instrumentation_mcp.adapters._wrapping import log_internal_error

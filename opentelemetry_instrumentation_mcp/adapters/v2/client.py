@@ -20,7 +20,7 @@ from opentelemetry_instrumentation_mcp.adapters._client import (
     sdk_client_span_suppressed,
     with_meta,
 )
-from opentelemetry_instrumentation_mcp.adapters.v2_server import error_of as server_error_of
+from opentelemetry_instrumentation_mcp.adapters.v2.server import error_of as server_error_of
 from opentelemetry_instrumentation_mcp.operation import Operation
 from opentelemetry_instrumentation_mcp.records import Session, implementation, message_from_params
 from opentelemetry_instrumentation_mcp.telemetry import Telemetry
