@@ -12,15 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry_instrumentation_mcp._log import WarnOnce
 from opentelemetry_instrumentation_mcp.operation import current_server_operation
 from opentelemetry_instrumentation_mcp.records import Session
 
 if TYPE_CHECKING:
     from opentelemetry_instrumentation_mcp.telemetry import Telemetry
 
-_telemetry: Telemetry | None = None
-_warn = WarnOnce()
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,12 +33,6 @@ class CustomEvent:
     error: str | None = None
 
 
-def activate(telemetry: Telemetry | None) -> None:
-    """Set by ``MCPInstrumentor``: where events go (None after ``uninstrument()``)."""
-    global _telemetry
-    _telemetry = telemetry
-
-
 def publish_custom_event(target: object = None, /, **fields: Any) -> bool:
     """Record a custom event; True if it was recorded. Never raises.
 
@@ -50,7 +41,9 @@ def publish_custom_event(target: object = None, /, **fields: Any) -> bool:
     ``parameters``, ``response``, ``message``, ``duration`` (seconds),
     ``is_error``, ``error``. Every string is redacted like captured content.
     """
-    telemetry = _telemetry
+    from opentelemetry_instrumentation_mcp.instrumentor import MCPInstrumentor  # noqa: PLC0415 - it imports our users
+
+    telemetry: Telemetry | None = MCPInstrumentor().telemetry  # the instrumentor is a singleton
     if telemetry is None:
         return False
     try:
@@ -65,14 +58,10 @@ def publish_custom_event(target: object = None, /, **fields: Any) -> bool:
         else:
             session = None if operation is None else operation.session
         if session is None:
-            _report("no session", "no session id given outside a request")
+            telemetry.warn("event: no session", "a custom event was not recorded: no session id given outside a request")
             return False
         telemetry.custom_event(session, event)
         return True
     except Exception:  # noqa: BLE001 - publishing must never fail the caller
-        _report("failed", "failed", exc_info=True)
+        telemetry.warn("event: failed", "a custom event was not recorded: failed", exc_info=True)
         return False
-
-
-def _report(kind: str, what: str, exc_info: bool = False) -> None:
-    _warn(kind, "a custom event was not recorded: %s", what, exc_info=exc_info)

@@ -137,18 +137,40 @@ TOOL_ERROR = failure("tool_error")
 INTERNAL_ERROR = failure("internal_error")
 
 
+_ORIGIN_REASONS = {
+    FailureOrigin.CLIENT: "invalid_params",
+    FailureOrigin.AUTH: "insufficient_scope",
+    FailureOrigin.UPSTREAM: "upstream_error",
+    FailureOrigin.SERVER: "internal_error",
+}
+"""What a tool's failure is for each origin when it states no reason."""
+
+
 class ToolFailure(Exception):
     """Raise from a tool to say who must act on its failure::
 
         raise ToolFailure("the billing API is down", reason="upstream_error")
+        raise ToolFailure("no such city", origin="client")  # reason: invalid_params
 
-    The server answers it like any other exception of the tool (a result with
-    ``isError`` on the high-level servers); the span records the stated reason.
+    ``origin`` (a ``FailureOrigin`` or its value) alone takes that origin's usual reason (``invalid_params``,
+    ``insufficient_scope``, ``upstream_error``, ``internal_error``); ``reason`` alone, its origin; both must
+    agree. The server answers it like any other exception of the tool (a result with ``isError`` on the
+    high-level servers); the span records the stated verdict.
     """
 
-    def __init__(self, message: str, *, reason: str) -> None:
+    def __init__(self, message: str, *, reason: str | None = None, origin: FailureOrigin | str | None = None) -> None:
+        try:
+            stated = None if origin is None else FailureOrigin(origin)
+        except ValueError:
+            raise ValueError(f"unknown failure origin {origin!r}; one of {[o.value for o in FailureOrigin]}") from None
+        if reason is None:
+            if stated is None:
+                raise ValueError("ToolFailure needs a reason or an origin")
+            reason = _ORIGIN_REASONS[stated]
         if reason not in REASONS:
             raise ValueError(f"unknown failure reason {reason!r}; one of {sorted(REASONS)}")
+        if stated is not None and REASONS[reason] is not stated:
+            raise ValueError(f"reason {reason!r} is a {REASONS[reason].value} failure, not {stated.value}")
         super().__init__(message)
         self.failure = failure(reason)
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.trace import get_tracer_provider
 
-from opentelemetry_instrumentation_mcp import events, openinference, sdk, upstream
+from opentelemetry_instrumentation_mcp import openinference, sdk, upstream
+from opentelemetry_instrumentation_mcp.adapters._wrapping import Patches
 from opentelemetry_instrumentation_mcp.content import ContentPolicy
 from opentelemetry_instrumentation_mcp.identity import DEFAULT_TIMEOUT, Identifier
 from opentelemetry_instrumentation_mcp.instruments import duration_buckets
@@ -39,8 +41,25 @@ def _session_timeout(given: float | None) -> float:
     return value
 
 
+@dataclass
+class Installed:
+    """What one ``instrument()`` set up, and how ``uninstrument()`` takes it all back."""
+
+    telemetry: Telemetry
+    patches: Patches
+    tracer_provider: Any
+    timer: upstream.UpstreamTimer | None
+
+    def undo(self) -> None:
+        self.patches.restore()
+        if self.timer is not None:
+            upstream.detach(self.tracer_provider, self.timer)
+
+
 class MCPInstrumentor(BaseInstrumentor):
     """One span per MCP message, client and server, on ``mcp`` 1.x and 2.x, plus the MCP metrics."""
+
+    _installed: Installed | None = None
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return _instruments_any
@@ -67,17 +86,21 @@ class MCPInstrumentor(BaseInstrumentor):
             openinference=openinference.enabled(kwargs.get("openinference")),
             duration_buckets=duration_buckets(kwargs.get("duration_buckets")),
         )
-        adapter = sdk.adapter()
+        patches = Patches()
         try:
-            adapter.instrument(telemetry)
+            sdk.adapter().wire(patches, telemetry)
         except Exception:
-            adapter.uninstrument()  # leave nothing half-patched
+            patches.restore()  # leave nothing half-patched
             raise
-        self._upstream = upstream.attach(kwargs.get("tracer_provider") or get_tracer_provider())
-        events.activate(telemetry)
+        tracer_provider = kwargs.get("tracer_provider") or get_tracer_provider()
+        self._installed = Installed(telemetry, patches, tracer_provider, upstream.attach(tracer_provider))
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        events.activate(None)
-        sdk.adapter().uninstrument()
-        if getattr(self, "_upstream", None) is not None:
-            self._upstream.enabled = False
+        installed, self._installed = self._installed, None
+        if installed is not None:
+            installed.undo()
+
+    @property
+    def telemetry(self) -> Telemetry | None:
+        """The telemetry of the current ``instrument()`` (None when not instrumented): where custom events go."""
+        return None if self._installed is None else self._installed.telemetry

@@ -141,6 +141,10 @@ class Telemetry:
         self._open_sessions: OrderedDict[str, Session] = OrderedDict()
         """Server sessions by id, for events published from outside a request (bounded)."""
 
+    def warn(self, key: str, message: str, *args: Any, exc_info: bool = False) -> None:
+        """Log ``message`` once per ``key`` for this ``instrument()``."""
+        self._warn(key, message, *args, exc_info=exc_info)
+
     def serving_stdio(self) -> None:
         """A server starts on stdio: warn (once) if an exporter writes to stdout, the protocol's stream."""
         try:

@@ -9,7 +9,6 @@ to the operation, which records the sum as ``mcp.upstream.duration`` (seconds).
 
 from __future__ import annotations
 
-import weakref
 from typing import Any
 
 from opentelemetry.trace import SpanKind
@@ -60,16 +59,23 @@ class UpstreamTimer(SpanProcessor):  # type: ignore[misc,valid-type]
         return True
 
 
-_timers: weakref.WeakKeyDictionary[Any, UpstreamTimer] = weakref.WeakKeyDictionary()
-
-
 def attach(tracer_provider: Any) -> UpstreamTimer | None:
-    """Add (or re-enable) the timer on an SDK tracer provider; None where there is none to add it to."""
+    """Add a timer to an SDK tracer provider; None where there is none to add it to."""
     if SpanProcessor is object or not hasattr(tracer_provider, "add_span_processor"):
         return None
-    timer = _timers.get(tracer_provider)
-    if timer is None:
-        timer = _timers[tracer_provider] = UpstreamTimer()
-        tracer_provider.add_span_processor(timer)
-    timer.enabled = True
+    timer = UpstreamTimer()
+    tracer_provider.add_span_processor(timer)
     return timer
+
+
+def detach(tracer_provider: Any, timer: UpstreamTimer) -> None:
+    """Take ``timer`` off ``tracer_provider``. The SDK has no public way to remove a span processor: its
+    multi-processor's tuple is rebuilt under its lock; where that is not there, the timer is only disabled."""
+    timer.enabled = False
+    timer.shutdown()
+    processors = getattr(tracer_provider, "_active_span_processor", None)
+    lock, current = getattr(processors, "_lock", None), getattr(processors, "_span_processors", None)
+    if lock is None or not isinstance(current, tuple):
+        return
+    with lock:
+        processors._span_processors = tuple(p for p in processors._span_processors if p is not timer)

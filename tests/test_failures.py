@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import anyio
 import pytest
 from opentelemetry.trace import StatusCode
 
 from opentelemetry_instrumentation_mcp import ToolFailure
-from opentelemetry_instrumentation_mcp.failures import REASONS, of_exception, of_jsonrpc, of_refusal
+from opentelemetry_instrumentation_mcp.failures import REASONS, FailureOrigin, of_exception, of_jsonrpc, of_refusal
 from tests.apps.clients import in_memory
 from tests.apps.servers import IS_V2, KINDS, build
 from tests.apps.upstream import upstream
@@ -105,6 +107,48 @@ def test_every_reason_has_one_documented_origin():
     assert set(REASONS.values()) == {"client", "auth", "upstream", "server"}
     with pytest.raises(ValueError):
         ToolFailure("x", reason="no_such_reason")
+
+
+@pytest.mark.parametrize(
+    ("options", "verdict"),
+    [
+        ({"reason": "upstream_timeout"}, ("upstream", "upstream_timeout")),
+        ({"origin": "client"}, ("client", "invalid_params")),
+        ({"origin": FailureOrigin.AUTH}, ("auth", "insufficient_scope")),
+        ({"origin": "upstream"}, ("upstream", "upstream_error")),
+        ({"origin": "server"}, ("server", "internal_error")),
+        ({"origin": "client", "reason": "unknown_tool"}, ("client", "unknown_tool")),
+    ],
+)
+def test_a_tool_states_its_verdict_by_origin_reason_or_both(options, verdict):
+    assert (ToolFailure("x", **options).failure.origin, ToolFailure("x", **options).failure.reason) == verdict
+
+
+@pytest.mark.parametrize(
+    ("options", "complaint"),
+    [
+        ({}, "needs a reason or an origin"),
+        ({"origin": "nobody"}, "unknown failure origin 'nobody'"),
+        ({"origin": "client", "reason": "upstream_error"}, "'upstream_error' is a upstream failure, not client"),
+    ],
+)
+def test_a_verdict_that_cannot_be_is_refused(options, complaint):
+    with pytest.raises(ValueError, match=re.escape(complaint)):
+        ToolFailure("x", **options)
+
+
+async def test_a_tool_that_names_only_the_origin_gets_that_verdict_on_its_span(recorded):
+    server = build("highlevel")
+
+    @server.tool()
+    def lookup(city: str) -> str:
+        raise ToolFailure(f"no such city {city!r}", origin="client")
+
+    async with in_memory(server) as client:
+        result = await client.call_tool("lookup", {"city": "Atlantis"})
+    assert getattr(result, "is_error", None) or getattr(result, "isError", None)
+    (span,) = [span for span in recorded.server_spans() if span.name == "tools/call lookup"]
+    assert (span.attributes["mcp.failure.origin"], span.attributes["mcp.failure.reason"]) == ("client", "invalid_params")
 
 
 @pytest.mark.parametrize(

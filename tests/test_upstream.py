@@ -75,3 +75,21 @@ async def test_no_upstream_timing_after_uninstrument(recorded, traced_httpx):
         MCPInstrumentor().instrument(tracer_provider=recorded.tracer_provider)
     (http,) = [span for span in recorded.spans(SpanKind.CLIENT) if span.instrumentation_scope.name.endswith("httpx")]
     assert "mcp.session.id" not in http.attributes
+
+
+def test_uninstrument_takes_the_timer_off_the_tracer_provider():
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from opentelemetry_instrumentation_mcp import MCPInstrumentor
+    from opentelemetry_instrumentation_mcp.upstream import UpstreamTimer
+
+    provider = TracerProvider()
+    timers = lambda: [p for p in provider._active_span_processor._span_processors if isinstance(p, UpstreamTimer)]  # noqa: E731
+    try:
+        for _ in range(3):  # instrument / uninstrument cycles leave nothing behind
+            MCPInstrumentor().instrument(tracer_provider=provider)
+            assert len(timers()) == 1
+            MCPInstrumentor().uninstrument()
+            assert timers() == []
+    finally:
+        provider.shutdown()

@@ -25,9 +25,6 @@ _SESSION_STATE_KEY = "_fastmcp_state_prefix"
 """Where fastmcp keeps the session id it makes up for connections without a transport id."""
 _MAX_ENRICHED = 10_000
 
-_enriched: OrderedDict[int, None] = OrderedDict()
-"""Span ids of fastmcp spans whose outcome we recorded: fastmcp must not overwrite it."""
-
 _stateless: ContextVar[bool] = ContextVar("opentelemetry_mcp_fastmcp_stateless", default=False)
 """True while fastmcp handles a stateless message (stateless HTTP, 2026-07-28)."""
 
@@ -46,11 +43,23 @@ def framework_span() -> Span | None:
     return None
 
 
-def enriching(span: Span) -> None:
-    """We record this span's outcome (see ``record_exception_wrapper``)."""
-    _enriched[span.get_span_context().span_id] = None
-    while len(_enriched) > _MAX_ENRICHED:
-        _enriched.popitem(last=False)
+class Enriched:
+    """The fastmcp spans whose outcome we recorded (the last ``_MAX_ENRICHED``): fastmcp must not overwrite it."""
+
+    def __init__(self) -> None:
+        self._span_ids: OrderedDict[int, None] = OrderedDict()
+
+    def add(self, span: Span) -> None:
+        self._span_ids[span.get_span_context().span_id] = None
+        while len(self._span_ids) > _MAX_ENRICHED:
+            self._span_ids.popitem(last=False)
+
+    def record_exception_wrapper(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        """Wraps ``fastmcp.server.telemetry.record_span_exception(span, exc)``: ours already recorded it."""
+        span = args[0] if args else kwargs.get("span")
+        if span is not None and span.get_span_context().span_id in self._span_ids:  # fastmcp may call it twice
+            return None
+        return wrapped(*args, **kwargs)
 
 
 def shared_session_id(connection: Any, minted: str) -> str:
@@ -59,14 +68,6 @@ def shared_session_id(connection: Any, minted: str) -> str:
     if not isinstance(state, dict):
         return minted
     return state.setdefault(_SESSION_STATE_KEY, minted)
-
-
-def record_exception_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    """Wraps ``fastmcp.server.telemetry.record_span_exception(span, exc)``: ours already recorded it."""
-    span = args[0] if args else kwargs.get("span")
-    if span is not None and span.get_span_context().span_id in _enriched:  # fastmcp may call it more than once
-        return None
-    return wrapped(*args, **kwargs)
 
 
 def handling(*, stateless: bool) -> AbstractContextManager[None]:

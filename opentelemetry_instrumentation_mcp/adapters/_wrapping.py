@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from typing import Any
 
 from opentelemetry.instrumentation.utils import unwrap
@@ -19,10 +20,11 @@ def log_internal_error(where: str) -> None:
 
 
 class Patches:
-    """The functions one adapter wrapped, so ``uninstrument()`` restores exactly those."""
+    """What one ``instrument()`` changed (wrapped functions, cleanups), so ``uninstrument()`` undoes exactly that."""
 
     def __init__(self) -> None:
         self._applied: list[tuple[Any, str]] = []
+        self._cleanups: list[Callable[[], None]] = []
 
     def wrap(self, module: str, name: str, wrapper: Any, *, optional: bool = False) -> None:
         """Wrap ``module.name``; an ``optional`` target that this SDK version lacks is skipped."""
@@ -39,6 +41,12 @@ class Patches:
         wrap_function_wrapper(target, attribute, wrapper)
         self._applied.append((target, attribute))
 
+    def on_restore(self, cleanup: Callable[[], None]) -> None:
+        """Run ``cleanup`` when restoring (after the wrappers are gone): what is not a wrapped function."""
+        self._cleanups.append(cleanup)
+
     def restore(self) -> None:
         while self._applied:
             unwrap(*self._applied.pop())
+        while self._cleanups:
+            self._cleanups.pop()()

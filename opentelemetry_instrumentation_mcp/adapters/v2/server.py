@@ -110,14 +110,15 @@ class TelemetryMiddleware:
     """Opens one SERVER span per inbound request and notification of one ``Server``."""
 
     def __init__(
-        self, telemetry: Telemetry, server: Any, replaced: Any | None, *, after_framework: bool = False
+        self, telemetry: Telemetry, server: Any, replaced: Any | None, *, enriched: fastmcp.Enriched | None = None
     ) -> None:
         self.telemetry = telemetry
         self.server_name, self.server_version = server.name, getattr(server, "version", None) or None
         self.replaced = replaced
         """The SDK middleware this one stands in for, put back by ``uninstrument()``."""
-        self.after_framework = after_framework
-        """Placed after fastmcp's middleware: enrich the span fastmcp opened, if it did."""
+        self.enriched = enriched
+        """Placed after fastmcp's middleware: enrich the span fastmcp opened, if it did, and note it here."""
+        self.after_framework = enriched is not None
         self.catalog = ToolCatalog(telemetry.intent)
         self._sessions: weakref.WeakKeyDictionary[Any, Session] = weakref.WeakKeyDictionary()
 
@@ -134,8 +135,8 @@ class TelemetryMiddleware:
             operation = self.telemetry.server_operation(
                 self._message(ctx, intent), session, errors, framework_span=existing
             )
-            if existing is not None and operation is not None:
-                fastmcp.enriching(existing)
+            if existing is not None and operation is not None and self.enriched is not None:
+                self.enriched.add(existing)
         except Exception:  # noqa: BLE001
             log_internal_error("a 2.x server message")
             operation = None
@@ -250,8 +251,9 @@ class TelemetryMiddleware:
 class ServerPatch:
     """Installs ``TelemetryMiddleware`` on each ``Server`` the first time it serves a message."""
 
-    def __init__(self, telemetry: Telemetry) -> None:
+    def __init__(self, telemetry: Telemetry, enriched: fastmcp.Enriched) -> None:
         self.telemetry = telemetry
+        self.enriched = enriched
         self._servers: weakref.WeakSet[Any] = weakref.WeakSet()
 
     def compose_wrapper(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
@@ -272,7 +274,7 @@ class ServerPatch:
                 chain[index] = TelemetryMiddleware(self.telemetry, server, replaced=middleware)
                 return
             if fastmcp.is_framework_middleware(middleware):
-                ours = TelemetryMiddleware(self.telemetry, server, replaced=None, after_framework=True)
+                ours = TelemetryMiddleware(self.telemetry, server, replaced=None, enriched=self.enriched)
                 chain.insert(index + 1, ours)
                 return
         chain.insert(0, TelemetryMiddleware(self.telemetry, server, replaced=None))
