@@ -18,6 +18,8 @@ from opentelemetry_instrumentation_mcp.identity import DEFAULT_TIMEOUT, Identifi
 from opentelemetry_instrumentation_mcp.instruments import duration_buckets
 from opentelemetry_instrumentation_mcp.intent import IntentOptions
 from opentelemetry_instrumentation_mcp.package import _instruments_any
+from opentelemetry_instrumentation_mcp.sigterm import ENV as sigterm_env
+from opentelemetry_instrumentation_mcp.sigterm import SigtermFlush
 from opentelemetry_instrumentation_mcp.telemetry import SESSION_TIMEOUT, Telemetry
 
 logger = logging.getLogger(__name__)
@@ -49,11 +51,22 @@ class Installed:
     patches: Patches
     tracer_provider: Any
     timer: upstream.UpstreamTimer | None
+    sigterm: SigtermFlush | None
 
     def undo(self) -> None:
         self.patches.restore()
         if self.timer is not None:
             upstream.detach(self.tracer_provider, self.timer)
+        if self.sigterm is not None:
+            self.sigterm.uninstall()
+
+
+def _flag(given: bool | None, env: str, default: bool) -> bool:
+    """The option, else the environment variable (``true``/``1``/``yes``, ``false``/``0``/``no``), else ``default``."""
+    if given is not None:
+        return bool(given)
+    text = os.environ.get(env, "").strip().lower()
+    return True if text in ("true", "1", "yes") else False if text in ("false", "0", "no") else default
 
 
 class MCPInstrumentor(BaseInstrumentor):
@@ -74,7 +87,8 @@ class MCPInstrumentor(BaseInstrumentor):
         ``OTEL_INSTRUMENTATION_MCP_SESSION_TIMEOUT``); ``openinference`` (bool, else
         ``OTEL_INSTRUMENTATION_MCP_OPENINFERENCE``: the attributes Phoenix and Arize read, see ``openinference``);
         ``duration_buckets`` (``"fine"``, or increasing seconds, else ``OTEL_INSTRUMENTATION_MCP_DURATION_BUCKETS``;
-        default: the conventions' boundaries) for the operation histograms."""
+        default: the conventions' boundaries) for the operation histograms; ``flush_on_sigterm`` (bool, else
+        ``OTEL_INSTRUMENTATION_MCP_FLUSH_ON_SIGTERM``, default true: see ``sigterm``)."""
         intent = IntentOptions.resolve(
             kwargs.get("intent"), kwargs.get("intent_parameter"), kwargs.get("intent_description")
         )
@@ -83,7 +97,7 @@ class MCPInstrumentor(BaseInstrumentor):
         telemetry = Telemetry(
             kwargs.get("tracer_provider"), kwargs.get("meter_provider"), intent, identifier, content,
             session_timeout=_session_timeout(kwargs.get("session_timeout")),
-            openinference=openinference.enabled(kwargs.get("openinference")),
+            openinference=_flag(kwargs.get("openinference"), openinference.ENV, default=False),
             duration_buckets=duration_buckets(kwargs.get("duration_buckets")),
         )
         patches = Patches()
@@ -93,7 +107,10 @@ class MCPInstrumentor(BaseInstrumentor):
             patches.restore()  # leave nothing half-patched
             raise
         tracer_provider = kwargs.get("tracer_provider") or get_tracer_provider()
-        self._installed = Installed(telemetry, patches, tracer_provider, upstream.attach(tracer_provider))
+        sigterm = SigtermFlush(telemetry.providers) if _flag(kwargs.get("flush_on_sigterm"), sigterm_env, default=True) else None
+        if sigterm is not None and not sigterm.install():
+            sigterm = None
+        self._installed = Installed(telemetry, patches, tracer_provider, upstream.attach(tracer_provider), sigterm)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         installed, self._installed = self._installed, None

@@ -17,7 +17,6 @@ Nothing is captured here that the span does not already hold.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 
 from opentelemetry.util.types import AttributeValue
@@ -43,13 +42,6 @@ _METADATA_KEYS = (
     attr.MCP_FAILURE_ORIGIN,
     attr.MCP_FAILURE_REASON,
 )
-
-
-def enabled(given: bool | None) -> bool:
-    """The option, else the environment variable (``true``/``1``/``yes``)."""
-    if given is not None:
-        return bool(given)
-    return os.environ.get(ENV, "").strip().lower() in ("true", "1", "yes")
 
 
 def of(span: Mapping[str, AttributeValue]) -> dict[str, AttributeValue]:

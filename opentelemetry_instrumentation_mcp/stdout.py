@@ -12,8 +12,6 @@ import sys
 from collections import deque
 from typing import Any
 
-from opentelemetry import metrics, trace
-
 _DEPTH = 6
 """How far into a provider's processors, readers and exporters the search goes."""
 _MOST = 5000
@@ -66,15 +64,3 @@ def exporters_on_stdout(*providers: Any) -> list[str]:
             continue
         pending.extend((member, depth + 1) for member in _members(value))
     return sorted(set(found))
-
-
-def providers(tracer_provider: Any = None, meter_provider: Any = None) -> tuple[Any, ...]:
-    """The given providers, else the global ones (what ``opentelemetry-instrument`` configures), and the logger provider."""
-    found: list[Any] = [tracer_provider or trace.get_tracer_provider(), meter_provider or metrics.get_meter_provider()]
-    try:
-        from opentelemetry._logs import get_logger_provider  # noqa: PLC0415 - the logs API is still underscored
-
-        found.append(get_logger_provider())
-    except ImportError:  # an API without logs
-        pass
-    return tuple(found)

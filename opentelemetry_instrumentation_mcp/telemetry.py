@@ -17,9 +17,11 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import propagate
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
-from opentelemetry.metrics import MeterProvider, get_meter
+from opentelemetry.metrics import MeterProvider, get_meter, get_meter_provider
 from opentelemetry.semconv.schemas import Schemas
-from opentelemetry.trace import Link, Span, SpanKind, StatusCode, TracerProvider, get_current_span, get_tracer
+from opentelemetry.trace import (
+    Link, Span, SpanKind, StatusCode, TracerProvider, get_current_span, get_tracer, get_tracer_provider,
+)  # fmt: skip
 from opentelemetry.util.types import AttributeValue
 
 from opentelemetry_instrumentation_mcp import attributes as attr
@@ -141,6 +143,19 @@ class Telemetry:
         self._open_sessions: OrderedDict[str, Session] = OrderedDict()
         """Server sessions by id, for events published from outside a request (bounded)."""
 
+    def providers(self) -> tuple[Any, ...]:
+        """The SDK providers this records to: the given tracer and meter providers, else the global ones (what
+        ``opentelemetry-instrument`` sets up), and the global logger provider."""
+        tracer_provider, meter_provider = self._providers
+        found: list[Any] = [tracer_provider or get_tracer_provider(), meter_provider or get_meter_provider()]
+        try:
+            from opentelemetry._logs import get_logger_provider  # noqa: PLC0415 - the logs API is still underscored
+
+            found.append(get_logger_provider())
+        except ImportError:  # an API without logs
+            pass
+        return tuple(found)
+
     def warn(self, key: str, message: str, *args: Any, exc_info: bool = False) -> None:
         """Log ``message`` once per ``key`` for this ``instrument()``."""
         self._warn(key, message, *args, exc_info=exc_info)
@@ -148,7 +163,7 @@ class Telemetry:
     def serving_stdio(self) -> None:
         """A server starts on stdio: warn (once) if an exporter writes to stdout, the protocol's stream."""
         try:
-            names = stdout.exporters_on_stdout(*stdout.providers(*self._providers))
+            names = stdout.exporters_on_stdout(*self.providers())
         except Exception:  # never raise into the server  # noqa: BLE001
             logger.debug("could not inspect the exporters", exc_info=True)
             return
