@@ -1,27 +1,13 @@
 """Every attribute name this package writes, in one place.
 
 OTel semantic-convention names come from ``opentelemetry-semantic-conventions``
-where a constant exists; the rest are spelled here once. Nothing outside this
+where a current (not deprecated) constant exists; the rest are spelled here once. Nothing outside this
 module spells an attribute name.
 """
 
-from opentelemetry.semconv._incubating.attributes.gen_ai_attributes import (
-    GEN_AI_OPERATION_NAME,
-    GEN_AI_PROMPT_NAME,
-    GEN_AI_TOOL_CALL_ARGUMENTS,
-    GEN_AI_TOOL_CALL_RESULT,
-    GEN_AI_TOOL_NAME,
-)
 from opentelemetry.semconv._incubating.attributes.jsonrpc_attributes import JSONRPC_REQUEST_ID
 from opentelemetry.semconv._incubating.attributes.user_attributes import USER_ID, USER_NAME
-from opentelemetry.semconv._incubating.attributes.mcp_attributes import (
-    MCP_METHOD_NAME,
-    MCP_PROTOCOL_VERSION,
-    MCP_RESOURCE_URI,
-    MCP_SESSION_ID,
-)
 from opentelemetry.semconv.attributes.client_attributes import CLIENT_ADDRESS, CLIENT_PORT
-from opentelemetry.semconv._incubating.attributes.error_attributes import ERROR_MESSAGE
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.semconv.attributes.exception_attributes import EXCEPTION_MESSAGE, EXCEPTION_STACKTRACE
 from opentelemetry.semconv.attributes.network_attributes import (
@@ -31,6 +17,21 @@ from opentelemetry.semconv.attributes.network_attributes import (
 )
 from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS, SERVER_PORT
 from opentelemetry.semconv.attributes.user_agent_attributes import USER_AGENT_ORIGINAL
+
+# The GenAI and MCP conventions' names. opentelemetry-semantic-conventions 0.66 marks its constants for them as
+# moved to the GenAI conventions repository (same names): spelled here, so a release that drops them changes nothing.
+GEN_AI_OPERATION_NAME = "gen_ai.operation.name"
+GEN_AI_PROMPT_NAME = "gen_ai.prompt.name"
+GEN_AI_TOOL_CALL_ARGUMENTS = "gen_ai.tool.call.arguments"
+GEN_AI_TOOL_CALL_RESULT = "gen_ai.tool.call.result"
+GEN_AI_TOOL_NAME = "gen_ai.tool.name"
+MCP_METHOD_NAME = "mcp.method.name"
+MCP_PROTOCOL_VERSION = "mcp.protocol.version"
+MCP_RESOURCE_URI = "mcp.resource.uri"
+MCP_SESSION_ID = "mcp.session.id"
+ERROR_MESSAGE = "error.message"
+"""Deprecated in the general conventions for domain-specific ones; kept: what a client was told, where the
+span status stays unset (see the README)."""
 
 # Semantic-convention names without a constant in the installed semconv package.
 RPC_RESPONSE_STATUS_CODE = "rpc.response.status_code"

@@ -240,8 +240,6 @@ def _of_one(exc: BaseException) -> Failure | None:
         return failure("upstream_error")
     if package == "jsonschema" or (package == "pydantic_core" and _is_argument_validation(exc)):
         return failure("invalid_params")
-    if package == "fastmcp" and type(exc).__name__ == "ValidationError":  # fastmcp checked the arguments
-        return failure("invalid_params")
     return None
 
 

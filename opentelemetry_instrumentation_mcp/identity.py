@@ -14,6 +14,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
+import anyio.to_thread
+
 from opentelemetry_instrumentation_mcp._log import WarnOnce
 
 DEFAULT_TIMEOUT = 1.0
@@ -72,8 +75,6 @@ class Identifier:
         """The caller's identity; None for anonymous. Never raises."""
         if self.hook is None:
             return from_token(request.auth_token)
-        import anyio  # noqa: PLC0415 - only reached under an instrumented mcp, which depends on anyio
-
         try:
             with anyio.move_on_after(self.timeout):
                 return self._checked(await self._call(request))
@@ -85,8 +86,6 @@ class Identifier:
     async def _call(self, request: IdentifyRequest) -> Any:
         if inspect.iscoroutinefunction(self.hook) or inspect.iscoroutinefunction(getattr(self.hook, "__call__", None)):
             return await self.hook(request)  # type: ignore[misc]
-        import anyio.to_thread  # noqa: PLC0415
-
         # A synchronous hook runs in a worker thread, so a slow one never blocks the event loop.
         answer = await anyio.to_thread.run_sync(self.hook, request, abandon_on_cancel=True)
         return await answer if inspect.isawaitable(answer) else answer

@@ -7,12 +7,12 @@ import os
 from collections.abc import Sequence
 
 from opentelemetry.metrics import Counter, Histogram, Meter
-from opentelemetry.semconv._incubating.metrics.mcp_metrics import (
-    MCP_CLIENT_OPERATION_DURATION,
-    MCP_CLIENT_SESSION_DURATION,
-    MCP_SERVER_OPERATION_DURATION,
-    MCP_SERVER_SESSION_DURATION,
-)
+
+# The MCP conventions' metrics (their semconv constants are marked as moved to the GenAI conventions repository).
+MCP_CLIENT_OPERATION_DURATION = "mcp.client.operation.duration"
+MCP_CLIENT_SESSION_DURATION = "mcp.client.session.duration"
+MCP_SERVER_OPERATION_DURATION = "mcp.server.operation.duration"
+MCP_SERVER_SESSION_DURATION = "mcp.server.session.duration"
 
 SERVER_UPSTREAM_DURATION = "mcp.server.operation.upstream.duration"
 """Ours, not the conventions': the part of ``mcp.server.operation.duration`` spent waiting on dependencies."""

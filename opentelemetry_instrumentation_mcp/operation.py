@@ -11,6 +11,7 @@ from typing import Any
 from contextvars import ContextVar, Token
 from types import TracebackType
 
+import anyio
 from opentelemetry import context as otel_context
 from opentelemetry import propagate
 from opentelemetry.context import Context
@@ -40,8 +41,6 @@ current_server_operation: ContextVar[Operation | None] = ContextVar("opentelemet
 def _is_cancellation(exc: BaseException) -> bool:
     if isinstance(exc, asyncio.CancelledError):
         return True
-    import anyio  # noqa: PLC0415 - only reached under an instrumented mcp, which depends on anyio
-
     try:
         return isinstance(exc, anyio.get_cancelled_exc_class())
     except Exception:  # no running async library  # noqa: BLE001
@@ -68,6 +67,7 @@ class Operation:
         "failure",
         "_noted",
         "_noted_raised",
+        "_noted_verdict",
         "_current_token",
         "_content",
         "_upstream",
@@ -106,6 +106,7 @@ class Operation:
         """The verdict, once the operation failed."""
         self._noted: BaseException | None = None
         self._noted_raised: BaseException | None = None
+        self._noted_verdict: Failure | None = None
         self._current_token: Token[Operation | None] | None = None
         self._content = content
         self._upstream: float | None = None
@@ -174,11 +175,15 @@ class Operation:
         """The answer's size in bytes, as JSON on the wire: the cost signal."""
         self.span.set_attribute(attr.MCP_RESPONSE_SIZE, size)
 
-    def note_exception(self, exc: BaseException, raised: BaseException | None = None) -> None:
+    def note_exception(
+        self, exc: BaseException, raised: BaseException | None = None, verdict: Failure | None = None
+    ) -> None:
         """``exc``: what a tool or handler raised, which the server answers (an ``isError`` result, a JSON-RPC
-        error) without letting it escape; ``raised``: what the tool itself raised, where the SDK wrapped it."""
+        error) without letting it escape; ``raised``: what the tool itself raised, where the SDK wrapped it;
+        ``verdict``: what an adapter knows it means (else the exception chain is read)."""
         self._noted = exc
         self._noted_raised = raised or exc
+        self._noted_verdict = verdict
 
     def tool_error(self, text: str | None = None, meta: Any = None) -> None:
         """A ``tools/call`` result with ``isError`` (``text``: its first text content; ``meta``: its ``_meta``)."""
@@ -190,7 +195,7 @@ class Operation:
         if self._noted is None:
             return None
         self._record_exception(self._noted_raised or self._noted)
-        return failures.of_exception(self._noted, default=None)
+        return self._noted_verdict or failures.of_exception(self._noted, default=None)
 
     def auth_failure(self, reason: str, http_status: int, description: str) -> None:
         """Refused by the server's bearer-auth middleware before MCP dispatch: the client must act."""

@@ -19,6 +19,8 @@ from typing import Any
 from opentelemetry.trace import Span, SpanKind, get_current_span
 
 from opentelemetry_instrumentation_mcp import attributes as attr
+from opentelemetry_instrumentation_mcp import failures
+from opentelemetry_instrumentation_mcp.failures import Failure
 
 _SCOPE = "fastmcp"
 _SESSION_STATE_KEY = "_fastmcp_state_prefix"
@@ -40,6 +42,13 @@ def framework_span() -> Span | None:
     scope = getattr(span, "instrumentation_scope", None)
     if span.is_recording() and getattr(span, "kind", None) is SpanKind.SERVER and getattr(scope, "name", None) == _SCOPE:
         return span
+    return None
+
+
+def argument_verdict(exc: BaseException) -> Failure | None:
+    """fastmcp checks a tool's arguments itself: its ``ValidationError`` is the client's mistake."""
+    if type(exc).__module__.split(".", 1)[0] == "fastmcp" and type(exc).__name__ == "ValidationError":
+        return failures.failure("invalid_params")
     return None
 
 

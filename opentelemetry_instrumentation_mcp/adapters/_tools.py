@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from itertools import islice
 from typing import Any
 
 from opentelemetry_instrumentation_mcp import attributes as attr
+from opentelemetry_instrumentation_mcp.failures import Failure
 from opentelemetry_instrumentation_mcp.operation import Operation, current_server_operation
 
 _SDK_PACKAGES = frozenset({"mcp", "fastmcp"})
@@ -18,15 +19,24 @@ MAX_LISTED = 1000
 """Names kept in ``mcp.tools.listed`` and ``mcp.prompts.listed``: a longer answer is cut after the first ones."""
 
 
-async def tool_manager_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    """Wraps the high-level servers' ``ToolManager.call_tool``: notes what it raised, re-raises it."""
-    try:
-        return await wrapped(*args, **kwargs)
-    except Exception as exc:
-        operation = current_server_operation.get()
-        if operation is not None:
-            operation.note_exception(exc, raised_by_tool(exc))
-        raise
+def noting_wrapper(verdict_of: Callable[[BaseException], Failure | None] = lambda exc: None) -> Any:
+    """A wrapper for a high-level server's ``call_tool``: notes what it raised (and, where ``verdict_of``
+    knows, what that means), then re-raises it."""
+
+    async def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        try:
+            return await wrapped(*args, **kwargs)
+        except Exception as exc:
+            operation = current_server_operation.get()
+            if operation is not None:
+                operation.note_exception(exc, raised_by_tool(exc), verdict_of(exc))
+            raise
+
+    return wrapper
+
+
+tool_manager_wrapper = noting_wrapper()
+"""Wraps the SDK's ``ToolManager.call_tool`` (both lines)."""
 
 
 def raised_by_tool(exc: BaseException) -> BaseException:

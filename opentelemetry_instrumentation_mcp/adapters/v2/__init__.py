@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from opentelemetry_instrumentation_mcp.adapters._tools import tool_manager_wrapper
+from opentelemetry_instrumentation_mcp.adapters._tools import noting_wrapper, tool_manager_wrapper
 from opentelemetry_instrumentation_mcp.adapters._auth import wrap_auth
 from opentelemetry_instrumentation_mcp.adapters._wrapping import Patches
-from opentelemetry_instrumentation_mcp.adapters._fastmcp import Enriched, session_attributes_wrapper
+from opentelemetry_instrumentation_mcp.adapters._fastmcp import Enriched, argument_verdict, session_attributes_wrapper
 from opentelemetry_instrumentation_mcp.adapters.v2.client import ClientPatch, sdk_span_wrapper
 from opentelemetry_instrumentation_mcp.adapters.v2.server import (
     ServerPatch,
@@ -43,7 +43,7 @@ def wire(patches: Patches, telemetry: Telemetry) -> None:
     patches.wrap("mcp.client.session", "ClientSession._on_request", client.on_request_wrapper)
     wrap_auth(patches, telemetry, client.sessions.refusals)
     # fastmcp, where installed: its tool errors, its span's outcome and session id.
-    patches.wrap("fastmcp.server.server", "FastMCP.call_tool", tool_manager_wrapper, optional=True)
+    patches.wrap("fastmcp.server.server", "FastMCP.call_tool", noting_wrapper(argument_verdict), optional=True)
     patches.wrap("fastmcp.server.telemetry", "record_span_exception", enriched.record_exception_wrapper, optional=True)
     patches.wrap(
         "fastmcp.server.telemetry", "get_session_span_attributes", session_attributes_wrapper, optional=True
