@@ -33,9 +33,12 @@ def tests(session: nox.Session, mcp: str) -> None:
     session.run("pytest", "-q", "-p", "no:cacheprovider", f"--ignore={PHOENIX_TESTS}", *session.posargs)
 
 
-@nox.session(python="3.11")
+@nox.session(python="3.11", venv_backend="uv")
 def fastmcp(session: nox.Session) -> None:
-    """The suite with the fastmcp framework installed (on the latest mcp 2.x it requires)."""
+    """The suite with the fastmcp framework installed (on the latest mcp 2.x it requires).
+
+    Always uv (``pip install nox uv``): fastmcp asks for a certifi newer than the registry serves, which only
+    uv's ``--override`` sets aside."""
     overrides = "tests/requirements/fastmcp-overrides.txt"
     session.install("--override", overrides, "-e", ".[test,analytics]", "mcp==2.3.0", "fastmcp==4.1.6", *OTEL, *OTEL_CONTRIB)
     session.run("pytest", "-q", "-p", "no:cacheprovider", f"--ignore={PHOENIX_TESTS}", *session.posargs)
