@@ -16,6 +16,7 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate
+from opentelemetry._logs import get_logger_provider  # the logs API is still underscored
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.metrics import MeterProvider, get_meter, get_meter_provider
 from opentelemetry.semconv.schemas import Schemas
@@ -126,9 +127,9 @@ class Telemetry:
         duration_buckets: Sequence[float] = DURATION_BUCKETS,
     ):
         self.session_timeout = session_timeout
+        """Seconds without a message after which a stateful session ends (its next message starts a new one)."""
         self.openinference = openinference
         """Spans also carry the OpenInference attributes derived from ours (``openinference.of``)."""
-        """Seconds without a message after which a stateful session ends (its next message starts a new one)."""
         self.intent = intent or IntentOptions()
         self.content = content or ContentPolicy()
         self.identifier = identifier or Identifier(None)
@@ -147,14 +148,7 @@ class Telemetry:
         """The SDK providers this records to: the given tracer and meter providers, else the global ones (what
         ``opentelemetry-instrument`` sets up), and the global logger provider."""
         tracer_provider, meter_provider = self._providers
-        found: list[Any] = [tracer_provider or get_tracer_provider(), meter_provider or get_meter_provider()]
-        try:
-            from opentelemetry._logs import get_logger_provider  # noqa: PLC0415 - the logs API is still underscored
-
-            found.append(get_logger_provider())
-        except ImportError:  # an API without logs
-            pass
-        return tuple(found)
+        return tracer_provider or get_tracer_provider(), meter_provider or get_meter_provider(), get_logger_provider()
 
     def warn(self, key: str, message: str, *args: Any, exc_info: bool = False) -> None:
         """Log ``message`` once per ``key`` for this ``instrument()``."""
@@ -168,7 +162,7 @@ class Telemetry:
             logger.debug("could not inspect the exporters", exc_info=True)
             return
         if names:
-            self._warn("stdout", stdout.FIX, ", ".join(names))
+            self.warn("stdout", stdout.FIX, ", ".join(names))
 
     def open_session(self, session: Session) -> None:
         """A stateful server session began: findable by its id until it ends."""
