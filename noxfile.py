@@ -1,6 +1,7 @@
-"""Test sessions: the suite against each supported ``mcp`` SDK line.
+"""Sessions: lint and type checks, and the suite against each supported ``mcp`` SDK line.
 
     nox                      # every session
+    nox -s lint typecheck    # ruff (lint rules and formatting) and mypy, in a minute
     nox -s "tests(mcp='2.3.0')"
     nox -s phoenix           # end to end against a real Arize Phoenix (a heavy install)
 """
@@ -20,6 +21,23 @@ OTEL_CONTRIB = ["opentelemetry-instrumentation==0.66b1", "opentelemetry-semantic
 # tests/phoenix needs arize-phoenix, installed only by the ``phoenix`` session: every other session leaves it out.
 PHOENIX_TESTS = "tests/phoenix"
 PHOENIX = "arize-phoenix==20.26.1"
+RUFF = "ruff==0.17.6"
+MYPY = "mypy==2.4.1"
+
+
+@nox.session(python="3.11")
+def lint(session: nox.Session) -> None:
+    """ruff's rules (the set in pyproject.toml) and its formatter, which must have nothing to change."""
+    session.install(RUFF)
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python="3.11")
+def typecheck(session: nox.Session) -> None:
+    """mypy on the three packages (configured in pyproject.toml), against the latest mcp and the tests' pins."""
+    session.install("-e", ".[analytics,exporter,test]", "mcp==2.3.0", *OTEL, *OTEL_CONTRIB, MYPY)
+    session.run("mypy", *session.posargs)
 
 
 @nox.session(python="3.11")
