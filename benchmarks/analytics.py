@@ -102,7 +102,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -116,14 +116,19 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanContext, SpanKind
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # the packages are importable from a checkout
-from opentelemetry.exporter.mcp_analytics.events import is_analytics_span, to_event
-from opentelemetry.exporter.mcp_analytics.span_exporter import GZIP_LEVEL, MCPAnalyticsExporter, encode_batch, install, orjson
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the packages are importable from a checkout
+from mcp_analytics.alerts import Rules
 from mcp_analytics.duckdb_store import SCHEMA_VERSION, DuckDBStore
 from mcp_analytics.models import EVENT, Event
-from mcp_analytics.alerts import Rules
 from mcp_analytics.store import PANELS, Slice, Window
+from opentelemetry.exporter.mcp_analytics.events import is_analytics_span, to_event
+from opentelemetry.exporter.mcp_analytics.span_exporter import (
+    GZIP_LEVEL,
+    MCPAnalyticsExporter,
+    encode_batch,
+    install,
+    orjson,
+)
 from opentelemetry_instrumentation_mcp import (
     MCPInstrumentor,
     ToolFailure,
@@ -131,6 +136,7 @@ from opentelemetry_instrumentation_mcp import (
     publish_custom_event,
 )
 
+ROOT = Path(__file__).resolve().parent.parent
 MCP_VERSION = version("mcp")
 IS_V2 = int(MCP_VERSION.split(".")[0]) >= 2
 MEASUREMENTS = ("exporter", "ingest", "queries", "memory")
@@ -234,7 +240,7 @@ def build_server() -> Any:
 
 
 async def run_agents(server: Any) -> None:
-    global _current_user
+    global _current_user  # noqa: PLW0603 - the identify hook above reads the agent being played
     lowlevel = getattr(server, "_lowlevel_server", None) or getattr(server, "_mcp_server", None) or server
     for user, client_name, client_version, steps in AGENTS:
         _current_user = user
@@ -800,7 +806,7 @@ class Population:
         last_start = self.end_us - 1_800 * 10**6  # a unit lasts minutes; its events stay before the end
         starts = sorted(self.rng.randrange(self.start_us, last_start) for _ in units)
         pending: list[dict[str, Any]] = []
-        for (burst, count), start in zip(units, starts):
+        for (burst, count), start in zip(units, starts, strict=True):
             pending += self._burst(start, count) if burst else self._session(start, count)
             if len(pending) >= size:
                 yield [EVENT.validate_python(event) for event in pending]
@@ -813,7 +819,7 @@ def build_store(path: Path, total: int, seed: int) -> tuple[float, dict[str, Any
     """A fresh store of ``total`` events at ``path``; seconds it took and what it holds."""
     for stale in (path, path.with_name(path.name + ".wal")):
         stale.unlink(missing_ok=True)
-    built_at = datetime.now(timezone.utc)
+    built_at = datetime.now(UTC)
     store = DuckDBStore(path)
     wall = time.perf_counter()
     population = Population(seed, built_at)
@@ -836,7 +842,7 @@ def cached_store(args: argparse.Namespace) -> Path:
     meta_path = path.with_suffix(".json")
     if path.exists() and meta_path.exists() and not args.no_cache:
         meta = json.loads(meta_path.read_text())
-        age = datetime.now(timezone.utc) - datetime.fromisoformat(meta["built_at"])
+        age = datetime.now(UTC) - datetime.fromisoformat(meta["built_at"])
         if age < timedelta(hours=args.cache_max_age) and meta["events"] == args.query_events:
             print(f"reusing {path} ({meta['events']:,} events, built {age.total_seconds() / 60:.0f} min ago; "
                   f"--no-cache to rebuild)")  # fmt: skip
@@ -864,7 +870,7 @@ def bench_queries(args: argparse.Namespace, workdir: Path, results: Results) -> 
         print(f"store: {shares[0]:,} events, {shares[1]:.1%} without session id ({shares[2]:.1%} of all with a user), "
               f"{shares[3]:.1%} errors, {shares[4]} tools, {shares[5]} users, {shares[6]} clients, "
               f"{shares[7]:,} session ids, {shares[8]:%Y-%m-%d %H:%M} .. {shares[9]:%Y-%m-%d %H:%M} UTC")  # fmt: skip
-        client, tool = store._connection.execute(
+        client, _tool = store._connection.execute(
             "SELECT mode(client_name), mode(resource) FILTER (WHERE type = 'mcp:tools/call') FROM events"
         ).fetchone()
         slices = {"all": Slice(), "sliced": Slice(client=(client,), origin=("server", "upstream", "client"))}

@@ -58,7 +58,7 @@ def count(arm: str, calls: int) -> int:
     """Instructions of one child run under callgrind."""
     command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
                sys.executable, __file__, "--child", arm, str(calls)]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env={**os.environ, "PYTHONHASHSEED": "0"})
     found = COLLECTED.search(done.stderr)
     if done.returncode != 0 or found is None:
         raise SystemExit(f"{arm} with {calls} calls failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
@@ -74,7 +74,7 @@ def per_call(arm: str, small: int, large: int, repeat: int) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--arms", default=",".join(roundtrip.ARMS + (FLOOR,)), help="comma-separated arms")
+    parser.add_argument("--arms", default=",".join((*roundtrip.ARMS, FLOOR)), help="comma-separated arms")
     parser.add_argument("--calls", default="100,400", help="the two numbers of timed calls, smaller first")
     parser.add_argument("--repeat", type=int, default=2, help="runs per count; the least count is kept")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="callgrind runs at a time")
@@ -89,7 +89,7 @@ def main() -> int:
     print(f"mcp {roundtrip.MCP_VERSION}: instructions per tools/call round trip, callgrind, "
           f"({large} - {small} calls) / {large - small}, least of {args.repeat} runs each")  # fmt: skip
     with ThreadPoolExecutor(args.jobs) as pool:
-        counts = dict(zip(arms, pool.map(lambda arm: per_call(arm, small, large, args.repeat), arms)))
+        counts = dict(zip(arms, pool.map(lambda arm: per_call(arm, small, large, args.repeat), arms), strict=True))
     none = counts.get("none")
     builtin = counts.get("sdk-builtin")
     print(f"{'arm':<11} {'instr/call':>11} {'added':>10} {'vs none':>8} {'vs sdk':>7}")

@@ -91,8 +91,8 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the package is importable from a checkout
-from opentelemetry_instrumentation_mcp import MCPInstrumentor, UserIdentity  # noqa: E402
-from opentelemetry_instrumentation_mcp.instruments import DURATION_BUCKETS  # noqa: E402
+from opentelemetry_instrumentation_mcp import MCPInstrumentor, UserIdentity
+from opentelemetry_instrumentation_mcp.instruments import DURATION_BUCKETS
 
 MCP_VERSION = version("mcp")
 IS_V2 = int(MCP_VERSION.split(".")[0]) >= 2
@@ -161,14 +161,16 @@ def build_server() -> Any:
 
 @asynccontextmanager
 async def connect(server: Any) -> AsyncIterator[ClientSession]:
-    async with create_client_server_memory_streams() as (client_streams, server_streams):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(lambda: server.run(*server_streams, server.create_initialization_options()))
-            async with ClientSession(*client_streams) as client:
-                await client.initialize()
-                await client.list_tools()
-                yield client
-            tg.cancel_scope.cancel()
+    async with (
+        create_client_server_memory_streams() as (client_streams, server_streams),
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(lambda: server.run(*server_streams, server.create_initialization_options()))
+        async with ClientSession(*client_streams) as client:
+            await client.initialize()
+            await client.list_tools()
+            yield client
+        tg.cancel_scope.cancel()
 
 
 class Bench:

@@ -22,6 +22,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from opentelemetry_instrumentation_mcp import MCPInstrumentor
+
 from weather_server import build_server  # next to this file, so on sys.path when run as a script
 
 try:

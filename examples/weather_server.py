@@ -99,7 +99,7 @@ def main() -> None:
     if not args.http:
         server.run()  # stdio
         return
-    import uvicorn
+    import uvicorn  # noqa: PLC0415 - needed only to serve HTTP
 
     print(f"weather MCP server on http://127.0.0.1:{args.port}/mcp")
     uvicorn.run(server.streamable_http_app(), host="127.0.0.1", port=args.port, log_level="warning")

@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 logger = logging.getLogger(__name__)
@@ -126,11 +126,11 @@ class Engine:
     timeout: float = 10.0
     backoff: float = 0.5
     """Seconds of the first retry's backoff (doubled for each next one, with full jitter)."""
-    started: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))
     """Transitions before this are not sent to a webhook that never received anything of them (one added later)."""
 
     def evaluate(self, now: datetime | None = None) -> None:
-        now = now or datetime.now(timezone.utc)
+        now = now or datetime.now(UTC)
         for project in self.store.projects():
             self.store.record_alerts(project, self.store.deviations(project, now, self.rules), now)
         if self.webhooks:
@@ -140,7 +140,7 @@ class Engine:
     def _deliver(self, url: str, body: dict[str, Any]) -> bool:
         data = json.dumps(body).encode()
         for attempt in range(RETRIES):
-            request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"}, method="POST")
+            request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"}, method="POST")  # noqa: S310 - configured URL
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - configured URL
                     response.read()

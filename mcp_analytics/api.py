@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import itertools
 import json
-import zlib
 import logging
+import zlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from importlib.resources import files
 from typing import Annotated, Any, Literal
 
@@ -22,15 +22,21 @@ from anyio import to_thread
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from google.protobuf import json_format
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from pydantic import ValidationError
 
 from mcp_analytics import otlp
 from mcp_analytics.alerts import Engine
 from mcp_analytics.keys import ApiKeys
 from mcp_analytics.models import (
-    BATCH, EVENT, MAX_BODY_BYTES, MAX_EVENTS_PER_BATCH, SCHEMA_VERSION, Event, IngestResult, Rejection,
+    BATCH,
+    EVENT,
+    MAX_BODY_BYTES,
+    SCHEMA_VERSION,
+    Event,
+    IngestResult,
+    Rejection,
 )  # fmt: skip
 from mcp_analytics.store import DIMENSIONS, PANELS, Slice, Store, Window
 from opentelemetry_instrumentation_mcp.version import __version__
@@ -213,7 +219,7 @@ def _periodic(jobs: list[tuple[str, float, Callable[[], object]]]) -> Any:
         while True:
             try:
                 await to_thread.run_sync(job)
-            except Exception:  # the next round tries again  # noqa: BLE001
+            except Exception:  # the next round tries again
                 logger.exception("%s failed; tried again in %g s", name, seconds)
             await anyio.sleep(seconds)
 
@@ -229,7 +235,7 @@ def _periodic(jobs: list[tuple[str, float, Callable[[], object]]]) -> Any:
 
 
 def _prune(store: Store, retention: timedelta) -> None:
-    cutoff = datetime.now(timezone.utc) - retention
+    cutoff = datetime.now(UTC) - retention
     deleted = store.delete(None, before=cutoff)
     if deleted:
         logger.info("retention: deleted %d events older than %s", deleted, cutoff.isoformat())

@@ -9,12 +9,12 @@ import sys
 import urllib.error
 
 from mcp_analytics import report
-from opentelemetry_instrumentation_mcp.version import __version__
 from mcp_analytics.alerts import Engine, Rules
 from mcp_analytics.duckdb_store import DEFAULT_MEMORY_LIMIT
 from mcp_analytics.keys import ApiKeys, new_key
 from mcp_analytics.server import DEFAULT_HOST, DEFAULT_PORT
 from mcp_analytics.store import BYTES_PER_TOKEN, DEFAULT_TIERS, DEFAULT_TOKEN_PRICE, Prices, Slos
+from opentelemetry_instrumentation_mcp.version import __version__
 
 ENV_DB = "MCP_ANALYTICS_DB"
 ENV_MEMORY = "MCP_ANALYTICS_MEMORY_LIMIT"

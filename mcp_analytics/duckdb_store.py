@@ -12,7 +12,7 @@ import re
 import threading
 from collections.abc import Sequence
 from dataclasses import asdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -174,7 +174,7 @@ def _sliced(sql: str, slice: Slice) -> tuple[str, dict[str, str]]:
         if name == "method":  # the stored type: mcp:<method>, custom:<name>
             accepted = tuple(value if ":" in value else f"mcp:{value}" for value in accepted)
         keys = [f"s{index}_{name}" for index in range(len(accepted))]  # no key is a prefix of another's $name
-        values.update(zip(keys, accepted))
+        values.update(zip(keys, accepted, strict=True))
         conditions.append(f"{_SLICED_COLUMNS[name]} IN ({', '.join('$' + key for key in keys)})")
         if name == "tool":
             conditions.append("type = 'mcp:tools/call'")
@@ -616,7 +616,7 @@ def _run(cursor: Any, sql: str, values: dict[str, Any]) -> list[dict[str, Any]]:
     used = {name: values[name] for name in set(re.findall(r"\$(\w+)", sql))}
     result = cursor.execute(sql, used)
     names = [column[0] for column in result.description]
-    return [{name: _aware(value) for name, value in zip(names, row)} for row in result.fetchall()]
+    return [{name: _aware(value) for name, value in zip(names, row, strict=True)} for row in result.fetchall()]
 _DEFAULTS: dict[str, Any] = {"limit": 100, "by": "method", "bucket": None, "session": None, "q": None}
 _BUCKETS = [timedelta(minutes=m) for m in (1, 5, 15, 60, 360, 1440, 10080)]
 
@@ -628,12 +628,12 @@ def bucket_for(window: Window, most: int = 120) -> timedelta:
 
 
 def _naive_utc(moment: datetime) -> datetime:
-    return moment.astimezone(timezone.utc).replace(tzinfo=None) if moment.tzinfo else moment
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
 def _aware(value: Any) -> Any:
     """Stored timestamps are UTC; answers say so."""
-    return value.replace(tzinfo=timezone.utc) if isinstance(value, datetime) else value
+    return value.replace(tzinfo=UTC) if isinstance(value, datetime) else value
 
 
 class _Pending:
@@ -756,7 +756,7 @@ class DuckDBStore:
             db.execute("ROLLBACK")
             raise
         for batch in batches:
-            self._recent.remember((k, ts) for k, ts, new in zip(batch.keys, batch.stamps, batch.new) if new)
+            self._recent.remember((k, ts) for k, ts, new in zip(batch.keys, batch.stamps, batch.new, strict=True) if new)
             accepted = sum(batch.new)
             batch.result = IngestResult(accepted=accepted, duplicates=batch.received - accepted)
 
@@ -766,7 +766,7 @@ class DuckDBStore:
         may_be_stored = self._recent.may_be_stored
         projects, ids, stamps = [], [], []
         for batch in batches:
-            for event_id, key, ts in zip(batch.ids, batch.keys, batch.stamps):
+            for event_id, key, ts in zip(batch.ids, batch.keys, batch.stamps, strict=True):
                 if may_be_stored(key, ts):
                     projects.append(batch.project)
                     ids.append(event_id)
@@ -789,7 +789,7 @@ class DuckDBStore:
             raise UnknownPanel(name)
         values = {**_DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
         values |= {"project": project, "start": _naive_utc(window.start), "end": _naive_utc(window.end),
-                   "gap": self.session_timeout, "now": _naive_utc(datetime.now(timezone.utc)), "anchor": anchor,
+                   "gap": self.session_timeout, "now": _naive_utc(datetime.now(UTC)), "anchor": anchor,
                    "token_bytes": BYTES_PER_TOKEN, "token_price": self.prices.default,
                    "priced_tools": list(self.prices.per_tool), "tool_prices": list(self.prices.per_tool.values())}
         sql, sliced = _sliced(sql, slice)

@@ -7,10 +7,10 @@ refused with a 4xx that names the field, never truncated silently.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Required
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
-from typing_extensions import Required, TypedDict
+from typing_extensions import TypedDict
 
 SCHEMA_VERSION = 1
 """The event format this API reads (the exporter's ``EVENT_SCHEMA_VERSION``): a batch with another is refused whole."""

@@ -61,9 +61,9 @@ def table(rows: Rows, columns: Sequence[str]) -> str:
         return "  (none)"
     cells = [[_cell(row.get(column)) for column in columns] for row in rows]
     widths = [max(len(column), *(len(line[i]) for line in cells)) for i, column in enumerate(columns)]
-    lines = ["  " + "  ".join(column.ljust(w) for column, w in zip(columns, widths))]
+    lines = ["  " + "  ".join(column.ljust(w) for column, w in zip(columns, widths, strict=True))]
     lines.append("  " + "  ".join("-" * w for w in widths))
-    lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(line, widths)) for line in cells]
+    lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) for line in cells]
     return "\n".join(lines)
 
 
@@ -84,7 +84,7 @@ def from_store(store: Any, project: str, window: Any, limit: int = 20, slice: Sl
 def from_api(url: str, api_key: str, last: str, limit: int = 20, slice: Slice = Slice(), timeout: float = 30.0) -> Fetch:
     def fetch(panel: str) -> Rows:
         query = urllib.parse.urlencode({"last": last, "limit": limit, **slice.query()})
-        request = urllib.request.Request(
+        request = urllib.request.Request(  # noqa: S310 (the user's own API)
             f"{url.rstrip('/')}/v1/panels/{panel}?{query}", headers={"Authorization": f"Bearer {api_key}"}
         )
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (the user's own API)

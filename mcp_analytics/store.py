@@ -12,14 +12,14 @@ import fnmatch
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from mcp_analytics.models import Event, IngestResult
 
 _LAST = re.compile(r"^(\d{1,6})([mhd])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 SESSION_GAP = timedelta(minutes=30)
 """The default session inactivity timeout: a session (a session id's, or a stateless user's or caller's with one
@@ -62,7 +62,7 @@ class Window:
     @classmethod
     def parse(cls, start: datetime | None = None, end: datetime | None = None, last: str | None = None) -> Window:
         """From ``start``/``end`` (naive means UTC; end defaults to now), else ``last`` (15m, 24h, 7d, all) before end."""
-        end = _utc(end) if end else datetime.now(timezone.utc)
+        end = _utc(end) if end else datetime.now(UTC)
         if start is not None:
             start = _utc(start)
         elif last == "all":
@@ -87,7 +87,7 @@ def duration(text: str) -> timedelta:
 
 
 def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)

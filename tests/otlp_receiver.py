@@ -35,7 +35,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.trace import SpanKind, StatusCode
 
 if TYPE_CHECKING:
-    from typing_extensions import Self
+    from typing import Self
 
 _T = TypeVar("_T")
 

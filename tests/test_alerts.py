@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -17,7 +17,7 @@ from mcp_analytics.server import in_thread
 from mcp_analytics.store import Slos
 from tests.apps.analytics_receiver import receiver
 
-NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 EXPECTED = {
     ("volume_spike", "search"),
     ("latency_spike", "fetch"),
@@ -93,7 +93,7 @@ def test_thresholds_change_what_fires(store):
     assert found == EXPECTED - {("error_ratio", "billing"), ("volume_spike", "search"), ("slo_burn", "report")}
     with pytest.raises(ValueError, match="field=number"):
         Rules.parse(["volume_factor=loud"])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="no_such_rule"):
         Rules.parse(["no_such_rule=1"])
 
 
@@ -147,14 +147,14 @@ def test_a_restart_sends_nothing_again_and_a_new_webhook_gets_no_past(store):
 
 def test_the_api_evaluates_on_a_schedule_and_lists_alerts(store):
     with receiver() as hook:
-        engine = Engine(store, webhooks=[hook.url], started=datetime.now(timezone.utc) - timedelta(days=3650))
+        engine = Engine(store, webhooks=[hook.url], started=datetime.now(UTC) - timedelta(days=3650))
         engine.evaluate(NOW)  # as the schedule would have at NOW
         with in_thread(create_app(store, ApiKeys([("p", "key")]), alerts=engine, alert_interval=0.2)) as url:
             headers = {"Authorization": "Bearer key"}
             listed = httpx.get(f"{url}/v1/alerts?state=resolved", headers=headers).json()
             # the app evaluates at the real time: the 2026-11-20 spikes are long past, so each resolves
-            deadline = datetime.now(timezone.utc) + timedelta(seconds=10)
-            while len(listed["alerts"]) < len(EXPECTED) and datetime.now(timezone.utc) < deadline:
+            deadline = datetime.now(UTC) + timedelta(seconds=10)
+            while len(listed["alerts"]) < len(EXPECTED) and datetime.now(UTC) < deadline:
                 listed = httpx.get(f"{url}/v1/alerts?state=resolved", headers=headers).json()
             assert listed["enabled"] is True
             assert {(row["rule"], row["subject"]) for row in listed["alerts"]} == EXPECTED

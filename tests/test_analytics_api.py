@@ -9,23 +9,23 @@ import random
 import re
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 from google.protobuf import json_format
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from opentelemetry.sdk.trace.export import SpanExportResult
 
-from opentelemetry.exporter.mcp_analytics.events import to_event
 from mcp_analytics.api import create_app
 from mcp_analytics.duckdb_store import DuckDBStore
 from mcp_analytics.keys import ApiKeys
 from mcp_analytics.models import MAX_BODY_BYTES, MAX_EVENTS_PER_BATCH, MAX_TOOLS_LISTED, validated_event
 from mcp_analytics.server import in_thread
 from mcp_analytics.store import PANELS
+from opentelemetry.exporter.mcp_analytics.events import to_event
 from tests.apps.clients import in_memory
 from tests.apps.servers import build
 
@@ -313,7 +313,7 @@ async def test_otlp_protobuf_from_the_stock_exporter_becomes_events(api, recorde
     assert [(row["type"], row["intent"]) for row in timeline] == [(e["type"], e.get("intent")) for e in expected]
     assert [row["span_id"] for row in timeline] == [e["span_id"] for e in expected]
     (listing,) = [span for span in server_spans if span.name == "tools/list"]
-    listed_at = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=listing.start_time // 1000)
+    listed_at = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=listing.start_time // 1000)
     unused = [(row["tool"], row["last_called"], row["calls_before"], datetime.fromisoformat(row["last_listed"]))
               for row in api.panel("unused_tools").json()["rows"]]  # fmt: skip
     assert unused == [(tool, None, 0, listed_at) for tool in ("billing", "echo", "fetch", "note", "slow")]

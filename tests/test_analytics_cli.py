@@ -21,12 +21,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def cli(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "mcp_analytics", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)  # fmt: skip
+                          timeout=timeout, stdin=subprocess.DEVNULL, check=False)  # fmt: skip
 
 
 def overview(report: str) -> dict[str, str]:
     lines = report.split("Overview\n", 1)[1].splitlines()
-    return dict(zip(lines[0].split(), lines[2].split()))
+    return dict(zip(lines[0].split(), lines[2].split(), strict=True))
 
 
 @pytest.fixture(scope="module")

@@ -24,13 +24,13 @@ import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from opentelemetry.exporter.mcp_analytics import install
-from opentelemetry.exporter.mcp_analytics.events import event_id, is_analytics_span
 from mcp_analytics.api import create_app
 from mcp_analytics.duckdb_store import DuckDBStore
 from mcp_analytics.keys import ApiKeys
 from mcp_analytics.server import in_thread
 from mcp_analytics.store import Window
+from opentelemetry.exporter.mcp_analytics import install
+from opentelemetry.exporter.mcp_analytics.events import event_id, is_analytics_span
 from tests.apps.clients import in_memory
 from tests.apps.servers import build
 from tests.conftest import instrumented
@@ -199,7 +199,7 @@ async def test_failing_answers_are_retried_until_stored_once(faults, least_gap):
 
 async def test_a_slow_api_fails_the_export_within_its_timeout_and_never_slows_the_server():
     reader = InMemoryMetricReader()
-    with faulty_api(*[(200, {}, 3.0)] * 3) as (url, store, _), instrumented() as recorded:
+    with faulty_api(*[(200, {}, 3.0)] * 3) as (url, _store, _), instrumented() as recorded:
         processor = install(url, KEY, tracer_provider=recorded.tracer_provider, schedule_delay_millis=10,
                             meter_provider=MeterProvider(metric_readers=[reader]), timeout=1)  # fmt: skip
         started = time.monotonic()

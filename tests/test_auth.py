@@ -126,21 +126,24 @@ async def bearer_session(url: str, token: str | None) -> AsyncIterator[ClientSes
 
     headers = {} if token is None else {"authorization": f"Bearer {token}"}
     if not hasattr(streamable_http, "streamable_http_client"):  # mcp < 1.24
-        async with streamable_http.streamablehttp_client(url, headers=headers) as streams:
-            async with ClientSession(streams[0], streams[1]) as client:
-                yield client
+        async with (
+            streamable_http.streamablehttp_client(url, headers=headers) as streams,
+            ClientSession(streams[0], streams[1]) as client,
+        ):
+            yield client
         return
     http = getattr(streamable_http, "httpx2", None) or streamable_http.httpx  # the HTTP client its line uses
-    async with http.AsyncClient(headers=headers) as http_client:
-        async with streamable_http.streamable_http_client(url, http_client=http_client) as streams:
-            async with ClientSession(streams[0], streams[1]) as client:
-                yield client
+    async with (
+        http.AsyncClient(headers=headers) as http_client,
+        streamable_http.streamable_http_client(url, http_client=http_client) as streams,
+        ClientSession(streams[0], streams[1]) as client,
+    ):
+        yield client
 
 
 async def refused_initialize(url: str, token: str | None) -> BaseException:
     """What the SDK raises to a client whose ``initialize`` the server refuses."""
-    with pytest.raises(BaseException) as raised:  # noqa: PT011 - the SDK's own error, whatever the line
-        with anyio.fail_after(10):
+    with pytest.raises(BaseException) as raised, anyio.fail_after(10):  # noqa: PT011 - the SDK's own error, any line
             async with bearer_session(url, token) as client:
                 await client.initialize()
     return raised.value

@@ -89,13 +89,13 @@ async def test_a_secret_in_every_captured_field_never_reaches_a_span(kind):
             try:
                 await client.call_tool("echo", {"text": f"raise: {SECRET}"})
             except Exception as error:  # noqa: BLE001 - the 2.x low-level server answers a JSON-RPC error
-                assert SECRET in str(error), "what the client sees is untouched"
+                assert SECRET in str(error), "what the client sees is untouched"  # noqa: PT017 - only some kinds raise
             await client.get_prompt("review", {"code": f"key = '{SECRET}'"})
 
     everything = exported(recorded)
     assert SECRET not in everything
     assert "[redacted]" in everything
-    echo = [span for span in recorded.server_spans() if span.name == "tools/call echo"][0]
+    echo = next(span for span in recorded.server_spans() if span.name == "tools/call echo")
     assert echo.attributes["mcp.user_intent"] == "The agent uses [redacted]."
     assert echo.attributes["user.name"] == "Alice [redacted]"
 
@@ -104,11 +104,13 @@ async def test_a_redact_hook_that_raises_drops_the_values(kind, caplog):
     def broken(text: str) -> str:
         raise RuntimeError("redactor down")
 
-    with instrumented(capture_content=True, redact=broken) as recorded:
-        with caplog.at_level(logging.WARNING, logger="opentelemetry_instrumentation_mcp"):
-            async with in_memory(build(kind)) as client:
-                await client.list_tools()
-                result = await client.call_tool("echo", {"text": SECRET, "context": SECRET})
+    with (
+        instrumented(capture_content=True, redact=broken) as recorded,
+        caplog.at_level(logging.WARNING, logger="opentelemetry_instrumentation_mcp"),
+    ):
+        async with in_memory(build(kind)) as client:
+            await client.list_tools()
+            result = await client.call_tool("echo", {"text": SECRET, "context": SECRET})
     assert result.content[0].text == SECRET, "the server answers as ever"
     assert SECRET not in exported(recorded)
     echo = server_span(recorded, "tools/call echo")

@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -231,7 +231,7 @@ class Served:
 @pytest.fixture(scope="module")
 def served() -> Iterator[Served]:
     store = DuckDBStore(":memory:")
-    for project, events in _events(datetime.now(timezone.utc)).items():
+    for project, events in _events(datetime.now(UTC)).items():
         store.add(project, events)
     app = create_app(store, ApiKeys([(PROJECT, KEY), ("other", OTHER_KEY)]))
     with in_thread(app) as url:
@@ -298,7 +298,7 @@ def test_tables_match_the_store(overview: Page, served: Served) -> None:
     time_shown = r"\d{4}-\d\d-\d\d \d\d:\d\d|\d\d:\d\d:\d\d"  # another day's, or today's
     last_called, last_listed = ([row.field(name) for row in unused] for name in ("last_called", "last_listed"))
     assert re.fullmatch(time_shown, last_called[0]) and last_called[1] == "never"
-    assert last_listed[0] == "–" and re.fullmatch(time_shown, last_listed[1])
+    assert last_listed[0] == "–" and re.fullmatch(time_shown, last_listed[1])  # noqa: RUF001 - the page's placeholder
     shown = [[row.find(data_field=name).attrs["data-value"] or None for name in ("last_called", "last_listed")]
              for row in unused]  # fmt: skip
     stored = served.panel("unused_tools", limit=15)
@@ -494,7 +494,7 @@ def test_the_timeline_shows_captured_content_folded(chromium: str, served: Serve
 def test_firing_alerts_are_shown_above_the_panels(chromium: str) -> None:
     from mcp_analytics.alerts import Engine
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     store = DuckDBStore(":memory:")
     store.add(PROJECT, [validated_event(event_id=f"b{i}", type="mcp:tools/call", resource="billing",
                                         timestamp_ns=int((now - timedelta(minutes=2, seconds=i)).timestamp() * 1e9),

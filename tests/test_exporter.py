@@ -12,13 +12,13 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExportResult
 
+from mcp_analytics.store import Window
 from opentelemetry.exporter.mcp_analytics import MCPAnalyticsExporter, install
 from opentelemetry.exporter.mcp_analytics.events import is_analytics_span
 from opentelemetry_instrumentation_mcp import publish_custom_event
 from tests.apps.analytics_receiver import receiver
 from tests.apps.clients import in_memory
 from tests.apps.servers import build
-from mcp_analytics.store import Window
 from tests.conftest import instrumented
 
 pytestmark = pytest.mark.anyio
@@ -32,7 +32,7 @@ async def finished_spans(recorded):
         await client.list_prompts()
         await client.call_tool("add", {"a": 1, "b": 2, "context": WHY})
         await client.call_tool("fail", {})
-        session_id = [s for s in recorded.server_spans() if s.name == "tools/call add"][0].attributes["mcp.session.id"]
+        session_id = next(s for s in recorded.server_spans() if s.name == "tools/call add").attributes["mcp.session.id"]
         publish_custom_event(session_id, name="invoice_sent", resource_name="billing", parameters={"n": 1})
     unrelated = TracerProvider().get_tracer("other").start_span("unrelated work")
     unrelated.end()
@@ -171,16 +171,15 @@ async def test_spans_dropped_by_a_full_queue_are_counted(monkeypatch):
     monkeypatch.setenv("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "true")  # the SDK's own processor metrics
     reader = InMemoryMetricReader()
     meter_provider = MeterProvider(metric_readers=[reader])
-    with receiver(*[(200, {}, 1.0)] * 3) as api:
-        with instrumented() as recorded:
-            processor = install(
-                api.url, "key", tracer_provider=recorded.tracer_provider, meter_provider=meter_provider,
-                max_queue_size=4, max_export_batch_size=2, schedule_delay_millis=10, timeout=5,
-            )  # fmt: skip
-            async with in_memory(build("lowlevel")) as client:
-                for _ in range(20):
-                    await client.call_tool("add", {"a": 1, "b": 2})
-            processor.shutdown()
+    with receiver(*[(200, {}, 1.0)] * 3) as api, instrumented() as recorded:
+        processor = install(
+            api.url, "key", tracer_provider=recorded.tracer_provider, meter_provider=meter_provider,
+            max_queue_size=4, max_export_batch_size=2, schedule_delay_millis=10, timeout=5,
+        )  # fmt: skip
+        async with in_memory(build("lowlevel")) as client:
+            for _ in range(20):
+                await client.call_tool("add", {"a": 1, "b": 2})
+        processor.shutdown()
     data = reader.get_metrics_data()
     dropped = sum(
         point.value

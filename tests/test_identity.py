@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
-
 import asyncio
+import json
 import logging
 import time
 
@@ -97,11 +96,10 @@ async def test_async_hook(kind):
 
 async def test_stateless_traffic_is_identified_on_every_request():
     directory = Directory()
-    with instrumented(identify=directory) as recorded:
-        with serving(build("lowlevel"), stateless=True) as server:
-            async with http_client(server.url) as client:
-                await client.call_tool("add", {"a": 1, "b": 2})
-                await client.call_tool("add", {"a": 3, "b": 4})
+    with instrumented(identify=directory) as recorded, serving(build("lowlevel"), stateless=True) as server:
+        async with http_client(server.url) as client:
+            await client.call_tool("add", {"a": 1, "b": 2})
+            await client.call_tool("add", {"a": 3, "b": 4})
 
     calls = [request for request in directory.asked if request.method == "tools/call"]
     assert len(calls) == 2
@@ -129,14 +127,16 @@ async def hanging(request: IdentifyRequest) -> UserIdentity:
 
 @pytest.mark.parametrize("hook", [raising, garbage, sleepy, hanging], ids=lambda hook: hook.__name__)
 async def test_a_broken_hook_leaves_the_caller_anonymous_and_the_request_untouched(kind, hook, caplog):
-    with instrumented(identify=hook, identify_timeout=0.2) as recorded:
-        with caplog.at_level(logging.WARNING, logger="opentelemetry_instrumentation_mcp"):
-            started = time.perf_counter()
-            async with in_memory(build(kind)) as client:
-                for _ in range(2):
-                    result = await client.call_tool("add", {"a": 1, "b": 2})
-                    assert result.content[0].text == "3"
-            elapsed = time.perf_counter() - started
+    with (
+        instrumented(identify=hook, identify_timeout=0.2) as recorded,
+        caplog.at_level(logging.WARNING, logger="opentelemetry_instrumentation_mcp"),
+    ):
+        started = time.perf_counter()
+        async with in_memory(build(kind)) as client:
+            for _ in range(2):
+                result = await client.call_tool("add", {"a": 1, "b": 2})
+                assert result.content[0].text == "3"
+        elapsed = time.perf_counter() - started
 
     assert elapsed < 2, "a slow hook costs at most its timeout, once per session"
     for span in recorded.server_spans():
@@ -149,18 +149,17 @@ async def test_identity_on_the_session_is_not_shared_across_concurrent_sessions(
     def identify(request: IdentifyRequest) -> UserIdentity:
         return UserIdentity(f"user-of-{request.session_id}")
 
-    with instrumented(identify=identify) as recorded:
-        with serving(build("lowlevel")) as server:
+    with instrumented(identify=identify) as recorded, serving(build("lowlevel")) as server:
 
-            async def agent(index: int) -> None:
-                info = sdk_types().Implementation(name=f"agent-{index}", version="1")
-                async with http_client(server.url, client_info=info) as client:
-                    for _ in range(3):
-                        await client.call_tool("add", {"a": index, "b": 1})
+        async def agent(index: int) -> None:
+            info = sdk_types().Implementation(name=f"agent-{index}", version="1")
+            async with http_client(server.url, client_info=info) as client:
+                for _ in range(3):
+                    await client.call_tool("add", {"a": index, "b": 1})
 
-            async with anyio.create_task_group() as tg:
-                for index in range(5):
-                    tg.start_soon(agent, index)
+        async with anyio.create_task_group() as tg:
+            for index in range(5):
+                tg.start_soon(agent, index)
 
     calls = [span for span in recorded.server_spans() if span.name == "tools/call add"]
     assert len(calls) == 15

@@ -59,7 +59,7 @@ async def test_every_tool_asks_for_the_intent(recorded, kind):
         assert schema["required"][-1] == "context"
         assert schema["required"].count("context") == 1
     assert [schema_of(t) for t in first] == [schema_of(t) for t in second], "listing twice adds it once"
-    assert [servers.ADD_SCHEMA, servers.KEYS_SCHEMA, servers.NOTE_SCHEMA] == originals, "the server's schemas untouched"
+    assert originals == [servers.ADD_SCHEMA, servers.KEYS_SCHEMA, servers.NOTE_SCHEMA], "the server's schemas untouched"
 
 
 async def test_the_tool_never_sees_the_intent_and_the_span_records_it(recorded, kind):

@@ -91,13 +91,15 @@ async def traffic(url: str, fetch_url: str) -> None:
     """Two clients, ``ROUNDS`` rounds a second apart (so every series moves across scrapes); each session ends."""
     for _ in range(ROUNDS):
         for name in CLIENTS:
-            async with connect(url) as streams:
-                async with ClientSession(streams[0], streams[1], client_info=Implementation(name=name, version="1")) as client:
-                    await client.initialize()
-                    await client.list_tools()
-                    for _ in range(3):
-                        await client.call_tool("add", {"a": 1, "b": 2})
-                        await client.call_tool("fail", {})
+            async with (
+                connect(url) as streams,
+                ClientSession(streams[0], streams[1], client_info=Implementation(name=name, version="1")) as client,
+            ):
+                await client.initialize()
+                await client.list_tools()
+                for _ in range(3):
+                    await client.call_tool("add", {"a": 1, "b": 2})
+                    await client.call_tool("fail", {})
                     await client.call_tool("fetch", {"url": fetch_url, "timeout": 5})
         await anyio.sleep(1.0)
 
@@ -175,7 +177,7 @@ def test_the_dashboard_is_an_importable_grafana_dashboard():
         assert panel["id"] not in ids
         ids.add(panel["id"])
         box = panel["gridPos"]
-        assert 0 <= box["x"] and box["x"] + box["w"] <= 24, panel["title"]
+        assert box["x"] >= 0 and box["x"] + box["w"] <= 24, panel["title"]
         for x in range(box["x"], box["x"] + box["w"]):
             for y in range(box["y"], box["y"] + box["h"]):
                 assert (x, y) not in cells, f"{panel['title']} overlaps another panel"

@@ -8,9 +8,9 @@ from datetime import timedelta
 import anyio
 import pytest
 
-from opentelemetry.exporter.mcp_analytics.events import to_event
 from mcp_analytics.duckdb_store import DuckDBStore
 from mcp_analytics.store import Window
+from opentelemetry.exporter.mcp_analytics.events import to_event
 from tests.apps.clients import in_memory
 from tests.apps.servers import KINDS, build
 from tests.conftest import instrumented

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -11,7 +11,7 @@ from mcp_analytics.duckdb_store import DuckDBStore
 from mcp_analytics.models import Event, validated_event
 from mcp_analytics.store import DIMENSIONS, PANELS, Slice, Window
 
-DAY = datetime(2026, 11, 20, tzinfo=timezone.utc)
+DAY = datetime(2026, 11, 20, tzinfo=UTC)
 WINDOW = Window(DAY + timedelta(hours=6), DAY + timedelta(hours=20))  # events before it too: runs, listings
 TOOLS = ["search", "fetch", "delete_repo"]
 CLIENTS = ["Claude Desktop", "Cursor", None]

@@ -34,11 +34,13 @@ def implementation(name: str, version: str) -> Any:
 
 
 async def run_client(url: str, name: str, version: str) -> None:
-    async with connect(url) as streams:
-        async with ClientSession(streams[0], streams[1], client_info=implementation(name, version)) as client:
-            await client.initialize()
-            await client.list_tools()
-            await client.call_tool("add", {"a": 1, "b": 2})
+    async with (
+        connect(url) as streams,
+        ClientSession(streams[0], streams[1], client_info=implementation(name, version)) as client,
+    ):
+        await client.initialize()
+        await client.list_tools()
+        await client.call_tool("add", {"a": 1, "b": 2})
 
 
 def calls(recorded: Any) -> list[Any]:

@@ -20,7 +20,6 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
-from opentelemetry.exporter.mcp_analytics import install
 from mcp_analytics import report
 from mcp_analytics.api import create_app
 from mcp_analytics.demo.agents import AGENTS, USER_HEADER, run_agent
@@ -28,6 +27,7 @@ from mcp_analytics.demo.server import build_server, streamable_http_app, upstrea
 from mcp_analytics.duckdb_store import DuckDBStore
 from mcp_analytics.keys import ApiKeys, new_key
 from mcp_analytics.server import bind, in_thread
+from opentelemetry.exporter.mcp_analytics import install
 from opentelemetry_instrumentation_mcp import IdentifyRequest, MCPInstrumentor, UserIdentity
 
 PROJECT = "demo"
@@ -58,7 +58,7 @@ def run(db: str, port: int, keep_serving: bool | None = None) -> int:
         api_socket = bind(port=port)
     except OSError:
         api_socket = bind()
-    api_url = "http://127.0.0.1:{}".format(api_socket.getsockname()[1])
+    api_url = f"http://127.0.0.1:{api_socket.getsockname()[1]}"
 
     provider = TracerProvider(resource=Resource.create({"service.name": "help-desk"}))
     install(api_url, key, tracer_provider=provider, meter_provider=MeterProvider(), schedule_delay_millis=200)

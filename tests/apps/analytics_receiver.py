@@ -37,7 +37,7 @@ def receiver(*answers: tuple[int, dict[str, str], float]) -> Iterator[Receiver]:
     state = Receiver(url="", answers=list(answers))
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             if self.headers.get("Content-Encoding") == "gzip":
                 raw = gzip.decompress(raw)

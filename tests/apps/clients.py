@@ -17,10 +17,12 @@ from tests.apps.servers import runnable
 async def in_memory(server: Any, **client_kwargs: Any) -> AsyncIterator[ClientSession]:
     """An initialized client session to ``server`` over in-memory streams; the server stops on exit."""
     lowlevel = runnable(server)
-    async with create_client_server_memory_streams() as (client_streams, server_streams):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(lambda: lowlevel.run(*server_streams, lowlevel.create_initialization_options()))
-            async with ClientSession(*client_streams, **client_kwargs) as client:
-                await client.initialize()
-                yield client
-            tg.cancel_scope.cancel()
+    async with (
+        create_client_server_memory_streams() as (client_streams, server_streams),
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(lambda: lowlevel.run(*server_streams, lowlevel.create_initialization_options()))
+        async with ClientSession(*client_streams, **client_kwargs) as client:
+            await client.initialize()
+            yield client
+        tg.cancel_scope.cancel()

@@ -92,7 +92,6 @@ def serving(server: Any, *, stateless: bool = False, wrap: Any = None) -> Iterat
 @asynccontextmanager
 async def http_client(url: str, **client_kwargs: Any) -> AsyncIterator[ClientSession]:
     """An initialized ``ClientSession`` over streamable HTTP."""
-    async with connect(url) as streams:
-        async with ClientSession(streams[0], streams[1], **client_kwargs) as client:
-            await client.initialize()
-            yield client
+    async with connect(url) as streams, ClientSession(streams[0], streams[1], **client_kwargs) as client:
+        await client.initialize()
+        yield client

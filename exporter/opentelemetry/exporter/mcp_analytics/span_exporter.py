@@ -146,7 +146,7 @@ class MCPAnalyticsExporter(SpanExporter):
         }
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
-        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")  # noqa: S310 - configured URL
         remaining = max(0.001, deadline - time.monotonic())
         try:
             with urllib.request.urlopen(request, timeout=remaining) as response:  # noqa: S310 - configured URL
