@@ -1,9 +1,9 @@
 """Sessions: lint and type checks, and the suite against each supported ``mcp`` SDK line.
 
-    nox                      # every session
-    nox -s lint typecheck    # ruff (lint rules and formatting) and mypy, in a minute
-    nox -s "tests(mcp='2.3.0')"
-    nox -s phoenix           # end to end against a real Arize Phoenix (a heavy install)
+nox                      # every session
+nox -s lint typecheck    # ruff (lint rules and formatting) and mypy, in a minute
+nox -s "tests(mcp='2.3.0')"
+nox -s phoenix           # end to end against a real Arize Phoenix (a heavy install)
 """
 
 import nox
@@ -12,12 +12,21 @@ nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.error_on_missing_interpreters = True
 
 MCP_VERSIONS = ["1.20.0", "1.30.0", "2.0.0", "2.3.0"]
-OTEL = ["opentelemetry-api==1.45.1", "opentelemetry-sdk==1.45.1", "opentelemetry-exporter-otlp-proto-http==1.45.1",
-        "opentelemetry-proto==1.45.1"]
-OTEL_CONTRIB = ["opentelemetry-instrumentation==0.66b1", "opentelemetry-semantic-conventions==0.66b1",
-                "opentelemetry-test-utils==0.66b1", "opentelemetry-distro==0.66b1",
-                "opentelemetry-instrumentation-asgi==0.66b1", "opentelemetry-instrumentation-httpx==0.66b1",
-                "opentelemetry-exporter-prometheus==0.66b1"]
+OTEL = [
+    "opentelemetry-api==1.45.1",
+    "opentelemetry-sdk==1.45.1",
+    "opentelemetry-exporter-otlp-proto-http==1.45.1",
+    "opentelemetry-proto==1.45.1",
+]
+OTEL_CONTRIB = [
+    "opentelemetry-instrumentation==0.66b1",
+    "opentelemetry-semantic-conventions==0.66b1",
+    "opentelemetry-test-utils==0.66b1",
+    "opentelemetry-distro==0.66b1",
+    "opentelemetry-instrumentation-asgi==0.66b1",
+    "opentelemetry-instrumentation-httpx==0.66b1",
+    "opentelemetry-exporter-prometheus==0.66b1",
+]
 # tests/phoenix needs arize-phoenix, installed only by the ``phoenix`` session: every other session leaves it out.
 PHOENIX_TESTS = "tests/phoenix"
 PHOENIX = "arize-phoenix==20.26.1"
@@ -58,7 +67,9 @@ def fastmcp(session: nox.Session) -> None:
     Always uv (``pip install nox uv``): fastmcp asks for a certifi newer than the registry serves, which only
     uv's ``--override`` sets aside."""
     overrides = "tests/requirements/fastmcp-overrides.txt"
-    session.install("--override", overrides, "-e", ".[test,analytics]", "mcp==2.3.0", "fastmcp==4.1.6", *OTEL, *OTEL_CONTRIB)
+    session.install(
+        "--override", overrides, "-e", ".[test,analytics]", "mcp==2.3.0", "fastmcp==4.1.6", *OTEL, *OTEL_CONTRIB
+    )
     session.run("pytest", "-q", "-p", "no:cacheprovider", f"--ignore={PHOENIX_TESTS}", *session.posargs)
 
 

@@ -883,14 +883,18 @@ def bench_queries(args: argparse.Namespace, workdir: Path, results: Results) -> 
             print(f"window last={last}: {in_window:,} events; session panel on {session!r}", flush=True)
             for label, slice in slices.items():
                 for name in PANELS:
-                    params = {"session": session} if name == "session" else {"q": "release"} if name == "intents" else {}
+                    params = (
+                        {"session": session} if name == "session" else {"q": "release"} if name == "intents" else {}
+                    )
                     runs = []
                     for _ in range(args.query_runs + 1):
                         wall = time.perf_counter()
                         rows = store.panel(PROJECT, name, window, slice, **params)
                         runs.append((time.perf_counter() - wall) * 1000)
                     runs = runs[1:]
-                    timings.append((name if label == "all" else f"{name}*", last, statistics.median(runs), max(runs), len(rows)))
+                    timings.append(
+                        (name if label == "all" else f"{name}*", last, statistics.median(runs), max(runs), len(rows))
+                    )
         latest = store.panel(PROJECT, "extent", Window.parse(last="all"))[0]["last_event"]
         runs = []
         for _ in range(args.query_runs + 1):
@@ -901,7 +905,9 @@ def bench_queries(args: argparse.Namespace, workdir: Path, results: Results) -> 
         timings.append(("alert rules", "now", statistics.median(runs), max(runs), len(found)))
     finally:
         store.close()
-    print(f"{'panel (* sliced)':<17} {'window':>6} {'median ms':>10} {'max ms':>8} {'rows':>5}  < {TARGET_PANEL_MS:.0f} ms")
+    print(
+        f"{'panel (* sliced)':<17} {'window':>6} {'median ms':>10} {'max ms':>8} {'rows':>5}  < {TARGET_PANEL_MS:.0f} ms"
+    )
     for name, last, median, worst, rows in timings:
         print(
             f"{name:<17} {last:>6} {median:10.1f} {worst:8.1f} {rows:>5}  {'ok' if median < TARGET_PANEL_MS else 'SLOW'}"
@@ -998,7 +1004,9 @@ def bench_memory(args: argparse.Namespace, recorded: list[ReadableSpan], workdir
         results.fail(f"memory: accepted {senders.accepted}, stored {stored}")
     for minute in range(int(samples[-1][0] // 60)):
         rss = [sample[1] for sample in samples if minute * 60 < sample[0] <= (minute + 1) * 60]
-        print(f"minute {minute + 1}: median RSS {statistics.median(rss):.0f} MB (min {min(rss):.0f}, max {max(rss):.0f})")
+        print(
+            f"minute {minute + 1}: median RSS {statistics.median(rss):.0f} MB (min {min(rss):.0f}, max {max(rss):.0f})"
+        )
     warmup = args.memory_warmup
     if warmup is None:  # until the store outgrows DuckDB's cache
         limit_mb = megabytes(args.memory_limit)

@@ -382,8 +382,10 @@ async def main_async(args: argparse.Namespace) -> int:
         row = f"{arm:<11} {med_wall[arm]:12.1f} {spread:>15} {med_cpu[arm]:11.1f} {ratio(arm, 'none'):>9}"
         print(row + (f" {ratio(arm, 'sdk-builtin'):>9}" if IS_V2 else "") + f"  {shapes[arm]}")
     floor, floor_c = statistics.median(floor_wall), statistics.median(floor_cpu)
-    print(f"{'sdk floor':<11} {floor:12.1f} {'':>15} {floor_c:11.1f}  the OTel SDK work of ours alone (2 spans, "
-          f"2 points, propagation), no MCP: none + floor = {(med_wall['none'] + floor) / med_wall['none']:.2f}x none")
+    print(
+        f"{'sdk floor':<11} {floor:12.1f} {'':>15} {floor_c:11.1f}  the OTel SDK work of ours alone (2 spans, "
+        f"2 points, propagation), no MCP: none + floor = {(med_wall['none'] + floor) / med_wall['none']:.2f}x none"
+    )
     print()
     targets = [("none", 1.25)] + ([("sdk-builtin", 1.0)] if IS_V2 else [])
     for base, limit in targets:
@@ -409,8 +411,10 @@ def main() -> int:
         f"mcp {MCP_VERSION}, opentelemetry-sdk {version('opentelemetry-sdk')}, "
         f"Python {platform.python_version()} ({platform.python_implementation()}), {sys.platform}"
     )
-    print(f"{args.calls} sequential in-memory tools/call round trips x {args.rounds} rounds, warmup {args.warmup}; "
-          f"arms interleaved: {', '.join(ARMS)}")
+    print(
+        f"{args.calls} sequential in-memory tools/call round trips x {args.rounds} rounds, warmup {args.warmup}; "
+        f"arms interleaved: {', '.join(ARMS)}"
+    )
     return anyio.run(main_async, args)
 
 

@@ -38,7 +38,10 @@ SHOWN = {  # label in the trace tree -> span attribute
 # What an agent sends: the arguments, and in `context` (advertised by the instrumentation) why it calls.
 TOOL_CALLS = [
     ("current_conditions", {"city": "Paris", "context": "The user is packing for Paris today and asked what to wear."}),
-    ("get_forecast", {"city": "Paris", "days": 3, "context": "The user wants to know if the weekend in Paris stays dry."}),
+    (
+        "get_forecast",
+        {"city": "Paris", "days": 3, "context": "The user wants to know if the weekend in Paris stays dry."},
+    ),
     ("get_forecast", {"city": "Tokyo", "days": 5, "context": "The user is planning a five-day trip to Tokyo."}),
     ("convert_temperature", {"celsius": 21.5}),  # an agent that does not say why: still works
     ("air_quality", {"city": "Paris", "context": "The user has asthma and asked whether to run outside."}),

@@ -61,7 +61,9 @@ class Rules:
             except (KeyError, ValueError):
                 changes[name] = None
             if changes[name] is None or not changes[name] >= 0:
-                raise ValueError(f"an alert threshold is given as field=number, one of {', '.join(kinds)}; not {spec!r}")
+                raise ValueError(
+                    f"an alert threshold is given as field=number, one of {', '.join(kinds)}; not {spec!r}"
+                )
         return replace(cls(), **changes)
 
 
@@ -140,7 +142,8 @@ class Engine:
     def _deliver(self, url: str, body: dict[str, Any]) -> bool:
         data = json.dumps(body).encode()
         for attempt in range(RETRIES):
-            request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"}, method="POST")  # noqa: S310 - configured URL
+            headers = {"Content-Type": "application/json"}
+            request = urllib.request.Request(url, data=data, headers=headers, method="POST")  # noqa: S310 - configured URL
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - configured URL
                     response.read()
@@ -153,5 +156,7 @@ class Engine:
                 pass
             if attempt + 1 < RETRIES:
                 time.sleep(random.uniform(0, self.backoff * 2**attempt))  # noqa: S311 - jitter, not security
-        logger.warning("alert webhook %s unreachable for %s/%s; tried again next evaluation", url, body["rule"], body["subject"])
+        logger.warning(
+            "alert webhook %s unreachable for %s/%s; tried again next evaluation", url, body["rule"], body["subject"]
+        )
         return False

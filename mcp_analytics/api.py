@@ -109,7 +109,9 @@ def _events_of(body: bytes) -> tuple[list[Event], list[Rejection]]:
             first = _validation_errors(error)[0]
             rejected.append(Rejection(index=index, event_id=_event_id(raw), loc=first["loc"], msg=first["msg"]))
         except UnicodeEncodeError:
-            rejected.append(Rejection(index=index, event_id=_event_id(raw), loc=[], msg="text that is not valid Unicode"))
+            rejected.append(
+                Rejection(index=index, event_id=_event_id(raw), loc=[], msg="text that is not valid Unicode")
+            )
     return valid, rejected
 
 
@@ -199,7 +201,9 @@ def _slice(
     """The events a panel reads (``store.Slice``); 422 for a query parameter no panel takes."""
     unknown = sorted(set(request.query_params) - _PANEL_PARAMETERS)
     if unknown:
-        raise _problem(422, f"unknown query parameter {', '.join(unknown)}; a panel takes {', '.join(sorted(_PANEL_PARAMETERS))}")
+        raise _problem(
+            422, f"unknown query parameter {', '.join(unknown)}; a panel takes {', '.join(sorted(_PANEL_PARAMETERS))}"
+        )
     given = {"tool": tool, "client": client, "user": user, "server": server, "method": method, "origin": origin}
     try:
         return Slice.parse({name: values for name, values in given.items() if values})
@@ -242,7 +246,11 @@ def _prune(store: Store, retention: timedelta) -> None:
 
 
 def create_app(
-    store: Store, keys: ApiKeys, *, retention: timedelta | None = None, alerts: Engine | None = None,
+    store: Store,
+    keys: ApiKeys,
+    *,
+    retention: timedelta | None = None,
+    alerts: Engine | None = None,
     alert_interval: float = 60.0,
 ) -> FastAPI:
     """The API over ``store``; ``retention``: events older than this are deleted (at start, then hourly);
@@ -326,14 +334,22 @@ def create_app(
     async def panel(
         name: PanelName,
         project: Project,
-        start: Annotated[datetime | None, Query(alias="from", description="ISO 8601; default: `last` before `to`")] = None,
+        start: Annotated[
+            datetime | None, Query(alias="from", description="ISO 8601; default: `last` before `to`")
+        ] = None,
         end: Annotated[datetime | None, Query(alias="to", description="ISO 8601; default: now")] = None,
         last: Annotated[str | None, Query(description="15m, 24h, 7d, … or all (default 24h)")] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        by: Annotated[Literal["method", "family", "tool", "client"],
-                      Query(description="the series of `timeseries`: MCP method, family, tool or client")] = "method",
-        session: Annotated[str | None, Query(max_length=512, description="the session, for the `session` panel")] = None,
-        q: Annotated[str | None, Query(max_length=512, description="the text to search for, in the `intents` panel")] = None,
+        by: Annotated[
+            Literal["method", "family", "tool", "client"],
+            Query(description="the series of `timeseries`: MCP method, family, tool or client"),
+        ] = "method",
+        session: Annotated[
+            str | None, Query(max_length=512, description="the session, for the `session` panel")
+        ] = None,
+        q: Annotated[
+            str | None, Query(max_length=512, description="the text to search for, in the `intents` panel")
+        ] = None,
         slice: Annotated[Slice, Depends(_slice)] = Slice(),
     ) -> dict[str, Any]:
         try:
@@ -353,7 +369,8 @@ def create_app(
 
     @app.get("/v1/alerts", summary="The project's alerts: firing, resolved or all, newest first")
     async def list_alerts(
-        project: Project, state: Literal["firing", "resolved", "all"] = "firing",
+        project: Project,
+        state: Literal["firing", "resolved", "all"] = "firing",
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> dict[str, Any]:
         if alerts is None:

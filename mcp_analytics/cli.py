@@ -137,26 +137,51 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--token-price", type=float, default=None, metavar="USD",
                        help=f"the cost panel's estimate: USD per million tokens of tool responses (default "
                             f"{DEFAULT_TOKEN_PRICE}; about {BYTES_PER_TOKEN} bytes a token)")  # fmt: skip
-    serve.add_argument("--tool-price", action="append", default=[], metavar="TOOL=USD",
-                       help="one tool's own price per million tokens (repeatable)")
+    serve.add_argument(
+        "--tool-price",
+        action="append",
+        default=[],
+        metavar="TOOL=USD",
+        help="one tool's own price per million tokens (repeatable)",
+    )
     tiers = ", ".join(f"{name} {ms:g} ms" for name, ms in DEFAULT_TIERS.items())
     serve.add_argument("--slo-config", metavar="FILE",
                        help='latency SLOs as JSON: {"objective": 0.95, "tiers": {"light": 300, ...}, '
                             '"tools": {"search_*": "light", ...}}')  # fmt: skip
-    serve.add_argument("--slo-tier", action="append", default=[], metavar="NAME=MS",
-                       help=f"a tier's p95 target (repeatable; default tiers: {tiers})")
+    serve.add_argument(
+        "--slo-tier",
+        action="append",
+        default=[],
+        metavar="NAME=MS",
+        help=f"a tier's p95 target (repeatable; default tiers: {tiers})",
+    )
     serve.add_argument("--slo-tool", action="append", default=[], metavar="PATTERN=TIER",
                        help="tools matching a shell-style pattern in a tier (repeatable; first match wins; others "
                             "go to the fastest tier that holds their p95 over the last 7 days)")  # fmt: skip
-    serve.add_argument("--slo-objective", type=float, default=None, metavar="SHARE",
-                       help="the share of calls within target each tool must reach (default 0.95)")
+    serve.add_argument(
+        "--slo-objective",
+        type=float,
+        default=None,
+        metavar="SHARE",
+        help="the share of calls within target each tool must reach (default 0.95)",
+    )
     serve.add_argument("--alert-webhook", action="append", default=[], metavar="URL",
                        help="POST every alert that starts firing or resolves here, as JSON with a Slack-style `text` "
                             "(repeatable; alerts are evaluated and listed at /v1/alerts without one too)")  # fmt: skip
-    serve.add_argument("--alert-interval", type=float, default=60.0, metavar="SECONDS",
-                       help="how often the alert rules are evaluated (default 60)")
-    serve.add_argument("--alert-rule", action="append", default=[], metavar="FIELD=VALUE",
-                       help="change a rule's threshold, e.g. volume_factor=4, error_ratio=0.1 (repeatable)")
+    serve.add_argument(
+        "--alert-interval",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how often the alert rules are evaluated (default 60)",
+    )
+    serve.add_argument(
+        "--alert-rule",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="change a rule's threshold, e.g. volume_factor=4, error_ratio=0.1 (repeatable)",
+    )
     serve.set_defaults(run=_serve)
 
     rep = commands.add_parser("report", help="print the panels as tables, from a store file or a running API")
@@ -196,4 +221,3 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-

@@ -77,7 +77,10 @@ MIGRATIONS: list[tuple[int, str]] = [
     (2, "ALTER TABLE events ADD COLUMN tools_listed VARCHAR[]"),
     (3, "ALTER TABLE events ADD COLUMN caller_id VARCHAR"),
     (4, "ALTER TABLE events ADD COLUMN user_data JSON"),
-    (5, "ALTER TABLE events ADD COLUMN destructive_tools VARCHAR[]; ALTER TABLE events ADD COLUMN prompts_listed VARCHAR[]"),
+    (
+        5,
+        "ALTER TABLE events ADD COLUMN destructive_tools VARCHAR[]; ALTER TABLE events ADD COLUMN prompts_listed VARCHAR[]",
+    ),
     (
         6,
         """
@@ -259,6 +262,10 @@ _PERCENTILES = """
     round(quantile_cont(coalesce(upstream_ms, 0), 0.95), 3) AS upstream_p95_ms,
     round(sum(coalesce(upstream_ms, 0)) / nullif(sum(duration_ms), 0), 4) AS upstream_share"""
 
+_ERRORS_BY_ORIGIN = ", ".join(
+    f"count(*) FILTER (WHERE failure_origin = '{origin}') AS {origin}_errors"
+    for origin in ("client", "auth", "upstream", "server")
+)
 _PANELS: dict[str, str] = {
     "summary": f"""
         WITH {_RUNS}
@@ -282,8 +289,7 @@ _PANELS: dict[str, str] = {
         SELECT time_bucket(CAST($bucket AS INTERVAL), ts, CAST($start AS TIMESTAMP)) AS bucket,
             CAST(date_part('epoch', CAST($bucket AS INTERVAL)) AS INTEGER) AS bucket_seconds,
             count(*) AS calls, count(*) FILTER (WHERE is_error) AS errors,
-            {", ".join(f"count(*) FILTER (WHERE failure_origin = '{origin}') AS {origin}_errors"
-                       for origin in ("client", "auth", "upstream", "server"))},
+            {_ERRORS_BY_ORIGIN},
             {_PERCENTILES}
         FROM events WHERE {_IN_WINDOW} AND type IN {REQUEST_TYPES}
         GROUP BY ALL ORDER BY bucket""",
@@ -362,7 +368,9 @@ _PANELS: dict[str, str] = {
         FROM events WHERE {_TOOL_CALLS} GROUP BY ALL ORDER BY response_bytes DESC, calls DESC, tool, user
         LIMIT $limit""",
     "unused_tools": _unused("tool", "mcp:tools/call", "mcp:tools/list", "tools_listed", "last_called", "calls_before"),
-    "unused_prompts": _unused("prompt", "mcp:prompts/get", "mcp:prompts/list", "prompts_listed", "last_used", "uses_before"),
+    "unused_prompts": _unused(
+        "prompt", "mcp:prompts/get", "mcp:prompts/list", "prompts_listed", "last_used", "uses_before"
+    ),
     "errors": f"""
         SELECT error_code AS code, {_CODE_NAME} AS name, count(*) AS errors,
             list_sort(list_distinct(list(replace(type, 'mcp:', '')))) AS methods,
@@ -514,7 +522,8 @@ _CALLS = f"{_SERVED} AND type = 'mcp:tools/call' AND resource IS NOT NULL"
 _NOW = "CAST($now AS TIMESTAMP)"
 _DEVIATIONS = {
     # subject, observed, threshold (a row is an alert), window: what each rule finds at $now.
-    "volume_spike": (f"""
+    "volume_spike": (
+        f"""
         WITH recent AS (
             SELECT resource AS subject, count(*) AS calls FROM events
             WHERE {_CALLS} AND ts >= {_NOW} - INTERVAL 1 HOUR AND ts < {_NOW} GROUP BY 1
@@ -529,8 +538,11 @@ _DEVIATIONS = {
         SELECT subject, recent.calls AS observed, $volume_factor * greatest(usual.calls, 1) AS threshold
         FROM recent JOIN usual USING (subject)
         WHERE recent.calls >= $volume_min_calls AND recent.calls >= $volume_factor * greatest(usual.calls, 1)""",
-        "1h vs the same hour over 7 days", "{subject}: {observed:.0f} calls in the last hour, {ratio:.1f}x the usual {usual:.1f}"),
-    "latency_spike": (f"""
+        "1h vs the same hour over 7 days",
+        "{subject}: {observed:.0f} calls in the last hour, {ratio:.1f}x the usual {usual:.1f}",
+    ),
+    "latency_spike": (
+        f"""
         WITH recent AS (
             SELECT resource AS subject, quantile_cont(duration_ms, 0.95) AS p95, count(*) AS calls FROM events
             WHERE {_CALLS} AND ts >= {_NOW} - INTERVAL 15 MINUTE AND ts < {_NOW} GROUP BY 1
@@ -543,16 +555,22 @@ _DEVIATIONS = {
         SELECT subject, round(recent.p95, 3) AS observed, round($latency_factor * usual.p95, 3) AS threshold
         FROM recent JOIN usual USING (subject)
         WHERE recent.calls >= $latency_min_calls AND recent.p95 > $latency_factor * usual.p95""",
-        "p95 over 15m vs the 24h before", "{subject}: p95 {observed:.0f} ms over 15 minutes, {ratio:.1f}x the usual {usual:.0f} ms"),
-    "error_ratio": (f"""
+        "p95 over 15m vs the 24h before",
+        "{subject}: p95 {observed:.0f} ms over 15 minutes, {ratio:.1f}x the usual {usual:.0f} ms",
+    ),
+    "error_ratio": (
+        f"""
         SELECT resource AS subject,
             round(count(*) FILTER (WHERE failure_origin IN ('server', 'upstream')) / count(*), 4) AS observed,
             $error_ratio AS threshold
         FROM events WHERE {_CALLS} AND ts >= {_NOW} - INTERVAL 15 MINUTE AND ts < {_NOW}
         GROUP BY 1 HAVING count(*) >= $error_min_calls
             AND count(*) FILTER (WHERE failure_origin IN ('server', 'upstream')) > $error_ratio * count(*)""",
-        "15m", "{subject}: {observed:.1%} of calls failed (server or upstream) over 15 minutes"),
-    "auth_spike": (f"""
+        "15m",
+        "{subject}: {observed:.1%} of calls failed (server or upstream) over 15 minutes",
+    ),
+    "auth_spike": (
+        f"""
         WITH recent AS (
             SELECT failure_reason AS subject, count(*) AS failures FROM events
             WHERE {_SERVED} AND failure_origin = 'auth' AND ts >= {_NOW} - INTERVAL 15 MINUTE AND ts < {_NOW} GROUP BY 1
@@ -567,8 +585,11 @@ _DEVIATIONS = {
         FROM recent LEFT JOIN usual USING (subject)
         WHERE recent.failures >= $auth_min_failures
             AND recent.failures >= $auth_factor * greatest(coalesce(usual.failures, 0), 1)""",
-        "15m vs the 24h before", "auth {subject}: {observed:.0f} refusals in 15 minutes, {ratio:.1f}x the usual {usual:.1f}"),
-    "destructive_new_client": (f"""
+        "15m vs the 24h before",
+        "auth {subject}: {observed:.0f} refusals in 15 minutes, {ratio:.1f}x the usual {usual:.1f}",
+    ),
+    "destructive_new_client": (
+        f"""
         WITH destructive AS (
             SELECT DISTINCT unnest(destructive_tools) AS tool FROM events
             WHERE {_SERVED} AND type = 'mcp:tools/list' AND ts >= {_NOW} - INTERVAL 7 DAY AND ts < {_NOW}
@@ -581,7 +602,9 @@ _DEVIATIONS = {
         WHERE {_CALLS} AND ts >= {_NOW} - INTERVAL 1 HOUR AND ts < {_NOW}
             AND resource IN (SELECT tool FROM destructive) AND client_name IN (SELECT client_name FROM newcomers)
         GROUP BY resource, client_name""",
-        "1h", "{subject}: a destructive tool called {observed:.0f} times by a client first seen in the last day"),
+        "1h",
+        "{subject}: a destructive tool called {observed:.0f} times by a client first seen in the last day",
+    ),
 }
 """The deviation rules as queries (``alerts.Rules`` names their thresholds); ``slo_burn`` reads the ``slo`` panel."""
 _SLO_BASELINE = f"""
@@ -617,6 +640,8 @@ def _run(cursor: Any, sql: str, values: dict[str, Any]) -> list[dict[str, Any]]:
     result = cursor.execute(sql, used)
     names = [column[0] for column in result.description]
     return [{name: _aware(value) for name, value in zip(names, row, strict=True)} for row in result.fetchall()]
+
+
 _DEFAULTS: dict[str, Any] = {"limit": 100, "by": "method", "bucket": None, "session": None, "q": None}
 _BUCKETS = [timedelta(minutes=m) for m in (1, 5, 15, 60, 360, 1440, 10080)]
 
@@ -663,8 +688,13 @@ class DuckDBStore:
     """``Store`` on an embedded DuckDB file (or ``:memory:``)."""
 
     def __init__(
-        self, path: str | Path = ":memory:", *, memory_limit: str = DEFAULT_MEMORY_LIMIT,
-        recent_ids: int = DEFAULT_CAPACITY, session_timeout: timedelta = SESSION_GAP, prices: Prices = Prices(),
+        self,
+        path: str | Path = ":memory:",
+        *,
+        memory_limit: str = DEFAULT_MEMORY_LIMIT,
+        recent_ids: int = DEFAULT_CAPACITY,
+        session_timeout: timedelta = SESSION_GAP,
+        prices: Prices = Prices(),
         slos: Slos = Slos(),
     ) -> None:
         """``recent_ids``: how many stored event ids are kept in memory to rule out duplicates without reading
@@ -756,7 +786,9 @@ class DuckDBStore:
             db.execute("ROLLBACK")
             raise
         for batch in batches:
-            self._recent.remember((k, ts) for k, ts, new in zip(batch.keys, batch.stamps, batch.new, strict=True) if new)
+            self._recent.remember(
+                (k, ts) for k, ts, new in zip(batch.keys, batch.stamps, batch.new, strict=True) if new
+            )
             accepted = sum(batch.new)
             batch.result = IngestResult(accepted=accepted, duplicates=batch.received - accepted)
 
@@ -788,10 +820,18 @@ class DuckDBStore:
         elif (sql := _PANELS.get(name)) is None:
             raise UnknownPanel(name)
         values = {**_DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
-        values |= {"project": project, "start": _naive_utc(window.start), "end": _naive_utc(window.end),
-                   "gap": self.session_timeout, "now": _naive_utc(datetime.now(UTC)), "anchor": anchor,
-                   "token_bytes": BYTES_PER_TOKEN, "token_price": self.prices.default,
-                   "priced_tools": list(self.prices.per_tool), "tool_prices": list(self.prices.per_tool.values())}
+        values |= {
+            "project": project,
+            "start": _naive_utc(window.start),
+            "end": _naive_utc(window.end),
+            "gap": self.session_timeout,
+            "now": _naive_utc(datetime.now(UTC)),
+            "anchor": anchor,
+            "token_bytes": BYTES_PER_TOKEN,
+            "token_price": self.prices.default,
+            "priced_tools": list(self.prices.per_tool),
+            "tool_prices": list(self.prices.per_tool.values()),
+        }
         sql, sliced = _sliced(sql, slice)
         values |= sliced
         cursor = self._connection.cursor()
@@ -808,7 +848,9 @@ class DuckDBStore:
         finally:
             cursor.close()
 
-    def _attainment(self, cursor: Any, baselines: list[dict[str, Any]], values: dict[str, Any], slice: Slice) -> list[dict[str, Any]]:
+    def _attainment(
+        self, cursor: Any, baselines: list[dict[str, Any]], values: dict[str, Any], slice: Slice
+    ) -> list[dict[str, Any]]:
         """The ``slo`` panel: each tool's tier (from ``baselines``: its p95 over the last 7 days) and, over the
         window, its calls within the tier's target, attainment against the objective, and error budget left."""
         slos = self.slos
@@ -832,7 +874,11 @@ class DuckDBStore:
     def deviations(self, project: str, now: datetime, rules: Rules) -> list[Alert]:
         """What the rules find in ``project`` at ``now``: one ``Alert`` per rule and subject."""
         values = {"project": project, "now": _naive_utc(now), **asdict(rules)}
-        factors = {"volume_spike": rules.volume_factor, "latency_spike": rules.latency_factor, "auth_spike": rules.auth_factor}
+        factors = {
+            "volume_spike": rules.volume_factor,
+            "latency_spike": rules.latency_factor,
+            "auth_spike": rules.auth_factor,
+        }
         found = []
         cursor = self._connection.cursor()
         try:
@@ -868,15 +914,28 @@ class DuckDBStore:
             db = self._connection
             db.execute("BEGIN TRANSACTION")
             try:
-                firing = {(rule, subject): alert_id for alert_id, rule, subject in db.execute(
-                    "SELECT id, rule, subject FROM alerts WHERE project = ? AND state = 'firing'", [project]).fetchall()}
+                firing = {
+                    (rule, subject): alert_id
+                    for alert_id, rule, subject in db.execute(
+                        "SELECT id, rule, subject FROM alerts WHERE project = ? AND state = 'firing'", [project]
+                    ).fetchall()
+                }
                 for alert in found:
                     known = firing.pop((alert.rule, alert.subject), None)
                     if known is None:
                         db.execute(
                             """INSERT INTO alerts (project, rule, subject, state, since, observed, threshold, "window", text)
                             VALUES (?, ?, ?, 'firing', ?, ?, ?, ?, ?)""",
-                            [project, alert.rule, alert.subject, stamp, alert.observed, alert.threshold, alert.window, alert.text],
+                            [
+                                project,
+                                alert.rule,
+                                alert.subject,
+                                stamp,
+                                alert.observed,
+                                alert.threshold,
+                                alert.window,
+                                alert.text,
+                            ],
                         )
                     else:
                         db.execute("UPDATE alerts SET observed = ?, threshold = ?, text = ? WHERE id = ?",
@@ -926,11 +985,16 @@ class DuckDBStore:
                 conditions.append(condition)
                 values[name] = value
         with self._write:  # between group commits
-            return self._connection.execute(f"DELETE FROM events WHERE {' AND '.join(conditions)}", values).fetchone()[0]
+            return self._connection.execute(f"DELETE FROM events WHERE {' AND '.join(conditions)}", values).fetchone()[
+                0
+            ]
 
     def projects(self) -> list[str]:
         """The projects with events in this store."""
-        return [row[0] for row in self._connection.cursor().execute("SELECT DISTINCT project FROM events ORDER BY 1").fetchall()]
+        return [
+            row[0]
+            for row in self._connection.cursor().execute("SELECT DISTINCT project FROM events ORDER BY 1").fetchall()
+        ]
 
     def close(self) -> None:
         with self._write:

@@ -73,7 +73,9 @@ def spans(request: ExportTraceServiceRequest) -> Iterator[ReadableSpan]:
                 code = StatusCode(span.status.code) if span.status.code in (0, 1, 2) else StatusCode.UNSET
                 yield ReadableSpan(
                     name=span.name,
-                    context=SpanContext(int.from_bytes(span.trace_id, "big"), int.from_bytes(span.span_id, "big"), False),
+                    context=SpanContext(
+                        int.from_bytes(span.trace_id, "big"), int.from_bytes(span.span_id, "big"), False
+                    ),
                     attributes={kv.key: _value(kv.value) for kv in span.attributes},
                     kind=SpanKind(span.kind - 1) if 1 <= span.kind <= 5 else SpanKind.INTERNAL,
                     status=Status(code, span.status.message or None if code is StatusCode.ERROR else None),

@@ -81,7 +81,9 @@ def from_store(store: Any, project: str, window: Any, limit: int = 20, slice: Sl
     return lambda panel: store.panel(project, panel, window, slice, limit=limit)
 
 
-def from_api(url: str, api_key: str, last: str, limit: int = 20, slice: Slice = Slice(), timeout: float = 30.0) -> Fetch:
+def from_api(
+    url: str, api_key: str, last: str, limit: int = 20, slice: Slice = Slice(), timeout: float = 30.0
+) -> Fetch:
     def fetch(panel: str) -> Rows:
         query = urllib.parse.urlencode({"last": last, "limit": limit, **slice.query()})
         request = urllib.request.Request(  # noqa: S310 (the user's own API)

@@ -161,7 +161,9 @@ class Prices:
             except ValueError:
                 value = -1.0
             if not (sep and tool) or not value >= 0 or value == float("inf"):
-                raise ValueError(f"a tool's price is given as tool=USD per million tokens (a number >= 0), not {spec!r}")
+                raise ValueError(
+                    f"a tool's price is given as tool=USD per million tokens (a number >= 0), not {spec!r}"
+                )
             per_tool[tool] = value
         return cls(DEFAULT_TOKEN_PRICE if default is None else default, per_tool)
 
@@ -188,14 +190,21 @@ class Slos:
             raise ValueError("an SLO objective is a share between 0 and 1 (0.95)")
 
     @classmethod
-    def parse(cls, config: Mapping[str, Any] | None = None, tiers: Iterable[str] = (), tools: Iterable[str] = (),
-              objective: float | None = None) -> Slos:
+    def parse(
+        cls,
+        config: Mapping[str, Any] | None = None,
+        tiers: Iterable[str] = (),
+        tools: Iterable[str] = (),
+        objective: float | None = None,
+    ) -> Slos:
         """From a configuration (a JSON file's ``{"objective", "tiers": {name: ms}, "tools": {pattern: tier}}``),
         then ``name=ms`` tiers and ``pattern=tier`` assignments (the CLI's flags, which add to it or override it)."""
         config = config or {}
         unknown = sorted(set(config) - {"objective", "tiers", "tools"})
         if unknown or not all(isinstance(config.get(key) or {}, Mapping) for key in ("tiers", "tools")):
-            raise ValueError('an SLO configuration is {"objective": 0.95, "tiers": {name: ms}, "tools": {pattern: tier}}')
+            raise ValueError(
+                'an SLO configuration is {"objective": 0.95, "tiers": {name: ms}, "tools": {pattern: tier}}'
+            )
         defined = dict(config.get("tiers") or DEFAULT_TIERS)
         assigned = [(str(pattern), str(tier)) for pattern, tier in (config.get("tools") or {}).items()]
         for spec in tiers:

@@ -28,7 +28,11 @@ launcher = shutil.which("opentelemetry-instrument", path=os.path.dirname(sys.exe
 env = dict(os.environ, OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none", OTEL_LOGS_EXPORTER="none")
 done = subprocess.run(
     [launcher, sys.executable, "-c", "print('the application ran')"],
-    env=env, capture_output=True, text=True, timeout=60, check=False,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=60,
+    check=False,
 )
 print(done.stdout, done.stderr, sep="\n")
 assert done.returncode == 0, done.returncode

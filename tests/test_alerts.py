@@ -45,18 +45,38 @@ def week_with_a_spike_of_each_kind() -> list[Event]:
     events += [at(NOW - timedelta(minutes=50, seconds=i), resource="search") for i in range(30)]  # 6x its usual
     events += [at(NOW - timedelta(hours=10, minutes=i), resource="fetch", duration_ms=50) for i in range(100)]
     events += [at(NOW - timedelta(minutes=10, seconds=i), resource="fetch", duration_ms=500) for i in range(25)]
-    events += [at(NOW - timedelta(minutes=5, seconds=i), resource="billing", duration_ms=10, is_error=i < 3,
-                  failure={"origin": "server", "reason": "tool_error"} if i < 3 else None) for i in range(20)]
-    auth = {"type": "mcp:tools/call", "resource": "admin", "is_error": True,
-            "failure": {"origin": "auth", "reason": "expired_token"}}
+    events += [
+        at(
+            NOW - timedelta(minutes=5, seconds=i),
+            resource="billing",
+            duration_ms=10,
+            is_error=i < 3,
+            failure={"origin": "server", "reason": "tool_error"} if i < 3 else None,
+        )
+        for i in range(20)
+    ]
+    auth = {
+        "type": "mcp:tools/call",
+        "resource": "admin",
+        "is_error": True,
+        "failure": {"origin": "auth", "reason": "expired_token"},
+    }
     events += [at(NOW - timedelta(hours=5, minutes=i), **auth) for i in range(20)]
     events += [at(NOW - timedelta(minutes=3, seconds=i), **auth) for i in range(12)]
-    events.append(at(NOW - timedelta(days=2), type="mcp:tools/list", tools_listed=["delete_repo", "search"],
-                     destructive_tools=["delete_repo"]))
+    events.append(
+        at(
+            NOW - timedelta(days=2),
+            type="mcp:tools/list",
+            tools_listed=["delete_repo", "search"],
+            destructive_tools=["delete_repo"],
+        )
+    )
     events.append(at(NOW - timedelta(minutes=20), resource="delete_repo", client_name="newbie"))
     events.append(at(NOW - timedelta(minutes=20), resource="delete_repo"))  # the veteran: not new
-    events += [at(NOW - timedelta(minutes=40, seconds=i), resource="report", duration_ms=1000 if i % 4 else 100)
-               for i in range(40)]
+    events += [
+        at(NOW - timedelta(minutes=40, seconds=i), resource="report", duration_ms=1000 if i % 4 else 100)
+        for i in range(40)
+    ]
     events += [at(NOW - timedelta(minutes=2, seconds=i), resource="report", duration_ms=1000) for i in range(3)]
     return events
 
@@ -114,7 +134,7 @@ def test_an_episode_is_sent_once_when_it_fires_and_once_when_it_resolves(store):
 
         later = NOW + timedelta(days=2)  # the spikes are past
         engine.evaluate(later)
-        resolved = [r.body for r in hook.requests[len(EXPECTED):]]
+        resolved = [r.body for r in hook.requests[len(EXPECTED) :]]
         assert {(b["rule"], b["subject"], b["state"]) for b in resolved} == {(*key, "resolved") for key in EXPECTED}
         assert all(b["resolved_at"] == later.isoformat() and b["text"].startswith("[RESOLVED] p: ") for b in resolved)
         engine.evaluate(later + timedelta(minutes=1))
@@ -129,7 +149,7 @@ def test_a_failing_webhook_is_retried_until_it_takes_the_alert(store):
         engine.evaluate(NOW)
         assert len(hook.requests) == 3 * len(EXPECTED)  # three attempts each, with backoff
         engine.evaluate(NOW + timedelta(minutes=1))  # the next evaluation delivers them
-        delivered = hook.requests[3 * len(EXPECTED):]
+        delivered = hook.requests[3 * len(EXPECTED) :]
         assert {(r.body["rule"], r.body["subject"]) for r in delivered} == EXPECTED and len(delivered) == len(EXPECTED)
         engine.evaluate(NOW + timedelta(minutes=2))
         assert len(hook.requests) == 4 * len(EXPECTED)

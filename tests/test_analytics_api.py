@@ -244,13 +244,21 @@ def test_fuzzed_bodies_get_4xx_the_service_stays_up_and_the_store_consistent(api
         if choice == 1:
             return json.dumps({"events": [good()]})[: rng.randrange(1, 60)].encode()  # cut short
         if choice == 2:
-            return json.dumps({"events": [good(**{rng.choice(["resource", "intent", "user_id"]): rng.choice([1, [], {}, True, 3.5])})]}).encode()
+            return json.dumps(
+                {
+                    "events": [
+                        good(**{rng.choice(["resource", "intent", "user_id"]): rng.choice([1, [], {}, True, 3.5])})
+                    ]
+                }
+            ).encode()
         if choice == 3:
-            return ("{\"events\": " + "[" * rng.randrange(100, 20_000) + "]" * 5).encode()
+            return ('{"events": ' + "[" * rng.randrange(100, 20_000) + "]" * 5).encode()
         if choice == 4:
             return json.dumps({"events": [{**good(), "content": {"x": json.loads("[" * 300 + "]" * 300)}}]}).encode()
         if choice == 5:
-            return json.dumps({"events": [good(type="")], "extra": "\ud800".encode("utf-8", "surrogatepass").decode("latin-1")}).encode()
+            return json.dumps(
+                {"events": [good(type="")], "extra": "\ud800".encode("utf-8", "surrogatepass").decode("latin-1")}
+            ).encode()
         return json.dumps({"events": {"not": "a list"}}).encode()
 
     statuses, stored = set(), 0
@@ -268,7 +276,9 @@ def test_fuzzed_bodies_get_4xx_the_service_stays_up_and_the_store_consistent(api
     assert api.count() == 1 + stored
     assert api.events([good("after")]).json()["accepted"] == 1
     for _ in range(50):  # OTLP too
-        response = api.post("/v1/traces", rng.randbytes(rng.randrange(1, 2000)), **{"Content-Type": "application/x-protobuf"})
+        response = api.post(
+            "/v1/traces", rng.randbytes(rng.randrange(1, 2000)), **{"Content-Type": "application/x-protobuf"}
+        )
         assert response.status_code in (200, 400), response.text
     assert api.count() == 2 + stored
 
@@ -331,7 +341,10 @@ async def test_otlp_json_with_hex_ids_becomes_the_same_events(api, recorded):
     response = api.post("/v1/traces", json.dumps(document).encode())
     assert response.status_code == 200 and response.headers["content-type"] == "application/json"
     assert api.count() == len([span for span in spans if span.kind.name == "SERVER"])
-    ids = {row["span_id"] for row in api.panel("session", session=api.panel("sessions").json()["rows"][0]["session"]).json()["rows"]}
+    ids = {
+        row["span_id"]
+        for row in api.panel("session", session=api.panel("sessions").json()["rows"][0]["session"]).json()["rows"]
+    }
     assert ids == {f"{span.context.span_id:016x}" for span in spans if span.kind.name == "SERVER"}
 
 
@@ -348,7 +361,9 @@ def test_otlp_spans_that_do_not_fit_are_reported_as_partially_rejected(api):
     response = api.post("/v1/traces", json.dumps(document).encode())
     answer = json_format.Parse(response.text, ExportTraceServiceResponse())
     assert answer.partial_success.rejected_spans == 1
-    assert answer.partial_success.error_message == f"span {'cd' * 8}: user_id: String should have at most 512 characters"
+    assert (
+        answer.partial_success.error_message == f"span {'cd' * 8}: user_id: String should have at most 512 characters"
+    )
     assert api.count() == 0  # the non-MCP span is not an event; the bad one was rejected
 
 
@@ -430,7 +445,9 @@ def test_an_unknown_schema_version_is_refused_whole(api):
 
 
 def test_a_field_the_schema_does_not_know_is_refused_not_dropped(api):
-    response = api.events([good("ok"), good("extra", colour="blue"), good("nested", failure={"origin": "server", "why": 1})])
+    response = api.events(
+        [good("ok"), good("extra", colour="blue"), good("nested", failure={"origin": "server", "why": 1})]
+    )
     body = response.json()
     assert (response.status_code, body["accepted"], body["rejected"]) == (200, 1, 2)
     assert [(e["event_id"], e["loc"], e["msg"]) for e in body["errors"]] == [
@@ -446,7 +463,10 @@ def test_events_for_another_project_than_the_keys_are_refused(api, request):
     assert (mine.status_code, mine.json()["accepted"]) == (200, 1)
     theirs = api.events([good("theirs", project="someone-else")])
     assert theirs.status_code == 403
-    assert theirs.json()["detail"]["message"] == f"this API key is for project 'a-{request.node.name}'; the events say 'someone-else'"
+    assert (
+        theirs.json()["detail"]["message"]
+        == f"this API key is for project 'a-{request.node.name}'; the events say 'someone-else'"
+    )
     assert api.count() == 1
 
 
@@ -456,7 +476,9 @@ async def test_every_field_the_exporter_maps_from_a_real_span_survives_validatio
     from opentelemetry_instrumentation_mcp import UserIdentity, publish_custom_event
     from tests.conftest import instrumented
 
-    with instrumented(capture_content=True, identify=lambda request: UserIdentity("u1", "Ann", {"plan": "pro"})) as recorded:
+    with instrumented(
+        capture_content=True, identify=lambda request: UserIdentity("u1", "Ann", {"plan": "pro"})
+    ) as recorded:
         async with in_memory(build("highlevel")) as client:
             await client.list_tools()
             await client.list_prompts()

@@ -55,8 +55,12 @@ def test_the_demo_runs_the_whole_stack_in_under_a_minute(demo):
     assert len(unused) == 1, unused  # the one tool no agent calls: listed, never called
     assert re.fullmatch(r"\s+rate_page\s+-\s+0\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\s*", unused[0]), unused
     with duckdb.connect(str(db), read_only=True) as store:
-        clients = {row[0] for row in store.execute("SELECT DISTINCT client_name FROM events WHERE kind = 'server'").fetchall()}
-        intents = store.execute("SELECT count(*) FROM events WHERE kind = 'server' AND intent IS NOT NULL").fetchone()[0]
+        clients = {
+            row[0] for row in store.execute("SELECT DISTINCT client_name FROM events WHERE kind = 'server'").fetchall()
+        }
+        intents = store.execute("SELECT count(*) FROM events WHERE kind = 'server' AND intent IS NOT NULL").fetchone()[
+            0
+        ]
         stateless_users = store.execute(
             "SELECT DISTINCT user_id FROM events WHERE kind = 'server' AND session_id IS NULL AND user_id IS NOT NULL"
         ).fetchall()
@@ -92,7 +96,9 @@ def test_report_reads_the_demo_store_file(demo):
     assert overview(report.stdout) == overview(run.stdout)
     assert "search_docs" in report.stdout.split("Top tools", 1)[1]
     methods = report.stdout.split("Methods and custom events\n", 1)[1].split("\n\n", 1)[0]
-    assert "calls_per_list" not in methods and len(re.findall(r"tools/call per tools/list: [\d.]+$", methods, re.M)) == 1
+    assert (
+        "calls_per_list" not in methods and len(re.findall(r"tools/call per tools/list: [\d.]+$", methods, re.M)) == 1
+    )
     assert re.search(r"^  custom:\S+ ", methods, re.M), "the demo's custom events are shown, as they are counted"
 
 

@@ -116,7 +116,9 @@ async def calls(n: int, pause: float = 0.0) -> None:
 
 async def test_api_down_at_start_then_up_loses_nothing(api):
     with instrumented() as recorded:
-        processor = install(api.url, KEY, tracer_provider=recorded.tracer_provider, schedule_delay_millis=50, timeout=20)
+        processor = install(
+            api.url, KEY, tracer_provider=recorded.tracer_provider, schedule_delay_millis=50, timeout=20
+        )
         await calls(20)
         later = threading.Timer(1.5, api.start)
         later.start()
@@ -213,7 +215,9 @@ async def test_a_slow_api_fails_the_export_within_its_timeout_and_never_slows_th
 
 async def test_shutdown_flushes_what_is_queued():
     with faulty_api() as (url, store, arrivals), instrumented() as recorded:
-        processor = install(url, KEY, tracer_provider=recorded.tracer_provider, schedule_delay_millis=60_000, timeout=10)
+        processor = install(
+            url, KEY, tracer_provider=recorded.tracer_provider, schedule_delay_millis=60_000, timeout=10
+        )
         await calls(30)
         assert arrivals == []  # nothing sent yet: the batch timer is a minute away
         started = time.monotonic()

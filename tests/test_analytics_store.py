@@ -227,14 +227,19 @@ def test_panels_answer_with_exact_numbers(store):
                        "sessions": 2, "users": 2, "clients": 2}  # fmt: skip
     tools = {row["tool"]: row for row in store.panel("p", "tools", WHOLE_DAY)}
     assert {name: (row["calls"], row["errors"], row["error_rate"]) for name, row in tools.items()} == {
-        "search": (2, 0, 0.0), "fetch": (2, 1, 0.5), "nope": (1, 1, 1.0)}  # the client span "x1" is not counted
+        "search": (2, 0, 0.0),
+        "fetch": (2, 1, 0.5),
+        "nope": (1, 1, 1.0),
+    }  # the client span "x1" is not counted
     latency = store.panel("p", "latency", WHOLE_DAY)
     assert latency[0]["tool"] is None and latency[0]["calls"] == 7  # tool calls and prompts
     (fetch,) = [row for row in latency if row["tool"] == "fetch"]
     assert (fetch["p50_ms"], fetch["upstream_share"]) == (150.0, round(240 / 300, 4))
     assert fetch["own_p95_ms"] == pytest.approx(10 + 0.95 * (50 - 10))
     assert [(r["origin"], r["reason"], r["failures"]) for r in store.panel("p", "failures", WHOLE_DAY)] == [
-        ("client", "unknown_tool", 1), ("upstream", "upstream_error", 1)]
+        ("client", "unknown_tool", 1),
+        ("upstream", "upstream_error", 1),
+    ]
     methods = {row["method"]: row for row in store.panel("p", "methods", WHOLE_DAY)}
     assert methods["mcp:tools/call"]["events"] == 5 and methods["mcp:tools/call"]["calls_per_list"] == 5.0
     assert methods["custom:ticket_opened"]["events"] == 1, "every event counted in the summary is shown somewhere"
@@ -242,7 +247,9 @@ def test_panels_answer_with_exact_numbers(store):
     (empty,) = store.panel("p", "summary", Window(DAY - timedelta(days=9), DAY - timedelta(days=8)))
     assert empty["events"] == 0 and empty["success_rate"] is None, "no events: no success rate (not 100%)"
     assert [(r["prompt"], r["argument_keys"], r["uses"]) for r in store.panel("p", "prompts", WHOLE_DAY)] == [
-        ("plan", "city", 1), ("plan", "city, days", 1)]
+        ("plan", "city", 1),
+        ("plan", "city, days", 1),
+    ]
     cost = {(r["tool"], r["user"]): (r["calls"], r["response_bytes"]) for r in store.panel("p", "cost", WHOLE_DAY)}
     assert cost == {("fetch", "bob"): (2, 6000), ("search", "alice"): (2, 400), ("nope", "(anonymous)"): (1, 0)}
     assert store.panel("p", "unused_tools", WHOLE_DAY) == [  # called two days before; listed, never called
@@ -264,18 +271,35 @@ def test_trends_per_bucket_and_volume_by_tool_and_client(store):
     trends = store.panel("p", "trends", hour, bucket="10 minutes")
     assert [(row["bucket"], row["calls"], row["errors"]) for row in trends] == [(moment(9), 7, 2)]  # requests only
     (bucket,) = trends
-    assert (bucket["upstream_errors"], bucket["client_errors"], bucket["auth_errors"], bucket["server_errors"]) == (1, 1, 0, 0)
+    assert (bucket["upstream_errors"], bucket["client_errors"], bucket["auth_errors"], bucket["server_errors"]) == (
+        1,
+        1,
+        0,
+        0,
+    )
     durations = sorted([10, 30, 200, 100, 1, 0, 0])  # the five tool calls and two prompts (no duration: 0)
     assert bucket["p50_ms"] == durations[3] and bucket["bucket_seconds"] == 600
     minutes = store.panel("p", "trends", hour)  # the default bucket for one hour: a minute
-    assert [(row["bucket"].minute, row["calls"]) for row in minutes] == [(0, 1), (1, 1), (2, 1), (3, 1), (4, 1), (5, 1), (6, 1)]
+    assert [(row["bucket"].minute, row["calls"]) for row in minutes] == [
+        (0, 1),
+        (1, 1),
+        (2, 1),
+        (3, 1),
+        (4, 1),
+        (5, 1),
+        (6, 1),
+    ]
     assert [row["p95_ms"] for row in minutes[:4]] == [10.0, 30.0, 200.0, 100.0]
     fetch = store.panel("p", "trends", hour, Slice(tool=("fetch",)), bucket="1 hour")
     assert [(row["calls"], row["errors"], row["upstream_share"]) for row in fetch] == [(2, 1, round(240 / 300, 4))]
 
-    by_tool = {(row["series"], row["events"]) for row in store.panel("p", "timeseries", hour, bucket="1 hour", by="tool")}
+    by_tool = {
+        (row["series"], row["events"]) for row in store.panel("p", "timeseries", hour, bucket="1 hour", by="tool")
+    }
     assert by_tool == {("search", 2), ("fetch", 2), ("nope", 1)}, "tool calls only, per tool"
-    by_client = {(row["series"], row["events"]) for row in store.panel("p", "timeseries", hour, bucket="1 hour", by="client")}
+    by_client = {
+        (row["series"], row["events"]) for row in store.panel("p", "timeseries", hour, bucket="1 hour", by="client")
+    }
     assert by_client == {("claude-ai", 2), ("cursor", 3), ("(unknown)", 3)}  # its tools/list was at 8:59
 
 
@@ -291,7 +315,12 @@ def test_a_session_timeline_is_in_order_with_intents_errors_and_custom_events(st
     seeded(store)
     timeline = store.panel("p", "session", WHOLE_DAY, session="s1")
     assert [row["type"] for row in timeline] == [
-        "mcp:tools/list", "mcp:tools/call", "mcp:tools/call", "mcp:prompts/get", "custom:ticket_opened"]
+        "mcp:tools/list",
+        "mcp:tools/call",
+        "mcp:tools/call",
+        "mcp:prompts/get",
+        "custom:ticket_opened",
+    ]
     assert timeline[2]["intent"] == "find the quickstart"
     assert timeline[4]["message"] == "T-1 opened"
     (failed,) = [row for row in store.panel("p", "session", WHOLE_DAY, session="s2") if row["is_error"]][:1]
@@ -368,7 +397,14 @@ def test_a_version_1_file_is_migrated_and_keeps_its_events(tmp_path):
     ]
     store.close()
     with duckdb.connect(str(path)) as db:
-        assert db.execute("SELECT version FROM schema_version ORDER BY version").fetchall() == [(1,), (2,), (3,), (4,), (5,), (6,)]
+        assert db.execute("SELECT version FROM schema_version ORDER BY version").fetchall() == [
+            (1,),
+            (2,),
+            (3,),
+            (4,),
+            (5,),
+            (6,),
+        ]
 
 
 def test_time_buckets_fit_the_window_and_all_starts_at_the_first_event(store):
@@ -465,13 +501,20 @@ def test_the_panels_of_codes_shapes_servers_new_clients_unused_prompts_and_inten
         ("tool", "fetch", "", 1, 1, 1.0),
         ("tool", "search", "query", 1, 1, round(1 / 3, 4)),
     ]
-    servers = {r["server"]: (r["versions"], r["events"], r["failures"], r["p95_ms"]) for r in store.panel("p", "servers", WHOLE_DAY)}
+    servers = {
+        r["server"]: (r["versions"], r["events"], r["failures"], r["p95_ms"])
+        for r in store.panel("p", "servers", WHOLE_DAY)
+    }
     assert servers == {"docs": ("1.0, 1.1", 4, 1, 0.0), "web": (None, 1, 1, 40.0), "(unknown)": (None, 1, 1, 0.0)}
-    new = [(r["client"], r["first_seen"], r["versions"], r["events"]) for r in store.panel("p", "new_clients", WHOLE_DAY)]
+    new = [
+        (r["client"], r["first_seen"], r["versions"], r["events"]) for r in store.panel("p", "new_clients", WHOLE_DAY)
+    ]
     assert new == [("cursor", moment(9, 2), "0.9, 1.0", 2)], "claude-ai was seen the day before"
     unused = store.panel("p", "unused_prompts", WHOLE_DAY)
     assert [(r["prompt"], r["last_used"], r["uses_before"], r["last_listed"]) for r in unused] == [
-        ("retired", moment(9) - timedelta(days=1), 1, moment(8)), ("summarize", None, 0, moment(8))]
+        ("retired", moment(9) - timedelta(days=1), 1, moment(8)),
+        ("summarize", None, 0, moment(8)),
+    ]
     assert [r["intent"] for r in store.panel("p", "intents", WHOLE_DAY)] == ["find pricing", "Find the refund policy"]
     assert [r["event_id"] for r in store.panel("p", "intents", WHOLE_DAY, q="REFUND")] == ["a1"], "any case"
     assert store.panel("p", "intents", WHOLE_DAY, q="%") == [], "no wildcards"
@@ -482,7 +525,10 @@ def test_the_panels_of_codes_shapes_servers_new_clients_unused_prompts_and_inten
 def test_cost_estimates_tokens_from_bytes_at_each_tool_s_price():
     store = DuckDBStore(prices=Prices(2.0, {"fetch": 10.0}))
     try:
-        store.add("p", [event("c1", resource="search", response_size=4_000_000), event("c2", resource="fetch", response_size=400)])
+        store.add(
+            "p",
+            [event("c1", resource="search", response_size=4_000_000), event("c2", resource="fetch", response_size=400)],
+        )
         cost = {r["tool"]: (r["est_tokens"], r["est_cost"]) for r in store.panel("p", "cost", WHOLE_DAY)}
     finally:
         store.close()
@@ -493,9 +539,17 @@ def test_cost_estimates_tokens_from_bytes_at_each_tool_s_price():
 
 
 def test_slo_tiers_attainment_and_error_budget():
-    slow = [event(f"r{i}", resource="report", duration_ms=d, timestamp_ns=at(9, i)) for i, d in enumerate([900, 1200, 2500] + [1000] * 17)]
-    fast = [event(f"s{i}", resource="search", duration_ms=50 if i < 18 else 400, timestamp_ns=at(10, i)) for i in range(20)]
-    old = [event(f"o{i}", resource="search", duration_ms=20, timestamp_ns=at(9, 0) - 3 * 86_400 * 10**9 + i) for i in range(5)]
+    slow = [
+        event(f"r{i}", resource="report", duration_ms=d, timestamp_ns=at(9, i))
+        for i, d in enumerate([900, 1200, 2500] + [1000] * 17)
+    ]
+    fast = [
+        event(f"s{i}", resource="search", duration_ms=50 if i < 18 else 400, timestamp_ns=at(10, i)) for i in range(20)
+    ]
+    old = [
+        event(f"o{i}", resource="search", duration_ms=20, timestamp_ns=at(9, 0) - 3 * 86_400 * 10**9 + i)
+        for i in range(5)
+    ]
     store = DuckDBStore(slos=Slos.parse({"tiers": {"light": 300, "medium": 2000}, "tools": {"exp*": "light"}}))
     try:
         store.add("p", slow + fast + old + [event("e1", resource="export", duration_ms=100, timestamp_ns=at(11, 0))])
@@ -515,7 +569,11 @@ def test_slo_tiers_attainment_and_error_budget():
 def test_slo_configuration_is_checked():
     assert Slos.parse().tiers == {"light": 500.0, "medium": 2000.0, "heavy": 30000.0}
     parsed = Slos.parse({"tools": {"a*": "heavy"}}, tiers=["light=100"], tools=["ab=light"], objective=0.99)
-    assert parsed.tiers["light"] == 100.0 and parsed.tools == (("ab", "light"), ("a*", "heavy")) and parsed.objective == 0.99
+    assert (
+        parsed.tiers["light"] == 100.0
+        and parsed.tools == (("ab", "light"), ("a*", "heavy"))
+        and parsed.objective == 0.99
+    )
     assert parsed.tier_of("abc", 1.0) == ("heavy", "pattern") and parsed.tier_of("ab", 9e9) == ("light", "pattern")
     assert parsed.tier_of("zzz", 1e6) == ("heavy", "slowest")
     for bad in ({"tools": {"x": "nope"}}, {"tiers": {"light": -1}}, {"objective": 2}, {"tiers": ["light"]},

@@ -144,8 +144,8 @@ async def bearer_session(url: str, token: str | None) -> AsyncIterator[ClientSes
 async def refused_initialize(url: str, token: str | None) -> BaseException:
     """What the SDK raises to a client whose ``initialize`` the server refuses."""
     with pytest.raises(BaseException) as raised, anyio.fail_after(10):  # noqa: PT011 - the SDK's own error, any line
-            async with bearer_session(url, token) as client:
-                await client.initialize()
+        async with bearer_session(url, token) as client:
+            await client.initialize()
     return raised.value
 
 

@@ -35,14 +35,21 @@ def test_ten_thousand_client_names_do_not_grow_the_metric_series():
             pass
         assert operation.span.attributes["mcp.client.name"] == session.client_name, "spans keep the real value"
 
-    metrics = {m.name: m for r in reader.get_metrics_data().resource_metrics for s in r.scope_metrics for m in s.metrics}
+    metrics = {
+        m.name: m for r in reader.get_metrics_data().resource_metrics for s in r.scope_metrics for m in s.metrics
+    }
     points = metrics["mcp.server.operation.duration"].data.data_points
     assert sum(point.count for point in points) == 10_000
     assert len(points) <= max(LIMITS.values()) + 1
     assert len({p.attributes["mcp.client.name"] for p in points}) == LIMITS["mcp.client.name"] + 1
     assert len({p.attributes["gen_ai.tool.name"] for p in points}) == LIMITS["gen_ai.tool.name"] + 1
-    assert sum(p.count for p in points if p.attributes["mcp.client.name"] == OTHER) == 10_000 - LIMITS["mcp.client.name"]
-    overflows = {dict(p.attributes)["attribute"]: p.value for p in metrics["mcp.instrumentation.metric_value_overflow"].data.data_points}
+    assert (
+        sum(p.count for p in points if p.attributes["mcp.client.name"] == OTHER) == 10_000 - LIMITS["mcp.client.name"]
+    )
+    overflows = {
+        dict(p.attributes)["attribute"]: p.value
+        for p in metrics["mcp.instrumentation.metric_value_overflow"].data.data_points
+    }
     assert overflows == {"mcp.client.name": 9_900, "gen_ai.tool.name": 9_000}
 
 
@@ -53,7 +60,9 @@ async def test_unknown_tool_names_from_a_real_client_are_capped(monkeypatch):
             for index in range(5):
                 await client.call_tool(f"no-such-tool-{index}", {})
 
-    calls = [p for p in recorded.points("mcp.server.operation.duration") if p.attributes["mcp.method.name"] == "tools/call"]
+    calls = [
+        p for p in recorded.points("mcp.server.operation.duration") if p.attributes["mcp.method.name"] == "tools/call"
+    ]
     names = sorted(p.attributes["gen_ai.tool.name"] for p in calls)
     assert names == [OTHER, "no-such-tool-0", "no-such-tool-1", "no-such-tool-2"]
     assert {p.attributes["gen_ai.tool.name"]: p.count for p in calls}[OTHER] == 2
@@ -68,8 +77,12 @@ def test_method_names_a_client_makes_up_are_capped():
     for index in range(200):
         with telemetry.server_operation(Message(f"made/up-{index}", request_id=str(index)), session, no_error):
             pass
-    metrics = {m.name: m for r in reader.get_metrics_data().resource_metrics for s in r.scope_metrics for m in s.metrics}
-    methods = {p.attributes["mcp.method.name"]: p.count for p in metrics["mcp.server.operation.duration"].data.data_points}
+    metrics = {
+        m.name: m for r in reader.get_metrics_data().resource_metrics for s in r.scope_metrics for m in s.metrics
+    }
+    methods = {
+        p.attributes["mcp.method.name"]: p.count for p in metrics["mcp.server.operation.duration"].data.data_points
+    }
     assert len(methods) == LIMITS["mcp.method.name"] + 1 and methods[OTHER] == 200 - LIMITS["mcp.method.name"]
 
 

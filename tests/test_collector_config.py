@@ -182,7 +182,7 @@ def test_the_commented_tempo_alternative_loads_too():
     start = re.search(r"^( *)# (otlp/tempo:)\n((?:\1#   .*\n)+)", text, re.MULTILINE)
     assert start, "the commented otlp/tempo block is missing"
     indent = start.group(1)
-    block = start.group(2) + "\n" + "".join(line[len(indent) + 2:] + "\n" for line in start.group(3).splitlines())
+    block = start.group(2) + "\n" + "".join(line[len(indent) + 2 :] + "\n" for line in start.group(3).splitlines())
     tempo = yaml.safe_load(block)["otlp/tempo"]
     assert tempo == {"endpoint": "tempo:4317", "tls": {"insecure": True}}
     config = collector_config(text)
@@ -338,7 +338,7 @@ def made_by_rules(expr: str) -> set[str]:
     made = set()
     for call in re.finditer(r"\blabel_replace\(", expr):
         depth, arguments, current, in_string = 1, [], "", False
-        for char in expr[call.end():]:
+        for char in expr[call.end() :]:
             if in_string:
                 in_string = char != '"' or current.endswith("\\")
             elif char == '"':

@@ -50,7 +50,9 @@ async def test_capture_records_arguments_results_and_prompt_variables(kind, swit
             await client.get_prompt("review", {"code": "x = 1"})
 
     echo = server_span(recorded, "tools/call echo")
-    assert json.loads(echo.attributes["gen_ai.tool.call.arguments"]) == {"text": "hello"}, "the intent is not an argument"
+    assert json.loads(echo.attributes["gen_ai.tool.call.arguments"]) == {"text": "hello"}, (
+        "the intent is not an argument"
+    )
     result = json.loads(echo.attributes["gen_ai.tool.call.result"])
     assert result["content"][0] == {"type": "text", "text": "hello"}
     assert server_span(recorded, "prompts/get review").attributes["gen_ai.prompt.variable.code"] == "x = 1"

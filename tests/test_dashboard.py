@@ -101,6 +101,7 @@ class Node:
     def find_all(self, tag: str | None = None, **attrs: str | bool) -> list[Node]:
         """Descendants with the tag and attributes (True: present; a string: equal). Names use _ for -."""
         wanted = {name.replace("_", "-"): value for name, value in attrs.items()}
+
         def matches(node: Node) -> bool:
             return all(name in node.attrs and value in (True, node.attrs[name]) for name, value in wanted.items())
 
@@ -189,31 +190,68 @@ def _events(now: datetime) -> dict[str, list[Event]]:
     demo = [
         event(0.0, "mcp:initialize", **{**alice, "user_id": None, "user_name": None}),  # before identify
         event(0.1, "mcp:tools/list", tools_listed=["search_docs", "create_ticket", "export_report"], **alice),
-        event(0.5, "mcp:tools/call", resource="search_docs", intent="find the refund policy", duration_ms=120.0,
-              upstream_ms=80.0, response_size=2048, argument_keys=["query"], **alice),
+        event(
+            0.5,
+            "mcp:tools/call",
+            resource="search_docs",
+            intent="find the refund policy",
+            duration_ms=120.0,
+            upstream_ms=80.0,
+            response_size=2048,
+            argument_keys=["query"],
+            **alice,
+        ),
         event(0.7, "custom:note", custom={"message": "user asked about refunds"}, kind="internal", **alice),
-        event(1.0, "mcp:tools/call", resource="create_ticket", intent="open a ticket for the refund", duration_ms=300.0,
-              upstream_ms=290.0, is_error=True, error={"type": "ToolError", "message": XSS_MESSAGE},
-              content={"arguments": {"subject": "refund <b>now</b>"}},
-              failure={"origin": "upstream", "reason": "rate_limited"}, **alice),
-        event(1.5, "mcp:prompts/get", resource="summarize", argument_keys=["topic", "length"], duration_ms=4.0,
-              **alice),
+        event(
+            1.0,
+            "mcp:tools/call",
+            resource="create_ticket",
+            intent="open a ticket for the refund",
+            duration_ms=300.0,
+            upstream_ms=290.0,
+            is_error=True,
+            error={"type": "ToolError", "message": XSS_MESSAGE},
+            content={"arguments": {"subject": "refund <b>now</b>"}},
+            failure={"origin": "upstream", "reason": "rate_limited"},
+            **alice,
+        ),
+        event(
+            1.5, "mcp:prompts/get", resource="summarize", argument_keys=["topic", "length"], duration_ms=4.0, **alice
+        ),
         event(10.0, "mcp:initialize", **bob),
         event(10.1, "mcp:tools/list", **bob),
         event(10.5, "mcp:tools/call", resource="search_docs", duration_ms=90.0, response_size=1024, **bob),
         event(11.0, "mcp:tools/call", resource="search_docs", duration_ms=150.0, response_size=4096, **bob),
-        event(11.5, "mcp:tools/call", resource="get_weather", duration_ms=15.0, is_error=True,
-              error={"type": "ValidationError", "message": "missing 'city'", "code": -32602},
-              failure={"origin": "client", "reason": "invalid_arguments"}, **bob),
+        event(
+            11.5,
+            "mcp:tools/call",
+            resource="get_weather",
+            duration_ms=15.0,
+            is_error=True,
+            error={"type": "ValidationError", "message": "missing 'city'", "code": -32602},
+            failure={"origin": "client", "reason": "invalid_arguments"},
+            **bob,
+        ),
         event(12.0, "mcp:tools/call", resource=XSS_TOOL, duration_ms=5.0, **bob),
         event(20.0, "mcp:tools/call", resource="search_docs", duration_ms=110.0, response_size=512, **carol),
         event(21.0, "mcp:tools/call", resource="search_docs", duration_ms=130.0, response_size=512, **carol),
         event(22.0, "mcp:tools/call", resource="get_weather", duration_ms=40.0, upstream_ms=30.0, **carol),
-        event(30.0, "mcp:initialize", is_error=True, error={"type": "Unauthorized", "message": "bad token"},
-              failure={"origin": "auth", "reason": "invalid_token"}),
+        event(
+            30.0,
+            "mcp:initialize",
+            is_error=True,
+            error={"type": "Unauthorized", "message": "bad token"},
+            failure={"origin": "auth", "reason": "invalid_token"},
+        ),
         # three days ago: outside the 24 h window, so legacy_export is an unused tool (and export_report, listed)
-        event(-3 * 24 * 60, "mcp:tools/call", resource="legacy_export", session_id="sess-old", user_id="u-alice",
-              client_name="claude-desktop"),
+        event(
+            -3 * 24 * 60,
+            "mcp:tools/call",
+            resource="legacy_export",
+            session_id="sess-old",
+            user_id="u-alice",
+            client_name="claude-desktop",
+        ),
     ]
     other = [event(5.0, "mcp:tools/call", resource=OTHER_TOOL, user_id="u-mallory", client_name="other-client")]
     return {PROJECT: demo, "other": other}
@@ -385,7 +423,9 @@ def test_session_timeline(chromium: str, served: Served) -> None:
 
 def test_rows_link_to_their_slice(overview: Page) -> None:
     """A tool, client, user, method or origin shown in a row links to the same view filtered by it."""
-    links = {(a.attrs["data-filter"], a.text.strip()): a.attrs["href"] for a in overview.root.find_all("a", data_filter=True)}
+    links = {
+        (a.attrs["data-filter"], a.text.strip()): a.attrs["href"] for a in overview.root.find_all("a", data_filter=True)
+    }
     assert links[("tool", "search_docs")] == "#last=24h&tool=search_docs"
     assert links[("client", "cursor")] == "#last=24h&client=cursor"
     assert links[("user", "u-alice")] == "#last=24h&user=u-alice"
@@ -412,7 +452,10 @@ def test_filters_in_the_url_slice_every_panel(chromium: str, served: Served) -> 
     assert clients == ["cursor", "http-agent"]
     sessions = [row.field("session") for row in page.panel("sessions").rows()]
     assert sorted(sessions) == sorted(row["session"] for row in served.panel("sessions", slice=slice, limit=50))
-    chips = {(chip.attrs["data-filter-chip"], chip.attrs["data-value"]): chip.attrs["href"] for chip in page.find_filter_chips()}
+    chips = {
+        (chip.attrs["data-filter-chip"], chip.attrs["data-value"]): chip.attrs["href"]
+        for chip in page.find_filter_chips()
+    }
     assert chips == {
         ("tool", "search_docs"): "#last=24h&client=cursor%2Chttp-agent",
         ("client", "cursor"): "#last=24h&tool=search_docs&client=http-agent",
@@ -434,8 +477,12 @@ def test_trends_draw_every_latency_line_and_failures_by_origin(overview: Page, s
     errors = trends.find("div", data_trend="errors")
     stacked: dict[str, int] = {}
     for rect in errors.find_all("rect", data_series=True):
-        stacked[rect.attrs["data-series"]] = stacked.get(rect.attrs["data-series"], 0) + int(rect.find("title").text.rsplit(": ", 1)[1])
-    expected = {origin: sum(row[f"{origin}_errors"] for row in rows) for origin in ("client", "auth", "upstream", "server")}
+        stacked[rect.attrs["data-series"]] = stacked.get(rect.attrs["data-series"], 0) + int(
+            rect.find("title").text.rsplit(": ", 1)[1]
+        )
+    expected = {
+        origin: sum(row[f"{origin}_errors"] for row in rows) for origin in ("client", "auth", "upstream", "server")
+    }
     assert stacked == {origin: count for origin, count in expected.items() if count}
     assert stacked == {"upstream": 1, "client": 1}, "the auth refusal is an initialize: not a request"
 
@@ -448,7 +495,11 @@ def test_volume_by_tool_or_by_client(chromium: str, served: Served, by: str) -> 
     assert legend == {row["series"] for row in served.panel("timeseries", by=by)}
     assert legend == ({"search_docs", "create_ticket", "get_weather", XSS_TOOL} if by == "tool"
                       else {"claude-desktop", "cursor", "http-agent", "(unknown)"})  # fmt: skip
-    pressed = [button.attrs["data-by"] for button in page.root.find_all("button", data_by=True) if button.attrs.get("aria-pressed") == "true"]
+    pressed = [
+        button.attrs["data-by"]
+        for button in page.root.find_all("button", data_by=True)
+        if button.attrs.get("aria-pressed") == "true"
+    ]
     assert pressed == [by]
 
 
@@ -456,9 +507,13 @@ def test_without_a_range_the_dashboard_picks_one_that_holds_the_history(chromium
     """The oldest event is three days old: 7 days, not a day that would leave it out."""
     page = dump_dom(chromium, f"{served.url}/#key={KEY}")
     assert page.body.attrs.get("data-loaded") == "true", page.body.attrs
-    (active,) = [a.attrs["data-range"] for a in page.root.find_all("a", data_range=True) if a.attrs.get("aria-current") == "true"]
+    (active,) = [
+        a.attrs["data-range"] for a in page.root.find_all("a", data_range=True) if a.attrs.get("aria-current") == "true"
+    ]
     assert active == "7d"
-    assert page.panel("summary").find(data_field="events").attrs["data-value"] == str(served.panel("summary", last="7d")[0]["events"])
+    assert page.panel("summary").find(data_field="events").attrs["data-value"] == str(
+        served.panel("summary", last="7d")[0]["events"]
+    )
 
 
 @pytest.mark.parametrize(("panel", "column", "limit"), [

@@ -30,8 +30,13 @@ async def test_an_event_from_inside_a_tool_is_a_child_of_its_request():
     def checkout(cart: str) -> str:
         """Checks out a cart."""
         assert publish_custom_event(
-            server, name="purchase", resource_name="checkout", parameters={"cart": cart},
-            response={"total": 42}, message="bought", duration=0.25,
+            server,
+            name="purchase",
+            resource_name="checkout",
+            parameters={"cart": cart},
+            response={"total": 42},
+            message="bought",
+            duration=0.25,
         )
         return "ok"
 

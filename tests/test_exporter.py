@@ -41,7 +41,9 @@ async def finished_spans(recorded):
 
 def exporter_to(url: str, **options) -> tuple[MCPAnalyticsExporter, InMemoryMetricReader]:
     reader = InMemoryMetricReader()
-    return MCPAnalyticsExporter(url, "key-123", meter_provider=MeterProvider(metric_readers=[reader]), **options), reader
+    return MCPAnalyticsExporter(
+        url, "key-123", meter_provider=MeterProvider(metric_readers=[reader]), **options
+    ), reader
 
 
 def outcomes(reader: InMemoryMetricReader) -> dict[str, int]:

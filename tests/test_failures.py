@@ -37,8 +37,13 @@ async def test_upstream_http_error_inside_a_tool(recorded, kind):
         origin, reason, span = await failed_call(recorded, kind, "fetch", {"url": f"{base}/500", "timeout": 5})
     assert (origin, reason) == ("upstream", "upstream_error")
     assert span.status.status_code == StatusCode.ERROR
-    (point,) = [p for p in recorded.points("mcp.server.operation.duration") if p.attributes.get("gen_ai.tool.name") == "fetch"]
-    assert (point.attributes["mcp.failure.origin"], point.attributes["mcp.failure.reason"]) == ("upstream", "upstream_error")
+    (point,) = [
+        p for p in recorded.points("mcp.server.operation.duration") if p.attributes.get("gen_ai.tool.name") == "fetch"
+    ]
+    assert (point.attributes["mcp.failure.origin"], point.attributes["mcp.failure.reason"]) == (
+        "upstream",
+        "upstream_error",
+    )
 
 
 async def test_upstream_timeout_inside_a_tool(recorded, kind):

@@ -23,7 +23,14 @@ from tests.test_verdicts import assert_one_verdict, expected_of, provoke
 pytestmark = pytest.mark.anyio
 
 MODES = ("native", "propagation_only", "off")
-SCRIPT = ["initialize", "notifications/initialized", "tools/list", "tools/call add", "resources/read", "prompts/get review"]
+SCRIPT = [
+    "initialize",
+    "notifications/initialized",
+    "tools/list",
+    "tools/call add",
+    "resources/read",
+    "prompts/get review",
+]
 
 
 @pytest.fixture(params=MODES, name="mode")
@@ -96,7 +103,10 @@ async def test_failure_origin_on_fastmcp_tools(recorded_globally, mode):
             await client.call_tool("nope", {})
 
     found = {
-        span.attributes["gen_ai.tool.name"]: (span.attributes["mcp.failure.origin"], span.attributes["mcp.failure.reason"])
+        span.attributes["gen_ai.tool.name"]: (
+            span.attributes["mcp.failure.origin"],
+            span.attributes["mcp.failure.reason"],
+        )
         for span in recorded.server_spans()
         if span.name.startswith("tools/call")
     }

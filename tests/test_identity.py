@@ -66,7 +66,9 @@ async def test_user_data_is_redacted_and_bounded(caplog):
         return UserIdentity("u-1", user_data={"email": "bob@example.com", "seats": 3, "note": "x" * 5000})
 
     def small(request: IdentifyRequest) -> UserIdentity:
-        return UserIdentity("u-2", user_data={"email": "bob@example.com", "seats": 3, "team": {"owner": "bob@example.com"}})
+        return UserIdentity(
+            "u-2", user_data={"email": "bob@example.com", "seats": 3, "team": {"owner": "bob@example.com"}}
+        )
 
     redact = lambda text: text.replace("bob@example.com", "<email>")  # noqa: E731
     expected_small = {"email": "<email>", "seats": 3, "team": {"owner": "<email>"}}
@@ -104,7 +106,9 @@ async def test_stateless_traffic_is_identified_on_every_request():
     calls = [request for request in directory.asked if request.method == "tools/call"]
     assert len(calls) == 2
     assert calls[0].headers["host"].startswith("127.0.0.1:")
-    assert all(span.attributes["user.id"] == "u-42" for span in recorded.server_spans() if span.name == "tools/call add")
+    assert all(
+        span.attributes["user.id"] == "u-42" for span in recorded.server_spans() if span.name == "tools/call add"
+    )
 
 
 def raising(request: IdentifyRequest) -> UserIdentity:

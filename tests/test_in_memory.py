@@ -40,7 +40,9 @@ async def run_script(client: Any) -> None:
     await client.read_resource("demo://greeting")
     await client.list_prompts()
     await client.get_prompt("review", {"code": "print(1)"})
-    await client.complete(sdk_types().PromptReference(type="ref/prompt", name="review"), {"name": "code", "value": "pr"})
+    await client.complete(
+        sdk_types().PromptReference(type="ref/prompt", name="review"), {"name": "code", "value": "pr"}
+    )
     await client.send_ping()
 
 
@@ -331,7 +333,9 @@ async def test_listings_name_the_prompts_and_the_tools_said_to_be_destructive(re
         prompts = await client.list_prompts()
 
     server = {span.name: span for span in recorded.server_spans()}
-    assert server["tools/list"].attributes["mcp.tools.destructive"] == ("billing",), "echo is read-only: not destructive"
+    assert server["tools/list"].attributes["mcp.tools.destructive"] == ("billing",), (
+        "echo is read-only: not destructive"
+    )
     assert server["prompts/list"].attributes["mcp.prompts.listed"] == tuple(prompt.name for prompt in prompts.prompts)
     assert len(prompts.prompts) >= 1
     assert "mcp.prompts.listed" not in server["tools/list"].attributes

@@ -79,7 +79,9 @@ async def script(server: Any) -> list[Any]:
                 seen.append((await call()).model_dump())
             except Exception as error:  # noqa: BLE001 - the error is part of what the client sees
                 details = getattr(error, "error", None)
-                seen.append((type(error).__name__, str(error), getattr(details, "code", None), getattr(details, "data", None)))
+                seen.append(
+                    (type(error).__name__, str(error), getattr(details, "code", None), getattr(details, "data", None))
+                )
     return seen
 
 
@@ -138,7 +140,9 @@ async def test_servers_built_before_and_after_instrument_are_both_traced(kind):
                 await client.call_tool("add", {"a": 1, "b": 2})
     finally:
         instrumentor.uninstrument()
-    calls = [span for span in exporter.get_finished_spans() if span.name == "tools/call add" and span.kind.name == "SERVER"]
+    calls = [
+        span for span in exporter.get_finished_spans() if span.name == "tools/call add" and span.kind.name == "SERVER"
+    ]
     assert sorted(span.attributes["mcp.server.name"] for span in calls) == ["built-after", "built-before"]
 
 
@@ -269,6 +273,7 @@ async def test_server_exceptions_propagate_unchanged(recorded):
 
         server.add_request_handler("resources/read", mcp_types.ReadResourceRequestParams, broken)
     else:
+
         @server.read_resource()
         async def broken(uri: Any) -> Any:
             raise bug

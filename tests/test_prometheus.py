@@ -130,7 +130,9 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
         stdout=subprocess.DEVNULL, stderr=(tmp / "prometheus.log").open("w"), cwd=tmp,
     )  # fmt: skip
     try:
-        assert server.stdout is not None and server.stdout.readline().strip() == "ready", (tmp / "server.stderr").read_text()
+        assert server.stdout is not None and server.stdout.readline().strip() == "ready", (
+            tmp / "server.stderr"
+        ).read_text()
         wait_ready(process, f"http://127.0.0.1:{prometheus_port}/-/ready")
         with upstream() as base:
             anyio.run(traffic, f"http://127.0.0.1:{mcp_port}/mcp", f"{base}/delay?ms=50")
@@ -171,7 +173,9 @@ def test_the_dashboard_is_an_importable_grafana_dashboard():
     assert list(variables) == ["datasource", "service", "tool", "client"]
     assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
     for name in ("service", "tool", "client"):
-        assert variables[name]["type"] == "query" and variables[name]["includeAll"] and variables[name]["allValue"] == ".*"
+        assert (
+            variables[name]["type"] == "query" and variables[name]["includeAll"] and variables[name]["allValue"] == ".*"
+        )
     ids, cells = set(), set()
     for panel in board["panels"]:
         assert panel["id"] not in ids
@@ -206,7 +210,9 @@ def test_every_dashboard_query_returns_data(prometheus):
 
 def test_the_panels_show_what_happened(prometheus):
     def by(expr: str, label: str) -> dict[str, float]:
-        return {sample["metric"].get(label, ""): float(sample["value"][1]) for sample in prometheus.query(grafana(expr))}
+        return {
+            sample["metric"].get(label, ""): float(sample["value"][1]) for sample in prometheus.query(grafana(expr))
+        }
 
     title_to_exprs: dict[str, list[str]] = {}
     for title, expr in queries():
@@ -245,7 +251,9 @@ def test_every_rule_runs_and_every_recording_rule_has_data(prometheus):
             assert prometheus.query(rule["name"]), f"{rule['name']} recorded nothing"
     tiers = prometheus.query("job_tool_le:mcp_tool_slo_target_seconds")
     assert {(s["metric"]["gen_ai_tool_name"], s["metric"]["tier"]) for s in tiers} == {
-        ("add", "light"), ("fail", "light"), ("fetch", "light")
+        ("add", "light"),
+        ("fail", "light"),
+        ("fetch", "light"),
     }
 
 

@@ -18,7 +18,9 @@ pytestmark = pytest.mark.anyio
 
 async def sampling(context: Any, params: Any) -> Any:
     types = sdk_types()
-    return types.CreateMessageResult(role="assistant", content=types.TextContent(type="text", text="sampled"), model="m")
+    return types.CreateMessageResult(
+        role="assistant", content=types.TextContent(type="text", text="sampled"), model="m"
+    )
 
 
 async def roots(context: Any) -> Any:

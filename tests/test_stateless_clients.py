@@ -63,7 +63,10 @@ async def test_an_instrumented_client_names_itself_on_every_stateless_request(re
                 await session.list_tools()
             for session in sessions:
                 await session.call_tool("add", {"a": 1, "b": 2})
-    found = [(span.name, span.attributes["mcp.client.name"], span.attributes["mcp.client.version"]) for span in calls(recorded)]
+    found = [
+        (span.name, span.attributes["mcp.client.name"], span.attributes["mcp.client.version"])
+        for span in calls(recorded)
+    ]
     assert found == [
         ("tools/list", "cursor", "1.6.0"),
         ("tools/list", "claude-code", "2.1.0"),
@@ -106,7 +109,9 @@ def rpc(method: str, params: dict[str, Any], request_id: int | None = 1) -> dict
     return message
 
 
-async def post(http: httpx.AsyncClient, url: str, body: dict[str, Any], user_agent: str, token: str | None = None) -> None:
+async def post(
+    http: httpx.AsyncClient, url: str, body: dict[str, Any], user_agent: str, token: str | None = None
+) -> None:
     headers = {
         "accept": "application/json, text/event-stream",
         "content-type": "application/json",

@@ -175,7 +175,11 @@ async def test_tool_call_server_span_as_received(recorded, otlp_receiver, kind, 
         "mcp.server.version": announced_version(kind),
         "network.transport": "pipe",
     }
-    assert {type(value) for key, value in add.attributes.items() if key not in ("mcp.response.size", "mcp.request.argument_keys")} == {str}
+    assert {
+        type(value)
+        for key, value in add.attributes.items()
+        if key not in ("mcp.response.size", "mcp.request.argument_keys")
+    } == {str}
 
     fail = spans["tools/call fail"]
     assert fail.attributes["error.type"] == "tool_error"
@@ -222,8 +226,11 @@ async def test_metrics_flushed_when_the_server_process_exits(recorded, otlp_rece
     sessions = otlp_receiver.metric_points("mcp.server.session.duration")
     client_name = spans[0].attributes["mcp.client.name"]
     assert [(point.count, point.attributes, point.scope) for point in sessions] == [
-        (1, {"network.transport": "pipe", "mcp.protocol.version": protocol_version, "mcp.client.name": client_name},
-         OUR_SCOPE)
+        (
+            1,
+            {"network.transport": "pipe", "mcp.protocol.version": protocol_version, "mcp.client.name": client_name},
+            OUR_SCOPE,
+        )
     ]
     operations = otlp_receiver.metric_points("mcp.server.operation.duration")
     assert sum(point.count for point in operations) == len(SERVER_SCRIPT_SPANS)
@@ -282,8 +289,6 @@ async def test_one_verdict_across_the_process_boundary(recorded, otlp_receiver, 
     assert server.attributes["error.type"] == client_span.attributes["error.type"]
     for attributes in (server.attributes, client_span.attributes):
         assert (attributes["mcp.failure.origin"], attributes["mcp.failure.reason"]) == ("upstream", "upstream_error")
-
-
 
 
 async def test_a_console_exporter_on_stdout_is_warned_about_once(recorded, otlp_receiver, kind, tmp_path):

@@ -56,7 +56,9 @@ async def test_upstream_time_is_summed_onto_the_tool_span(recorded, traced_httpx
     snapshot = recorded.snapshot()
     (point,) = snapshot["mcp.server.operation.upstream.duration"]
     assert (point.count, point.sum) == (1, upstream_time)
-    (operation,) = [p for p in snapshot["mcp.server.operation.duration"] if p.attributes.get("gen_ai.tool.name") == "fetch"]
+    (operation,) = [
+        p for p in snapshot["mcp.server.operation.duration"] if p.attributes.get("gen_ai.tool.name") == "fetch"
+    ]
     assert dict(point.attributes) == dict(operation.attributes)
     assert [(e.trace_id, e.span_id) for e in point.exemplars] == [(fetch.context.trace_id, fetch.context.span_id)]
     unit = recorded.metric("mcp.server.operation.upstream.duration").unit

@@ -31,38 +31,63 @@ Call = Callable[[Any, str], Awaitable[Any]]
 def call_tool(tool: str, arguments: dict[str, Any]) -> Call:
     async def call(client: Any, base: str) -> Any:
         await client.list_tools()
-        return await client.call_tool(tool, {key: value.format(base=base) if isinstance(value, str) else value
-                                             for key, value in arguments.items()})
+        return await client.call_tool(
+            tool,
+            {key: value.format(base=base) if isinstance(value, str) else value for key, value in arguments.items()},
+        )
+
     return call
 
 
 def get_prompt(name: str) -> Call:
     async def call(client: Any, base: str) -> Any:
         return await client.get_prompt(name, {"code": "x"} if name == "review" else None)
+
     return call
 
 
 def read_resource(uri: str) -> Call:
     async def call(client: Any, base: str) -> Any:
         return await client.read_resource(uri)
+
     return call
 
 
 # (failure kind, span name, the call, the verdict by server kind: {kind: (origin, reason)} or one for all)
 FAILURES: list[tuple[str, str, Any, Any]] = [
     ("unknown tool", "tools/call nope", ("nope", {}), ("client", "unknown_tool")),
-    ("invalid arguments", "tools/call add", ("add", {"a": "not a number", "b": 1}),
-     # The 2.x low-level server does not validate arguments: its handler crashes on them.
-     {"lowlevel": ("server", "internal_error") if IS_V2 else ("client", "invalid_params"),
-      "highlevel": ("client", "invalid_params")}),
-    ("tool raises", "tools/call echo", ("echo", {"text": "raise:boom"}),
-     {"lowlevel": ("server", "internal_error") if IS_V2 else ("server", "tool_error"),
-      "highlevel": ("server", "tool_error")}),
+    (
+        "invalid arguments",
+        "tools/call add",
+        ("add", {"a": "not a number", "b": 1}),
+        # The 2.x low-level server does not validate arguments: its handler crashes on them.
+        {
+            "lowlevel": ("server", "internal_error") if IS_V2 else ("client", "invalid_params"),
+            "highlevel": ("client", "invalid_params"),
+        },
+    ),
+    (
+        "tool raises",
+        "tools/call echo",
+        ("echo", {"text": "raise:boom"}),
+        {
+            "lowlevel": ("server", "internal_error") if IS_V2 else ("server", "tool_error"),
+            "highlevel": ("server", "tool_error"),
+        },
+    ),
     ("tool fails", "tools/call fail", ("fail", {}), ("server", "tool_error")),
-    ("upstream HTTP error", "tools/call fetch", ("fetch", {"url": "{base}/500", "timeout": 5}),
-     ("upstream", "upstream_error")),
-    ("upstream timeout", "tools/call fetch", ("fetch", {"url": "{base}/stall", "timeout": 0.3}),
-     ("upstream", "upstream_timeout")),
+    (
+        "upstream HTTP error",
+        "tools/call fetch",
+        ("fetch", {"url": "{base}/500", "timeout": 5}),
+        ("upstream", "upstream_error"),
+    ),
+    (
+        "upstream timeout",
+        "tools/call fetch",
+        ("fetch", {"url": "{base}/stall", "timeout": 0.3}),
+        ("upstream", "upstream_timeout"),
+    ),
     ("stated by the tool", "tools/call billing", ("billing", {}), ("upstream", "upstream_error")),
     ("prompt raises", "prompts/get broken", get_prompt("broken"), ("server", "internal_error")),
     ("unknown prompt", "prompts/get missing", get_prompt("missing"), ("client", "not_found")),

@@ -84,9 +84,11 @@ def run(db: str, port: int, keep_serving: bool | None = None) -> int:
                 print(f"\ndashboard: {dashboard}\n{took}\nserving the dashboard until Ctrl-C", flush=True)
                 threading.Event().wait()
             else:  # the API stops with the demo: say so, and how to look at the store afterwards
-                print(f"\n{took}\nthe demo's API has stopped (it served the dashboard at {dashboard} while it ran); to "
-                      f"browse it: mcp-analytics demo --keep-serving, or mcp-analytics serve --db {db} "
-                      f"--api-key {PROJECT}=<key> and open /#key=<key>")
+                print(
+                    f"\n{took}\nthe demo's API has stopped (it served the dashboard at {dashboard} while it ran); to "
+                    f"browse it: mcp-analytics demo --keep-serving, or mcp-analytics serve --db {db} "
+                    f"--api-key {PROJECT}=<key> and open /#key=<key>"
+                )
     finally:
         instrumentor.uninstrument()
         HTTPXClientInstrumentor().uninstrument()

@@ -72,7 +72,10 @@ async def _connect(url: str, headers: dict[str, str]) -> AsyncIterator[Any]:
         async with streamablehttp_client(url, headers=headers) as streams:
             yield streams
         return
-    async with create_mcp_http_client(headers=headers) as http, streamable_http_client(url, http_client=http) as streams:
+    async with (
+        create_mcp_http_client(headers=headers) as http,
+        streamable_http_client(url, http_client=http) as streams,
+    ):
         yield streams
 
 

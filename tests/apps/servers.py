@@ -33,6 +33,7 @@ def announced_version(kind: str) -> str:
     """The ``serverInfo.version`` a test server announces: 1.x ``FastMCP`` takes none and announces mcp's."""
     return version("mcp") if kind == "highlevel" and not IS_V2 else SERVER_VERSION
 
+
 ADD_SCHEMA = {
     "type": "object",
     "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
@@ -240,11 +241,16 @@ def _lowlevel_v1(name: str) -> Any:
             types.Tool(name="fail", inputSchema=EMPTY_SCHEMA),
             types.Tool(name="slow", inputSchema=SLOW_SCHEMA),
             types.Tool(name="fetch", inputSchema=FETCH_SCHEMA),
-            types.Tool(name="billing", inputSchema=EMPTY_SCHEMA, annotations=types.ToolAnnotations(destructiveHint=True)),
+            types.Tool(
+                name="billing", inputSchema=EMPTY_SCHEMA, annotations=types.ToolAnnotations(destructiveHint=True)
+            ),
             types.Tool(name="keys", inputSchema=KEYS_SCHEMA),
             types.Tool(name="note", inputSchema=NOTE_SCHEMA),
-            types.Tool(name="echo", inputSchema=ECHO_SCHEMA,
-                       annotations=types.ToolAnnotations(readOnlyHint=True, destructiveHint=True)),  # read-only wins
+            types.Tool(
+                name="echo",
+                inputSchema=ECHO_SCHEMA,
+                annotations=types.ToolAnnotations(readOnlyHint=True, destructiveHint=True),
+            ),  # read-only wins
             types.Tool(name="image", inputSchema=EMPTY_SCHEMA),
             types.Tool(name="ask", inputSchema=EMPTY_SCHEMA),
         ]
@@ -322,12 +328,16 @@ def _lowlevel_v2(name: str) -> Any:
                 types.Tool(name="fail", input_schema=EMPTY_SCHEMA),
                 types.Tool(name="slow", input_schema=SLOW_SCHEMA),
                 types.Tool(name="fetch", input_schema=FETCH_SCHEMA),
-                types.Tool(name="billing", input_schema=EMPTY_SCHEMA,
-                           annotations=types.ToolAnnotations(destructive_hint=True)),
+                types.Tool(
+                    name="billing", input_schema=EMPTY_SCHEMA, annotations=types.ToolAnnotations(destructive_hint=True)
+                ),
                 types.Tool(name="keys", input_schema=KEYS_SCHEMA),
                 types.Tool(name="note", input_schema=NOTE_SCHEMA),
-                types.Tool(name="echo", input_schema=ECHO_SCHEMA,
-                           annotations=types.ToolAnnotations(read_only_hint=True, destructive_hint=True)),
+                types.Tool(
+                    name="echo",
+                    input_schema=ECHO_SCHEMA,
+                    annotations=types.ToolAnnotations(read_only_hint=True, destructive_hint=True),
+                ),
                 types.Tool(name="image", input_schema=EMPTY_SCHEMA),
                 types.Tool(name="ask", input_schema=EMPTY_SCHEMA),
             ]
