@@ -31,7 +31,7 @@ OTEL_CONTRIB = [
 PHOENIX_TESTS = "tests/phoenix"
 PHOENIX = "arize-phoenix==20.26.1"
 RUFF = "ruff==0.17.6"
-MYPY = "mypy==2.4.1"
+MYPY = ["mypy==2.4.1", "types-protobuf==7.35.1.20261122"]
 
 
 @nox.session(python="3.11")
@@ -45,7 +45,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python="3.11")
 def typecheck(session: nox.Session) -> None:
     """mypy on the three packages (configured in pyproject.toml), against the latest mcp and the tests' pins."""
-    session.install("-e", ".[analytics,exporter,test]", "mcp==2.3.0", *OTEL, *OTEL_CONTRIB, MYPY)
+    session.install("-e", ".[analytics,exporter,test]", "mcp==2.3.0", *OTEL, *OTEL_CONTRIB, *MYPY)
     session.run("mypy", *session.posargs)
 
 

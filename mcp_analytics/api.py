@@ -167,7 +167,7 @@ def _check_contract(project: str, events: list[Event], rejections: list[Rejectio
     if versions:
         raise _problem(422, f"events of a schema version this API does not read (it reads {SCHEMA_VERSION}): run an "
                             "exporter and an API of the same release", [r.model_dump() for r in versions])  # fmt: skip
-    others = sorted({event["project"] for event in events if event.get("project") not in (None, project)})
+    others = sorted({named for event in events if (named := event.get("project")) is not None and named != project})
     if others:
         raise _problem(403, f"this API key is for project {project!r}; the events say {', '.join(map(repr, others))}")
 

@@ -169,7 +169,8 @@ def _sliced(sql: str, slice: Slice) -> tuple[str, dict[str, str]]:
     the same slice, and DuckDB pushes the conditions into the scan."""
     if not slice:
         return sql, {}
-    conditions, values = [], {}
+    conditions: list[str] = []
+    values: dict[str, str] = {}
     for name in DIMENSIONS:
         accepted = getattr(slice, name)
         if not accepted:
@@ -642,6 +643,14 @@ def _run(cursor: Any, sql: str, values: dict[str, Any]) -> list[dict[str, Any]]:
     return [{name: _aware(value) for name, value in zip(names, row, strict=True)} for row in result.fetchall()]
 
 
+def _scalar(result: duckdb.DuckDBPyConnection) -> Any:
+    """The one value of a query that always returns a row (an aggregate, a DELETE's count)."""
+    row = result.fetchone()
+    if row is None:
+        raise RuntimeError("the query returned no row")
+    return row[0]
+
+
 _DEFAULTS: dict[str, Any] = {"limit": 100, "by": "method", "bucket": None, "session": None, "q": None}
 _BUCKETS = [timedelta(minutes=m) for m in (1, 5, 15, 60, 360, 1440, 10080)]
 
@@ -713,14 +722,14 @@ class DuckDBStore:
         self._queued = threading.Lock()
         self._queue: list[_Pending] = []
         self._migrate()
-        newest = self._connection.execute("SELECT epoch_us(max(ts)) FROM events").fetchone()[0]
+        newest = _scalar(self._connection.execute("SELECT epoch_us(max(ts)) FROM events"))
         self._recent = RecentIds(floor_us=0 if newest is None else newest + 1, capacity=recent_ids)
 
     def _migrate(self) -> None:
         with self._write:
             db = self._connection
             db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at TIMESTAMP)")
-            current = db.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+            current = _scalar(db.execute("SELECT coalesce(max(version), 0) FROM schema_version"))
             if current > SCHEMA_VERSION:
                 raise SchemaTooNew(f"{self.path} has schema version {current}; this release knows {SCHEMA_VERSION}")
             for version, ddl in MIGRATIONS:
@@ -732,7 +741,7 @@ class DuckDBStore:
 
     @property
     def schema_version(self) -> int:
-        return self._connection.cursor().execute("SELECT max(version) FROM schema_version").fetchone()[0]
+        return _scalar(self._connection.cursor().execute("SELECT max(version) FROM schema_version"))
 
     def add(self, project: str, events: Sequence[Event]) -> IngestResult:
         """Group commit: the caller that takes the write lock stores every batch queued meanwhile, in one
@@ -749,6 +758,8 @@ class DuckDBStore:
                 self._store(batches)
         if pending.error is not None:
             raise pending.error
+        if pending.result is None:  # _store sets one of the two for every batch it takes
+            raise RuntimeError("a batch left the write queue without a result")
         return pending.result
 
     def _store(self, batches: list[_Pending]) -> None:
@@ -817,7 +828,9 @@ class DuckDBStore:
             sql, anchor = _timeline(str(params.get("session") or ""))
         elif name == "slo":
             sql = _SLO_BASELINE
-        elif (sql := _PANELS.get(name)) is None:
+        elif name in _PANELS:
+            sql = _PANELS[name]
+        else:
             raise UnknownPanel(name)
         values = {**_DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
         values |= {
@@ -985,9 +998,7 @@ class DuckDBStore:
                 conditions.append(condition)
                 values[name] = value
         with self._write:  # between group commits
-            return self._connection.execute(f"DELETE FROM events WHERE {' AND '.join(conditions)}", values).fetchone()[
-                0
-            ]
+            return _scalar(self._connection.execute(f"DELETE FROM events WHERE {' AND '.join(conditions)}", values))
 
     def projects(self) -> list[str]:
         """The projects with events in this store."""

@@ -47,8 +47,9 @@ JsonObject = Annotated[dict[str, Any], AfterValidator(_as_bounded_json)]
 """A JSON object, kept as its JSON text once validated (what the store writes)."""
 
 
-def _defaulting(annotation: Any, field: str) -> Any:
-    return Annotated[annotation, Field(json_schema_extra={"default": DEFAULTS[field]})]
+def _documented_default(field: str) -> Any:
+    """The ``Annotated`` metadata that shows ``DEFAULTS[field]`` as the field's default in the JSON schema."""
+    return Field(json_schema_extra={"default": DEFAULTS[field]})
 
 
 class Error(TypedDict, total=False):
@@ -79,10 +80,10 @@ class Event(TypedDict, total=False):
     event_id: Required[Annotated[str, StringConstraints(min_length=1, max_length=128)]]
     type: Required[Annotated[str, StringConstraints(min_length=1, max_length=256)]]
     timestamp_ns: Required[Annotated[int, Field(ge=0, lt=2**63)]]
-    duration_ms: _defaulting(Milliseconds, "duration_ms")
-    kind: _defaulting(Literal["server", "client", "internal", "producer", "consumer"], "kind")
+    duration_ms: Annotated[Milliseconds, _documented_default("duration_ms")]
+    kind: Annotated[Literal["server", "client", "internal", "producer", "consumer"], _documented_default("kind")]
     session_id: Name | None
-    stateless: _defaulting(bool, "stateless")
+    stateless: Annotated[bool, _documented_default("stateless")]
     resource: Text | None
     intent: Text | None
     user_id: Name | None
@@ -95,10 +96,10 @@ class Event(TypedDict, total=False):
     server_version: Name | None
     protocol_version: Name | None
     transport: Name | None
-    is_error: _defaulting(bool, "is_error")
+    is_error: Annotated[bool, _documented_default("is_error")]
     error: Error | None
     failure: Failure | None
-    argument_keys: _defaulting(Annotated[list[Name], Field(max_length=256)], "argument_keys")
+    argument_keys: Annotated[list[Name], Field(max_length=256), _documented_default("argument_keys")]
     tools_listed: Annotated[list[Name], Field(max_length=MAX_TOOLS_LISTED)] | None
     destructive_tools: Annotated[list[Name], Field(max_length=MAX_TOOLS_LISTED)] | None
     prompts_listed: Annotated[list[Name], Field(max_length=MAX_TOOLS_LISTED)] | None

@@ -241,7 +241,7 @@ class Slos:
         return by_target[-1][0], "slowest"
 
 
-DEFAULT_TIERS = {"light": 500.0, "medium": 2000.0, "heavy": 30000.0}
+DEFAULT_TIERS: dict[str, float] = {"light": 500.0, "medium": 2000.0, "heavy": 30000.0}
 """Fast lookups, medium queries, heavy jobs: each tier's p95 target in milliseconds."""
 
 

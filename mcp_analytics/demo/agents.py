@@ -13,9 +13,9 @@ from mcp.shared._httpx_utils import create_mcp_http_client  # the SDK's own HTTP
 try:
     from mcp.client.streamable_http import streamable_http_client
 except ImportError:  # mcp < 1.24 names it streamablehttp_client and takes headers itself
-    from mcp.client.streamable_http import streamablehttp_client
+    from mcp.client.streamable_http import streamablehttp_client  # type: ignore[attr-defined]  # 1.x; mypy sees 2.x
 
-    streamable_http_client = None
+    streamable_http_client = None  # type: ignore[assignment]
 
 USER_HEADER = "x-demo-user"
 """Who is calling: in the demo a gateway header; in production your auth (see ``identify``)."""

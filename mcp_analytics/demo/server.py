@@ -23,8 +23,9 @@ if IS_V2:
     from mcp.server.mcpserver import MCPServer as HighLevelServer
     from mcp.server.mcpserver.exceptions import ToolError
 else:
-    from mcp.server.fastmcp import FastMCP as HighLevelServer
-    from mcp.server.fastmcp.exceptions import ToolError
+    # mypy checks against mcp 2.x, which has neither name
+    from mcp.server.fastmcp import FastMCP as HighLevelServer  # type: ignore[attr-defined, no-redef]
+    from mcp.server.fastmcp.exceptions import ToolError  # type: ignore[import-not-found, no-redef]
 
 PAGES = {
     "quickstart": "Install the package, call MCPInstrumentor().instrument(), run your server.",

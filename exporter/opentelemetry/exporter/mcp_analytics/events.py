@@ -34,6 +34,8 @@ def event_id(span: ReadableSpan) -> str:
 def _ids(span: ReadableSpan) -> tuple[str, str]:
     """The span's trace id and span id, in hex."""
     context = span.get_span_context()
+    if context is None:  # the SDK's spans always have one
+        raise ValueError(f"span {span.name!r} has no span context")
     return f"{context.trace_id:032x}", f"{context.span_id:016x}"
 
 
@@ -45,10 +47,8 @@ def _attributes(span: ReadableSpan) -> Mapping[str, Any]:
     times slower), and so would every lookup on the view itself.
     """
     attributes = span.attributes or {}
-    try:
-        return attributes.copy()
-    except AttributeError:  # another Mapping, without copy()
-        return dict(attributes)
+    copy = getattr(attributes, "copy", None)  # typed as a Mapping, which promises no copy()
+    return copy() if copy is not None else dict(attributes)  # else another Mapping, without copy()
 
 
 def _json(value: Any) -> Any:

@@ -18,6 +18,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from email.utils import parsedate_to_datetime
+from functools import partial
+from types import ModuleType
 from typing import Any
 
 from opentelemetry import metrics, trace
@@ -27,6 +29,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from opentelemetry.exporter.mcp_analytics.events import is_analytics_span, to_event
 from opentelemetry_instrumentation_mcp.version import __version__
 
+orjson: ModuleType | None
 try:
     import orjson
 except ImportError:  # an optional speed-up (the ``exporter`` extra installs it)
@@ -220,15 +223,17 @@ def install(
     provider = tracer_provider or trace.get_tracer_provider()
     meter_provider = meter_provider or metrics.get_meter_provider()
     exporter = MCPAnalyticsExporter(endpoint, api_key, meter_provider=meter_provider, **exporter_options)  # type: ignore[arg-type]
-    settings = {
-        "max_queue_size": max_queue_size,
-        "schedule_delay_millis": schedule_delay_millis,
-        "max_export_batch_size": max_export_batch_size,
-        "export_timeout_millis": exporter.timeout * 1000,
-    }
+    batch_processor = partial(
+        BatchSpanProcessor,
+        exporter,
+        max_queue_size=max_queue_size,
+        schedule_delay_millis=schedule_delay_millis,
+        max_export_batch_size=max_export_batch_size,
+        export_timeout_millis=exporter.timeout * 1000,
+    )
     try:
-        processor = BatchSpanProcessor(exporter, meter_provider=meter_provider, **settings)
+        processor = batch_processor(meter_provider=meter_provider)
     except TypeError:  # an SDK older than its processor metrics
-        processor = BatchSpanProcessor(exporter, **settings)
+        processor = batch_processor()
     provider.add_span_processor(processor)  # type: ignore[attr-defined]
     return processor
