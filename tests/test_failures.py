@@ -152,7 +152,10 @@ async def test_a_tool_that_names_only_the_origin_gets_that_verdict_on_its_span(r
         result = await client.call_tool("lookup", {"city": "Atlantis"})
     assert getattr(result, "is_error", None) or getattr(result, "isError", None)
     (span,) = [span for span in recorded.server_spans() if span.name == "tools/call lookup"]
-    assert (span.attributes["mcp.failure.origin"], span.attributes["mcp.failure.reason"]) == ("client", "invalid_params")
+    assert (span.attributes["mcp.failure.origin"], span.attributes["mcp.failure.reason"]) == (
+        "client",
+        "invalid_params",
+    )
 
 
 @pytest.mark.parametrize(
