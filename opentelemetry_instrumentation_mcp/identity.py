@@ -43,7 +43,7 @@ class IdentifyRequest:
     session_id: str | None
 
 
-IdentifyHook = Callable[[IdentifyRequest], "UserIdentity | None | Awaitable[UserIdentity | None]"]
+IdentifyHook = Callable[[IdentifyRequest], "UserIdentity | Awaitable[UserIdentity | None] | None"]
 
 
 def from_token(token: Any) -> UserIdentity | None:
@@ -84,7 +84,7 @@ class Identifier:
         return None
 
     async def _call(self, request: IdentifyRequest) -> Any:
-        if inspect.iscoroutinefunction(self.hook) or inspect.iscoroutinefunction(getattr(self.hook, "__call__", None)):
+        if inspect.iscoroutinefunction(self.hook) or inspect.iscoroutinefunction(getattr(self.hook, "__call__", None)):  # noqa: B004 - an async __call__
             return await self.hook(request)  # type: ignore[misc]
         # A synchronous hook runs in a worker thread, so a slow one never blocks the event loop.
         answer = await anyio.to_thread.run_sync(self.hook, request, abandon_on_cancel=True)

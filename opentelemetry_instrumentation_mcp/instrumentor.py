@@ -18,7 +18,7 @@ from opentelemetry_instrumentation_mcp.identity import DEFAULT_TIMEOUT, Identifi
 from opentelemetry_instrumentation_mcp.instruments import duration_buckets
 from opentelemetry_instrumentation_mcp.intent import IntentOptions
 from opentelemetry_instrumentation_mcp.package import _instruments_any
-from opentelemetry_instrumentation_mcp.sigterm import ENV as sigterm_env
+from opentelemetry_instrumentation_mcp.sigterm import ENV as SIGTERM_ENV
 from opentelemetry_instrumentation_mcp.sigterm import SigtermFlush
 from opentelemetry_instrumentation_mcp.telemetry import SESSION_TIMEOUT, Telemetry
 
@@ -107,7 +107,7 @@ class MCPInstrumentor(BaseInstrumentor):
             patches.restore()  # leave nothing half-patched
             raise
         tracer_provider = kwargs.get("tracer_provider") or get_tracer_provider()
-        sigterm = SigtermFlush(telemetry.providers) if _flag(kwargs.get("flush_on_sigterm"), sigterm_env, default=True) else None
+        sigterm = SigtermFlush(telemetry.providers) if _flag(kwargs.get("flush_on_sigterm"), SIGTERM_ENV, default=True) else None
         if sigterm is not None and not sigterm.install():
             sigterm = None
         self._installed = Installed(telemetry, patches, tracer_provider, upstream.attach(tracer_provider), sigterm)

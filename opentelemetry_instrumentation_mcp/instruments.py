@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from itertools import pairwise
 
 from opentelemetry.metrics import Counter, Histogram, Meter
 
@@ -37,7 +38,7 @@ def duration_buckets(given: str | Sequence[float] | None = None) -> tuple[float,
         bounds = tuple(float(bound) for bound in value)
     except (TypeError, ValueError):
         bounds = ()
-    if bounds and bounds[0] >= 0 and all(low < high for low, high in zip(bounds, bounds[1:])):
+    if bounds and bounds[0] >= 0 and all(low < high for low, high in pairwise(bounds)):
         return bounds
     logger.warning("duration buckets %r are not increasing seconds; the conventions' buckets are used", given or value)
     return DURATION_BUCKETS

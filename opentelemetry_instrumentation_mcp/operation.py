@@ -7,9 +7,9 @@ import logging
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any
 from contextvars import ContextVar, Token
 from types import TracebackType
+from typing import Any
 
 import anyio
 from opentelemetry import context as otel_context
@@ -56,26 +56,26 @@ class Operation:
     """
 
     __slots__ = (
-        "span",
+        "_content",
         "_context",
-        "_token",
-        "_start",
+        "_current_token",
+        "_error_of",
         "_histogram",
         "_metric_attributes",
-        "_server_side",
-        "_error_of",
-        "failure",
         "_noted",
         "_noted_raised",
         "_noted_verdict",
-        "_current_token",
-        "_content",
-        "_upstream",
-        "child_attributes",
-        "session",
-        "_owned",
         "_openinference",
+        "_owned",
+        "_server_side",
+        "_start",
+        "_token",
+        "_upstream",
         "_upstream_histogram",
+        "child_attributes",
+        "failure",
+        "session",
+        "span",
     )
 
     def __init__(
@@ -139,7 +139,7 @@ class Operation:
             if exc is not None and self.failure is None:
                 self.exception(exc)
             self.end()
-        except Exception:  # never raise into the application  # noqa: BLE001
+        except Exception:  # never raise into the application
             logger.debug("failed to end an MCP span", exc_info=True)
 
     def inject(self, carrier: dict[str, object]) -> None:

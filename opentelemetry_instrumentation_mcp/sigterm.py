@@ -52,7 +52,7 @@ class SigtermFlush:
                 continue
             try:
                 flush(timeout_millis=left)
-            except Exception:  # the process is ending: flush what can be, never fail here  # noqa: BLE001
+            except Exception:  # the process is ending: flush what can be, never fail here
                 logger.debug("flush on SIGTERM failed", exc_info=True)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.raise_signal(signal.SIGTERM)  # the default action, as if this handler had never been

@@ -21,21 +21,28 @@ from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.metrics import MeterProvider, get_meter, get_meter_provider
 from opentelemetry.semconv.schemas import Schemas
 from opentelemetry.trace import (
-    Link, Span, SpanKind, StatusCode, TracerProvider, get_current_span, get_tracer, get_tracer_provider,
-)  # fmt: skip
+    Link,
+    Span,
+    SpanKind,
+    StatusCode,
+    TracerProvider,
+    get_current_span,
+    get_tracer,
+    get_tracer_provider,
+)
 from opentelemetry.util.types import AttributeValue
 
 from opentelemetry_instrumentation_mcp import attributes as attr
 from opentelemetry_instrumentation_mcp import stdout
 from opentelemetry_instrumentation_mcp._log import WarnOnce
+from opentelemetry_instrumentation_mcp.callers import Callers
+from opentelemetry_instrumentation_mcp.cardinality import LIMITS, Cap
 from opentelemetry_instrumentation_mcp.content import ContentPolicy
 from opentelemetry_instrumentation_mcp.events import CustomEvent
-from opentelemetry_instrumentation_mcp.identity import IdentifyRequest, Identifier, is_due
+from opentelemetry_instrumentation_mcp.identity import Identifier, IdentifyRequest, is_due
 from opentelemetry_instrumentation_mcp.instruments import DURATION_BUCKETS, Instruments
 from opentelemetry_instrumentation_mcp.intent import IntentOptions
-from opentelemetry_instrumentation_mcp.cardinality import LIMITS, Cap
 from opentelemetry_instrumentation_mcp.operation import ErrorOf, Operation
-from opentelemetry_instrumentation_mcp.callers import Callers
 from opentelemetry_instrumentation_mcp.records import CLIENT_INFO_META_KEY, Message, Session, implementation
 from opentelemetry_instrumentation_mcp.version import __version__
 
@@ -158,7 +165,7 @@ class Telemetry:
         """A server starts on stdio: warn (once) if an exporter writes to stdout, the protocol's stream."""
         try:
             names = stdout.exporters_on_stdout(*self.providers())
-        except Exception:  # never raise into the server  # noqa: BLE001
+        except Exception:  # never raise into the server
             logger.debug("could not inspect the exporters", exc_info=True)
             return
         if names:

@@ -8,6 +8,7 @@ inherit it.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
@@ -57,10 +58,8 @@ async def entered_with(streams: AbstractAsyncContextManager[_T], values: dict[Co
             yield entered
     finally:
         for var, token in reversed(tokens):
-            try:
+            with contextlib.suppress(ValueError):  # exited in another context than entered
                 var.reset(token)
-            except ValueError:  # exited in another context than entered
-                pass
 
 
 def stdio_wrapper(on_start: Callable[[], None]) -> Callable[..., AbstractAsyncContextManager[Any]]:

@@ -78,4 +78,5 @@ def detach(tracer_provider: Any, timer: UpstreamTimer) -> None:
     if lock is None or not isinstance(current, tuple):
         return
     with lock:
-        processors._span_processors = tuple(p for p in processors._span_processors if p is not timer)
+        # SLF001: the SDK has no way to remove a span processor; this is its own code's update, under its lock.
+        processors._span_processors = tuple(p for p in processors._span_processors if p is not timer)  # noqa: SLF001

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-
-from opentelemetry_instrumentation_mcp.adapters._tools import error_result_wrapper, tool_manager_wrapper
 from opentelemetry_instrumentation_mcp.adapters._auth import wrap_auth
+from opentelemetry_instrumentation_mcp.adapters._tools import error_result_wrapper, tool_manager_wrapper
 from opentelemetry_instrumentation_mcp.adapters._wrapping import Patches
 from opentelemetry_instrumentation_mcp.adapters.v1.client import ClientPatch
 from opentelemetry_instrumentation_mcp.adapters.v1.server import ServerPatch, http_connect_wrapper
 from opentelemetry_instrumentation_mcp.telemetry import Telemetry
-from opentelemetry_instrumentation_mcp.transport import client_http_transport_wrapper, client_stdio_wrapper, stdio_wrapper
-
+from opentelemetry_instrumentation_mcp.transport import (
+    client_http_transport_wrapper,
+    client_stdio_wrapper,
+    stdio_wrapper,
+)
 
 
 def wire(patches: Patches, telemetry: Telemetry) -> None:

@@ -18,14 +18,14 @@ class RequestWithMeta:
     """Stands in for a request model in ``BaseSession.send_request``: it dumps with the
     trace context added to ``params._meta`` and leaves the caller's object untouched."""
 
-    __slots__ = ("_request", "_carrier")
+    __slots__ = ("_carrier", "_request")
 
     def __init__(self, request: Any, carrier: dict[str, Any]) -> None:
         self._request = request
         self._carrier = carrier
 
     @property  # type: ignore[misc]
-    def __class__(self) -> type:  # noqa: D105 - isinstance() and error messages see the request's type
+    def __class__(self) -> type:  # isinstance() and error messages see the request's type
         return type(self._request)
 
     def model_dump(self, **kwargs: Any) -> dict[str, Any]:

@@ -20,24 +20,25 @@ from mcp.shared.session import RequestResponder
 
 from opentelemetry_instrumentation_mcp import attributes as attr
 from opentelemetry_instrumentation_mcp import failures
-from opentelemetry_instrumentation_mcp.adapters._tools import first_text, record_listing, wire_size
 from opentelemetry_instrumentation_mcp.adapters._http import auth_token, http_peer, http_transport
+from opentelemetry_instrumentation_mcp.adapters._tools import first_text, record_listing, wire_size
 from opentelemetry_instrumentation_mcp.adapters._wrapping import log_internal_error
 from opentelemetry_instrumentation_mcp.failures import Failure
 from opentelemetry_instrumentation_mcp.identity import IdentifyRequest, is_due
 from opentelemetry_instrumentation_mcp.intent import ToolCatalog
 from opentelemetry_instrumentation_mcp.operation import Operation, current_server_operation
 from opentelemetry_instrumentation_mcp.records import (
-    implementation,
     ARGUMENT_METHODS,
     RESULT_SIZE_METHODS,
     Message,
     Session,
     Transport,
     argument_keys,
+    implementation,
 )
 from opentelemetry_instrumentation_mcp.telemetry import Telemetry
 from opentelemetry_instrumentation_mcp.transport import current_http_session_id, current_transport, entered_with
+
 
 @dataclass(slots=True)
 class _Awaited:

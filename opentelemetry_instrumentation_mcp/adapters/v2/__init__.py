@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from opentelemetry_instrumentation_mcp.adapters._tools import noting_wrapper, tool_manager_wrapper
 from opentelemetry_instrumentation_mcp.adapters._auth import wrap_auth
-from opentelemetry_instrumentation_mcp.adapters._wrapping import Patches
 from opentelemetry_instrumentation_mcp.adapters._fastmcp import Enriched, argument_verdict, session_attributes_wrapper
+from opentelemetry_instrumentation_mcp.adapters._tools import noting_wrapper, tool_manager_wrapper
+from opentelemetry_instrumentation_mcp.adapters._wrapping import Patches
 from opentelemetry_instrumentation_mcp.adapters.v2.client import ClientPatch, sdk_span_wrapper
 from opentelemetry_instrumentation_mcp.adapters.v2.server import (
     ServerPatch,
@@ -14,8 +14,11 @@ from opentelemetry_instrumentation_mcp.adapters.v2.server import (
     write_error_wrapper,
 )
 from opentelemetry_instrumentation_mcp.telemetry import Telemetry
-from opentelemetry_instrumentation_mcp.transport import client_http_transport_wrapper, client_stdio_wrapper, stdio_wrapper
-
+from opentelemetry_instrumentation_mcp.transport import (
+    client_http_transport_wrapper,
+    client_stdio_wrapper,
+    stdio_wrapper,
+)
 
 
 def wire(patches: Patches, telemetry: Telemetry) -> None:

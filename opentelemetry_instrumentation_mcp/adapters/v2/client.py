@@ -25,6 +25,7 @@ from opentelemetry_instrumentation_mcp.operation import Operation
 from opentelemetry_instrumentation_mcp.records import Session, implementation, message_from_params
 from opentelemetry_instrumentation_mcp.telemetry import Telemetry
 
+
 def error_of(exc: BaseException) -> tuple[int, str, Any] | None:
     """The JSON-RPC error a request received, as the SDK raises it to the caller."""
     return (exc.error.code, exc.error.message, exc.error.data) if isinstance(exc, MCPError) else None

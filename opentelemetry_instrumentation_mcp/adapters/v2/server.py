@@ -19,23 +19,22 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from opentelemetry_instrumentation_mcp import attributes as attr
 from opentelemetry_instrumentation_mcp import failures
 from opentelemetry_instrumentation_mcp.adapters import _fastmcp as fastmcp
-from opentelemetry_instrumentation_mcp.adapters._tools import first_text, record_listing, wire_size
 from opentelemetry_instrumentation_mcp.adapters._http import auth_token, http_peer, http_transport
+from opentelemetry_instrumentation_mcp.adapters._tools import first_text, record_listing, wire_size
 from opentelemetry_instrumentation_mcp.adapters._wrapping import log_internal_error
 from opentelemetry_instrumentation_mcp.failures import Failure
 from opentelemetry_instrumentation_mcp.identity import IdentifyRequest, is_due
 from opentelemetry_instrumentation_mcp.intent import ToolCatalog
 from opentelemetry_instrumentation_mcp.records import (
-    implementation,
     RESULT_SIZE_METHODS,
     Message,
     Session,
     Transport,
+    implementation,
     message_from_params,
 )
 from opentelemetry_instrumentation_mcp.telemetry import Telemetry
 from opentelemetry_instrumentation_mcp.transport import current_transport
-
 
 _internal_lookup: ContextVar[bool] = ContextVar("opentelemetry_mcp_internal_lookup", default=False)
 """True while the SDK runs a request of its own through the middleware (not an incoming message)."""
