@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from opentelemetry_instrumentation_mcp.telemetry import Telemetry
 
 
-
 @dataclass(frozen=True, slots=True)
 class CustomEvent:
     name: str = "custom"
@@ -58,7 +57,9 @@ def publish_custom_event(target: object = None, /, **fields: Any) -> bool:
         else:
             session = None if operation is None else operation.session
         if session is None:
-            telemetry.warn("event: no session", "a custom event was not recorded: no session id given outside a request")
+            telemetry.warn(
+                "event: no session", "a custom event was not recorded: no session id given outside a request"
+            )
             return False
         telemetry.custom_event(session, event)
         return True

@@ -38,7 +38,9 @@ def _session_timeout(given: float | None) -> float:
     except ValueError:
         value = 0.0
     if value <= 0:
-        logger.warning("%s=%r is not a positive number of seconds; %s is used", SESSION_TIMEOUT_ENV, text, SESSION_TIMEOUT)
+        logger.warning(
+            "%s=%r is not a positive number of seconds; %s is used", SESSION_TIMEOUT_ENV, text, SESSION_TIMEOUT
+        )
         return SESSION_TIMEOUT
     return value
 
@@ -95,7 +97,11 @@ class MCPInstrumentor(BaseInstrumentor):
         identifier = Identifier(kwargs.get("identify"), kwargs.get("identify_timeout", DEFAULT_TIMEOUT))
         content = ContentPolicy(kwargs.get("capture_content"), kwargs.get("redact"))
         telemetry = Telemetry(
-            kwargs.get("tracer_provider"), kwargs.get("meter_provider"), intent, identifier, content,
+            kwargs.get("tracer_provider"),
+            kwargs.get("meter_provider"),
+            intent,
+            identifier,
+            content,
             session_timeout=_session_timeout(kwargs.get("session_timeout")),
             openinference=_flag(kwargs.get("openinference"), openinference.ENV, default=False),
             duration_buckets=duration_buckets(kwargs.get("duration_buckets")),
@@ -107,7 +113,11 @@ class MCPInstrumentor(BaseInstrumentor):
             patches.restore()  # leave nothing half-patched
             raise
         tracer_provider = kwargs.get("tracer_provider") or get_tracer_provider()
-        sigterm = SigtermFlush(telemetry.providers) if _flag(kwargs.get("flush_on_sigterm"), SIGTERM_ENV, default=True) else None
+        sigterm = (
+            SigtermFlush(telemetry.providers)
+            if _flag(kwargs.get("flush_on_sigterm"), SIGTERM_ENV, default=True)
+            else None
+        )
         if sigterm is not None and not sigterm.install():
             sigterm = None
         self._installed = Installed(telemetry, patches, tracer_provider, upstream.attach(tracer_provider), sigterm)

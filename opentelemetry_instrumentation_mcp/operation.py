@@ -260,4 +260,3 @@ class Operation:
             self.span.end()
         # In the span's context, so an exemplar of this point refers to this operation's span.
         self._histogram.record(time.perf_counter() - self._start, self._metric_attributes, context=self._context)
-

@@ -34,7 +34,6 @@ class Transport:
         return {key: value for key, value in found.items() if value is not None}
 
 
-
 @dataclass(slots=True)
 class Session:
     """One side's view of an MCP session (a connection), or of one stateless request.

@@ -298,7 +298,9 @@ class Telemetry:
                 attributes[key] = text
         if event.is_error:
             attributes[attr.ERROR_TYPE] = attr.CUSTOM_EVENT_ERROR
-        span = self.tracer.start_span(f"custom {event.name}", kind=SpanKind.INTERNAL, attributes=attributes, start_time=start)
+        span = self.tracer.start_span(
+            f"custom {event.name}", kind=SpanKind.INTERNAL, attributes=attributes, start_time=start
+        )
         if event.is_error:
             span.set_status(StatusCode.ERROR, attributes.get(attr.MCP_EVENT_ERROR))
         span.end(end_time=end)

@@ -50,7 +50,9 @@ current_server_peer: ContextVar[ServerPeer | None] = ContextVar("opentelemetry_m
 
 
 @asynccontextmanager
-async def entered_with(streams: AbstractAsyncContextManager[_T], values: dict[ContextVar[Any], Any]) -> AsyncIterator[_T]:
+async def entered_with(
+    streams: AbstractAsyncContextManager[_T], values: dict[ContextVar[Any], Any]
+) -> AsyncIterator[_T]:
     """Enter ``streams`` with ``values`` set, so that everything run inside sees them."""
     tokens = [(var, var.set(value)) for var, value in values.items()]
     try:

@@ -225,7 +225,9 @@ class Refusals:
         found = self._found.pop(operation.span.get_span_context().span_id, None)
         if found is not None:
             failure, status = found
-            operation.auth_failure(failure.reason, status, f"refused by the server's auth (HTTP {status}): {failure.reason}")
+            operation.auth_failure(
+                failure.reason, status, f"refused by the server's auth (HTTP {status}): {failure.reason}"
+            )
 
 
 def _span_id_of(ctx: Any) -> int | None:

@@ -114,7 +114,9 @@ def new_session() -> Session:
     return Session(transport=peer.transport, peer=peer, client_side=True)
 
 
-def record_tool_result(operation: Operation, method: str, is_error: bool, content: Any = None, meta: Any = None) -> None:
+def record_tool_result(
+    operation: Operation, method: str, is_error: bool, content: Any = None, meta: Any = None
+) -> None:
     """A ``tools/call`` result with ``isError``: the server's verdict from its ``_meta``, else judged by its text."""
     if method == "tools/call" and is_error:
         operation.tool_error(first_text(content), meta)
@@ -137,7 +139,9 @@ def client_info_meta(operation: Operation, method: str) -> dict[str, Any] | None
     return {CLIENT_INFO_META_KEY: {"name": session.client_name, "version": session.client_version or ""}}
 
 
-def with_meta(params: Mapping[str, Any] | None, operation: Operation | None, added: Mapping[str, Any] | None) -> dict[str, Any]:
+def with_meta(
+    params: Mapping[str, Any] | None, operation: Operation | None, added: Mapping[str, Any] | None
+) -> dict[str, Any]:
     """A copy of wire ``params`` whose ``_meta`` carries the span's trace context (``operation``) and ``added``
     keys where the caller's own ``_meta`` has none of that name."""
     out = dict(params) if params else {}
@@ -149,4 +153,3 @@ def with_meta(params: Mapping[str, Any] | None, operation: Operation | None, add
         carrier.setdefault(key, value)
     out["_meta"] = carrier
     return out
-

@@ -40,7 +40,11 @@ def framework_span() -> Span | None:
     """The SERVER span fastmcp opened for the message being handled, if it did."""
     span = get_current_span()
     scope = getattr(span, "instrumentation_scope", None)
-    if span.is_recording() and getattr(span, "kind", None) is SpanKind.SERVER and getattr(scope, "name", None) == _SCOPE:
+    if (
+        span.is_recording()
+        and getattr(span, "kind", None) is SpanKind.SERVER
+        and getattr(scope, "name", None) == _SCOPE
+    ):
         return span
     return None
 

@@ -85,7 +85,9 @@ def record_listing(operation: Operation, method: str, result: Any) -> None:
         })  # fmt: skip
     elif method == "prompts/list":
         names = (_get(prompt, "name") for prompt in _items(result, "prompts"))
-        operation.set_attributes({attr.MCP_PROMPTS_LISTED: list(islice((n for n in names if isinstance(n, str)), MAX_LISTED))})
+        operation.set_attributes(
+            {attr.MCP_PROMPTS_LISTED: list(islice((n for n in names if isinstance(n, str)), MAX_LISTED))}
+        )
 
 
 def _get(item: Any, name: str) -> Any:

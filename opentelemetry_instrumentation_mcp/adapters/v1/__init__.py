@@ -37,4 +37,3 @@ def wire(patches: Patches, telemetry: Telemetry) -> None:
     patches.wrap("mcp.client.session", "ClientSession.__aenter__", client.sessions.aenter_wrapper)
     wrap_auth(patches, telemetry, client.sessions.refusals)
     patches.wrap("mcp.client.session", "ClientSession.__aexit__", client.sessions.aexit_wrapper)
-

@@ -78,9 +78,13 @@ class ClientPatch:
         operation.inject(carrier)
         with operation:
             if args:
-                result = await self.sessions.send(operation, wrapped, RequestWithMeta(request, carrier), *args[1:], **kwargs)
+                result = await self.sessions.send(
+                    operation, wrapped, RequestWithMeta(request, carrier), *args[1:], **kwargs
+                )
             else:
-                result = await self.sessions.send(operation, wrapped, **{**kwargs, "request": RequestWithMeta(request, carrier)})
+                result = await self.sessions.send(
+                    operation, wrapped, **{**kwargs, "request": RequestWithMeta(request, carrier)}
+                )
             if isinstance(result, types.InitializeResult):
                 session = self.sessions.session_of(instance)
                 session.protocol_version = str(result.protocolVersion)

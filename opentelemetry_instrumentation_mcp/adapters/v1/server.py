@@ -333,5 +333,8 @@ def _record_response(response: Any, operation: Operation, session: Session) -> N
 
 def http_connect_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     """Wraps ``StreamableHTTPServerTransport.connect()``: the server runs knowing its HTTP session id."""
-    values = {current_transport: Transport(name="tcp", protocol_name="http"), current_http_session_id: instance.mcp_session_id}
+    values = {
+        current_transport: Transport(name="tcp", protocol_name="http"),
+        current_http_session_id: instance.mcp_session_id,
+    }
     return entered_with(wrapped(*args, **kwargs), values)

@@ -28,9 +28,7 @@ def wire(patches: Patches, telemetry: Telemetry) -> None:
     patches.on_restore(server.uninstall)
     client = ClientPatch(telemetry)
     patches.wrap("mcp.server.runner", "ServerRunner._compose_server_middleware", server.compose_wrapper)
-    patches.wrap(
-        "mcp.server._streamable_http_modern", "_tool_input_schema", internal_lookup_wrapper, optional=True
-    )
+    patches.wrap("mcp.server._streamable_http_modern", "_tool_input_schema", internal_lookup_wrapper, optional=True)
     patches.wrap("mcp.server.mcpserver.tools.tool_manager", "ToolManager.call_tool", tool_manager_wrapper)
     # Where the SDK turns a handler's exception into the wire error: our verdict goes into its data.
     patches.wrap("mcp.shared.jsonrpc_dispatcher", "JSONRPCDispatcher._write_error", write_error_wrapper)
@@ -48,11 +46,8 @@ def wire(patches: Patches, telemetry: Telemetry) -> None:
     # fastmcp, where installed: its tool errors, its span's outcome and session id.
     patches.wrap("fastmcp.server.server", "FastMCP.call_tool", noting_wrapper(argument_verdict), optional=True)
     patches.wrap("fastmcp.server.telemetry", "record_span_exception", enriched.record_exception_wrapper, optional=True)
-    patches.wrap(
-        "fastmcp.server.telemetry", "get_session_span_attributes", session_attributes_wrapper, optional=True
-    )
+    patches.wrap("fastmcp.server.telemetry", "get_session_span_attributes", session_attributes_wrapper, optional=True)
     patches.wrap("mcp.client.session", "ClientSession.__aexit__", client.sessions.aexit_wrapper)
     patches.wrap("mcp.shared.jsonrpc_dispatcher", "JSONRPCDispatcher.send_raw_request", client.jsonrpc_send_wrapper)
     patches.wrap("mcp.shared.direct_dispatcher", "DirectDispatcher.send_raw_request", client.direct_send_wrapper)
     patches.wrap("mcp.shared.jsonrpc_dispatcher", "otel_span", sdk_span_wrapper)
-

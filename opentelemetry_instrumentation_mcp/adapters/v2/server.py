@@ -181,7 +181,9 @@ class TelemetryMiddleware:
         return {**result, "tools": tools}
 
     def _with_intent(self, tool: Any) -> Any:
-        schema = self.catalog.with_intent(tool.get("name"), tool.get("inputSchema")) if isinstance(tool, Mapping) else None
+        schema = (
+            self.catalog.with_intent(tool.get("name"), tool.get("inputSchema")) if isinstance(tool, Mapping) else None
+        )
         return tool if schema is None else {**tool, "inputSchema": schema}
 
     @staticmethod
@@ -238,7 +240,11 @@ class TelemetryMiddleware:
         elif ctx.method in ("tools/list", "prompts/list") and isinstance(result, Mapping):
             record_listing(operation, ctx.method, result)
         elif ctx.method == "tools/call":
-            wire = result.model_dump(mode="json", by_alias=True, exclude_none=True) if isinstance(result, CallToolResult) else result
+            wire = (
+                result.model_dump(mode="json", by_alias=True, exclude_none=True)
+                if isinstance(result, CallToolResult)
+                else result
+            )
             if not isinstance(wire, Mapping):
                 return
             if wire.get("isError") is True:
