@@ -77,17 +77,18 @@ class Identifier:
             return from_token(request.auth_token)
         try:
             with anyio.move_on_after(self.timeout):
-                return self._checked(await self._call(request))
+                return self._checked(await self._call(self.hook, request))
             self._report("timed out", f"did not answer within {self.timeout} s")
         except Exception:  # noqa: BLE001 - the hook's failure is logged, never raised
             self._report("raised", "raised", exc_info=True)
         return None
 
-    async def _call(self, request: IdentifyRequest) -> Any:
-        if inspect.iscoroutinefunction(self.hook) or inspect.iscoroutinefunction(getattr(self.hook, "__call__", None)):  # noqa: B004 - an async __call__
-            return await self.hook(request)  # type: ignore[misc]
+    @staticmethod
+    async def _call(hook: IdentifyHook, request: IdentifyRequest) -> Any:
+        if inspect.iscoroutinefunction(hook) or inspect.iscoroutinefunction(getattr(hook, "__call__", None)):  # noqa: B004 - an async __call__
+            return await hook(request)  # type: ignore[misc]
         # A synchronous hook runs in a worker thread, so a slow one never blocks the event loop.
-        answer = await anyio.to_thread.run_sync(self.hook, request, abandon_on_cancel=True)
+        answer = await anyio.to_thread.run_sync(hook, request, abandon_on_cancel=True)
         return await answer if inspect.isawaitable(answer) else answer
 
     def _checked(self, answer: Any) -> UserIdentity | None:

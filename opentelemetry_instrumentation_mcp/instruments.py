@@ -28,7 +28,7 @@ BUCKETS_ENV = "OTEL_INSTRUMENTATION_MCP_DURATION_BUCKETS"
 def duration_buckets(given: str | Sequence[float] | None = None) -> tuple[float, ...]:
     """The option, else ``OTEL_INSTRUMENTATION_MCP_DURATION_BUCKETS``: ``default``, ``fine``, or increasing
     seconds (``0.001,0.01,0.1,1``). An unusable value is logged and the default kept."""
-    value = os.environ.get(BUCKETS_ENV, "") if given is None else given
+    value: str | Sequence[float | str] = os.environ.get(BUCKETS_ENV, "") if given is None else given
     if isinstance(value, str):
         named = {"": DURATION_BUCKETS, "default": DURATION_BUCKETS, "fine": FINE_DURATION_BUCKETS}
         if value.strip().lower() in named:

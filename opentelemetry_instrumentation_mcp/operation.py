@@ -96,7 +96,7 @@ class Operation:
     ) -> None:
         self.span = span
         self._context = set_span_in_context(span, parent)
-        self._token: object | None = None
+        self._token: Token[Context] | None = None
         self._start = time.perf_counter()
         self._histogram = histogram
         self._metric_attributes = metric_attributes

@@ -119,7 +119,7 @@ class Session:
         }
         if self.stateless:
             found[attr.MCP_SESSION_STATELESS] = True
-        spans = {key: value for key, value in found.items() if value is not None}
+        spans: dict[str, AttributeValue] = {key: value for key, value in found.items() if value is not None}
         spans.update(self.transport.attributes())
         return spans
 

@@ -302,7 +302,8 @@ class Telemetry:
             f"custom {event.name}", kind=SpanKind.INTERNAL, attributes=attributes, start_time=start
         )
         if event.is_error:
-            span.set_status(StatusCode.ERROR, attributes.get(attr.MCP_EVENT_ERROR))
+            error = attributes.get(attr.MCP_EVENT_ERROR)  # the error's text, unless the content policy dropped it
+            span.set_status(StatusCode.ERROR, error if isinstance(error, str) else None)
         span.end(end_time=end)
 
     def _metric_attributes(

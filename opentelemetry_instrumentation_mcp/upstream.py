@@ -25,7 +25,7 @@ MAX_TRACKED = 10_000
 """Upstream spans tracked at once; beyond that, new ones are not counted (and that is logged once)."""
 
 
-class UpstreamTimer(SpanProcessor):  # type: ignore[misc,valid-type]
+class UpstreamTimer(SpanProcessor):
     def __init__(self) -> None:
         self.enabled = True
         self._open: dict[int, Any] = {}
@@ -75,7 +75,7 @@ def detach(tracer_provider: Any, timer: UpstreamTimer) -> None:
     timer.shutdown()
     processors = getattr(tracer_provider, "_active_span_processor", None)
     lock, current = getattr(processors, "_lock", None), getattr(processors, "_span_processors", None)
-    if lock is None or not isinstance(current, tuple):
+    if processors is None or lock is None or not isinstance(current, tuple):
         return
     with lock:
         # SLF001: the SDK has no way to remove a span processor; this is its own code's update, under its lock.

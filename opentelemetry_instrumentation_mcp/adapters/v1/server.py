@@ -247,7 +247,7 @@ class ServerPatch:
         if session.client_name is None and server_session.client_params is not None:
             params = server_session.client_params
             session.client_name, session.client_version = implementation(params.clientInfo)
-            session.protocol_version = session.protocol_version or params.protocolVersion
+            session.protocol_version = session.protocol_version or str(params.protocolVersion)  # typed str | int
         return session
 
 
@@ -271,7 +271,7 @@ async def observe(
         with operation:
             result = await wrapped(*args, **kwargs)
             # Cancelled by the client, or (mcp < 1.2x) a cancellation the SDK swallowed unanswered.
-            if awaited is not None and (responder.cancelled or not awaited.answered):
+            if responder is not None and awaited is not None and (responder.cancelled or not awaited.answered):
                 operation.cancelled()
     finally:
         if token is not None:
@@ -333,7 +333,7 @@ def _record_response(response: Any, operation: Operation, session: Session) -> N
 
 def http_connect_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     """Wraps ``StreamableHTTPServerTransport.connect()``: the server runs knowing its HTTP session id."""
-    values = {
+    values: dict[ContextVar[Any], Any] = {
         current_transport: Transport(name="tcp", protocol_name="http"),
         current_http_session_id: instance.mcp_session_id,
     }
