@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from importlib.metadata import entry_points
+from importlib.resources import files
 
 import pytest
 
@@ -65,3 +66,11 @@ def test_a_project_folder_named_exporter_does_not_shadow_the_exporter(tmp_path):
         capture_output=True, text=True, check=True, timeout=60, cwd=tmp_path,
     )  # fmt: skip
     assert shown.stdout.strip() == "opentelemetry.exporter.mcp_analytics.span_exporter"
+
+
+@pytest.mark.parametrize(
+    "package", ["opentelemetry_instrumentation_mcp", "opentelemetry.exporter.mcp_analytics", "mcp_analytics"]
+)
+def test_each_package_says_it_is_typed(package):
+    """PEP 561: the ``py.typed`` marker, so type checkers read the packages' annotations (the wheel ships it)."""
+    assert files(package).joinpath("py.typed").is_file()
