@@ -45,6 +45,9 @@ are set once and shared by all arms. The arms:
 ``ours-noop``
     ``ours`` with no-op tracer and meter providers: our wrappers and attribute
     building with nothing recorded, i.e. what our own code costs.
+``analytics-noop``
+    ``analytics`` (the default options plus an ``identify`` hook) with no-op
+    providers: what our own code costs as users run it.
 
 After each round, ``sdk floor`` times the OTel SDK work that ``ours`` asks of the
 SDK per round trip, with nothing else (``SdkFloor``): the least any
@@ -53,7 +56,7 @@ instrumentation emitting the same spans and points can add.
 Checked on every arm-round, on the spans of the timed calls themselves
 (after a flush, outside the timed loop); any failure exits with status 1:
 
-* ``none``, ``ours-noop``: 0 spans.
+* ``none``, ``ours-noop``, ``analytics-noop``: 0 spans.
 * ``sdk-builtin``: 1 SERVER + 1 CLIENT span per call, scope ``mcp-python-sdk``.
 * ``ours``: 1 SERVER + 1 CLIENT span per call, scope
   ``opentelemetry_instrumentation_mcp``, nothing else; plus one
@@ -98,7 +101,7 @@ MCP_VERSION = version("mcp")
 IS_V2 = int(MCP_VERSION.split(".")[0]) >= 2
 OURS_SCOPE = "opentelemetry_instrumentation_mcp"
 SDK_SCOPE = "mcp-python-sdk"
-ARMS = ("none",) + (("sdk-builtin",) if IS_V2 else ()) + ("ours", "ours-spans", "ours-noop", "analytics")
+ARMS = ("none",) + (("sdk-builtin",) if IS_V2 else ()) + ("ours", "ours-spans", "ours-noop", "analytics", "analytics-noop")
 ARGS = {"a": 1, "b": 2, "context": "The agent totals the user's invoice."}
 """What an agent sends, the intent included (a server without our instrumentation ignores it)."""
 TOOL_SCHEMA = {
@@ -173,6 +176,19 @@ async def connect(server: Any) -> AsyncIterator[ClientSession]:
         tg.cancel_scope.cancel()
 
 
+def instrument(tracer_provider: Any, meter_provider: Any, *, analytics: bool) -> None:
+    """``MCPInstrumentor().instrument()``: the core (intent off) or the defaults with an ``identify`` hook."""
+    if analytics:
+        MCPInstrumentor().instrument(
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
+            intent=True,
+            identify=lambda request: UserIdentity("u-1", user_name="Alice"),
+        )
+    else:
+        MCPInstrumentor().instrument(tracer_provider=tracer_provider, meter_provider=meter_provider, intent=False)
+
+
 class Bench:
     def __init__(self) -> None:
         self.exporter = CountingExporter()
@@ -190,25 +206,18 @@ class Bench:
             self.sdk_tracer = sdk_otel._tracer
 
     def enter(self, arm: str, server: Any) -> None:
+        recording = (self.tracer_provider, self.meter_provider)
+        noop = (trace.NoOpTracerProvider(), metrics.NoOpMeterProvider())
         if arm == "ours":
-            MCPInstrumentor().instrument(
-                tracer_provider=self.tracer_provider, meter_provider=self.meter_provider, intent=False
-            )
+            instrument(*recording, analytics=False)
         elif arm == "ours-spans":
-            MCPInstrumentor().instrument(
-                tracer_provider=self.tracer_provider, meter_provider=metrics.NoOpMeterProvider(), intent=False
-            )
+            instrument(self.tracer_provider, metrics.NoOpMeterProvider(), analytics=False)
         elif arm == "ours-noop":
-            MCPInstrumentor().instrument(
-                tracer_provider=trace.NoOpTracerProvider(), meter_provider=metrics.NoOpMeterProvider(), intent=False
-            )
+            instrument(*noop, analytics=False)
         elif arm == "analytics":
-            MCPInstrumentor().instrument(
-                tracer_provider=self.tracer_provider,
-                meter_provider=self.meter_provider,
-                intent=True,
-                identify=lambda request: UserIdentity("u-1", user_name="Alice"),
-            )
+            instrument(*recording, analytics=True)
+        elif arm == "analytics-noop":
+            instrument(*noop, analytics=True)
         elif arm == "none" and IS_V2:
             from mcp.server._otel import OpenTelemetryMiddleware
 
@@ -216,7 +225,7 @@ class Bench:
             self.sdk_otel._tracer = trace.NoOpTracer()
 
     def leave(self, arm: str) -> None:
-        if arm.startswith("ours") or arm == "analytics":
+        if arm.startswith(("ours", "analytics")):
             MCPInstrumentor().uninstrument()
         elif arm == "none" and IS_V2:
             self.sdk_otel._tracer = self.sdk_tracer
@@ -322,7 +331,7 @@ class SdkFloor:
 
 def check(arm: str, calls: int, spans: Counter[tuple[str, str]], points: Counter[str]) -> list[str]:
     expected: Counter[tuple[str, str]] = Counter()
-    if arm not in ("none", "ours-noop"):
+    if arm not in ("none", "ours-noop", "analytics-noop"):
         scope = SDK_SCOPE if arm == "sdk-builtin" else OURS_SCOPE
         expected = Counter({(scope, "SERVER"): calls, (scope, "CLIENT"): calls})
     failures = []

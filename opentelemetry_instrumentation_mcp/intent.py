@@ -92,8 +92,8 @@ class ToolCatalog:
             return None, None
         if not isinstance(name, str) or self._declares.get(name) is not False:  # a name is a string on the wire
             return None, None
-        value = arguments[parameter]
-        rest = {key: item for key, item in arguments.items() if key != parameter}
+        rest = dict(arguments)
+        value = rest.pop(parameter)
         return (truncated(value) if isinstance(value, str) and value else None), rest
 
     def _remember(self, name: str, declares: bool) -> None:

@@ -8,6 +8,7 @@ import time
 import traceback
 from collections.abc import Callable
 from contextvars import ContextVar, Token
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -34,6 +35,9 @@ SERVER_SIDE_ORIGINS = frozenset({failures.FailureOrigin.SERVER.value, failures.F
 """Failures that set a server span's status to ERROR: the server's own and its upstreams'."""
 
 
+_CHILD_KEYS = (attr.MCP_SESSION_ID, attr.GEN_AI_TOOL_NAME)
+"""What spans started inside a server operation (a tool's upstream calls) carry of it."""
+
 current_server_operation: ContextVar[Operation | None] = ContextVar("opentelemetry_mcp_operation", default=None)
 """The SERVER operation whose handler is running (where a tool's exception is noted)."""
 
@@ -47,6 +51,20 @@ def _is_cancellation(exc: BaseException) -> bool:
         return False
 
 
+@dataclass(frozen=True, slots=True)
+class Side:
+    """What every operation of one side (server or client) of one ``instrument()`` shares."""
+
+    server: bool
+    histogram: Histogram
+    """``mcp.server.operation.duration`` or ``mcp.client.operation.duration``."""
+    content: ContentPolicy
+    openinference: bool = False
+    """Add the OpenInference attributes derived from the span's own when it ends (``openinference``)."""
+    upstream_histogram: Histogram | None = None
+    """Where the upstream time is recorded too (server side), with the duration's attributes."""
+
+
 class Operation:
     """A started span plus its metric point; a context manager that makes the span current.
 
@@ -56,23 +74,17 @@ class Operation:
     """
 
     __slots__ = (
-        "_content",
         "_context",
         "_current_token",
         "_error_of",
-        "_histogram",
         "_metric_attributes",
         "_noted",
-        "_noted_raised",
-        "_noted_verdict",
-        "_openinference",
         "_owned",
-        "_server_side",
+        "_side",
+        "_span_attributes",
         "_start",
         "_token",
         "_upstream",
-        "_upstream_histogram",
-        "child_attributes",
         "failure",
         "session",
         "span",
@@ -82,49 +94,44 @@ class Operation:
         self,
         span: Span,
         parent: Context | None,
-        histogram: Histogram,
+        side: Side,
         metric_attributes: dict[str, AttributeValue],
-        *,
-        server_side: bool,
         error_of: ErrorOf,
-        content: ContentPolicy,
-        child_attributes: dict[str, AttributeValue] | None = None,
+        *,
+        span_attributes: dict[str, AttributeValue] | None = None,
         session: Any = None,
         owned: bool = True,
-        openinference: bool = False,
-        upstream_histogram: Histogram | None = None,
     ) -> None:
         self.span = span
         self._context = set_span_in_context(span, parent)
         self._token: Token[Context] | None = None
+        self._current_token: Token[Operation | None] | None = None
         self._start = time.perf_counter()
-        self._histogram = histogram
+        self._side = side
         self._metric_attributes = metric_attributes
-        self._server_side = server_side
         self._error_of = error_of
         self.failure: Failure | None = None
         """The verdict, once the operation failed."""
-        self._noted: BaseException | None = None
-        self._noted_raised: BaseException | None = None
-        self._noted_verdict: Failure | None = None
-        self._current_token: Token[Operation | None] | None = None
-        self._content = content
+        self._noted: tuple[BaseException, BaseException, Failure | None] | None = None
+        """What ``note_exception`` was told: the exception, what the tool raised, the adapter's verdict."""
         self._upstream: float | None = None
-        self._upstream_histogram = upstream_histogram
-        """Where the upstream time is recorded too (server side), with the duration's attributes."""
         self._owned = owned
-        self._openinference = openinference
-        """Add the OpenInference attributes derived from the span's own when it ends (``openinference``)."""
         """False when the span is a framework's, current already and ended by it: this only enriches it."""
         self.session = session
         """The ``records.Session`` the message belongs to."""
-        self.child_attributes = child_attributes or {}
-        """What spans started inside this operation (its tool's upstream calls) are given."""
+        self._span_attributes = span_attributes
+        """The attributes the span started with (server side), read by ``child_attributes``."""
+
+    @property
+    def child_attributes(self) -> dict[str, AttributeValue]:
+        """What spans started inside this operation (its tool's upstream calls) are given of it."""
+        started = self._span_attributes or {}
+        return {key: started[key] for key in _CHILD_KEYS if key in started}
 
     def __enter__(self) -> Operation:
         if self._owned:
             self._token = otel_context.attach(self._context)
-        if self._server_side:
+        if self._side.server:
             self._current_token = current_server_operation.set(self)
         return self
 
@@ -154,7 +161,7 @@ class Operation:
 
     def jsonrpc_error(self, code: int, message: str, data: Any = None) -> None:
         """The peer answered (or receives) a JSON-RPC error; ``data``: its ``data``, where a server's verdict may be."""
-        found = self._noted_failure() if self._server_side else failures.from_wire(data)
+        found = self._noted_failure() if self._side.server else failures.from_wire(data)
         self._fail(str(code), message, found or failures.of_jsonrpc(code, message), status_code=str(code))
 
     def add_upstream(self, seconds: float) -> None:
@@ -163,11 +170,11 @@ class Operation:
 
     @property
     def captures_content(self) -> bool:
-        return self._content.capture
+        return self._side.content.capture
 
     def capture_result(self, result: Any) -> None:
         """A ``tools/call`` result (wire-shaped), when content capture is on; binary content as markers."""
-        captured = self._content.json(result)
+        captured = self._side.content.json(result)
         if captured is not None:
             self.span.set_attribute(attr.GEN_AI_TOOL_CALL_RESULT, captured)
 
@@ -181,21 +188,20 @@ class Operation:
         """``exc``: what a tool or handler raised, which the server answers (an ``isError`` result, a JSON-RPC
         error) without letting it escape; ``raised``: what the tool itself raised, where the SDK wrapped it;
         ``verdict``: what an adapter knows it means (else the exception chain is read)."""
-        self._noted = exc
-        self._noted_raised = raised or exc
-        self._noted_verdict = verdict
+        self._noted = (exc, raised or exc, verdict)
 
     def tool_error(self, text: str | None = None, meta: Any = None) -> None:
         """A ``tools/call`` result with ``isError`` (``text``: its first text content; ``meta``: its ``_meta``)."""
-        found = self._noted_failure() if self._server_side else failures.from_wire(meta)
+        found = self._noted_failure() if self._side.server else failures.from_wire(meta)
         self._fail(attr.TOOL_ERROR, text, found or failures.of_tool_result(text), status_code=None)
 
     def _noted_failure(self) -> Failure | None:
         """Server side: the noted exception, recorded as the span's exception event, and what its chain says."""
         if self._noted is None:
             return None
-        self._record_exception(self._noted_raised or self._noted)
-        return self._noted_verdict or failures.of_exception(self._noted, default=None)
+        exc, raised, verdict = self._noted
+        self._record_exception(raised)
+        return verdict or failures.of_exception(exc, default=None)
 
     def auth_failure(self, reason: str, http_status: int, description: str) -> None:
         """Refused by the server's bearer-auth middleware before MCP dispatch: the client must act."""
@@ -216,7 +222,7 @@ class Operation:
             found = failures.of_exception(exc) or failures.INTERNAL_ERROR
             self._fail(type(exc).__qualname__, str(exc), found, status_code=None)
             return
-        if self._server_side:  # a handler raised: the peer gets ``error``, the span what was raised and why
+        if self._side.server:  # a handler raised: the peer gets ``error``, the span what was raised and why
             self.note_exception(exc)
         self.jsonrpc_error(*error)
 
@@ -225,7 +231,7 @@ class Operation:
         stacktrace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         event: dict[str, AttributeValue] = {}
         for key, value in ((attr.EXCEPTION_MESSAGE, str(exc)), (attr.EXCEPTION_STACKTRACE, stacktrace)):
-            event[key] = self._content.text(value) or ""
+            event[key] = self._side.content.text(value) or ""
         self.span.record_exception(exc, attributes=event)
 
     def _fail(self, error_type: str, description: str | None, failure: Failure, *, status_code: str | None) -> None:
@@ -242,21 +248,23 @@ class Operation:
             found[attr.RPC_RESPONSE_STATUS_CODE] = status_code
         self._metric_attributes.update(found)  # a closed set of origins and reasons: bounded cardinality
         self.span.set_attributes(found)
-        if not self._server_side or failure.origin in SERVER_SIDE_ORIGINS:
-            self.span.set_status(StatusCode.ERROR, self._content.text(description))
+        content = self._side.content
+        if not self._side.server or failure.origin in SERVER_SIDE_ORIGINS:
+            self.span.set_status(StatusCode.ERROR, content.text(description))
             return
-        message = self._content.text(description)  # no ERROR status to describe it: what the peer was told
+        message = content.text(description)  # no ERROR status to describe it: what the peer was told
         if message:
             self.span.set_attribute(attr.ERROR_MESSAGE, message)
 
     def end(self) -> None:
+        side = self._side
         if self._upstream is not None:
             self.span.set_attribute(attr.MCP_UPSTREAM_DURATION, self._upstream)
-            if self._upstream_histogram is not None:
-                self._upstream_histogram.record(self._upstream, self._metric_attributes, context=self._context)
-        if self._openinference and self.span.is_recording():
+            if side.upstream_histogram is not None:
+                side.upstream_histogram.record(self._upstream, self._metric_attributes, context=self._context)
+        if side.openinference and self.span.is_recording():
             self.span.set_attributes(openinference.of(getattr(self.span, "attributes", None) or {}))
         if self._owned:
             self.span.end()
         # In the span's context, so an exemplar of this point refers to this operation's span.
-        self._histogram.record(time.perf_counter() - self._start, self._metric_attributes, context=self._context)
+        side.histogram.record(time.perf_counter() - self._start, self._metric_attributes, context=self._context)

@@ -68,6 +68,8 @@ class Session:
     """``time.perf_counter()`` of the first and the last message of the session's current part (see
     ``Telemetry.saw``): a session ends after its inactivity timeout, and its next message starts a new part."""
     ended: bool = False
+    described: bool = False
+    """Client side: the adapter has read all the SDK's session tells of it (see ``ClientSessions.session_of``)."""
     _cache: tuple[tuple[Any, ...], dict[str, AttributeValue], dict[str, AttributeValue]] | None = field(
         default=None, repr=False, compare=False
     )
@@ -83,6 +85,11 @@ class Session:
     def metric_attributes(self) -> dict[str, AttributeValue]:
         """The session's metric attributes (shared: copy before changing)."""
         return self._attributes()[2]
+
+    def attributes(self) -> tuple[dict[str, AttributeValue], dict[str, AttributeValue]]:
+        """The session's span and metric attributes (shared: copy before changing)."""
+        _, spans, metrics = self._attributes()
+        return spans, metrics
 
     def _attributes(self) -> tuple[tuple[Any, ...], dict[str, AttributeValue], dict[str, AttributeValue]]:
         # Built once per change of the fields they derive from, not once per message.
@@ -177,26 +184,27 @@ def implementation(info: Any) -> tuple[str | None, str | None]:
 
 
 def argument_keys(arguments: object) -> tuple[str, ...]:
-    return tuple(sorted(str(key) for key in arguments)) if isinstance(arguments, Mapping) else ()
+    return tuple(sorted(map(str, arguments))) if isinstance(arguments, Mapping) else ()
 
 
 def message_from_params(
     method: str, request_id: object | None, params: Mapping[str, Any] | None, **fields: Any
 ) -> Message:
     """Build a ``Message`` from wire-shaped (camelCase) params; malformed fields are ignored."""
-    message = Message(method=method, request_id=None if request_id is None else str(request_id), **fields)
-    if not isinstance(params, Mapping):
+    message = Message(method, None if request_id is None else str(request_id), **fields)
+    if type(params) is not dict and not isinstance(params, Mapping):  # a dict, nearly always: the cheap test first
         return message
-    name = params.get("name")
-    if isinstance(name, str) and method in ARGUMENT_METHODS:
-        message.name = name
-        arguments = params.get("arguments")
-        message.argument_keys = argument_keys(arguments)
-        message.arguments = arguments if isinstance(arguments, Mapping) else None
+    if method in ARGUMENT_METHODS:
+        name = params.get("name")
+        if isinstance(name, str):
+            message.name = name
+            arguments = params.get("arguments")
+            message.argument_keys = argument_keys(arguments)
+            message.arguments = arguments if isinstance(arguments, Mapping) else None
     uri = params.get("uri")
     if isinstance(uri, str):
         message.uri = uri
     meta = params.get("_meta")
-    if isinstance(meta, Mapping):
+    if meta and isinstance(meta, Mapping):
         message.meta = meta
     return message

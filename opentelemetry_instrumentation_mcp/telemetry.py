@@ -12,12 +12,14 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate
 from opentelemetry._logs import get_logger_provider  # the logs API is still underscored
-from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY  # as the contrib utilities import it
+from opentelemetry.instrumentation.utils import _SUPPRESS_INSTRUMENTATION_KEY_PLAIN
 from opentelemetry.metrics import MeterProvider, get_meter, get_meter_provider
 from opentelemetry.semconv.schemas import Schemas
 from opentelemetry.trace import (
@@ -36,13 +38,13 @@ from opentelemetry_instrumentation_mcp import attributes as attr
 from opentelemetry_instrumentation_mcp import stdout
 from opentelemetry_instrumentation_mcp._log import WarnOnce
 from opentelemetry_instrumentation_mcp.callers import Callers
-from opentelemetry_instrumentation_mcp.cardinality import LIMITS, Cap
+from opentelemetry_instrumentation_mcp.cardinality import LIMITS, OTHER, Cap
 from opentelemetry_instrumentation_mcp.content import ContentPolicy
 from opentelemetry_instrumentation_mcp.events import CustomEvent
 from opentelemetry_instrumentation_mcp.identity import Identifier, IdentifyRequest, is_due
 from opentelemetry_instrumentation_mcp.instruments import DURATION_BUCKETS, Instruments
 from opentelemetry_instrumentation_mcp.intent import IntentOptions
-from opentelemetry_instrumentation_mcp.operation import ErrorOf, Operation
+from opentelemetry_instrumentation_mcp.operation import ErrorOf, Operation, Side
 from opentelemetry_instrumentation_mcp.records import CLIENT_INFO_META_KEY, Message, Session, implementation
 from opentelemetry_instrumentation_mcp.version import __version__
 
@@ -57,33 +59,27 @@ MAX_USER_DATA = 4096
 _SCHEMA_URL = Schemas.V1_36_0.value
 
 
-_METRIC_KEYS = (
-    attr.GEN_AI_OPERATION_NAME,
-    attr.SERVER_ADDRESS,
-    attr.SERVER_PORT,
-)
-"""Span attributes that metrics carry as they are; the capped ones (``cardinality.LIMITS``) follow."""
+MAX_TARGETS = 4096
+"""Targets (method and tool or prompt name) whose span name and attributes are kept built (see ``Target``)."""
 
 
-_CHILD_KEYS = (attr.MCP_SESSION_ID, attr.GEN_AI_TOOL_NAME)
-"""What spans started inside a server operation (a tool's upstream calls) carry of it."""
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What every message of one method and tool or prompt shares, built once: the span name, the span
+    attributes naming it, and the metric attributes (the client-controlled values through their caps)."""
 
-
-def span_name(message: Message) -> str:
-    """``{mcp.method.name} {target}``, the target being the tool or prompt name."""
-    return f"{message.method} {message.name}" if message.name else message.method
+    span_name: str
+    span: dict[str, AttributeValue]
+    metrics: dict[str, AttributeValue]
+    capped: bool
+    """A value was over its cap (``_OTHER``): built again each time, so each overflow is counted."""
 
 
 def message_attributes(message: Message, *, server_side: bool) -> dict[str, AttributeValue]:
-    found: dict[str, AttributeValue] = {attr.MCP_METHOD_NAME: message.method}
+    """The attributes of this message alone (the target's and the session's are added to them)."""
+    found: dict[str, AttributeValue] = {}
     if message.request_id is not None:
         found[attr.JSONRPC_REQUEST_ID] = message.request_id
-    if message.method == "tools/call":
-        found[attr.GEN_AI_OPERATION_NAME] = attr.EXECUTE_TOOL
-        if message.name is not None:
-            found[attr.GEN_AI_TOOL_NAME] = message.name
-    elif message.method == "prompts/get" and message.name is not None:
-        found[attr.GEN_AI_PROMPT_NAME] = message.name
     if message.argument_keys is not None:
         found[attr.MCP_REQUEST_ARGUMENT_KEYS] = message.argument_keys
     if message.uri is not None:
@@ -103,9 +99,16 @@ def _as_text(value: object) -> str | None:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-def _parent_of(message: Message, link_ambient: bool) -> tuple[otel_context.Context, list[Link] | None]:
+def suppressed(context: otel_context.Context) -> bool:
+    """``not is_instrumentation_enabled()``, read off a context the caller has in hand (the same two keys: one
+    read of the current context serves this test and the parent, where the function would read it four times)."""
+    return bool(context.get(_SUPPRESS_INSTRUMENTATION_KEY) or context.get(_SUPPRESS_INSTRUMENTATION_KEY_PLAIN))
+
+
+def _parent_of(
+    message: Message, ambient: otel_context.Context, link_ambient: bool
+) -> tuple[otel_context.Context, list[Link] | None]:
     """The context extracted from ``params._meta``; an ambient span it replaces becomes a link."""
-    ambient = otel_context.get_current()
     if not message.meta:
         return ambient, None
     try:
@@ -145,11 +148,16 @@ class Telemetry:
         meter = get_meter(_SCOPE, __version__, meter_provider, schema_url=_SCHEMA_URL)
         self.instruments = Instruments(meter, duration_buckets)
         self.caps = {name: Cap(name, limit, self.instruments.overflow) for name, limit in LIMITS.items()}
+        self._server = Side(True, self.instruments.server_operation, self.content, openinference,
+                            self.instruments.server_upstream)  # fmt: skip
+        self._client = Side(False, self.instruments.client_operation, self.content, openinference)
         self._warn = WarnOnce()
         self.callers = Callers(window=session_timeout)
         """Stateless HTTP: the client each caller named, for its requests that name none."""
         self._open_sessions: OrderedDict[str, Session] = OrderedDict()
         """Server sessions by id, for events published from outside a request (bounded)."""
+        self._targets: dict[tuple[str, str | None], Target] = {}
+        """Built targets by method and name (at most ``MAX_TARGETS``; the caps bound them anyway)."""
 
     def providers(self) -> tuple[Any, ...]:
         """The SDK providers this records to: the given tracer and meter providers, else the global ones (what
@@ -218,37 +226,47 @@ class Telemetry:
         ``framework_span``: the SERVER span a framework already opened for this message, which
         is enriched instead of opening a second one.
         """
-        if not is_instrumentation_enabled():
+        ambient = otel_context.get_current()
+        if suppressed(ambient):
             return None
         if session.stateless:
             self._stateless_client(message, session)
         else:
             self.saw(session)
-        attributes = message_attributes(message, server_side=True)
-        attributes.update(session.span_attributes())
-        attributes.update(self._conversation(message))
+        target = self._targets.get((message.method, message.name)) or self._target(message.method, message.name)
+        session_spans, session_metrics = session.attributes()
+        attributes = {**target.span, **message_attributes(message, server_side=True), **session_spans}
+        if message.intent is not None or self.content.capture:
+            attributes.update(self._conversation(message))
         if framework_span is not None:
             framework_span.set_attributes(attributes)
-            span, parent = framework_span, otel_context.get_current()
+            span, parent = framework_span, ambient
         else:
-            parent, links = _parent_of(message, link_ambient)
+            parent, links = _parent_of(message, ambient, link_ambient)
             span = self.tracer.start_span(
-                span_name(message), context=parent, kind=SpanKind.SERVER, attributes=attributes, links=links
+                target.span_name, context=parent, kind=SpanKind.SERVER, attributes=attributes, links=links
             )
+        metrics = self._metric_attributes(target, session, session_metrics)
         return Operation(
-            span,
-            parent,
-            self.instruments.server_operation,
-            self._metric_attributes(attributes, session),
-            server_side=True,
-            error_of=error_of,
-            content=self.content,
-            child_attributes={key: attributes[key] for key in _CHILD_KEYS if key in attributes},
-            session=session,
-            owned=framework_span is None,
-            openinference=self.openinference,
-            upstream_histogram=self.instruments.server_upstream,
-        )
+            span, parent, self._server, metrics, error_of,
+            span_attributes=attributes, session=session, owned=framework_span is None,
+        )  # fmt: skip
+
+    def _target(self, method: str, name: str | None) -> Target:
+        """The ``Target`` of ``method`` and ``name``, kept for the next message unless a value was capped."""
+        spans: dict[str, AttributeValue] = {attr.MCP_METHOD_NAME: method}
+        if method == "tools/call":
+            spans[attr.GEN_AI_OPERATION_NAME] = attr.EXECUTE_TOOL
+            if name is not None:
+                spans[attr.GEN_AI_TOOL_NAME] = name
+        elif method == "prompts/get" and name is not None:
+            spans[attr.GEN_AI_PROMPT_NAME] = name
+        metrics = {key: self.caps[key](value) if key in self.caps else value for key, value in spans.items()}
+        capped = OTHER in metrics.values()
+        target = Target(f"{method} {name}" if name else method, spans, metrics, capped)
+        if not capped and len(self._targets) < MAX_TARGETS:
+            self._targets[method, name] = target
+        return target
 
     def _redacted(self, value: Any) -> Any:
         """``value`` with every string in it through the redact hook (a string the hook fails on becomes null)."""
@@ -307,18 +325,21 @@ class Telemetry:
         span.end(end_time=end)
 
     def _metric_attributes(
-        self, span_attributes: dict[str, AttributeValue], session: Session
+        self,
+        target: Target,
+        session: Session,
+        session_metrics: dict[str, AttributeValue],
+        message: Message | None = None,
     ) -> dict[str, AttributeValue]:
-        """The low-cardinality subset of the span's attributes; client-controlled values through a cap."""
-        metrics = dict(session.metric_attributes())
-        for key in _METRIC_KEYS:
-            value = span_attributes.get(key)
-            if value is not None:
-                metrics[key] = value
-        for cap in self.caps.values():
-            value = span_attributes.get(cap.attribute)
-            if isinstance(value, str):
-                metrics[cap.attribute] = cap(value)
+        """The low-cardinality attributes of an operation: the session's, the target's, the client's name through
+        its cap and, on a client, the server's address."""
+        metrics = {**session_metrics, **target.metrics}
+        if session.client_name is not None:
+            metrics[attr.MCP_CLIENT_NAME] = self.caps[attr.MCP_CLIENT_NAME](session.client_name)
+        if message is not None and message.peer_address is not None:
+            metrics[attr.SERVER_ADDRESS] = message.peer_address
+            if message.peer_port is not None:
+                metrics[attr.SERVER_PORT] = message.peer_port
         return metrics
 
     def _conversation(self, message: Message) -> dict[str, AttributeValue]:
@@ -342,23 +363,16 @@ class Telemetry:
 
     def client_operation(self, message: Message, session: Session, error_of: ErrorOf) -> Operation | None:
         """Start the CLIENT span of an outgoing request; None when instrumentation is suppressed."""
-        if not is_instrumentation_enabled():
+        parent = otel_context.get_current()
+        if suppressed(parent):
             return None
         self.saw(session)
-        attributes = message_attributes(message, server_side=False)
-        attributes.update(session.span_attributes())
-        parent = otel_context.get_current()
-        span = self.tracer.start_span(span_name(message), context=parent, kind=SpanKind.CLIENT, attributes=attributes)
-        return Operation(
-            span,
-            parent,
-            self.instruments.client_operation,
-            self._metric_attributes(attributes, session),
-            server_side=False,
-            error_of=error_of,
-            content=self.content,
-            openinference=self.openinference,
-        )
+        target = self._targets.get((message.method, message.name)) or self._target(message.method, message.name)
+        session_spans, session_metrics = session.attributes()
+        attributes = {**target.span, **message_attributes(message, server_side=False), **session_spans}
+        span = self.tracer.start_span(target.span_name, context=parent, kind=SpanKind.CLIENT, attributes=attributes)
+        metrics = self._metric_attributes(target, session, session_metrics, message)
+        return Operation(span, parent, self._client, metrics, error_of)
 
     def saw(self, session: Session) -> None:
         """A message of a stateful session: one that comes after the inactivity timeout ends the session's part

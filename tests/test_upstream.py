@@ -39,7 +39,7 @@ async def test_upstream_time_is_summed_onto_the_tool_span(recorded, traced_httpx
     fetch = next(span for span in recorded.server_spans() if span.name == "tools/call fetch")
     upstream_time = fetch.attributes["mcp.upstream.duration"]
     assert isinstance(upstream_time, float)
-    assert abs(upstream_time - DELAY) <= 0.1 * DELAY
+    assert 0.95 * DELAY <= upstream_time < DELAY + 0.5  # the upstream waits DELAY; a loaded machine adds to it
     own_time = (fetch.end_time - fetch.start_time) / 1e9 - upstream_time
     assert own_time >= 0
 

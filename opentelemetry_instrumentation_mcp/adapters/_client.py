@@ -22,11 +22,12 @@ sdk_client_span_suppressed: ContextVar[bool] = ContextVar("opentelemetry_mcp_sdk
 class ClientSessions:
     """One ``Session`` record per client session object, and its span lifecycle."""
 
-    def __init__(self, telemetry: Telemetry, error_of: ErrorOf, describe: Callable[[Any, Session], None]) -> None:
+    def __init__(self, telemetry: Telemetry, error_of: ErrorOf, describe: Callable[[Any, Session], bool]) -> None:
         self.telemetry = telemetry
         self.error_of = error_of
         self._describe = describe
-        """Refreshes a record from the SDK's client session (client/server info, protocol version)."""
+        """Refreshes a record from the SDK's client session (client/server info, protocol version); True once
+        there is nothing left to learn (after the handshake)."""
         self._sessions: weakref.WeakKeyDictionary[Any, Session] = weakref.WeakKeyDictionary()
         self.refusals = Refusals()
         """Requests the server's auth refused over HTTP, whose CLIENT operations take the verdict when they fail."""
@@ -35,7 +36,8 @@ class ClientSessions:
         session = self._sessions.get(client)
         if session is None:
             session = self._sessions[client] = new_session()
-        self._describe(client, session)
+        if not session.described:
+            session.described = self._describe(client, session)
         return session
 
     def start(self, client: Any, message: Message) -> Operation | None:
@@ -52,14 +54,10 @@ class ClientSessions:
             log_internal_error("an MCP client request")
             return None
 
-    async def send(self, operation: Operation, send: Any, *args: Any, **kwargs: Any) -> Any:
-        """``await send(*args, **kwargs)`` as the request of the current ``operation``: a refused request fails
-        with the refusal's verdict (its caller sees -32603 on 2.x and a cancellation on 1.x)."""
-        try:
-            return await send(*args, **kwargs)
-        except BaseException:
-            self.refusals.take(operation)
-            raise
+    def failed(self, operation: Operation) -> None:
+        """The request of the current ``operation`` raised: a refused request fails with the refusal's verdict
+        (its caller sees -32603 on 2.x and a cancellation on 1.x)."""
+        self.refusals.take(operation)
 
     def start_server_initiated(self, message: Message) -> Operation | None:
         """Server side: a request the server sends its client while it handles a message (``sampling/createMessage``,

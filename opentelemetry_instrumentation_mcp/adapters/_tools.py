@@ -66,11 +66,19 @@ def first_text(content: Iterable[Any] | None) -> str | None:
     return None
 
 
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
+"""Compact JSON as the wire has it (one encoder for every call: ``json.dumps`` with options makes one per call).
+An answer on its way to the wire holds no cycles."""
+
+
 def wire_size(result: Any) -> int:
-    """Bytes of ``result`` as JSON: a wire dict (2.x) or a protocol model (1.x)."""
+    """Bytes of ``result`` as JSON: a wire dict (2.x) or a protocol model (1.x, serialized by its own pydantic
+    serializer, unwrapped from its ``ServerResult`` root)."""
     if isinstance(result, dict):
-        return len(json.dumps(result, ensure_ascii=False, separators=(",", ":")).encode())
-    return len(result.model_dump_json(by_alias=True, exclude_none=True).encode())
+        text = _JSON.encode(result)
+        return len(text) if text.isascii() else len(text.encode())
+    model = getattr(result, "root", result)
+    return len(model.__pydantic_serializer__.to_json(model, by_alias=True, exclude_none=True))
 
 
 def record_listing(operation: Operation, method: str, result: Any) -> None:

@@ -39,8 +39,9 @@ class RequestWithMeta:
         return getattr(self._request, name)
 
 
-def describe(client: Any, session: Session) -> None:
+def describe(client: Any, session: Session) -> bool:
     session.client_name, session.client_version = implementation(client._client_info)  # noqa: SLF001
+    return True  # the client info is fixed; the handshake's answer is read by ``send_request_wrapper``
 
 
 class ClientPatch:
@@ -76,15 +77,16 @@ class ClientPatch:
             return await wrapped(*args, **kwargs)
         carrier: dict[str, Any] = client_info_meta(operation, root.method) or {}
         operation.inject(carrier)
+        if args:
+            args = (RequestWithMeta(request, carrier), *args[1:])
+        else:
+            kwargs = {**kwargs, "request": RequestWithMeta(request, carrier)}
         with operation:
-            if args:
-                result = await self.sessions.send(
-                    operation, wrapped, RequestWithMeta(request, carrier), *args[1:], **kwargs
-                )
-            else:
-                result = await self.sessions.send(
-                    operation, wrapped, **{**kwargs, "request": RequestWithMeta(request, carrier)}
-                )
+            try:
+                result = await wrapped(*args, **kwargs)
+            except BaseException:
+                self.sessions.failed(operation)
+                raise
             if isinstance(result, types.InitializeResult):
                 session = self.sessions.session_of(instance)
                 session.protocol_version = str(result.protocolVersion)

@@ -31,13 +31,14 @@ def error_of(exc: BaseException) -> tuple[int, str, Any] | None:
     return (exc.error.code, exc.error.message, exc.error.data) if isinstance(exc, MCPError) else None
 
 
-def describe(client: Any, session: Session) -> None:
+def describe(client: Any, session: Session) -> bool:
     session.client_name, session.client_version = implementation(client._client_info)  # noqa: SLF001
     session.protocol_version = client.protocol_version
     session.stateless = session.protocol_version in MODERN_PROTOCOL_VERSIONS
     server = client.server_info
     session.server_name = None if server is None else server.name
     session.server_version = None if server is None else server.version or None
+    return server is not None  # the handshake is done
 
 
 class ClientPatch:
@@ -85,7 +86,11 @@ class ClientPatch:
         suppress_token = sdk_client_span_suppressed.set(True)
         try:
             with operation:
-                result = await self.sessions.send(operation, wrapped, method, params, opts, **rest)
+                try:
+                    result = await wrapped(method, params, opts, **rest)
+                except BaseException:
+                    self.sessions.failed(operation)
+                    raise
                 record_result(operation, method, result)
         finally:
             sdk_client_span_suppressed.reset(suppress_token)
@@ -117,8 +122,11 @@ def _next_request_id(dispatcher: Any, opts: Any) -> object | None:
     return None if counter is None else counter + 1
 
 
+_NO_SPAN = nullcontext(INVALID_SPAN)
+
+
 def sdk_span_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     """Wraps ``mcp.shared.jsonrpc_dispatcher.otel_span``: no SDK span under ours, nor where suppressed."""
     if sdk_client_span_suppressed.get() or not is_instrumentation_enabled():
-        return nullcontext(INVALID_SPAN)
+        return _NO_SPAN
     return wrapped(*args, **kwargs)

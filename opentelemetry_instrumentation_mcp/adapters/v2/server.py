@@ -27,7 +27,6 @@ from opentelemetry_instrumentation_mcp.identity import IdentifyRequest, is_due
 from opentelemetry_instrumentation_mcp.intent import ToolCatalog
 from opentelemetry_instrumentation_mcp.records import (
     RESULT_SIZE_METHODS,
-    Message,
     Session,
     Transport,
     implementation,
@@ -105,6 +104,18 @@ def modern_error_data_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: An
         return error
 
 
+def _with_params(ctx: ServerRequestContext[Any, Any], params: Mapping[str, Any]) -> ServerRequestContext[Any, Any]:
+    """A shallow copy of ``ctx`` with other ``params`` (``dataclasses.replace`` runs ``__init__`` again: 3x slower);
+    the caller's context is left as it was."""
+    try:
+        copied = object.__new__(type(ctx))
+        copied.__dict__.update(vars(ctx))
+    except TypeError:  # a context without a __dict__ (slots)
+        return replace(ctx, params=params)
+    copied.params = params
+    return copied
+
+
 class TelemetryMiddleware:
     """Opens one SERVER span per inbound request and notification of one ``Server``."""
 
@@ -124,16 +135,18 @@ class TelemetryMiddleware:
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         if _internal_lookup.get():
             return await call_next(ctx)
-        ctx, intent = self._take_intent(ctx)
+        intent = None
+        if ctx.method == "tools/call" and self.catalog.options.enabled:
+            ctx, intent = self._take_intent(ctx)
         try:
             session = self._session(ctx)
             if is_due(session, ctx.method):
                 await self.telemetry.identify(session, self._identify_request(ctx, session))
             existing = fastmcp.framework_span() if self.after_framework else None
             errors = modern_error_of if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS else error_of
-            operation = self.telemetry.server_operation(
-                self._message(ctx, intent), session, errors, framework_span=existing
-            )
+            peer = http_peer(ctx.request) if ctx.request is not None else {}
+            message = message_from_params(ctx.method, ctx.request_id, ctx.params, intent=intent, **peer)
+            operation = self.telemetry.server_operation(message, session, errors, framework_span=existing)
             if existing is not None and operation is not None and self.enriched is not None:
                 self.enriched.add(existing)
         except Exception:  # noqa: BLE001
@@ -143,11 +156,11 @@ class TelemetryMiddleware:
             return self._advertise_intent(ctx, await call_next(ctx))
         try:
             with operation, fastmcp.handling(stateless=self.after_framework and session.stateless):
-                result = self._advertise_intent(ctx, await call_next(ctx))
+                result = await call_next(ctx)
+                if ctx.method == "tools/list":
+                    result = self._advertise_intent(ctx, result)
                 try:
-                    self._record_result(ctx, result, operation)
-                    if operation.failure is not None and isinstance(result, Mapping):
-                        result = {**result, "_meta": failures.carrying(result.get("_meta"), operation.failure)}
+                    result = self._record_result(ctx, result, operation)
                 except Exception:  # noqa: BLE001
                     log_internal_error("a 2.x server result")
         except Exception as exc:
@@ -158,16 +171,17 @@ class TelemetryMiddleware:
 
     def _take_intent(self, ctx: ServerRequestContext[Any, Any]) -> tuple[ServerRequestContext[Any, Any], str | None]:
         """A ``tools/call`` continues without the intent argument; the tool never sees it."""
-        if ctx.method != "tools/call" or not self.catalog.options.enabled or not isinstance(ctx.params, Mapping):
+        params = ctx.params
+        if type(params) is not dict and not isinstance(params, Mapping):
             return ctx, None
         try:
-            intent, arguments = self.catalog.take(ctx.params.get("name"), ctx.params.get("arguments"))
+            intent, arguments = self.catalog.take(params.get("name"), params.get("arguments"))
         except Exception:  # noqa: BLE001
             log_internal_error("taking a 2.x user intent")
             return ctx, None
         if arguments is None:
             return ctx, None
-        return replace(ctx, params={**ctx.params, "arguments": arguments}), intent
+        return _with_params(ctx, {**params, "arguments": arguments}), intent
 
     def _advertise_intent(self, ctx: ServerRequestContext[Any, Any], result: HandlerResult) -> HandlerResult:
         """A ``tools/list`` answer whose tools (copies) ask for the intent argument."""
@@ -190,11 +204,6 @@ class TelemetryMiddleware:
     def _identify_request(ctx: ServerRequestContext[Any, Any], session: Session) -> IdentifyRequest:
         headers = ctx.request.headers if ctx.request is not None else None
         return IdentifyRequest(ctx.method, ctx.params, headers, auth_token(), session.session_id)
-
-    def _message(self, ctx: ServerRequestContext[Any, Any], intent: str | None) -> Message:
-        message = message_from_params(ctx.method, ctx.request_id, ctx.params, **http_peer(ctx.request))
-        message.intent = intent
-        return message
 
     def _session(self, ctx: ServerRequestContext[Any, Any]) -> Session:
         connection = ctx.session._connection  # noqa: SLF001 - the per-connection state, see ../shared/reference
@@ -227,30 +236,34 @@ class TelemetryMiddleware:
         connection.exit_stack.callback(self.telemetry.end_session, session)
         return session
 
-    def _record_result(self, ctx: ServerRequestContext[Any, Any], result: HandlerResult, operation: Any) -> None:
-        if ctx.method in RESULT_SIZE_METHODS and result is not None:
+    def _record_result(self, ctx: ServerRequestContext[Any, Any], result: HandlerResult, operation: Any) -> Any:
+        """Read the answer onto the operation; the answer the client gets (a failure carries our verdict)."""
+        method = ctx.method
+        if method in RESULT_SIZE_METHODS and result is not None:
             operation.response_size(wire_size(result))
-        if ctx.method == "initialize" and isinstance(result, Mapping):
+        if method == "tools/call":
+            wire = (
+                result.model_dump(mode="json", by_alias=True, exclude_none=True)
+                if isinstance(result, CallToolResult)
+                else result
+            )
+            if isinstance(wire, Mapping):
+                if wire.get("isError") is True:
+                    operation.tool_error(first_text(wire.get("content")))
+                if operation.captures_content:
+                    operation.capture_result({key: value for key, value in wire.items() if key != "_meta"})
+        elif method == "initialize" and isinstance(result, Mapping):
             session = self._sessions.get(ctx.session._connection)  # noqa: SLF001
             version = result.get("protocolVersion")
             if isinstance(version, str):
                 if session is not None:
                     session.protocol_version = version
                 operation.set_attributes({attr.MCP_PROTOCOL_VERSION: version})
-        elif ctx.method in ("tools/list", "prompts/list") and isinstance(result, Mapping):
-            record_listing(operation, ctx.method, result)
-        elif ctx.method == "tools/call":
-            wire = (
-                result.model_dump(mode="json", by_alias=True, exclude_none=True)
-                if isinstance(result, CallToolResult)
-                else result
-            )
-            if not isinstance(wire, Mapping):
-                return
-            if wire.get("isError") is True:
-                operation.tool_error(first_text(wire.get("content")))
-            if operation.captures_content:
-                operation.capture_result({key: value for key, value in wire.items() if key != "_meta"})
+        elif method in ("tools/list", "prompts/list") and isinstance(result, Mapping):
+            record_listing(operation, method, result)
+        if operation.failure is not None and isinstance(result, Mapping):
+            result = {**result, "_meta": failures.carrying(result.get("_meta"), operation.failure)}
+        return result
 
 
 class ServerPatch:
