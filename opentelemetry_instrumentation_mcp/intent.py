@@ -88,7 +88,7 @@ class ToolCatalog:
     def take(self, name: object, arguments: object) -> tuple[str | None, dict[str, Any] | None]:
         """``(intent, arguments without it)`` for a call of an advertised tool; ``(None, None)`` to leave it."""
         parameter = self.options.parameter
-        if not isinstance(arguments, Mapping) or parameter not in arguments:
+        if not (type(arguments) is dict or isinstance(arguments, Mapping)) or parameter not in arguments:
             return None, None
         if not isinstance(name, str) or self._declares.get(name) is not False:  # a name is a string on the wire
             return None, None

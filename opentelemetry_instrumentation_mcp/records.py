@@ -184,7 +184,12 @@ def implementation(info: Any) -> tuple[str | None, str | None]:
 
 
 def argument_keys(arguments: object) -> tuple[str, ...]:
-    return tuple(sorted(map(str, arguments))) if isinstance(arguments, Mapping) else ()
+    return tuple(sorted(map(str, arguments))) if is_mapping(arguments) else ()  # type: ignore[call-overload]
+
+
+def is_mapping(value: object) -> bool:
+    """``isinstance(value, Mapping)``, a ``dict`` (nearly always) tested first: the ABC's test runs Python code."""
+    return type(value) is dict or isinstance(value, Mapping)
 
 
 def message_from_params(
@@ -192,19 +197,21 @@ def message_from_params(
 ) -> Message:
     """Build a ``Message`` from wire-shaped (camelCase) params; malformed fields are ignored."""
     message = Message(method, None if request_id is None else str(request_id), **fields)
-    if type(params) is not dict and not isinstance(params, Mapping):  # a dict, nearly always: the cheap test first
+    if params is None or not is_mapping(params):
         return message
     if method in ARGUMENT_METHODS:
         name = params.get("name")
         if isinstance(name, str):
             message.name = name
             arguments = params.get("arguments")
-            message.argument_keys = argument_keys(arguments)
-            message.arguments = arguments if isinstance(arguments, Mapping) else None
+            if is_mapping(arguments):
+                message.argument_keys, message.arguments = argument_keys(arguments), arguments
+            else:
+                message.argument_keys = ()
     uri = params.get("uri")
     if isinstance(uri, str):
         message.uri = uri
     meta = params.get("_meta")
-    if meta and isinstance(meta, Mapping):
+    if meta and is_mapping(meta):
         message.meta = meta
     return message

@@ -26,7 +26,7 @@ OUR_SCOPE = "opentelemetry_instrumentation_mcp"
 # Functions each adapter wraps (module, attribute path).
 PATCHED = (
     [
-        ("mcp.server.runner", "ServerRunner._compose_server_middleware"),
+        ("mcp.server.runner", "ServerRunner.__init__"),
         ("mcp.client.session", "ClientSession.__aenter__"),
         ("mcp.shared.jsonrpc_dispatcher", "JSONRPCDispatcher.send_raw_request"),
         ("mcp.shared.direct_dispatcher", "DirectDispatcher.send_raw_request"),

@@ -77,17 +77,19 @@ def error_of(exc: BaseException) -> tuple[int, str, Any] | None:
 
 def message_of(method: str, params: Any, request_id: object | None = None, request: Any | None = None) -> Message:
     """A ``Message`` from a 1.x request or notification model (camelCase attributes)."""
-    message = Message(method=method, request_id=None if request_id is None else str(request_id), **http_peer(request))
+    request_id = None if request_id is None else str(request_id)
+    message = Message(method, request_id) if request is None else Message(method, request_id, **http_peer(request))
     if params is None:
         return message
     if method in ARGUMENT_METHODS:
         message.name = params.name
         message.argument_keys = argument_keys(params.arguments)
         message.arguments = params.arguments
-    uri = vars(params).get("uri")  # a field's value; getattr would raise (and catch) on models without one
+    fields = vars(params)  # a field's value; getattr would raise (and catch) on models without one
+    uri = fields.get("uri")
     if uri is not None:
         message.uri = str(uri)
-    meta = params.meta
+    meta = fields.get("meta")
     if meta is not None and meta.model_extra:
         message.meta = meta.model_extra
     return message
@@ -159,7 +161,7 @@ class ServerPatch:
                 root = message.request.root
                 self._note_handler_exceptions(instance, type(root))
                 request = http_request_of(message)
-                intent = _take_intent(root, catalog)
+                intent = _take_intent(root, catalog) if catalog is not None else None
                 record = message_of(root.method, root.params, message.request_id, request)
                 record.intent = intent
             elif isinstance(message, types.ClientNotification):
@@ -168,65 +170,62 @@ class ServerPatch:
             else:
                 return await wrapped(*args, **kwargs)
             session = self._session(server_session, request, instance.create_initialization_options)
-            await self._identify(session, record, root.params, request)
+            if is_due(session, record.method):
+                await self._identify(session, record, root.params, request)
         except Exception:  # noqa: BLE001
             log_internal_error("a 1.x server message")
             return await wrapped(*args, **kwargs)
         responder = message if isinstance(message, RequestResponder) else None
-        return await self._observe(wrapped, args, kwargs, record, session, responder, catalog)
+        operation = self._start(record, session)
+        return await observe(operation, wrapped, args, kwargs, session, responder, record.method, catalog)
 
     async def _identify(self, session: Session, record: Message, params: Any, request: Any | None) -> None:
-        if is_due(session, record.method):
-            wire = None if params is None else params.model_dump(by_alias=True, mode="json", exclude_none=True)
-            headers = None if request is None else request.headers
-            identify = IdentifyRequest(record.method, wire, headers, auth_token(), session.session_id)
-            await self.telemetry.identify(session, identify)
+        wire = None if params is None else params.model_dump(by_alias=True, mode="json", exclude_none=True)
+        headers = None if request is None else request.headers
+        identify = IdentifyRequest(record.method, wire, headers, auth_token(), session.session_id)
+        await self.telemetry.identify(session, identify)
 
-    async def received_request_wrapper(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        """Wraps ``ServerSession._received_request(responder)``, where 1.x answers ``initialize``."""
+    def received_request_wrapper(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        """Wraps ``ServerSession._received_request(responder)``, where 1.x answers ``initialize`` (any other
+        request goes on as it came, its coroutine returned as it is)."""
+        if not isinstance(args[0].request.root, types.InitializeRequest):
+            return wrapped(*args, **kwargs)
+        return self._initialize(wrapped, instance, args, kwargs)
+
+    async def _initialize(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         responder = args[0]
         root = responder.request.root
-        if not isinstance(root, types.InitializeRequest):
-            return await wrapped(*args, **kwargs)
         try:
             request = http_request_of(responder)
             record = message_of(root.method, root.params, responder.request_id, request)
             session = self._session(instance, request, lambda: instance._init_options)  # noqa: SLF001
             session.client_name, session.client_version = implementation(root.params.clientInfo)
-            await self._identify(session, record, root.params, request)
+            if is_due(session, record.method):
+                await self._identify(session, record, root.params, request)
         except Exception:  # noqa: BLE001
             log_internal_error("a 1.x initialize")
             return await wrapped(*args, **kwargs)
-        return await self._observe(wrapped, args, kwargs, record, session, responder)
+        return await observe(self._start(record, session), wrapped, args, kwargs, session, responder, record.method)
 
-    async def respond_wrapper(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        """Wraps ``RequestResponder.respond(response)``: the outcome of the observed request."""
+    def respond_wrapper(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        """Wraps ``RequestResponder.respond(response)``: the outcome of the observed request (read as the call
+        is made; the coroutine the SDK awaits is its own)."""
         awaited = _responding.get()
         if awaited is None or awaited.responder is not instance:
-            return await wrapped(*args, **kwargs)
+            return wrapped(*args, **kwargs)
         response = args[0] if args else kwargs.pop("response")
         try:
             response = awaited.answer(response)
         except Exception:  # noqa: BLE001
             log_internal_error("a 1.x response")
-        return await wrapped(response, *args[1:], **kwargs)
+        return wrapped(response, *args[1:], **kwargs)
 
-    async def _observe(
-        self,
-        wrapped: Any,
-        args: Any,
-        kwargs: Any,
-        message: Message,
-        session: Session,
-        responder: Any | None,
-        catalog: ToolCatalog | None = None,
-    ) -> Any:
+    def _start(self, message: Message, session: Session) -> Operation | None:
         try:
-            operation = self.telemetry.server_operation(message, session, error_of, link_ambient=False)
+            return self.telemetry.server_operation(message, session, error_of, link_ambient=False)
         except Exception:  # noqa: BLE001
             log_internal_error("a 1.x server message")
-            operation = None
-        return await observe(operation, wrapped, args, kwargs, session, responder, message.method, catalog)
+            return None
 
     def _session(self, server_session: ServerSession, request: Any | None, options: Callable[[], Any]) -> Session:
         """The session of ``server_session``, made on its first message; ``options``: what the server announces."""

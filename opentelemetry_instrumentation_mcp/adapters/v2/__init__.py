@@ -27,7 +27,7 @@ def wire(patches: Patches, telemetry: Telemetry) -> None:
     server = ServerPatch(telemetry, enriched)
     patches.on_restore(server.uninstall)
     client = ClientPatch(telemetry)
-    patches.wrap("mcp.server.runner", "ServerRunner._compose_server_middleware", server.compose_wrapper)
+    patches.wrap("mcp.server.runner", "ServerRunner.__init__", server.runner_wrapper)
     patches.wrap("mcp.server._streamable_http_modern", "_tool_input_schema", internal_lookup_wrapper, optional=True)
     patches.wrap("mcp.server.mcpserver.tools.tool_manager", "ToolManager.call_tool", tool_manager_wrapper)
     # Where the SDK turns a handler's exception into the wire error: our verdict goes into its data.

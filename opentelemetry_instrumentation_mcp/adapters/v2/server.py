@@ -267,22 +267,22 @@ class TelemetryMiddleware:
 
 
 class ServerPatch:
-    """Installs ``TelemetryMiddleware`` on each ``Server`` the first time it serves a message."""
+    """Installs ``TelemetryMiddleware`` on each ``Server`` the first time it serves a connection."""
 
     def __init__(self, telemetry: Telemetry, enriched: fastmcp.Enriched) -> None:
         self.telemetry = telemetry
         self.enriched = enriched
         self._servers: weakref.WeakSet[Any] = weakref.WeakSet()
 
-    def compose_wrapper(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        """Wraps ``ServerRunner._compose_server_middleware``, which runs for every message."""
-        server = instance.server
-        if server not in self._servers:
-            try:
-                self._install(server)
-            except Exception:  # noqa: BLE001
-                log_internal_error("installing the 2.x server middleware")
-        return wrapped(*args, **kwargs)
+    def runner_wrapper(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> None:
+        """Wraps ``ServerRunner.__init__``: a runner serves one connection (or one stateless request) of a server,
+        whose messages all pass the server's middleware (read per message: installed before the first)."""
+        wrapped(*args, **kwargs)
+        try:
+            if instance.server not in self._servers:
+                self._install(instance.server)
+        except Exception:  # noqa: BLE001
+            log_internal_error("installing the 2.x server middleware")
 
     def _install(self, server: Any) -> None:
         chain = server.middleware
