@@ -314,10 +314,14 @@ _PANELS: dict[str, str] = {
             {_round("avg(response_size)", 1)} AS avg_response_bytes,
             {_round("sum(duration_ms)", 3)} AS total_ms,
             toInt64({_round("sum(ifNull(response_size, 0)) / %(token_bytes)s", 0)}) AS est_tokens,
-            {_round(
-                "sum(ifNull(response_size, 0)) / %(token_bytes)s / 1e6 * if(has(CAST(%(priced_tools)s AS Array(String)), "
-                "assumeNotNull(any(resource))), CAST(%(tool_prices)s AS Array(Float64))[indexOf(CAST(%(priced_tools)s "
-                "AS Array(String)), assumeNotNull(any(resource)))], %(token_price)s)", 6)} AS est_cost
+            {
+        _round(
+            "sum(ifNull(response_size, 0)) / %(token_bytes)s / 1e6 * if(has(CAST(%(priced_tools)s AS Array(String)), "
+            "assumeNotNull(any(resource))), CAST(%(tool_prices)s AS Array(Float64))[indexOf(CAST(%(priced_tools)s "
+            "AS Array(String)), assumeNotNull(any(resource)))], %(token_price)s)",
+            6,
+        )
+    } AS est_cost
         FROM {{events}} WHERE {_TOOL_CALLS} GROUP BY tool, user
         ORDER BY response_bytes DESC, calls DESC, tool, user LIMIT %(limit)s""",
     "unused_tools": _unused("tool", "mcp:tools/call", "mcp:tools/list", "tools_listed", "last_called", "calls_before"),
@@ -763,8 +767,14 @@ class ClickHouseStore:
                 "SELECT DISTINCT event_id FROM events WHERE project = %(project)s AND ts_us >= %(low)s"
                 " AND ts_us <= %(high)s AND at >= toDateTime(%(low_s)s) AND at <= toDateTime(%(high_s)s)"
                 " AND event_id IN %(ids)s",
-                {"project": project, "low": low, "high": high, "low_s": low // 1_000_000, "high_s": high // 1_000_000,
-                 "ids": tuple(event_id for event_id, _ in candidates)},  # fmt: skip
+                {
+                    "project": project,
+                    "low": low,
+                    "high": high,
+                    "low_s": low // 1_000_000,
+                    "high_s": high // 1_000_000,
+                    "ids": tuple(event_id for event_id, _ in candidates),
+                },
             )
         return {row[0] for row in rows}
 
@@ -798,7 +808,7 @@ class ClickHouseStore:
             if first is not None:
                 values["start"] = _us(first.replace(second=0, microsecond=0))
         bucket = values["bucket"] or bucket_for(Window(EPOCH + timedelta(microseconds=values["start"]), window.end))
-        values["bucket"] = bucket // timedelta(microseconds=1)
+        values["bucket"] = _interval(bucket) // timedelta(microseconds=1)
         values = _bounded(values)
         rows = self._run(sql.format(events=source), values)
         if name == "slo":
@@ -980,6 +990,19 @@ class ClickHouseStore:
         for client in clients:
             client.disconnect()
         self._local = threading.local()
+
+
+_INTERVAL = re.compile(r"^\s*(\d+)\s*(second|minute|hour|day|week)s?\s*$")
+
+
+def _interval(bucket: timedelta | str) -> timedelta:
+    """A time bucket: a ``timedelta``, or an interval as DuckDB reads one (``10 minutes``, ``1 hour``)."""
+    if isinstance(bucket, timedelta):
+        return bucket
+    match = _INTERVAL.match(bucket)
+    if not match or int(match[1]) == 0:
+        raise ValueError(f"a time bucket is a number of seconds, minutes, hours, days or weeks, not {bucket!r}")
+    return timedelta(**{match[2] + "s": int(match[1])})
 
 
 def _bounded(values: dict[str, Any]) -> dict[str, Any]:
