@@ -289,3 +289,13 @@ def test_the_address_takes_user_and_password_from_the_url_or_the_environment(mon
     for wrong in ("clickhouse://127.0.0.1:9000/", "http://127.0.0.1/db", "clickhouse://127.0.0.1/db;drop"):
         with pytest.raises(ValueError, match="clickhouse://"):
             Address.parse(wrong)
+
+
+def test_serve_takes_a_store_url(tmp_path, monkeypatch, capsys):
+    from mcp_analytics import cli
+
+    assert cli._duckdb_path("duckdb:///data/events.duckdb") == "data/events.duckdb"
+    assert cli._duckdb_path("duckdb:////var/lib/events.duckdb") == "/var/lib/events.duckdb"
+    assert cli._duckdb_path("plain/file.duckdb") == "plain/file.duckdb"
+    assert cli.main(["serve", "--store", "postgres://127.0.0.1/db", "--api-key", "p=k"]) == 2
+    assert "duckdb:///path/file.duckdb or clickhouse://host:port/database" in capsys.readouterr().err
