@@ -53,6 +53,8 @@ ENV_USER = "MCP_ANALYTICS_CLICKHOUSE_USER"
 ENV_PASSWORD = "MCP_ANALYTICS_CLICKHOUSE_PASSWORD"  # noqa: S105 - the variable's name, not a password
 DEFAULT_PORT = 9000
 """ClickHouse's native protocol port."""
+LOOKUP_IDS = 1000
+"""Event ids looked up per query when a batch may hold stored events (ids are at most 128 characters)."""
 
 _COLUMNS = (
     ("event_id", "String"), ("ts_us", "Int64"), ("type", "String"), ("kind", "String"),
@@ -753,30 +755,33 @@ class ClickHouseStore:
 
     def _already_stored(self, project: str, events: list[Event], keys: list[int], stamps: list[int]) -> set[str]:
         """The ids of ``events`` the table holds, looked up only for those the filter of recent ids cannot rule out;
-        an event's id fixes its timestamp, so only their time range is read."""
-        candidates = [
-            (event["event_id"], ts)
+        an event's id fixes its timestamp, so only their time range is read. Looked up ``LOOKUP_IDS`` at a time:
+        a query's text is bounded (``max_query_size``, 256 KiB by default)."""
+        candidates = sorted(
+            (ts, event["event_id"])
             for event, key, ts in zip(events, keys, stamps, strict=True)
             if self._recent.may_be_stored(key, ts)
-        ]
-        if not candidates:
-            return set()
-        low, high = min(ts for _, ts in candidates), max(ts for _, ts in candidates)
-        with self._client() as client:
-            rows = client.execute(
-                "SELECT DISTINCT event_id FROM events WHERE project = %(project)s AND ts_us >= %(low)s"
-                " AND ts_us <= %(high)s AND at >= toDateTime(%(low_s)s) AND at <= toDateTime(%(high_s)s)"
-                " AND event_id IN %(ids)s",
-                {
-                    "project": project,
-                    "low": low,
-                    "high": high,
-                    "low_s": low // 1_000_000,
-                    "high_s": high // 1_000_000,
-                    "ids": tuple(event_id for event_id, _ in candidates),
-                },
-            )
-        return {row[0] for row in rows}
+        )
+        found: set[str] = set()
+        for offset in range(0, len(candidates), LOOKUP_IDS):
+            chunk = candidates[offset : offset + LOOKUP_IDS]
+            low, high = chunk[0][0], chunk[-1][0]
+            with self._client() as client:
+                rows = client.execute(
+                    "SELECT DISTINCT event_id FROM events WHERE project = %(project)s AND ts_us >= %(low)s"
+                    " AND ts_us <= %(high)s AND at >= toDateTime(%(low_s)s) AND at <= toDateTime(%(high_s)s)"
+                    " AND event_id IN %(ids)s",
+                    {
+                        "project": project,
+                        "low": low,
+                        "high": high,
+                        "low_s": low // 1_000_000,
+                        "high_s": high // 1_000_000,
+                        "ids": tuple(event_id for _, event_id in chunk),
+                    },  # fmt: skip
+                )
+            found.update(row[0] for row in rows)
+        return found
 
     # ---------------------------------------------------------------- panels
 
@@ -949,8 +954,10 @@ class ClickHouseStore:
     # ---------------------------------------------------------------- retention, erasure
 
     def delete(self, project: str | None, *, before: datetime | None = None, user_id: str | None = None) -> int:
-        """Counted, then deleted by a mutation that this call waits for (ClickHouse applies it in the background),
-        so that the next read no longer sees them."""
+        """Counted, then deleted: retention (every project's events before a time) drops the whole days before it
+        (partitions, at no cost) and deletes the rest of its day by a mutation; other deletions are mutations.
+        ClickHouse applies a mutation in the background: this call waits for it, so the next read no longer sees
+        the events. (ClickHouse 18.16 has no ``TTL``: the API's hourly retention does its work on every release.)"""
         if before is None and user_id is None:
             raise ValueError("delete what: events before a time, or a user's events")
         conditions, values = [], {}
@@ -963,10 +970,23 @@ class ClickHouseStore:
         where = " AND ".join(conditions)
         with self._write, self._client() as client:
             count = int(client.execute(f"SELECT count() FROM events FINAL WHERE {where}", values)[0][0])
-            if count:
+            if count and before is not None and project is None and user_id is None:
+                for day in self._days_before(client, before):
+                    client.execute(f"ALTER TABLE events DROP PARTITION {day}")
+            if count and client.execute(f"SELECT count() FROM events WHERE {where}", values)[0][0]:
                 client.execute(f"ALTER TABLE events DELETE WHERE {where}", values)
                 self._wait_for_mutations(client)
         return count
+
+    @staticmethod
+    def _days_before(client: Client, before: datetime) -> list[int]:
+        """The partitions (days, ``YYYYMMDD``) that hold only events before ``before``."""
+        cutoff = int(before.astimezone(UTC).strftime("%Y%m%d"))
+        parts = client.execute(
+            "SELECT DISTINCT partition FROM system.parts WHERE database = currentDatabase() AND table = 'events'"
+            " AND active"
+        )
+        return sorted(int(day) for (day,) in parts if int(day) < cutoff)
 
     @staticmethod
     def _wait_for_mutations(client: Client, timeout: float = 300.0) -> None:

@@ -299,3 +299,20 @@ def test_serve_takes_a_store_url(tmp_path, monkeypatch, capsys):
     assert cli._duckdb_path("plain/file.duckdb") == "plain/file.duckdb"
     assert cli.main(["serve", "--store", "postgres://127.0.0.1/db", "--api-key", "p=k"]) == 2
     assert "duckdb:///path/file.duckdb or clickhouse://host:port/database" in capsys.readouterr().err
+
+
+def test_retention_drops_whole_days_and_deletes_the_rest_of_the_cutoff_day(store):
+    day = 86_400 * 10**9
+    store.add("p", [event(f"d{i}", timestamp_ns=test_analytics_store.at(9, 0) - i * day) for i in range(4)])
+    store.add("q", [event("late", timestamp_ns=test_analytics_store.at(23, 0) - 3 * day)])
+    with store._client() as client:
+        days = client.execute("SELECT count(DISTINCT partition) FROM system.parts WHERE database = currentDatabase()"
+                              " AND table = 'events' AND active")[0][0]  # fmt: skip
+        assert days == 4
+        assert store.delete(None, before=test_analytics_store.moment(12) - timedelta(days=2)) == 2 + 1
+        parts = client.execute("SELECT DISTINCT partition FROM system.parts WHERE database = currentDatabase()"
+                               " AND table = 'events' AND active ORDER BY partition")  # fmt: skip
+    assert parts == [("20261118",), ("20261119",), ("20261120",)], "the day before the cutoff's is dropped whole"
+    everything = Window.parse(end=test_analytics_store.moment(23), last="all")
+    assert store.panel("p", "extent", everything)[0]["events"] == 2
+    assert store.panel("q", "extent", everything)[0]["events"] == 0
