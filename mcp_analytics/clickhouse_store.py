@@ -545,11 +545,13 @@ _DEVIATIONS = {
 }
 """The deviation rules as queries (``alerts.Rules`` names their thresholds); ``slo_burn`` reads the ``slo`` panel."""
 _SLO_BASELINE = f"""
-    SELECT assumeNotNull(resource) AS tool, {_round(_quantile("duration_ms", 0.95), 3)} AS baseline_p95_ms
-    FROM {{events}} WHERE {_CALLS} AND ts_us >= %(end)s - 7 * {_DAY} AND ts_us < %(end)s
+    SELECT assumeNotNull(resource) AS tool,
+        {_round(_quantile("duration_ms", 0.95, f"ts_us >= %(end)s - 7 * {_DAY}"), 3)} AS baseline_p95_ms
+    FROM {{events}} WHERE {_CALLS} AND ts_us >= least(%(start)s, %(end)s - 7 * {_DAY}) AND ts_us < %(end)s
         AND assumeNotNull(resource) IN (SELECT assumeNotNull(resource) FROM {{events}} WHERE {_TOOL_CALLS})
     GROUP BY tool"""
-"""The observed p95 of each tool called in the window, over the 7 days up to the window's end (the tier it is in)."""
+"""The observed p95 of each tool called in the window, over the 7 days up to the window's end (the tier it is in);
+none (the fastest tier) for a tool called in a longer window but not in those 7 days."""
 _SLO_WINDOW = f"""
     SELECT assumeNotNull(resource) AS tool, count() AS calls,
         countIf(duration_ms <= CAST(%(slo_targets)s AS Array(Float64))[indexOf(CAST(%(slo_tools)s AS Array(String)),
