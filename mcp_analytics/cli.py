@@ -112,18 +112,27 @@ def _report(args: argparse.Namespace) -> int:
         from mcp_analytics.duckdb_store import DuckDBStore
         from mcp_analytics.store import Window
 
-        if not os.path.exists(args.db):
-            print(f"no store at {args.db} (give --db, or --url and --api-key of a running API)", file=sys.stderr)
-            return 2
-        store = DuckDBStore(args.db)
+        store: Any
+        where = args.store or args.db
+        if where.startswith("clickhouse://"):
+            from mcp_analytics.clickhouse_store import ClickHouseStore
+
+            store = ClickHouseStore(where)
+            where = store.path
+        else:
+            where = _duckdb_path(where)
+            if not os.path.exists(where):
+                print(f"no store at {where} (give --db, or --url and --api-key of a running API)", file=sys.stderr)
+                return 2
+            store = DuckDBStore(where)
         projects = store.projects()
         if args.project not in projects:
             store.close()
             held = f"its projects: {', '.join(projects)}" if projects else "it holds no events"
-            print(f"no events of project {args.project!r} in {args.db} ({held}); give --project", file=sys.stderr)
+            print(f"no events of project {args.project!r} in {where} ({held}); give --project", file=sys.stderr)
             return 2
         fetch = report.from_store(store, args.project, Window.parse(last=args.last), args.limit, slice)
-        title = f"MCP analytics: project {args.project} in {args.db}, last {args.last}"
+        title = f"MCP analytics: project {args.project} in {where}, last {args.last}"
     if slice:
         title += "; " + ", ".join(f"{name} {values}" for name, values in slice.query().items())
     print(report.render(fetch, title))
@@ -213,6 +222,7 @@ def parser() -> argparse.ArgumentParser:
 
     rep = commands.add_parser("report", help="print the panels as tables, from a store file or a running API")
     rep.add_argument("--db", default=db, help="the store file (when the API is not running)")
+    rep.add_argument("--store", metavar="URL", help="the store as serve takes it: duckdb:///file or clickhouse://…")
     rep.add_argument("--project", default=DEFAULT_PROJECT)
     rep.add_argument("--url", help="a running API instead of a file, e.g. http://127.0.0.1:8765")
     rep.add_argument("--api-key", help="the project's key, with --url")

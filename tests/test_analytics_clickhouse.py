@@ -395,3 +395,23 @@ def test_two_api_instances_on_one_database_store_each_event_once(clickhouse, tmp
             instance.terminate()
         for instance in instances:
             instance.wait(10)
+
+
+def test_the_report_reads_a_clickhouse_store_as_it_reads_a_duckdb_file(store, tmp_path, capsys):
+    from mcp_analytics import cli
+
+    test_analytics_store.seeded(store)
+    duck = DuckDBStore(tmp_path / "same.duckdb")
+    test_analytics_store.seeded(duck)
+    duck.close()
+    url = f"clickhouse://{store.address.host}:{store.address.port}/{store.address.database}"
+    reports = []
+    for where in (url, f"duckdb:///{tmp_path / 'same.duckdb'}"):
+        assert cli.main(["report", "--store", where, "--project", "p", "--last", "all"]) == 0
+        title, _, tables = capsys.readouterr().out.partition("\n")
+        assert title == f"MCP analytics: project p in {where.removeprefix('duckdb:///')}, last all"
+        reports.append(tables.partition("\n")[2])  # under the title's underline
+    assert "search" in reports[0]
+    assert reports[0] == reports[1], "every table of the report, row for row"
+    assert cli.main(["report", "--store", url, "--project", "nope"]) == 2
+    assert "no events of project 'nope'" in capsys.readouterr().err
