@@ -780,7 +780,7 @@ class ClickHouseStore:
                         "low_s": low // 1_000_000,
                         "high_s": high // 1_000_000,
                         "ids": tuple(event_id for _, event_id in chunk),
-                    },  # fmt: skip
+                    },
                 )
             found.update(row[0] for row in rows)
         return found
