@@ -16,6 +16,9 @@ from mcp_analytics.clickhouse_store import _SETTINGS, ClickHouseStore
 
 
 class ChdbClient:
+    """``execute`` as ``clickhouse_driver.Client`` answers it (rows, and column names and types on request), over a
+    chdb session set up as the store sets up its connections (``_SETTINGS``); 64-bit integers come back as numbers."""
+
     def __init__(self, session: Any) -> None:
         self.session = session
         self._escaper = Client("127.0.0.1")  # never connects: only its parameter substitution is used
