@@ -40,7 +40,7 @@ _CONFIG = """<?xml version="1.0"?>
 """
 _USERS = """<?xml version="1.0"?>
 <yandex>
-    <profiles><default><max_memory_usage>2000000000</max_memory_usage></default></profiles>
+    <profiles><default><max_memory_usage>1000000000</max_memory_usage></default></profiles>
     <users><default><password></password><networks><ip>127.0.0.1</ip></networks>
         <profile>default</profile><quota>default</quota></default></users>
     <quotas><default></default></quotas>

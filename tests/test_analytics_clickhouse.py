@@ -415,3 +415,17 @@ def test_the_report_reads_a_clickhouse_store_as_it_reads_a_duckdb_file(store, tm
     assert reports[0] == reports[1], "every table of the report, row for row"
     assert cli.main(["report", "--store", url, "--project", "nope"]) == 2
     assert "no events of project 'nope'" in capsys.readouterr().err
+
+
+def test_a_session_of_thirty_thousand_events_is_cut_in_bounded_memory(store):
+    """Runs are cut from neighbours' differences: a lambda reading a group's whole array would copy it once per
+    event (30,000² timestamps here, far over the test server's 1 GB per query)."""
+    start = test_analytics_store.at(0, 0)
+    store.add("p", [event(f"long{i}", session_id="long", user_id="alice", timestamp_ns=start + i * 2 * 10**9)
+                    for i in range(30_000)])  # fmt: skip
+    window = Window(test_analytics_store.DAY, test_analytics_store.DAY + timedelta(days=2))
+    (summary,) = store.panel("p", "summary", window)
+    assert (summary["events"], summary["sessions"]) == (30_000, 1)
+    (session,) = store.panel("p", "sessions", window)
+    assert (session["session"], session["events"], session["duration_s"]) == ("long", 30_000, 59_998.0)
+    assert store.panel("p", "users", window)[0]["sessions"] == 1
