@@ -81,7 +81,7 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             f"""CREATE TABLE IF NOT EXISTS events (
                 project String,
                 {", ".join(f"{name} {kind}" for name, kind in _COLUMNS)},
-                at DateTime DEFAULT toDateTime(intDiv(ts_us, 1000000))
+                at DateTime('UTC') DEFAULT toDateTime(intDiv(ts_us, 1000000), 'UTC')
             ) ENGINE = ReplacingMergeTree
             PARTITION BY toYYYYMMDD(at)
             ORDER BY (project, toStartOfHour(at), type, ts_us, event_id)""",

@@ -33,7 +33,7 @@ _CONFIG = """<?xml version="1.0"?>
     <users_config>users.xml</users_config>
     <default_profile>default</default_profile>
     <default_database>default</default_database>
-    <timezone>UTC</timezone>
+    <timezone>{timezone}</timezone>
     <mark_cache_size>67108864</mark_cache_size>
     <max_concurrent_queries>50</max_concurrent_queries>
 </yandex>
@@ -60,22 +60,23 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def running(root: Path, timeout: float = 60.0) -> Iterator[tuple[str, int]]:
-    """A server on ``root`` until the block ends: yields its native-protocol host and port."""
+def running(root: Path, timeout: float = 60.0, timezone: str = "UTC") -> Iterator[tuple[str, int]]:
+    """A server on ``root`` (in ``timezone``, its default for dates) until the block ends: yields its
+    native-protocol host and port."""
     found = binary()
     if found is None:
         raise FileNotFoundError("clickhouse-server is not installed (Debian: apt-get install clickhouse-server)")
     for sub in ("log", "data", "tmp", "user_files", "format_schemas"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     tcp, http = _free_port(), _free_port()
-    (root / "config.xml").write_text(_CONFIG.format(root=root, tcp=tcp, http=http))
+    (root / "config.xml").write_text(_CONFIG.format(root=root, tcp=tcp, http=http, timezone=timezone))
     (root / "users.xml").write_text(_USERS)
     process = subprocess.Popen(
         [found, "--config-file", str(root / "config.xml")],
         cwd=root,
         stdout=subprocess.DEVNULL,
         stderr=(root / "log" / "stderr.log").open("wb"),
-        env={**os.environ, "TZ": "UTC"},
+        env={**os.environ, "TZ": timezone},
     )
     try:
         _wait(process, http, root, timeout)

@@ -429,3 +429,20 @@ def test_a_session_of_thirty_thousand_events_is_cut_in_bounded_memory(store):
     (session,) = store.panel("p", "sessions", window)
     assert (session["session"], session["events"], session["duration_s"]) == ("long", 30_000, 59_998.0)
     assert store.panel("p", "users", window)[0]["sessions"] == 1
+
+
+def test_days_are_utc_days_whatever_the_server_s_timezone(clickhouse, tmp_path):
+    """Partitions are UTC days on a server west of UTC too: retention drops none that holds a kept event."""
+    with clickhouse_server.running(tmp_path / "new-york", timezone="America/New_York") as (host, port):
+        store = ClickHouseStore(f"clickhouse://{host}:{port}/west")
+        try:
+            kept = test_analytics_store.at(3, 0)  # 22:00 the day before in New York
+            store.add("p", [event("old", timestamp_ns=kept - 86_400 * 10**9), event("kept", timestamp_ns=kept)])
+            assert store.delete(None, before=test_analytics_store.moment(1)) == 1
+            everything = Window.parse(end=test_analytics_store.moment(23), last="all")
+            assert store.panel("p", "extent", everything)[0]["events"] == 1
+            assert store.panel("p", "intents", everything) == []
+            (row,) = store.panel("p", "timeseries", everything, bucket="1 hour")
+            assert row["bucket"] == test_analytics_store.moment(3)
+        finally:
+            store.close()
