@@ -4,6 +4,7 @@ nox                      # every session
 nox -s lint typecheck    # ruff (lint rules and formatting) and mypy, in a minute
 nox -s "tests(mcp='2.3.0')"
 nox -s phoenix           # end to end against a real Arize Phoenix (a heavy install)
+nox -s clickhouse_current  # the ClickHouse store's statements on the current engine, in-process (chdb, 180 MB)
 """
 
 from pathlib import Path
@@ -32,6 +33,10 @@ OTEL_CONTRIB = [
 # tests/phoenix needs arize-phoenix, installed only by the ``phoenix`` session: every other session leaves it out.
 PHOENIX_TESTS = "tests/phoenix"
 PHOENIX = "arize-phoenix==20.26.1"
+# The ClickHouse store's tests start a ClickHouse server and do not depend on the mcp SDK: run by one session only.
+CLICKHOUSE_TESTS = "tests/test_analytics_clickhouse.py"
+# The current ClickHouse engine in-process: a 180 MB wheel, installed only by the ``clickhouse_current`` session.
+CHDB = ["chdb==4.4.0", "chdb-core==26.9.0"]
 RUFF = "ruff==0.17.6"
 MYPY = ["mypy==2.4.1", "types-protobuf==7.35.1.20261122"]
 
@@ -48,7 +53,7 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """mypy on the three packages (configured in pyproject.toml) against the latest mcp and the tests' pins; then
     the adapter for mcp 1.x, which that run leaves out, against the latest 1.x (other modules followed silently)."""
-    session.install("-e", ".[analytics,exporter,test]", "mcp==2.3.0", *OTEL, *OTEL_CONTRIB, *MYPY)
+    session.install("-e", ".[analytics,clickhouse,exporter,test]", "mcp==2.3.0", *OTEL, *OTEL_CONTRIB, *MYPY)
     session.run("mypy", *session.posargs)
     session.install("mcp==1.30.0")
     v1 = sorted(str(path) for path in Path("opentelemetry_instrumentation_mcp/adapters/v1").glob("*.py"))
@@ -62,8 +67,10 @@ def tests(session: nox.Session, mcp: str) -> None:
     extra = ["pydantic<2.12"] if mcp == "1.20.0" else []
     # The latest of each line also installs the exporter's optional orjson; the others test its stdlib fallback.
     extras = "test,analytics,exporter" if mcp in ("1.30.0", "2.3.0") else "test,analytics"
+    extras += ",clickhouse" if mcp == MCP_VERSIONS[-1] else ""  # the session that runs the ClickHouse tests
     session.install("-e", f".[{extras}]", f"mcp=={mcp}", *OTEL, *OTEL_CONTRIB, *extra)
-    session.run("pytest", "-q", "-p", "no:cacheprovider", f"--ignore={PHOENIX_TESTS}", *session.posargs)
+    ignored = [f"--ignore={PHOENIX_TESTS}"] + ([f"--ignore={CLICKHOUSE_TESTS}"] if mcp != MCP_VERSIONS[-1] else [])
+    session.run("pytest", "-q", "-p", "no:cacheprovider", *ignored, *session.posargs)
 
 
 @nox.session(python="3.11", venv_backend="uv")
@@ -76,7 +83,8 @@ def fastmcp(session: nox.Session) -> None:
     session.install(
         "--override", overrides, "-e", ".[test,analytics]", "mcp==2.3.0", "fastmcp==4.1.6", *OTEL, *OTEL_CONTRIB
     )
-    session.run("pytest", "-q", "-p", "no:cacheprovider", f"--ignore={PHOENIX_TESTS}", *session.posargs)
+    session.run("pytest", "-q", "-p", "no:cacheprovider", f"--ignore={PHOENIX_TESTS}", f"--ignore={CLICKHOUSE_TESTS}",
+                *session.posargs)  # fmt: skip
 
 
 @nox.session(python="3.11")
@@ -93,3 +101,12 @@ def phoenix(session: nox.Session) -> None:
     session.install("-e", ".[test]", "mcp==2.3.0", PHOENIX, *OTEL, *OTEL_CONTRIB)
     # arize-phoenix-client's pytest plugin (Phoenix experiments from tests) is not used: left unloaded.
     session.run("pytest", "-q", "-p", "no:cacheprovider", "-p", "no:phoenix", PHOENIX_TESTS, *session.posargs)
+
+
+@nox.session(python="3.11")
+def clickhouse_current(session: nox.Session) -> None:
+    """The ClickHouse store's very statements on the current ClickHouse engine (chdb, in-process), beside the
+    ``tests`` sessions' real clickhouse-server 18.16: every panel, session and timeline as DuckDB answers them."""
+    session.install("-e", ".[test,analytics,clickhouse]", "mcp==2.3.0", *CHDB, *OTEL, *OTEL_CONTRIB)
+    session.run("pytest", "-q", "-p", "no:cacheprovider", "tests/test_analytics_clickhouse.py", "-k", "chdb",
+                *session.posargs)  # fmt: skip

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import urllib.error
+from typing import Any
 
 from mcp_analytics import report
 from mcp_analytics.alerts import Engine, Rules
@@ -20,6 +21,7 @@ ENV_DB = "MCP_ANALYTICS_DB"
 ENV_MEMORY = "MCP_ANALYTICS_MEMORY_LIMIT"
 ENV_TIMEOUT = "MCP_ANALYTICS_SESSION_TIMEOUT"
 ENV_RETENTION = "MCP_ANALYTICS_RETENTION"
+ENV_STORE = "MCP_ANALYTICS_STORE"
 DEFAULT_DB = "mcp-analytics.duckdb"
 DEFAULT_PROJECT = "default"
 
@@ -36,10 +38,19 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"no API key given: project {DEFAULT_PROJECT!r} has the key {key} until this server stops")
     prices = Prices.parse(args.token_price, args.tool_price)
     slos = Slos.parse(_json_file(args.slo_config), args.slo_tier, args.slo_tool, args.slo_objective)
-    store = DuckDBStore(args.db, memory_limit=args.memory_limit, session_timeout=args.session_timeout, prices=prices,
-                        slos=slos)  # fmt: skip
+    store: Any
+    where = args.store or args.db
+    if where.startswith("clickhouse://"):
+        from mcp_analytics.clickhouse_store import ClickHouseStore
+
+        store = ClickHouseStore(where, session_timeout=args.session_timeout, prices=prices, slos=slos)
+        where = store.path  # without the password
+    else:
+        where = _duckdb_path(where)
+        store = DuckDBStore(where, memory_limit=args.memory_limit, session_timeout=args.session_timeout,
+                            prices=prices, slos=slos)  # fmt: skip
     url = f"http://{args.host}:{args.port}"
-    print(f"MCP analytics API on {url} (store {args.db}, OpenAPI at {url}/docs); dashboard at {url}/", flush=True)
+    print(f"MCP analytics API on {url} (store {where}, OpenAPI at {url}/docs); dashboard at {url}/", flush=True)
     try:
         engine = Engine(store, Rules.parse(args.alert_rule), args.alert_webhook)
         app = create_app(store, keys, retention=args.retention, alerts=engine, alert_interval=args.alert_interval)
@@ -47,6 +58,17 @@ def _serve(args: argparse.Namespace) -> int:
     finally:
         store.close()
     return 0
+
+
+def _duckdb_path(store: str) -> str:
+    """The DuckDB file of ``--store duckdb:///path/file.duckdb`` (``duckdb:///relative.duckdb`` is relative to the
+    working directory, ``duckdb:////abs/file.duckdb`` absolute), or of ``--db``'s plain path."""
+    if "://" not in store:
+        return store
+    scheme, _, path = store.partition("://")
+    if scheme != "duckdb" or not path.startswith("/") or len(path) < 2:
+        raise ValueError(f"a store is duckdb:///path/file.duckdb or clickhouse://host:port/database, not {store!r}")
+    return path[1:]
 
 
 def _json_file(path: str | None) -> dict[str, object] | None:
@@ -90,18 +112,27 @@ def _report(args: argparse.Namespace) -> int:
         from mcp_analytics.duckdb_store import DuckDBStore
         from mcp_analytics.store import Window
 
-        if not os.path.exists(args.db):
-            print(f"no store at {args.db} (give --db, or --url and --api-key of a running API)", file=sys.stderr)
-            return 2
-        store = DuckDBStore(args.db)
+        store: Any
+        where = args.store or args.db
+        if where.startswith("clickhouse://"):
+            from mcp_analytics.clickhouse_store import ClickHouseStore
+
+            store = ClickHouseStore(where)
+            where = store.path
+        else:
+            where = _duckdb_path(where)
+            if not os.path.exists(where):
+                print(f"no store at {where} (give --db, or --url and --api-key of a running API)", file=sys.stderr)
+                return 2
+            store = DuckDBStore(where)
         projects = store.projects()
         if args.project not in projects:
             store.close()
             held = f"its projects: {', '.join(projects)}" if projects else "it holds no events"
-            print(f"no events of project {args.project!r} in {args.db} ({held}); give --project", file=sys.stderr)
+            print(f"no events of project {args.project!r} in {where} ({held}); give --project", file=sys.stderr)
             return 2
         fetch = report.from_store(store, args.project, Window.parse(last=args.last), args.limit, slice)
-        title = f"MCP analytics: project {args.project} in {args.db}, last {args.last}"
+        title = f"MCP analytics: project {args.project} in {where}, last {args.last}"
     if slice:
         title += "; " + ", ".join(f"{name} {values}" for name, values in slice.query().items())
     print(report.render(fetch, title))
@@ -123,6 +154,11 @@ def parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the analytics API and dashboard")
     serve.add_argument("--db", default=db, help=f"DuckDB file (default {db}; env {ENV_DB})")
+    serve.add_argument("--store", default=os.environ.get(ENV_STORE) or None, metavar="URL",
+                       help="where events are stored: duckdb:///path/file.duckdb (as --db) or "
+                            "clickhouse://[user:password@]host:port/database, shared by any number of API instances "
+                            "(user and password also from MCP_ANALYTICS_CLICKHOUSE_USER and _PASSWORD; "
+                            f"env {ENV_STORE}; overrides --db)")  # fmt: skip
     serve.add_argument("--host", default=DEFAULT_HOST)
     serve.add_argument("--port", type=int, default=DEFAULT_PORT)
     serve.add_argument("--api-key", action="append", default=[], metavar="PROJECT=KEY",
@@ -186,6 +222,7 @@ def parser() -> argparse.ArgumentParser:
 
     rep = commands.add_parser("report", help="print the panels as tables, from a store file or a running API")
     rep.add_argument("--db", default=db, help="the store file (when the API is not running)")
+    rep.add_argument("--store", metavar="URL", help="the store as serve takes it: duckdb:///file or clickhouse://…")
     rep.add_argument("--project", default=DEFAULT_PROJECT)
     rep.add_argument("--url", help="a running API instead of a file, e.g. http://127.0.0.1:8765")
     rep.add_argument("--api-key", help="the project's key, with --url")

@@ -609,12 +609,15 @@ _DEVIATIONS = {
 }
 """The deviation rules as queries (``alerts.Rules`` names their thresholds); ``slo_burn`` reads the ``slo`` panel."""
 _SLO_BASELINE = f"""
-    SELECT resource AS tool, round(quantile_cont(duration_ms, 0.95), 3) AS baseline_p95_ms
+    SELECT resource AS tool,
+        round(quantile_cont(duration_ms, 0.95) FILTER (WHERE ts >= CAST($end AS TIMESTAMP) - INTERVAL 7 DAY), 3)
+            AS baseline_p95_ms
     FROM events WHERE project = $project AND kind <> 'client' AND type = 'mcp:tools/call' AND resource IS NOT NULL
-        AND ts >= CAST($end AS TIMESTAMP) - INTERVAL 7 DAY AND ts < $end
+        AND ts >= least(CAST($start AS TIMESTAMP), CAST($end AS TIMESTAMP) - INTERVAL 7 DAY) AND ts < $end
         AND resource IN (SELECT resource FROM events WHERE {_TOOL_CALLS})
     GROUP BY resource"""
-"""The observed p95 of each tool called in the window, over the 7 days up to the window's end (the tier it is in)."""
+"""The observed p95 of each tool called in the window, over the 7 days up to the window's end (the tier it is in);
+null for a tool called in a longer window but not in those 7 days (the fastest tier)."""
 _SLO_WINDOW = f"""
     SELECT resource AS tool, count(*) AS calls,
         count(*) FILTER (WHERE duration_ms <= CAST($slo_targets AS DOUBLE[])[list_position(CAST($slo_tools AS VARCHAR[]), resource)]) AS within,

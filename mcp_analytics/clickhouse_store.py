@@ -1,0 +1,1052 @@
+"""The store for fleets: one ClickHouse database that any number of API instances share.
+
+The SQL is ClickHouse's own, written for what both ClickHouse 18.16 (Debian's package) and current releases
+run: no table CTEs (18.16 has only ``WITH expr AS name``), no window functions (session runs are cut with
+arrays: ``groupArray``, ``arraySort``, ``arrayCumSum``), no ``DateTime64`` (times are ``Int64`` microseconds,
+``ts_us``, beside a ``DateTime`` ``at`` for partitions and the sorting key).
+
+Idempotency lives in the engine, not in the API process: ``events`` is a ``ReplacingMergeTree`` whose sorting
+key ends with the event id (an event's id fixes its timestamp, hence its partition and key), and every read
+says ``FINAL``, so a batch stored twice (a retry, two API instances racing, a crash between insert and answer)
+is read once even before background merges have collapsed the copies. The recent-ids filter and a look-up
+of the batch's ids only keep the copies rare and the ``duplicates`` count of an answer right in the usual case.
+
+Alert state lives in ClickHouse too (``alerts`` and ``alert_deliveries``, ``ReplacingMergeTree`` keyed by
+episode, a newer version of a row replacing the older), so a second instance sees the episodes of the first.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import re
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from clickhouse_driver import Client
+
+from mcp_analytics.alerts import MAX_DELIVERY_ATTEMPTS, Alert, Rules, Transition
+from mcp_analytics.duckdb_store import REQUEST_TYPES, SchemaTooNew, bucket_for
+from mcp_analytics.event_columns import to_arrow
+from mcp_analytics.models import Event, IngestResult
+from mcp_analytics.recent_ids import DEFAULT_CAPACITY, RecentIds
+from mcp_analytics.store import (
+    BYTES_PER_TOKEN,
+    DIMENSIONS,
+    EPOCH,
+    SESSION_GAP,
+    Prices,
+    Slice,
+    Slos,
+    UnknownPanel,
+    Window,
+)
+
+ENV_USER = "MCP_ANALYTICS_CLICKHOUSE_USER"
+ENV_PASSWORD = "MCP_ANALYTICS_CLICKHOUSE_PASSWORD"  # noqa: S105 - the variable's name, not a password
+DEFAULT_PORT = 9000
+"""ClickHouse's native protocol port."""
+LOOKUP_IDS = 1000
+"""Event ids looked up per query when a batch may hold stored events (ids are at most 128 characters)."""
+
+_COLUMNS = (
+    ("event_id", "String"), ("ts_us", "Int64"), ("type", "String"), ("kind", "String"),
+    ("resource", "Nullable(String)"), ("session_id", "Nullable(String)"), ("stateless", "UInt8"),
+    ("duration_ms", "Float64"), ("upstream_ms", "Nullable(Float64)"), ("intent", "Nullable(String)"),
+    ("user_id", "Nullable(String)"), ("user_name", "Nullable(String)"), ("client_name", "Nullable(String)"),
+    ("client_version", "Nullable(String)"), ("server_name", "Nullable(String)"), ("server_version", "Nullable(String)"),
+    ("protocol_version", "Nullable(String)"), ("transport", "Nullable(String)"), ("is_error", "UInt8"),
+    ("error_type", "Nullable(String)"), ("error_message", "Nullable(String)"), ("error_code", "Nullable(Int32)"),
+    ("failure_origin", "Nullable(String)"), ("failure_reason", "Nullable(String)"), ("argument_keys", "Array(String)"),
+    ("response_size", "Nullable(Int64)"), ("trace_id", "Nullable(String)"), ("span_id", "Nullable(String)"),
+    ("content", "Nullable(String)"), ("custom", "Nullable(String)"), ("tools_listed", "Array(String)"),
+    ("caller_id", "Nullable(String)"), ("user_data", "Nullable(String)"), ("destructive_tools", "Array(String)"),
+    ("prompts_listed", "Array(String)"),
+)  # fmt: skip
+"""The stored columns of an event after ``project``, as ``event_columns.to_arrow`` names them (``ts_us`` for
+``ts``); lists are never null here (an absent list is empty, which every query reads the same way)."""
+_LISTS = {"argument_keys", "tools_listed", "destructive_tools", "prompts_listed"}
+
+MIGRATIONS: list[tuple[int, list[str]]] = [
+    (
+        1,
+        [
+            f"""CREATE TABLE IF NOT EXISTS events (
+                project String,
+                {", ".join(f"{name} {kind}" for name, kind in _COLUMNS)},
+                at DateTime('UTC') DEFAULT toDateTime(intDiv(ts_us, 1000000), 'UTC')
+            ) ENGINE = ReplacingMergeTree
+            PARTITION BY toYYYYMMDD(at)
+            ORDER BY (project, toStartOfHour(at), type, ts_us, event_id)""",
+            """CREATE TABLE IF NOT EXISTS alerts (
+                id UInt64, project String, rule String, subject String, state String, since Int64,
+                resolved_at Nullable(Int64), observed Float64, threshold Float64, window_text String, text String,
+                version UInt64
+            ) ENGINE = ReplacingMergeTree(version) ORDER BY (project, id)""",
+            """CREATE TABLE IF NOT EXISTS alert_deliveries (
+                alert_id UInt64, state String, url String, delivered UInt8, attempts UInt32, version UInt64
+            ) ENGINE = ReplacingMergeTree(version) ORDER BY (alert_id, state, url)""",
+        ],
+    ),
+]
+"""Each version's statements, idempotent (``IF NOT EXISTS``), so that two instances migrating at once, or one
+stopped half way, leave the same schema. Events are partitioned by day (retention drops whole days' parts) and
+sorted by project, hour, type, time and id: every panel reads one project's time range, most of them one type.
+Rollups for large stores (a later schema version) would be ``AggregatingMergeTree`` tables fed by materialized
+views from ``events``, keyed the same way."""
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+_SETTINGS = {"join_use_nulls": 1}
+"""A row missing from the other side of an outer join reads as NULL, as in SQL (and DuckDB), not as a default."""
+
+# ---------------------------------------------------------------------------------------------------- SQL parts
+
+_SERVED = "project = %(project)s AND kind != 'client'"
+_IN_WINDOW = (
+    f"{_SERVED} AND ts_us >= %(start)s AND ts_us < %(end)s"
+    " AND at >= toDateTime(%(start_s)s) AND at <= toDateTime(%(end_s)s)"
+)
+"""Panels describe the server side (client spans are not counted twice); ``at`` lets the engine skip partitions."""
+_TOOL_CALLS = f"{_IN_WINDOW} AND type = 'mcp:tools/call' AND resource IS NOT NULL"
+_REQUESTS = f"type IN {REQUEST_TYPES}"
+_FAMILY = f"""multiIf(startsWith(type, 'custom:'), 'custom', ifNull(failure_origin, '') = 'auth', 'auth',
+    {_REQUESTS}, 'requests', 'capabilities')"""
+_GROUPED = "(session_id IS NOT NULL OR user_id IS NOT NULL OR caller_id IS NOT NULL)"
+_GROUP = """multiIf(session_id IS NOT NULL, cityHash64('s', ifNull(session_id, '')),
+    user_id IS NOT NULL, cityHash64('u', ifNull(user_id, ''), ifNull(client_name, ''), isNull(client_name)),
+    caller_id IS NOT NULL, cityHash64('c', ifNull(caller_id, ''), ifNull(client_name, ''), isNull(client_name)),
+    cityHash64('e', event_id))"""
+"""Which sessions an event belongs to: its session id; else (stateless) its identified user and client; else its
+caller and client; else (``e``) a session of its own. Each group is cut into runs wherever more than ``gap`` (the
+session inactivity timeout) passes without an event."""
+_TAG = "multiIf(session_id IS NOT NULL, 's', user_id IS NOT NULL, 'u', caller_id IS NOT NULL, 'c', 'e')"
+
+
+def _runs_of(sorted_array: str) -> str:
+    """The run number of each element of ``sorted_array`` (tuples whose first element is ``ts_us``, sorted by it):
+    a new run starts where more than ``gap`` passed since the previous element. Events at the same instant are
+    always in one run. (From the differences of neighbours: a lambda that read the array itself would capture it,
+    which ClickHouse does by copying it once per element.)"""
+    gaps = f"arrayDifference(arrayMap(x -> tupleElement(x, 1), {sorted_array}))"
+    return f"arrayCumSum(arrayMap((d, i) -> i = 1 OR d > %(gap)s, {gaps}, arrayEnumerate({sorted_array})))"
+
+
+def _runs(events: str) -> str:
+    """One row per run with an event since ``start`` and per user and client seen in it, of the grouped events of
+    ``events``: ``grp``, ``run``, ``user_id``, ``client_name``. Runs are cut from the events since ``gap`` before the
+    window, which cuts the window's events exactly as the whole history would."""
+    return f"""SELECT DISTINCT grp, tupleElement(e, 2) AS run, tupleElement(e, 3) AS user_id,
+            tupleElement(e, 4) AS client_name
+        FROM (
+            SELECT grp, arrayJoin(arrayFilter(x -> tupleElement(x, 1) >= %(start)s,
+                arrayMap((x, r) -> (tupleElement(x, 1), r, tupleElement(x, 2), tupleElement(x, 3)), s, {_runs_of("s")})))
+                AS e
+            FROM (
+                SELECT grp, arraySort(x -> tupleElement(x, 1), groupArray((ts_us, user_id, client_name))) AS s
+                FROM (SELECT ts_us, user_id, client_name, {_GROUP} AS grp FROM {events}
+                      WHERE {_SERVED} AND ts_us >= %(start)s - %(gap)s AND ts_us < %(end)s AND {_GROUPED})
+                GROUP BY grp
+            )
+        )"""
+
+
+_SINGLES = f"countIf(NOT {_GROUPED})"
+"""A window's events of no group: a session each."""
+
+
+def _quantile(expr: str, level: float, condition: str | None = None) -> str:
+    """The ``level`` quantile of ``expr`` interpolated linearly between the two nearest values, exactly (the
+    definition of DuckDB's ``quantile_cont``, which ClickHouse has no function for in every release): the values
+    are collected and sorted, so its memory is the group's size. NaN where there is none (read as null)."""
+    values = f"groupArrayIf({expr}, {condition})" if condition else f"groupArray({expr})"
+    pos = f"(length(s) - 1) * {level}"
+    lo, hi = f"s[toUInt64(floor({pos})) + 1]", f"s[toUInt64(ceil({pos})) + 1]"
+    return f"arrayMap(s -> if(length(s) = 0, nan, {lo} + ({pos} - floor({pos})) * ({hi} - {lo})), [arraySort({values})])[1]"
+
+
+def _round(expr: str, digits: int) -> str:
+    """Rounded half away from zero, as DuckDB rounds (ClickHouse's ``round`` rounds floats half to even); for the
+    non-negative figures the panels round."""
+    return f"(floor(({expr}) * 1e{digits} + 0.5) / 1e{digits})"
+
+
+def _percentiles(condition: str | None = None) -> str:
+    return f"""{_round(_quantile("duration_ms", 0.5, condition), 3)} AS p50_ms,
+    {_round(_quantile("duration_ms", 0.95, condition), 3)} AS p95_ms,
+    {_round(_quantile("duration_ms", 0.99, condition), 3)} AS p99_ms,
+    {_round(_quantile("duration_ms - ifNull(upstream_ms, 0)", 0.95, condition), 3)} AS own_p95_ms,
+    {_round(_quantile("ifNull(upstream_ms, 0)", 0.95, condition), 3)} AS upstream_p95_ms,
+    {_round("sum(ifNull(upstream_ms, 0)) / nullIf(sum(duration_ms), 0)", 4)} AS upstream_share"""
+
+
+_ERRORS_BY_ORIGIN = ", ".join(
+    f"countIf(ifNull(failure_origin, '') = '{origin}') AS {origin}_errors"
+    for origin in ("client", "auth", "upstream", "server")
+)
+_BUCKET = "%(start)s + intDiv(ts_us - %(start)s, %(bucket)s) * %(bucket)s"
+"""The start of an event's time bucket (µs), buckets counted from the window's start."""
+
+_CODE_NAME = """multiIf(error_code = -32700, 'parse error', error_code = -32600, 'invalid request',
+    error_code = -32601, 'method not found', error_code = -32602, 'invalid params', error_code = -32603, 'internal error',
+    error_code = -32002, 'resource not found', error_code = -32042, 'URL elicitation required',
+    error_code = 0, 'handler exception (SDK)', NULL)"""
+
+
+def _unused(item: str, used: str, listing: str, column: str, last: str, before: str) -> str:
+    """Tools (or prompts) listed by the server or used before the window, and not used in it: ``item``, when each was
+    last used (``last``) and how often before the window (``before``), and when last listed."""
+    return f"""
+        SELECT {item}, {last}, ifNull({before}, 0) AS {before}, last_listed FROM (
+            SELECT assumeNotNull(resource) AS {item}, max(ts_us) AS {last}, count() AS {before}
+            FROM {{events}} WHERE {_SERVED} AND type = '{used}' AND resource IS NOT NULL AND ts_us < %(start)s
+            GROUP BY {item}
+        ) AS known ALL FULL OUTER JOIN (
+            SELECT arrayJoin({column}) AS {item}, max(ts_us) AS last_listed
+            FROM {{events}} WHERE {_SERVED} AND type = '{listing}' AND ts_us < %(end)s
+            GROUP BY {item}
+        ) AS joined USING ({item})
+        WHERE {item} NOT IN (SELECT assumeNotNull(resource) FROM {{events}}
+                             WHERE {_IN_WINDOW} AND type = '{used}' AND resource IS NOT NULL)
+        ORDER BY {last} IS NULL, {last} DESC, {item} LIMIT %(limit)s"""
+
+
+_SESSION_FIGURES = """min(ts) AS started, max(ts) AS ended,
+    (intDiv(max(ts), 1000) - intDiv(min(ts), 1000)) / 1000 AS duration_s,
+    count() AS events, countIf(type = 'mcp:tools/call') AS tool_calls, countIf(is_error = 1) AS failures,
+    count(intent) AS intents"""
+
+_PANELS: dict[str, str] = {
+    "summary": f"""
+        SELECT count() AS events, countIf(is_error = 1) AS failures,
+            {_round("1 - countIf(is_error = 1) / nullIf(count(), 0)", 4)} AS success_rate,
+            countIf(type = 'mcp:tools/call') AS tool_calls,
+            {_SINGLES} + (SELECT uniqExact(grp, run) FROM ({_runs("{events}")})) AS sessions,
+            uniqExactIf(assumeNotNull(user_id), user_id IS NOT NULL) AS users, uniqExactIf(assumeNotNull(client_name), client_name IS NOT NULL) AS clients
+        FROM {{events}} WHERE {_IN_WINDOW}""",
+    "timeseries": f"""
+        SELECT {_BUCKET} AS bucket, intDiv(%(bucket)s, 1000000) AS bucket_seconds,
+            multiIf(%(by)s = 'family', {_FAMILY}, %(by)s = 'tool', resource,
+                %(by)s = 'client', ifNull(client_name, '(unknown)'), type) AS series,
+            count() AS events, countIf(is_error = 1) AS failures
+        FROM {{events}} WHERE {_IN_WINDOW} AND (%(by)s != 'tool' OR (type = 'mcp:tools/call' AND resource IS NOT NULL))
+        GROUP BY bucket, series ORDER BY bucket, series""",
+    "trends": f"""
+        SELECT {_BUCKET} AS bucket, intDiv(%(bucket)s, 1000000) AS bucket_seconds,
+            count() AS calls, countIf(is_error = 1) AS errors, {_ERRORS_BY_ORIGIN}, {_percentiles()}
+        FROM {{events}} WHERE {_IN_WINDOW} AND {_REQUESTS}
+        GROUP BY bucket ORDER BY bucket""",
+    "extent": f"""
+        SELECT if(count() = 0, NULL, min(ts_us)) AS first_event, if(count() = 0, NULL, max(ts_us)) AS last_event,
+            count() AS events
+        FROM {{events}} WHERE {_SERVED}""",
+    "latency": f"""
+        SELECT tool, calls, p50_ms, p95_ms, p99_ms, own_p95_ms, upstream_p95_ms, upstream_share FROM (
+            SELECT CAST(NULL AS Nullable(String)) AS tool, count() AS calls, {_percentiles()}
+            FROM {{events}} WHERE {_IN_WINDOW} AND {_REQUESTS}
+            UNION ALL
+            SELECT tool, calls, p50_ms, p95_ms, p99_ms, own_p95_ms, upstream_p95_ms, upstream_share FROM (
+                SELECT resource AS tool, count() AS calls, {_percentiles()}
+                FROM {{events}} WHERE {_TOOL_CALLS} GROUP BY resource ORDER BY p95_ms DESC, tool LIMIT %(limit)s
+            )
+        ) ORDER BY tool IS NOT NULL, p95_ms DESC, tool""",
+    "tools": f"""
+        SELECT resource AS tool, count() AS calls, countIf(is_error = 1) AS errors,
+            {_round("countIf(is_error = 1) / count()", 4)} AS error_rate,
+            {_round(_quantile("duration_ms", 0.95), 3)} AS p95_ms,
+            uniqExactIf(assumeNotNull(user_id), user_id IS NOT NULL) AS users, max(ts_us) AS last_called,
+            {_round(f"count() / (SELECT count() FROM {{events}} WHERE {_TOOL_CALLS})", 4)} AS share
+        FROM {{events}} WHERE {_TOOL_CALLS} GROUP BY resource ORDER BY calls DESC, tool LIMIT %(limit)s""",
+    "clients": f"""
+        SELECT client, events, tool_calls, failures, other_sessions + ifNull(runs, 0) AS sessions, users FROM (
+            SELECT ifNull(client_name, '(unknown)') AS client, count() AS events,
+                countIf(type = 'mcp:tools/call') AS tool_calls, countIf(is_error = 1) AS failures,
+                {_SINGLES} AS other_sessions, uniqExactIf(assumeNotNull(user_id), user_id IS NOT NULL) AS users
+            FROM {{events}} WHERE {_IN_WINDOW} GROUP BY client
+        ) AS known ALL LEFT JOIN (
+            SELECT ifNull(client_name, '(unknown)') AS client, uniqExact(grp, run) AS runs
+            FROM ({_runs("{events}")}) GROUP BY client
+        ) AS joined USING (client)
+        ORDER BY events DESC, client LIMIT %(limit)s""",
+    "users": f"""
+        SELECT user, name, events, tool_calls, failures, other_sessions + ifNull(runs, 0) AS sessions, last_seen FROM (
+            SELECT assumeNotNull(user_id) AS user, any(user_name) AS name, count() AS events,
+                countIf(type = 'mcp:tools/call') AS tool_calls, countIf(is_error = 1) AS failures,
+                {_SINGLES} AS other_sessions, max(ts_us) AS last_seen
+            FROM {{events}} WHERE {_IN_WINDOW} AND user_id IS NOT NULL GROUP BY user
+        ) AS known ALL LEFT JOIN (
+            SELECT assumeNotNull(user_id) AS user, uniqExact(grp, run) AS runs
+            FROM ({_runs("{events}")}) WHERE user_id IS NOT NULL GROUP BY user
+        ) AS joined USING (user)
+        ORDER BY events DESC, user LIMIT %(limit)s""",
+    "failures": f"""
+        SELECT origin, reason, failures, origin_failures, example, last_seen FROM (
+            SELECT ifNull(failure_origin, 'unknown') AS origin, coalesce(failure_reason, error_type) AS reason,
+                count() AS failures, any(error_message) AS example, max(ts_us) AS last_seen
+            FROM {{events}} WHERE {_IN_WINDOW} AND is_error = 1 GROUP BY origin, reason
+        ) AS known ALL LEFT JOIN (
+            SELECT ifNull(failure_origin, 'unknown') AS origin, count() AS origin_failures
+            FROM {{events}} WHERE {_IN_WINDOW} AND is_error = 1 GROUP BY origin
+        ) AS joined USING (origin)
+        ORDER BY origin_failures DESC, origin, failures DESC, reason""",
+    "methods": f"""
+        SELECT type AS method, count() AS events,
+            {_round(f"count() / (SELECT count() FROM {{events}} WHERE {_IN_WINDOW})", 4)} AS share,
+            (SELECT {_round("countIf(type = 'mcp:tools/call') / nullIf(countIf(type = 'mcp:tools/list'), 0)", 3)}
+             FROM {{events}} WHERE {_IN_WINDOW}) AS calls_per_list
+        FROM {{events}} WHERE {_IN_WINDOW} GROUP BY type ORDER BY events DESC, method""",
+    "prompts": f"""
+        SELECT prompt, keys AS argument_keys, uses, failures, users FROM (
+            SELECT resource AS prompt, arrayStringConcat(arraySort(argument_keys), ', ') AS keys, count() AS uses,
+                countIf(is_error = 1) AS failures, uniqExactIf(assumeNotNull(user_id), user_id IS NOT NULL) AS users
+            FROM {{events}} WHERE {_IN_WINDOW} AND type = 'mcp:prompts/get'
+            GROUP BY prompt, keys ORDER BY uses DESC, prompt, keys LIMIT %(limit)s
+        )""",
+    "cost": f"""
+        SELECT resource AS tool, ifNull(user_id, '(anonymous)') AS user, count() AS calls,
+            sum(ifNull(response_size, 0)) AS response_bytes,
+            {_round("avg(response_size)", 1)} AS avg_response_bytes,
+            {_round("sum(duration_ms)", 3)} AS total_ms,
+            toInt64({_round("sum(ifNull(response_size, 0)) / %(token_bytes)s", 0)}) AS est_tokens,
+            {
+        _round(
+            "sum(ifNull(response_size, 0)) / %(token_bytes)s / 1e6 * if(has(CAST(%(priced_tools)s AS Array(String)), "
+            "assumeNotNull(any(resource))), CAST(%(tool_prices)s AS Array(Float64))[indexOf(CAST(%(priced_tools)s "
+            "AS Array(String)), assumeNotNull(any(resource)))], %(token_price)s)",
+            6,
+        )
+    } AS est_cost
+        FROM {{events}} WHERE {_TOOL_CALLS} GROUP BY tool, user
+        ORDER BY response_bytes DESC, calls DESC, tool, user LIMIT %(limit)s""",
+    "unused_tools": _unused("tool", "mcp:tools/call", "mcp:tools/list", "tools_listed", "last_called", "calls_before"),
+    "unused_prompts": _unused(
+        "prompt", "mcp:prompts/get", "mcp:prompts/list", "prompts_listed", "last_used", "uses_before"
+    ),
+    "errors": f"""
+        SELECT error_code AS code, {_CODE_NAME} AS name, count() AS errors,
+            arraySort(groupUniqArray(replaceAll(type, 'mcp:', ''))) AS methods,
+            arraySort(groupUniqArray(failure_origin)) AS origins,
+            any(error_message) AS example, max(ts_us) AS last_seen
+        FROM {{events}} WHERE {_IN_WINDOW} AND is_error = 1 AND error_code IS NOT NULL
+        GROUP BY error_code ORDER BY errors DESC, code LIMIT %(limit)s""",
+    "arguments": f"""
+        SELECT if(type = 'mcp:tools/call', 'tool', 'prompt') AS kind, name, keys AS argument_keys, calls, failures,
+            {_round("calls / total", 4)} AS share
+        FROM (
+            SELECT type, assumeNotNull(resource) AS name, arrayStringConcat(arraySort(argument_keys), ', ') AS keys,
+                count() AS calls, countIf(is_error = 1) AS failures
+            FROM {{events}} WHERE {_IN_WINDOW} AND type IN ('mcp:tools/call', 'mcp:prompts/get') AND resource IS NOT NULL
+            GROUP BY type, name, keys
+        ) AS known ALL LEFT JOIN (
+            SELECT type, assumeNotNull(resource) AS name, count() AS total
+            FROM {{events}} WHERE {_IN_WINDOW} AND type IN ('mcp:tools/call', 'mcp:prompts/get') AND resource IS NOT NULL
+            GROUP BY type, name
+        ) AS joined USING (type, name)
+        ORDER BY calls DESC, kind, name, keys LIMIT %(limit)s""",
+    "servers": f"""
+        SELECT ifNull(server_name, '(unknown)') AS server,
+            nullIf(arrayStringConcat(arraySort(groupUniqArray(server_version)), ', '), '') AS versions,
+            count() AS events, countIf(type = 'mcp:tools/call') AS tool_calls, countIf(is_error = 1) AS failures,
+            {_round(_quantile("duration_ms", 0.95, _REQUESTS), 3)} AS p95_ms,
+            uniqExactIf(assumeNotNull(client_name), client_name IS NOT NULL) AS clients, uniqExactIf(assumeNotNull(user_id), user_id IS NOT NULL) AS users, max(ts_us) AS last_seen
+        FROM {{events}} WHERE {_IN_WINDOW} GROUP BY server
+        ORDER BY events DESC, server LIMIT %(limit)s""",
+    "new_clients": f"""
+        SELECT client_name AS client, min(ts_us) AS first_seen,
+            nullIf(arrayStringConcat(arraySort(groupUniqArray(client_version)), ', '), '') AS versions,
+            count() AS events, uniqExactIf(assumeNotNull(user_id), user_id IS NOT NULL) AS users, countIf(is_error = 1) AS failures
+        FROM {{events}} WHERE {_SERVED} AND client_name IS NOT NULL AND ts_us < %(end)s
+        GROUP BY client_name HAVING min(ts_us) >= %(start)s
+        ORDER BY first_seen DESC, client LIMIT %(limit)s""",
+    "intents": f"""
+        SELECT ts_us AS ts, intent, resource AS tool, user_id AS user, client_name AS client, session_id, is_error,
+            event_id
+        FROM {{events}} WHERE {_IN_WINDOW} AND intent IS NOT NULL
+            AND (%(q)s = '' OR positionUTF8(lowerUTF8(ifNull(intent, '')), lowerUTF8(%(q)s)) > 0)
+        ORDER BY ts DESC, event_id LIMIT %(limit)s""",
+    "sessions": f"""
+        SELECT session, tag != 's' AS stateless,
+            multiIf(tag = 's', 'session id', tag = 'u', 'user + client', tag = 'c', 'caller + client', 'single event')
+                AS grouping,
+            user, client, started, ended, duration_s, events, tool_calls, failures, intents,
+            if(ended > %(now)s - %(gap)s, 'active', 'ended') AS state
+        FROM (
+            SELECT tag, multiIf(tag != 's', concat(tag, '-', first_event),
+                    last_run = 1 AND ifNull(session_id, '') NOT IN (
+                        SELECT assumeNotNull(session_id) FROM {{events}}
+                        WHERE {_SERVED} AND session_id IS NOT NULL AND ts_us < %(start)s - %(gap)s),
+                    ifNull(session_id, ''), concat(ifNull(session_id, ''), '@', first_event)) AS session,
+                user, client, started, ended, duration_s, events, tool_calls, failures, intents
+            FROM (
+                SELECT grp, run, any(last_run) AS last_run, any(tag_of) AS tag, any(session_id) AS session_id,
+                    min(event_id) AS first_event, any(user_id) AS user, any(client_name) AS client, {_SESSION_FIGURES}
+                FROM (
+                    SELECT grp, {_runs_of("s")} AS runs, runs[-1] AS last_run,
+                        arrayJoin(arrayFilter(x -> tupleElement(tupleElement(x, 1), 1) >= %(start)s,
+                            arrayMap((x, r) -> (x, r), s, runs))) AS e,
+                        tupleElement(tupleElement(e, 1), 1) AS ts, tupleElement(e, 2) AS run,
+                        tupleElement(tupleElement(e, 1), 2) AS event_id, tupleElement(tupleElement(e, 1), 3) AS type,
+                        tupleElement(tupleElement(e, 1), 4) AS is_error, tupleElement(tupleElement(e, 1), 5) AS intent,
+                        tupleElement(tupleElement(e, 1), 6) AS session_id, tupleElement(tupleElement(e, 1), 7) AS user_id,
+                        tupleElement(tupleElement(e, 1), 8) AS client_name, tupleElement(tupleElement(e, 1), 9) AS tag_of
+                    FROM (
+                        SELECT grp, arraySort(x -> tupleElement(x, 1), groupArray(
+                            (ts_us, event_id, type, is_error, intent, session_id, user_id, client_name, tag))) AS s
+                        FROM (
+                            SELECT ts_us, event_id, type, is_error, intent, session_id, user_id, client_name,
+                                {_TAG} AS tag, {_GROUP} AS grp
+                            FROM {{events}}
+                            WHERE {_SERVED} AND ts_us >= %(start)s - %(gap)s AND ts_us < %(end)s
+                                AND at >= toDateTime(%(scope_s)s) AND at <= toDateTime(%(end_s)s)
+                                AND ({_GROUPED} OR ts_us >= %(start)s)
+                        )
+                        GROUP BY grp
+                    )
+                )
+                GROUP BY grp, run
+            )
+        )
+        ORDER BY started DESC, session LIMIT %(limit)s""",
+}
+_TIMELINE = """SELECT ts_us AS ts, event_id, type, resource, intent, duration_ms, upstream_ms, response_size,
+    argument_keys, is_error, error_type, error_message, failure_origin, failure_reason, user_id AS user,
+    client_name AS client, nullIf(visitParamExtractString(ifNull(custom, ''), 'message'), '') AS message, custom,
+    content, trace_id, span_id"""
+_ANCHOR_GROUP = f"(SELECT {_GROUP} FROM {{events}} WHERE project = %(project)s AND event_id = %(anchor)s LIMIT 1)"
+_ANCHOR_RUN = f"""(
+    SELECT (s[indexOf(runs, mine)], s[length(runs) + 1 - indexOf(arrayReverse(runs), mine)])
+    FROM (
+        SELECT s, runs, runs[indexOf(s, tuple((SELECT ts_us FROM {{events}}
+                WHERE project = %(project)s AND event_id = %(anchor)s LIMIT 1)))] AS mine
+        FROM (
+            SELECT arraySort(groupArray(tuple(ts_us))) AS s, {_runs_of("s")} AS runs
+            FROM {{events}} WHERE {_SERVED} AND {_GROUP} = {_ANCHOR_GROUP}
+        )
+    )
+)"""
+_SESSION_TIMELINES = {
+    "": f"""{_TIMELINE} FROM {{events}} WHERE {_SERVED} AND session_id = %(session)s
+        ORDER BY ts, event_id LIMIT %(limit)s""",
+    "e-": f"""{_TIMELINE} FROM {{events}} WHERE {_SERVED} AND session_id IS NULL AND event_id = %(anchor)s
+        LIMIT %(limit)s""",
+    "run": f"""{_TIMELINE} FROM {{events}} WHERE {_SERVED} AND {_GROUP} = {_ANCHOR_GROUP}
+        AND ts_us >= tupleElement({_ANCHOR_RUN}, 1).1 AND ts_us <= tupleElement({_ANCHOR_RUN}, 2).1
+        ORDER BY ts, event_id LIMIT %(limit)s""",
+}
+"""One session's timeline, by the form of its key (as ``duckdb_store``): a session id; ``e-<event>``;
+``<session id>@<event>``, ``u-<event>``, ``c-<event>``: the run of that event's group that holds it (runs are
+contiguous in time within a group, so its first and last instants bound it)."""
+
+
+def _timeline(key: str) -> tuple[str, str | None]:
+    """The timeline query for a session key and the event it is anchored on, if any."""
+    if key[:2] in ("u-", "c-"):
+        return _SESSION_TIMELINES["run"], key[2:]
+    if key[:2] == "e-":
+        return _SESSION_TIMELINES["e-"], key[2:]
+    session_id, at, anchor = key.rpartition("@")
+    if at and session_id and anchor:
+        return _SESSION_TIMELINES["run"], anchor
+    return _SESSION_TIMELINES[""], None
+
+
+_FIRST_EVENT = f"SELECT if(count() = 0, NULL, min(ts_us)) AS first FROM {{events}} WHERE {_IN_WINDOW}"
+_CALLS = f"{_SERVED} AND type = 'mcp:tools/call' AND resource IS NOT NULL"
+_HOUR, _DAY = 3_600_000_000, 86_400_000_000
+_DEVIATIONS = {
+    # subject, observed, threshold (a row is an alert), window: what each rule finds at %(now)s (µs).
+    "volume_spike": (
+        f"""
+        SELECT subject, recent AS observed, %(volume_factor)s * greatest(usual, 1) AS threshold FROM (
+            SELECT assumeNotNull(resource) AS subject, count() AS recent FROM events FINAL
+            WHERE {_CALLS} AND ts_us >= %(now)s - {_HOUR} AND ts_us < %(now)s GROUP BY subject
+        ) AS known ALL INNER JOIN (  -- the same hour of each of the 7 days before, for tools called in that week at all
+            SELECT assumeNotNull(resource) AS subject,
+                countIf(modulo(%(now)s - ts_us, {_DAY}) BETWEEN 1 AND {_HOUR}) / 7 AS usual
+            FROM events FINAL
+            WHERE {_CALLS} AND ts_us >= %(now)s - 7 * {_DAY} - {_HOUR} AND ts_us < %(now)s - {_DAY}
+            GROUP BY subject
+        ) AS joined USING (subject)
+        WHERE recent >= %(volume_min_calls)s AND recent >= %(volume_factor)s * greatest(usual, 1)
+        ORDER BY subject""",
+        "1h vs the same hour over 7 days",
+        "{subject}: {observed:.0f} calls in the last hour, {ratio:.1f}x the usual {usual:.1f}",
+    ),
+    "latency_spike": (
+        f"""
+        SELECT subject, {_round("recent_p95", 3)} AS observed, {_round("%(latency_factor)s * usual_p95", 3)} AS threshold
+        FROM (
+            SELECT assumeNotNull(resource) AS subject, {_quantile("duration_ms", 0.95)} AS recent_p95, count() AS calls
+            FROM events FINAL WHERE {_CALLS} AND ts_us >= %(now)s - 15 * 60000000 AND ts_us < %(now)s GROUP BY subject
+        ) AS known ALL INNER JOIN (
+            SELECT assumeNotNull(resource) AS subject, {_quantile("duration_ms", 0.95)} AS usual_p95 FROM events FINAL
+            WHERE {_CALLS} AND ts_us >= %(now)s - 24 * {_HOUR} - 15 * 60000000 AND ts_us < %(now)s - 15 * 60000000
+            GROUP BY subject
+        ) AS joined USING (subject)
+        WHERE calls >= %(latency_min_calls)s AND recent_p95 > %(latency_factor)s * usual_p95
+        ORDER BY subject""",
+        "p95 over 15m vs the 24h before",
+        "{subject}: p95 {observed:.0f} ms over 15 minutes, {ratio:.1f}x the usual {usual:.0f} ms",
+    ),
+    "error_ratio": (
+        f"""
+        SELECT assumeNotNull(resource) AS subject,
+            {_round("countIf(ifNull(failure_origin, '') IN ('server', 'upstream')) / count()", 4)} AS observed,
+            %(error_ratio)s AS threshold
+        FROM events FINAL WHERE {_CALLS} AND ts_us >= %(now)s - 15 * 60000000 AND ts_us < %(now)s
+        GROUP BY subject HAVING count() >= %(error_min_calls)s
+            AND countIf(ifNull(failure_origin, '') IN ('server', 'upstream')) > %(error_ratio)s * count()
+        ORDER BY subject""",
+        "15m",
+        "{subject}: {observed:.1%} of calls failed (server or upstream) over 15 minutes",
+    ),
+    "auth_spike": (
+        f"""
+        SELECT subject, recent AS observed, %(auth_factor)s * greatest(ifNull(usual, 0), 1) AS threshold FROM (
+            SELECT failure_reason AS subject, count() AS recent FROM events FINAL
+            WHERE {_SERVED} AND failure_origin = 'auth' AND ts_us >= %(now)s - 15 * 60000000 AND ts_us < %(now)s
+            GROUP BY subject
+        ) AS known ALL LEFT JOIN (  -- per 15 minutes over the day before
+            SELECT failure_reason AS subject, count() / 96 AS usual FROM events FINAL
+            WHERE {_SERVED} AND failure_origin = 'auth'
+                AND ts_us >= %(now)s - 24 * {_HOUR} - 15 * 60000000 AND ts_us < %(now)s - 15 * 60000000
+            GROUP BY subject
+        ) AS joined USING (subject)
+        WHERE recent >= %(auth_min_failures)s AND recent >= %(auth_factor)s * greatest(ifNull(usual, 0), 1)
+        ORDER BY subject""",
+        "15m vs the 24h before",
+        "auth {subject}: {observed:.0f} refusals in 15 minutes, {ratio:.1f}x the usual {usual:.1f}",
+    ),
+    "destructive_new_client": (
+        f"""
+        SELECT concat(assumeNotNull(resource), ' by ', assumeNotNull(client_name)) AS subject, count() AS observed,
+            0 AS threshold
+        FROM events FINAL
+        WHERE {_CALLS} AND ts_us >= %(now)s - {_HOUR} AND ts_us < %(now)s
+            AND assumeNotNull(resource) IN (
+                SELECT arrayJoin(destructive_tools) FROM events FINAL
+                WHERE {_SERVED} AND type = 'mcp:tools/list' AND ts_us >= %(now)s - 7 * {_DAY} AND ts_us < %(now)s)
+            AND ifNull(client_name, '') IN (
+                SELECT assumeNotNull(client_name) FROM events FINAL
+                WHERE {_SERVED} AND client_name IS NOT NULL AND ts_us < %(now)s
+                GROUP BY client_name HAVING min(ts_us) >= %(now)s - toInt64(%(new_client_hours)s * 3600e6))
+        GROUP BY resource, client_name ORDER BY subject""",
+        "1h",
+        "{subject}: a destructive tool called {observed:.0f} times by a client first seen in the last day",
+    ),
+}
+"""The deviation rules as queries (``alerts.Rules`` names their thresholds); ``slo_burn`` reads the ``slo`` panel."""
+_SLO_BASELINE = f"""
+    SELECT assumeNotNull(resource) AS tool,
+        {_round(_quantile("duration_ms", 0.95, f"ts_us >= %(end)s - 7 * {_DAY}"), 3)} AS baseline_p95_ms
+    FROM {{events}} WHERE {_CALLS} AND ts_us >= least(%(start)s, %(end)s - 7 * {_DAY}) AND ts_us < %(end)s
+        AND assumeNotNull(resource) IN (SELECT assumeNotNull(resource) FROM {{events}} WHERE {_TOOL_CALLS})
+    GROUP BY tool"""
+"""The observed p95 of each tool called in the window, over the 7 days up to the window's end (the tier it is in);
+none (the fastest tier) for a tool called in a longer window but not in those 7 days."""
+_SLO_WINDOW = f"""
+    SELECT assumeNotNull(resource) AS tool, count() AS calls,
+        countIf(duration_ms <= CAST(%(slo_targets)s AS Array(Float64))[indexOf(CAST(%(slo_tools)s AS Array(String)),
+            assumeNotNull(resource))]) AS within,
+        {_round(_quantile("duration_ms", 0.95), 3)} AS p95_ms
+    FROM {{events}} WHERE {_TOOL_CALLS} GROUP BY tool ORDER BY calls DESC, tool"""
+
+_UNDELIVERED = """
+    SELECT id, project, rule, subject, transition, observed, threshold, window_text AS window, since, resolved_at,
+        text, url
+    FROM (
+        SELECT id AS alert_id, id, project, rule, subject, state, observed, threshold, window_text, since,
+            resolved_at, text, arrayJoin(CAST(%(urls)s AS Array(String))) AS url,
+            arrayJoin(['firing', 'resolved']) AS transition
+        FROM alerts FINAL
+    ) AS known ALL LEFT JOIN (
+        SELECT alert_id, state AS transition, url, delivered, attempts, 1 AS known FROM alert_deliveries FINAL
+    ) AS joined USING (alert_id, transition, url)
+    WHERE (transition = 'firing' OR state = 'resolved') AND ifNull(delivered, 0) = 0
+        AND ifNull(attempts, 0) < %(attempts)s
+        AND (ifNull(known, 0) = 1 OR if(transition = 'firing', since, ifNull(resolved_at, 0)) >= %(not_before)s)
+    ORDER BY id, transition, url"""
+
+_TIMES = {"first_event", "last_event", "bucket", "last_called", "last_seen", "first_seen", "ts", "started", "ended",
+          "last_listed", "last_used", "since", "resolved_at", "first"}  # fmt: skip
+"""Columns holding an instant (µs since the epoch in the table): answered as aware datetimes."""
+_FLAGS = {"is_error", "stateless"}
+"""Columns holding a truth value (``UInt8`` in the table): answered as bools."""
+_DEFAULTS: dict[str, Any] = {"limit": 100, "by": "method", "bucket": None, "session": None, "q": None}
+_SLICED_COLUMNS = {
+    "tool": "resource",
+    "client": "ifNull(client_name, '(unknown)')",
+    "user": "user_id",
+    "server": "server_name",
+    "method": "type",
+    "origin": "failure_origin",
+}
+
+
+def _events(slice: Slice) -> tuple[str, dict[str, Any]]:
+    """What the panels read as ``{events}``: the table with duplicates collapsed (``FINAL``), only the events of
+    ``slice`` (a subquery, so every part of a panel reads the same slice), and the values it names."""
+    if not slice:
+        return "events FINAL", {}
+    conditions, values = [], {}
+    for name in DIMENSIONS:
+        accepted = getattr(slice, name)
+        if not accepted:
+            continue
+        if name == "method":  # the stored type: mcp:<method>, custom:<name>
+            accepted = tuple(value if ":" in value else f"mcp:{value}" for value in accepted)
+        values[f"slice_{name}"] = list(accepted)
+        conditions.append(f"has(%(slice_{name})s, {_SLICED_COLUMNS[name]})")
+        if name == "tool":
+            conditions.append("type = 'mcp:tools/call'")
+    return f"(SELECT * FROM events FINAL WHERE {' AND '.join(conditions)})", values
+
+
+def _us(moment: datetime) -> int:
+    """An instant as µs since the epoch (naive means UTC)."""
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return (moment - EPOCH) // timedelta(microseconds=1)
+
+
+def _answer(name: str, value: Any) -> Any:
+    """A value as the panels answer it: instants as aware datetimes, flags as bools, NaN (no value) as None."""
+    if value is None:
+        return None
+    if name in _TIMES:
+        return EPOCH + timedelta(microseconds=value)
+    if name in _FLAGS:
+        return bool(value)
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+@dataclass(frozen=True)
+class Address:
+    """Where the database is: ``clickhouse://[user[:password]@]host[:port]/database``; user and password, when
+    the URL has none, from ``MCP_ANALYTICS_CLICKHOUSE_USER`` and ``MCP_ANALYTICS_CLICKHOUSE_PASSWORD`` (else
+    ClickHouse's ``default`` user without a password)."""
+
+    host: str
+    port: int
+    database: str
+    user: str
+    password: str
+
+    @classmethod
+    def parse(cls, url: str) -> Address:
+        parts = urllib.parse.urlsplit(url)
+        database = parts.path.strip("/")
+        if parts.scheme != "clickhouse" or not parts.hostname or not re.fullmatch(r"\w+", database):
+            raise ValueError(f"a ClickHouse store is clickhouse://[user:password@]host:port/database, not {url!r}")
+        return cls(
+            host=parts.hostname,
+            port=parts.port or DEFAULT_PORT,
+            database=database,
+            user=urllib.parse.unquote(parts.username or "") or os.environ.get(ENV_USER, "default"),
+            password=urllib.parse.unquote(parts.password or "") or os.environ.get(ENV_PASSWORD, ""),
+        )
+
+    def __str__(self) -> str:
+        return f"clickhouse://{self.host}:{self.port}/{self.database}"  # never the password
+
+
+class ClickHouseStore:
+    """``Store`` (and ``alerts.AlertStore``) on a ClickHouse database, over the native protocol."""
+
+    def __init__(
+        self,
+        url: str | Address,
+        *,
+        recent_ids: int = DEFAULT_CAPACITY,
+        session_timeout: timedelta = SESSION_GAP,
+        prices: Prices = Prices(),
+        slos: Slos = Slos(),
+    ) -> None:
+        """``url``: ``clickhouse://[user:password@]host:port/database`` (created if missing, then migrated);
+        the other options as ``DuckDBStore``'s."""
+        self.address = url if isinstance(url, Address) else Address.parse(url)
+        self.path = str(self.address)
+        self.session_timeout = session_timeout
+        self.prices = prices
+        self.slos = slos
+        self._local = threading.local()
+        self._clients: list[Client] = []
+        self._clients_lock = threading.Lock()
+        self._write = threading.Lock()
+        self._versions = 0
+        self._migrate()
+        with self._client() as client:
+            ((count, newest),) = client.execute("SELECT count(), max(ts_us) FROM events")
+        self._recent = RecentIds(floor_us=newest + 1 if count else 0, capacity=recent_ids)
+
+    @contextmanager
+    def _client(self) -> Iterator[Client]:
+        """This thread's connection (a ``Client`` is not thread-safe; the API stores and reads from threads)."""
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._connect(self.address.database)
+            self._local.client = client
+            with self._clients_lock:
+                self._clients.append(client)
+        yield client
+
+    def _connect(self, database: str | None) -> Client:
+        """A new connection (to ``database``, else to the server's default one)."""
+        address = self.address
+        return Client(host=address.host, port=address.port, user=address.user, password=address.password,
+                      database=database or "default", settings=_SETTINGS)  # fmt: skip
+
+    def _migrate(self) -> None:
+        bootstrap = self._connect(None)
+        try:
+            bootstrap.execute(f"CREATE DATABASE IF NOT EXISTS {self.address.database}")
+        finally:
+            bootstrap.disconnect()
+        with self._client() as client:
+            client.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version (version UInt32, applied_at DateTime) "
+                "ENGINE = ReplacingMergeTree ORDER BY version"
+            )
+            current = self.schema_version
+            if current > SCHEMA_VERSION:
+                raise SchemaTooNew(f"{self.path} has schema version {current}; this release knows {SCHEMA_VERSION}")
+            for version, statements in MIGRATIONS:
+                if version > current:
+                    for statement in statements:
+                        client.execute(statement)
+                    client.execute("INSERT INTO schema_version SELECT %(version)s, now()", {"version": version})
+
+    @property
+    def schema_version(self) -> int:
+        with self._client() as client:
+            return int(client.execute("SELECT max(version) FROM schema_version")[0][0])
+
+    # ---------------------------------------------------------------- ingest
+
+    def add(self, project: str, events: Sequence[Event]) -> IngestResult:
+        """Store a batch once: events already stored (looked up where the recent-ids filter cannot rule them out)
+        are left out; a copy inserted anyway by a racing instance is collapsed by ``FINAL`` on every read."""
+        unique = list({event["event_id"]: event for event in events}.values())
+        if not unique:
+            return IngestResult(accepted=0, duplicates=0)
+        keys = [RecentIds.key(project, event["event_id"]) for event in unique]
+        stamps = [event["timestamp_ns"] // 1000 for event in unique]
+        with self._write:
+            stored = self._already_stored(project, unique, keys, stamps)
+            new = [event["event_id"] not in stored for event in unique]
+            fresh = [event for event, is_new in zip(unique, new, strict=True) if is_new]
+            if fresh:
+                with self._client() as client:
+                    client.execute(
+                        f"INSERT INTO events (project, {', '.join(name for name, _ in _COLUMNS)}) VALUES",
+                        _columns(project, fresh),
+                        columnar=True,
+                    )
+            self._recent.remember((k, ts) for k, ts, is_new in zip(keys, stamps, new, strict=True) if is_new)
+        accepted = sum(new)
+        return IngestResult(accepted=accepted, duplicates=len(events) - accepted)
+
+    def _already_stored(self, project: str, events: list[Event], keys: list[int], stamps: list[int]) -> set[str]:
+        """The ids of ``events`` the table holds, looked up only for those the filter of recent ids cannot rule out;
+        an event's id fixes its timestamp, so only their time range is read. Looked up ``LOOKUP_IDS`` at a time:
+        a query's text is bounded (``max_query_size``, 256 KiB by default)."""
+        candidates = sorted(
+            (ts, event["event_id"])
+            for event, key, ts in zip(events, keys, stamps, strict=True)
+            if self._recent.may_be_stored(key, ts)
+        )
+        found: set[str] = set()
+        for offset in range(0, len(candidates), LOOKUP_IDS):
+            chunk = candidates[offset : offset + LOOKUP_IDS]
+            low, high = chunk[0][0], chunk[-1][0]
+            with self._client() as client:
+                rows = client.execute(
+                    "SELECT DISTINCT event_id FROM events WHERE project = %(project)s AND ts_us >= %(low)s"
+                    " AND ts_us <= %(high)s AND at >= toDateTime(%(low_s)s) AND at <= toDateTime(%(high_s)s)"
+                    " AND event_id IN %(ids)s",
+                    {
+                        "project": project,
+                        "low": low,
+                        "high": high,
+                        "low_s": low // 1_000_000,
+                        "high_s": high // 1_000_000,
+                        "ids": tuple(event_id for _, event_id in chunk),
+                    },
+                )
+            found.update(row[0] for row in rows)
+        return found
+
+    # ---------------------------------------------------------------- panels
+
+    def panel(
+        self, project: str, name: str, window: Window, slice: Slice = Slice(), **params: Any
+    ) -> list[dict[str, Any]]:
+        anchor = None
+        if name == "session":
+            sql, anchor = _timeline(str(params.get("session") or ""))
+        elif name == "slo":
+            sql = _SLO_BASELINE
+        elif name in _PANELS:
+            sql = _PANELS[name]
+        else:
+            raise UnknownPanel(name)
+        source, values = _events(slice)
+        values |= {**_DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
+        start, end = _us(window.start), _us(window.end)
+        gap = self.session_timeout // timedelta(microseconds=1)
+        values |= {
+            "project": project, "start": start, "end": end, "gap": gap, "now": _us(datetime.now(UTC)),
+            "anchor": anchor or "", "token_bytes": BYTES_PER_TOKEN, "token_price": self.prices.default,
+            "priced_tools": list(self.prices.per_tool), "tool_prices": list(self.prices.per_tool.values()),
+            "q": values["q"] or "", "session": values["session"] or "",
+        }  # fmt: skip
+        if name in ("timeseries", "trends") and values["bucket"] is None and window.start <= EPOCH:
+            # "All" starts in 1970: its buckets start at the project's first event instead.
+            first = self._run(_FIRST_EVENT.format(events=source), _bounded(values))[0]["first"]
+            if first is not None:
+                values["start"] = _us(first.replace(second=0, microsecond=0))
+        bucket = values["bucket"] or bucket_for(Window(EPOCH + timedelta(microseconds=values["start"]), window.end))
+        values["bucket"] = _interval(bucket) // timedelta(microseconds=1)
+        values = _bounded(values)
+        rows = self._run(sql.format(events=source), values)
+        if name == "slo":
+            rows = self._attainment(rows, values, source)
+        return rows
+
+    def _run(self, sql: str, values: dict[str, Any]) -> list[dict[str, Any]]:
+        """The rows of ``sql`` with the ``values`` it names, as dicts of the values the panels answer."""
+        used = {name: values[name] for name in set(re.findall(r"%\((\w+)\)s", sql))}
+        with self._client() as client:
+            rows, columns = client.execute(sql, used, with_column_types=True)
+        names = [column[0] for column in columns]
+        return [{name: _answer(name, value) for name, value in zip(names, row, strict=True)} for row in rows]
+
+    def _attainment(self, baselines: list[dict[str, Any]], values: dict[str, Any], source: str) -> list[dict[str, Any]]:
+        """The ``slo`` panel: each tool's tier (from ``baselines``: its p95 over the last 7 days) and, over the
+        window, its calls within the tier's target, attainment against the objective, and error budget left."""
+        if not baselines:
+            return []
+        slos = self.slos
+        tiers = {row["tool"]: slos.tier_of(row["tool"], row["baseline_p95_ms"]) for row in baselines}
+        values |= {"slo_tools": list(tiers), "slo_targets": [slos.tiers[tier] for tier, _ in tiers.values()]}
+        rows = []
+        for row in self._run(_SLO_WINDOW.format(events=source), values):
+            tier, how = tiers[row["tool"]]
+            bad, allowed = row["calls"] - row["within"], row["calls"] * (1 - slos.objective)
+            rows.append({
+                "tool": row["tool"], "tier": tier, "assigned": how, "target_ms": slos.tiers[tier],
+                "objective": slos.objective, "calls": row["calls"], "within": row["within"],
+                "attainment": round(row["within"] / row["calls"], 4), "met": row["within"] >= row["calls"] * slos.objective,
+                "budget_remaining": round(1 - bad / allowed, 4), "p95_ms": row["p95_ms"],
+            })  # fmt: skip
+        return rows[: values["limit"]]
+
+    # ---------------------------------------------------------------- alerts (``alerts.Engine``)
+
+    def deviations(self, project: str, now: datetime, rules: Rules) -> list[Alert]:
+        """What the rules find in ``project`` at ``now``: one ``Alert`` per rule and subject."""
+        values = {"project": project, "now": _us(now), **asdict(rules)}
+        factors = {
+            "volume_spike": rules.volume_factor,
+            "latency_spike": rules.latency_factor,
+            "auth_spike": rules.auth_factor,
+        }
+        found = []
+        for rule, (sql, window, text) in _DEVIATIONS.items():
+            for row in self._run(sql, values):
+                observed, threshold = float(row["observed"]), float(row["threshold"])
+                usual = threshold / factors[rule] if rule in factors else threshold
+                said = text.format(subject=row["subject"], observed=observed, usual=usual,
+                                   ratio=observed / usual if usual else float("inf"))  # fmt: skip
+                found.append(Alert(rule, row["subject"], observed, threshold, window, said))
+        return found + self._slo_burn(project, now, rules)
+
+    def _slo_burn(self, project: str, now: datetime, rules: Rules) -> list[Alert]:
+        """Tools spending their latency error budget ``rules.slo_burn`` times too fast over 1 hour and 5 minutes."""
+        rates = []
+        for length in (timedelta(hours=1), timedelta(minutes=5)):
+            rows = self.panel(project, "slo", Window(now - length, now), limit=1_000_000)
+            rates.append({row["tool"]: (row, (1 - row["attainment"]) / (1 - row["objective"])) for row in rows})
+        hour, recent = rates
+        return [
+            Alert("slo_burn", tool, round(burn, 2), rules.slo_burn, "1h and 5m",
+                  f"{tool}: latency budget burning {burn:.1f}x too fast ({row['tier']}, {row['target_ms']:.0f} ms target)")
+            for tool, (row, burn) in hour.items()
+            if row["calls"] >= rules.slo_min_calls and burn >= rules.slo_burn and recent.get(tool, (None, 0))[1] >= rules.slo_burn
+        ]  # fmt: skip
+
+    def _version(self) -> int:
+        """A row version newer than any this process wrote before (time-based, so other instances' too)."""
+        self._versions = max(self._versions + 1, time.time_ns())
+        return self._versions
+
+    def record_alerts(self, project: str, found: Sequence[Alert], now: datetime) -> None:
+        """Start an episode for each new rule and subject, refresh the firing ones, resolve those not found: each
+        change is a newer version of the episode's row."""
+        stamp = _us(now)
+        with self._write, self._client() as client:
+            columns = "id, project, rule, subject, state, since, resolved_at, observed, threshold, window_text, text"
+            firing = {
+                (row[2], row[3]): list(row)
+                for row in client.execute(
+                    f"SELECT {columns} FROM alerts FINAL WHERE project = %(project)s AND state = 'firing'",
+                    {"project": project},
+                )
+            }
+            rows = []
+            for alert in found:
+                known = firing.pop((alert.rule, alert.subject), None)
+                if known is None:
+                    alert_id = stamp * 1024 + random.randrange(1024)  # noqa: S311 - unique enough, not a secret
+                    known = [alert_id, project, alert.rule, alert.subject, "firing", stamp, None, 0.0, 0.0,
+                             alert.window, ""]  # fmt: skip
+                known[7:11] = [alert.observed, alert.threshold, known[9], alert.text]
+                rows.append(known)
+            for known in firing.values():  # no longer found: resolved
+                known[4], known[6] = "resolved", stamp
+                rows.append(known)
+            if rows:
+                client.execute(
+                    f"INSERT INTO alerts ({columns}, version) VALUES", [(*row, self._version()) for row in rows]
+                )
+
+    def undelivered(self, webhooks: Sequence[str], not_before: datetime = EPOCH) -> list[tuple[int, Transition, str]]:
+        """Transitions some webhook has not received: since ``not_before`` (a webhook added later is not sent the
+        past), or tried before and failed fewer than ``MAX_DELIVERY_ATTEMPTS`` times."""
+        if not webhooks:
+            return []
+        rows = self._run(_UNDELIVERED, {"urls": list(webhooks), "attempts": MAX_DELIVERY_ATTEMPTS,
+                                        "not_before": _us(not_before)})  # fmt: skip
+        return [
+            (row["id"], Transition(row["project"], row["rule"], row["subject"], row["transition"], row["observed"],
+                                   row["threshold"], row["window"], row["since"], row["text"],
+                                   row["resolved_at"] if row["transition"] == "resolved" else None), row["url"])
+            for row in rows
+        ]  # fmt: skip
+
+    def delivered(self, alert_id: int, state: str, url: str, ok: bool) -> None:
+        with self._write, self._client() as client:
+            before = client.execute(
+                "SELECT attempts FROM alert_deliveries FINAL WHERE alert_id = %(id)s AND state = %(state)s"
+                " AND url = %(url)s",
+                {"id": alert_id, "state": state, "url": url},
+            )
+            attempts = (before[0][0] if before else 0) + 1
+            client.execute(
+                "INSERT INTO alert_deliveries (alert_id, state, url, delivered, attempts, version) VALUES",
+                [(alert_id, state, url, int(ok), attempts, self._version())],
+            )
+
+    def alerts(self, project: str, state: str = "all", limit: int = 1000) -> list[dict[str, Any]]:
+        """The project's alerts, newest first: ``firing``, ``resolved`` or ``all``."""
+        return self._run("""
+            SELECT rule, subject, state, since, resolved_at, observed, threshold, window_text AS window, text
+            FROM alerts FINAL WHERE project = %(project)s AND (%(state)s = 'all' OR state = %(state)s)
+            ORDER BY since DESC, id DESC LIMIT %(limit)s""", {"project": project, "state": state, "limit": limit})  # fmt: skip
+
+    # ---------------------------------------------------------------- retention, erasure
+
+    def delete(self, project: str | None, *, before: datetime | None = None, user_id: str | None = None) -> int:
+        """Counted, then deleted: retention (every project's events before a time) drops the whole days before it
+        (partitions, at no cost) and deletes the rest of its day by a mutation; other deletions are mutations.
+        ClickHouse applies a mutation in the background: this call waits for it, so the next read no longer sees
+        the events. (ClickHouse 18.16 has no ``TTL``: the API's hourly retention does its work on every release.)"""
+        if before is None and user_id is None:
+            raise ValueError("delete what: events before a time, or a user's events")
+        conditions, values = [], {}
+        for condition, name, value in (("project = %(project)s", "project", project),
+                                       ("ts_us < %(before)s", "before", before and _us(before)),
+                                       ("user_id = %(user)s", "user", user_id)):  # fmt: skip
+            if value is not None:
+                conditions.append(condition)
+                values[name] = value
+        where = " AND ".join(conditions)
+        with self._write, self._client() as client:
+            count = int(client.execute(f"SELECT count() FROM events FINAL WHERE {where}", values)[0][0])
+            if count and before is not None and project is None and user_id is None:
+                for day in self._days_before(client, before):
+                    client.execute(f"ALTER TABLE events DROP PARTITION {day}")
+            if count and client.execute(f"SELECT count() FROM events WHERE {where}", values)[0][0]:
+                client.execute(f"ALTER TABLE events DELETE WHERE {where}", values)
+                self._wait_for_mutations(client)
+        return count
+
+    @staticmethod
+    def _days_before(client: Client, before: datetime) -> list[int]:
+        """The partitions (days, ``YYYYMMDD``) that hold only events before ``before``."""
+        cutoff = int(before.astimezone(UTC).strftime("%Y%m%d"))
+        parts = client.execute(
+            "SELECT DISTINCT partition FROM system.parts WHERE database = currentDatabase() AND table = 'events'"
+            " AND active"
+        )
+        return sorted(int(day) for (day,) in parts if int(day) < cutoff)
+
+    @staticmethod
+    def _wait_for_mutations(client: Client, timeout: float = 300.0) -> None:
+        deadline = time.monotonic() + timeout
+        while client.execute(
+            "SELECT count() FROM system.mutations WHERE database = currentDatabase() AND table = 'events'"
+            " AND is_done = 0"
+        )[0][0]:
+            if time.monotonic() > deadline:
+                raise TimeoutError("ClickHouse has not finished deleting the events yet")
+            time.sleep(0.05)
+
+    def projects(self) -> list[str]:
+        """The projects with events in this store."""
+        with self._client() as client:
+            return [row[0] for row in client.execute("SELECT DISTINCT project FROM events ORDER BY project")]
+
+    def close(self) -> None:
+        with self._clients_lock:
+            clients, self._clients = self._clients, []
+        for client in clients:
+            client.disconnect()
+        self._local = threading.local()
+
+
+_INTERVAL = re.compile(r"^\s*(\d+)\s*(second|minute|hour|day|week)s?\s*$")
+
+
+def _interval(bucket: timedelta | str) -> timedelta:
+    """A time bucket: a ``timedelta``, or an interval as DuckDB reads one (``10 minutes``, ``1 hour``)."""
+    if isinstance(bucket, timedelta):
+        return bucket
+    match = _INTERVAL.match(bucket)
+    if not match or int(match[1]) == 0:
+        raise ValueError(f"a time bucket is a number of seconds, minutes, hours, days or weeks, not {bucket!r}")
+    return timedelta(**{match[2] + "s": int(match[1])})
+
+
+def _bounded(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with the window's bounds also in seconds (``at``, the partition and sorting key's column)."""
+    start, end = values["start"], values["end"]
+    return values | {
+        "start_s": max(start // 1_000_000, 0),
+        "end_s": end // 1_000_000,
+        "scope_s": max((start - values["gap"]) // 1_000_000, 0),
+    }
+
+
+def _columns(project: str, events: Sequence[Event]) -> list[list[Any]]:
+    """``events`` as the insert's columns (validated and defaulted as the DuckDB store stores them)."""
+    table = to_arrow(project, events)
+    columns: list[list[Any]] = [table.column("project").to_pylist()]
+    for name, _ in _COLUMNS:
+        if name == "ts_us":
+            columns.append([event["timestamp_ns"] // 1000 for event in events])
+            continue
+        values = table.column(name).to_pylist()
+        if name in _LISTS:
+            values = [value or [] for value in values]
+        elif name in _FLAGS or name == "is_error":
+            values = [int(bool(value)) for value in values]
+        columns.append(values)
+    return columns

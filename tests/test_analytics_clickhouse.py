@@ -1,0 +1,448 @@
+"""The ClickHouse store: the same answers as the DuckDB store for the same events, on a real ClickHouse server
+(Debian's ``clickhouse-server``, 18.16) and on the current engine in-process (``chdb``), retries stored once
+even through two store instances, alert state in the database, deletion, schema versions, ``serve --store``.
+
+Percentiles are exact on both engines (linear interpolation between the two nearest values, DuckDB's
+``quantile_cont``); a rounded figure may differ by one unit of its last digit (a value such as 30.1425 lies on
+either side of the tie depending on the engine's float arithmetic), so floats are compared to that unit.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+pytest.importorskip("clickhouse_driver", reason="the clickhouse extra is not installed")
+
+from benchmarks.analytics import Population
+from mcp_analytics.alerts import Rules
+from mcp_analytics.clickhouse_store import SCHEMA_VERSION, Address, ClickHouseStore
+from mcp_analytics.duckdb_store import DuckDBStore, SchemaTooNew
+from mcp_analytics.models import Event
+from mcp_analytics.store import PANELS, Slice, Slos, Window
+from tests import clickhouse_server, test_alerts, test_analytics_store
+from tests.test_analytics_store import WHOLE_DAY, event
+
+ROOT = Path(__file__).resolve().parent.parent
+END = datetime(2026, 11, 20, 12, tzinfo=UTC)
+WINDOWS = {"6h": Window(END - timedelta(hours=6), END), "all": Window.parse(end=END, last="all")}
+SLICES = {
+    "whole": Slice(),
+    "two clients, two tools": Slice(client=("cursor-vscode", "claude-ai"), tool=("search_docs", "get_ticket")),
+    "errors by origin": Slice(origin=("client", "upstream")),
+}
+ANY_VALUE = {"failures": "example", "errors": "example"}
+"""Columns that are any one value of a group (``any_value``, ``any``): checked to be one of the group's values."""
+
+
+@pytest.fixture(scope="session")
+def clickhouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    """A real clickhouse-server for the whole run: skipped where it is not installed, unless CI requires it."""
+    if clickhouse_server.binary() is None:
+        if os.environ.get(clickhouse_server.REQUIRE) == "1":
+            pytest.fail(f"clickhouse-server is not installed and {clickhouse_server.REQUIRE}=1")
+        pytest.skip("clickhouse-server is not installed (Debian: apt-get install clickhouse-server)")
+    with clickhouse_server.running(tmp_path_factory.mktemp("clickhouse")) as address:
+        yield address
+
+
+@pytest.fixture
+def make(clickhouse: tuple[str, int]) -> Iterator[Callable[..., ClickHouseStore]]:
+    """Stores on a fresh database of the server; ``make(database=...)`` opens another instance on the same one."""
+    host, port = clickhouse
+    stores: list[ClickHouseStore] = []
+    fresh = f"t_{uuid.uuid4().hex[:12]}"
+
+    def make(database: str = fresh, **options: Any) -> ClickHouseStore:
+        stores.append(ClickHouseStore(f"clickhouse://{host}:{port}/{database}", **options))
+        return stores[-1]
+
+    yield make
+    for store in stores:
+        store.close()
+
+
+@pytest.fixture
+def store(make: Callable[..., ClickHouseStore]) -> ClickHouseStore:
+    return make()
+
+
+@pytest.fixture(params=["clickhouse 18.16", "chdb"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ClickHouseStore]:
+    """The store on the real server, and on the current engine in-process (``chdb``, where installed)."""
+    if request.param == "chdb":
+        session_module = pytest.importorskip(
+            "chdb.session", reason="chdb (the current engine in-process) is not installed"
+        )
+        from tests.chdb_client import ChdbStore
+
+        session = session_module.Session(str(tmp_path / "chdb"))
+        store: ClickHouseStore = ChdbStore(session, "parity")
+        yield store
+        store.close()
+        session.close()
+    else:
+        yield request.getfixturevalue("store")
+
+
+def population() -> list[Event]:
+    """Two days of the benchmark's traffic: sessions, stateless bursts of users, of callers and of anonymous
+    clients, tools, prompts, resources, custom events, errors of every origin, listings."""
+    events = [one for chunk in Population(7, END, days=2).chunks(3000, 1000) for one in chunk]
+    for one in events:  # half the anonymous stateless requests come from a known caller (stateless HTTP)
+        if one.get("session_id") is None and one.get("user_id") is None and one["event_id"][0] < "8":
+            one["caller_id"] = f"caller-{one.get('client_name')}"
+    return events
+
+
+LAST_DIGIT = {"avg_response_bytes": 0.1, "est_cost": 1e-6}
+"""One unit of a rounded figure's last digit: milliseconds have 3 decimals, shares and rates 4."""
+
+
+def same(key: str, a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        unit = 1e-3 if key.endswith("_ms") else LAST_DIGIT.get(key, 1e-4)
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=unit * 1.001)
+    return a == b and (type(a) is type(b) or isinstance(a, int | float))
+
+
+def assert_same_rows(name: str, expected: list[dict[str, Any]], found: list[dict[str, Any]], events: list[Event]):
+    assert len(found) == len(expected), f"{name}: {len(found)} rows, DuckDB {len(expected)}"
+    for index, (want, got) in enumerate(zip(expected, found, strict=True)):
+        assert list(got) == list(want), f"{name}: columns"
+        loose = ANY_VALUE.get(name.split(maxsplit=1)[0])
+        differ = {k: (want[k], got[k]) for k in want if k != loose and not same(k, want[k], got[k])}
+        assert not differ, f"{name} row {index}: {differ}"
+        if loose and got[loose] != want[loose]:
+            assert got[loose] in {(e.get("error") or {}).get("message") for e in events}, f"{name}: {got[loose]!r}"
+
+
+def test_every_panel_answers_as_duckdb_does_for_the_same_events(engine):
+    events = population()
+    duck = DuckDBStore()
+    try:
+        duck.add("p", events)
+        assert engine.add("p", events).accepted == len(events)
+        compared = 0
+        for (window_name, window), (slice_name, slice) in itertools.product(WINDOWS.items(), SLICES.items()):
+            for name in PANELS:
+                if name == "session":
+                    continue
+                expected = duck.panel("p", name, window, slice)
+                assert_same_rows(f"{name} {window_name} {slice_name}", expected,
+                                 engine.panel("p", name, window, slice), events)  # fmt: skip
+                compared += bool(expected)
+        sessions = duck.panel("p", "sessions", WINDOWS["all"], limit=10_000)
+        assert {row["grouping"] for row in sessions} == {
+            "session id",
+            "user + client",
+            "caller + client",
+            "single event",
+        }
+        for grouping, rows in itertools.groupby(sorted(sessions, key=lambda r: r["grouping"]), lambda r: r["grouping"]):
+            for row in list(rows)[:15]:  # timelines of each kind of session (a key of each form)
+                for window in WINDOWS.values():
+                    timeline = duck.panel("p", "session", window, session=row["session"])
+                    assert engine.panel("p", "session", window, session=row["session"]) == timeline, (grouping, row)
+        assert compared == 112, "112 of the 126 answers have rows (the others are empty on both engines)"
+        assert engine.panel("p", "extent", WINDOWS["all"])[0]["events"] == len(events)
+        assert engine.projects() == ["p"]
+    finally:
+        duck.close()
+
+
+@pytest.mark.parametrize(
+    "test",
+    [
+        "test_anonymous_stateless_events_are_sessions_of_their_own_and_session_ids_group_the_rest",
+        "test_anonymous_stateless_events_of_one_caller_and_client_are_one_session",
+        "test_a_batch_stored_twice_is_counted_once",
+        "test_the_same_event_id_in_two_projects_is_two_events",
+        "test_panels_answer_with_exact_numbers",
+        "test_trends_per_bucket_and_volume_by_tool_and_client",
+        "test_extent_is_the_whole_history_whatever_the_window",
+        "test_a_session_timeline_is_in_order_with_intents_errors_and_custom_events",
+        "test_the_window_bounds_every_panel",
+        "test_unused_tools_are_those_listed_or_called_before_the_window_and_not_called_in_it",
+        "test_every_panel_answers_on_an_empty_store",
+        "test_time_buckets_fit_the_window_and_all_starts_at_the_first_event",
+        "test_delete_by_age_and_by_user",
+        "test_the_panels_of_codes_shapes_servers_new_clients_unused_prompts_and_intents",
+    ],
+)
+def test_the_duckdb_store_s_exact_expectations_hold(store, test):
+    """The DuckDB store's own tests (their exact numbers, sessions, timelines, deletion), run on ClickHouse."""
+    getattr(test_analytics_store, test)(store)
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_stateless_sessions_whatever_the_arrival_order(store, seed):
+    test_analytics_store.test_stateless_events_group_by_user_client_and_30_minutes_whatever_the_order(store, seed)
+
+
+def test_a_stateful_session_ends_after_the_inactivity_timeout(make):
+    duck = DuckDBStore(session_timeout=timedelta(minutes=10))
+    click = make(session_timeout=timedelta(minutes=10))
+    events = [event(f"k{i}", session_id="s", timestamp_ns=test_analytics_store.at(9, minute)) for i, minute in
+              enumerate([0, 5, 30, 31, 50])]  # fmt: skip
+    try:
+        for store in (duck, click):
+            store.add("p", events)
+        rows = duck.panel("p", "sessions", WHOLE_DAY)
+        assert [row["events"] for row in rows] == [1, 2, 2]
+        assert click.panel("p", "sessions", WHOLE_DAY) == rows
+        for row in rows:
+            assert click.panel("p", "session", WHOLE_DAY, session=row["session"]) == duck.panel(
+                "p", "session", WHOLE_DAY, session=row["session"]
+            )
+    finally:
+        duck.close()
+
+
+@pytest.mark.parametrize(
+    "test",
+    [
+        "test_each_rule_finds_its_deviation_and_nothing_else",
+        "test_thresholds_change_what_fires",
+        "test_an_episode_is_sent_once_when_it_fires_and_once_when_it_resolves",
+        "test_a_failing_webhook_is_retried_until_it_takes_the_alert",
+        "test_a_restart_sends_nothing_again_and_a_new_webhook_gets_no_past",
+    ],
+)
+def test_the_alerts_behave_as_on_duckdb(make, test):
+    """The alert tests of the DuckDB store, on ClickHouse: every rule, episodes, deliveries and their retries."""
+    store = make(slos=Slos.parse({"tools": {"report": "light", "search": "heavy", "fetch": "heavy",
+                                            "billing": "heavy", "delete_repo": "heavy"}}))  # fmt: skip
+    store.add("p", test_alerts.week_with_a_spike_of_each_kind())
+    getattr(test_alerts, test)(store)
+
+
+def test_alert_state_is_in_the_database_not_in_the_process(make):
+    first = make()
+    first.add("p", test_alerts.week_with_a_spike_of_each_kind())
+    first.record_alerts("p", first.deviations("p", test_alerts.NOW, Rules()), test_alerts.NOW)
+    second = make(database=first.address.database)  # another API instance on the same database
+    assert {(r["rule"], r["subject"]) for r in second.alerts("p", "firing")} == test_alerts.EXPECTED - {
+        ("slo_burn", "report")  # the default SLO tiers here: report's p95 is within "medium"
+    }
+    second.record_alerts("p", [], test_alerts.NOW + timedelta(days=2))  # resolved by the other instance
+    assert first.alerts("p", "firing") == []
+    (transition,) = {t.state for _, t, _ in first.undelivered(["http://127.0.0.1:9/hook"])} - {"firing"}
+    assert transition == "resolved"
+
+
+def test_a_retried_batch_is_stored_once_even_through_two_instances(make):
+    batch = [event(f"e{i}", timestamp_ns=test_analytics_store.at(9, i), user_id="alice") for i in range(50)]
+    one = make()
+    two = make(database=one.address.database)  # both opened on an empty table: neither filter knows the other's
+    assert one.add("p", batch).accepted == 50
+    assert two.add("p", batch).accepted == 50, "instance two could not know: it stored the batch again..."
+    with one._client() as client:
+        assert client.execute("SELECT count() FROM events")[0][0] == 100
+    summary = two.panel("p", "summary", WHOLE_DAY)[0]
+    assert (summary["events"], summary["users"], summary["sessions"]) == (50, 1, 1), "...and every read counts it once"
+    assert one.panel("p", "users", WHOLE_DAY)[0]["events"] == 50
+    assert one.add("p", batch[:10] + batch[-5:]).duplicates == 15, "found in the table: not stored a third time"
+    third = make(database=one.address.database)  # a restarted instance looks its candidates up in the table
+    result = third.add("p", batch[20:30])
+    assert (result.accepted, result.duplicates) == (0, 10)
+    assert third.delete("p", user_id="alice") == 50, "deletion counts (and deletes) every copy as one event"
+    assert third.panel("p", "summary", WHOLE_DAY)[0]["events"] == 0
+
+
+def test_the_schema_is_versioned_created_once_and_a_newer_database_is_refused(make):
+    store = make()
+    assert store.schema_version == SCHEMA_VERSION
+    again = make(database=store.address.database)
+    assert again.schema_version == SCHEMA_VERSION
+    with store._client() as client:
+        assert client.execute("SELECT count() FROM schema_version")[0][0] == SCHEMA_VERSION
+        engine = client.execute(
+            "SELECT engine FROM system.tables WHERE database = currentDatabase() AND name = 'events'"
+        )
+        assert engine == [("ReplacingMergeTree",)]
+        client.execute("INSERT INTO schema_version SELECT %(v)s, now()", {"v": SCHEMA_VERSION + 1})
+    with pytest.raises(SchemaTooNew, match=f"schema version {SCHEMA_VERSION + 1}"):
+        make(database=store.address.database)
+
+
+def test_the_address_takes_user_and_password_from_the_url_or_the_environment(monkeypatch):
+    monkeypatch.delenv("MCP_ANALYTICS_CLICKHOUSE_USER", raising=False)
+    monkeypatch.delenv("MCP_ANALYTICS_CLICKHOUSE_PASSWORD", raising=False)
+    plain = Address.parse("clickhouse://127.0.0.1/analytics")
+    assert (plain.host, plain.port, plain.database, plain.user, plain.password) == (
+        "127.0.0.1", 9000, "analytics", "default", "")  # fmt: skip
+    monkeypatch.setenv("MCP_ANALYTICS_CLICKHOUSE_USER", "writer")
+    monkeypatch.setenv("MCP_ANALYTICS_CLICKHOUSE_PASSWORD", "s3cret")
+    from_env = Address.parse("clickhouse://127.0.0.1:9440/analytics")
+    assert (from_env.port, from_env.user, from_env.password) == (9440, "writer", "s3cret")
+    given = Address.parse("clickhouse://me:p%40ss@127.0.0.1:9000/analytics")
+    assert (given.user, given.password) == ("me", "p@ss")
+    assert str(given) == "clickhouse://127.0.0.1:9000/analytics", "never prints the password"
+    for wrong in ("clickhouse://127.0.0.1:9000/", "http://127.0.0.1/db", "clickhouse://127.0.0.1/db;drop"):
+        with pytest.raises(ValueError, match="clickhouse://"):
+            Address.parse(wrong)
+
+
+def test_serve_takes_a_store_url(tmp_path, monkeypatch, capsys):
+    from mcp_analytics import cli
+
+    assert cli._duckdb_path("duckdb:///data/events.duckdb") == "data/events.duckdb"
+    assert cli._duckdb_path("duckdb:////var/lib/events.duckdb") == "/var/lib/events.duckdb"
+    assert cli._duckdb_path("plain/file.duckdb") == "plain/file.duckdb"
+    assert cli.main(["serve", "--store", "postgres://127.0.0.1/db", "--api-key", "p=k"]) == 2
+    assert "duckdb:///path/file.duckdb or clickhouse://host:port/database" in capsys.readouterr().err
+
+
+def test_retention_drops_whole_days_and_deletes_the_rest_of_the_cutoff_day(store):
+    day = 86_400 * 10**9
+    store.add("p", [event(f"d{i}", timestamp_ns=test_analytics_store.at(9, 0) - i * day) for i in range(4)])
+    store.add("q", [event("late", timestamp_ns=test_analytics_store.at(23, 0) - 3 * day)])
+    with store._client() as client:
+        days = client.execute("SELECT count(DISTINCT partition) FROM system.parts WHERE database = currentDatabase()"
+                              " AND table = 'events' AND active")[0][0]  # fmt: skip
+        assert days == 4
+        assert store.delete(None, before=test_analytics_store.moment(12) - timedelta(days=2)) == 2 + 1
+        parts = client.execute("SELECT DISTINCT partition FROM system.parts WHERE database = currentDatabase()"
+                               " AND table = 'events' AND active ORDER BY partition")  # fmt: skip
+    assert parts == [("20261118",), ("20261119",), ("20261120",)], "the day before the cutoff's is dropped whole"
+    everything = Window.parse(end=test_analytics_store.moment(23), last="all")
+    assert store.panel("p", "extent", everything)[0]["events"] == 2
+    assert store.panel("q", "extent", everything)[0]["events"] == 0
+
+
+def serve(store_url: str, port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """``mcp-analytics serve --store`` in a subprocess, its output in ``log``."""
+    command = [sys.executable, "-m", "mcp_analytics", "serve", "--store", store_url, "--port", str(port),
+               "--api-key", "fleet=fleet-key", "--alert-interval", "3600"]  # fmt: skip
+    with log.open("wb") as output:
+        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
+
+
+def answering(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    """Until the API of ``process`` answers."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the API exited: {log.read_text(errors='replace')}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.05)
+    raise RuntimeError("the API did not start in 60 s")
+
+
+def test_two_api_instances_on_one_database_store_each_event_once(clickhouse, tmp_path):
+    """The same batches sent to two ``serve --store clickhouse://`` processes at once, three times each: every
+    panel of either instance counts each event once; the user comes from the environment, not the URL."""
+    host, port = clickhouse
+    database = f"fleet_{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "MCP_ANALYTICS_CLICKHOUSE_USER": "default", "MCP_ANALYTICS_CLICKHOUSE_PASSWORD": ""}
+    ports = [clickhouse_server._free_port(), clickhouse_server._free_port()]
+    logs = [tmp_path / f"api-{index}.log" for index in range(2)]
+    instances = [
+        serve(f"clickhouse://{host}:{port}/{database}", api_port, env, log)
+        for api_port, log in zip(ports, logs, strict=True)
+    ]
+    try:
+        for instance, api_port, log in zip(instances, ports, logs, strict=True):  # started together, as a fleet is
+            answering(instance, api_port, log)
+        assert f"(store clickhouse://{host}:{port}/{database}, " in logs[0].read_text()
+        now = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
+        batches = [
+            [dict(event(f"b{b}-{i}", session_id=f"s{b}", user_id=f"u{i % 3}",
+                        timestamp_ns=int((now + timedelta(seconds=b * 60 + i)).timestamp() * 1e9)))
+             for i in range(40)]
+            for b in range(5)
+        ]  # fmt: skip
+        headers = {"Authorization": "Bearer fleet-key"}
+
+        def send(api_port: int) -> None:
+            for _ in range(3):
+                for batch in batches:
+                    answer = httpx.post(f"http://127.0.0.1:{api_port}/v1/events", json={"events": batch},
+                                        headers=headers, timeout=30)  # fmt: skip
+                    assert answer.status_code == 200, answer.text
+
+        senders = [threading.Thread(target=send, args=(api_port,)) for api_port in ports]
+        for sender in senders:
+            sender.start()
+        for sender in senders:
+            sender.join()
+        for api_port in ports:
+            (summary,) = httpx.get(f"http://127.0.0.1:{api_port}/v1/panels/summary", params={"last": "24h"},
+                                   headers=headers, timeout=30).json()["rows"]  # fmt: skip
+            assert (summary["events"], summary["sessions"], summary["users"]) == (200, 5, 3)
+            users = httpx.get(f"http://127.0.0.1:{api_port}/v1/panels/users", params={"last": "24h"},
+                              headers=headers, timeout=30).json()["rows"]  # fmt: skip
+            assert sorted((row["user"], row["events"]) for row in users) == [("u0", 70), ("u1", 65), ("u2", 65)]
+    finally:
+        for instance in instances:
+            instance.terminate()
+        for instance in instances:
+            instance.wait(10)
+
+
+def test_the_report_reads_a_clickhouse_store_as_it_reads_a_duckdb_file(store, tmp_path, capsys):
+    from mcp_analytics import cli
+
+    test_analytics_store.seeded(store)
+    duck = DuckDBStore(tmp_path / "same.duckdb")
+    test_analytics_store.seeded(duck)
+    duck.close()
+    url = f"clickhouse://{store.address.host}:{store.address.port}/{store.address.database}"
+    reports = []
+    for where in (url, f"duckdb:///{tmp_path / 'same.duckdb'}"):
+        assert cli.main(["report", "--store", where, "--project", "p", "--last", "all"]) == 0
+        title, _, tables = capsys.readouterr().out.partition("\n")
+        assert title == f"MCP analytics: project p in {where.removeprefix('duckdb:///')}, last all"
+        reports.append(tables.partition("\n")[2])  # under the title's underline
+    assert "search" in reports[0]
+    assert reports[0] == reports[1], "every table of the report, row for row"
+    assert cli.main(["report", "--store", url, "--project", "nope"]) == 2
+    assert "no events of project 'nope'" in capsys.readouterr().err
+
+
+def test_a_session_of_thirty_thousand_events_is_cut_in_bounded_memory(store):
+    """Runs are cut from neighbours' differences: a lambda reading a group's whole array would copy it once per
+    event (30,000² timestamps here, far over the test server's 1 GB per query)."""
+    start = test_analytics_store.at(0, 0)
+    store.add("p", [event(f"long{i}", session_id="long", user_id="alice", timestamp_ns=start + i * 2 * 10**9)
+                    for i in range(30_000)])  # fmt: skip
+    window = Window(test_analytics_store.DAY, test_analytics_store.DAY + timedelta(days=2))
+    (summary,) = store.panel("p", "summary", window)
+    assert (summary["events"], summary["sessions"]) == (30_000, 1)
+    (session,) = store.panel("p", "sessions", window)
+    assert (session["session"], session["events"], session["duration_s"]) == ("long", 30_000, 59_998.0)
+    assert store.panel("p", "users", window)[0]["sessions"] == 1
+
+
+def test_days_are_utc_days_whatever_the_server_s_timezone(clickhouse, tmp_path):
+    """Partitions are UTC days on a server west of UTC too: retention drops none that holds a kept event."""
+    with clickhouse_server.running(tmp_path / "new-york", timezone="America/New_York") as (host, port):
+        store = ClickHouseStore(f"clickhouse://{host}:{port}/west")
+        try:
+            kept = test_analytics_store.at(3, 0)  # 22:00 the day before in New York
+            store.add("p", [event("old", timestamp_ns=kept - 86_400 * 10**9), event("kept", timestamp_ns=kept)])
+            assert store.delete(None, before=test_analytics_store.moment(1)) == 1
+            everything = Window.parse(end=test_analytics_store.moment(23), last="all")
+            assert store.panel("p", "extent", everything)[0]["events"] == 1
+            assert store.panel("p", "intents", everything) == []
+            (row,) = store.panel("p", "timeseries", everything, bucket="1 hour")
+            assert row["bucket"] == test_analytics_store.moment(3)
+        finally:
+            store.close()
