@@ -101,7 +101,9 @@ MCP_VERSION = version("mcp")
 IS_V2 = int(MCP_VERSION.split(".")[0]) >= 2
 OURS_SCOPE = "opentelemetry_instrumentation_mcp"
 SDK_SCOPE = "mcp-python-sdk"
-ARMS = ("none",) + (("sdk-builtin",) if IS_V2 else ()) + ("ours", "ours-spans", "ours-noop", "analytics", "analytics-noop")
+ARMS = (
+    ("none",) + (("sdk-builtin",) if IS_V2 else ()) + ("ours", "ours-spans", "ours-noop", "analytics", "analytics-noop")
+)
 ARGS = {"a": 1, "b": 2, "context": "The agent totals the user's invoice."}
 """What an agent sends, the intent included (a server without our instrumentation ignores it)."""
 TOOL_SCHEMA = {

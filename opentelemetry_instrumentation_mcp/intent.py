@@ -94,7 +94,9 @@ class ToolCatalog:
             return None, None
         rest = dict(arguments)
         value = rest.pop(parameter)
-        return (truncated(value) if isinstance(value, str) and value else None), rest
+        if not isinstance(value, str) or not value:
+            return None, rest
+        return (value if len(value) <= MAX_INTENT_LENGTH else truncated(value)), rest
 
     def _remember(self, name: str, declares: bool) -> None:
         self._declares[name] = declares

@@ -254,16 +254,18 @@ class Telemetry:
 
     def _target(self, method: str, name: str | None) -> Target:
         """The ``Target`` of ``method`` and ``name``, kept for the next message unless a value was capped."""
-        spans: dict[str, AttributeValue] = {attr.MCP_METHOD_NAME: method}
+        names = {attr.MCP_METHOD_NAME: method}
         if method == "tools/call":
-            spans[attr.GEN_AI_OPERATION_NAME] = attr.EXECUTE_TOOL
+            names[attr.GEN_AI_OPERATION_NAME] = attr.EXECUTE_TOOL
             if name is not None:
-                spans[attr.GEN_AI_TOOL_NAME] = name
+                names[attr.GEN_AI_TOOL_NAME] = name
         elif method == "prompts/get" and name is not None:
-            spans[attr.GEN_AI_PROMPT_NAME] = name
-        metrics = {key: self.caps[key](value) if key in self.caps else value for key, value in spans.items()}
+            names[attr.GEN_AI_PROMPT_NAME] = name
+        metrics: dict[str, AttributeValue] = {
+            key: self.caps[key](value) if key in self.caps else value for key, value in names.items()
+        }
         capped = OTHER in metrics.values()
-        target = Target(f"{method} {name}" if name else method, spans, metrics, capped)
+        target = Target(f"{method} {name}" if name else method, dict(names), metrics, capped)
         if not capped and len(self._targets) < MAX_TARGETS:
             self._targets[method, name] = target
         return target

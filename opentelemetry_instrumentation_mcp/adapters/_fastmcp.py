@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
@@ -83,16 +83,9 @@ def shared_session_id(connection: Any, minted: str) -> str:
     return state.setdefault(_SESSION_STATE_KEY, minted)
 
 
-def handling(*, stateless: bool) -> AbstractContextManager[None]:
-    """fastmcp handles one message, stateless or not, within this block (a stateful one costs nothing)."""
-    return _stateless_message() if stateless else _STATEFUL
-
-
-_STATEFUL = nullcontext()
-
-
 @contextmanager
-def _stateless_message() -> Iterator[None]:
+def stateless_message() -> Iterator[None]:
+    """fastmcp handles one stateless message (stateless HTTP, 2026-07-28) within this block."""
     token = _stateless.set(True)
     try:
         yield

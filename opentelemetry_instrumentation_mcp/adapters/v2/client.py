@@ -72,7 +72,10 @@ class ClientPatch:
     async def _send(self, wrapped: Any, instance: Any, args: Any, kwargs: Any, *, inject: bool) -> Any:
         """The CLIENT span around one request of a ``ClientSession``, current while the dispatcher sends it."""
         client = self._clients.get(instance)
-        method, params, opts, rest = _bind(*args, **kwargs)
+        if len(args) == 3 and not kwargs:  # how the SDK calls it
+            (method, params, opts), rest = args, {}
+        else:
+            method, params, opts, rest = _bind(*args, **kwargs)
         message = message_from_params(method, _next_request_id(instance, opts), params)
         if client is not None:
             operation = self.sessions.start(client, message)
@@ -102,7 +105,8 @@ def record_result(operation: Operation, method: str, result: Any) -> None:
         return
     if method == "initialize" and isinstance(result.get("protocolVersion"), str):
         operation.set_attributes({attr.MCP_PROTOCOL_VERSION: result["protocolVersion"]})
-    record_tool_result(operation, method, result.get("isError") is True, result.get("content"), result.get("_meta"))
+    if result.get("isError") is True:
+        record_tool_result(operation, method, True, result.get("content"), result.get("_meta"))
 
 
 def _bind(method: str, params: Any = None, opts: Any = None, **rest: Any) -> tuple[str, Any, Any, dict[str, Any]]:

@@ -155,8 +155,12 @@ class TelemetryMiddleware:
         if operation is None:
             return self._advertise_intent(ctx, await call_next(ctx))
         try:
-            with operation, fastmcp.handling(stateless=self.after_framework and session.stateless):
-                result = await call_next(ctx)
+            with operation:
+                if self.after_framework and session.stateless:
+                    with fastmcp.stateless_message():
+                        result = await call_next(ctx)
+                else:
+                    result = await call_next(ctx)
                 if ctx.method == "tools/list":
                     result = self._advertise_intent(ctx, result)
                 try:
@@ -247,10 +251,10 @@ class TelemetryMiddleware:
                 if isinstance(result, CallToolResult)
                 else result
             )
-            if isinstance(wire, Mapping):
+            if type(wire) is dict or isinstance(wire, Mapping):
                 if wire.get("isError") is True:
                     operation.tool_error(first_text(wire.get("content")))
-                if operation.captures_content:
+                if self.telemetry.content.capture:
                     operation.capture_result({key: value for key, value in wire.items() if key != "_meta"})
         elif method == "initialize" and isinstance(result, Mapping):
             session = self._sessions.get(ctx.session._connection)  # noqa: SLF001
