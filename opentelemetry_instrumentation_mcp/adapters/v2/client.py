@@ -72,8 +72,9 @@ class ClientPatch:
     async def _send(self, wrapped: Any, instance: Any, args: Any, kwargs: Any, *, inject: bool) -> Any:
         """The CLIENT span around one request of a ``ClientSession``, current while the dispatcher sends it."""
         client = self._clients.get(instance)
+        rest: dict[str, Any] = {}
         if len(args) == 3 and not kwargs:  # how the SDK calls it
-            (method, params, opts), rest = args, {}
+            method, params, opts = args
         else:
             method, params, opts, rest = _bind(*args, **kwargs)
         message = message_from_params(method, _next_request_id(instance, opts), params)
