@@ -32,22 +32,13 @@ from typing import Any
 
 from clickhouse_driver import Client
 
+from mcp_analytics import store
 from mcp_analytics.alerts import MAX_DELIVERY_ATTEMPTS, Alert, Rules, Transition
 from mcp_analytics.duckdb_store import REQUEST_TYPES, SchemaTooNew, bucket_for
 from mcp_analytics.event_columns import to_arrow
 from mcp_analytics.models import Event, IngestResult
 from mcp_analytics.recent_ids import DEFAULT_CAPACITY, RecentIds
-from mcp_analytics.store import (
-    BYTES_PER_TOKEN,
-    DIMENSIONS,
-    EPOCH,
-    SESSION_GAP,
-    Prices,
-    Slice,
-    Slos,
-    UnknownPanel,
-    Window,
-)
+from mcp_analytics.store import BYTES_PER_TOKEN, EPOCH, SESSION_GAP, Prices, Slice, Slos, Window
 
 ENV_USER = "MCP_ANALYTICS_CLICKHOUSE_USER"
 ENV_PASSWORD = "MCP_ANALYTICS_CLICKHOUSE_PASSWORD"  # noqa: S105 - the variable's name, not a password
@@ -439,21 +430,9 @@ _SESSION_TIMELINES = {
         AND ts_us >= tupleElement({_ANCHOR_RUN}, 1).1 AND ts_us <= tupleElement({_ANCHOR_RUN}, 2).1
         ORDER BY ts, event_id LIMIT %(limit)s""",
 }
-"""One session's timeline, by the form of its key (as ``duckdb_store``): a session id; ``e-<event>``;
+"""One session's timeline, by the form of its key (``store.panel_query``): a session id; ``e-<event>``;
 ``<session id>@<event>``, ``u-<event>``, ``c-<event>``: the run of that event's group that holds it (runs are
 contiguous in time within a group, so its first and last instants bound it)."""
-
-
-def _timeline(key: str) -> tuple[str, str | None]:
-    """The timeline query for a session key and the event it is anchored on, if any."""
-    if key[:2] in ("u-", "c-"):
-        return _SESSION_TIMELINES["run"], key[2:]
-    if key[:2] == "e-":
-        return _SESSION_TIMELINES["e-"], key[2:]
-    session_id, at, anchor = key.rpartition("@")
-    if at and session_id and anchor:
-        return _SESSION_TIMELINES["run"], anchor
-    return _SESSION_TIMELINES[""], None
 
 
 _FIRST_EVENT = f"SELECT if(count() = 0, NULL, min(ts_us)) AS first FROM {{events}} WHERE {_IN_WINDOW}"
@@ -556,6 +535,8 @@ _SLO_WINDOW = f"""
             assumeNotNull(resource))]) AS within,
         {_round(_quantile("duration_ms", 0.95), 3)} AS p95_ms
     FROM {{events}} WHERE {_TOOL_CALLS} GROUP BY tool ORDER BY calls DESC, tool"""
+_QUERIES = {**_PANELS, "slo": _SLO_BASELINE}
+"""Every panel's query but the ``session`` timeline's; the ``slo`` panel's reads the tiers' baselines."""
 
 _UNDELIVERED = """
     SELECT id, project, rule, subject, transition, observed, threshold, window_text AS window, since, resolved_at,
@@ -595,12 +576,7 @@ def _events(slice: Slice) -> tuple[str, dict[str, Any]]:
     if not slice:
         return "events FINAL", {}
     conditions, values = [], {}
-    for name in DIMENSIONS:
-        accepted = getattr(slice, name)
-        if not accepted:
-            continue
-        if name == "method":  # the stored type: mcp:<method>, custom:<name>
-            accepted = tuple(value if ":" in value else f"mcp:{value}" for value in accepted)
+    for name, accepted in slice.stored().items():
         values[f"slice_{name}"] = list(accepted)
         conditions.append(f"has(%(slice_{name})s, {_SLICED_COLUMNS[name]})")
         if name == "tool":
@@ -788,15 +764,7 @@ class ClickHouseStore:
     def panel(
         self, project: str, name: str, window: Window, slice: Slice = Slice(), **params: Any
     ) -> list[dict[str, Any]]:
-        anchor = None
-        if name == "session":
-            sql, anchor = _timeline(str(params.get("session") or ""))
-        elif name == "slo":
-            sql = _SLO_BASELINE
-        elif name in _PANELS:
-            sql = _PANELS[name]
-        else:
-            raise UnknownPanel(name)
+        sql, anchor = store.panel_query(name, str(params.get("session") or ""), _QUERIES, _SESSION_TIMELINES)
         source, values = _events(slice)
         values |= {**_DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
         start, end = _us(window.start), _us(window.end)
@@ -829,58 +797,26 @@ class ClickHouseStore:
         return [{name: _answer(name, value) for name, value in zip(names, row, strict=True)} for row in rows]
 
     def _attainment(self, baselines: list[dict[str, Any]], values: dict[str, Any], source: str) -> list[dict[str, Any]]:
-        """The ``slo`` panel: each tool's tier (from ``baselines``: its p95 over the last 7 days) and, over the
-        window, its calls within the tier's target, attainment against the objective, and error budget left."""
-        if not baselines:
-            return []
-        slos = self.slos
-        tiers = {row["tool"]: slos.tier_of(row["tool"], row["baseline_p95_ms"]) for row in baselines}
-        values |= {"slo_tools": list(tiers), "slo_targets": [slos.tiers[tier] for tier, _ in tiers.values()]}
-        rows = []
-        for row in self._run(_SLO_WINDOW.format(events=source), values):
-            tier, how = tiers[row["tool"]]
-            bad, allowed = row["calls"] - row["within"], row["calls"] * (1 - slos.objective)
-            rows.append({
-                "tool": row["tool"], "tier": tier, "assigned": how, "target_ms": slos.tiers[tier],
-                "objective": slos.objective, "calls": row["calls"], "within": row["within"],
-                "attainment": round(row["within"] / row["calls"], 4), "met": row["within"] >= row["calls"] * slos.objective,
-                "budget_remaining": round(1 - bad / allowed, 4), "p95_ms": row["p95_ms"],
-            })  # fmt: skip
-        return rows[: values["limit"]]
+        """The ``slo`` panel (``store.attainment``) from ``baselines``, the window's calls read by ``_SLO_WINDOW``."""
+
+        def calls(tools: list[str], targets: list[float]) -> list[dict[str, Any]]:
+            return self._run(_SLO_WINDOW.format(events=source), values | {"slo_tools": tools, "slo_targets": targets})
+
+        return store.attainment(self.slos, baselines, calls, values["limit"])
 
     # ---------------------------------------------------------------- alerts (``alerts.Engine``)
 
     def deviations(self, project: str, now: datetime, rules: Rules) -> list[Alert]:
         """What the rules find in ``project`` at ``now``: one ``Alert`` per rule and subject."""
         values = {"project": project, "now": _us(now), **asdict(rules)}
-        factors = {
-            "volume_spike": rules.volume_factor,
-            "latency_spike": rules.latency_factor,
-            "auth_spike": rules.auth_factor,
-        }
         found = []
         for rule, (sql, window, text) in _DEVIATIONS.items():
-            for row in self._run(sql, values):
-                observed, threshold = float(row["observed"]), float(row["threshold"])
-                usual = threshold / factors[rule] if rule in factors else threshold
-                said = text.format(subject=row["subject"], observed=observed, usual=usual,
-                                   ratio=observed / usual if usual else float("inf"))  # fmt: skip
-                found.append(Alert(rule, row["subject"], observed, threshold, window, said))
+            found += store.rule_alerts(rules, rule, window, text, self._run(sql, values))
         return found + self._slo_burn(project, now, rules)
 
     def _slo_burn(self, project: str, now: datetime, rules: Rules) -> list[Alert]:
-        """Tools spending their latency error budget ``rules.slo_burn`` times too fast over 1 hour and 5 minutes."""
-        rates = []
-        for length in (timedelta(hours=1), timedelta(minutes=5)):
-            rows = self.panel(project, "slo", Window(now - length, now), limit=1_000_000)
-            rates.append({row["tool"]: (row, (1 - row["attainment"]) / (1 - row["objective"])) for row in rows})
-        hour, recent = rates
-        return [
-            Alert("slo_burn", tool, round(burn, 2), rules.slo_burn, "1h and 5m",
-                  f"{tool}: latency budget burning {burn:.1f}x too fast ({row['tier']}, {row['target_ms']:.0f} ms target)")
-            for tool, (row, burn) in hour.items()
-            if row["calls"] >= rules.slo_min_calls and burn >= rules.slo_burn and recent.get(tool, (None, 0))[1] >= rules.slo_burn
-        ]  # fmt: skip
+        """Tools spending their latency error budget ``rules.slo_burn`` times too fast (``store.slo_burn``)."""
+        return store.slo_burn(self, project, now, rules)
 
     def _version(self) -> int:
         """A row version newer than any this process wrote before (time-based, so other instances' too)."""
@@ -901,17 +837,18 @@ class ClickHouseStore:
                 )
             }
             rows = []
-            for alert in found:
-                known = firing.pop((alert.rule, alert.subject), None)
-                if known is None:
+            found_again, resolved = store.episodes(firing, found)
+            for alert, known in found_again:
+                row = known
+                if row is None:
                     alert_id = stamp * 1024 + random.randrange(1024)  # noqa: S311 - unique enough, not a secret
-                    known = [alert_id, project, alert.rule, alert.subject, "firing", stamp, None, 0.0, 0.0,
-                             alert.window, ""]  # fmt: skip
-                known[7:11] = [alert.observed, alert.threshold, known[9], alert.text]
-                rows.append(known)
-            for known in firing.values():  # no longer found: resolved
-                known[4], known[6] = "resolved", stamp
-                rows.append(known)
+                    row = [alert_id, project, alert.rule, alert.subject, "firing", stamp, None, 0.0, 0.0,
+                           alert.window, ""]  # fmt: skip
+                row[7:11] = [alert.observed, alert.threshold, row[9], alert.text]
+                rows.append(row)
+            for row in resolved:
+                row[4], row[6] = "resolved", stamp
+                rows.append(row)
             if rows:
                 client.execute(
                     f"INSERT INTO alerts ({columns}, version) VALUES", [(*row, self._version()) for row in rows]
@@ -924,12 +861,7 @@ class ClickHouseStore:
             return []
         rows = self._run(_UNDELIVERED, {"urls": list(webhooks), "attempts": MAX_DELIVERY_ATTEMPTS,
                                         "not_before": _us(not_before)})  # fmt: skip
-        return [
-            (row["id"], Transition(row["project"], row["rule"], row["subject"], row["transition"], row["observed"],
-                                   row["threshold"], row["window"], row["since"], row["text"],
-                                   row["resolved_at"] if row["transition"] == "resolved" else None), row["url"])
-            for row in rows
-        ]  # fmt: skip
+        return store.transitions(rows)
 
     def delivered(self, alert_id: int, state: str, url: str, ok: bool) -> None:
         with self._write, self._client() as client:
@@ -958,16 +890,9 @@ class ClickHouseStore:
         (partitions, at no cost) and deletes the rest of its day by a mutation; other deletions are mutations.
         ClickHouse applies a mutation in the background: this call waits for it, so the next read no longer sees
         the events. (ClickHouse 18.16 has no ``TTL``: the API's hourly retention does its work on every release.)"""
-        if before is None and user_id is None:
-            raise ValueError("delete what: events before a time, or a user's events")
-        conditions, values = [], {}
-        for condition, name, value in (("project = %(project)s", "project", project),
-                                       ("ts_us < %(before)s", "before", before and _us(before)),
-                                       ("user_id = %(user)s", "user", user_id)):  # fmt: skip
-            if value is not None:
-                conditions.append(condition)
-                values[name] = value
-        where = " AND ".join(conditions)
+        where, values = store.deletion(("project = %(project)s", project),
+                                       ("ts_us < %(before)s", before and _us(before)),
+                                       ("user_id = %(user)s", user_id))  # fmt: skip
         with self._write, self._client() as client:
             count = int(client.execute(f"SELECT count() FROM events FINAL WHERE {where}", values)[0][0])
             if count and before is not None and project is None and user_id is None:

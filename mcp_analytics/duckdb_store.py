@@ -19,21 +19,12 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from mcp_analytics import store
 from mcp_analytics.alerts import MAX_DELIVERY_ATTEMPTS, Alert, Rules, Transition
 from mcp_analytics.event_columns import to_arrow
 from mcp_analytics.models import Event, IngestResult
 from mcp_analytics.recent_ids import DEFAULT_CAPACITY, RecentIds
-from mcp_analytics.store import (
-    BYTES_PER_TOKEN,
-    DIMENSIONS,
-    EPOCH,
-    SESSION_GAP,
-    Prices,
-    Slice,
-    Slos,
-    UnknownPanel,
-    Window,
-)
+from mcp_analytics.store import BYTES_PER_TOKEN, EPOCH, SESSION_GAP, Prices, Slice, Slos, Window
 
 MIGRATIONS: list[tuple[int, str]] = [
     (
@@ -171,12 +162,7 @@ def _sliced(sql: str, slice: Slice) -> tuple[str, dict[str, str]]:
         return sql, {}
     conditions: list[str] = []
     values: dict[str, str] = {}
-    for name in DIMENSIONS:
-        accepted = getattr(slice, name)
-        if not accepted:
-            continue
-        if name == "method":  # the stored type: mcp:<method>, custom:<name>
-            accepted = tuple(value if ":" in value else f"mcp:{value}" for value in accepted)
+    for name, accepted in slice.stored().items():
         keys = [f"s{index}_{name}" for index in range(len(accepted))]  # no key is a prefix of another's $name
         values.update(zip(keys, accepted, strict=True))
         conditions.append(f"{_SLICED_COLUMNS[name]} IN ({', '.join('$' + key for key in keys)})")
@@ -500,21 +486,9 @@ _SESSION_TIMELINES = {
         mine AS (SELECT * FROM runs WHERE run = (SELECT run FROM runs WHERE event_id = $anchor))
         {_TIMELINE} FROM mine ORDER BY ts, event_id LIMIT $limit""",
 }
-"""One session's timeline, by the form of its key: a session id (all its events); ``e-<event>`` an event of its own;
-``<session id>@<event>``, ``u-<event>``, ``c-<event>``: the session (run) that holds that event, cut from its session
-id's, user's and client's, or caller's and client's whole history."""
-
-
-def _timeline(key: str) -> tuple[str, str | None]:
-    """The timeline query for a session key and the event it is anchored on, if any."""
-    if key[:2] in ("u-", "c-"):
-        return _SESSION_TIMELINES["run"], key[2:]
-    if key[:2] == "e-":
-        return _SESSION_TIMELINES["e-"], key[2:]
-    session_id, at, anchor = key.rpartition("@")
-    if at and session_id and anchor:
-        return _SESSION_TIMELINES["run"], anchor
-    return _SESSION_TIMELINES[""], None
+"""One session's timeline, by the form of its key (``store.panel_query``): a session id (all its events); ``e-<event>``
+an event of its own; ``<session id>@<event>``, ``u-<event>``, ``c-<event>``: the session (run) that holds that event,
+cut from its session id's, user's and client's, or caller's and client's whole history."""
 
 
 _FIRST_EVENT = f"SELECT min(ts) AS first FROM events WHERE {_IN_WINDOW}"
@@ -623,6 +597,8 @@ _SLO_WINDOW = f"""
         count(*) FILTER (WHERE duration_ms <= CAST($slo_targets AS DOUBLE[])[list_position(CAST($slo_tools AS VARCHAR[]), resource)]) AS within,
         round(quantile_cont(duration_ms, 0.95), 3) AS p95_ms
     FROM events WHERE {_TOOL_CALLS} GROUP BY resource ORDER BY calls DESC, tool"""
+_QUERIES = {**_PANELS, "slo": _SLO_BASELINE}
+"""Every panel's query but the ``session`` timeline's; the ``slo`` panel's reads the tiers' baselines."""
 
 
 _UNDELIVERED = """
@@ -826,15 +802,7 @@ class DuckDBStore:
     def panel(
         self, project: str, name: str, window: Window, slice: Slice = Slice(), **params: Any
     ) -> list[dict[str, Any]]:
-        anchor = None
-        if name == "session":
-            sql, anchor = _timeline(str(params.get("session") or ""))
-        elif name == "slo":
-            sql = _SLO_BASELINE
-        elif name in _PANELS:
-            sql = _PANELS[name]
-        else:
-            raise UnknownPanel(name)
+        sql, anchor = store.panel_query(name, str(params.get("session") or ""), _QUERIES, _SESSION_TIMELINES)
         values = {**_DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
         values |= {
             "project": project,
@@ -867,61 +835,31 @@ class DuckDBStore:
     def _attainment(
         self, cursor: Any, baselines: list[dict[str, Any]], values: dict[str, Any], slice: Slice
     ) -> list[dict[str, Any]]:
-        """The ``slo`` panel: each tool's tier (from ``baselines``: its p95 over the last 7 days) and, over the
-        window, its calls within the tier's target, attainment against the objective, and error budget left."""
-        slos = self.slos
-        tiers = {row["tool"]: slos.tier_of(row["tool"], row["baseline_p95_ms"]) for row in baselines}
+        """The ``slo`` panel (``store.attainment``) from ``baselines``, the window's calls read by ``_SLO_WINDOW``."""
         sql, _ = _sliced(_SLO_WINDOW, slice)
-        values |= {"slo_tools": list(tiers), "slo_targets": [slos.tiers[tier] for tier, _ in tiers.values()]}
-        rows = []
-        for row in _run(cursor, sql, values):
-            tier, how = tiers[row["tool"]]
-            bad, allowed = row["calls"] - row["within"], row["calls"] * (1 - slos.objective)
-            rows.append({
-                "tool": row["tool"], "tier": tier, "assigned": how, "target_ms": slos.tiers[tier],
-                "objective": slos.objective, "calls": row["calls"], "within": row["within"],
-                "attainment": round(row["within"] / row["calls"], 4), "met": row["within"] >= row["calls"] * slos.objective,
-                "budget_remaining": round(1 - bad / allowed, 4), "p95_ms": row["p95_ms"],
-            })  # fmt: skip
-        return rows[: values["limit"]]
+
+        def calls(tools: list[str], targets: list[float]) -> list[dict[str, Any]]:
+            return _run(cursor, sql, values | {"slo_tools": tools, "slo_targets": targets})
+
+        return store.attainment(self.slos, baselines, calls, values["limit"])
 
     # ---------------------------------------------------------------- alerts (``alerts.Engine``)
 
     def deviations(self, project: str, now: datetime, rules: Rules) -> list[Alert]:
         """What the rules find in ``project`` at ``now``: one ``Alert`` per rule and subject."""
         values = {"project": project, "now": _naive_utc(now), **asdict(rules)}
-        factors = {
-            "volume_spike": rules.volume_factor,
-            "latency_spike": rules.latency_factor,
-            "auth_spike": rules.auth_factor,
-        }
         found = []
         cursor = self._connection.cursor()
         try:
             for rule, (sql, window, text) in _DEVIATIONS.items():
-                for row in _run(cursor, sql, values):
-                    observed, threshold = float(row["observed"]), float(row["threshold"])
-                    usual = threshold / factors[rule] if rule in factors else threshold
-                    said = text.format(subject=row["subject"], observed=observed, usual=usual,
-                                       ratio=observed / usual if usual else float("inf"))  # fmt: skip
-                    found.append(Alert(rule, row["subject"], observed, threshold, window, said))
+                found += store.rule_alerts(rules, rule, window, text, _run(cursor, sql, values))
         finally:
             cursor.close()
         return found + self._slo_burn(project, now, rules)
 
     def _slo_burn(self, project: str, now: datetime, rules: Rules) -> list[Alert]:
-        """Tools spending their latency error budget ``rules.slo_burn`` times too fast over 1 hour and 5 minutes."""
-        rates = []
-        for length in (timedelta(hours=1), timedelta(minutes=5)):
-            rows = self.panel(project, "slo", Window(now - length, now), limit=1_000_000)
-            rates.append({row["tool"]: (row, (1 - row["attainment"]) / (1 - row["objective"])) for row in rows})
-        hour, recent = rates
-        return [
-            Alert("slo_burn", tool, round(burn, 2), rules.slo_burn, "1h and 5m",
-                  f"{tool}: latency budget burning {burn:.1f}x too fast ({row['tier']}, {row['target_ms']:.0f} ms target)")
-            for tool, (row, burn) in hour.items()
-            if row["calls"] >= rules.slo_min_calls and burn >= rules.slo_burn and recent.get(tool, (None, 0))[1] >= rules.slo_burn
-        ]  # fmt: skip
+        """Tools spending their latency error budget ``rules.slo_burn`` times too fast (``store.slo_burn``)."""
+        return store.slo_burn(self, project, now, rules)
 
     def record_alerts(self, project: str, found: Sequence[Alert], now: datetime) -> None:
         """Start an episode for each new rule and subject, refresh the firing ones, resolve those not found."""
@@ -936,8 +874,8 @@ class DuckDBStore:
                         "SELECT id, rule, subject FROM alerts WHERE project = ? AND state = 'firing'", [project]
                     ).fetchall()
                 }
-                for alert in found:
-                    known = firing.pop((alert.rule, alert.subject), None)
+                found_again, resolved = store.episodes(firing, found)
+                for alert, known in found_again:
                     if known is None:
                         db.execute(
                             """INSERT INTO alerts (project, rule, subject, state, since, observed, threshold, "window", text)
@@ -956,7 +894,7 @@ class DuckDBStore:
                     else:
                         db.execute("UPDATE alerts SET observed = ?, threshold = ?, text = ? WHERE id = ?",
                                    [alert.observed, alert.threshold, alert.text, known])  # fmt: skip
-                for alert_id in firing.values():  # no longer found: resolved
+                for alert_id in resolved:
                     db.execute("UPDATE alerts SET state = 'resolved', resolved_at = ? WHERE id = ?", [stamp, alert_id])
                 db.execute("COMMIT")
             except Exception:
@@ -968,12 +906,7 @@ class DuckDBStore:
         past), or tried before and failed fewer than ``MAX_DELIVERY_ATTEMPTS`` times."""
         rows = _run(self._connection.cursor(), _UNDELIVERED, {
             "urls": list(webhooks), "attempts": MAX_DELIVERY_ATTEMPTS, "not_before": _naive_utc(not_before)})  # fmt: skip
-        return [
-            (row["id"], Transition(row["project"], row["rule"], row["subject"], row["transition"], row["observed"],
-                                   row["threshold"], row["window"], row["since"], row["text"],
-                                   row["resolved_at"] if row["transition"] == "resolved" else None), row["url"])
-            for row in rows
-        ]  # fmt: skip
+        return store.transitions(rows)
 
     def delivered(self, alert_id: int, state: str, url: str, ok: bool) -> None:
         with self._write:
@@ -991,17 +924,11 @@ class DuckDBStore:
             {"project": project, "state": state, "limit": limit})  # fmt: skip
 
     def delete(self, project: str | None, *, before: datetime | None = None, user_id: str | None = None) -> int:
-        if before is None and user_id is None:
-            raise ValueError("delete what: events before a time, or a user's events")
-        conditions, values = [], {}
-        for condition, name, value in (("project = $project", "project", project),
-                                       ("ts < $before", "before", before and _naive_utc(before)),
-                                       ("user_id = $user", "user", user_id)):  # fmt: skip
-            if value is not None:
-                conditions.append(condition)
-                values[name] = value
+        where, values = store.deletion(("project = $project", project),
+                                       ("ts < $before", before and _naive_utc(before)),
+                                       ("user_id = $user", user_id))  # fmt: skip
         with self._write:  # between group commits
-            return _scalar(self._connection.execute(f"DELETE FROM events WHERE {' AND '.join(conditions)}", values))
+            return _scalar(self._connection.execute(f"DELETE FROM events WHERE {where}", values))
 
     def projects(self) -> list[str]:
         """The projects with events in this store."""

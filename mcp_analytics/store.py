@@ -4,17 +4,22 @@ Four calls, so that an engine for fleets (ClickHouse, say) can implement it
 beside the embedded DuckDB default (``duckdb_store.py``): add a batch of events
 to a project, answer one named panel for a project and a time window, delete
 (retention, a user's events), close.
+
+Below the interface, what every store makes of the rows its own SQL returns (the
+``slo`` panel, alerts and their episodes), so that a store holds only its SQL
+and its connections.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
+from mcp_analytics.alerts import Alert, Rules, Transition
 from mcp_analytics.models import Event, IngestResult
 
 _LAST = re.compile(r"^(\d{1,6})([mhd])$")
@@ -128,6 +133,14 @@ class Slice:
     def query(self) -> dict[str, str]:
         """As query parameters (comma-separated), the dimensions in use only."""
         return {name: ",".join(getattr(self, name)) for name in DIMENSIONS if getattr(self, name)}
+
+    def stored(self) -> dict[str, tuple[str, ...]]:
+        """The dimensions in use and their values as events store them: a method as its stored type
+        (``mcp:<method>``; ``custom:<name>`` as given)."""
+        used: dict[str, tuple[str, ...]] = {name: getattr(self, name) for name in DIMENSIONS if getattr(self, name)}
+        if "method" in used:
+            used["method"] = tuple(value if ":" in value else f"mcp:{value}" for value in used["method"])
+        return used
 
 
 DIMENSIONS = tuple(field.name for field in fields(Slice))
@@ -264,3 +277,125 @@ class Store(Protocol):
         (retention), or those of one user (a data-protection request); returns how many."""
 
     def close(self) -> None: ...
+
+
+# ---------------------------------------------------------------- what every store makes of its queries' rows
+
+Row = Mapping[str, Any]
+_Episode = TypeVar("_Episode")
+
+
+def panel_query(
+    name: str, session: str, queries: Mapping[str, str], timelines: Mapping[str, str]
+) -> tuple[str, str | None]:
+    """The query of the panel ``name`` among a store's ``queries`` (``UnknownPanel`` for another) and the event it is
+    anchored on, if any. The ``session`` panel's is one of ``timelines``, by the form of the ``session`` key: a
+    session id (``""``); ``e-<event>`` (``e-``); ``<session id>@<event>``, ``u-<event>``, ``c-<event>`` (``run``:
+    the run of that event's group that holds it)."""
+    if name != "session":
+        if name not in queries:
+            raise UnknownPanel(name)
+        return queries[name], None
+    if session[:2] in ("u-", "c-"):
+        return timelines["run"], session[2:]
+    if session[:2] == "e-":
+        return timelines["e-"], session[2:]
+    session_id, at, anchor = session.rpartition("@")
+    if at and session_id and anchor:
+        return timelines["run"], anchor
+    return timelines[""], None
+
+
+def attainment(
+    slos: Slos, baselines: Sequence[Row], calls: Callable[[list[str], list[float]], Iterable[Row]], limit: int
+) -> list[dict[str, Any]]:
+    """The ``slo`` panel: each tool's tier (from ``baselines``: its p95 over the last 7 days) and, over the
+    window, its calls within the tier's target, attainment against the objective, and error budget left.
+    ``calls(tools, targets)`` runs a store's query of the window: per tool, ``calls``, those ``within`` its
+    target and ``p95_ms``."""
+    if not baselines:
+        return []
+    tiers = {row["tool"]: slos.tier_of(row["tool"], row["baseline_p95_ms"]) for row in baselines}
+    rows = []
+    for row in calls(list(tiers), [slos.tiers[tier] for tier, _ in tiers.values()]):
+        tier, how = tiers[row["tool"]]
+        bad, allowed = row["calls"] - row["within"], row["calls"] * (1 - slos.objective)
+        rows.append({
+            "tool": row["tool"], "tier": tier, "assigned": how, "target_ms": slos.tiers[tier],
+            "objective": slos.objective, "calls": row["calls"], "within": row["within"],
+            "attainment": round(row["within"] / row["calls"], 4), "met": row["within"] >= row["calls"] * slos.objective,
+            "budget_remaining": round(1 - bad / allowed, 4), "p95_ms": row["p95_ms"],
+        })  # fmt: skip
+    return rows[:limit]
+
+
+def rule_alerts(rules: Rules, rule: str, window: str, text: str, rows: Iterable[Row]) -> list[Alert]:
+    """An ``Alert`` for each row (``subject``, ``observed``, ``threshold``) a store's query of ``rule`` found, said
+    by ``text`` from the subject, the observed value, the usual one (a spike's threshold over its factor) and
+    their ratio."""
+    factors = {
+        "volume_spike": rules.volume_factor,
+        "latency_spike": rules.latency_factor,
+        "auth_spike": rules.auth_factor,
+    }
+    found = []
+    for row in rows:
+        observed, threshold = float(row["observed"]), float(row["threshold"])
+        usual = threshold / factors[rule] if rule in factors else threshold
+        said = text.format(subject=row["subject"], observed=observed, usual=usual,
+                           ratio=observed / usual if usual else float("inf"))  # fmt: skip
+        found.append(Alert(rule, row["subject"], observed, threshold, window, said))
+    return found
+
+
+def slo_burn(store: Store, project: str, now: datetime, rules: Rules) -> list[Alert]:
+    """Tools spending their latency error budget ``rules.slo_burn`` times too fast over 1 hour and 5 minutes
+    (read from the ``slo`` panel of ``store``)."""
+    rates = []
+    for length in (timedelta(hours=1), timedelta(minutes=5)):
+        rows = store.panel(project, "slo", Window(now - length, now), limit=1_000_000)
+        rates.append({row["tool"]: (row, (1 - row["attainment"]) / (1 - row["objective"])) for row in rows})
+    hour, recent = rates
+    return [
+        Alert("slo_burn", tool, round(burn, 2), rules.slo_burn, "1h and 5m",
+              f"{tool}: latency budget burning {burn:.1f}x too fast ({row['tier']}, {row['target_ms']:.0f} ms target)")
+        for tool, (row, burn) in hour.items()
+        if row["calls"] >= rules.slo_min_calls and burn >= rules.slo_burn and recent.get(tool, (None, 0))[1] >= rules.slo_burn
+    ]  # fmt: skip
+
+
+def episodes(
+    firing: Mapping[tuple[str, str], _Episode], found: Sequence[Alert]
+) -> tuple[list[tuple[Alert, _Episode | None]], list[_Episode]]:
+    """What ``record_alerts`` changes: each alert ``found`` with its firing episode (``firing``, a store's, by rule
+    and subject; None: an episode to start), and the firing episodes no longer found (to resolve)."""
+    left = dict(firing)
+    matched = [(alert, left.pop((alert.rule, alert.subject), None)) for alert in found]
+    return matched, list(left.values())
+
+
+def transitions(rows: Iterable[Row]) -> list[tuple[int, Transition, str]]:
+    """``undelivered``'s answer from a store's rows: an alert's ``id``, columns and ``transition`` (``firing``,
+    ``resolved``), and the ``url`` of a webhook that has not received it."""
+    return [
+        (row["id"], Transition(row["project"], row["rule"], row["subject"], row["transition"], row["observed"],
+                               row["threshold"], row["window"], row["since"], row["text"],
+                               row["resolved_at"] if row["transition"] == "resolved" else None), row["url"])
+        for row in rows
+    ]  # fmt: skip
+
+
+def deletion(
+    project: tuple[str, str | None], before: tuple[str, Any], user: tuple[str, str | None]
+) -> tuple[str, dict[str, Any]]:
+    """What ``delete`` deletes: a store's condition on each value given (not None; the condition names it
+    ``project``, ``before`` or ``user``), joined by AND, and those values. Neither ``before`` nor ``user`` given
+    (every event) is a ``ValueError``."""
+    if before[1] is None and user[1] is None:
+        raise ValueError("delete what: events before a time, or a user's events")
+    conditions, values = [], {}
+    for name, (condition, value) in (("project", project), ("before", before), ("user", user)):
+        if value is not None:
+            conditions.append(condition)
+            values[name] = value
+    return " AND ".join(conditions), values
