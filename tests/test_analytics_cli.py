@@ -14,7 +14,8 @@ import pytest
 from mcp_analytics.duckdb_store import DuckDBStore
 from mcp_analytics.store import Slice, Window
 from tests.apps.servers import IS_V2
-from tests.test_analytics_reliability import ApiProcess, free_port
+from tests.processes import free_port
+from tests.test_analytics_reliability import ApiProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 

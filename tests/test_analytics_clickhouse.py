@@ -12,10 +12,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
-import subprocess
-import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -34,9 +31,9 @@ from mcp_analytics.duckdb_store import DuckDBStore, SchemaTooNew
 from mcp_analytics.models import Event
 from mcp_analytics.store import PANELS, Slice, Slos, Window
 from tests import clickhouse_server, test_alerts, test_analytics_store
+from tests.processes import ApiServer
 from tests.test_analytics_store import WHOLE_DAY, event
 
-ROOT = Path(__file__).resolve().parent.parent
 END = datetime(2026, 11, 20, 12, tzinfo=UTC)
 WINDOWS = {"6h": Window(END - timedelta(hours=6), END), "all": Window.parse(end=END, last="all")}
 SLICES = {
@@ -324,44 +321,23 @@ def test_retention_drops_whole_days_and_deletes_the_rest_of_the_cutoff_day(store
     assert store.panel("q", "extent", everything)[0]["events"] == 0
 
 
-def serve(store_url: str, port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """``mcp-analytics serve --store`` in a subprocess, its output in ``log``."""
-    command = [sys.executable, "-m", "mcp_analytics", "serve", "--store", store_url, "--port", str(port),
-               "--api-key", "fleet=fleet-key", "--alert-interval", "3600"]  # fmt: skip
-    with log.open("wb") as output:
-        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
-
-
-def answering(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
-    """Until the API of ``process`` answers."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the API exited: {log.read_text(errors='replace')}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.05)
-    raise RuntimeError("the API did not start in 60 s")
-
-
 def test_two_api_instances_on_one_database_store_each_event_once(clickhouse, tmp_path):
     """The same batches sent to two ``serve --store clickhouse://`` processes at once, three times each: every
     panel of either instance counts each event once; the user comes from the environment, not the URL."""
     host, port = clickhouse
     database = f"fleet_{uuid.uuid4().hex[:8]}"
     env = {**os.environ, "MCP_ANALYTICS_CLICKHOUSE_USER": "default", "MCP_ANALYTICS_CLICKHOUSE_PASSWORD": ""}
-    ports = [clickhouse_server._free_port(), clickhouse_server._free_port()]
-    logs = [tmp_path / f"api-{index}.log" for index in range(2)]
     instances = [
-        serve(f"clickhouse://{host}:{port}/{database}", api_port, env, log)
-        for api_port, log in zip(ports, logs, strict=True)
-    ]
+        ApiServer("--store", f"clickhouse://{host}:{port}/{database}", "--api-key", "fleet=fleet-key",
+                  "--alert-interval", "3600", log=tmp_path / f"api-{index}.log", env=env)
+        for index in range(2)
+    ]  # fmt: skip
     try:
-        for instance, api_port, log in zip(instances, ports, logs, strict=True):  # started together, as a fleet is
-            answering(instance, api_port, log)
-        assert f"(store clickhouse://{host}:{port}/{database}, " in logs[0].read_text()
+        for instance in instances:  # started together, as a fleet is
+            instance.launch()
+        for instance in instances:
+            instance.answering(timeout=60)
+        assert f"(store clickhouse://{host}:{port}/{database}, " in instances[0].log.read_text()
         now = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
         batches = [
             [dict(event(f"b{b}-{i}", session_id=f"s{b}", user_id=f"u{i % 3}",
@@ -371,30 +347,27 @@ def test_two_api_instances_on_one_database_store_each_event_once(clickhouse, tmp
         ]  # fmt: skip
         headers = {"Authorization": "Bearer fleet-key"}
 
-        def send(api_port: int) -> None:
+        def send(url: str) -> None:
             for _ in range(3):
                 for batch in batches:
-                    answer = httpx.post(f"http://127.0.0.1:{api_port}/v1/events", json={"events": batch},
-                                        headers=headers, timeout=30)  # fmt: skip
+                    answer = httpx.post(f"{url}/v1/events", json={"events": batch}, headers=headers, timeout=30)
                     assert answer.status_code == 200, answer.text
 
-        senders = [threading.Thread(target=send, args=(api_port,)) for api_port in ports]
+        senders = [threading.Thread(target=send, args=(instance.url,)) for instance in instances]
         for sender in senders:
             sender.start()
         for sender in senders:
             sender.join()
-        for api_port in ports:
-            (summary,) = httpx.get(f"http://127.0.0.1:{api_port}/v1/panels/summary", params={"last": "24h"},
+        for instance in instances:
+            (summary,) = httpx.get(f"{instance.url}/v1/panels/summary", params={"last": "24h"},
                                    headers=headers, timeout=30).json()["rows"]  # fmt: skip
             assert (summary["events"], summary["sessions"], summary["users"]) == (200, 5, 3)
-            users = httpx.get(f"http://127.0.0.1:{api_port}/v1/panels/users", params={"last": "24h"},
+            users = httpx.get(f"{instance.url}/v1/panels/users", params={"last": "24h"},
                               headers=headers, timeout=30).json()["rows"]  # fmt: skip
             assert sorted((row["user"], row["events"]) for row in users) == [("u0", 70), ("u1", 65), ("u2", 65)]
     finally:
         for instance in instances:
-            instance.terminate()
-        for instance in instances:
-            instance.wait(10)
+            instance.stop()
 
 
 def test_the_report_reads_a_clickhouse_store_as_it_reads_a_duckdb_file(store, tmp_path, capsys):

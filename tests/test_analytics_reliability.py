@@ -7,10 +7,6 @@ server must never wait for any of it.
 
 from __future__ import annotations
 
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +15,6 @@ from pathlib import Path
 
 import anyio
 import duckdb
-import httpx
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -34,50 +29,19 @@ from opentelemetry.exporter.mcp_analytics.events import event_id, is_analytics_s
 from tests.apps.clients import in_memory
 from tests.apps.servers import build
 from tests.conftest import instrumented
+from tests.processes import ApiServer
 
 pytestmark = pytest.mark.anyio
 
 KEY = "reliability-key"
-ROOT = Path(__file__).resolve().parent.parent
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class ApiProcess:
-    """``mcp-analytics serve`` in a subprocess: started, killed (SIGKILL) and restarted on the same port and file."""
+class ApiProcess(ApiServer):
+    """``mcp-analytics serve`` on a DuckDB file with the key ``KEY`` (project ``rel``), its output beside the file."""
 
     def __init__(self, db: Path) -> None:
-        self.db, self.port = db, free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        command = [sys.executable, "-m", "mcp_analytics", "serve", "--db", str(self.db), "--port", str(self.port),
-                   "--api-key", f"rel={KEY}"]  # fmt: skip
-        self.process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the API exited: {self.process.stderr.read().decode()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.05)
-        raise RuntimeError("the API did not start in 30 s")
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
+        super().__init__("--db", str(db), "--api-key", f"rel={KEY}", log=db.with_suffix(".log"))
+        self.db = db
 
     def stored_ids(self) -> list[str]:
         """Every stored event id, duplicates included (read from the file once the API has stopped)."""
