@@ -10,12 +10,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+
+from tests.processes import free_port, stop
 
 REQUIRE = "MCP_ANALYTICS_REQUIRE_CLICKHOUSE"
 
@@ -53,12 +54,6 @@ def binary() -> str | None:
     return shutil.which("clickhouse-server")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.contextmanager
 def running(root: Path, timeout: float = 60.0, timezone: str = "UTC") -> Iterator[tuple[str, int]]:
     """A server on ``root`` (in ``timezone``, its default for dates) until the block ends: yields its
@@ -68,7 +63,7 @@ def running(root: Path, timeout: float = 60.0, timezone: str = "UTC") -> Iterato
         raise FileNotFoundError("clickhouse-server is not installed (Debian: apt-get install clickhouse-server)")
     for sub in ("log", "data", "tmp", "user_files", "format_schemas"):
         (root / sub).mkdir(parents=True, exist_ok=True)
-    tcp, http = _free_port(), _free_port()
+    tcp, http = free_port(), free_port()
     (root / "config.xml").write_text(_CONFIG.format(root=root, tcp=tcp, http=http, timezone=timezone))
     (root / "users.xml").write_text(_USERS)
     process = subprocess.Popen(
@@ -82,12 +77,7 @@ def running(root: Path, timeout: float = 60.0, timezone: str = "UTC") -> Iterato
         _wait(process, http, root, timeout)
         yield "127.0.0.1", tcp
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 def _wait(process: subprocess.Popen[bytes], http: int, root: Path, timeout: float) -> None:

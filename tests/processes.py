@@ -1,4 +1,4 @@
-"""The tests' subprocesses: a free port for one, and ``mcp-analytics serve`` started until it answers."""
+"""The tests' subprocesses: a free port for one, stopping one, and ``mcp-analytics serve`` started until it answers."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -20,6 +21,16 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def stop(process: subprocess.Popen[Any], timeout: float = 30) -> None:
+    """Terminate ``process`` and wait for it; killed if it has not exited within ``timeout`` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 class ApiServer:

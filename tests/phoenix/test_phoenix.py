@@ -51,6 +51,7 @@ from opentelemetry.trace import SpanKind
 
 from opentelemetry_instrumentation_mcp import MCPInstrumentor
 from tests.apps.servers import IS_V2, KINDS, announced_version
+from tests.processes import stop
 from tests.test_stdio_otlp import (
     OPENTELEMETRY_INSTRUMENT,
     REQUESTS,
@@ -200,12 +201,7 @@ def phoenix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Phoenix]:
         assert served == installed, f"a Phoenix {served} answers, not the installed {installed}"
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 @dataclass(frozen=True)
