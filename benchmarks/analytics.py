@@ -80,6 +80,7 @@ error, an event count that does not add up) exits with status 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import gzip
 import http.client
@@ -135,11 +136,14 @@ from opentelemetry_instrumentation_mcp import (
     UserIdentity,
     publish_custom_event,
 )
+from tests import clickhouse_server  # a real clickhouse-server on a temporary directory, as the tests start it
 
 ROOT = Path(__file__).resolve().parent.parent
 MCP_VERSION = version("mcp")
 IS_V2 = int(MCP_VERSION.split(".")[0]) >= 2
 MEASUREMENTS = ("exporter", "ingest", "queries", "memory")
+STORE_NAMES = {"duckdb": "DuckDB", "clickhouse": "ClickHouse"}
+"""The stores ``ingest`` and ``queries`` measure (``--stores``)."""
 EXPORT_BATCH = inspect.signature(install).parameters["max_export_batch_size"].default
 """The exporter's batch size (``install``'s ``max_export_batch_size``): the exporter and memory sections send
 batches of it, and the ingest target is judged on it."""
@@ -473,16 +477,18 @@ def free_port() -> int:
 
 
 class Api:
-    """``python -m mcp_analytics serve`` on a DuckDB file and a free port, until ``stop``."""
+    """``python -m mcp_analytics serve`` on a store and a free port, until ``stop``: a DuckDB file (``--db``), or a
+    ``clickhouse://`` URL (``--store``), which any number of instances share (``key``: the project's API key)."""
 
-    def __init__(self, db: Path, workdir: Path, memory_limit: str | None = None) -> None:
-        self.key = "bench-" + os.urandom(8).hex()
+    def __init__(self, db: Path | str, workdir: Path, memory_limit: str | None = None, key: str | None = None) -> None:
+        self.key = key or "bench-" + os.urandom(8).hex()
         self.port = free_port()
         self.log = workdir / f"api-{self.port}.log"
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        store = ["--db", str(db)] if isinstance(db, Path) else ["--store", db]
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "mcp_analytics", "serve", "--db", str(db), "--port", str(self.port),
+                [sys.executable, "-m", "mcp_analytics", "serve", *store, "--port", str(self.port),
                  "--api-key", f"{PROJECT}={self.key}", *(["--memory-limit", memory_limit] if memory_limit else [])],
                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
@@ -599,9 +605,11 @@ class Senders:
 
 
 def bench_ingest(args: argparse.Namespace, recorded: list[ReadableSpan], workdir: Path, results: Results) -> None:
-    configs = [(batch, k) for batch in args.ingest_batches for k in args.ingest_senders]
-    print(f"\n== 2. API ingest into DuckDB: {args.ingest_events:,} events per configuration, "
-          f"fresh API subprocess and store each; {load()}", flush=True)  # fmt: skip
+    configs = [(store, n, batch, k) for store in args.stores for n in (args.ingest_instances if store == "clickhouse"
+               else [1]) for batch in args.ingest_batches for k in args.ingest_senders if k >= n]  # fmt: skip
+    print(f"\n== 2. API ingest into {' and '.join(STORE_NAMES[store] for store in args.stores)}: "
+          f"{args.ingest_events:,} events per configuration, fresh API subprocess(es) and store each; {load()}",
+          flush=True)  # fmt: skip
     bodies = Bodies(recorded)
     end_ns = time.time_ns()
     start_ns = end_ns - 3600 * 10**9
@@ -622,49 +630,70 @@ def bench_ingest(args: argparse.Namespace, recorded: list[ReadableSpan], workdir
               f"in {time.perf_counter() - wall:.1f} s", flush=True)  # fmt: skip
 
     rows = []
-    for batch, k in configs:
-        db = workdir / f"ingest-{batch}-{k}.duckdb"
-        for path in (db, db.with_name(db.name + ".wal")):
-            path.unlink(missing_ok=True)
-        api = Api(db, workdir)
-        try:
-            queue = iter(prebuilt[batch])
-            lock = threading.Lock()
+    with contextlib.ExitStack() as stack:
+        if "clickhouse" in args.stores:
+            host, port = stack.enter_context(clickhouse_server.running(workdir / "clickhouse-ingest"))
+            print(f"ClickHouse {clickhouse_version(host, port)} on {host}:{port} (a temporary directory), a fresh "
+                  f"database per configuration; {', '.join(map(str, args.ingest_instances))} API instance(s) on it, "
+                  "the K senders dealt out over them", flush=True)  # fmt: skip
+        for store, n, batch, k in configs:
+            label = f"{STORE_NAMES[store]} x{n}, batch={batch}, K={k}"
+            if store == "duckdb":
+                db = workdir / f"ingest-{batch}-{k}.duckdb"
+                for path in (db, db.with_name(db.name + ".wal")):
+                    path.unlink(missing_ok=True)
+                locations: list[Path | str] = [db]
+            else:
+                locations = [f"clickhouse://{host}:{port}/ingest_{batch}_{k}_{n}"] * n  # one database, n instances
+            key = "bench-" + os.urandom(8).hex()
+            apis: list[Api] = []
+            try:
+                for location in locations:
+                    apis.append(Api(location, workdir, key=key))
+                queue = iter(prebuilt[batch])
+                lock = threading.Lock()
 
-            def next_body(
-                queue: Iterator[tuple[int, bytes]] = queue, lock: threading.Lock = lock
-            ) -> tuple[int, bytes] | None:
-                with lock:
-                    return next(queue, None)
+                def next_body(
+                    queue: Iterator[tuple[int, bytes]] = queue, lock: threading.Lock = lock
+                ) -> tuple[int, bytes] | None:
+                    with lock:
+                        return next(queue, None)
 
-            senders = Senders(api, k, next_body)
-            cpu0, client0 = api.cpu_seconds(), time.process_time()
-            wall = time.perf_counter()
-            senders.start()
-            senders.join()
-            wall = time.perf_counter() - wall
-            cpu, client = api.cpu_seconds() - cpu0, time.process_time() - client0
-            stored = api.panel("summary", last="all")[0]["events"]
-            rss = api.rss_mb()
-        finally:
-            api.stop()
-        for error in senders.errors:
-            results.fail(f"ingest batch={batch} K={k}: {error}")
-        if not (senders.accepted == stored == args.ingest_events):
-            results.fail(f"ingest batch={batch} K={k}: sent {args.ingest_events}, accepted {senders.accepted}, "
-                         f"stored {stored}")  # fmt: skip
-        rate = stored / wall
-        rows.append((batch, k, stored, wall, rate, cpu, client, rss))
-        print(f"batch {batch:>5}, K={k}: {stored:,} stored in {wall:.2f} s = {rate:,.0f} events/s "
-              f"(API CPU {cpu / wall:.0%} of one core)", flush=True)  # fmt: skip
-        if batch == EXPORT_BATCH:
-            results.target(f"ingest, {batch}-event batches, K={k}", f">= {TARGET_INGEST:,} events/s",
-                           f"{rate:,.0f} events/s", rate >= TARGET_INGEST)  # fmt: skip
-    print(f"{'batch':>6} {'K':>2} {'stored':>9} {'wall s':>7} {'events/s':>9} {'API cpu s':>9} "
-          f"{'API cpu us/event':>16} {'senders cpu s':>13} {'API RSS MB':>10}")  # fmt: skip
-    for batch, k, stored, wall, rate, cpu, client, rss in rows:
-        print(f"{batch:>6} {k:>2} {stored:>9,} {wall:7.2f} {rate:9,.0f} {cpu:9.2f} {cpu / stored * 1e6:16.1f} "
-              f"{client:13.2f} {rss:10.0f}")  # fmt: skip
+                senders = [Senders(api, len(range(i, k, n)), next_body) for i, api in enumerate(apis)]
+                cpu0, client0 = sum(api.cpu_seconds() for api in apis), time.process_time()
+                wall = time.perf_counter()
+                for group in senders:
+                    group.start()
+                for group in senders:
+                    group.join()
+                wall = time.perf_counter() - wall
+                cpu, client = sum(api.cpu_seconds() for api in apis) - cpu0, time.process_time() - client0
+                stored = [api.panel("summary", last="all")[0]["events"] for api in apis]  # read back by each
+                rss = max(api.rss_mb() for api in apis)
+            finally:
+                for api in apis:
+                    api.stop()
+            for error in (error for group in senders for error in group.errors):
+                results.fail(f"ingest {label}: {error}")
+            accepted = sum(group.accepted for group in senders)
+            if not (accepted == args.ingest_events and all(count == accepted for count in stored)):
+                results.fail(f"ingest {label}: sent {args.ingest_events}, accepted {accepted}, stored (read through "
+                             f"each instance) {', '.join(map(str, stored))}")  # fmt: skip
+            rate = stored[0] / wall
+            rows.append((store, n, batch, k, stored[0], wall, rate, cpu, client, rss))
+            print(f"{label}: {stored[0]:,} stored in {wall:.2f} s = {rate:,.0f} events/s "
+                  f"(API CPU {cpu / wall:.0%} of one core{', all instances' if n > 1 else ''})", flush=True)  # fmt: skip
+            if store == "duckdb" and batch == EXPORT_BATCH:
+                results.target(f"ingest, {batch}-event batches, K={k}", f">= {TARGET_INGEST:,} events/s",
+                               f"{rate:,.0f} events/s", rate >= TARGET_INGEST)  # fmt: skip
+    print(f"{'store':<10} {'APIs':>4} {'batch':>6} {'K':>2} {'stored':>9} {'wall s':>7} {'events/s':>9} "
+          f"{'API cpu s':>9} {'API cpu us/event':>16} {'senders cpu s':>13} {'API RSS MB':>10}")  # fmt: skip
+    for store, n, batch, k, stored, wall, rate, cpu, client, rss in rows:
+        print(f"{STORE_NAMES[store]:<10} {n:>4} {batch:>6} {k:>2} {stored:>9,} {wall:7.2f} {rate:9,.0f} {cpu:9.2f} "
+              f"{cpu / stored * 1e6:16.1f} {client:13.2f} {rss:10.0f}")  # fmt: skip
+    if any(store == "clickhouse" for store, *_ in rows):
+        print("ClickHouse: API CPU is the API processes' only; the ClickHouse server shares the same cores, and so do "
+              "the senders")  # fmt: skip
 
 
 # --- 3. panel queries ----------------------------------------------------------------------------------------
@@ -815,128 +844,322 @@ class Population:
             yield [EVENT.validate_python(event) for event in pending]
 
 
-def build_store(path: Path, total: int, seed: int) -> tuple[float, dict[str, Any]]:
-    """A fresh store of ``total`` events at ``path``; seconds it took and what it holds."""
-    for stale in (path, path.with_name(path.name + ".wal")):
-        stale.unlink(missing_ok=True)
-    built_at = datetime.now(UTC)
-    store = DuckDBStore(path)
-    wall = time.perf_counter()
-    population = Population(seed, built_at)
-    stored = 0
-    step = max(total // 4, 1)
-    for chunk in population.chunks(total, 20_000):
-        before = stored
-        stored += store.add(PROJECT, chunk).accepted
-        if stored // step > before // step:
-            print(f"building the store: {stored:,}/{total:,} events, {time.perf_counter() - wall:.0f} s", flush=True)
-    wall = time.perf_counter() - wall
-    store.close()
-    return wall, {"built_at": built_at.isoformat(), "events": stored, "seed": seed, "schema": SCHEMA_VERSION}
+CLICKHOUSE_BATCH = 100_000
+"""Events per ``ClickHouseStore.add`` while the query store is built: large batches, as a bulk load sends them
+(each insert writes a part per day it covers, which background merges then join)."""
+CLICKHOUSE_DATABASE = "bench"
 
 
-def cached_store(args: argparse.Namespace) -> Path:
+def clickhouse_missing() -> str | None:
+    """Why the ClickHouse store cannot be measured on this machine, or None."""
+    if clickhouse_server.binary() is None:
+        return "clickhouse-server is not installed (Debian: apt-get install clickhouse-server)"
+    try:
+        import clickhouse_driver  # noqa: F401
+    except ImportError:
+        return "clickhouse-driver is not installed (the extra clickhouse: pip install -e '.[analytics,clickhouse]')"
+    return None
+
+
+def clickhouse_version(host: str, port: int) -> str:
+    from clickhouse_driver import Client
+
+    client = Client(host=host, port=port)
+    try:
+        return str(client.execute("SELECT version()")[0][0])
+    finally:
+        client.disconnect()
+
+
+def disk_mb(path: Path) -> float:
+    """A DuckDB store's size (file + WAL), or everything under a directory (a ClickHouse server's)."""
+    if path.is_dir():
+        return sum(item.stat().st_size for item in path.rglob("*") if item.is_file()) / 1024**2
+    return store_mb(path)
+
+
+@dataclass
+class QueryStore:
+    """One store of the query data set: where it is kept between runs and how to open it."""
+
+    name: str
+    """``duckdb`` or ``clickhouse`` (``STORE_NAMES``)."""
+    path: Path
+    """The DuckDB file, or the directory of the ClickHouse server that holds the database."""
+    url: str = ""
+    """The ``clickhouse://`` URL, once its server runs."""
+
+    @property
+    def meta_path(self) -> Path:
+        return self.path.with_suffix(".json")
+
+    @property
+    def location(self) -> Path | str:
+        """What ``serve`` is given: the file, or the URL."""
+        return self.url or self.path
+
+    def open(self) -> Any:
+        if self.name == "duckdb":
+            return DuckDBStore(self.path)
+        from mcp_analytics.clickhouse_store import ClickHouseStore
+
+        return ClickHouseStore(self.url)
+
+    def remove(self) -> None:
+        if self.path.is_dir():
+            shutil.rmtree(self.path)
+        for stale in (self.path, self.path.with_name(self.path.name + ".wal"), self.meta_path):
+            if stale.is_file():
+                stale.unlink()
+
+
+def reusable(meta_path: Path, args: argparse.Namespace) -> dict[str, Any] | None:
+    """A cached store's description, when it holds the events asked for and is younger than ``--cache-max-age``."""
+    if args.no_cache or not meta_path.exists():
+        return None
+    meta = json.loads(meta_path.read_text())
+    age = datetime.now(UTC) - datetime.fromisoformat(meta["built_at"])
+    fresh = age < timedelta(hours=args.cache_max_age)
+    return meta if fresh and meta["events"] == args.query_events and meta["seed"] == args.seed else None
+
+
+def query_stores(args: argparse.Namespace, stack: contextlib.ExitStack) -> list[QueryStore]:
+    """The stores of ``--stores`` holding the same ``--query-events`` events: reused from ``--cache-dir`` while they
+    hold the same generation (seed and end), else built, all from one generation. A ClickHouse server runs on its
+    directory there until ``stack`` closes."""
     cache = Path(args.cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
-    path = cache / f"panels-{args.query_events}-seed{args.seed}-v{SCHEMA_VERSION}.duckdb"
-    meta_path = path.with_suffix(".json")
-    if path.exists() and meta_path.exists() and not args.no_cache:
-        meta = json.loads(meta_path.read_text())
-        age = datetime.now(UTC) - datetime.fromisoformat(meta["built_at"])
-        if age < timedelta(hours=args.cache_max_age) and meta["events"] == args.query_events:
-            print(f"reusing {path} ({meta['events']:,} events, built {age.total_seconds() / 60:.0f} min ago; "
+    name = f"panels-{args.query_events}-seed{args.seed}"
+    stores = []
+    for store in args.stores:
+        if store == "duckdb":
+            stores.append(QueryStore(store, cache / f"{name}-v{SCHEMA_VERSION}.duckdb"))
+        else:
+            from mcp_analytics.clickhouse_store import SCHEMA_VERSION as CLICKHOUSE_SCHEMA
+
+            stores.append(QueryStore(store, cache / f"{name}-clickhouse-v{CLICKHOUSE_SCHEMA}"))
+    metas = {store.name: reusable(store.meta_path, args) for store in stores}
+    # The newest cached generation is kept; a store that holds another (or none) is built with the same events.
+    built_at = max((meta["built_at"] for meta in metas.values() if meta), default=datetime.now(UTC).isoformat())
+    stale = [store for store in stores if (metas[store.name] or {}).get("built_at") != built_at]
+    for store in stores:
+        if store in stale:
+            store.remove()
+        else:
+            age = datetime.now(UTC) - datetime.fromisoformat(built_at)
+            print(f"reusing {store.path} ({args.query_events:,} events, built {age.total_seconds() / 60:.0f} min ago; "
                   f"--no-cache to rebuild)")  # fmt: skip
-            return path
-    wall, meta = build_store(path, args.query_events, args.seed)
-    meta_path.write_text(json.dumps(meta))
-    print(f"built {path} ({meta['events']:,} events, {store_mb(path):,.0f} MB) in {wall:.1f} s "
-          f"(generation + DuckDBStore.add in batches of 20,000: {meta['events'] / wall:,.0f} events/s)")  # fmt: skip
-    return path
+        if store.name == "clickhouse":
+            host, port = stack.enter_context(clickhouse_server.running(store.path))
+            store.url = f"clickhouse://{host}:{port}/{CLICKHOUSE_DATABASE}"
+            print(f"ClickHouse {clickhouse_version(host, port)} on {host}:{port}, its data in {store.path}", flush=True)
+    if stale:
+        build_stores(stale, args.query_events, args.seed, datetime.fromisoformat(built_at))
+    for store in stores:
+        if store.name == "clickhouse":
+            settle(store.url)
+    return stores
 
 
-def bench_queries(args: argparse.Namespace, workdir: Path, results: Results) -> None:
-    print(f"\n== 3. panel queries on {args.query_events:,} events: 1 warm-up + {args.query_runs} runs each; {load()}",
-          flush=True)  # fmt: skip
-    path = cached_store(args)
-    store = DuckDBStore(path)
-    timings: list[tuple[str, str, float, float, int]] = []
+def build_stores(stores: Sequence[QueryStore], total: int, seed: int, built_at: datetime) -> None:
+    """``total`` events of the population ending at ``built_at``, generated once, into each of ``stores`` with its
+    own ``add``: ``DuckDBStore.add`` in batches of 20,000 (as the store was always built), ``ClickHouseStore.add`` in
+    batches of ``CLICKHOUSE_BATCH``."""
+    batch = {"duckdb": 20_000, "clickhouse": CLICKHOUSE_BATCH}
+    opened = {store.name: store.open() for store in stores}
+    pending: dict[str, list[Event]] = {name: [] for name in opened}
+    spent = dict.fromkeys(opened, 0.0)
+    stored = dict.fromkeys(opened, 0)
+
+    def flush(name: str) -> None:
+        wall = time.perf_counter()
+        stored[name] += opened[name].add(PROJECT, pending[name]).accepted
+        spent[name] += time.perf_counter() - wall
+        pending[name] = []
+
+    began = time.perf_counter()
+    generated = 0
+    step = max(total // 4, 1)
     try:
-        shares = store._connection.execute(
-            "SELECT count(*), avg(CASE WHEN session_id IS NULL THEN 1 ELSE 0 END), "
-            "avg(CASE WHEN session_id IS NULL AND user_id IS NOT NULL THEN 1 ELSE 0 END), avg(is_error::INT), "
-            "count(DISTINCT resource) FILTER (WHERE type = 'mcp:tools/call'), count(DISTINCT user_id), "
-            "count(DISTINCT client_name), count(DISTINCT session_id), min(ts), max(ts) FROM events"
-        ).fetchone()
-        print(f"store: {shares[0]:,} events, {shares[1]:.1%} without session id ({shares[2]:.1%} of all with a user), "
-              f"{shares[3]:.1%} errors, {shares[4]} tools, {shares[5]} users, {shares[6]} clients, "
-              f"{shares[7]:,} session ids, {shares[8]:%Y-%m-%d %H:%M} .. {shares[9]:%Y-%m-%d %H:%M} UTC")  # fmt: skip
-        client, _tool = store._connection.execute(
-            "SELECT mode(client_name), mode(resource) FILTER (WHERE type = 'mcp:tools/call') FROM events"
-        ).fetchone()
-        slices = {"all": Slice(), "sliced": Slice(client=(client,), origin=("server", "upstream", "client"))}
-        print(f"each panel unfiltered and sliced by client={client!r} and origin=server,upstream,client")
-        for last in ("24h", "all"):
-            window = Window.parse(last=last)
-            recent = store.panel(PROJECT, "sessions", window, limit=1000)  # the newest are one-event stateless ones
-            session = next((row for row in recent if not row["stateless"]), recent[0])["session"]  # a real session
-            in_window = store.panel(PROJECT, "summary", window)[0]["events"]
-            print(f"window last={last}: {in_window:,} events; session panel on {session!r}", flush=True)
-            for label, slice in slices.items():
-                for name in PANELS:
-                    params = (
-                        {"session": session} if name == "session" else {"q": "release"} if name == "intents" else {}
-                    )
-                    runs = []
-                    for _ in range(args.query_runs + 1):
-                        wall = time.perf_counter()
-                        rows = store.panel(PROJECT, name, window, slice, **params)
-                        runs.append((time.perf_counter() - wall) * 1000)
-                    runs = runs[1:]
-                    timings.append(
-                        (name if label == "all" else f"{name}*", last, statistics.median(runs), max(runs), len(rows))
-                    )
-        latest = store.panel(PROJECT, "extent", Window.parse(last="all"))[0]["last_event"]
-        runs = []
-        for _ in range(args.query_runs + 1):
-            wall = time.perf_counter()
-            found = store.deviations(PROJECT, latest, Rules())
-            runs.append((time.perf_counter() - wall) * 1000)
-        runs = runs[1:]
-        timings.append(("alert rules", "now", statistics.median(runs), max(runs), len(found)))
+        for chunk in Population(seed, built_at).chunks(total, 20_000):
+            for name in opened:
+                pending[name] += chunk
+                if len(pending[name]) >= batch[name]:
+                    flush(name)
+            before, generated = generated, generated + len(chunk)
+            if generated // step > before // step:
+                print(f"building {', '.join(STORE_NAMES[name] for name in opened)}: {generated:,}/{total:,} events, "
+                      f"{time.perf_counter() - began:.0f} s", flush=True)  # fmt: skip
+        for name in opened:
+            if pending[name]:
+                flush(name)
     finally:
-        store.close()
-    print(
-        f"{'panel (* sliced)':<17} {'window':>6} {'median ms':>10} {'max ms':>8} {'rows':>5}  < {TARGET_PANEL_MS:.0f} ms"
-    )
-    for name, last, median, worst, rows in timings:
-        print(
-            f"{name:<17} {last:>6} {median:10.1f} {worst:8.1f} {rows:>5}  {'ok' if median < TARGET_PANEL_MS else 'SLOW'}"
-        )
-    slow = [t for t in timings if t[2] >= TARGET_PANEL_MS]
-    worst = max(timings, key=lambda t: t[2])
-    results.target(f"panels ({len(timings)} panel x window), median each", f"< {TARGET_PANEL_MS:.0f} ms",
-                   f"{len(timings) - len(slow)}/{len(timings)} under; worst {worst[0]}/{worst[1]} {worst[2]:.0f} ms",
-                   not slow)  # fmt: skip
+        for store in opened.values():
+            store.close()
+    generation = time.perf_counter() - began - sum(spent.values())
+    print(f"generated {total:,} events (validated as the API validates them) in {generation:.1f} s "
+          f"({total / generation:,.0f} events/s)")  # fmt: skip
+    for store in stores:
+        schema = SCHEMA_VERSION if store.name == "duckdb" else int(store.path.name.rsplit("-v", 1)[1])
+        meta = {"built_at": built_at.isoformat(), "events": stored[store.name], "seed": seed, "schema": schema}
+        store.meta_path.write_text(json.dumps(meta))
+        wall = spent[store.name]
+        print(f"built {store.path} ({stored[store.name]:,} events, {disk_mb(store.path):,.0f} MB) with "
+              f"{STORE_NAMES[store.name]}Store.add in batches of {batch[store.name]:,}: {wall:.1f} s "
+              f"({stored[store.name] / wall:,.0f} events/s)", flush=True)  # fmt: skip
 
-    print(f"through the HTTP API (same file, API subprocess; keep-alive; 1 warm-up + {args.query_runs} runs):")
-    api = Api(path, workdir)
+
+def settle(url: str, timeout: float = 600.0) -> None:
+    """Until ClickHouse's background merges of the events are done, as on a store that has been running a while
+    (no ``OPTIMIZE``: the parts are those the server's own merges leave)."""
+    from clickhouse_driver import Client
+
+    from mcp_analytics.clickhouse_store import Address
+
+    address = Address.parse(url)
+    client = Client(host=address.host, port=address.port, database=address.database)
+    began = time.monotonic()
+    quiet = 0
     try:
-        connection = api.connection()
-        print(f"{'panel':<13} {'window':>6} {'median ms':>10} {'max ms':>8} {'direct ms':>10}")
-        direct = {(name, last): median for name, last, median, _, _ in timings}
-        for name in args.http_panels:
-            for last in ("24h", "all"):
+        while quiet < 3 and time.monotonic() - began < timeout:  # three idle seconds in a row
+            busy = client.execute("SELECT count() FROM system.merges WHERE database = currentDatabase()")[0][0]
+            quiet = 0 if busy else quiet + 1
+            time.sleep(1)
+        parts, days = client.execute(
+            "SELECT count(), uniqExact(partition) FROM system.parts"
+            " WHERE database = currentDatabase() AND table = 'events' AND active"
+        )[0]
+    finally:
+        client.disconnect()
+    print(f"ClickHouse: background merges done after {time.monotonic() - began:.0f} s; events in {parts} parts "
+          f"over {days} daily partitions", flush=True)  # fmt: skip
+
+
+def describe_duckdb(store: DuckDBStore) -> None:
+    shares = store._connection.execute(
+        "SELECT count(*), avg(CASE WHEN session_id IS NULL THEN 1 ELSE 0 END), "
+        "avg(CASE WHEN session_id IS NULL AND user_id IS NOT NULL THEN 1 ELSE 0 END), avg(is_error::INT), "
+        "count(DISTINCT resource) FILTER (WHERE type = 'mcp:tools/call'), count(DISTINCT user_id), "
+        "count(DISTINCT client_name), count(DISTINCT session_id), min(ts), max(ts) FROM events"
+    ).fetchone()
+    print(f"store: {shares[0]:,} events, {shares[1]:.1%} without session id ({shares[2]:.1%} of all with a user), "
+          f"{shares[3]:.1%} errors, {shares[4]} tools, {shares[5]} users, {shares[6]} clients, "
+          f"{shares[7]:,} session ids, {shares[8]:%Y-%m-%d %H:%M} .. {shares[9]:%Y-%m-%d %H:%M} UTC")  # fmt: skip
+
+
+Timing = tuple[str, str, float, float, int]
+"""(panel, ``*`` when sliced; window; median ms; max ms; rows)."""
+
+
+def time_panels(
+    store: Any, args: argparse.Namespace, slices: dict[str, Slice], end: datetime, label: str
+) -> list[Timing]:
+    """Each panel of ``PANELS`` per window ending at ``end`` and slice, and one evaluation of every alert rule: one
+    warm-up, then ``--query-runs`` runs each."""
+    timings: list[Timing] = []
+    for last in ("24h", "all"):
+        window = Window.parse(end=end, last=last)
+        recent = store.panel(PROJECT, "sessions", window, limit=1000)  # the newest are one-event stateless ones
+        session = next((row for row in recent if not row["stateless"]), recent[0])["session"]  # a real session
+        in_window = store.panel(PROJECT, "summary", window)[0]["events"]
+        print(f"{label}, window last={last}: {in_window:,} events; session panel on {session!r}", flush=True)
+        for name_of_slice, slice in slices.items():
+            for name in PANELS:
+                params = {"session": session} if name == "session" else {"q": "release"} if name == "intents" else {}
                 runs = []
                 for _ in range(args.query_runs + 1):
                     wall = time.perf_counter()
-                    api.panel(name, connection, last=last)
+                    rows = store.panel(PROJECT, name, window, slice, **params)
                     runs.append((time.perf_counter() - wall) * 1000)
                 runs = runs[1:]
-                print(f"{name:<13} {last:>6} {statistics.median(runs):10.1f} {max(runs):8.1f} "
-                      f"{direct.get((name, last), float('nan')):10.1f}")  # fmt: skip
-        connection.close()
-    finally:
-        api.stop()
+                panel = name if name_of_slice == "all" else f"{name}*"
+                timings.append((panel, last, statistics.median(runs), max(runs), len(rows)))
+    latest = store.panel(PROJECT, "extent", Window.parse(last="all"))[0]["last_event"]
+    runs = []
+    for _ in range(args.query_runs + 1):
+        wall = time.perf_counter()
+        found = store.deviations(PROJECT, latest, Rules())
+        runs.append((time.perf_counter() - wall) * 1000)
+    runs = runs[1:]
+    timings.append(("alert rules", "now", statistics.median(runs), max(runs), len(found)))
+    return timings
+
+
+def bench_queries(args: argparse.Namespace, workdir: Path, results: Results) -> None:
+    print(f"\n== 3. panel queries on {args.query_events:,} events in "
+          f"{' and '.join(STORE_NAMES[store] for store in args.stores)} (the same events in each): "
+          f"1 warm-up + {args.query_runs} runs each; {load()}", flush=True)  # fmt: skip
+    with contextlib.ExitStack() as stack:
+        stores = query_stores(args, stack)
+        end = datetime.now(UTC)  # every store answers for the same windows
+        timings: dict[str, list[Timing]] = {}
+        summaries: dict[str, dict[str, Any]] = {}
+        slices: dict[str, Slice] = {}
+        for store in stores:
+            opened = store.open()
+            try:
+                if store.name == "duckdb":
+                    describe_duckdb(opened)
+                summaries[store.name] = opened.panel(PROJECT, "summary", Window.parse(last="all"))[0]
+                print(f"{STORE_NAMES[store.name]}: summary of all events {summaries[store.name]}", flush=True)
+                if not slices:
+                    client = opened.panel(PROJECT, "clients", Window.parse(last="all"))[0]["client"]  # the commonest
+                    slices = {
+                        "all": Slice(),
+                        "sliced": Slice(client=(client,), origin=("server", "upstream", "client")),
+                    }
+                    print(f"each panel unfiltered and sliced by client={client!r} and origin=server,upstream,client")
+                print(f"{STORE_NAMES[store.name]}: timing {load()}", flush=True)
+                timings[store.name] = time_panels(opened, args, slices, end, STORE_NAMES[store.name])
+            finally:
+                opened.close()
+        counts = {name: summary["events"] for name, summary in summaries.items()}
+        if len(set(counts.values())) > 1 or args.query_events not in counts.values():
+            results.fail(f"queries: the stores hold {counts} events, not {args.query_events:,} each")
+        elif len({json.dumps(summary, sort_keys=True, default=str) for summary in summaries.values()}) > 1:
+            print("NOTE the stores' summaries of the same events differ (see above)")
+
+        names = [store.name for store in stores]
+        head = "".join(f" | {STORE_NAMES[name] + ' median':>17} {'max':>7} {'rows':>5}" for name in names)
+        print(f"{'panel (* sliced)':<17} {'window':>6}{head}  < {TARGET_PANEL_MS:.0f} ms")
+        differ = []
+        for rows in zip(*(timings[name] for name in names), strict=True):
+            panel, last = rows[0][:2]
+            line = "".join(f" | {median:17.1f} {worst:7.1f} {count:>5}" for _, _, median, worst, count in rows)
+            verdict = ", ".join(f"{STORE_NAMES[name]} {'ok' if row[2] < TARGET_PANEL_MS else 'SLOW'}"
+                                for name, row in zip(names, rows, strict=True))  # fmt: skip
+            print(f"{panel:<17} {last:>6}{line}  {verdict}")
+            if len({row[4] for row in rows}) > 1:
+                differ.append(f"{panel}/{last}")
+        if differ:
+            print(f"NOTE row counts differ between the stores on {', '.join(differ)}")
+        for name in names:
+            slow = [t for t in timings[name] if t[2] >= TARGET_PANEL_MS]
+            worst = max(timings[name], key=lambda t: t[2])
+            results.target(f"{STORE_NAMES[name]} panels ({len(timings[name])} panel x window), median each",
+                           f"< {TARGET_PANEL_MS:.0f} ms", f"{len(timings[name]) - len(slow)}/{len(timings[name])} "
+                           f"under; worst {worst[0]}/{worst[1]} {worst[2]:.0f} ms", not slow)  # fmt: skip
+
+        print(f"through the HTTP API (same store, API subprocess; keep-alive; 1 warm-up + {args.query_runs} runs):")
+        print(f"{'store':<10} {'panel':<13} {'window':>6} {'median ms':>10} {'max ms':>8} {'direct ms':>10}")
+        for store in stores:
+            api = Api(store.location, workdir)
+            try:
+                connection = api.connection()
+                direct = {(name, last): median for name, last, median, _, _ in timings[store.name]}
+                for name in args.http_panels:
+                    for last in ("24h", "all"):
+                        runs = []
+                        for _ in range(args.query_runs + 1):
+                            wall = time.perf_counter()
+                            api.panel(name, connection, last=last)
+                            runs.append((time.perf_counter() - wall) * 1000)
+                        runs = runs[1:]
+                        print(f"{STORE_NAMES[store.name]:<10} {name:<13} {last:>6} {statistics.median(runs):10.1f} "
+                              f"{max(runs):8.1f} {direct.get((name, last), float('nan')):10.1f}")  # fmt: skip
+                connection.close()
+            finally:
+                api.stop()
 
 
 # --- 4. memory -----------------------------------------------------------------------------------------------
@@ -1056,6 +1279,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--only", default=",".join(MEASUREMENTS),
                         help=f"comma-separated subset of {','.join(MEASUREMENTS)} (default all)")  # fmt: skip
+    parser.add_argument("--stores", default=",".join(STORE_NAMES),
+                        help="ingest and queries: comma-separated stores to measure (default duckdb,clickhouse; "
+                             "clickhouse needs Debian's clickhouse-server and the extra clickhouse)")  # fmt: skip
     parser.add_argument(
         "--capture-content",
         action="store_true",
@@ -1066,6 +1292,9 @@ def main() -> int:
     parser.add_argument("--ingest-events", type=int, default=150_000, help="ingest: events per configuration")
     parser.add_argument("--ingest-batches", type=csv_ints, default=[512, 2000], help="ingest: events per request")
     parser.add_argument("--ingest-senders", type=csv_ints, default=[1, 4], help="ingest: concurrent sender threads")
+    parser.add_argument("--ingest-instances", type=csv_ints, default=[1, 2],
+                        help="ingest: API instances on one ClickHouse database (the senders dealt out over them; "
+                             "configurations with fewer senders than instances are left out)")  # fmt: skip
     parser.add_argument("--query-events", type=int, default=1_000_000, help="queries: events in the store")
     parser.add_argument("--query-runs", type=int, default=5, help="queries: timed runs per panel and window")
     parser.add_argument(
@@ -1098,11 +1327,18 @@ def main() -> int:
     unknown = set(only) - set(MEASUREMENTS)
     if unknown:
         parser.error(f"unknown measurement(s) {', '.join(sorted(unknown))}; choose from {', '.join(MEASUREMENTS)}")
+    args.stores = [name.strip() for name in args.stores.split(",") if name.strip()]
+    unknown = set(args.stores) - set(STORE_NAMES)
+    if unknown or not args.stores:
+        parser.error(f"unknown store(s) {', '.join(sorted(unknown))}; choose from {', '.join(STORE_NAMES)}")
+    missing = clickhouse_missing()
+    if "clickhouse" in args.stores and {"ingest", "queries"} & set(only) and missing:
+        parser.error(f"{missing}; or measure DuckDB alone: --stores duckdb")
 
     print(f"mcp {MCP_VERSION}, opentelemetry-sdk {version('opentelemetry-sdk')}, duckdb {version('duckdb')}, "
           f"fastapi {version('fastapi')}, uvicorn {version('uvicorn')}, pydantic {version('pydantic')}, "
           f"Python {platform.python_version()} ({platform.python_implementation()}), {sys.platform}, "
-          f"{os.cpu_count()} CPUs")  # fmt: skip
+          f"{os.cpu_count()} CPUs{'' if missing else ', clickhouse-driver ' + version('clickhouse-driver')}")  # fmt: skip
     began = time.perf_counter()
     results = Results()
     recorded = record_spans(args.capture_content)
