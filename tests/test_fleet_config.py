@@ -17,10 +17,12 @@ No Collector installs on this machine (see ``tests/test_collector_config.py``), 
 
 from __future__ import annotations
 
+import http.server
 import os
 import re
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -270,3 +272,37 @@ def test_the_balancer_spreads_the_collectors_requests_and_survives_an_instance(s
             balancer.stop()
         for api in apis:
             api.stop()
+
+
+class Failing(http.server.BaseHTTPRequestHandler):
+    """An instance whose store is unreachable: the API answers 500 (and the balancer tries the next instance)."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(500)
+        self.send_header("Content-Length", "21")
+        self.end_headers()
+        self.wfile.write(b"Internal Server Error")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_the_balancer_turns_a_500_of_every_instance_into_a_503_that_senders_retry(spans, tmp_path):
+    """OTLP/HTTP senders retry 429, 502, 503 and 504 only: a batch answered 500 would be dropped."""
+    nginx_binary()
+    servers = [http.server.ThreadingHTTPServer(("127.0.0.1", 0), Failing) for _ in range(2)]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    balancer = Balancer(tmp_path / "nginx", [server.server_address[1] for server in servers])
+    try:
+        body = encode_spans(copies(spans, 5)).SerializeToString()
+        answer = httpx.post(f"http://127.0.0.1:{balancer.port}/v1/traces", content=body,
+                            headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/x-protobuf"},
+                            timeout=30)  # fmt: skip
+        assert answer.status_code == 503 and answer.headers["retry-after"] == "5"
+    finally:
+        balancer.stop()
+        for server in servers:
+            server.shutdown()
+            server.server_close()
