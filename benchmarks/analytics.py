@@ -1,14 +1,21 @@
 """Throughput, query latency and memory of the analytics pipeline: exporter, API ingest, panels, API memory.
 
 Run from the repository root, in an environment with ``mcp``, ``opentelemetry-sdk``
-and the analytics API's dependencies (``fastapi``, ``uvicorn``, ``duckdb``)::
+and the analytics API's dependencies (``fastapi``, ``uvicorn``, ``duckdb``), and for
+the ClickHouse store ``clickhouse-driver`` (the extra ``clickhouse``) and Debian's
+``clickhouse-server`` (started on a temporary directory and free 127.0.0.1 ports, as
+the tests start it: ``tests/clickhouse_server.py``)::
 
-    python benchmarks/analytics.py [--only exporter,ingest,queries,memory] [--help for sizes]
+    python benchmarks/analytics.py [--only exporter,ingest,queries,memory] [--stores duckdb,clickhouse]
+                                   [--help for sizes]
 
-The defaults take about sixteen minutes on two cores (ten of them the memory run), plus about two
-minutes on the first run, which builds the 1M-event store of ``queries`` and
-caches it. Timings are only comparable on an otherwise idle machine: each
-section prints the load average, and the exporter also reports CPU time.
+With DuckDB alone (``--stores duckdb``) the defaults take about sixteen minutes on two
+cores (ten of them the memory run), plus about two minutes on the first run, which
+builds the 1M-event store of ``queries`` and caches it. ClickHouse (in the default
+``--stores``) adds about ten minutes to ``ingest`` and fifteen to ``queries``, and five
+minutes to the first run, which builds both 1M-event stores. Timings are only comparable
+on an otherwise idle machine: each section prints the load average, and the exporter
+also reports CPU time.
 
 Every measurement starts from real spans: an instrumented in-memory MCP session
 (a high-level server with tools that work, fail upstream and publish a custom
@@ -41,21 +48,36 @@ anonymous, with intents) is recorded once with ``MCPInstrumentor`` and an
     Configurations: 512 (the SDK's default batch) and 2,000 (what the exporter's
     ``install`` sends) events per batch, K = 1 and 4. Target: >= 20,000 events/s
     with the exporter's batch size, for each K (the others are reported).
+    ClickHouse: the same bodies into ``--ingest-instances`` (1 and 2) API processes
+    (``serve --store clickhouse://...``) on one fresh database per configuration of
+    one ClickHouse server, the K senders dealt out over the instances (a
+    configuration with fewer senders than instances is left out); events stored
+    are read back through every instance, and each must count them all. The
+    ClickHouse server, the API instances and the senders share the machine; the
+    API CPU reported is the instances' together. No target (reported).
 ``queries``
     A store of ``--query-events`` events added with ``DuckDBStore.add`` in batches
-    of 20,000, arriving in time order: ~30 tools (skewed popularity; every
+    of 20,000 (and the very same events with ``ClickHouseStore.add`` in batches of
+    100,000, generated once for both), arriving in time order: ~30 tools (skewed popularity; every
     ``tools/list`` lists them and one never called), ~200 users, 8 clients,
     sessions of initialize / tools/list / tool calls / prompts / resources /
     custom events, ~20% stateless events without a session id (half
     of them with a user), ~5% errors with failure origins and reasons, intents,
-    over the last 7 days. The file is cached in ``--cache-dir`` and reused while
-    younger than ``--cache-max-age`` hours. Each panel of ``PANELS`` (``session``:
+    over the last 7 days. The DuckDB file and the ClickHouse server's data directory
+    are cached in ``--cache-dir`` and reused while younger than ``--cache-max-age``
+    hours and built from the same generation (a store missing or stale is built
+    with the events of the other); ClickHouse's background merges are let finish
+    (no ``OPTIMIZE``) and its parts counted. Each panel of ``PANELS`` (``session``:
     the newest session with a session id in the ``sessions`` panel) is timed with
-    ``store.panel`` for ``last=24h`` and ``last=all``, unfiltered and sliced (the
-    commonest client and three failure origins), and one evaluation of every alert
-    rule at the newest event: one warm-up, then ``--query-runs`` runs, median and
-    max. Then a few panels through the HTTP API (the same file served by a
-    subprocess). Target: median < 300 ms for each.
+    ``store.panel`` for ``last=24h`` and ``last=all`` (both ending at one instant
+    for every store), unfiltered and sliced (the commonest client and three failure
+    origins), and one evaluation of every alert rule at the newest event: one
+    warm-up, then ``--query-runs`` runs, median and max; one store after the other,
+    the medians side by side in one table with each panel's row count (a
+    difference between the stores is noted). Then a few panels through the HTTP
+    API (the same store served by a subprocess). Target: median < 300 ms for each,
+    on each store. 10M events (``--query-events 10000000``) take about ten times as
+    long to build and, on ClickHouse, to time.
 ``memory``
     The API subprocess on a fresh file, with ``serve --memory-limit`` set to
     ``--memory-limit`` (64MB, so that DuckDB's cache reaches its cap early in the
