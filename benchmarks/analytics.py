@@ -12,7 +12,7 @@ the tests start it: ``tests/clickhouse_server.py``)::
 With DuckDB alone (``--stores duckdb``) the defaults take about sixteen minutes on two
 cores (ten of them the memory run), plus about two minutes on the first run, which
 builds the 1M-event store of ``queries`` and caches it. ClickHouse (in the default
-``--stores``) adds about ten minutes to ``ingest`` and fifteen to ``queries``, and five
+``--stores``) adds about three minutes to ``ingest`` and fifteen to ``queries``, and five
 minutes to the first run, which builds both 1M-event stores. Timings are only comparable
 on an otherwise idle machine: each section prints the load average, and the exporter
 also reports CPU time.
