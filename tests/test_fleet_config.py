@@ -47,7 +47,8 @@ from opentelemetry.exporter.mcp_analytics.events import is_analytics_span
 from tests.apps.clients import in_memory
 from tests.apps.servers import build
 from tests.conftest import instrumented
-from tests.test_analytics_reliability import KEY, ApiProcess, free_port
+from tests.processes import free_port
+from tests.test_analytics_reliability import KEY, ApiProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 COLLECTOR = ROOT / "deploy" / "fleet" / "otelcol.yaml"
