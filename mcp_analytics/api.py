@@ -2,7 +2,9 @@
 
 Every ``/v1`` endpoint takes ``Authorization: Bearer <project key>``; a key reads
 and writes only its own project. Parsing, validation and storage run in a worker
-thread, so the event loop keeps answering while a batch is stored.
+thread, so the event loop keeps answering while a batch is stored. While the store
+cannot be reached (ClickHouse down), every route that uses it answers 503 with
+``Retry-After``, which OTLP/HTTP senders and the exporter retry (a 500 they drop).
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import sys
+import time
 import zlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from importlib.resources import files
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
 from anyio import to_thread
@@ -44,14 +48,52 @@ from opentelemetry_instrumentation_mcp.version import __version__
 logger = logging.getLogger(__name__)
 
 MAX_ERRORS_SHOWN = 20
+RETRY_AFTER = 2
+"""Seconds a sender is told to wait (``Retry-After``) while the store is unreachable: short, as an outage's end
+cannot be foreseen and a refused request costs little; the exporter (10 s per export by default) retries 4 times."""
+
+T = TypeVar("T")
 
 
-def _problem(status: int, message: str, errors: list[dict[str, Any]] | None = None) -> HTTPException:
+def _problem(
+    status: int, message: str, errors: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None
+) -> HTTPException:
     detail: dict[str, Any] = {"message": message}
     if errors:
         detail["errors"] = errors[:MAX_ERRORS_SHOWN]
         detail["error_count"] = len(errors)
-    return HTTPException(status, detail)
+    return HTTPException(status, detail, headers=headers)
+
+
+def unreachable(error: BaseException) -> bool:
+    """Whether ``error`` says the store cannot be reached now (refused, reset, timed out, a name not resolved), so
+    that the same request may pass later: an ``OSError`` (``ConnectionError``, ``TimeoutError``, ``socket.gaierror``);
+    with the ClickHouse store, also ``clickhouse_driver``'s ``NetworkError`` and ``SocketTimeoutError`` (what it
+    raises for a failed connection) and the ``EOFError`` of its reader (the server gone in the middle of an answer).
+    ``clickhouse_driver`` is looked up among the loaded modules, never imported: a DuckDB-only install lacks it."""
+    if isinstance(error, OSError):
+        return True
+    driver = sys.modules.get("clickhouse_driver.errors")
+    return driver is not None and isinstance(error, (driver.NetworkError, driver.SocketTimeoutError, EOFError))
+
+
+class _Outage:
+    """Whether the store was last found unreachable: logged (a warning) once when an outage begins and once when
+    the store answers again, not once per request. Used from the event loop only."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+
+    def began(self, error: BaseException) -> None:
+        if self.since is None:
+            self.since = time.monotonic()
+            logger.warning("the store is unreachable (%s: %s): answering 503 with Retry-After %d until it is back",
+                           type(error).__name__, error, RETRY_AFTER)  # fmt: skip
+
+    def ended(self) -> None:
+        if self.since is not None:
+            logger.warning("the store is reachable again, after %.1f s", time.monotonic() - self.since)
+            self.since = None
 
 
 def _validation_errors(error: ValidationError) -> list[dict[str, Any]]:
@@ -215,16 +257,21 @@ RETENTION_INTERVAL = 3600.0
 """Seconds between two deletions of the events past the retention (the first runs at start-up)."""
 
 
-def _periodic(jobs: list[tuple[str, float, Callable[[], object]]]) -> Any:
+def _periodic(jobs: list[tuple[str, float, Callable[[], object]]], outage: _Outage) -> Any:
     """The app's lifespan: each ``(name, seconds, job)`` runs in a worker thread at start-up and then every
-    ``seconds``, a failure logged and tried again next round."""
+    ``seconds``, a failure logged (an unreachable store once per outage) and tried again next round."""
 
     async def every(name: str, seconds: float, job: Callable[[], object]) -> None:
         while True:
             try:
                 await to_thread.run_sync(job)
-            except Exception:  # the next round tries again
-                logger.exception("%s failed; tried again in %g s", name, seconds)
+            except Exception as error:  # the next round tries again
+                if unreachable(error):
+                    outage.began(error)
+                else:
+                    logger.exception("%s failed; tried again in %g s", name, seconds)
+            else:
+                outage.ended()
             await anyio.sleep(seconds)
 
     @asynccontextmanager
@@ -260,14 +307,28 @@ def create_app(
         jobs.append(("retention", RETENTION_INTERVAL, lambda: _prune(store, retention)))
     if alerts is not None:
         jobs.append(("alert evaluation", alert_interval, alerts.evaluate))
+    outage = _Outage()
     app = FastAPI(
         title="MCP analytics API",
         version=__version__,
         description="Analytics events of MCP servers: ingest, panels, sessions, dashboard.",
-        lifespan=_periodic(jobs),
+        lifespan=_periodic(jobs, outage),
     )
     app.state.keys = keys
     _document_the_batch_schema(app)
+
+    async def stored(job: Callable[[], T]) -> T:
+        """``job`` (which uses the store) run in a worker thread; an unreachable store is a 503 with Retry-After."""
+        try:
+            result = await to_thread.run_sync(job)
+        except Exception as error:
+            if not unreachable(error):
+                raise
+            outage.began(error)
+            raise _problem(503, f"the store is unreachable; try again in {RETRY_AFTER} s",
+                           headers={"Retry-After": str(RETRY_AFTER)}) from None  # fmt: skip
+        outage.ended()
+        return result
 
     def store_json_batch(project: str, body: bytes) -> IngestResult:
         events, rejections = _events_of(body)
@@ -287,13 +348,13 @@ def create_app(
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/EventBatch"}}},
             }
         },
-        responses={400: {}, 401: {}, 413: {}, 415: {}, 422: {}},
+        responses={400: {}, 401: {}, 413: {}, 415: {}, 422: {}, 503: {}},
     )
     async def ingest_events(request: Request, project: Project) -> IngestResult:
         body = await _read_body(request)
         if _media_type(request) not in (otlp.JSON, ""):
             raise _problem(415, "events are sent as application/json")
-        return await to_thread.run_sync(store_json_batch, project, body)
+        return await stored(lambda: store_json_batch(project, body))
 
     def store_otlp(project: str, body: bytes, media_type: str) -> ExportTraceServiceResponse:
         try:
@@ -318,14 +379,14 @@ def create_app(
     @app.post(
         "/v1/traces",
         summary="OTLP/HTTP trace ingest (protobuf or JSON): MCP spans become events, other spans are ignored",
-        responses={400: {}, 401: {}, 413: {}, 415: {}},
+        responses={400: {}, 401: {}, 413: {}, 415: {}, 503: {}},
     )
     async def ingest_traces(request: Request, project: Project) -> Response:
         media_type = _media_type(request)
         if media_type not in (otlp.PROTOBUF, otlp.JSON):
             raise _problem(415, "OTLP is sent as application/x-protobuf or application/json")
         body = await _read_body(request)
-        answer = await to_thread.run_sync(store_otlp, project, body, media_type)
+        answer = await stored(lambda: store_otlp(project, body, media_type))
         if media_type == otlp.PROTOBUF:
             return Response(answer.SerializeToString(), media_type=otlp.PROTOBUF)
         return Response(json_format.MessageToJson(answer), media_type=otlp.JSON)
@@ -356,7 +417,7 @@ def create_app(
             window = Window.parse(start, end, last)
         except ValueError as error:
             raise _problem(422, str(error)) from None
-        rows = await to_thread.run_sync(
+        rows = await stored(
             lambda: store.panel(project, name, window, slice, limit=limit, by=by, session=session, q=q or None)
         )
         return {"panel": name, "project": project, "from": window.start, "to": window.end, "filters": slice.query(),
@@ -364,7 +425,7 @@ def create_app(
 
     @app.delete("/v1/users/{user_id}", summary="Delete every event of one user (a data-protection request)")
     async def delete_user(user_id: Annotated[str, Path(max_length=512)], project: Project) -> dict[str, Any]:
-        deleted = await to_thread.run_sync(lambda: store.delete(project, user_id=user_id))
+        deleted = await stored(lambda: store.delete(project, user_id=user_id))
         return {"project": project, "user": user_id, "deleted": deleted}
 
     @app.get("/v1/alerts", summary="The project's alerts: firing, resolved or all, newest first")
@@ -375,7 +436,7 @@ def create_app(
     ) -> dict[str, Any]:
         if alerts is None:
             return {"project": project, "enabled": False, "alerts": []}
-        found = await to_thread.run_sync(lambda: alerts.store.alerts(project, state, limit))
+        found = await stored(lambda: alerts.store.alerts(project, state, limit))
         return {"project": project, "enabled": True, "alerts": found}
 
     @app.get("/healthz", include_in_schema=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import urllib.error
@@ -43,6 +44,9 @@ def _serve(args: argparse.Namespace) -> int:
     if where.startswith("clickhouse://"):
         from mcp_analytics.clickhouse_store import ClickHouseStore
 
+        # The driver logs each failed connection with its traceback: while ClickHouse is down, one per request.
+        # The API logs the outage once, when it begins and when it ends.
+        logging.getLogger("clickhouse_driver.connection").setLevel(logging.ERROR)
         store = ClickHouseStore(where, session_timeout=args.session_timeout, prices=prices, slos=slos)
         where = store.path  # without the password
     else:

@@ -55,15 +55,18 @@ def binary() -> str | None:
 
 
 @contextlib.contextmanager
-def running(root: Path, timeout: float = 60.0, timezone: str = "UTC") -> Iterator[tuple[str, int]]:
+def running(
+    root: Path, timeout: float = 60.0, timezone: str = "UTC", ports: tuple[int, int] | None = None
+) -> Iterator[tuple[str, int]]:
     """A server on ``root`` (in ``timezone``, its default for dates) until the block ends: yields its
-    native-protocol host and port."""
+    native-protocol host and port. ``ports`` (native, HTTP): those, not free ones, so that a server started
+    again on the same ``root`` is the same server to its clients (its data kept)."""
     found = binary()
     if found is None:
         raise FileNotFoundError("clickhouse-server is not installed (Debian: apt-get install clickhouse-server)")
     for sub in ("log", "data", "tmp", "user_files", "format_schemas"):
         (root / sub).mkdir(parents=True, exist_ok=True)
-    tcp, http = free_port(), free_port()
+    tcp, http = ports or (free_port(), free_port())
     (root / "config.xml").write_text(_CONFIG.format(root=root, tcp=tcp, http=http, timezone=timezone))
     (root / "users.xml").write_text(_USERS)
     process = subprocess.Popen(

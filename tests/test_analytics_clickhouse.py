@@ -13,6 +13,7 @@ import itertools
 import math
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -21,17 +22,23 @@ from typing import Any
 
 import httpx
 import pytest
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.trace import SpanContext, SpanKind
 
 pytest.importorskip("clickhouse_driver", reason="the clickhouse extra is not installed")
 
 from benchmarks.analytics import Population
 from mcp_analytics.alerts import Rules
+from mcp_analytics.api import RETRY_AFTER
 from mcp_analytics.clickhouse_store import SCHEMA_VERSION, Address, ClickHouseStore
 from mcp_analytics.duckdb_store import DuckDBStore, SchemaTooNew
 from mcp_analytics.models import Event
 from mcp_analytics.store import PANELS, Slice, Slos, Window
+from opentelemetry.exporter.mcp_analytics import MCPAnalyticsExporter
 from tests import clickhouse_server, test_alerts, test_analytics_store
-from tests.processes import ApiServer
+from tests.processes import ApiServer, free_port
 from tests.test_analytics_store import WHOLE_DAY, event
 
 END = datetime(2026, 11, 20, 12, tzinfo=UTC)
@@ -45,13 +52,18 @@ ANY_VALUE = {"failures": "example", "errors": "example"}
 """Columns that are any one value of a group (``any_value``, ``any``): checked to be one of the group's values."""
 
 
-@pytest.fixture(scope="session")
-def clickhouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
-    """A real clickhouse-server for the whole run: skipped where it is not installed, unless CI requires it."""
+def installed() -> None:
+    """Skips where clickhouse-server is not installed, unless CI requires it."""
     if clickhouse_server.binary() is None:
         if os.environ.get(clickhouse_server.REQUIRE) == "1":
             pytest.fail(f"clickhouse-server is not installed and {clickhouse_server.REQUIRE}=1")
         pytest.skip("clickhouse-server is not installed (Debian: apt-get install clickhouse-server)")
+
+
+@pytest.fixture(scope="session")
+def clickhouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    """A real clickhouse-server for the whole run: skipped where it is not installed, unless CI requires it."""
+    installed()
     with clickhouse_server.running(tmp_path_factory.mktemp("clickhouse")) as address:
         yield address
 
@@ -368,6 +380,77 @@ def test_two_api_instances_on_one_database_store_each_event_once(clickhouse, tmp
     finally:
         for instance in instances:
             instance.stop()
+
+
+def server_spans(first: int, count: int) -> list[ReadableSpan]:
+    """``count`` MCP tool calls of the last minutes as the instrumentation records them (SERVER spans)."""
+    start = time.time_ns() - 600 * 10**9
+    return [
+        ReadableSpan(name="tools/call search", context=SpanContext(0xABC, 0x1000 + i, False), kind=SpanKind.SERVER,
+                     attributes={"mcp.method.name": "tools/call", "gen_ai.tool.name": "search"},
+                     start_time=start + i * 10**9, end_time=start + i * 10**9 + 5 * 10**6)
+        for i in range(first, first + count)
+    ]  # fmt: skip
+
+
+def test_while_clickhouse_is_down_the_api_answers_503_with_retry_after_and_the_retries_are_stored_once(tmp_path):
+    """A real ClickHouse stopped under a running ``serve --store clickhouse://``: ingest (our events and OTLP) and
+    reads answer 503 with ``Retry-After`` (which OTLP/HTTP senders retry; a 500 they drop), logged once; our
+    exporter, sending meanwhile, retries until ClickHouse is back on the same data and port; every batch sent
+    again is then stored once."""
+    installed()
+    root, ports = tmp_path / "clickhouse", (free_port(), free_port())
+    headers = {"Authorization": "Bearer down-key"}
+    api = ApiServer("--store", f"clickhouse://127.0.0.1:{ports[0]}/outage", "--api-key", "p=down-key",
+                    "--alert-interval", "3600", log=tmp_path / "api.log")  # fmt: skip
+    now = datetime.now(UTC) - timedelta(minutes=10)
+    batch = [dict(event(f"down-{i}", session_id="s", timestamp_ns=int((now + timedelta(seconds=i)).timestamp() * 1e9)))
+             for i in range(30)]  # fmt: skip
+    traces = encode_spans(server_spans(0, 20)).SerializeToString()
+    protobuf = {**headers, "Content-Type": "application/x-protobuf"}
+    exported = server_spans(100, 25)
+    try:
+        with clickhouse_server.running(root, ports=ports):
+            api.start(timeout=60)
+            first = httpx.post(f"{api.url}/v1/events", json={"events": batch[:10]}, headers=headers, timeout=30)
+            assert first.status_code == 200 and first.json()["accepted"] == 10
+        # ClickHouse is stopped; the API is not
+        assert httpx.get(f"{api.url}/healthz", timeout=10).status_code == 200
+        answers = [
+            httpx.post(f"{api.url}/v1/events", json={"events": batch}, headers=headers, timeout=30),
+            httpx.post(f"{api.url}/v1/traces", content=traces, headers=protobuf, timeout=30),
+            httpx.get(f"{api.url}/v1/panels/summary", params={"last": "24h"}, headers=headers, timeout=30),
+            httpx.get(f"{api.url}/v1/alerts", headers=headers, timeout=30),
+        ]
+        for answer in answers:
+            assert answer.status_code == 503, answer.text
+            assert answer.headers["retry-after"] == str(RETRY_AFTER)
+            assert answer.json() == {"detail": {"message": f"the store is unreachable; try again in {RETRY_AFTER} s"}}
+        exporter = MCPAnalyticsExporter(api.url, "down-key", timeout=90)
+        results: list[SpanExportResult] = []
+        sender = threading.Thread(target=lambda: results.append(exporter.export(exported)))
+        began = time.monotonic()
+        sender.start()
+        time.sleep(1)  # its first POST is answered 503
+        with clickhouse_server.running(root, ports=ports):
+            sender.join(90)
+            assert results == [SpanExportResult.SUCCESS] and time.monotonic() - began > RETRY_AFTER
+            again = httpx.post(f"{api.url}/v1/events", json={"events": batch}, headers=headers, timeout=30)
+            assert again.status_code == 200 and (again.json()["accepted"], again.json()["duplicates"]) == (20, 10)
+            assert httpx.post(f"{api.url}/v1/traces", content=traces, headers=protobuf, timeout=30).status_code == 200
+            for _ in range(2):  # everything once more: all duplicates
+                twice = httpx.post(f"{api.url}/v1/events", json={"events": batch}, headers=headers, timeout=30)
+                assert twice.json()["duplicates"] == 30
+                assert httpx.post(f"{api.url}/v1/traces", content=traces, headers=protobuf, timeout=30).is_success
+                assert exporter.export(exported) == SpanExportResult.SUCCESS
+            (summary,) = httpx.get(f"{api.url}/v1/panels/summary", params={"last": "24h"}, headers=headers,
+                                   timeout=30).json()["rows"]  # fmt: skip
+            assert summary["events"] == 30 + 20 + 25
+    finally:
+        api.stop()
+    log = api.log.read_text()
+    assert log.count("the store is unreachable") == 1 and log.count("the store is reachable again") == 1, log
+    assert "Traceback" not in log, log
 
 
 def test_the_report_reads_a_clickhouse_store_as_it_reads_a_duckdb_file(store, tmp_path, capsys):

@@ -105,9 +105,10 @@ async def test_server_errors_are_retried_with_the_same_event_ids(recorded):
     assert outcomes(reader) == {"sent": len(ids[0])}
 
 
-async def test_429_waits_for_retry_after(recorded):
+@pytest.mark.parametrize("status", [429, 503])  # 503: the API's answer while its store is unreachable
+async def test_429_and_503_wait_for_retry_after(recorded, status):
     spans = await finished_spans(recorded)
-    with receiver((429, {"Retry-After": "1"}, 0)) as api:
+    with receiver((status, {"Retry-After": "1"}, 0)) as api:
         exporter, _ = exporter_to(api.url)
         assert exporter.export(spans) == SpanExportResult.SUCCESS
     first, second = api.requests
