@@ -299,13 +299,15 @@ def create_app(
     retention: timedelta | None = None,
     alerts: Engine | None = None,
     alert_interval: float = 60.0,
+    evaluate_alerts: bool = True,
 ) -> FastAPI:
     """The API over ``store``; ``retention``: events older than this are deleted (at start, then hourly);
-    ``alerts``: evaluated every ``alert_interval`` seconds."""
+    ``alerts``: listed at ``/v1/alerts``, and evaluated (webhooks called) every ``alert_interval`` seconds unless
+    ``evaluate_alerts`` is false (in a fleet, one instance evaluates; the others list what it recorded)."""
     jobs: list[tuple[str, float, Callable[[], object]]] = []
     if retention is not None:
         jobs.append(("retention", RETENTION_INTERVAL, lambda: _prune(store, retention)))
-    if alerts is not None:
+    if alerts is not None and evaluate_alerts:
         jobs.append(("alert evaluation", alert_interval, alerts.evaluate))
     outage = _Outage()
     app = FastAPI(
@@ -435,9 +437,9 @@ def create_app(
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> dict[str, Any]:
         if alerts is None:
-            return {"project": project, "enabled": False, "alerts": []}
+            return {"project": project, "enabled": False, "evaluated_here": False, "alerts": []}
         found = await stored(lambda: alerts.store.alerts(project, state, limit))
-        return {"project": project, "enabled": True, "alerts": found}
+        return {"project": project, "enabled": True, "evaluated_here": evaluate_alerts, "alerts": found}
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 import urllib.error
@@ -23,6 +24,7 @@ ENV_MEMORY = "MCP_ANALYTICS_MEMORY_LIMIT"
 ENV_TIMEOUT = "MCP_ANALYTICS_SESSION_TIMEOUT"
 ENV_RETENTION = "MCP_ANALYTICS_RETENTION"
 ENV_STORE = "MCP_ANALYTICS_STORE"
+ENV_ALERT_EVALUATION = "MCP_ANALYTICS_ALERT_EVALUATION"
 DEFAULT_DB = "mcp-analytics.duckdb"
 DEFAULT_PROJECT = "default"
 
@@ -32,6 +34,10 @@ def _serve(args: argparse.Namespace) -> int:
     from mcp_analytics.duckdb_store import DuckDBStore
     from mcp_analytics.server import foreground
 
+    evaluate_alerts = _switch(ENV_ALERT_EVALUATION, True) if args.alert_evaluation is None else args.alert_evaluation
+    if args.alert_webhook and not evaluate_alerts:
+        raise ValueError("--alert-webhook is called only where alerts are evaluated: give the webhooks to the "
+                         "instance that evaluates them, or drop --no-alert-evaluation")  # fmt: skip
     keys = ApiKeys.parse(args.api_key)
     if not keys:
         key = new_key()
@@ -57,7 +63,8 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"MCP analytics API on {url} (store {where}, OpenAPI at {url}/docs); dashboard at {url}/", flush=True)
     try:
         engine = Engine(store, Rules.parse(args.alert_rule), args.alert_webhook)
-        app = create_app(store, keys, retention=args.retention, alerts=engine, alert_interval=args.alert_interval)
+        app = create_app(store, keys, retention=args.retention, alerts=engine, alert_interval=args.alert_interval,
+                         evaluate_alerts=evaluate_alerts)  # fmt: skip
         foreground(app, args.host, args.port)
     finally:
         store.close()
@@ -96,6 +103,29 @@ def _duration(text: str) -> object:
         return duration(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not seconds > 0 or math.isinf(seconds):
+        raise argparse.ArgumentTypeError(f"a number of seconds above 0, not {text!r} (--no-alert-evaluation turns "
+                                         "evaluation off)")  # fmt: skip
+    return seconds
+
+
+def _switch(name: str, default: bool) -> bool:
+    """A boolean from the environment: 1, true, yes, on or 0, false, no, off (any case); ``default`` if unset."""
+    text = os.environ.get(name, "").strip().lower()
+    if not text:
+        return default
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} is 1, true, yes, on or 0, false, no, off; not {text!r}")
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -210,11 +240,17 @@ def parser() -> argparse.ArgumentParser:
                             "(repeatable; alerts are evaluated and listed at /v1/alerts without one too)")  # fmt: skip
     serve.add_argument(
         "--alert-interval",
-        type=float,
+        type=_seconds,
         default=60.0,
         metavar="SECONDS",
         help="how often the alert rules are evaluated (default 60)",
     )
+    serve.add_argument("--alert-evaluation", action=argparse.BooleanOptionalAction,
+                       help="evaluate the alert rules here, at start and every --alert-interval, and call the "
+                            "webhooks (default). --no-alert-evaluation: never, for every instance but one of a fleet "
+                            "on one ClickHouse database (two evaluating at once could open an episode twice); "
+                            f"/v1/alerts still lists what the evaluating one recorded (env {ENV_ALERT_EVALUATION}=0)"
+                       )  # fmt: skip
     serve.add_argument(
         "--alert-rule",
         action="append",

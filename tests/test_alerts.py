@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import os
+import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -16,6 +18,7 @@ from mcp_analytics.models import Event, validated_event
 from mcp_analytics.server import in_thread
 from mcp_analytics.store import Slos
 from tests.apps.analytics_receiver import receiver
+from tests.processes import ApiServer
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 EXPECTED = {
@@ -183,3 +186,60 @@ def test_the_api_evaluates_on_a_schedule_and_lists_alerts(store):
             assert httpx.get(f"{url}/v1/alerts?state=loud", headers=headers).status_code == 422
             assert httpx.get(f"{url}/v1/alerts").status_code == 401
         assert len(hook.requests) == 2 * len(EXPECTED)
+
+
+def test_serve_without_alert_evaluation_records_no_alert_and_calls_no_webhook(tmp_path):
+    """One instance of a fleet evaluates: the others run with ``MCP_ANALYTICS_ALERT_EVALUATION=0`` (or
+    ``--no-alert-evaluation``) and never evaluate, however often ``--alert-interval`` passes, yet list what the
+    store holds. The same store served with evaluation (the flag overrides the environment) fires at once."""
+    now = datetime.now(UTC)
+    failing = [
+        at(now - timedelta(minutes=5, seconds=i), resource="billing", is_error=i < 3,
+           failure={"origin": "server", "reason": "tool_error"} if i < 3 else None)
+        for i in range(20)
+    ]  # fmt: skip
+    db, headers = tmp_path / "alerts.duckdb", {"Authorization": "Bearer key"}
+    env = {**os.environ, "MCP_ANALYTICS_ALERT_EVALUATION": "0"}
+    quiet = ApiServer("--db", str(db), "--api-key", "p=key", "--alert-interval", "0.1", log=tmp_path / "quiet.log",
+                      env=env)  # fmt: skip
+    try:
+        quiet.start()
+        assert httpx.post(f"{quiet.url}/v1/events", json={"events": failing}, headers=headers).status_code == 200
+        time.sleep(1.5)  # fifteen intervals
+        listed = httpx.get(f"{quiet.url}/v1/alerts?state=all", headers=headers).json()
+        assert listed == {"project": "p", "enabled": True, "evaluated_here": False, "alerts": []}
+    finally:
+        quiet.stop()
+    with receiver() as hook:
+        loud = ApiServer("--db", str(db), "--api-key", "p=key", "--alert-evaluation", "--alert-webhook", hook.url,
+                         log=tmp_path / "loud.log", env=env)  # fmt: skip
+        try:
+            loud.start()
+            deadline = time.monotonic() + 20
+            while not hook.requests and time.monotonic() < deadline:
+                time.sleep(0.1)
+            listed = httpx.get(f"{loud.url}/v1/alerts", headers=headers).json()
+        finally:
+            loud.stop()
+    assert [(r.body["rule"], r.body["subject"], r.body["state"]) for r in hook.requests] == [
+        ("error_ratio", "billing", "firing")
+    ]
+    assert listed["evaluated_here"] is True
+    assert [(row["rule"], row["subject"]) for row in listed["alerts"]] == [("error_ratio", "billing")]
+
+
+def test_serve_refuses_webhooks_where_alerts_are_not_evaluated(capsys, monkeypatch):
+    from mcp_analytics import cli
+
+    assert cli.main(["serve", "--no-alert-evaluation", "--alert-webhook", "http://127.0.0.1:9/hook"]) == 2
+    assert "--alert-webhook is called only where alerts are evaluated" in capsys.readouterr().err
+    monkeypatch.setenv("MCP_ANALYTICS_ALERT_EVALUATION", "maybe")
+    assert cli.main(["serve", "--api-key", "p=k"]) == 2
+    assert "MCP_ANALYTICS_ALERT_EVALUATION is 1, true, yes, on or 0, false, no, off; not 'maybe'" in (
+        capsys.readouterr().err
+    )
+    with pytest.raises(SystemExit):
+        cli.main(["serve", "--alert-interval", "0"])
+    assert "a number of seconds above 0, not '0' (--no-alert-evaluation turns evaluation off)" in (
+        capsys.readouterr().err
+    )

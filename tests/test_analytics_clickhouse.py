@@ -335,14 +335,15 @@ def test_retention_drops_whole_days_and_deletes_the_rest_of_the_cutoff_day(store
 
 def test_two_api_instances_on_one_database_store_each_event_once(clickhouse, tmp_path):
     """The same batches sent to two ``serve --store clickhouse://`` processes at once, three times each: every
-    panel of either instance counts each event once; the user comes from the environment, not the URL."""
+    panel of either instance counts each event once; the user comes from the environment, not the URL; one
+    instance evaluates alerts, the other (``--no-alert-evaluation``) only lists them."""
     host, port = clickhouse
     database = f"fleet_{uuid.uuid4().hex[:8]}"
     env = {**os.environ, "MCP_ANALYTICS_CLICKHOUSE_USER": "default", "MCP_ANALYTICS_CLICKHOUSE_PASSWORD": ""}
     instances = [
         ApiServer("--store", f"clickhouse://{host}:{port}/{database}", "--api-key", "fleet=fleet-key",
-                  "--alert-interval", "3600", log=tmp_path / f"api-{index}.log", env=env)
-        for index in range(2)
+                  *alerts, log=tmp_path / f"api-{index}.log", env=env)
+        for index, alerts in enumerate([("--alert-interval", "3600"), ("--no-alert-evaluation",)])
     ]  # fmt: skip
     try:
         for instance in instances:  # started together, as a fleet is
@@ -377,6 +378,9 @@ def test_two_api_instances_on_one_database_store_each_event_once(clickhouse, tmp
             users = httpx.get(f"{instance.url}/v1/panels/users", params={"last": "24h"},
                               headers=headers, timeout=30).json()["rows"]  # fmt: skip
             assert sorted((row["user"], row["events"]) for row in users) == [("u0", 70), ("u1", 65), ("u2", 65)]
+        evaluated = [httpx.get(f"{instance.url}/v1/alerts", headers=headers, timeout=30).json()["evaluated_here"]
+                     for instance in instances]  # fmt: skip
+        assert evaluated == [True, False]
     finally:
         for instance in instances:
             instance.stop()
@@ -402,7 +406,7 @@ def test_while_clickhouse_is_down_the_api_answers_503_with_retry_after_and_the_r
     root, ports = tmp_path / "clickhouse", (free_port(), free_port())
     headers = {"Authorization": "Bearer down-key"}
     api = ApiServer("--store", f"clickhouse://127.0.0.1:{ports[0]}/outage", "--api-key", "p=down-key",
-                    "--alert-interval", "3600", log=tmp_path / "api.log")  # fmt: skip
+                    "--no-alert-evaluation", log=tmp_path / "api.log")  # fmt: skip
     now = datetime.now(UTC) - timedelta(minutes=10)
     batch = [dict(event(f"down-{i}", session_id="s", timestamp_ns=int((now + timedelta(seconds=i)).timestamp() * 1e9)))
              for i in range(30)]  # fmt: skip
