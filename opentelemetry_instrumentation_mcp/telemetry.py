@@ -63,7 +63,7 @@ MAX_TARGETS = 4096
 """Targets (method and tool or prompt name) whose span name and attributes are kept built (see ``Target``)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)  # hashed by identity: one object per method and name
 class Target:
     """What every message of one method and tool or prompt shares, built once: the span name, the span
     attributes naming it, and the metric attributes (the client-controlled values through their caps)."""
@@ -158,6 +158,9 @@ class Telemetry:
         """Server sessions by id, for events published from outside a request (bounded)."""
         self._targets: dict[tuple[str, str | None], Target] = {}
         """Built targets by method and name (at most ``MAX_TARGETS``; the caps bound them anyway)."""
+        self._metric_sets: dict[tuple[Any, ...], tuple[dict[str, AttributeValue], dict[str, AttributeValue]]] = {}
+        """Operations' metric attributes by target, session attributes (the dict's id, and the dict, to tell a reused
+        id) and peer: a session whose attributes changed has a new dict and is built again. At most ``MAX_TARGETS``."""
 
     def providers(self) -> tuple[Any, ...]:
         """The SDK providers this records to: the given tracer and meter providers, else the global ones (what
@@ -236,8 +239,12 @@ class Telemetry:
         target = self._targets.get((message.method, message.name)) or self._target(message.method, message.name)
         session_spans, session_metrics = session.attributes()
         attributes = {**target.span, **message_attributes(message, server_side=True), **session_spans}
-        if message.intent is not None or self.content.capture:
+        if self.content.capture:
             attributes.update(self._conversation(message))
+        elif message.intent is not None:
+            intent = self.content.text(message.intent)
+            if intent is not None:
+                attributes[attr.MCP_USER_INTENT] = intent
         if framework_span is not None:
             framework_span.set_attributes(attributes)
             span, parent = framework_span, ambient
@@ -335,14 +342,24 @@ class Telemetry:
     ) -> dict[str, AttributeValue]:
         """The low-cardinality attributes of an operation: the session's, the target's, the client's name through
         its cap and, on a client, the server's address."""
+        peer = (None, None) if message is None else (message.peer_address, message.peer_port)
+        key = (target, id(session_metrics), *peer)  # the session's client is in its attributes: a new dict
+        kept = self._metric_sets.get(key)
+        if kept is not None and kept[0] is session_metrics:
+            return dict(kept[1])  # the operation's own: a failure adds to it
         metrics = {**session_metrics, **target.metrics}
-        if session.client_name is not None:
-            metrics[attr.MCP_CLIENT_NAME] = self.caps[attr.MCP_CLIENT_NAME](session.client_name)
-        if message is not None and message.peer_address is not None:
-            metrics[attr.SERVER_ADDRESS] = message.peer_address
-            if message.peer_port is not None:
-                metrics[attr.SERVER_PORT] = message.peer_port
-        return metrics
+        client = None if session.client_name is None else self.caps[attr.MCP_CLIENT_NAME](session.client_name)
+        if client is not None:
+            metrics[attr.MCP_CLIENT_NAME] = client
+        if peer[0] is not None:
+            metrics[attr.SERVER_ADDRESS] = peer[0]
+            if peer[1] is not None:
+                metrics[attr.SERVER_PORT] = peer[1]
+        if not target.capped and client != OTHER:  # an overflow is counted on every operation it happens to
+            if len(self._metric_sets) >= MAX_TARGETS:
+                self._metric_sets.clear()
+            self._metric_sets[key] = (session_metrics, metrics)
+        return dict(metrics)
 
     def _conversation(self, message: Message) -> dict[str, AttributeValue]:
         """What the agent said: the intent always, arguments only when content capture is on (all redacted)."""
