@@ -80,19 +80,15 @@ class Session:
 
     def span_attributes(self) -> dict[str, AttributeValue]:
         """The session's span attributes (shared: copy before changing)."""
-        return self._attributes()[1]
+        return self.attributes()[0]
 
     def metric_attributes(self) -> dict[str, AttributeValue]:
         """The session's metric attributes (shared: copy before changing)."""
-        return self._attributes()[2]
+        return self.attributes()[1]
 
     def attributes(self) -> tuple[dict[str, AttributeValue], dict[str, AttributeValue]]:
-        """The session's span and metric attributes (shared: copy before changing)."""
-        _, spans, metrics = self._attributes()
-        return spans, metrics
-
-    def _attributes(self) -> tuple[tuple[Any, ...], dict[str, AttributeValue], dict[str, AttributeValue]]:
-        # Built once per change of the fields they derive from, not once per message.
+        """The session's span and metric attributes (shared: copy before changing), built once per change of the
+        fields they derive from, not once per message."""
         key = (
             self.session_id,
             self.stateless,
@@ -107,9 +103,10 @@ class Session:
             self.user_data,
             self.caller_id,
         )
-        if self._cache is None or self._cache[0] != key:
-            self._cache = (key, self._build_span_attributes(), self._build_metric_attributes())
-        return self._cache
+        cache = self._cache
+        if cache is None or cache[0] != key:
+            cache = self._cache = (key, self._build_span_attributes(), self._build_metric_attributes())
+        return cache[1], cache[2]
 
     def _build_span_attributes(self) -> dict[str, AttributeValue]:
         found: dict[str, AttributeValue | None] = {
@@ -183,8 +180,16 @@ def implementation(info: Any) -> tuple[str | None, str | None]:
     return (name if isinstance(name, str) else None), (version if isinstance(version, str) else None)
 
 
-def argument_keys(arguments: object) -> tuple[str, ...]:
-    return tuple(sorted(map(str, arguments))) if is_mapping(arguments) else ()  # type: ignore[call-overload]
+def argument_keys(arguments: Mapping[Any, Any]) -> tuple[str, ...]:
+    """The names of a call's arguments, sorted: strings on the wire (a caller's own mapping may hold other keys,
+    said as strings)."""
+    try:
+        keys = sorted(arguments)
+        if not keys or type(keys[0]) is str:  # sorted, so every key is a string
+            return tuple(keys)
+    except TypeError:  # keys of several types
+        pass
+    return tuple(sorted(map(str, arguments)))
 
 
 def is_mapping(value: object) -> bool:
@@ -196,15 +201,17 @@ def message_from_params(
     method: str, request_id: object | None, params: Mapping[str, Any] | None, **fields: Any
 ) -> Message:
     """Build a ``Message`` from wire-shaped (camelCase) params; malformed fields are ignored."""
-    message = Message(method, None if request_id is None else str(request_id), **fields)
-    if params is None or not is_mapping(params):
+    request_id = None if request_id is None else str(request_id)
+    message = Message(method, request_id, **fields) if fields else Message(method, request_id)
+    # ``is_mapping`` written out: this runs for every message, and a call costs more than the test.
+    if params is None or not (type(params) is dict or isinstance(params, Mapping)):
         return message
     if method in ARGUMENT_METHODS:
         name = params.get("name")
         if isinstance(name, str):
             message.name = name
             arguments = params.get("arguments")
-            if is_mapping(arguments):
+            if type(arguments) is dict or isinstance(arguments, Mapping):
                 message.argument_keys, message.arguments = argument_keys(arguments), arguments
             else:
                 message.argument_keys = ()
@@ -212,6 +219,6 @@ def message_from_params(
     if isinstance(uri, str):
         message.uri = uri
     meta = params.get("_meta")
-    if meta and is_mapping(meta):
+    if meta and (type(meta) is dict or isinstance(meta, Mapping)):
         message.meta = meta
     return message

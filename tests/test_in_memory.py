@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import re
+import weakref
 from typing import Any
 
 import anyio
@@ -340,3 +342,15 @@ async def test_listings_name_the_prompts_and_the_tools_said_to_be_destructive(re
     assert len(prompts.prompts) >= 1
     assert "mcp.prompts.listed" not in server["tools/list"].attributes
     assert "mcp.tools.destructive" not in server["prompts/list"].attributes
+
+
+async def test_the_instrumentation_keeps_no_session_alive(recorded, kind):
+    """What the adapters keep per SDK object (client sessions, their dispatchers, server connections) goes with it."""
+    async with in_memory(build(kind)) as client:
+        await client.call_tool("add", {"a": 2, "b": 3})
+        collected = weakref.ref(client)
+    del client
+    gc.collect()
+
+    assert collected() is None
+    assert "tools/call add" in [span.name for span in recorded.client_spans()]  # the session was instrumented

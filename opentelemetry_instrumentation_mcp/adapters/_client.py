@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import Any
 
 from opentelemetry_instrumentation_mcp.adapters._auth import Refusals
 from opentelemetry_instrumentation_mcp.adapters._tools import first_text
-from opentelemetry_instrumentation_mcp.adapters._wrapping import log_internal_error
+from opentelemetry_instrumentation_mcp.adapters._wrapping import ObjectMap, log_internal_error
 from opentelemetry_instrumentation_mcp.operation import ErrorOf, Operation, current_server_operation
 from opentelemetry_instrumentation_mcp.records import CLIENT_INFO_META_KEY, Message, Session
 from opentelemetry_instrumentation_mcp.telemetry import Telemetry
@@ -28,14 +27,14 @@ class ClientSessions:
         self._describe = describe
         """Refreshes a record from the SDK's client session (client/server info, protocol version); True once
         there is nothing left to learn (after the handshake)."""
-        self._sessions: weakref.WeakKeyDictionary[Any, Session] = weakref.WeakKeyDictionary()
+        self._sessions: ObjectMap[Session] = ObjectMap()
         self.refusals = Refusals()
         """Requests the server's auth refused over HTTP, whose CLIENT operations take the verdict when they fail."""
 
     def session_of(self, client: Any) -> Session:
-        session = self._sessions.get(client)
+        session = self._sessions.get(id(client))
         if session is None:
-            session = self._sessions[client] = new_session()
+            session = self._sessions.put(client, new_session())
         if not session.described:
             session.described = self._describe(client, session)
         return session
@@ -87,7 +86,7 @@ class ClientSessions:
         """Wraps ``ClientSession.__aenter__``: the session's clock starts."""
         result = await wrapped(*args, **kwargs)
         try:
-            self._sessions[instance] = new_session()
+            self._sessions.put(instance, new_session())
         except Exception:  # noqa: BLE001
             log_internal_error("an MCP client session start")
         return result
@@ -97,7 +96,7 @@ class ClientSessions:
         try:
             return await wrapped(*args, **kwargs)
         finally:
-            session = self._sessions.get(instance)
+            session = self._sessions.get(id(instance))
             if session is not None:
                 exc = args[1] if len(args) > 1 else kwargs.get("exc_val")
                 self.telemetry.end_session(session, error_type=None if exc is None else type(exc).__qualname__)

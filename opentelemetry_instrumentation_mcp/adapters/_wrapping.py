@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry.instrumentation.utils import unwrap
 from wrapt import wrap_function_wrapper
@@ -12,6 +13,20 @@ from wrapt import wrap_function_wrapper
 from opentelemetry_instrumentation_mcp._log import WarnOnce
 
 _internal_errors = WarnOnce()
+
+V = TypeVar("V")
+
+
+class ObjectMap(dict[int, V]):
+    """A value per live SDK object (a session, a connection), looked up by ``id(obj)`` with the dict's own
+    ``get``: a ``WeakKeyDictionary`` runs Python code for every lookup, and there are several per message. An
+    entry leaves when its object is collected; a value must not refer to its object, which it would keep alive."""
+
+    def put(self, key: object, value: V) -> V:
+        if id(key) not in self:
+            weakref.finalize(key, self.pop, id(key), None)
+        self[id(key)] = value
+        return value
 
 
 def log_internal_error(where: str) -> None:

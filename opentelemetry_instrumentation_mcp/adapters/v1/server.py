@@ -22,7 +22,7 @@ from opentelemetry_instrumentation_mcp import attributes as attr
 from opentelemetry_instrumentation_mcp import failures
 from opentelemetry_instrumentation_mcp.adapters._http import auth_token, http_peer, http_transport
 from opentelemetry_instrumentation_mcp.adapters._tools import first_text, record_listing, wire_size
-from opentelemetry_instrumentation_mcp.adapters._wrapping import log_internal_error
+from opentelemetry_instrumentation_mcp.adapters._wrapping import ObjectMap, log_internal_error
 from opentelemetry_instrumentation_mcp.failures import Failure
 from opentelemetry_instrumentation_mcp.identity import IdentifyRequest, is_due
 from opentelemetry_instrumentation_mcp.intent import ToolCatalog
@@ -83,15 +83,15 @@ def message_of(method: str, params: Any, request_id: object | None = None, reque
         return message
     if method in ARGUMENT_METHODS:
         message.name = params.name
-        message.argument_keys = argument_keys(params.arguments)
-        message.arguments = params.arguments
-    fields = vars(params)  # a field's value; getattr would raise (and catch) on models without one
+        arguments = message.arguments = params.arguments  # a dict or None (validated)
+        message.argument_keys = () if arguments is None else argument_keys(arguments)
+    fields = params.__dict__  # a field's value; getattr would raise (and catch) on models without one
     uri = fields.get("uri")
     if uri is not None:
         message.uri = str(uri)
     meta = fields.get("meta")
-    if meta is not None and meta.model_extra:
-        message.meta = meta.model_extra
+    if meta is not None and meta.__pydantic_extra__:  # ``model_extra``, without its property's call
+        message.meta = meta.__pydantic_extra__
     return message
 
 
@@ -122,8 +122,8 @@ def http_request_of(responder: Any) -> Any | None:
 class ServerPatch:
     def __init__(self, telemetry: Telemetry) -> None:
         self.telemetry = telemetry
-        self._sessions: weakref.WeakKeyDictionary[ServerSession, Session] = weakref.WeakKeyDictionary()
-        self._catalogs: weakref.WeakKeyDictionary[Any, ToolCatalog] = weakref.WeakKeyDictionary()
+        self._sessions: ObjectMap[Session] = ObjectMap()
+        self._catalogs: ObjectMap[ToolCatalog] = ObjectMap()
         """Per low-level ``Server``: which of its tools declare the intent parameter."""
         self._noting: weakref.WeakSet[Any] = weakref.WeakSet()
         """Servers some of whose request handlers stand behind a ``NotingHandler``."""
@@ -147,9 +147,9 @@ class ServerPatch:
     def _catalog(self, server: Any) -> ToolCatalog | None:
         if not self.telemetry.intent.enabled:
             return None
-        catalog = self._catalogs.get(server)
+        catalog = self._catalogs.get(id(server))
         if catalog is None:
-            catalog = self._catalogs[server] = ToolCatalog(self.telemetry.intent)
+            catalog = self._catalogs.put(server, ToolCatalog(self.telemetry.intent))
         return catalog
 
     async def handle_message_wrapper(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
@@ -229,7 +229,7 @@ class ServerPatch:
 
     def _session(self, server_session: ServerSession, request: Any | None, options: Callable[[], Any]) -> Session:
         """The session of ``server_session``, made on its first message; ``options``: what the server announces."""
-        session = self._sessions.get(server_session)
+        session = self._sessions.get(id(server_session))
         if session is None:
             announced = options()
             server = {"server_name": announced.server_name, "server_version": announced.server_version or None}
@@ -242,7 +242,7 @@ class ServerPatch:
                 session = Session.stateful(session_id, transport, **server)
                 self.telemetry.open_session(session)
                 server_session._exit_stack.callback(self.telemetry.end_session, session)  # noqa: SLF001
-            self._sessions[server_session] = session
+            self._sessions.put(server_session, session)
         if session.client_name is None and server_session.client_params is not None:
             params = server_session.client_params
             session.client_name, session.client_version = implementation(params.clientInfo)

@@ -20,6 +20,7 @@ from opentelemetry_instrumentation_mcp.adapters._client import (
     sdk_client_span_suppressed,
     with_meta,
 )
+from opentelemetry_instrumentation_mcp.adapters._wrapping import ObjectMap
 from opentelemetry_instrumentation_mcp.adapters.v2.server import error_of as server_error_of
 from opentelemetry_instrumentation_mcp.operation import Operation
 from opentelemetry_instrumentation_mcp.records import Session, implementation, message_from_params
@@ -46,8 +47,9 @@ class ClientPatch:
 
     def __init__(self, telemetry: Telemetry) -> None:
         self.sessions = ClientSessions(telemetry, error_of, describe)
-        self._clients: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
-        """dispatcher -> the ``ClientSession`` it sends for (server-side dispatchers are not in it)."""
+        self._clients: ObjectMap[weakref.ref[Any]] = ObjectMap()
+        """dispatcher -> the ``ClientSession`` it sends for, weakly (the session holds its dispatcher; server-side
+        dispatchers are not in it)."""
         self.jsonrpc_send_wrapper = partial(self._send, inject=False)
         """Wraps ``JSONRPCDispatcher.send_raw_request``, which injects the current context into ``_meta`` itself."""
         self.direct_send_wrapper = partial(self._send, inject=True)
@@ -66,18 +68,24 @@ class ClientPatch:
 
     async def aenter_wrapper(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         """Wraps ``ClientSession.__aenter__``: remembers the session's dispatcher, starts its clock."""
-        self._clients[instance._dispatcher] = instance  # noqa: SLF001
+        self._clients.put(instance._dispatcher, weakref.ref(instance))  # noqa: SLF001
         return await self.sessions.aenter_wrapper(wrapped, instance, args, kwargs)
 
     async def _send(self, wrapped: Any, instance: Any, args: Any, kwargs: Any, *, inject: bool) -> Any:
         """The CLIENT span around one request of a ``ClientSession``, current while the dispatcher sends it."""
-        client = self._clients.get(instance)
+        known = self._clients.get(id(instance))
+        client = None if known is None else known()
         rest: dict[str, Any] = {}
         if len(args) == 3 and not kwargs:  # how the SDK calls it
             method, params, opts = args
         else:
             method, params, opts, rest = _bind(*args, **kwargs)
-        message = message_from_params(method, _next_request_id(instance, opts), params)
+        # The id the dispatcher is about to give this request: the caller's, or its counter's next.
+        request_id = opts.get("request_id") if opts else None
+        if request_id is None:
+            counter = getattr(instance, "_next_id", None)
+            request_id = None if counter is None else counter + 1
+        message = message_from_params(method, request_id, params)
         if client is not None:
             operation = self.sessions.start(client, message)
         else:  # a server's dispatcher: a request it sends its client while handling a message
@@ -116,15 +124,6 @@ def _bind(method: str, params: Any = None, opts: Any = None, **rest: Any) -> tup
 
 def _bind_request(dctx: Any, method: str, params: Any = None) -> tuple[Any, str, Any]:
     return dctx, method, params
-
-
-def _next_request_id(dispatcher: Any, opts: Any) -> object | None:
-    """The id the dispatcher is about to give this request: the caller's, or its counter's next."""
-    supplied = opts.get("request_id") if opts else None
-    if supplied is not None:
-        return supplied
-    counter = getattr(dispatcher, "_next_id", None)
-    return None if counter is None else counter + 1
 
 
 _NO_SPAN = nullcontext(INVALID_SPAN)

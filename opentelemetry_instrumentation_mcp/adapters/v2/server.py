@@ -21,7 +21,7 @@ from opentelemetry_instrumentation_mcp import failures
 from opentelemetry_instrumentation_mcp.adapters import _fastmcp as fastmcp
 from opentelemetry_instrumentation_mcp.adapters._http import auth_token, http_peer, http_transport
 from opentelemetry_instrumentation_mcp.adapters._tools import first_text, record_listing, wire_size
-from opentelemetry_instrumentation_mcp.adapters._wrapping import log_internal_error
+from opentelemetry_instrumentation_mcp.adapters._wrapping import ObjectMap, log_internal_error
 from opentelemetry_instrumentation_mcp.failures import Failure
 from opentelemetry_instrumentation_mcp.identity import IdentifyRequest, is_due
 from opentelemetry_instrumentation_mcp.intent import ToolCatalog
@@ -109,7 +109,7 @@ def _with_params(ctx: ServerRequestContext[Any, Any], params: Mapping[str, Any])
     the caller's context is left as it was."""
     try:
         copied = object.__new__(type(ctx))
-        copied.__dict__.update(vars(ctx))
+        copied.__dict__.update(ctx.__dict__)
     except TypeError:  # a context without a __dict__ (slots)
         return replace(ctx, params=params)
     copied.params = params
@@ -130,7 +130,7 @@ class TelemetryMiddleware:
         """Placed after fastmcp's middleware: enrich the span fastmcp opened, if it did, and note it here."""
         self.after_framework = enriched is not None
         self.catalog = ToolCatalog(telemetry.intent)
-        self._sessions: weakref.WeakKeyDictionary[Any, Session] = weakref.WeakKeyDictionary()
+        self._sessions: ObjectMap[Session] = ObjectMap()
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         if _internal_lookup.get():
@@ -211,7 +211,7 @@ class TelemetryMiddleware:
 
     def _session(self, ctx: ServerRequestContext[Any, Any]) -> Session:
         connection = ctx.session._connection  # noqa: SLF001 - the per-connection state, see ../shared/reference
-        session = self._sessions.get(connection)
+        session = self._sessions.get(id(connection))
         if session is None:
             session = self._new_session(ctx, connection)
         if session.client_name is None:
@@ -236,7 +236,7 @@ class TelemetryMiddleware:
             session_id = fastmcp.shared_session_id(connection, uuid.uuid4().hex)
         session = Session.stateful(session_id, transport, **fields)
         self.telemetry.open_session(session)
-        self._sessions[connection] = session
+        self._sessions.put(connection, session)
         connection.exit_stack.callback(self.telemetry.end_session, session)
         return session
 
@@ -257,7 +257,7 @@ class TelemetryMiddleware:
                 if self.telemetry.content.capture:
                     operation.capture_result({key: value for key, value in wire.items() if key != "_meta"})
         elif method == "initialize" and isinstance(result, Mapping):
-            session = self._sessions.get(ctx.session._connection)  # noqa: SLF001
+            session = self._sessions.get(id(ctx.session._connection))  # noqa: SLF001
             version = result.get("protocolVersion")
             if isinstance(version, str):
                 if session is not None:
