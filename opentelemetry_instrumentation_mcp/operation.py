@@ -109,6 +109,7 @@ class Operation:
         self._start = time.perf_counter()
         self._side = side
         self._metric_attributes = metric_attributes
+        """Shared with other operations of the same target and session: replaced, never changed in place."""
         self._error_of = error_of
         self.failure: Failure | None = None
         """The verdict, once the operation failed."""
@@ -157,7 +158,8 @@ class Operation:
         """Add attributes known only later (negotiated version, client info)."""
         self.span.set_attributes(attributes)
         if attr.MCP_PROTOCOL_VERSION in attributes:
-            self._metric_attributes[attr.MCP_PROTOCOL_VERSION] = attributes[attr.MCP_PROTOCOL_VERSION]
+            version = attributes[attr.MCP_PROTOCOL_VERSION]
+            self._metric_attributes = {**self._metric_attributes, attr.MCP_PROTOCOL_VERSION: version}
 
     def jsonrpc_error(self, code: int, message: str, data: Any = None) -> None:
         """The peer answered (or receives) a JSON-RPC error; ``data``: its ``data``, where a server's verdict may be."""
@@ -246,7 +248,8 @@ class Operation:
         }
         if status_code is not None:
             found[attr.RPC_RESPONSE_STATUS_CODE] = status_code
-        self._metric_attributes.update(found)  # a closed set of origins and reasons: bounded cardinality
+        # A closed set of origins and reasons: bounded cardinality. A new dict: the operation's was shared.
+        self._metric_attributes = {**self._metric_attributes, **found}
         self.span.set_attributes(found)
         content = self._side.content
         if not self._side.server or failure.origin in SERVER_SIDE_ORIGINS:

@@ -341,12 +341,12 @@ class Telemetry:
         message: Message | None = None,
     ) -> dict[str, AttributeValue]:
         """The low-cardinality attributes of an operation: the session's, the target's, the client's name through
-        its cap and, on a client, the server's address."""
+        its cap and, on a client, the server's address (shared: copy before changing)."""
         peer = (None, None) if message is None else (message.peer_address, message.peer_port)
         key = (target, id(session_metrics), *peer)  # the session's client is in its attributes: a new dict
         kept = self._metric_sets.get(key)
         if kept is not None and kept[0] is session_metrics:
-            return dict(kept[1])  # the operation's own: a failure adds to it
+            return kept[1]  # shared: an operation replaces its dict to add to it
         metrics = {**session_metrics, **target.metrics}
         client = None if session.client_name is None else self.caps[attr.MCP_CLIENT_NAME](session.client_name)
         if client is not None:
@@ -359,7 +359,7 @@ class Telemetry:
             if len(self._metric_sets) >= MAX_TARGETS:
                 self._metric_sets.clear()
             self._metric_sets[key] = (session_metrics, metrics)
-        return dict(metrics)
+        return metrics
 
     def _conversation(self, message: Message) -> dict[str, AttributeValue]:
         """What the agent said: the intent always, arguments only when content capture is on (all redacted)."""
