@@ -49,6 +49,24 @@ are set once and shared by all arms. The arms:
     ``analytics`` (the default options plus an ``identify`` hook) with no-op
     providers: what our own code costs as users run it.
 
+Where the standalone ``fastmcp`` package is installed (2.x), three more arms run
+the same round trip on a ``fastmcp.FastMCP`` server with the same ``add`` tool
+(its low-level server run over the same streams; the calls carry no intent
+argument, which fastmcp would reject as unexpected); their ratios are against
+``fastmcp-none``:
+
+``fastmcp-none``
+    ``fastmcp.settings.telemetry_mode = "off"`` (fastmcp's span helpers pass
+    through) and the SDK's client tracer a ``NoOpTracer`` as in ``none``: no span.
+``fastmcp-native``
+    fastmcp's own telemetry as shipped (``telemetry_mode = "native"``, its
+    default), recorded by the same SDK providers: fastmcp's SERVER span and the
+    SDK's client ``MCP send`` span (fastmcp's server has no SDK middleware).
+``fastmcp-ours``
+    native mode with ``ours`` (the core: intent off, metrics on), as the README
+    documents for fastmcp: ours enriches fastmcp's SERVER span rather than
+    opening a second one, and records our CLIENT span and both histograms.
+
 After each round, ``sdk floor`` times the OTel SDK work that ``ours`` asks of the
 SDK per round trip, with nothing else (``SdkFloor``): the least any
 instrumentation emitting the same spans and points can add.
@@ -56,12 +74,20 @@ instrumentation emitting the same spans and points can add.
 Checked on every arm-round, on the spans of the timed calls themselves
 (after a flush, outside the timed loop); any failure exits with status 1:
 
-* ``none``, ``ours-noop``, ``analytics-noop``: 0 spans.
+* ``none``, ``ours-noop``, ``analytics-noop``, ``fastmcp-none``: 0 spans.
 * ``sdk-builtin``: 1 SERVER + 1 CLIENT span per call, scope ``mcp-python-sdk``.
 * ``ours``: 1 SERVER + 1 CLIENT span per call, scope
   ``opentelemetry_instrumentation_mcp``, nothing else; plus one
   ``mcp.server.operation.duration`` and one ``mcp.client.operation.duration``
   point per call.
+* ``fastmcp-native``: 1 SERVER span of scope ``fastmcp`` + 1 ``mcp-python-sdk``
+  CLIENT span per call; ``fastmcp-ours``: the same SERVER span + 1 CLIENT span
+  of ours, and the two points of ``ours``.
+
+Also counted on the timed calls (``Delivered``): the attributes of the exported
+spans (span attributes only: the resource's go once per batch), and the histogram
+measurements of every metric with their attributes (each measurement counted with
+its data point's attributes; exemplars not counted).
 
 Targets (judged on the wall-clock medians; reported, not enforced in the exit
 status, since timings are noisy): ``ours`` adds at most 25% over ``none``
@@ -73,6 +99,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib.util
 import platform
 import statistics
 import sys
@@ -80,6 +107,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -101,8 +129,15 @@ MCP_VERSION = version("mcp")
 IS_V2 = int(MCP_VERSION.split(".")[0]) >= 2
 OURS_SCOPE = "opentelemetry_instrumentation_mcp"
 SDK_SCOPE = "mcp-python-sdk"
+FASTMCP_SCOPE = "fastmcp"
+HAS_FASTMCP = IS_V2 and importlib.util.find_spec("fastmcp") is not None
+"""The standalone ``fastmcp`` package (imported only by its arms, so the other arms run as without it)."""
+FASTMCP_ARMS = ("fastmcp-none", "fastmcp-native", "fastmcp-ours") if HAS_FASTMCP else ()
 ARMS = (
-    ("none",) + (("sdk-builtin",) if IS_V2 else ()) + ("ours", "ours-spans", "ours-noop", "analytics", "analytics-noop")
+    ("none",)
+    + (("sdk-builtin",) if IS_V2 else ())
+    + ("ours", "ours-spans", "ours-noop", "analytics", "analytics-noop")
+    + FASTMCP_ARMS
 )
 ARGS = {"a": 1, "b": 2, "context": "The agent totals the user's invoice."}
 """What an agent sends, the intent included (a server without our instrumentation ignores it)."""
@@ -111,7 +146,38 @@ TOOL_SCHEMA = {
     "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
     "required": ["a", "b"],
 }
+FASTMCP_ARGS = {"a": 1, "b": 2}
+"""fastmcp validates arguments against the tool's signature: an uninstrumented server rejects ``context``."""
 OPERATION_METRICS = ("mcp.server.operation.duration", "mcp.client.operation.duration")
+
+
+def baseline(arm: str) -> str:
+    """The arm an arm's ratios and added work are taken against: the same server, uninstrumented."""
+    return "fastmcp-none" if arm.startswith("fastmcp-") else "none"
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """What an arm's timed calls handed to the exporter and the metric reader, per round trip."""
+
+    spans: float = 0
+    span_attributes: float = 0
+    points: float = 0
+    """Histogram measurements, all metrics."""
+    point_attributes: float = 0
+    """The attributes of those measurements (each counted with its data point's attributes)."""
+
+    @property
+    def attributes(self) -> float:
+        return self.span_attributes + self.point_attributes
+
+    def text(self) -> str:
+        if not self.spans and not self.points:
+            return ""
+        return (
+            f"{self.attributes:g} attributes ({self.span_attributes:g} on spans + {self.point_attributes:g} "
+            f"on {self.points:g} metric points)"
+        )
 
 
 class CountingExporter(SpanExporter):
@@ -120,16 +186,21 @@ class CountingExporter(SpanExporter):
     def __init__(self) -> None:
         self.counts: Counter[tuple[str, str]] = Counter()
         self.last: dict[tuple[str, str], ReadableSpan] = {}
+        self.attributes = 0
+        self.taken_attributes = 0
+        """The span attributes exported between the last two ``take()``."""
 
     def export(self, spans: Any) -> SpanExportResult:
         for span in spans:
             key = (span.instrumentation_scope.name, span.kind.name)
             self.counts[key] += 1
             self.last[key] = span
+            self.attributes += len(span.attributes or ())
         return SpanExportResult.SUCCESS
 
     def take(self) -> Counter[tuple[str, str]]:
         counts, self.counts = self.counts, Counter()
+        self.taken_attributes, self.attributes = self.attributes, 0
         return counts
 
 
@@ -164,13 +235,27 @@ def build_server() -> Any:
     return server
 
 
+def build_fastmcp_server() -> Any:
+    """A ``fastmcp.FastMCP`` server with one tool, ``add`` (its schema from the signature: two integers)."""
+    import fastmcp
+
+    app = fastmcp.FastMCP("bench")
+
+    @app.tool
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    return app
+
+
 @asynccontextmanager
 async def connect(server: Any) -> AsyncIterator[ClientSession]:
+    lowlevel = getattr(server, "_mcp_server", server)  # a FastMCP's low-level server
     async with (
         create_client_server_memory_streams() as (client_streams, server_streams),
         anyio.create_task_group() as tg,
     ):
-        tg.start_soon(lambda: server.run(*server_streams, server.create_initialization_options()))
+        tg.start_soon(lambda: lowlevel.run(*server_streams, lowlevel.create_initialization_options()))
         async with ClientSession(*client_streams) as client:
             await client.initialize()
             await client.list_tools()
@@ -197,6 +282,9 @@ class Bench:
         self.tracer_provider = TracerProvider()
         self.tracer_provider.add_span_processor(BatchSpanProcessor(self.exporter))
         self.floor: SdkFloor | None = None
+        self.delivered = Delivered()
+        """The last ``run_arm``'s timed calls."""
+        self.telemetry_mode = "native"
         self.reader = InMemoryMetricReader()
         self.meter_provider = MeterProvider(metric_readers=[self.reader])
         trace.set_tracer_provider(self.tracer_provider)
@@ -210,7 +298,16 @@ class Bench:
     def enter(self, arm: str, server: Any) -> None:
         recording = (self.tracer_provider, self.meter_provider)
         noop = (trace.NoOpTracerProvider(), metrics.NoOpMeterProvider())
-        if arm == "ours":
+        if arm.startswith("fastmcp-"):
+            import fastmcp
+
+            self.telemetry_mode = fastmcp.settings.telemetry_mode
+            fastmcp.settings.telemetry_mode = "off" if arm == "fastmcp-none" else "native"
+            if arm == "fastmcp-none":
+                self.sdk_otel._tracer = trace.NoOpTracer()
+            elif arm == "fastmcp-ours":
+                instrument(*recording, analytics=False)
+        elif arm == "ours":
             instrument(*recording, analytics=False)
         elif arm == "ours-spans":
             instrument(self.tracer_provider, metrics.NoOpMeterProvider(), analytics=False)
@@ -227,23 +324,35 @@ class Bench:
             self.sdk_otel._tracer = trace.NoOpTracer()
 
     def leave(self, arm: str) -> None:
-        if arm.startswith(("ours", "analytics")):
+        if arm.startswith(("ours", "analytics")) or arm == "fastmcp-ours":
             MCPInstrumentor().uninstrument()
-        elif arm == "none" and IS_V2:
+        if arm in ("none", "fastmcp-none") and IS_V2:
             self.sdk_otel._tracer = self.sdk_tracer
+        if arm.startswith("fastmcp-"):
+            import fastmcp
 
-    def operation_points(self) -> Counter[str]:
-        """Cumulative number of ``tools/call`` points per operation-duration histogram."""
+            fastmcp.settings.telemetry_mode = self.telemetry_mode
+
+    def measurements(self) -> tuple[Counter[str], int, int]:
+        """Cumulative: ``tools/call`` points per operation-duration histogram; histogram measurements of every
+        metric, and their attributes."""
         points: Counter[str] = Counter()
+        total = attributes = 0
         data = self.reader.get_metrics_data()
         for resource in data.resource_metrics if data else ():
             for scope in resource.scope_metrics:
                 for metric in scope.metrics:
-                    if metric.name in OPERATION_METRICS:
-                        for point in metric.data.data_points:
-                            if point.attributes.get("mcp.method.name") == "tools/call":
-                                points[metric.name] += point.count
-        return points
+                    for point in metric.data.data_points:
+                        count = getattr(point, "count", 0)  # histograms; a counter's sum says no number of adds
+                        total += count
+                        attributes += count * len(point.attributes or ())
+                        if metric.name in OPERATION_METRICS and point.attributes.get("mcp.method.name") == "tools/call":
+                            points[metric.name] += count
+        return points, total, attributes
+
+    def operation_points(self) -> Counter[str]:
+        """Cumulative number of ``tools/call`` points per operation-duration histogram."""
+        return self.measurements()[0]
 
     def sample(self) -> None:
         """What ``ours`` recorded for the last timed call: its two spans and its two metric points' attributes."""
@@ -264,25 +373,34 @@ class Bench:
 
     async def run_arm(self, arm: str, calls: int, warmup: int) -> tuple[float, float, list[str], Counter[Any]]:
         """Wall and CPU seconds of ``calls`` timed round trips, the check failures, and the timed calls' spans."""
-        server = build_server()
+        fastmcp_arm = arm.startswith("fastmcp-")
+        server = build_fastmcp_server() if fastmcp_arm else build_server()
+        arguments = FASTMCP_ARGS if fastmcp_arm else ARGS
         self.enter(arm, server)
         try:
             async with connect(server) as client:
-                result = await client.call_tool("add", ARGS)
+                result = await client.call_tool("add", arguments)
                 assert result.content[0].text == "3", result
                 for _ in range(warmup):
-                    await client.call_tool("add", ARGS)
+                    await client.call_tool("add", arguments)
                 await anyio.sleep(0.01)  # let the server finish its last message
                 self.flush()
-                points_before = self.operation_points()
+                points_before, measured_before, measured_attributes_before = self.measurements()
                 gc.collect()
                 wall, cpu = time.perf_counter(), time.process_time()
                 for _ in range(calls):
-                    await client.call_tool("add", ARGS)
+                    await client.call_tool("add", arguments)
                 wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
                 await anyio.sleep(0.01)
                 spans = self.flush()
-                points = self.operation_points() - points_before
+                points, measured, measured_attributes = self.measurements()
+                points -= points_before
+                self.delivered = Delivered(
+                    spans=sum(spans.values()) / calls,
+                    span_attributes=self.exporter.taken_attributes / calls,
+                    points=(measured - measured_before) / calls,
+                    point_attributes=(measured_attributes - measured_attributes_before) / calls,
+                )
                 if arm == "ours" and self.floor is None:
                     self.sample()
         finally:
@@ -333,13 +451,18 @@ class SdkFloor:
 
 def check(arm: str, calls: int, spans: Counter[tuple[str, str]], points: Counter[str]) -> list[str]:
     expected: Counter[tuple[str, str]] = Counter()
-    if arm not in ("none", "ours-noop", "analytics-noop"):
+    if arm not in ("none", "ours-noop", "analytics-noop", "fastmcp-none"):
         scope = SDK_SCOPE if arm == "sdk-builtin" else OURS_SCOPE
         expected = Counter({(scope, "SERVER"): calls, (scope, "CLIENT"): calls})
+    if arm == "fastmcp-native":
+        expected = Counter({(FASTMCP_SCOPE, "SERVER"): calls, (SDK_SCOPE, "CLIENT"): calls})
+    elif arm == "fastmcp-ours":
+        expected = Counter({(FASTMCP_SCOPE, "SERVER"): calls, (OURS_SCOPE, "CLIENT"): calls})
     failures = []
     if spans != expected:
         failures.append(f"{arm}: spans {dict(spans)}, expected {dict(expected)}")
-    expected_points = Counter(dict.fromkeys(OPERATION_METRICS, calls)) if arm in ("ours", "analytics") else Counter()
+    with_points = arm in ("ours", "analytics", "fastmcp-ours")
+    expected_points = Counter(dict.fromkeys(OPERATION_METRICS, calls)) if with_points else Counter()
     if points != expected_points:
         failures.append(f"{arm}: metric points {dict(points)}, expected {dict(expected_points)}")
     return failures
@@ -360,6 +483,7 @@ async def main_async(args: argparse.Namespace) -> int:
     wall: dict[str, list[float]] = {arm: [] for arm in ARMS}
     cpu: dict[str, list[float]] = {arm: [] for arm in ARMS}
     shapes: dict[str, str] = {}
+    delivered: dict[str, Delivered] = {}
     floor_wall: list[float] = []
     floor_cpu: list[float] = []
     failures: list[str] = []
@@ -370,6 +494,7 @@ async def main_async(args: argparse.Namespace) -> int:
             wall[arm].append(wall_s / args.calls * 1e6)
             cpu[arm].append(cpu_s / args.calls * 1e6)
             shapes[arm] = describe(spans, args.calls)
+            delivered[arm] = bench.delivered
             failures += [f"round {round_ + 1}: {p}" for p in problems]
         floor_s, floor_cpu_s = bench.floor.run(args.calls)  # type: ignore[union-attr] - ``ours`` ran
         bench.flush()
@@ -386,12 +511,16 @@ async def main_async(args: argparse.Namespace) -> int:
 
     print()
     print("medians over rounds; ratios are wall/cpu; cpu = process time (includes the span export thread)")
+    if FASTMCP_ARMS:
+        print("fastmcp arms: 'vs none' is against fastmcp-none")
     header = f"{'arm':<11} {'wall us/call':>12} {'min..max':>15} {'cpu us/call':>11} {'vs none':>9}"
-    print(header + (f" {'vs sdk':>9}" if IS_V2 else "") + "  spans/call (timed calls)")
+    print(header + (f" {'vs sdk':>9}" if IS_V2 else "") + "  spans/call (timed calls); attributes/call")
     for arm in ARMS:
         spread = f"{min(wall[arm]):.0f}..{max(wall[arm]):.0f}"
-        row = f"{arm:<11} {med_wall[arm]:12.1f} {spread:>15} {med_cpu[arm]:11.1f} {ratio(arm, 'none'):>9}"
-        print(row + (f" {ratio(arm, 'sdk-builtin'):>9}" if IS_V2 else "") + f"  {shapes[arm]}")
+        row = f"{arm:<11} {med_wall[arm]:12.1f} {spread:>15} {med_cpu[arm]:11.1f} {ratio(arm, baseline(arm)):>9}"
+        vs_sdk = "" if arm in FASTMCP_ARMS else ratio(arm, "sdk-builtin")
+        attributes = delivered[arm].text()
+        print(row + (f" {vs_sdk:>9}" if IS_V2 else "") + f"  {shapes[arm]}" + (f"; {attributes}" if attributes else ""))
     floor, floor_c = statistics.median(floor_wall), statistics.median(floor_cpu)
     print(
         f"{'sdk floor':<11} {floor:12.1f} {'':>15} {floor_c:11.1f}  the OTel SDK work of ours alone (2 spans, "
