@@ -513,17 +513,17 @@ async def main_async(args: argparse.Namespace) -> int:
     print("medians over rounds; ratios are wall/cpu; cpu = process time (includes the span export thread)")
     if FASTMCP_ARMS:
         print("fastmcp arms: 'vs none' is against fastmcp-none")
-    header = f"{'arm':<11} {'wall us/call':>12} {'min..max':>15} {'cpu us/call':>11} {'vs none':>9}"
+    header = f"{'arm':<14} {'wall us/call':>12} {'min..max':>15} {'cpu us/call':>11} {'vs none':>9}"
     print(header + (f" {'vs sdk':>9}" if IS_V2 else "") + "  spans/call (timed calls); attributes/call")
     for arm in ARMS:
         spread = f"{min(wall[arm]):.0f}..{max(wall[arm]):.0f}"
-        row = f"{arm:<11} {med_wall[arm]:12.1f} {spread:>15} {med_cpu[arm]:11.1f} {ratio(arm, baseline(arm)):>9}"
-        vs_sdk = "" if arm in FASTMCP_ARMS else ratio(arm, "sdk-builtin")
+        row = f"{arm:<14} {med_wall[arm]:12.1f} {spread:>15} {med_cpu[arm]:11.1f} {ratio(arm, baseline(arm)):>9}"
+        vs_sdk = ratio(arm, "sdk-builtin") if IS_V2 and arm not in FASTMCP_ARMS else ""
         attributes = delivered[arm].text()
         print(row + (f" {vs_sdk:>9}" if IS_V2 else "") + f"  {shapes[arm]}" + (f"; {attributes}" if attributes else ""))
     floor, floor_c = statistics.median(floor_wall), statistics.median(floor_cpu)
     print(
-        f"{'sdk floor':<11} {floor:12.1f} {'':>15} {floor_c:11.1f}  the OTel SDK work of ours alone (2 spans, "
+        f"{'sdk floor':<14} {floor:12.1f} {'':>15} {floor_c:11.1f}  the OTel SDK work of ours alone (2 spans, "
         f"2 points, propagation), no MCP: none + floor = {(med_wall['none'] + floor) / med_wall['none']:.2f}x none"
     )
     print()
