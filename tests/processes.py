@@ -74,5 +74,4 @@ class ApiServer:
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
+            stop(self.process)
