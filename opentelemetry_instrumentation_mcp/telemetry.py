@@ -355,7 +355,9 @@ class Telemetry:
             metrics[attr.SERVER_ADDRESS] = peer[0]
             if peer[1] is not None:
                 metrics[attr.SERVER_PORT] = peer[1]
-        if not target.capped and client != OTHER:  # an overflow is counted on every operation it happens to
+        # An overflow is counted on every operation it happens to; a stateless request's session is its own, never
+        # seen again (keeping it would only hold its attributes until the next clear).
+        if not target.capped and client != OTHER and not session.stateless:
             if len(self._metric_sets) >= MAX_TARGETS:
                 self._metric_sets.clear()
             self._metric_sets[key] = (session_metrics, metrics)
