@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
-from opentelemetry import baggage, context, propagate
+from opentelemetry import baggage, context, propagate, trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from opentelemetry_instrumentation_mcp import MCPInstrumentor
 from tests.apps.http import http_client, serving
 from tests.apps.servers import build
 
@@ -72,3 +74,58 @@ async def test_the_global_propagator_decides_what_travels(recorded, baggage_seen
     (call,) = [span for span in recorded.server_spans() if span.name == "tools/call add"]
     (client_call,) = [span for span in recorded.client_spans() if span.name == "tools/call add"]
     assert call.parent.span_id == client_call.context.span_id
+
+
+class RequestBodies:
+    """ASGI middleware that keeps every JSON-RPC message a client POSTs, as it arrived."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.seen: list[Any] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+
+        async def receiving() -> Any:
+            message = await receive()
+            if message["type"] != "http.request":  # a disconnect, after the body
+                return message
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                self.seen.append(json.loads(b"".join(chunks)))
+            return message
+
+        await self.app(scope, receiving, send)
+
+
+async def bodies_of_a_session() -> list[Any]:
+    kept: list[RequestBodies] = []
+
+    def keep(app: Any) -> RequestBodies:
+        kept.append(RequestBodies(app))
+        return kept[-1]
+
+    with serving(build("lowlevel"), wrap=keep) as server:
+        async with http_client(server.url) as client:
+            await client.list_tools()
+            await client.call_tool("add", {"a": 1, "b": 2})
+            await client.send_ping()
+    return kept[0].seen
+
+
+async def test_with_no_span_to_continue_requests_go_as_their_caller_made_them():
+    """No tracer set up (the no-op provider): nothing to inject, so no ``_meta`` is added to any request."""
+    plain = await bodies_of_a_session()
+    instrumentor = MCPInstrumentor()
+    instrumentor.instrument(tracer_provider=trace.NoOpTracerProvider())
+    try:
+        instrumented = await bodies_of_a_session()
+    finally:
+        instrumentor.uninstrument()
+
+    methods = [body["method"] for body in plain]
+    assert methods == ["initialize", "notifications/initialized", "tools/list", "tools/call", "ping"]
+    assert instrumented == plain

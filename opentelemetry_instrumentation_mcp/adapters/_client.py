@@ -148,5 +148,6 @@ def with_meta(
         operation.inject(carrier)
     for key, value in (added or {}).items():
         carrier.setdefault(key, value)
-    out["_meta"] = carrier
+    if carrier:
+        out["_meta"] = carrier
     return out

@@ -77,10 +77,12 @@ class ClientPatch:
             return await wrapped(*args, **kwargs)
         carrier: dict[str, Any] = client_info_meta(operation, root.method) or {}
         operation.inject(carrier)
-        if args:
-            args = (RequestWithMeta(request, carrier), *args[1:])
-        else:
-            kwargs = {**kwargs, "request": RequestWithMeta(request, carrier)}
+        if carrier:  # else nothing to add (no span context, no client info): the request goes as it was made
+            with_meta = RequestWithMeta(request, carrier)
+            if args:
+                args = (with_meta, *args[1:])
+            else:
+                kwargs = {**kwargs, "request": with_meta}
         with operation:
             try:
                 result = await wrapped(*args, **kwargs)
