@@ -71,6 +71,13 @@ _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circul
 An answer on its way to the wire holds no cycles."""
 
 
+def record_size(operation: Operation, result: Any) -> None:
+    """``mcp.response.size`` of ``result``, counted only when the span records it (an unsampled span's
+    answer is not serialized for a size nobody keeps)."""
+    if operation.span.is_recording():
+        operation.response_size(wire_size(result))
+
+
 def wire_size(result: Any) -> int:
     """Bytes of ``result`` as JSON: a wire dict (2.x) or a protocol model (1.x, serialized by its own pydantic
     serializer, unwrapped from its ``ServerResult`` root)."""

@@ -21,7 +21,7 @@ from mcp.shared.session import RequestResponder
 from opentelemetry_instrumentation_mcp import attributes as attr
 from opentelemetry_instrumentation_mcp import failures
 from opentelemetry_instrumentation_mcp.adapters._http import auth_token, http_peer, http_transport
-from opentelemetry_instrumentation_mcp.adapters._tools import first_text, record_listing, wire_size
+from opentelemetry_instrumentation_mcp.adapters._tools import first_text, record_listing, record_size
 from opentelemetry_instrumentation_mcp.adapters._wrapping import ObjectMap, log_internal_error
 from opentelemetry_instrumentation_mcp.failures import Failure
 from opentelemetry_instrumentation_mcp.identity import IdentifyRequest, is_due
@@ -59,7 +59,7 @@ class _Awaited:
         if self.operation is not None:
             _record_response(response, self.operation, self.session)
             if self.method in RESULT_SIZE_METHODS and not isinstance(response, types.ErrorData):
-                self.operation.response_size(wire_size(response))
+                record_size(self.operation, response)
             if self.operation.failure is not None:
                 response = _with_verdict(response, self.operation.failure)
         return response

@@ -20,7 +20,7 @@ from opentelemetry_instrumentation_mcp import attributes as attr
 from opentelemetry_instrumentation_mcp import failures
 from opentelemetry_instrumentation_mcp.adapters import _fastmcp as fastmcp
 from opentelemetry_instrumentation_mcp.adapters._http import auth_token, http_peer, http_transport
-from opentelemetry_instrumentation_mcp.adapters._tools import first_text, record_listing, wire_size
+from opentelemetry_instrumentation_mcp.adapters._tools import first_text, record_listing, record_size
 from opentelemetry_instrumentation_mcp.adapters._wrapping import ObjectMap, log_internal_error
 from opentelemetry_instrumentation_mcp.failures import Failure
 from opentelemetry_instrumentation_mcp.identity import IdentifyRequest, is_due
@@ -244,7 +244,7 @@ class TelemetryMiddleware:
         """Read the answer onto the operation; the answer the client gets (a failure carries our verdict)."""
         method = ctx.method
         if method in RESULT_SIZE_METHODS and result is not None:
-            operation.response_size(wire_size(result))
+            record_size(operation, result)
         if method == "tools/call":
             wire = (
                 result.model_dump(mode="json", by_alias=True, exclude_none=True)
