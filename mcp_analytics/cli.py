@@ -17,6 +17,7 @@ from mcp_analytics.duckdb_store import DEFAULT_MEMORY_LIMIT
 from mcp_analytics.keys import ApiKeys, new_key
 from mcp_analytics.server import DEFAULT_HOST, DEFAULT_PORT
 from mcp_analytics.store import BYTES_PER_TOKEN, DEFAULT_TIERS, DEFAULT_TOKEN_PRICE, Prices, Slos
+from opentelemetry_instrumentation_mcp import env
 from opentelemetry_instrumentation_mcp.version import __version__
 
 ENV_DB = "MCP_ANALYTICS_DB"
@@ -34,7 +35,7 @@ def _serve(args: argparse.Namespace) -> int:
     from mcp_analytics.duckdb_store import DuckDBStore
     from mcp_analytics.server import foreground
 
-    evaluate_alerts = _switch(ENV_ALERT_EVALUATION, True) if args.alert_evaluation is None else args.alert_evaluation
+    evaluate_alerts = env.flag(ENV_ALERT_EVALUATION, True) if args.alert_evaluation is None else args.alert_evaluation
     if args.alert_webhook and not evaluate_alerts:
         raise ValueError("--alert-webhook is called only where alerts are evaluated: give the webhooks to the "
                          "instance that evaluates them, or drop --no-alert-evaluation")  # fmt: skip
@@ -114,18 +115,6 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"a number of seconds above 0, not {text!r} (--no-alert-evaluation turns "
                                          "evaluation off)")  # fmt: skip
     return seconds
-
-
-def _switch(name: str, default: bool) -> bool:
-    """A boolean from the environment: 1, true, yes, on or 0, false, no, off (any case); ``default`` if unset."""
-    text = os.environ.get(name, "").strip().lower()
-    if not text:
-        return default
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"{name} is 1, true, yes, on or 0, false, no, off; not {text!r}")
 
 
 def _report(args: argparse.Namespace) -> int:

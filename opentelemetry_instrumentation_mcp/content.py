@@ -11,7 +11,6 @@ captured: a marker gives its type and size instead.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -45,9 +44,7 @@ def without_binary(value: Any) -> Any:
 
 
 class ContentPolicy:
-    def __init__(self, capture: bool | None = None, redact: Redact | None = None) -> None:
-        if capture is None:
-            capture = os.environ.get(CAPTURE_ENV, "false").strip().lower() == "true"
+    def __init__(self, capture: bool = False, redact: Redact | None = None) -> None:
         self.capture = capture
         self.redact = redact
         self._warn = WarnOnce()

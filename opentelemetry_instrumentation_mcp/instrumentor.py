@@ -11,9 +11,9 @@ from typing import Any
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.trace import get_tracer_provider
 
-from opentelemetry_instrumentation_mcp import openinference, sdk, upstream
+from opentelemetry_instrumentation_mcp import env, openinference, sdk, upstream
 from opentelemetry_instrumentation_mcp.adapters._wrapping import Patches
-from opentelemetry_instrumentation_mcp.content import ContentPolicy
+from opentelemetry_instrumentation_mcp.content import CAPTURE_ENV, ContentPolicy
 from opentelemetry_instrumentation_mcp.identity import DEFAULT_TIMEOUT, Identifier
 from opentelemetry_instrumentation_mcp.instruments import duration_buckets
 from opentelemetry_instrumentation_mcp.intent import IntentOptions
@@ -63,12 +63,16 @@ class Installed:
             self.sigterm.uninstall()
 
 
-def _flag(given: bool | None, env: str, default: bool) -> bool:
-    """The option, else the environment variable (``true``/``1``/``yes``, ``false``/``0``/``no``), else ``default``."""
+def _flag(given: bool | None, name: str, default: bool) -> bool:
+    """The option, else the environment variable ``name`` (``env.flag``; an unusable value is logged and
+    ``default`` kept: a misspelt variable must not stop the application)."""
     if given is not None:
         return bool(given)
-    text = os.environ.get(env, "").strip().lower()
-    return True if text in ("true", "1", "yes") else False if text in ("false", "0", "no") else default
+    try:
+        return env.flag(name, default)
+    except ValueError as problem:
+        logger.warning("%s; %s is used", problem, "true" if default else "false")
+        return default
 
 
 class MCPInstrumentor(BaseInstrumentor):
@@ -95,7 +99,7 @@ class MCPInstrumentor(BaseInstrumentor):
             kwargs.get("intent"), kwargs.get("intent_parameter"), kwargs.get("intent_description")
         )
         identifier = Identifier(kwargs.get("identify"), kwargs.get("identify_timeout", DEFAULT_TIMEOUT))
-        content = ContentPolicy(kwargs.get("capture_content"), kwargs.get("redact"))
+        content = ContentPolicy(_flag(kwargs.get("capture_content"), CAPTURE_ENV, default=False), kwargs.get("redact"))
         telemetry = Telemetry(
             kwargs.get("tracer_provider"),
             kwargs.get("meter_provider"),

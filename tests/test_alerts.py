@@ -235,7 +235,7 @@ def test_serve_refuses_webhooks_where_alerts_are_not_evaluated(capsys, monkeypat
     assert "--alert-webhook is called only where alerts are evaluated" in capsys.readouterr().err
     monkeypatch.setenv("MCP_ANALYTICS_ALERT_EVALUATION", "maybe")
     assert cli.main(["serve", "--api-key", "p=k"]) == 2
-    assert "MCP_ANALYTICS_ALERT_EVALUATION is 1, true, yes, on or 0, false, no, off; not 'maybe'" in (
+    assert "MCP_ANALYTICS_ALERT_EVALUATION is one of 1, true, yes, on or 0, false, no, off (any case), not 'maybe'" in (
         capsys.readouterr().err
     )
     with pytest.raises(SystemExit):

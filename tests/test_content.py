@@ -38,6 +38,29 @@ async def test_nothing_is_captured_by_default(recorded, kind):
     assert server_span(recorded, "tools/call echo").attributes["mcp.user_intent"] == "The agent greets."
 
 
+@pytest.mark.parametrize(("value", "captured"), [("TRUE", True), ("1", True), (" yes ", True), ("off", False)])
+async def test_the_environment_switch_reads_the_common_spellings(value, captured, monkeypatch):
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", value)
+    with instrumented() as recorded:
+        async with in_memory(build("highlevel")) as client:
+            await client.call_tool("echo", {"text": "hello", "context": "The agent greets."})
+    attributes = server_span(recorded, "tools/call echo").attributes
+    assert ("gen_ai.tool.call.arguments" in attributes) is captured
+
+
+async def test_an_unusable_environment_switch_is_logged_and_capture_stays_off(monkeypatch, caplog):
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "maybe")
+    with caplog.at_level(logging.WARNING, logger="opentelemetry_instrumentation_mcp"), instrumented() as recorded:
+        async with in_memory(build("highlevel")) as client:
+            await client.call_tool("echo", {"text": "hello", "context": "x"})
+    assert "gen_ai.tool.call.arguments" not in server_span(recorded, "tools/call echo").attributes
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert warnings == [
+        "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT is one of 1, true, yes, on or 0, false, no, off "
+        "(any case), not 'maybe'; false is used"
+    ]
+
+
 @pytest.mark.parametrize("switch", ["option", "environment"])
 async def test_capture_records_arguments_results_and_prompt_variables(kind, switch, monkeypatch):
     options = {"capture_content": True} if switch == "option" else {}
