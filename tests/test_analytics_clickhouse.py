@@ -29,6 +29,8 @@ from opentelemetry.trace import SpanContext, SpanKind
 
 pytest.importorskip("clickhouse_driver", reason="the clickhouse extra is not installed")
 
+from clickhouse_driver import Client
+
 from benchmarks.analytics import Population
 from mcp_analytics.alerts import Rules
 from mcp_analytics.api import RETRY_AFTER
@@ -506,3 +508,122 @@ def test_days_are_utc_days_whatever_the_server_s_timezone(clickhouse, tmp_path):
             assert row["bucket"] == test_analytics_store.moment(3)
         finally:
             store.close()
+
+
+def test_an_instance_killed_mid_stream_loses_and_duplicates_nothing_acknowledged(clickhouse, tmp_path):
+    """Two ``serve`` processes on one ClickHouse database, fed batches concurrently by four senders that alternate
+    between them; one instance is killed (SIGKILL) while requests to it are in flight. A sender takes a batch as
+    stored only when an instance answers 200, and sends a batch that failed or went unanswered to the other
+    instance, as the fleet's balancer does (``proxy_next_upstream``), until it is acknowledged. Then every batch is
+    in ClickHouse once: each event id once in the table read ``FINAL`` (copies that the killed instance inserted
+    before dying, and that the survivor inserted again, collapsed), the survivor's summary panel counts every event
+    once, and batches the killed instance had acknowledged, sent again to the survivor, change nothing."""
+    host, port = clickhouse
+    database = f"killed_{uuid.uuid4().hex[:8]}"
+    headers = {"Authorization": "Bearer kill-key"}
+    instances = [ApiServer("--store", f"clickhouse://{host}:{port}/{database}", "--api-key", "k=kill-key",
+                           "--no-alert-evaluation", log=tmp_path / f"api-{index}.log") for index in range(2)]  # fmt: skip
+    now = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+    batches = [
+        [dict(event(f"k{b}-{i}", session_id=f"s{b % 7}", user_id=f"u{i % 5}",
+                    timestamp_ns=int((now + timedelta(seconds=b * 100 + i * 0.25)).timestamp() * 1e9)))
+         for i in range(200)]
+        for b in range(60)
+    ]  # fmt: skip
+    victim, survivor = instances
+    pending = list(range(len(batches)))
+    lock = threading.Lock()
+    acknowledged: dict[int, list[int]] = {0: [], 1: []}  # by the instance that answered 200
+    in_flight = [0, 0]  # requests sent to each instance and not answered yet
+    unanswered = []  # (batch, how, whether sent before the kill) of the requests to the victim that failed
+    killed_at = [math.inf]
+    errors: list[BaseException] = []
+
+    def send() -> None:
+        with httpx.Client(timeout=60) as client:
+            while True:
+                with lock:
+                    if not pending:
+                        return
+                    batch = pending.pop(0)
+                target = batch % 2
+                for attempt in range(20):
+                    with lock:
+                        in_flight[target] += 1
+                    sent = time.monotonic()
+                    try:
+                        answer = client.post(f"{instances[target].url}/v1/events", json={"events": batches[batch]},
+                                             headers=headers)  # fmt: skip
+                    except httpx.TransportError as error:
+                        answer = None
+                        failure = type(error).__name__
+                    finally:
+                        with lock:
+                            in_flight[target] -= 1
+                    if answer is not None and answer.status_code == 200:
+                        with lock:
+                            acknowledged[target].append(batch)
+                        break
+                    if answer is not None:
+                        failure = str(answer.status_code)
+                    assert target == 0, f"the survivor failed: {failure}"
+                    with lock:
+                        unanswered.append((batch, failure, sent < killed_at[0]))
+                    target = 1 - target  # the next instance, as the balancer retries; back after a failure there
+                    time.sleep(0.05 * attempt)
+                else:
+                    raise AssertionError(f"batch {batch} was never acknowledged")
+
+    def guarded() -> None:
+        try:
+            send()
+        except BaseException as error:  # noqa: BLE001 - reported by the test's thread
+            errors.append(error)
+
+    try:
+        for instance in instances:
+            instance.launch()
+        for instance in instances:
+            instance.answering(timeout=60)
+        senders = [threading.Thread(target=guarded) for _ in range(4)]
+        for sender in senders:
+            sender.start()
+        deadline = time.monotonic() + 60
+        while not (len(acknowledged[0]) >= 8 and in_flight[0] >= 2) and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert in_flight[0] >= 2, "no moment with requests in flight to the victim"
+        killed_at[0] = time.monotonic()
+        victim.kill()
+        for sender in senders:
+            sender.join(120)
+        assert not errors, errors
+        killed_after = sorted(acknowledged[0])
+        assert sorted(killed_after + acknowledged[1]) == list(range(len(batches))), "every batch acknowledged once"
+        assert any(before for _, _, before in unanswered), f"no request in flight went unanswered: {unanswered}"
+
+        # The worst case of a lost answer: everything the victim acknowledged, sent again to the survivor.
+        for batch in killed_after:
+            again = httpx.post(f"{survivor.url}/v1/events", json={"events": batches[batch]}, headers=headers,
+                               timeout=60)  # fmt: skip
+            assert again.status_code == 200 and again.json()["accepted"] + again.json()["duplicates"] == 200
+
+        total = len(batches) * 200
+        client = Client(host=host, port=port, database=database)
+        try:
+            final = client.execute("SELECT count(), uniqExact(event_id) FROM events FINAL WHERE project = 'k'")
+            assert final == [(total, total)], "each event once"
+            wanted = {one["event_id"] for batch in batches for one in batch}
+            stored = {row[0] for row in client.execute("SELECT DISTINCT event_id FROM events WHERE project = 'k'")}
+            assert stored == wanted
+        finally:
+            client.disconnect()
+        (summary,) = httpx.get(f"{survivor.url}/v1/panels/summary", params={"last": "24h"}, headers=headers,
+                               timeout=60).json()["rows"]  # fmt: skip
+        assert (summary["events"], summary["sessions"], summary["users"]) == (total, 7, 5)
+        users = httpx.get(f"{survivor.url}/v1/panels/users", params={"last": "24h"}, headers=headers,
+                          timeout=60).json()["rows"]  # fmt: skip
+        assert sorted((row["user"], row["events"]) for row in users) == [(f"u{i}", total // 5) for i in range(5)]
+    finally:
+        for instance in instances:
+            instance.stop()
+    assert "Traceback" not in survivor.log.read_text()
