@@ -3,8 +3,9 @@
 Every ``/v1`` endpoint takes ``Authorization: Bearer <project key>``; a key reads
 and writes only its own project. Parsing, validation and storage run in a worker
 thread, so the event loop keeps answering while a batch is stored. While the store
-cannot be reached (ClickHouse down), every route that uses it answers 503 with
-``Retry-After``, which OTLP/HTTP senders and the exporter retry (a 500 they drop).
+cannot be reached (ClickHouse down: the store raises ``StoreUnavailable``), every
+route that uses it answers 503 with ``Retry-After``, which OTLP/HTTP senders and the
+exporter retry (a 500 they drop); any other failure stays a 500.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import sys
 import time
 import zlib
 from collections.abc import AsyncIterator, Callable
@@ -42,7 +42,7 @@ from mcp_analytics.models import (
     IngestResult,
     Rejection,
 )  # fmt: skip
-from mcp_analytics.store import DIMENSIONS, PANELS, Slice, Store, Window
+from mcp_analytics.store import DIMENSIONS, PANELS, Slice, Store, StoreUnavailable, Window
 from opentelemetry_instrumentation_mcp.version import __version__
 
 logger = logging.getLogger(__name__)
@@ -65,18 +65,6 @@ def _problem(
     return HTTPException(status, detail, headers=headers)
 
 
-def unreachable(error: BaseException) -> bool:
-    """Whether ``error`` says the store cannot be reached now (refused, reset, timed out, a name not resolved), so
-    that the same request may pass later: an ``OSError`` (``ConnectionError``, ``TimeoutError``, ``socket.gaierror``);
-    with the ClickHouse store, also ``clickhouse_driver``'s ``NetworkError`` and ``SocketTimeoutError`` (what it
-    raises for a failed connection) and the ``EOFError`` of its reader (the server gone in the middle of an answer).
-    ``clickhouse_driver`` is looked up among the loaded modules, never imported: a DuckDB-only install lacks it."""
-    if isinstance(error, OSError):
-        return True
-    driver = sys.modules.get("clickhouse_driver.errors")
-    return driver is not None and isinstance(error, (driver.NetworkError, driver.SocketTimeoutError, EOFError))
-
-
 class _Outage:
     """Whether the store was last found unreachable: logged (a warning) once when an outage begins and once when
     the store answers again, not once per request. Used from the event loop only."""
@@ -84,11 +72,11 @@ class _Outage:
     def __init__(self) -> None:
         self.since: float | None = None
 
-    def began(self, error: BaseException) -> None:
+    def began(self, error: StoreUnavailable) -> None:
         if self.since is None:
             self.since = time.monotonic()
-            logger.warning("the store is unreachable (%s: %s): answering 503 with Retry-After %d until it is back",
-                           type(error).__name__, error, RETRY_AFTER)  # fmt: skip
+            logger.warning("the store is unreachable (%s): answering 503 with Retry-After %d until it is back",
+                           error, RETRY_AFTER)  # fmt: skip
 
     def ended(self) -> None:
         if self.since is not None:
@@ -265,11 +253,10 @@ def _periodic(jobs: list[tuple[str, float, Callable[[], object]]], outage: _Outa
         while True:
             try:
                 await to_thread.run_sync(job)
-            except Exception as error:  # the next round tries again
-                if unreachable(error):
-                    outage.began(error)
-                else:
-                    logger.exception("%s failed; tried again in %g s", name, seconds)
+            except StoreUnavailable as error:  # the next round tries again
+                outage.began(error)
+            except Exception:
+                logger.exception("%s failed; tried again in %g s", name, seconds)
             else:
                 outage.ended()
             await anyio.sleep(seconds)
@@ -323,9 +310,7 @@ def create_app(
         """``job`` (which uses the store) run in a worker thread; an unreachable store is a 503 with Retry-After."""
         try:
             result = await to_thread.run_sync(job)
-        except Exception as error:
-            if not unreachable(error):
-                raise
+        except StoreUnavailable as error:
             outage.began(error)
             raise _problem(503, f"the store is unreachable; try again in {RETRY_AFTER} s",
                            headers={"Retry-After": str(RETRY_AFTER)}) from None  # fmt: skip

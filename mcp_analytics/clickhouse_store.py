@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from clickhouse_driver import Client
+from clickhouse_driver import errors as driver_errors
 
 from mcp_analytics import store
 from mcp_analytics.alerts import MAX_DELIVERY_ATTEMPTS, Alert, Rules, Transition
@@ -38,7 +39,7 @@ from mcp_analytics.duckdb_store import REQUEST_TYPES, SchemaTooNew, bucket_for
 from mcp_analytics.event_columns import to_arrow
 from mcp_analytics.models import Event, IngestResult
 from mcp_analytics.recent_ids import DEFAULT_CAPACITY, RecentIds
-from mcp_analytics.store import BYTES_PER_TOKEN, EPOCH, SESSION_GAP, Prices, Slice, Slos, Window
+from mcp_analytics.store import BYTES_PER_TOKEN, EPOCH, SESSION_GAP, Prices, Slice, Slos, StoreUnavailable, Window
 
 ENV_USER = "MCP_ANALYTICS_CLICKHOUSE_USER"
 ENV_PASSWORD = "MCP_ANALYTICS_CLICKHOUSE_PASSWORD"  # noqa: S105 - the variable's name, not a password
@@ -93,6 +94,11 @@ sorted by project, hour, type, time and id: every panel reads one project's time
 Rollups for large stores (a later schema version) would be ``AggregatingMergeTree`` tables fed by materialized
 views from ``events``, keyed the same way."""
 SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+_UNREACHABLE = (OSError, EOFError, driver_errors.NetworkError, driver_errors.SocketTimeoutError)
+"""What the driver raises when the server cannot be reached: a failed connection (its ``NetworkError`` and
+``SocketTimeoutError``), a socket's own ``OSError``, the ``EOFError`` of its reader (the server gone in the middle
+of an answer). Raised as ``StoreUnavailable``; a ``ServerException`` (the server refused a statement) is not."""
 
 _SETTINGS = {"join_use_nulls": 1}
 """A row missing from the other side of an outer join reads as NULL, as in SQL (and DuckDB), not as a default."""
@@ -671,7 +677,16 @@ class ClickHouseStore:
             self._local.client = client
             with self._clients_lock:
                 self._clients.append(client)
-        yield client
+        with self._reaching():
+            yield client
+
+    @contextmanager
+    def _reaching(self) -> Iterator[None]:
+        """A connection-level failure of the block (``_UNREACHABLE``) raised as ``StoreUnavailable``."""
+        try:
+            yield
+        except _UNREACHABLE as error:
+            raise StoreUnavailable(f"{self.path}: {type(error).__name__}: {error}") from error
 
     def _connect(self, database: str | None) -> Client:
         """A new connection (to ``database``, else to the server's default one)."""
@@ -682,7 +697,8 @@ class ClickHouseStore:
     def _migrate(self) -> None:
         bootstrap = self._connect(None)
         try:
-            bootstrap.execute(f"CREATE DATABASE IF NOT EXISTS {self.address.database}")
+            with self._reaching():
+                bootstrap.execute(f"CREATE DATABASE IF NOT EXISTS {self.address.database}")
         finally:
             bootstrap.disconnect()
         with self._client() as client:
@@ -921,7 +937,7 @@ class ClickHouseStore:
             " AND is_done = 0"
         )[0][0]:
             if time.monotonic() > deadline:
-                raise TimeoutError("ClickHouse has not finished deleting the events yet")
+                raise RuntimeError(f"ClickHouse has not finished deleting the events in {timeout:g} s")
             time.sleep(0.05)
 
     def projects(self) -> list[str]:

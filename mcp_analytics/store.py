@@ -262,7 +262,15 @@ class UnknownPanel(LookupError):
     pass
 
 
+class StoreUnavailable(Exception):
+    """The store cannot be reached now (connection refused, reset or timed out, a name not resolved, the server gone
+    in the middle of an answer), so the same call may pass later. Stores raise it for such connection-level
+    failures only, the cause chained; the API answers it, and nothing else, with 503 and ``Retry-After``."""
+
+
 class Store(Protocol):
+    """Every call may raise ``StoreUnavailable`` while the store cannot be reached (a server-based store)."""
+
     def add(self, project: str, events: Sequence[Event]) -> IngestResult:
         """Store a batch, idempotently: an event id already stored for the project is not stored again."""
 

@@ -24,7 +24,7 @@ from mcp_analytics.duckdb_store import DuckDBStore
 from mcp_analytics.keys import ApiKeys
 from mcp_analytics.models import MAX_BODY_BYTES, MAX_EVENTS_PER_BATCH, MAX_TOOLS_LISTED, validated_event
 from mcp_analytics.server import in_thread
-from mcp_analytics.store import PANELS
+from mcp_analytics.store import PANELS, StoreUnavailable
 from opentelemetry.exporter.mcp_analytics.events import to_event
 from tests.apps.clients import in_memory
 from tests.apps.servers import build
@@ -503,3 +503,33 @@ async def test_every_field_the_exporter_maps_from_a_real_span_survives_validatio
     from mcp_analytics.models import Event
 
     assert sent_keys == set(Event.__annotations__) - not_in_this_session
+
+
+class FailingStore(DuckDBStore):
+    """A store whose panels fail with ``error``: how the API answers a failure, by its kind."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+
+    def panel(self, *args, **kwargs):
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [(StoreUnavailable("clickhouse://127.0.0.1:9/db: NetworkError: refused"), 503),
+     (ConnectionResetError("not the store's connection"), 500)],
+    ids=["store-unavailable", "another-oserror"],
+)  # fmt: skip
+def test_only_a_store_that_says_it_is_unavailable_is_a_503(error, status):
+    """503 with Retry-After (which senders retry) for ``StoreUnavailable`` only; an ``OSError`` of anything else is
+    a failure of the API (500), not an outage to wait out."""
+    store = FailingStore(error)
+    try:
+        with in_thread(create_app(store, ApiKeys([("p", KEY_A)]))) as url:
+            answer = httpx.get(f"{url}/v1/panels/summary", headers={"Authorization": f"Bearer {KEY_A}"}, timeout=30)
+    finally:
+        store.close()
+    assert answer.status_code == status
+    assert ("retry-after" in answer.headers) == (status == 503)

@@ -30,6 +30,7 @@ from opentelemetry.trace import SpanContext, SpanKind
 pytest.importorskip("clickhouse_driver", reason="the clickhouse extra is not installed")
 
 from clickhouse_driver import Client
+from clickhouse_driver import errors as driver_errors
 
 from benchmarks.analytics import Population
 from mcp_analytics.alerts import Rules
@@ -37,7 +38,7 @@ from mcp_analytics.api import RETRY_AFTER
 from mcp_analytics.clickhouse_store import SCHEMA_VERSION, Address, ClickHouseStore
 from mcp_analytics.duckdb_store import DuckDBStore, SchemaTooNew
 from mcp_analytics.models import Event
-from mcp_analytics.store import PANELS, Slice, Slos, Window
+from mcp_analytics.store import PANELS, Slice, Slos, StoreUnavailable, Window
 from opentelemetry.exporter.mcp_analytics import MCPAnalyticsExporter
 from tests import clickhouse_server, test_alerts, test_analytics_store
 from tests.processes import ApiServer, free_port
@@ -457,6 +458,17 @@ def test_while_clickhouse_is_down_the_api_answers_503_with_retry_after_and_the_r
     log = api.log.read_text()
     assert log.count("the store is unreachable") == 1 and log.count("the store is reachable again") == 1, log
     assert "Traceback" not in log, log
+
+
+def test_a_server_that_cannot_be_reached_is_store_unavailable_and_a_refused_statement_is_not(store):
+    """``StoreUnavailable`` (the API's 503) for connection-level failures only: nothing listening on the port;
+    a statement the server refuses is the driver's own error (a 500: retrying would not help)."""
+    with pytest.raises(StoreUnavailable, match=r"NetworkError") as raised:
+        ClickHouseStore(f"clickhouse://127.0.0.1:{free_port()}/nowhere")
+    assert isinstance(raised.value.__cause__, driver_errors.NetworkError)
+    with pytest.raises(driver_errors.ServerException) as refused:
+        store._run("SELECT no_such_column FROM events", {})
+    assert not isinstance(refused.value, StoreUnavailable)
 
 
 def test_the_report_reads_a_clickhouse_store_as_it_reads_a_duckdb_file(store, tmp_path, capsys):
