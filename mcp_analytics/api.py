@@ -72,11 +72,16 @@ class _Outage:
     def __init__(self) -> None:
         self.since: float | None = None
 
-    def began(self, error: StoreUnavailable) -> None:
+    def began(self, error: StoreUnavailable, at_start: bool = False) -> None:
         if self.since is None:
             self.since = time.monotonic()
-            logger.warning("the store is unreachable (%s): answering 503 with Retry-After %d until it is back",
-                           error, RETRY_AFTER)  # fmt: skip
+            if at_start:
+                logger.warning("the store is unreachable at start-up (%s): serving anyway, answering 503 with "
+                               "Retry-After %d until it is back, when its schema is created or migrated",
+                               error, RETRY_AFTER)  # fmt: skip
+            else:
+                logger.warning("the store is unreachable (%s): answering 503 with Retry-After %d until it is back",
+                               error, RETRY_AFTER)  # fmt: skip
 
     def ended(self) -> None:
         if self.since is not None:
@@ -287,16 +292,20 @@ def create_app(
     alerts: Engine | None = None,
     alert_interval: float = 60.0,
     evaluate_alerts: bool = True,
+    unreachable: StoreUnavailable | None = None,
 ) -> FastAPI:
     """The API over ``store``; ``retention``: events older than this are deleted (at start, then hourly);
     ``alerts``: listed at ``/v1/alerts``, and evaluated (webhooks called) every ``alert_interval`` seconds unless
-    ``evaluate_alerts`` is false (in a fleet, one instance evaluates; the others list what it recorded)."""
+    ``evaluate_alerts`` is false (in a fleet, one instance evaluates; the others list what it recorded);
+    ``unreachable``: why the store could not be reached at start-up (logged now, as an outage that began)."""
     jobs: list[tuple[str, float, Callable[[], object]]] = []
     if retention is not None:
         jobs.append(("retention", RETENTION_INTERVAL, lambda: _prune(store, retention)))
     if alerts is not None and evaluate_alerts:
         jobs.append(("alert evaluation", alert_interval, alerts.evaluate))
     outage = _Outage()
+    if unreachable is not None:
+        outage.began(unreachable, at_start=True)
     app = FastAPI(
         title="MCP analytics API",
         version=__version__,

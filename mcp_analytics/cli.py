@@ -16,7 +16,7 @@ from mcp_analytics.alerts import Engine, Rules
 from mcp_analytics.duckdb_store import DEFAULT_MEMORY_LIMIT
 from mcp_analytics.keys import ApiKeys, new_key
 from mcp_analytics.server import DEFAULT_HOST, DEFAULT_PORT
-from mcp_analytics.store import BYTES_PER_TOKEN, DEFAULT_TIERS, DEFAULT_TOKEN_PRICE, Prices, Slos
+from mcp_analytics.store import BYTES_PER_TOKEN, DEFAULT_TIERS, DEFAULT_TOKEN_PRICE, Prices, Slos, StoreUnavailable
 from opentelemetry_instrumentation_mcp import env
 from opentelemetry_instrumentation_mcp.version import __version__
 
@@ -47,6 +47,7 @@ def _serve(args: argparse.Namespace) -> int:
     prices = Prices.parse(args.token_price, args.tool_price)
     slos = Slos.parse(_json_file(args.slo_config), args.slo_tier, args.slo_tool, args.slo_objective)
     store: Any
+    unreachable = None
     where = args.store or args.db
     if where.startswith("clickhouse://"):
         from mcp_analytics.clickhouse_store import ClickHouseStore
@@ -54,8 +55,12 @@ def _serve(args: argparse.Namespace) -> int:
         # The driver logs each failed connection with its traceback: while ClickHouse is down, one per request.
         # The API logs the outage once, when it begins and when it ends.
         logging.getLogger("clickhouse_driver.connection").setLevel(logging.ERROR)
-        store = ClickHouseStore(where, session_timeout=args.session_timeout, prices=prices, slos=slos)
+        store = ClickHouseStore(where, session_timeout=args.session_timeout, prices=prices, slos=slos, connect=False)
         where = store.path  # without the password
+        try:
+            store.check()  # creates or migrates the schema; a newer one (SchemaTooNew) stops here
+        except StoreUnavailable as error:  # served anyway: 503 on the store's routes until it is reachable
+            unreachable = error
     else:
         where = _duckdb_path(where)
         store = DuckDBStore(where, memory_limit=args.memory_limit, session_timeout=args.session_timeout,
@@ -65,7 +70,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         engine = Engine(store, Rules.parse(args.alert_rule), args.alert_webhook)
         app = create_app(store, keys, retention=args.retention, alerts=engine, alert_interval=args.alert_interval,
-                         evaluate_alerts=evaluate_alerts)  # fmt: skip
+                         evaluate_alerts=evaluate_alerts, unreachable=unreachable)  # fmt: skip
         foreground(app, args.host, args.port)
     finally:
         store.close()
@@ -279,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:  # a malformed key or window
         print(f"mcp-analytics: {error}", file=sys.stderr)
         return 2
+    except StoreUnavailable as error:  # report --store clickhouse://… while ClickHouse is down
+        print(f"mcp-analytics: the store is unreachable: {error}", file=sys.stderr)
+        return 1
     except urllib.error.HTTPError as error:
         print(f"mcp-analytics: the API answered {error.code}: {error.read().decode(errors='replace')}", file=sys.stderr)
         return 1

@@ -650,9 +650,12 @@ class ClickHouseStore:
         session_timeout: timedelta = SESSION_GAP,
         prices: Prices = Prices(),
         slos: Slos = Slos(),
+        connect: bool = True,
     ) -> None:
         """``url``: ``clickhouse://[user:password@]host:port/database`` (created if missing, then migrated);
-        the other options as ``DuckDBStore``'s."""
+        the other options as ``DuckDBStore``'s. ``connect=False``: nothing is done yet; the first call that reaches
+        the server creates and migrates the schema (each call raises ``StoreUnavailable`` until one does), so that
+        an API instance can start, and answer 503, while ClickHouse is down."""
         self.address = url if isinstance(url, Address) else Address.parse(url)
         self.path = str(self.address)
         self.session_timeout = session_timeout
@@ -662,15 +665,43 @@ class ClickHouseStore:
         self._clients: list[Client] = []
         self._clients_lock = threading.Lock()
         self._write = threading.Lock()
+        self._opening = threading.Lock()
         self._versions = 0
-        self._migrate()
+        self._capacity = recent_ids
+        self._recent: RecentIds | None = None
+        if connect:
+            self._open()
+
+    def _open(self) -> RecentIds:
+        """The schema created and migrated, once (by the first call that reaches the server), and the filter of
+        recent ids, which starts after the newest stored event; ``StoreUnavailable`` while the server is down."""
+        with self._opening:
+            if self._recent is None:
+                self._migrate()
+                client = self._connect(self.address.database)
+                try:
+                    with self._reaching():
+                        ((count, newest),) = client.execute("SELECT count(), max(ts_us) FROM events")
+                finally:
+                    client.disconnect()
+                self._recent = RecentIds(floor_us=newest + 1 if count else 0, capacity=self._capacity)
+            return self._recent
+
+    @property
+    def _recent_ids(self) -> RecentIds:
+        return self._open() if self._recent is None else self._recent
+
+    def check(self) -> None:
+        """Whether the server answers now (the schema created first if it was not): ``StoreUnavailable`` if not."""
         with self._client() as client:
-            ((count, newest),) = client.execute("SELECT count(), max(ts_us) FROM events")
-        self._recent = RecentIds(floor_us=newest + 1 if count else 0, capacity=recent_ids)
+            client.execute("SELECT 1")
 
     @contextmanager
     def _client(self) -> Iterator[Client]:
-        """This thread's connection (a ``Client`` is not thread-safe; the API stores and reads from threads)."""
+        """This thread's connection (a ``Client`` is not thread-safe; the API stores and reads from threads), once
+        the schema is there (``_open``)."""
+        if self._recent is None:
+            self._open()
         client = getattr(self._local, "client", None)
         if client is None:
             client = self._connect(self.address.database)
@@ -695,30 +726,40 @@ class ClickHouseStore:
                       database=database or "default", settings=_SETTINGS)  # fmt: skip
 
     def _migrate(self) -> None:
-        bootstrap = self._connect(None)
-        try:
-            with self._reaching():
-                bootstrap.execute(f"CREATE DATABASE IF NOT EXISTS {self.address.database}")
-        finally:
-            bootstrap.disconnect()
-        with self._client() as client:
-            client.execute(
-                "CREATE TABLE IF NOT EXISTS schema_version (version UInt32, applied_at DateTime) "
-                "ENGINE = ReplacingMergeTree ORDER BY version"
-            )
-            current = self.schema_version
-            if current > SCHEMA_VERSION:
-                raise SchemaTooNew(f"{self.path} has schema version {current}; this release knows {SCHEMA_VERSION}")
-            for version, statements in MIGRATIONS:
-                if version > current:
-                    for statement in statements:
-                        client.execute(statement)
-                    client.execute("INSERT INTO schema_version SELECT %(version)s, now()", {"version": version})
+        """The database and its tables created, or migrated to ``SCHEMA_VERSION`` (on connections of their own)."""
+        for database in (None, self.address.database):
+            client = self._connect(database)
+            try:
+                with self._reaching():
+                    if database is None:
+                        client.execute(f"CREATE DATABASE IF NOT EXISTS {self.address.database}")
+                    else:
+                        self._migrate_tables(client)
+            finally:
+                client.disconnect()
+
+    def _migrate_tables(self, client: Client) -> None:
+        client.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version (version UInt32, applied_at DateTime) "
+            "ENGINE = ReplacingMergeTree ORDER BY version"
+        )
+        current = self._schema_version(client)
+        if current > SCHEMA_VERSION:
+            raise SchemaTooNew(f"{self.path} has schema version {current}; this release knows {SCHEMA_VERSION}")
+        for version, statements in MIGRATIONS:
+            if version > current:
+                for statement in statements:
+                    client.execute(statement)
+                client.execute("INSERT INTO schema_version SELECT %(version)s, now()", {"version": version})
 
     @property
     def schema_version(self) -> int:
         with self._client() as client:
-            return int(client.execute("SELECT max(version) FROM schema_version")[0][0])
+            return self._schema_version(client)
+
+    @staticmethod
+    def _schema_version(client: Client) -> int:
+        return int(client.execute("SELECT max(version) FROM schema_version")[0][0])
 
     # ---------------------------------------------------------------- ingest
 
@@ -741,7 +782,7 @@ class ClickHouseStore:
                         _columns(project, fresh),
                         columnar=True,
                     )
-            self._recent.remember((k, ts) for k, ts, is_new in zip(keys, stamps, new, strict=True) if is_new)
+            self._recent_ids.remember((k, ts) for k, ts, is_new in zip(keys, stamps, new, strict=True) if is_new)
         accepted = sum(new)
         return IngestResult(accepted=accepted, duplicates=len(events) - accepted)
 
@@ -752,7 +793,7 @@ class ClickHouseStore:
         candidates = sorted(
             (ts, event["event_id"])
             for event, key, ts in zip(events, keys, stamps, strict=True)
-            if self._recent.may_be_stored(key, ts)
+            if self._recent_ids.may_be_stored(key, ts)
         )
         found: set[str] = set()
         for offset in range(0, len(candidates), LOOKUP_IDS):

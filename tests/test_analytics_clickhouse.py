@@ -471,6 +471,50 @@ def test_a_server_that_cannot_be_reached_is_store_unavailable_and_a_refused_stat
     assert not isinstance(refused.value, StoreUnavailable)
 
 
+def test_serve_starts_while_clickhouse_is_down_and_creates_the_schema_once_it_is_up(tmp_path):
+    """``serve --store clickhouse://`` started before its ClickHouse: it serves, says so in one line, answers 503
+    with ``Retry-After`` on ingest and panels (a liveness check still 200); once ClickHouse is up, the batch sent
+    again is stored once, in the database and tables the API then created."""
+    installed()
+    root, ports = tmp_path / "clickhouse", (free_port(), free_port())
+    headers = {"Authorization": "Bearer late-key"}
+    api = ApiServer("--store", f"clickhouse://127.0.0.1:{ports[0]}/late", "--api-key", "p=late-key",
+                    log=tmp_path / "api.log")  # fmt: skip
+    now = datetime.now(UTC) - timedelta(minutes=10)
+    batch = [dict(event(f"late-{i}", session_id="s", timestamp_ns=int((now + timedelta(seconds=i)).timestamp() * 1e9)))
+             for i in range(30)]  # fmt: skip
+    try:
+        api.start(timeout=60)
+        assert httpx.get(f"{api.url}/healthz", timeout=10).status_code == 200
+        for answer in (
+            httpx.post(f"{api.url}/v1/events", json={"events": batch}, headers=headers, timeout=30),
+            httpx.get(f"{api.url}/v1/panels/summary", params={"last": "24h"}, headers=headers, timeout=30),
+        ):
+            assert answer.status_code == 503, answer.text
+            assert answer.headers["retry-after"] == str(RETRY_AFTER)
+        with clickhouse_server.running(root, ports=ports) as (host, port):
+            stored = httpx.post(f"{api.url}/v1/events", json={"events": batch}, headers=headers, timeout=30)
+            assert stored.status_code == 200 and (stored.json()["accepted"], stored.json()["duplicates"]) == (30, 0)
+            again = httpx.post(f"{api.url}/v1/events", json={"events": batch}, headers=headers, timeout=30)
+            assert (again.json()["accepted"], again.json()["duplicates"]) == (0, 30)
+            (summary,) = httpx.get(f"{api.url}/v1/panels/summary", params={"last": "24h"}, headers=headers,
+                                   timeout=30).json()["rows"]  # fmt: skip
+            assert (summary["events"], summary["sessions"]) == (30, 1)
+            client = Client(host=host, port=port, database="late")
+            try:
+                assert client.execute("SELECT max(version) FROM schema_version") == [(SCHEMA_VERSION,)]
+                assert client.execute("SELECT count() FROM events") == [(30,)]
+            finally:
+                client.disconnect()
+    finally:
+        api.stop()
+    log = api.log.read_text()
+    (line,) = [line for line in log.splitlines() if "unreachable" in line]
+    said = f"the store is unreachable at start-up (clickhouse://127.0.0.1:{ports[0]}/late: NetworkError: "
+    assert line.startswith(said) and line.endswith("when its schema is created or migrated"), line
+    assert log.count("the store is reachable again") == 1 and "Traceback" not in log, log
+
+
 def test_the_report_reads_a_clickhouse_store_as_it_reads_a_duckdb_file(store, tmp_path, capsys):
     from mcp_analytics import cli
 
