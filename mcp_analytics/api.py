@@ -437,7 +437,15 @@ def create_app(
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
+        """Liveness: the process answers (the store is not read, so an outage restarts nothing)."""
         return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> dict[str, str]:
+        """Readiness: 200 only while the store answers, else 503 with Retry-After (a balancer or Kubernetes takes
+        the instance out of rotation until it is back)."""
+        await stored(store.check)
+        return {"status": "ready"}
 
     dashboard = files("mcp_analytics") / "dashboard"
 

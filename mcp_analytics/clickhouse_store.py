@@ -45,6 +45,8 @@ ENV_USER = "MCP_ANALYTICS_CLICKHOUSE_USER"
 ENV_PASSWORD = "MCP_ANALYTICS_CLICKHOUSE_PASSWORD"  # noqa: S105 - the variable's name, not a password
 DEFAULT_PORT = 9000
 """ClickHouse's native protocol port."""
+CHECK_TIMEOUT = 3.0
+"""Seconds ``check`` (the API's ``/readyz``) waits for the server to connect and answer."""
 LOOKUP_IDS = 1000
 """Event ids looked up per query when a batch may hold stored events (ids are at most 128 characters)."""
 
@@ -692,9 +694,17 @@ class ClickHouseStore:
         return self._open() if self._recent is None else self._recent
 
     def check(self) -> None:
-        """Whether the server answers now (the schema created first if it was not): ``StoreUnavailable`` if not."""
-        with self._client() as client:
-            client.execute("SELECT 1")
+        """Return when the server answers now, within ``CHECK_TIMEOUT`` (on a connection of its own, so that a
+        stalled server fails a readiness probe soon instead of holding a worker thread); the schema is created or
+        migrated first if it was not. ``StoreUnavailable`` if not."""
+        if self._recent is None:
+            self._open()
+        client = self._connect(self.address.database, timeout=CHECK_TIMEOUT)
+        try:
+            with self._reaching():
+                client.execute("SELECT 1")
+        finally:
+            client.disconnect()
 
     @contextmanager
     def _client(self) -> Iterator[Client]:
@@ -719,11 +729,14 @@ class ClickHouseStore:
         except _UNREACHABLE as error:
             raise StoreUnavailable(f"{self.path}: {type(error).__name__}: {error}") from error
 
-    def _connect(self, database: str | None) -> Client:
-        """A new connection (to ``database``, else to the server's default one)."""
+    def _connect(self, database: str | None, timeout: float | None = None) -> Client:
+        """A new connection (to ``database``, else to the server's default one); ``timeout``: seconds to connect and
+        for each answer (else the driver's defaults: 10 s to connect, 300 s for an answer)."""
         address = self.address
+        limits = {} if timeout is None else {"connect_timeout": timeout, "send_receive_timeout": timeout,
+                                             "sync_request_timeout": timeout}  # fmt: skip
         return Client(host=address.host, port=address.port, user=address.user, password=address.password,
-                      database=database or "default", settings=_SETTINGS)  # fmt: skip
+                      database=database or "default", settings=_SETTINGS, **limits)  # fmt: skip
 
     def _migrate(self) -> None:
         """The database and its tables created, or migrated to ``SCHEMA_VERSION`` (on connections of their own)."""

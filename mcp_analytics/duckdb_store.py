@@ -930,6 +930,10 @@ class DuckDBStore:
         with self._write:  # between group commits
             return _scalar(self._connection.execute(f"DELETE FROM events WHERE {where}", values))
 
+    def check(self) -> None:
+        """The file is in this process: it answers as long as the store is open (a closed one raises)."""
+        self._connection.cursor().execute("SELECT 1")
+
     def projects(self) -> list[str]:
         """The projects with events in this store."""
         return [

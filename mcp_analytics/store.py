@@ -284,6 +284,9 @@ class Store(Protocol):
         """Delete events (of ``project``, or of every project for None): those older than ``before``
         (retention), or those of one user (a data-protection request); returns how many."""
 
+    def check(self) -> None:
+        """Return when the store answers now; raise ``StoreUnavailable`` when it cannot be reached (readiness)."""
+
     def close(self) -> None: ...
 
 

@@ -58,7 +58,7 @@ class ChdbStore(ClickHouseStore):
         self._session = session
         super().__init__(f"clickhouse://127.0.0.1/{database}", **options)
 
-    def _connect(self, database: str | None) -> Any:
+    def _connect(self, database: str | None, timeout: float | None = None) -> Any:
         if database:
             self._session.query(f"USE {database}")
         return ChdbClient(self._session)

@@ -505,6 +505,14 @@ async def test_every_field_the_exporter_maps_from_a_real_span_survives_validatio
     assert sent_keys == set(Event.__annotations__) - not_in_this_session
 
 
+def test_liveness_and_readiness(api):
+    """``/healthz`` (liveness) and ``/readyz`` (readiness: the store answers) take no key; DuckDB, in the process,
+    is ready while the API runs (ClickHouse's outages: tests/test_analytics_clickhouse.py)."""
+    for path, body in (("/healthz", {"status": "ok"}), ("/readyz", {"status": "ready"})):
+        answer = httpx.get(f"{api.url}{path}", timeout=30)
+        assert (answer.status_code, answer.json()) == (200, body)
+
+
 class FailingStore(DuckDBStore):
     """A store whose panels fail with ``error``: how the API answers a failure, by its kind."""
 

@@ -401,8 +401,9 @@ def server_spans(first: int, count: int) -> list[ReadableSpan]:
 
 
 def test_while_clickhouse_is_down_the_api_answers_503_with_retry_after_and_the_retries_are_stored_once(tmp_path):
-    """A real ClickHouse stopped under a running ``serve --store clickhouse://``: ingest (our events and OTLP) and
-    reads answer 503 with ``Retry-After`` (which OTLP/HTTP senders retry; a 500 they drop), logged once; our
+    """A real ClickHouse stopped under a running ``serve --store clickhouse://``: ingest (our events and OTLP),
+    reads and readiness (``/readyz``, 200 before and after) answer 503 with ``Retry-After`` (which OTLP/HTTP
+    senders retry; a 500 they drop), logged once, while liveness (``/healthz``) stays 200; our
     exporter, sending meanwhile, retries until ClickHouse is back on the same data and port; every batch sent
     again is then stored once."""
     installed()
@@ -419,11 +420,13 @@ def test_while_clickhouse_is_down_the_api_answers_503_with_retry_after_and_the_r
     try:
         with clickhouse_server.running(root, ports=ports):
             api.start(timeout=60)
+            assert httpx.get(f"{api.url}/readyz", timeout=30).json() == {"status": "ready"}
             first = httpx.post(f"{api.url}/v1/events", json={"events": batch[:10]}, headers=headers, timeout=30)
             assert first.status_code == 200 and first.json()["accepted"] == 10
-        # ClickHouse is stopped; the API is not
+        # ClickHouse is stopped; the API is not: alive (/healthz), not ready (/readyz)
         assert httpx.get(f"{api.url}/healthz", timeout=10).status_code == 200
         answers = [
+            httpx.get(f"{api.url}/readyz", timeout=30),
             httpx.post(f"{api.url}/v1/events", json={"events": batch}, headers=headers, timeout=30),
             httpx.post(f"{api.url}/v1/traces", content=traces, headers=protobuf, timeout=30),
             httpx.get(f"{api.url}/v1/panels/summary", params={"last": "24h"}, headers=headers, timeout=30),
@@ -440,6 +443,7 @@ def test_while_clickhouse_is_down_the_api_answers_503_with_retry_after_and_the_r
         sender.start()
         time.sleep(1)  # its first POST is answered 503
         with clickhouse_server.running(root, ports=ports):
+            assert httpx.get(f"{api.url}/readyz", timeout=30).status_code == 200
             sender.join(90)
             assert results == [SpanExportResult.SUCCESS] and time.monotonic() - began > RETRY_AFTER
             again = httpx.post(f"{api.url}/v1/events", json={"events": batch}, headers=headers, timeout=30)
@@ -473,8 +477,8 @@ def test_a_server_that_cannot_be_reached_is_store_unavailable_and_a_refused_stat
 
 def test_serve_starts_while_clickhouse_is_down_and_creates_the_schema_once_it_is_up(tmp_path):
     """``serve --store clickhouse://`` started before its ClickHouse: it serves, says so in one line, answers 503
-    with ``Retry-After`` on ingest and panels (a liveness check still 200); once ClickHouse is up, the batch sent
-    again is stored once, in the database and tables the API then created."""
+    with ``Retry-After`` on ingest, panels and readiness (``/readyz``; liveness still 200); once ClickHouse is up,
+    it is ready and the batch sent again is stored once, in the database and tables the API then created."""
     installed()
     root, ports = tmp_path / "clickhouse", (free_port(), free_port())
     headers = {"Authorization": "Bearer late-key"}
@@ -487,12 +491,14 @@ def test_serve_starts_while_clickhouse_is_down_and_creates_the_schema_once_it_is
         api.start(timeout=60)
         assert httpx.get(f"{api.url}/healthz", timeout=10).status_code == 200
         for answer in (
+            httpx.get(f"{api.url}/readyz", timeout=30),
             httpx.post(f"{api.url}/v1/events", json={"events": batch}, headers=headers, timeout=30),
             httpx.get(f"{api.url}/v1/panels/summary", params={"last": "24h"}, headers=headers, timeout=30),
         ):
             assert answer.status_code == 503, answer.text
             assert answer.headers["retry-after"] == str(RETRY_AFTER)
         with clickhouse_server.running(root, ports=ports) as (host, port):
+            assert httpx.get(f"{api.url}/readyz", timeout=30).json() == {"status": "ready"}
             stored = httpx.post(f"{api.url}/v1/events", json={"events": batch}, headers=headers, timeout=30)
             assert stored.status_code == 200 and (stored.json()["accepted"], stored.json()["duplicates"]) == (30, 0)
             again = httpx.post(f"{api.url}/v1/events", json={"events": batch}, headers=headers, timeout=30)
