@@ -578,12 +578,44 @@ _SLICED_COLUMNS = {
 }
 
 
-def _events(slice: Slice) -> tuple[str, dict[str, Any]]:
-    """What the panels read as ``{events}``: the table with duplicates collapsed (``FINAL``), only the events of
-    ``slice`` (a subquery, so every part of a panel reads the same slice), and the values it names."""
+_HISTORY_BEFORE_THE_WINDOW = {"unused_tools", "unused_prompts", "new_clients", "sessions"}
+"""Panels that read events before their window (what was used or seen before it), up to its end."""
+_WHOLE_HISTORY = {"extent", "session"}
+"""Panels that read a project's events whatever the window: its extent, a session's timeline."""
+
+
+def _scope(name: str, window: Window, gap: int) -> tuple[int | None, int | None]:
+    """The time range (µs, ``[low, high)``; None: unbounded) of the events the panel ``name`` reads over ``window``:
+    its window and the session timeout before it (sessions are cut from the events since then); for ``slo``, also
+    the 7 days before the window's end (each tool's tier); the whole history before the window's end, or all of it,
+    for the panels that read it."""
+    start, end = _us(window.start), _us(window.end)
+    if name in _WHOLE_HISTORY:
+        return None, None
+    if name in _HISTORY_BEFORE_THE_WINDOW:
+        return None, end
+    if name == "slo":
+        start = min(start, end - 7 * _DAY)
+    return max(start - gap, 0), end
+
+
+def _events(slice: Slice, project: str, scope: tuple[int | None, int | None]) -> tuple[str, dict[str, Any]]:
+    """What the panels read as ``{events}``: the table with duplicates collapsed (``FINAL``), and the values it names.
+    Sliced: only the events of ``slice``, of ``project`` and in the time range ``scope`` (``_scope``), in a subquery,
+    so that every part of a panel reads the same slice; the project and range inside it (ClickHouse 18.16 does not
+    push the outer conditions down), so that it reads only the partitions and the part of the sorting key the panel
+    needs, not the whole table."""
     if not slice:
         return "events FINAL", {}
-    conditions, values = [], {}
+    conditions = ["project = %(slice_project)s"]
+    values: dict[str, Any] = {"slice_project": project}
+    low, high = scope
+    if low is not None:
+        conditions.append("ts_us >= %(scope_low)s AND at >= toDateTime(%(scope_low_s)s)")
+        values |= {"scope_low": low, "scope_low_s": low // 1_000_000}
+    if high is not None:
+        conditions.append("ts_us < %(scope_high)s AND at <= toDateTime(%(scope_high_s)s)")
+        values |= {"scope_high": high, "scope_high_s": high // 1_000_000}
     for name, accepted in slice.stored().items():
         values[f"slice_{name}"] = list(accepted)
         conditions.append(f"has(%(slice_{name})s, {_SLICED_COLUMNS[name]})")
@@ -835,10 +867,10 @@ class ClickHouseStore:
         self, project: str, name: str, window: Window, slice: Slice = Slice(), **params: Any
     ) -> list[dict[str, Any]]:
         sql, anchor = store.panel_query(name, str(params.get("session") or ""), _QUERIES, _SESSION_TIMELINES)
-        source, values = _events(slice)
+        gap = self.session_timeout // timedelta(microseconds=1)
+        source, values = _events(slice, project, _scope(name, window, gap))
         values |= {**_DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
         start, end = _us(window.start), _us(window.end)
-        gap = self.session_timeout // timedelta(microseconds=1)
         values |= {
             "project": project, "start": start, "end": end, "gap": gap, "now": _us(datetime.now(UTC)),
             "anchor": anchor or "", "token_bytes": BYTES_PER_TOKEN, "token_price": self.prices.default,
