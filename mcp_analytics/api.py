@@ -67,12 +67,29 @@ def _problem(
 
 class _Outage:
     """Whether the store was last found unreachable: logged (a warning) once when an outage begins and once when
-    the store answers again, not once per request. Used from the event loop only."""
+    the store answers again, not once per request. During an outage one request at a time, at most one per
+    ``RETRY_AFTER`` seconds, tries the store (a probe); the others are answered 503 at once, so that requests
+    waiting on a server that does not answer cannot take every worker thread. Used from the event loop only."""
 
     def __init__(self) -> None:
         self.since: float | None = None
+        self._probe_at = 0.0
+        self._probing = False
+
+    def admits(self) -> bool:
+        """Whether a request may use the store now; one admitted during an outage calls ``probed`` when done."""
+        if self.since is None:
+            return True
+        if self._probing or time.monotonic() < self._probe_at:
+            return False
+        self._probing = True
+        return True
+
+    def probed(self) -> None:
+        self._probing = False
 
     def began(self, error: StoreUnavailable, at_start: bool = False) -> None:
+        self._probe_at = time.monotonic() + RETRY_AFTER
         if self.since is None:
             self.since = time.monotonic()
             if at_start:
@@ -315,14 +332,24 @@ def create_app(
     app.state.keys = keys
     _document_the_batch_schema(app)
 
+    def unavailable() -> HTTPException:
+        return _problem(503, f"the store is unreachable; try again in {RETRY_AFTER} s",
+                        headers={"Retry-After": str(RETRY_AFTER)})  # fmt: skip
+
     async def stored(job: Callable[[], T]) -> T:
-        """``job`` (which uses the store) run in a worker thread; an unreachable store is a 503 with Retry-After."""
+        """``job`` (which uses the store) run in a worker thread; an unreachable store is a 503 with Retry-After
+        (at once during an outage, but for the request that probes the store)."""
+        probe = outage.since is not None
+        if not outage.admits():
+            raise unavailable()
         try:
             result = await to_thread.run_sync(job)
         except StoreUnavailable as error:
             outage.began(error)
-            raise _problem(503, f"the store is unreachable; try again in {RETRY_AFTER} s",
-                           headers={"Retry-After": str(RETRY_AFTER)}) from None  # fmt: skip
+            raise unavailable() from None
+        finally:
+            if probe:
+                outage.probed()
         outage.ended()
         return result
 

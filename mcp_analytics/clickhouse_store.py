@@ -711,6 +711,7 @@ class ClickHouseStore:
         recent ids, which starts after the newest stored event; ``StoreUnavailable`` while the server is down."""
         with self._opening:
             if self._recent is None:
+                self._answers()  # a stalled server fails here, soon, not in a migration's statement
                 self._migrate()
                 client = self._connect(self.address.database)
                 try:
@@ -731,7 +732,13 @@ class ClickHouseStore:
         migrated first if it was not. ``StoreUnavailable`` if not."""
         if self._recent is None:
             self._open()
-        client = self._connect(self.address.database, timeout=CHECK_TIMEOUT)
+        else:
+            self._answers()
+
+    def _answers(self) -> None:
+        """``SELECT 1`` within ``CHECK_TIMEOUT`` on a connection of its own, to the server's default database (which
+        is there before the schema is); ``StoreUnavailable`` if the server does not answer."""
+        client = self._connect(None, timeout=CHECK_TIMEOUT)
         try:
             with self._reaching():
                 client.execute("SELECT 1")

@@ -67,6 +67,17 @@ class ApiServer:
                 time.sleep(0.05)
         raise RuntimeError(f"the API did not start in {timeout:g} s")
 
+    def ready(self, timeout: float = 30) -> dict[str, Any]:
+        """``/readyz``'s answer once it is 200, polled as a balancer polls it (after an outage the API probes the
+        store once per ``Retry-After``), or fail after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while (answer := httpx.get(f"{self.url}/readyz", timeout=timeout)).status_code == 503:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not ready in {timeout:g} s: {answer.text}")
+            time.sleep(0.2)
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json())
+
     def kill(self) -> None:
         assert self.process is not None
         self.process.send_signal(signal.SIGKILL)

@@ -420,7 +420,7 @@ def test_while_clickhouse_is_down_the_api_answers_503_with_retry_after_and_the_r
     try:
         with clickhouse_server.running(root, ports=ports):
             api.start(timeout=60)
-            assert httpx.get(f"{api.url}/readyz", timeout=30).json() == {"status": "ready"}
+            assert api.ready() == {"status": "ready"}
             first = httpx.post(f"{api.url}/v1/events", json={"events": batch[:10]}, headers=headers, timeout=30)
             assert first.status_code == 200 and first.json()["accepted"] == 10
         # ClickHouse is stopped; the API is not: alive (/healthz), not ready (/readyz)
@@ -443,7 +443,7 @@ def test_while_clickhouse_is_down_the_api_answers_503_with_retry_after_and_the_r
         sender.start()
         time.sleep(1)  # its first POST is answered 503
         with clickhouse_server.running(root, ports=ports):
-            assert httpx.get(f"{api.url}/readyz", timeout=30).status_code == 200
+            assert api.ready() == {"status": "ready"}
             sender.join(90)
             assert results == [SpanExportResult.SUCCESS] and time.monotonic() - began > RETRY_AFTER
             again = httpx.post(f"{api.url}/v1/events", json={"events": batch}, headers=headers, timeout=30)
@@ -498,7 +498,7 @@ def test_serve_starts_while_clickhouse_is_down_and_creates_the_schema_once_it_is
             assert answer.status_code == 503, answer.text
             assert answer.headers["retry-after"] == str(RETRY_AFTER)
         with clickhouse_server.running(root, ports=ports) as (host, port):
-            assert httpx.get(f"{api.url}/readyz", timeout=30).json() == {"status": "ready"}
+            assert api.ready() == {"status": "ready"}
             stored = httpx.post(f"{api.url}/v1/events", json={"events": batch}, headers=headers, timeout=30)
             assert stored.status_code == 200 and (stored.json()["accepted"], stored.json()["duplicates"]) == (30, 0)
             again = httpx.post(f"{api.url}/v1/events", json={"events": batch}, headers=headers, timeout=30)
@@ -519,6 +519,50 @@ def test_serve_starts_while_clickhouse_is_down_and_creates_the_schema_once_it_is
     said = f"the store is unreachable at start-up (clickhouse://127.0.0.1:{ports[0]}/late: NetworkError: "
     assert line.startswith(said) and line.endswith("when its schema is created or migrated"), line
     assert log.count("the store is reachable again") == 1 and "Traceback" not in log, log
+
+
+def test_a_clickhouse_that_never_answers_is_probed_by_one_request_at_a_time(tmp_path):
+    """A server that takes connections and never answers (hung, or a black-holed route): each try waits for
+    ``CHECK_TIMEOUT``. During the outage one request at a time, at most one per ``Retry-After``, probes the store;
+    every other request is answered 503 without trying it, so the waiting cannot take every worker thread."""
+    import socket
+    from concurrent.futures import ThreadPoolExecutor
+
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(64)
+    taken: list[socket.socket] = []
+
+    def take() -> None:  # every connection accepted, counted and never answered
+        while True:
+            try:
+                taken.append(hole.accept()[0])
+            except OSError:  # closed: the test is over
+                return
+
+    threading.Thread(target=take, daemon=True).start()
+    headers = {"Authorization": "Bearer hole-key"}
+    api = ApiServer("--store", f"clickhouse://127.0.0.1:{hole.getsockname()[1]}/hole", "--api-key", "p=hole-key",
+                    "--no-alert-evaluation", log=tmp_path / "api.log")  # fmt: skip
+
+    def summary(_: int) -> int:
+        return httpx.get(f"{api.url}/v1/panels/summary", headers=headers, timeout=30).status_code
+
+    try:
+        api.start(timeout=60)  # its start-up check gave up after CHECK_TIMEOUT: an outage from the start
+        at_start = len(taken)
+        time.sleep(RETRY_AFTER)  # a probe is due
+        with ThreadPoolExecutor(30) as pool:
+            answers = list(pool.map(summary, range(30)))
+        assert httpx.get(f"{api.url}/healthz", timeout=5).status_code == 200
+    finally:
+        hole.close()
+        for connection in taken:
+            connection.close()
+        api.stop()
+    assert at_start == 1
+    assert answers == [503] * 30
+    assert len(taken) - at_start == 1, "one probe reached the server; the other 29 requests did not try it"
 
 
 def test_the_report_reads_a_clickhouse_store_as_it_reads_a_duckdb_file(store, tmp_path, capsys):
