@@ -26,6 +26,21 @@ from mcp_analytics.models import Event, IngestResult
 from mcp_analytics.recent_ids import DEFAULT_CAPACITY, RecentIds
 from mcp_analytics.store import BYTES_PER_TOKEN, EPOCH, SESSION_GAP, Prices, Slice, Slos, Window
 
+_GROUPED = "coalesce(session_id, user_id, caller_id) IS NOT NULL"
+"""An event of some session group (``_GROUP``); the others are sessions of their own."""
+
+
+def _counts(source: str) -> str:
+    """The rows of ``rollup_counts`` for the events of ``source``: per hour and every dimension a panel is sliced
+    by, how many events, failures, the first and last. A table holds a key's rows of several commits until its
+    hours are recounted (``DuckDBStore._recount``); readers sum them."""
+    return f"""
+    SELECT project, date_trunc('hour', ts) AS hour, type, resource, client_name, user_id, server_name,
+        failure_origin, {_GROUPED} AS grouped, count(*) AS events, count(*) FILTER (WHERE is_error) AS failures,
+        min(ts) AS first_ts, max(ts) AS last_ts, any_value(user_name) AS user_name
+    FROM {source} WHERE kind <> 'client' GROUP BY ALL"""
+
+
 MIGRATIONS: list[tuple[int, str]] = [
     (
         1,
@@ -86,6 +101,24 @@ MIGRATIONS: list[tuple[int, str]] = [
             alert_id BIGINT NOT NULL, state VARCHAR NOT NULL, url VARCHAR NOT NULL, delivered BOOLEAN NOT NULL,
             attempts INTEGER NOT NULL, PRIMARY KEY (alert_id, state, url)
         );
+        """,
+    ),
+    (
+        7,
+        f"""
+        CREATE TABLE rollup_counts (
+            project VARCHAR NOT NULL, hour TIMESTAMP NOT NULL, type VARCHAR NOT NULL, resource VARCHAR,
+            client_name VARCHAR, user_id VARCHAR, server_name VARCHAR, failure_origin VARCHAR, grouped BOOLEAN NOT NULL,
+            events BIGINT NOT NULL, failures BIGINT NOT NULL, first_ts TIMESTAMP NOT NULL, last_ts TIMESTAMP NOT NULL,
+            user_name VARCHAR
+        );
+        INSERT INTO rollup_counts BY NAME {_counts("events")};
+        CREATE TABLE rollup_runs (
+            project VARCHAR NOT NULL, grp UBIGINT NOT NULL, run_start TIMESTAMP NOT NULL, run_end TIMESTAMP NOT NULL,
+            hour TIMESTAMP NOT NULL, user_id VARCHAR, client_name VARCHAR, first_ts TIMESTAMP NOT NULL,
+            last_ts TIMESTAMP NOT NULL
+        );
+        CREATE TABLE rollup_state (gap_us BIGINT NOT NULL);
         """,
     ),
 ]
@@ -207,12 +240,13 @@ _CODE_NAME = """CASE error_code WHEN -32700 THEN 'parse error' WHEN -32600 THEN 
 """The names the JSON-RPC and MCP specifications (and the SDKs' habit for a handler's exception) give codes."""
 
 
-def _numbered(grouped: str) -> str:
-    """The events of ``grouped`` (which have ``grp``), each with ``run``: the number of its run in its group."""
+def _numbered(grouped: str, by: str = "grp") -> str:
+    """The events of ``grouped`` (which have ``grp``), each with ``run``: the number of its run in its group (the
+    ``by`` columns)."""
     return f"""
-    SELECT * EXCLUDE (starts), sum(starts) OVER (PARTITION BY grp ORDER BY ts) AS run
+    SELECT * EXCLUDE (starts), sum(starts) OVER (PARTITION BY {by} ORDER BY ts) AS run
     FROM (
-        SELECT *, CASE WHEN ts - lag(ts) OVER (PARTITION BY grp ORDER BY ts) <= $gap THEN 0 ELSE 1 END AS starts
+        SELECT *, CASE WHEN ts - lag(ts) OVER (PARTITION BY {by} ORDER BY ts) <= $gap THEN 0 ELSE 1 END AS starts
         FROM {grouped}
     )"""
 
@@ -231,11 +265,125 @@ runs AS (
     SELECT DISTINCT grp, run, user_id, client_name FROM ({_numbered("scoped WHERE grp IN (SELECT grp FROM spans WHERE long)")})
     WHERE ts >= $start
 )"""
-_SINGLES = "count(*) FILTER (WHERE session_id IS NULL AND user_id IS NULL AND caller_id IS NULL)"
-"""How a window's sessions are counted: its events of no group (one session each, ``_SINGLES``) plus the runs
+"""How a window's sessions are counted: its events of no group (one session each) plus the runs
 (``_RUNS``: one row per user and client seen in a run, so a run counts once for each) of every group with an
 event in the window. Runs are cut from the events since ``$gap`` before the window
 (``scoped``, narrow columns), which cuts the window's events exactly as the whole history would."""
+
+# ---------------------------------------------------------------- rollups: what the panels read, kept at ingest
+# ``rollup_counts`` (``_counts``): events per hour and slice dimension. ``rollup_runs``: the sessions cut from each
+# group's whole history, one row per run, user, client and hour with its first and last event there. A panel over
+# an hour or more (and no slice: a slice cuts sessions of its own) reads the rollups' whole hours in the window and
+# the raw events of the partial hours at its edges, which answers exactly what the raw events do: a run's row of one
+# hour spans less than an hour, so it has an event in a window of an hour or more iff it overlaps the window.
+
+_ROLLED_RUNS = """runs AS (
+    SELECT DISTINCT grp, run_start AS run, user_id, client_name FROM rollup_runs
+    WHERE project = $project AND hour >= date_trunc('hour', CAST($start AS TIMESTAMP)) AND hour < $end
+        AND first_ts < $end AND last_ts >= $start
+)"""
+_EVENT_COUNTS = f"""SELECT type, resource, client_name, user_id, server_name, failure_origin, {_GROUPED} AS grouped,
+    1 AS events, CAST(is_error AS INTEGER) AS failures, ts AS first_ts, ts AS last_ts, user_name
+FROM events WHERE {_IN_WINDOW}"""
+_RAW_COUNTED = f"counted AS ({_EVENT_COUNTS})"
+_ROLLED_COUNTED = f"""counted AS (
+    SELECT type, resource, client_name, user_id, server_name, failure_origin, grouped, events, failures, first_ts,
+        last_ts, user_name
+    FROM rollup_counts WHERE project = $project AND hour >= $whole_start AND hour < $whole_end
+    UNION ALL
+    {_EVENT_COUNTS} AND (ts < $whole_start OR ts >= $whole_end)
+)"""
+"""The window's events as counts: the rollup's whole hours (``[$whole_start, $whole_end)``), the edges' events."""
+
+_TOUCHED = f"""
+SELECT t.project, t.grp, least(t.lo, min(r.run_start)) AS lo, greatest(t.hi, max(r.run_end)) AS hi
+FROM (
+    SELECT project, {_GROUP} AS grp, min(ts) AS lo, max(ts) AS hi FROM {{source}}
+    WHERE kind <> 'client' AND {_GROUPED} GROUP BY ALL
+) AS t
+LEFT JOIN rollup_runs AS r
+    ON r.project = t.project AND r.grp = t.grp AND r.run_end >= t.lo - $gap AND r.run_start <= t.hi + $gap
+GROUP BY t.project, t.grp, t.lo, t.hi"""
+"""The groups of the events of ``{source}`` (added or deleted), each with the time range ``[lo, hi]`` whose runs these
+events change: theirs, and the stored runs they join (within ``$gap``). Runs outside it stay as they are: they are
+more than ``$gap`` away from every event in it."""
+_DROP_RUNS = """DELETE FROM rollup_runs USING affected AS a
+WHERE rollup_runs.project = a.project AND rollup_runs.grp = a.grp AND run_start >= a.lo AND run_end <= a.hi"""
+_CUT_RUNS = f"""INSERT INTO rollup_runs BY NAME
+WITH near AS (
+    SELECT project, ts, user_id, client_name, {_GROUP} AS grp FROM events
+    WHERE kind <> 'client' AND {_GROUPED}
+        AND ts BETWEEN (SELECT min(lo) FROM affected) AND (SELECT max(hi) FROM affected)
+),
+scoped AS (
+    SELECT near.* FROM near JOIN affected AS a ON near.project = a.project AND near.grp = a.grp
+        AND near.ts BETWEEN a.lo AND a.hi
+),
+numbered AS ({_numbered("scoped", "project, grp")}),
+cut AS (SELECT project, grp, run, min(ts) AS run_start, max(ts) AS run_end FROM numbered GROUP BY ALL)
+SELECT project, grp, run_start, run_end, date_trunc('hour', ts) AS hour, user_id, client_name, min(ts) AS first_ts,
+    max(ts) AS last_ts
+FROM numbered JOIN cut USING (project, grp, run) GROUP BY ALL"""
+"""The runs of the ``affected`` groups in their ranges, cut anew from the stored events."""
+_DIRTY_EVENTS = """(
+    SELECT events.* FROM events SEMI JOIN dirty
+        ON events.project = dirty.project AND date_trunc('hour', events.ts) = dirty.hour
+    WHERE ts >= (SELECT min(hour) FROM dirty) AND ts < (SELECT max(hour) FROM dirty) + INTERVAL 1 HOUR
+)"""
+_RECOUNT = (
+    "DELETE FROM rollup_counts USING dirty WHERE rollup_counts.project = dirty.project AND rollup_counts.hour = dirty.hour;"
+    f"INSERT INTO rollup_counts BY NAME {_counts(_DIRTY_EVENTS)}"
+)
+"""The ``dirty`` hours (``project``, ``hour``) counted anew from the stored events: one row per key."""
+
+
+def _counted_panels(runs: str, counted: str) -> dict[str, str]:
+    """The panels that count events and sessions (``summary``, ``clients``, ``users``) over ``runs`` (``grp``,
+    ``run``, ``user_id``, ``client_name``: each run with an event in the window, once per user and client seen in
+    it there) and ``counted`` (the window's events as ``_EVENT_COUNTS`` rows): raw, or from the rollups."""
+    singles = "coalesce(sum(events) FILTER (WHERE NOT grouped), 0)"
+    tool_calls = "coalesce(sum(events) FILTER (WHERE type = 'mcp:tools/call'), 0)"
+    return {
+        "summary": f"""
+            WITH {runs}, {counted}
+            SELECT coalesce(sum(events), 0) AS events, coalesce(sum(failures), 0) AS failures,
+                round(1 - sum(failures) / nullif(sum(events), 0), 4) AS success_rate, {tool_calls} AS tool_calls,
+                {singles} + (SELECT count(DISTINCT (grp, run)) FROM runs) AS sessions,
+                count(DISTINCT user_id) AS users, count(DISTINCT client_name) AS clients
+            FROM counted""",
+        "clients": f"""
+            WITH {runs}, {counted},
+            per_client AS (
+                SELECT coalesce(client_name, '(unknown)') AS client, sum(events) AS events, {tool_calls} AS tool_calls,
+                    sum(failures) AS failures, {singles} AS other_sessions, count(DISTINCT user_id) AS users
+                FROM counted GROUP BY 1
+            ),
+            runs_per_client AS (
+                SELECT coalesce(client_name, '(unknown)') AS client, count(DISTINCT (grp, run)) AS runs
+                FROM runs GROUP BY 1
+            )
+            SELECT client, events, tool_calls, failures, other_sessions + coalesce(runs, 0) AS sessions, users
+            FROM per_client LEFT JOIN runs_per_client USING (client)
+            ORDER BY events DESC, client LIMIT $limit""",
+        "users": f"""
+            WITH {runs}, {counted},
+            per_user AS (
+                SELECT user_id AS user, any_value(user_name) AS name, sum(events) AS events,
+                    {tool_calls} AS tool_calls, sum(failures) AS failures, {singles} AS other_sessions,
+                    max(last_ts) AS last_seen
+                FROM counted WHERE user_id IS NOT NULL GROUP BY user_id
+            ),
+            runs_per_user AS (
+                SELECT user_id AS user, count(DISTINCT (grp, run)) AS runs FROM runs WHERE user_id IS NOT NULL GROUP BY 1
+            )
+            SELECT user, name, events, tool_calls, failures, other_sessions + coalesce(runs, 0) AS sessions, last_seen
+            FROM per_user LEFT JOIN runs_per_user USING (user)
+            ORDER BY events DESC, user LIMIT $limit""",
+    }
+
+
+_ROLLED_PANELS = _counted_panels(_ROLLED_RUNS, _ROLLED_COUNTED)
+"""The panels read from the rollups (``DuckDBStore._rolled``); ``_PANELS`` has the same read from the raw events."""
 _SESSION_FIGURES = """min(ts) AS started, max(ts) AS ended,
     round(date_diff('millisecond', min(ts), max(ts)) / 1000.0, 3) AS duration_s,
     count(*) AS events, count(*) FILTER (WHERE type = 'mcp:tools/call') AS tool_calls,
@@ -254,16 +402,7 @@ _ERRORS_BY_ORIGIN = ", ".join(
     for origin in ("client", "auth", "upstream", "server")
 )
 _PANELS: dict[str, str] = {
-    "summary": f"""
-        WITH {_RUNS}
-        SELECT count(*) AS events,
-            count(*) FILTER (WHERE is_error) AS failures,
-            round(1 - count(*) FILTER (WHERE is_error) / nullif(count(*), 0), 4) AS success_rate,
-            count(*) FILTER (WHERE type = 'mcp:tools/call') AS tool_calls,
-            {_SINGLES} + (SELECT count(DISTINCT (grp, run)) FROM runs) AS sessions,
-            count(DISTINCT user_id) AS users,
-            count(DISTINCT client_name) AS clients
-        FROM events WHERE {_IN_WINDOW}""",
+    **_counted_panels(_RUNS, _RAW_COUNTED),
     "timeseries": f"""
         SELECT time_bucket(CAST($bucket AS INTERVAL), ts, CAST($start AS TIMESTAMP)) AS bucket,
             CAST(date_part('epoch', CAST($bucket AS INTERVAL)) AS INTEGER) AS bucket_seconds,
@@ -297,36 +436,6 @@ _PANELS: dict[str, str] = {
             count(DISTINCT user_id) AS users, max(ts) AS last_called,
             round(count(*) / sum(count(*)) OVER (), 4) AS share
         FROM events WHERE {_TOOL_CALLS} GROUP BY resource ORDER BY calls DESC, tool LIMIT $limit""",
-    "clients": f"""
-        WITH {_RUNS},
-        per_client AS (
-            SELECT coalesce(client_name, '(unknown)') AS client, count(*) AS events,
-                count(*) FILTER (WHERE type = 'mcp:tools/call') AS tool_calls,
-                count(*) FILTER (WHERE is_error) AS failures,
-                {_SINGLES} AS other_sessions, count(DISTINCT user_id) AS users
-            FROM events WHERE {_IN_WINDOW} GROUP BY 1
-        ),
-        runs_per_client AS (
-            SELECT coalesce(client_name, '(unknown)') AS client, count(DISTINCT (grp, run)) AS runs FROM runs GROUP BY 1
-        )
-        SELECT client, events, tool_calls, failures, other_sessions + coalesce(runs, 0) AS sessions, users
-        FROM per_client LEFT JOIN runs_per_client USING (client)
-        ORDER BY events DESC, client LIMIT $limit""",
-    "users": f"""
-        WITH {_RUNS},
-        per_user AS (
-            SELECT user_id AS user, any_value(user_name) AS name, count(*) AS events,
-                count(*) FILTER (WHERE type = 'mcp:tools/call') AS tool_calls,
-                count(*) FILTER (WHERE is_error) AS failures,
-                {_SINGLES} AS other_sessions, max(ts) AS last_seen
-            FROM events WHERE {_IN_WINDOW} AND user_id IS NOT NULL GROUP BY user_id
-        ),
-        runs_per_user AS (
-            SELECT user_id AS user, count(DISTINCT (grp, run)) AS runs FROM runs WHERE user_id IS NOT NULL GROUP BY 1
-        )
-        SELECT user, name, events, tool_calls, failures, other_sessions + coalesce(runs, 0) AS sessions, last_seen
-        FROM per_user LEFT JOIN runs_per_user USING (user)
-        ORDER BY events DESC, user LIMIT $limit""",
     "failures": f"""
         SELECT coalesce(failure_origin, 'unknown') AS origin, coalesce(failure_reason, error_type) AS reason,
             count(*) AS failures, sum(count(*)) OVER (PARTITION BY coalesce(failure_origin, 'unknown')) AS origin_failures,
@@ -640,6 +749,15 @@ def bucket_for(window: Window, most: int = 120) -> timedelta:
     return next((bucket for bucket in _BUCKETS if length / bucket <= most), _BUCKETS[-1])
 
 
+def _floor_hour(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def _ceil_hour(moment: datetime) -> datetime:
+    floor = _floor_hour(moment)
+    return floor if floor == moment else floor + timedelta(hours=1)
+
+
 def _naive_utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
@@ -670,6 +788,9 @@ class SchemaTooNew(RuntimeError):
 
 
 DEFAULT_MEMORY_LIMIT = "1GB"
+_RECOUNT_AFTER = 20_000
+"""Rows added to ``rollup_counts`` (a commit adds one per key it holds) before their hours are recounted as one row
+per key."""
 
 
 class DuckDBStore:
@@ -684,11 +805,17 @@ class DuckDBStore:
         session_timeout: timedelta = SESSION_GAP,
         prices: Prices = Prices(),
         slos: Slos = Slos(),
+        rollups: bool = True,
     ) -> None:
         """``recent_ids``: how many stored event ids are kept in memory to rule out duplicates without reading
         the table (``recent_ids.py``); ``session_timeout``: the inactivity that ends a session; ``prices``: what
-        the cost panel's estimate charges per token; ``slos``: the latency tiers of the ``slo`` panel."""
+        the cost panel's estimate charges per token; ``slos``: the latency tiers of the ``slo`` panel;
+        ``rollups``: False reads every panel from the raw events (the reference the rollups are tested against;
+        they are kept up to date all the same)."""
         self.session_timeout = session_timeout
+        self.rollups = rollups
+        self._dirty: set[tuple[str, datetime]] = set()  # hours with rows of several commits, to recount
+        self._uncounted = 0  # rows added to rollup_counts since the last recount
         self.prices = prices
         self.slos = slos
         if str(path) != ":memory:":
@@ -701,6 +828,7 @@ class DuckDBStore:
         self._queued = threading.Lock()
         self._queue: list[_Pending] = []
         self._migrate()
+        self._cut_all_runs()
         newest = _scalar(self._connection.execute("SELECT epoch_us(max(ts)) FROM events"))
         self._recent = RecentIds(floor_us=0 if newest is None else newest + 1, capacity=recent_ids)
 
@@ -717,6 +845,59 @@ class DuckDBStore:
                     db.execute(ddl)
                     db.execute("INSERT INTO schema_version VALUES (?, now())", [version])
                     db.execute("COMMIT")
+
+    def _cut_all_runs(self) -> None:
+        """Cut ``rollup_runs`` from every stored event unless they were cut with this store's session timeout (a
+        new schema, another timeout)."""
+        gap_us = self.session_timeout // timedelta(microseconds=1)
+        with self._write:
+            db = self._connection
+            if _scalar(db.execute("SELECT max(gap_us) FROM rollup_state")) == gap_us:
+                return
+            db.execute("BEGIN TRANSACTION")
+            try:
+                db.execute("DELETE FROM rollup_runs; DELETE FROM rollup_state")
+                self._recut("events")
+                db.execute("INSERT INTO rollup_state VALUES (?)", [gap_us])
+                db.execute("COMMIT")
+            except Exception:
+                db.execute("ROLLBACK")
+                raise
+
+    def _recut(self, source: str) -> None:
+        """Cut anew the runs that the events of ``source`` (a table: events just added, about to be deleted, or all)
+        change."""
+        db, gap = self._connection, {"gap": self.session_timeout}
+        db.execute(f"CREATE OR REPLACE TEMP TABLE affected AS {_TOUCHED.format(source=source)}", gap)
+        if _scalar(db.execute("SELECT count(*) FROM affected")):
+            db.execute(_DROP_RUNS)
+            db.execute(_CUT_RUNS, gap)
+
+    def _recount(self, hours: str) -> None:
+        """Count anew from the stored events the hours (``project``, ``hour``) that the query ``hours`` returns."""
+        self._connection.execute(f"CREATE OR REPLACE TEMP TABLE dirty AS {hours}")
+        self._connection.execute(_RECOUNT)
+
+    def _roll(self, incoming: pa.Table) -> None:
+        """Keep the rollups up to date with the events of ``incoming``, just stored (in the same transaction): add
+        their counts, cut their groups' runs anew; now and then recount the hours that gathered many rows."""
+        db = self._connection
+        db.register("changed", incoming)
+        try:
+            self._uncounted += _scalar(db.execute(f"INSERT INTO rollup_counts BY NAME {_counts('changed')}"))
+            self._recut("changed")
+            self._dirty.update(db.execute("SELECT DISTINCT project, date_trunc('hour', ts) FROM changed").fetchall())
+        finally:
+            db.unregister("changed")
+        if self._uncounted >= _RECOUNT_AFTER:
+            projects, hours = zip(*self._dirty, strict=True)
+            db.register("hours", pa.table({"project": pa.array(projects, pa.string()),
+                                           "hour": pa.array(hours, pa.timestamp("us"))}))  # fmt: skip
+            try:
+                self._recount("SELECT * FROM hours")
+            finally:
+                db.unregister("hours")
+            self._dirty, self._uncounted = set(), 0
 
     @property
     def schema_version(self) -> int:
@@ -769,8 +950,9 @@ class DuckDBStore:
                     batch.new.append(key not in stored and key not in seen)
                     seen.add(key)
             tables = [batch.table if all(batch.new) else batch.table.filter(batch.new) for batch in batches]
-            incoming = tables[0] if len(tables) == 1 else pa.concat_tables(tables)  # noqa: F841 - read by _INSERT
+            incoming = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
             db.execute(_INSERT)
+            self._roll(incoming)
             db.execute("COMMIT")
         except Exception:
             db.execute("ROLLBACK")
@@ -816,6 +998,12 @@ class DuckDBStore:
             "priced_tools": list(self.prices.per_tool),
             "tool_prices": list(self.prices.per_tool.values()),
         }
+        if self._rolled(name, window, slice):
+            sql = _ROLLED_PANELS[name]
+            values |= {
+                "whole_start": _naive_utc(_ceil_hour(window.start)),
+                "whole_end": _naive_utc(_floor_hour(window.end)),
+            }
         sql, sliced = _sliced(sql, slice)
         values |= sliced
         cursor = self._connection.cursor()
@@ -831,6 +1019,10 @@ class DuckDBStore:
             return rows
         finally:
             cursor.close()
+
+    def _rolled(self, name: str, window: Window, slice: Slice) -> bool:
+        """Whether the panel ``name`` reads the rollups: those it has, over an hour or more, unsliced."""
+        return self.rollups and name in _ROLLED_PANELS and not slice and window.end - window.start >= timedelta(hours=1)
 
     def _attainment(
         self, cursor: Any, baselines: list[dict[str, Any]], values: dict[str, Any], slice: Slice
@@ -928,7 +1120,20 @@ class DuckDBStore:
                                        ("ts < $before", before and _naive_utc(before)),
                                        ("user_id = $user", user_id))  # fmt: skip
         with self._write:  # between group commits
-            return _scalar(self._connection.execute(f"DELETE FROM events WHERE {where}", values))
+            db = self._connection
+            db.execute("BEGIN TRANSACTION")
+            try:
+                db.execute(f"""CREATE OR REPLACE TEMP TABLE doomed AS
+                    SELECT project, ts, kind, session_id, user_id, caller_id, client_name FROM events WHERE {where}""",
+                           values)  # fmt: skip
+                deleted = _scalar(db.execute(f"DELETE FROM events WHERE {where}", values))
+                self._recount("SELECT DISTINCT project, date_trunc('hour', ts) AS hour FROM doomed")
+                self._recut("doomed")
+                db.execute("COMMIT")
+            except Exception:
+                db.execute("ROLLBACK")
+                raise
+            return deleted
 
     def check(self) -> None:
         """The file is in this process: it answers as long as the store is open (a closed one raises)."""

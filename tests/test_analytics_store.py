@@ -388,8 +388,13 @@ def test_a_version_1_file_is_migrated_and_keeps_its_events(tmp_path):
                    "VALUES ('p', 'old', ?, 'mcp:tools/call', 'server', 'legacy_tool', false, 5.0, false)",
                    [moment(9).replace(tzinfo=None) - timedelta(days=2)])  # fmt: skip
     store = DuckDBStore(path)
-    assert store.schema_version == SCHEMA_VERSION == 6
+    assert store.schema_version == SCHEMA_VERSION == 7
     store.add("p", [event("l1", type="mcp:tools/list", tools_listed=["search", "legacy_tool"])])
+    week = Window(moment(0) - timedelta(days=6), moment(0) + timedelta(days=1))  # version 7 rolled up the old event
+    assert store.panel("p", "summary", week)[0]["events"] == 2
+    rolled = store.panel("p", "clients", week)
+    store.rollups = False
+    assert rolled == store.panel("p", "clients", week)
     two_days_ago = moment(9) - timedelta(days=2)
     assert store.panel("p", "unused_tools", WHOLE_DAY) == [
         {"tool": "legacy_tool", "last_called": two_days_ago, "calls_before": 1, "last_listed": moment(9)},
@@ -404,6 +409,7 @@ def test_a_version_1_file_is_migrated_and_keeps_its_events(tmp_path):
             (4,),
             (5,),
             (6,),
+            (7,),
         ]
 
 
