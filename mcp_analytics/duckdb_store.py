@@ -270,6 +270,11 @@ runs AS (
 event in the window. Runs are cut from the events since ``$gap`` before the window
 (``scoped``, narrow columns), which cuts the window's events exactly as the whole history would."""
 
+_SESSION_FIGURES = """min(ts) AS started, max(ts) AS ended,
+    round(date_diff('millisecond', min(ts), max(ts)) / 1000.0, 3) AS duration_s,
+    count(*) AS events, count(*) FILTER (WHERE type = 'mcp:tools/call') AS tool_calls,
+    count(*) FILTER (WHERE is_error) AS failures, count(intent) AS intents"""
+
 # ---------------------------------------------------------------- rollups: what the panels read, kept at ingest
 # ``rollup_counts`` (``_counts``): events per hour and slice dimension. ``rollup_runs``: the sessions cut from each
 # group's whole history, one row per run, user, client and hour with its first and last event there. A panel over
@@ -330,11 +335,17 @@ _DIRTY_EVENTS = """(
         ON events.project = dirty.project AND date_trunc('hour', events.ts) = dirty.hour
     WHERE ts >= (SELECT min(hour) FROM dirty) AND ts < (SELECT max(hour) FROM dirty) + INTERVAL 1 HOUR
 )"""
-_RECOUNT = (
-    "DELETE FROM rollup_counts USING dirty WHERE rollup_counts.project = dirty.project AND rollup_counts.hour = dirty.hour;"
-    f"INSERT INTO rollup_counts BY NAME {_counts(_DIRTY_EVENTS)}"
-)
+_DROP_DIRTY = "DELETE FROM rollup_counts USING dirty WHERE rollup_counts.project = dirty.project AND rollup_counts.hour = dirty.hour;"
+_RECOUNT = f"{_DROP_DIRTY} INSERT INTO rollup_counts BY NAME {_counts(_DIRTY_EVENTS)}"
 """The ``dirty`` hours (``project``, ``hour``) counted anew from the stored events: one row per key."""
+_MERGE = f"""CREATE OR REPLACE TEMP TABLE merged AS
+SELECT project, hour, type, resource, client_name, user_id, server_name, failure_origin, grouped,
+    CAST(sum(events) AS BIGINT) AS events, CAST(sum(failures) AS BIGINT) AS failures, min(first_ts) AS first_ts,
+    max(last_ts) AS last_ts, any_value(user_name) AS user_name
+FROM rollup_counts SEMI JOIN dirty ON rollup_counts.project = dirty.project AND rollup_counts.hour = dirty.hour
+GROUP BY ALL;
+{_DROP_DIRTY} INSERT INTO rollup_counts BY NAME SELECT * FROM merged"""
+"""The rows of the ``dirty`` hours merged: one row per key, as ``_RECOUNT`` counts them (far fewer rows to read)."""
 
 
 def _counted_panels(runs: str, counted: str) -> dict[str, str]:
@@ -382,13 +393,112 @@ def _counted_panels(runs: str, counted: str) -> dict[str, str]:
     }
 
 
-_ROLLED_PANELS = _counted_panels(_ROLLED_RUNS, _ROLLED_COUNTED)
-"""The panels read from the rollups (``DuckDBStore._rolled``); ``_PANELS`` has the same read from the raw events."""
-_SESSION_FIGURES = """min(ts) AS started, max(ts) AS ended,
-    round(date_diff('millisecond', min(ts), max(ts)) / 1000.0, 3) AS duration_s,
-    count(*) AS events, count(*) FILTER (WHERE type = 'mcp:tools/call') AS tool_calls,
-    count(*) FILTER (WHERE is_error) AS failures, count(intent) AS intents"""
+_RAW_CHOSEN = f"""moments AS (  -- narrow: when each grouped event happened, and its group
+    SELECT ts, {_GROUP} AS grp FROM events
+    WHERE project = $project AND kind <> 'client' AND ts >= CAST($start AS TIMESTAMP) - $gap AND ts < $end
+        AND {_GROUPED}
+),
+spans AS (
+    SELECT grp, min(ts) FILTER (WHERE ts >= $start) AS started, max(ts) AS ended,
+        max(ts) - min(ts) > $gap AS long
+    FROM moments GROUP BY grp
+),
+cuts AS (  -- every run with an event in the window: one per short group, long groups cut at each $gap
+    SELECT grp, 1 AS run, 1 AS last_run, started, ended FROM spans WHERE NOT long AND ended >= $start
+    UNION ALL
+    SELECT grp, run, max(run) OVER (PARTITION BY grp) AS last_run, started, ended FROM (
+        SELECT grp, run, min(ts) FILTER (WHERE ts >= $start) AS started, max(ts) AS ended
+        FROM ({_numbered("moments WHERE grp IN (SELECT grp FROM spans WHERE long)")})
+        GROUP BY grp, run HAVING max(ts) >= $start
+    )
+),
+chosen AS (SELECT * FROM cuts ORDER BY started DESC, grp, run LIMIT $limit)"""
+"""The sessions panel's runs from the raw events: ``chosen``, the newest ``$limit`` runs with an event in the window
+(``grp``, ``run``, ``started`` and ``ended``: their first and last event there, ``last_run``: how many runs their
+group has from ``$gap`` before the window to its end)."""
+_RAW_EARLIER = """SELECT DISTINCT session_id FROM events
+    WHERE project = $project AND kind <> 'client' AND ts < CAST($start AS TIMESTAMP) - $gap
+        AND session_id IN (SELECT session_id FROM runs WHERE tag = 's')"""
+"""The session ids of the chosen ``runs`` with events before those the window's runs are cut from."""
+_ROLLED_CHOSEN = f"""touching AS (
+    SELECT grp, run_start, any_value(run_end) AS run_end,
+        min(first_ts) FILTER (WHERE first_ts >= $start AND first_ts < $end) AS first_ts,
+        max(last_ts) FILTER (WHERE last_ts >= $start AND last_ts < $end) AS last_ts
+    FROM rollup_runs
+    WHERE project = $project AND hour >= date_trunc('hour', CAST($start AS TIMESTAMP)) AND hour < $end
+        AND first_ts < $end AND last_ts >= $start
+    GROUP BY grp, run_start
+),
+edges AS (  -- the events of the partial hours at the window's edges, to the runs they are in
+    SELECT touching.grp, run_start, min(ts) AS first_ts, max(ts) AS last_ts
+    FROM (SELECT ts, {_GROUP} AS grp FROM events WHERE {_IN_WINDOW} AND {_GROUPED}
+          AND (ts < $whole_start OR ts >= $whole_end)) AS edge
+    JOIN touching ON edge.grp = touching.grp AND edge.ts BETWEEN touching.run_start AND touching.run_end
+    GROUP BY touching.grp, run_start
+),
+picked AS (
+    SELECT grp, run_start AS run, least(touching.first_ts, edges.first_ts) AS started,
+        greatest(touching.last_ts, edges.last_ts) AS ended
+    FROM touching LEFT JOIN edges USING (grp, run_start) ORDER BY started DESC, grp, run LIMIT $limit
+),
+chosen AS (
+    SELECT picked.*, (
+        SELECT count(*) FROM (SELECT DISTINCT run_start FROM rollup_runs AS r WHERE r.project = $project
+            AND r.grp = picked.grp AND run_end >= CAST($start AS TIMESTAMP) - $gap AND run_start < $end)
+    ) AS last_run
+    FROM picked
+)"""
+_ROLLED_EARLIER = """SELECT session_id FROM runs WHERE tag = 's' AND grp IN (
+    SELECT grp FROM rollup_runs
+    WHERE project = $project AND grp IN (SELECT grp FROM chosen) AND run_start < CAST($start AS TIMESTAMP) - $gap
+)"""
+"""``_RAW_CHOSEN`` from the rollups: a run's first and last event in the window are those of its hours' rows there,
+or at the partial hours of the edges, among the raw events."""
 
+
+def _sessions_panel(chosen: str, earlier: str) -> str:
+    """The sessions panel, its runs ``chosen`` and ``earlier`` (``_RAW_CHOSEN`` and ``_RAW_EARLIER``, or the
+    ``_ROLLED_`` ones)."""
+    return f"""
+        WITH {chosen},
+        runs AS MATERIALIZED (  -- only now the chosen runs' own events, for their figures
+            SELECT chosen.grp, chosen.run, any_value(chosen.last_run) AS last_run, any_value({_TAG}) AS tag,
+                any_value(session_id) AS session_id, min(event_id) AS first_event, min(user_id) AS user,
+                min(client_name) AS client, {_SESSION_FIGURES}
+            FROM chosen JOIN (
+                SELECT {_SESSION_COLUMNS}, {_GROUP} AS grp FROM events
+                WHERE {_IN_WINDOW} AND {_GROUPED} AND ts >= (SELECT min(started) FROM chosen)
+            ) AS own ON own.grp = chosen.grp AND own.ts BETWEEN chosen.started AND chosen.ended
+            GROUP BY chosen.grp, chosen.run
+        ),
+        earlier AS ({earlier}),
+        grouped AS (
+            SELECT CASE WHEN tag <> 's' THEN tag || '-' || first_event
+                    WHEN last_run = 1 AND session_id NOT IN (SELECT session_id FROM earlier) THEN session_id
+                    ELSE session_id || '@' || first_event END AS session,
+                tag <> 's' AS stateless,
+                CASE tag WHEN 's' THEN 'session id' WHEN 'u' THEN 'user + client' ELSE 'caller + client' END AS grouping,
+                user, client, started, ended, duration_s, events, tool_calls, failures, intents
+            FROM runs
+        ),
+        singles AS (  -- an event of no group: a session of its own
+            SELECT 'e-' || event_id AS session, true AS stateless, 'single event' AS grouping, NULL AS user,
+                client_name AS client, ts AS started, ts AS ended, 0.0 AS duration_s, 1 AS events,
+                CAST(type = 'mcp:tools/call' AS INTEGER) AS tool_calls, CAST(is_error AS INTEGER) AS failures,
+                CAST(intent IS NOT NULL AS INTEGER) AS intents
+            FROM events WHERE {_IN_WINDOW} AND session_id IS NULL AND user_id IS NULL AND caller_id IS NULL
+            ORDER BY started DESC, session LIMIT $limit
+        )
+        SELECT *, CASE WHEN ended > CAST($now AS TIMESTAMP) - $gap THEN 'active' ELSE 'ended' END AS state
+        FROM (FROM grouped UNION ALL FROM singles)
+        ORDER BY started DESC, session LIMIT $limit"""
+
+
+_ROLLED_PANELS = {
+    **_counted_panels(_ROLLED_RUNS, _ROLLED_COUNTED),
+    "sessions": _sessions_panel(_ROLLED_CHOSEN, _ROLLED_EARLIER),
+}
+"""The panels read from the rollups (``DuckDBStore._rolled``); ``_PANELS`` has the same read from the raw events."""
 _PERCENTILES = """
     round(quantile_cont(duration_ms, 0.5), 3) AS p50_ms,
     round(quantile_cont(duration_ms, 0.95), 3) AS p95_ms,
@@ -513,62 +623,7 @@ _PANELS: dict[str, str] = {
         FROM events WHERE {_IN_WINDOW} AND intent IS NOT NULL
             AND ($q IS NULL OR contains(lower(intent), lower($q)))
         ORDER BY ts DESC, event_id LIMIT $limit""",
-    "sessions": f"""
-        WITH moments AS (  -- narrow: when each grouped event happened, and its group
-            SELECT ts, {_GROUP} AS grp FROM events
-            WHERE project = $project AND kind <> 'client' AND ts >= CAST($start AS TIMESTAMP) - $gap AND ts < $end
-                AND coalesce(session_id, user_id, caller_id) IS NOT NULL
-        ),
-        spans AS (
-            SELECT grp, min(ts) FILTER (WHERE ts >= $start) AS started, max(ts) AS ended,
-                max(ts) - min(ts) > $gap AS long
-            FROM moments GROUP BY grp
-        ),
-        cuts AS (  -- every run with an event in the window: one per short group, long groups cut at each $gap
-            SELECT grp, 1 AS run, 1 AS last_run, started, ended FROM spans WHERE NOT long AND ended >= $start
-            UNION ALL
-            SELECT grp, run, max(run) OVER (PARTITION BY grp) AS last_run, started, ended FROM (
-                SELECT grp, run, min(ts) FILTER (WHERE ts >= $start) AS started, max(ts) AS ended
-                FROM ({_numbered("moments WHERE grp IN (SELECT grp FROM spans WHERE long)")})
-                GROUP BY grp, run HAVING max(ts) >= $start
-            )
-        ),
-        chosen AS (SELECT * FROM cuts ORDER BY started DESC, grp, run LIMIT $limit),
-        runs AS MATERIALIZED (  -- only now the chosen runs' own events, for their figures
-            SELECT chosen.grp, chosen.run, any_value(chosen.last_run) AS last_run, any_value({_TAG}) AS tag,
-                any_value(session_id) AS session_id, min(event_id) AS first_event, any_value(user_id) AS user,
-                any_value(client_name) AS client, {_SESSION_FIGURES}
-            FROM chosen JOIN (
-                SELECT {_SESSION_COLUMNS}, {_GROUP} AS grp FROM events
-                WHERE {_IN_WINDOW} AND coalesce(session_id, user_id, caller_id) IS NOT NULL
-            ) AS own ON own.grp = chosen.grp AND own.ts BETWEEN chosen.started AND chosen.ended
-            GROUP BY chosen.grp, chosen.run
-        ),
-        earlier AS (
-            SELECT DISTINCT session_id FROM events
-            WHERE project = $project AND kind <> 'client' AND ts < CAST($start AS TIMESTAMP) - $gap
-                AND session_id IN (SELECT session_id FROM runs WHERE tag = 's')
-        ),
-        grouped AS (
-            SELECT CASE WHEN tag <> 's' THEN tag || '-' || first_event
-                    WHEN last_run = 1 AND session_id NOT IN (SELECT session_id FROM earlier) THEN session_id
-                    ELSE session_id || '@' || first_event END AS session,
-                tag <> 's' AS stateless,
-                CASE tag WHEN 's' THEN 'session id' WHEN 'u' THEN 'user + client' ELSE 'caller + client' END AS grouping,
-                user, client, started, ended, duration_s, events, tool_calls, failures, intents
-            FROM runs
-        ),
-        singles AS (  -- an event of no group: a session of its own
-            SELECT 'e-' || event_id AS session, true AS stateless, 'single event' AS grouping, NULL AS user,
-                client_name AS client, ts AS started, ts AS ended, 0.0 AS duration_s, 1 AS events,
-                CAST(type = 'mcp:tools/call' AS INTEGER) AS tool_calls, CAST(is_error AS INTEGER) AS failures,
-                CAST(intent IS NOT NULL AS INTEGER) AS intents
-            FROM events WHERE {_IN_WINDOW} AND session_id IS NULL AND user_id IS NULL AND caller_id IS NULL
-            ORDER BY started DESC, session LIMIT $limit
-        )
-        SELECT *, CASE WHEN ended > CAST($now AS TIMESTAMP) - $gap THEN 'active' ELSE 'ended' END AS state
-        FROM (FROM grouped UNION ALL FROM singles)
-        ORDER BY started DESC, session LIMIT $limit""",
+    "sessions": _sessions_panel(_RAW_CHOSEN, _RAW_EARLIER),
 }
 _TIMELINE = """SELECT ts, event_id, type, resource, intent, duration_ms, upstream_ms, response_size, argument_keys,
     is_error, error_type, error_message, failure_origin, failure_reason, user_id AS user, client_name AS client,
@@ -789,7 +844,7 @@ class SchemaTooNew(RuntimeError):
 
 DEFAULT_MEMORY_LIMIT = "1GB"
 _RECOUNT_AFTER = 20_000
-"""Rows added to ``rollup_counts`` (a commit adds one per key it holds) before their hours are recounted as one row
+"""Rows added to ``rollup_counts`` (a commit adds one per key it holds) before their hours are merged into one row
 per key."""
 
 
@@ -873,14 +928,15 @@ class DuckDBStore:
             db.execute(_DROP_RUNS)
             db.execute(_CUT_RUNS, gap)
 
-    def _recount(self, hours: str) -> None:
-        """Count anew from the stored events the hours (``project``, ``hour``) that the query ``hours`` returns."""
+    def _recount(self, hours: str, how: str = _RECOUNT) -> None:
+        """Count anew the hours (``project``, ``hour``) that the query ``hours`` returns: from the stored events
+        (``_RECOUNT``) or by merging their rows (``_MERGE``)."""
         self._connection.execute(f"CREATE OR REPLACE TEMP TABLE dirty AS {hours}")
-        self._connection.execute(_RECOUNT)
+        self._connection.execute(how)
 
     def _roll(self, incoming: pa.Table) -> None:
         """Keep the rollups up to date with the events of ``incoming``, just stored (in the same transaction): add
-        their counts, cut their groups' runs anew; now and then recount the hours that gathered many rows."""
+        their counts, cut their groups' runs anew; now and then merge the rows of the hours that gathered many."""
         db = self._connection
         db.register("changed", incoming)
         try:
@@ -894,7 +950,7 @@ class DuckDBStore:
             db.register("hours", pa.table({"project": pa.array(projects, pa.string()),
                                            "hour": pa.array(hours, pa.timestamp("us"))}))  # fmt: skip
             try:
-                self._recount("SELECT * FROM hours")
+                self._recount("SELECT * FROM hours", _MERGE)
             finally:
                 db.unregister("hours")
             self._dirty, self._uncounted = set(), 0

@@ -1,6 +1,6 @@
 """The rollups the panels read (``rollup_counts``, ``rollup_runs``) answer exactly what the raw events do: every
 rolled-up panel, over windows with partial hours at either edge, after out-of-order batches, retries, deletions and
-recounts, equals the same panel read from the raw rows (``DuckDBStore(rollups=False)``)."""
+merges, equals the same panel read from the raw rows (``DuckDBStore(rollups=False)``)."""
 
 from __future__ import annotations
 
@@ -118,8 +118,8 @@ def test_rolled_up_panels_equal_the_raw_rows_after_out_of_order_batches_and_retr
     store.close()
 
 
-def test_rollups_equal_the_raw_rows_after_recounts_and_deletions(monkeypatch):
-    monkeypatch.setattr(duckdb_store, "_RECOUNT_AFTER", 50)  # hours recounted many times along the way
+def test_rollups_equal_the_raw_rows_after_merges_and_deletions(monkeypatch):
+    monkeypatch.setattr(duckdb_store, "_RECOUNT_AFTER", 50)  # hours merged many times along the way
     store = DuckDBStore()
     fill(store, 4)
     assert_rollups_answer_as_raw_rows(store, 4)
@@ -136,4 +136,18 @@ def test_reopened_with_another_session_timeout_the_runs_are_cut_anew(tmp_path):
     store.close()
     store = DuckDBStore(path, session_timeout=timedelta(minutes=10))
     assert_rollups_answer_as_raw_rows(store, 5)
+    store.close()
+
+
+def test_a_session_id_is_its_session_key_unless_it_has_several_runs_up_to_the_window_end():
+    store = DuckDBStore()
+    at = [START + timedelta(hours=10, minutes=minute) for minute in (-150, 50, 70, 100)]
+    store.add("p", [validated_event(event_id=f"{name}{index}", type="mcp:tools/call", session_id=name,
+                                    timestamp_ns=int(at[index].timestamp() * 1e9))
+                    for name, indices in (("fresh", (1, 2, 3)), ("old", (0, 1, 2))) for index in indices])  # fmt: skip
+    window = Window(START + timedelta(hours=11), START + timedelta(hours=13))  # "fresh" began 10 minutes before
+    rolled = store.panel("p", "sessions", window)
+    assert {row["session"]: row["events"] for row in rolled} == {"fresh": 2, "old@old2": 1}
+    store.rollups = False
+    assert rolled == store.panel("p", "sessions", window)
     store.close()
