@@ -306,19 +306,22 @@ FROM (
     SELECT project, {_GROUP} AS grp, min(ts) AS lo, max(ts) AS hi FROM {{source}}
     WHERE kind <> 'client' AND {_GROUPED} GROUP BY ALL
 ) AS t
-LEFT JOIN rollup_runs AS r
+LEFT JOIN (  -- the runs near the events (a filter the scan skips row groups by)
+    SELECT * FROM rollup_runs WHERE run_end >= CAST($lo AS TIMESTAMP) - $gap AND run_start <= CAST($hi AS TIMESTAMP) + $gap
+) AS r
     ON r.project = t.project AND r.grp = t.grp AND r.run_end >= t.lo - $gap AND r.run_start <= t.hi + $gap
 GROUP BY t.project, t.grp, t.lo, t.hi"""
 """The groups of the events of ``{source}`` (added or deleted), each with the time range ``[lo, hi]`` whose runs these
 events change: theirs, and the stored runs they join (within ``$gap``). Runs outside it stay as they are: they are
-more than ``$gap`` away from every event in it."""
+more than ``$gap`` away from every event in it. ``[$lo, $hi]``: when the first and last of the events happened."""
 _DROP_RUNS = """DELETE FROM rollup_runs USING affected AS a
-WHERE rollup_runs.project = a.project AND rollup_runs.grp = a.grp AND run_start >= a.lo AND run_end <= a.hi"""
+WHERE rollup_runs.project = a.project AND rollup_runs.grp = a.grp AND run_start >= a.lo AND run_end <= a.hi
+    AND run_start >= $lo AND run_end <= $hi"""
 _CUT_RUNS = f"""INSERT INTO rollup_runs BY NAME
 WITH near AS (
     SELECT project, ts, user_id, client_name, {_GROUP} AS grp FROM events
     WHERE kind <> 'client' AND {_GROUPED}
-        AND ts BETWEEN (SELECT min(lo) FROM affected) AND (SELECT max(hi) FROM affected)
+        AND ts BETWEEN $lo AND $hi
 ),
 scoped AS (
     SELECT near.* FROM near JOIN affected AS a ON near.project = a.project AND near.grp = a.grp
@@ -329,7 +332,8 @@ cut AS (SELECT project, grp, run, min(ts) AS run_start, max(ts) AS run_end FROM 
 SELECT project, grp, run_start, run_end, date_trunc('hour', ts) AS hour, user_id, client_name, min(ts) AS first_ts,
     max(ts) AS last_ts
 FROM numbered JOIN cut USING (project, grp, run) GROUP BY ALL"""
-"""The runs of the ``affected`` groups in their ranges, cut anew from the stored events."""
+"""The runs of the ``affected`` groups in their ranges (all between ``$lo`` and ``$hi``), cut anew from the stored
+events."""
 _DIRTY_EVENTS = """(
     SELECT events.* FROM events SEMI JOIN dirty
         ON events.project = dirty.project AND date_trunc('hour', events.ts) = dirty.hour
@@ -788,10 +792,15 @@ def _run(cursor: Any, sql: str, values: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _scalar(result: duckdb.DuckDBPyConnection) -> Any:
     """The one value of a query that always returns a row (an aggregate, a DELETE's count)."""
+    return _row(result)[0]
+
+
+def _row(result: duckdb.DuckDBPyConnection) -> tuple[Any, ...]:
+    """The one row of a query that always returns one (aggregates)."""
     row = result.fetchone()
     if row is None:
         raise RuntimeError("the query returned no row")
-    return row[0]
+    return row
 
 
 _DEFAULTS: dict[str, Any] = {"limit": 100, "by": "method", "bucket": None, "session": None, "q": None}
@@ -922,11 +931,16 @@ class DuckDBStore:
     def _recut(self, source: str) -> None:
         """Cut anew the runs that the events of ``source`` (a table: events just added, about to be deleted, or all)
         change."""
-        db, gap = self._connection, {"gap": self.session_timeout}
-        db.execute(f"CREATE OR REPLACE TEMP TABLE affected AS {_TOUCHED.format(source=source)}", gap)
-        if _scalar(db.execute("SELECT count(*) FROM affected")):
-            db.execute(_DROP_RUNS)
-            db.execute(_CUT_RUNS, gap)
+        db = self._connection
+        lo, hi = _row(db.execute(f"SELECT min(ts), max(ts) FROM {source}"))
+        if lo is None:
+            return
+        values = {"gap": self.session_timeout, "lo": lo, "hi": hi}
+        db.execute(f"CREATE OR REPLACE TEMP TABLE affected AS {_TOUCHED.format(source=source)}", values)
+        lo, hi = _row(db.execute("SELECT min(lo), max(hi) FROM affected"))
+        if lo is not None:
+            db.execute(_DROP_RUNS, {"lo": lo, "hi": hi})
+            db.execute(_CUT_RUNS, {"gap": self.session_timeout, "lo": lo, "hi": hi})
 
     def _recount(self, hours: str, how: str = _RECOUNT) -> None:
         """Count anew the hours (``project``, ``hour``) that the query ``hours`` returns: from the stored events
