@@ -384,7 +384,7 @@ _PANELS: dict[str, str] = {
                 user, client, started, ended, duration_s, events, tool_calls, failures, intents
             FROM (
                 SELECT grp, run, any(last_run) AS last_run, any(tag_of) AS tag, any(session_id) AS session_id,
-                    min(event_id) AS first_event, any(user_id) AS user, any(client_name) AS client, {_SESSION_FIGURES}
+                    min(event_id) AS first_event, min(user_id) AS user, min(client_name) AS client, {_SESSION_FIGURES}
                 FROM (
                     SELECT grp, {_runs_of("s")} AS runs, runs[-1] AS last_run,
                         arrayJoin(arrayFilter(x -> tupleElement(tupleElement(x, 1), 1) >= %(start)s,
