@@ -283,7 +283,7 @@ _SESSION_FIGURES = """min(ts) AS started, max(ts) AS ended,
 # hour spans less than an hour, so it has an event in a window of an hour or more iff it overlaps the window.
 
 _ROLLED_RUNS = """runs AS (
-    SELECT DISTINCT grp, run_start AS run, user_id, client_name FROM rollup_runs
+    SELECT grp, run_start AS run, user_id, client_name FROM rollup_runs  -- a row per hour: counted DISTINCT
     WHERE project = $project AND hour >= date_trunc('hour', CAST($start AS TIMESTAMP)) AND hour < $end
         AND first_ts < $end AND last_ts >= $start
 )"""
@@ -354,8 +354,8 @@ GROUP BY ALL;
 
 def _counted_panels(runs: str, counted: str) -> dict[str, str]:
     """The panels that count events and sessions (``summary``, ``clients``, ``users``) over ``runs`` (``grp``,
-    ``run``, ``user_id``, ``client_name``: each run with an event in the window, once per user and client seen in
-    it there) and ``counted`` (the window's events as ``_EVENT_COUNTS`` rows): raw, or from the rollups."""
+    ``run``, ``user_id``, ``client_name``: each run with an event in the window, with each user and client seen in
+    it there, counted DISTINCT) and ``counted`` (the window's events as ``_EVENT_COUNTS`` rows): raw, or from the rollups."""
     singles = "coalesce(sum(events) FILTER (WHERE NOT grouped), 0)"
     tool_calls = "coalesce(sum(events) FILTER (WHERE type = 'mcp:tools/call'), 0)"
     return {
