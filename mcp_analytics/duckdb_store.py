@@ -32,7 +32,7 @@ _GROUPED = "coalesce(session_id, user_id, caller_id) IS NOT NULL"
 
 def _counts(source: str) -> str:
     """The rows of ``rollup_counts`` for the events of ``source``: per hour and every dimension a panel is sliced
-    by, how many events, failures, the first and last. A table holds a key's rows of several commits until its
+    by, how many events, failures, the first and last. A table holds a key's rows of several catch-ups until its
     hours are recounted (``DuckDBStore._recount``); readers sum them."""
     return f"""
     SELECT project, date_trunc('hour', ts) AS hour, type, resource, client_name, user_id, server_name,
@@ -119,6 +119,7 @@ MIGRATIONS: list[tuple[int, str]] = [
             last_ts TIMESTAMP NOT NULL
         );
         CREATE TABLE rollup_state (gap_us BIGINT NOT NULL);
+        CREATE TABLE rollup_behind (project VARCHAR NOT NULL, hour TIMESTAMP NOT NULL);
         """,
     ),
 ]
@@ -275,12 +276,16 @@ _SESSION_FIGURES = """min(ts) AS started, max(ts) AS ended,
     count(*) AS events, count(*) FILTER (WHERE type = 'mcp:tools/call') AS tool_calls,
     count(*) FILTER (WHERE is_error) AS failures, count(intent) AS intents"""
 
-# ---------------------------------------------------------------- rollups: what the panels read, kept at ingest
+# ---------------------------------------------------------------- rollups: what the panels read, kept up at ingest
 # ``rollup_counts`` (``_counts``): events per hour and slice dimension. ``rollup_runs``: the sessions cut from each
 # group's whole history, one row per run, user, client and hour with its first and last event there. A panel over
 # an hour or more (and no slice: a slice cuts sessions of its own) reads the rollups' whole hours in the window and
 # the raw events of the partial hours at its edges, which answers exactly what the raw events do: a run's row of one
 # hour spans less than an hour, so it has an event in a window of an hour or more iff it overlaps the window.
+# A commit of events only records their hours in ``rollup_behind``; the rollups catch up with what it stored in one
+# pass over many commits (``DuckDBStore._catch_up``): every ``_ROLL_AFTER`` events, before a panel reads them (in a
+# snapshot with nothing behind), before a deletion and on close. A store opened with hours behind (its process ended
+# first) counts them anew and cuts their groups' runs anew (``DuckDBStore._recover``).
 
 _ROLLED_RUNS = """runs AS (
     SELECT grp, run_start AS run, user_id, client_name FROM rollup_runs  -- a row per hour: counted DISTINCT
@@ -339,7 +344,10 @@ _DIRTY_EVENTS = """(
         ON events.project = dirty.project AND date_trunc('hour', events.ts) = dirty.hour
     WHERE ts >= (SELECT min(hour) FROM dirty) AND ts < (SELECT max(hour) FROM dirty) + INTERVAL 1 HOUR
 )"""
-_DROP_DIRTY = "DELETE FROM rollup_counts USING dirty WHERE rollup_counts.project = dirty.project AND rollup_counts.hour = dirty.hour;"
+_DIRTY_HOURS = "rollup_counts.hour BETWEEN (SELECT min(hour) FROM dirty) AND (SELECT max(hour) FROM dirty)"
+"""The ``dirty`` hours' range, which the scans of ``rollup_counts`` skip the rest of the table by."""
+_DROP_DIRTY = f"""DELETE FROM rollup_counts USING dirty
+WHERE rollup_counts.project = dirty.project AND rollup_counts.hour = dirty.hour AND {_DIRTY_HOURS};"""
 _RECOUNT = f"{_DROP_DIRTY} INSERT INTO rollup_counts BY NAME {_counts(_DIRTY_EVENTS)}"
 """The ``dirty`` hours (``project``, ``hour``) counted anew from the stored events: one row per key."""
 _MERGE = f"""CREATE OR REPLACE TEMP TABLE merged AS
@@ -347,6 +355,7 @@ SELECT project, hour, type, resource, client_name, user_id, server_name, failure
     CAST(sum(events) AS BIGINT) AS events, CAST(sum(failures) AS BIGINT) AS failures, min(first_ts) AS first_ts,
     max(last_ts) AS last_ts, any_value(user_name) AS user_name
 FROM rollup_counts SEMI JOIN dirty ON rollup_counts.project = dirty.project AND rollup_counts.hour = dirty.hour
+WHERE {_DIRTY_HOURS}
 GROUP BY ALL;
 {_DROP_DIRTY} INSERT INTO rollup_counts BY NAME SELECT * FROM merged"""
 """The rows of the ``dirty`` hours merged: one row per key, as ``_RECOUNT`` counts them (far fewer rows to read)."""
@@ -852,8 +861,15 @@ class SchemaTooNew(RuntimeError):
 
 
 DEFAULT_MEMORY_LIMIT = "1GB"
+_ROLL_AFTER = 50_000
+"""Events stored (and kept in memory, ``_UNROLLED`` columns) before the rollups are brought up to date with them in
+one pass; a panel that reads the rollups brings them up to date first."""
+_UNROLLED = ("project", "ts", "kind", "type", "resource", "client_name", "user_id", "user_name", "server_name",
+             "failure_origin", "is_error", "session_id", "caller_id")  # fmt: skip
+"""What the rollups are made of (``_counts``, ``_TOUCHED``)."""
+_HOUR_US = 3_600_000_000
 _RECOUNT_AFTER = 20_000
-"""Rows added to ``rollup_counts`` (a commit adds one per key it holds) before their hours are merged into one row
+"""Rows added to ``rollup_counts`` (a catch-up adds one per key its events hold) before their hours are merged into one row
 per key."""
 
 
@@ -878,8 +894,11 @@ class DuckDBStore:
         they are kept up to date all the same)."""
         self.session_timeout = session_timeout
         self.rollups = rollups
-        self._dirty: set[tuple[str, datetime]] = set()  # hours with rows of several commits, to recount
+        self._dirty: set[tuple[str, datetime]] = set()  # hours with rows of several catch-ups, to merge
         self._uncounted = 0  # rows added to rollup_counts since the last recount
+        self._unrolled: list[pa.Table] = []  # events stored since the rollups were last brought up to date
+        self._unrolled_events = 0
+        self._behind: set[tuple[str, int]] = set()  # their hours (epoch microseconds) in rollup_behind
         self.prices = prices
         self.slos = slos
         if str(path) != ":memory:":
@@ -892,6 +911,7 @@ class DuckDBStore:
         self._queued = threading.Lock()
         self._queue: list[_Pending] = []
         self._migrate()
+        self._recover()
         self._cut_all_runs()
         newest = _scalar(self._connection.execute("SELECT epoch_us(max(ts)) FROM events"))
         self._recent = RecentIds(floor_us=0 if newest is None else newest + 1, capacity=recent_ids)
@@ -928,6 +948,26 @@ class DuckDBStore:
                 db.execute("ROLLBACK")
                 raise
 
+    def _recover(self) -> None:
+        """Roll up what a process stored and ended before it rolled up (its hours in ``rollup_behind``): those hours
+        counted anew from their events, and the runs of the groups with events there cut anew."""
+        db = self._connection
+        with self._write:
+            if not _scalar(db.execute("SELECT count(*) FROM rollup_behind")):
+                return
+            db.execute("BEGIN TRANSACTION")
+            try:
+                self._recount("SELECT DISTINCT project, hour FROM rollup_behind")
+                db.execute(
+                    f"CREATE OR REPLACE TEMP TABLE changed AS SELECT {', '.join(_UNROLLED)} FROM {_DIRTY_EVENTS}"
+                )
+                self._recut("changed")
+                db.execute("DELETE FROM rollup_behind")
+                db.execute("COMMIT")
+            except Exception:
+                db.execute("ROLLBACK")
+                raise
+
     def _recut(self, source: str) -> None:
         """Cut anew the runs that the events of ``source`` (a table: events just added, about to be deleted, or all)
         change."""
@@ -948,9 +988,26 @@ class DuckDBStore:
         self._connection.execute(f"CREATE OR REPLACE TEMP TABLE dirty AS {hours}")
         self._connection.execute(how)
 
+    def _catch_up(self) -> None:
+        """Bring the rollups up to date with the events stored since they last were (``_unrolled``), in one
+        transaction that also empties ``rollup_behind``. Under the write lock."""
+        if not self._unrolled:
+            return
+        db = self._connection
+        db.execute("BEGIN TRANSACTION")
+        try:
+            self._roll(pa.concat_tables(self._unrolled))
+            db.execute("DELETE FROM rollup_behind")
+            db.execute("COMMIT")
+        except Exception:
+            db.execute("ROLLBACK")
+            raise
+        self._unrolled, self._unrolled_events, self._behind = [], 0, set()
+
     def _roll(self, incoming: pa.Table) -> None:
-        """Keep the rollups up to date with the events of ``incoming``, just stored (in the same transaction): add
-        their counts, cut their groups' runs anew; now and then merge the rows of the hours that gathered many."""
+        """Bring the rollups up to date with the events of ``incoming``, stored and not rolled up yet (in a
+        transaction): add their counts, cut their groups' runs anew; now and then merge the rows of the hours that
+        gathered many."""
         db = self._connection
         db.register("changed", incoming)
         try:
@@ -986,6 +1043,8 @@ class DuckDBStore:
                 with self._queued:
                     batches, self._queue = self._queue, []
                 self._store(batches)
+                if self._unrolled_events >= _ROLL_AFTER:
+                    self._catch_up()
         if pending.error is not None:
             raise pending.error
         if pending.result is None:  # _store sets one of the two for every batch it takes
@@ -1022,11 +1081,20 @@ class DuckDBStore:
             tables = [batch.table if all(batch.new) else batch.table.filter(batch.new) for batch in batches]
             incoming = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
             db.execute(_INSERT)
-            self._roll(incoming)
+            behind = {(batch.project, ts - ts % _HOUR_US) for batch in batches
+                      for ts, new in zip(batch.stamps, batch.new, strict=True) if new} - self._behind  # fmt: skip
+            if behind:  # recorded with the events: what a process that ends before it rolls them up leaves behind
+                projects, hours = zip(*behind, strict=True)
+                db.execute("INSERT INTO rollup_behind SELECT unnest($projects), make_timestamp(unnest($hours))",
+                           {"projects": projects, "hours": hours})  # fmt: skip
             db.execute("COMMIT")
         except Exception:
             db.execute("ROLLBACK")
             raise
+        if incoming.num_rows:
+            self._behind |= behind
+            self._unrolled.append(incoming.select(_UNROLLED))
+            self._unrolled_events += incoming.num_rows
         for batch in batches:
             self._recent.remember(
                 (k, ts) for k, ts, new in zip(batch.keys, batch.stamps, batch.new, strict=True) if new
@@ -1068,7 +1136,8 @@ class DuckDBStore:
             "priced_tools": list(self.prices.per_tool),
             "tool_prices": list(self.prices.per_tool.values()),
         }
-        if self._rolled(name, window, slice):
+        rolled = self._rolled(name, window, slice)
+        if rolled:
             sql = _ROLLED_PANELS[name]
             values |= {
                 "whole_start": _naive_utc(_ceil_hour(window.start)),
@@ -1078,6 +1147,8 @@ class DuckDBStore:
         values |= sliced
         cursor = self._connection.cursor()
         try:
+            if rolled:
+                self._rolled_snapshot(cursor)
             if name in ("timeseries", "trends") and values["bucket"] is None and window.start <= EPOCH:
                 # "All" starts in 1970: its buckets start at the project's first event instead.
                 first = _run(cursor, _sliced(_FIRST_EVENT, slice)[0], values)[0]["first"]
@@ -1088,7 +1159,20 @@ class DuckDBStore:
                 rows = self._attainment(cursor, rows, values, slice)
             return rows
         finally:
-            cursor.close()
+            cursor.close()  # which ends its transaction, if any
+
+    def _rolled_snapshot(self, cursor: Any) -> None:
+        """Begin on ``cursor`` a transaction whose rollups are up to date with its events: one that finds nothing
+        behind (every commit that stores events not rolled up records their hours in ``rollup_behind``, until the
+        rollups catch up with them), else one begun under the write lock right after catching up."""
+        cursor.execute("BEGIN TRANSACTION")
+        if not _scalar(cursor.execute("SELECT count(*) FROM rollup_behind")):  # DuckDB snapshots at the first read
+            return
+        cursor.execute("ROLLBACK")
+        with self._write:
+            self._catch_up()
+            cursor.execute("BEGIN TRANSACTION")
+            cursor.execute("SELECT count(*) FROM rollup_behind").fetchall()
 
     def _rolled(self, name: str, window: Window, slice: Slice) -> bool:
         """Whether the panel ``name`` reads the rollups: those it has, over an hour or more, unsliced."""
@@ -1190,6 +1274,7 @@ class DuckDBStore:
                                        ("ts < $before", before and _naive_utc(before)),
                                        ("user_id = $user", user_id))  # fmt: skip
         with self._write:  # between group commits
+            self._catch_up()  # the rollups then hold what is deleted, and lose it with the events
             db = self._connection
             db.execute("BEGIN TRANSACTION")
             try:
@@ -1218,4 +1303,5 @@ class DuckDBStore:
 
     def close(self) -> None:
         with self._write:
+            self._catch_up()
             self._connection.close()

@@ -1,10 +1,12 @@
 """The rollups the panels read (``rollup_counts``, ``rollup_runs``) answer exactly what the raw events do: every
 rolled-up panel, over windows with partial hours at either edge, after out-of-order batches, retries, deletions and
-merges, equals the same panel read from the raw rows (``DuckDBStore(rollups=False)``)."""
+merges, equals the same panel read from the raw rows (``DuckDBStore(rollups=False)``), whether the rollups caught up
+with the events at ingest or at the read, and after a process that ended with events not rolled up."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -23,7 +25,7 @@ ORIGINS = (None, None, None, "client", "server", "upstream", "auth")
 TYPES = ("mcp:tools/call", "mcp:tools/call", "mcp:tools/list", "mcp:prompts/get", "mcp:initialize", "custom:done")
 
 
-def population(seed: int, count: int = 1500) -> list[tuple[str, Event]]:
+def population(seed: int, count: int = 1500, prefix: str = "e") -> list[tuple[str, Event]]:
     """(project, event) pairs over ``DAYS`` days: stateful sessions, stateless users and callers with a client, events
     of no group and client spans, clustered so that runs cut and join across hours and batches."""
     rng = random.Random(seed)
@@ -52,17 +54,20 @@ def population(seed: int, count: int = 1500) -> list[tuple[str, Event]]:
         origin = rng.choice(ORIGINS)
         if origin:
             fields |= {"is_error": True, "failure": {"origin": origin, "reason": "boom"}}
-        found.append((project, validated_event(event_id=f"e{index}", **fields)))
+        found.append((project, validated_event(event_id=f"{prefix}{index}", **fields)))
     return found
 
 
-def fill(store: DuckDBStore, seed: int) -> list[tuple[str, Event]]:
-    """The population in shuffled batches of varied size, with retries of earlier batches among them."""
+def fill(
+    store: DuckDBStore, seed: int, prefix: str = "e", between: Callable[[], None] | None = None
+) -> list[tuple[str, Event]]:
+    """The population in shuffled batches of varied size, with retries of earlier batches among them; ``between``
+    called after every third."""
     rng = random.Random(seed)
-    events = population(seed)
+    events = population(seed, prefix=prefix)
     rng.shuffle(events)
     sent: list[tuple[str, list[Event]]] = []
-    position = 0
+    position = chunks = 0
     while position < len(events):
         size = rng.choice((1, 7, 40, 150))
         chunk = events[position : position + size]
@@ -75,6 +80,9 @@ def fill(store: DuckDBStore, seed: int) -> list[tuple[str, Event]]:
         if sent and rng.random() < 0.2:  # a retry: stored once
             project, batch = rng.choice(sent)
             assert store.add(project, batch).accepted == 0
+        chunks += 1
+        if between and chunks % 3 == 0:
+            between()
     return events
 
 
@@ -110,22 +118,72 @@ def assert_rollups_answer_as_raw_rows(store: DuckDBStore, seed: int) -> None:
     assert rolled >= 15 * 3 * len(ROLLED)  # the rollups answered most of them: the comparison is not vacuous
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_rolled_up_panels_equal_the_raw_rows_after_out_of_order_batches_and_retries(seed):
+def behind(store: DuckDBStore) -> int:
+    """The hours recorded with events that the rollups have not caught up with."""
+    return store._connection.execute("SELECT count(*) FROM rollup_behind").fetchone()[0]
+
+
+@pytest.mark.parametrize(
+    ("seed", "roll_after"),
+    [(1, duckdb_store._ROLL_AFTER), (2, 1), (3, 200)],
+    ids=["caught-up-at-the-read", "at-every-commit", "every-200-events"],
+)
+def test_rolled_up_panels_equal_the_raw_rows_after_out_of_order_batches_and_retries(monkeypatch, seed, roll_after):
+    monkeypatch.setattr(duckdb_store, "_ROLL_AFTER", roll_after)
     store = DuckDBStore()
     fill(store, seed)
+    assert (store._unrolled_events > 0, behind(store) > 0) == (roll_after > 1, roll_after > 1)
     assert_rollups_answer_as_raw_rows(store, seed)
+    assert (store._unrolled_events, behind(store)) == (0, 0)
+    store.close()
+
+
+def test_panels_read_while_events_are_behind_the_rollups_equal_the_raw_rows(monkeypatch):
+    monkeypatch.setattr(duckdb_store, "_ROLL_AFTER", 300)  # caught up now at ingest, now by a read
+    store = DuckDBStore()
+    reads = []
+
+    def compare() -> None:
+        reads.append(behind(store))
+        for window in (Window(EPOCH, START + timedelta(days=DAYS)), windows(6)[-1]):
+            for name in ROLLED:
+                answer = store.panel("p", name, window, limit=1000)
+                store.rollups = False
+                assert answer == store.panel("p", name, window, limit=1000), (name, window)
+                store.rollups = True
+
+    fill(store, 6, between=compare)
+    assert len(reads) >= 10 and sum(1 for hours in reads if hours) >= 5
     store.close()
 
 
 def test_rollups_equal_the_raw_rows_after_merges_and_deletions(monkeypatch):
     monkeypatch.setattr(duckdb_store, "_RECOUNT_AFTER", 50)  # hours merged many times along the way
+    monkeypatch.setattr(duckdb_store, "_ROLL_AFTER", 100)
     store = DuckDBStore()
     fill(store, 4)
     assert_rollups_answer_as_raw_rows(store, 4)
+    monkeypatch.setattr(duckdb_store, "_ROLL_AFTER", 10**9)
+    fill(store, 40, prefix="more")  # behind the rollups when some of them are deleted
+    assert behind(store) > 0
     assert store.delete("p", before=START + timedelta(hours=30, minutes=17)) > 0  # retention cuts runs in two
+    fill(store, 41, prefix="again")
+    assert behind(store) > 0
     assert store.delete(None, user_id="bob") > 0  # a user's events: runs split where theirs were
     assert_rollups_answer_as_raw_rows(store, 4)
+    store.close()
+
+
+def test_events_a_process_stored_and_did_not_roll_up_are_rolled_up_when_the_store_is_opened(tmp_path, monkeypatch):
+    monkeypatch.setattr(duckdb_store, "_ROLL_AFTER", 700)  # some rolled up at ingest, the last ones not
+    path = tmp_path / "rollups.duckdb"
+    store = DuckDBStore(path)
+    fill(store, 8)
+    assert 0 < store._unrolled_events < 700 and behind(store) > 0
+    store._connection.close()  # the process ends: the events stored, the rollups behind them
+    store = DuckDBStore(path)
+    assert (store._unrolled_events, behind(store)) == (0, 0)
+    assert_rollups_answer_as_raw_rows(store, 8)
     store.close()
 
 
