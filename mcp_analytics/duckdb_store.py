@@ -861,7 +861,7 @@ class SchemaTooNew(RuntimeError):
 
 
 DEFAULT_MEMORY_LIMIT = "1GB"
-_ROLL_AFTER = 50_000
+_ROLL_AFTER = 20_000
 """Events stored (and kept in memory, ``_UNROLLED`` columns) before the rollups are brought up to date with them in
 one pass; a panel that reads the rollups brings them up to date first."""
 _UNROLLED = ("project", "ts", "kind", "type", "resource", "client_name", "user_id", "user_name", "server_name",
