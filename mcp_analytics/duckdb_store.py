@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -925,10 +926,22 @@ class DuckDBStore:
                 raise SchemaTooNew(f"{self.path} has schema version {current}; this release knows {SCHEMA_VERSION}")
             for version, ddl in MIGRATIONS:
                 if version > current:
-                    db.execute("BEGIN TRANSACTION")
-                    db.execute(ddl)
-                    db.execute("INSERT INTO schema_version VALUES (?, now())", [version])
-                    db.execute("COMMIT")
+                    with self._transaction():
+                        db.execute(ddl)
+                        db.execute("INSERT INTO schema_version VALUES (?, now())", [version])
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """The block in one transaction on the store's connection: committed at its end, rolled back if it raises
+        (under the write lock)."""
+        db = self._connection
+        db.execute("BEGIN TRANSACTION")
+        try:
+            yield
+            db.execute("COMMIT")
+        except Exception:
+            db.execute("ROLLBACK")
+            raise
 
     def _cut_all_runs(self) -> None:
         """Cut ``rollup_runs`` from every stored event unless they were cut with this store's session timeout (a
@@ -938,15 +951,10 @@ class DuckDBStore:
             db = self._connection
             if _scalar(db.execute("SELECT max(gap_us) FROM rollup_state")) == gap_us:
                 return
-            db.execute("BEGIN TRANSACTION")
-            try:
+            with self._transaction():
                 db.execute("DELETE FROM rollup_runs; DELETE FROM rollup_state")
                 self._recut("events")
                 db.execute("INSERT INTO rollup_state VALUES (?)", [gap_us])
-                db.execute("COMMIT")
-            except Exception:
-                db.execute("ROLLBACK")
-                raise
 
     def _recover(self) -> None:
         """Roll up what a process stored and ended before it rolled up (its hours in ``rollup_behind``): those hours
@@ -955,18 +963,13 @@ class DuckDBStore:
         with self._write:
             if not _scalar(db.execute("SELECT count(*) FROM rollup_behind")):
                 return
-            db.execute("BEGIN TRANSACTION")
-            try:
+            with self._transaction():
                 self._recount("SELECT DISTINCT project, hour FROM rollup_behind")
                 db.execute(
                     f"CREATE OR REPLACE TEMP TABLE changed AS SELECT {', '.join(_UNROLLED)} FROM {_DIRTY_EVENTS}"
                 )
                 self._recut("changed")
                 db.execute("DELETE FROM rollup_behind")
-                db.execute("COMMIT")
-            except Exception:
-                db.execute("ROLLBACK")
-                raise
 
     def _recut(self, source: str) -> None:
         """Cut anew the runs that the events of ``source`` (a table: events just added, about to be deleted, or all)
@@ -994,14 +997,9 @@ class DuckDBStore:
         if not self._unrolled:
             return
         db = self._connection
-        db.execute("BEGIN TRANSACTION")
-        try:
+        with self._transaction():
             self._roll(pa.concat_tables(self._unrolled))
             db.execute("DELETE FROM rollup_behind")
-            db.execute("COMMIT")
-        except Exception:
-            db.execute("ROLLBACK")
-            raise
         self._unrolled, self._unrolled_events, self._behind = [], 0, set()
 
     def _roll(self, incoming: pa.Table) -> None:
@@ -1068,8 +1066,7 @@ class DuckDBStore:
 
     def _commit(self, batches: list[_Pending]) -> None:
         db = self._connection
-        try:
-            db.execute("BEGIN TRANSACTION")
+        with self._transaction():
             stored = self._already_stored(batches)
             seen: set[tuple[str, str]] = set()  # a retry racing its original in the same commit
             for batch in batches:
@@ -1087,10 +1084,6 @@ class DuckDBStore:
                 projects, hours = zip(*behind, strict=True)
                 db.execute("INSERT INTO rollup_behind SELECT unnest($projects), make_timestamp(unnest($hours))",
                            {"projects": projects, "hours": hours})  # fmt: skip
-            db.execute("COMMIT")
-        except Exception:
-            db.execute("ROLLBACK")
-            raise
         if incoming.num_rows:
             self._behind |= behind
             self._unrolled.append(incoming.select(_UNROLLED))
@@ -1212,8 +1205,7 @@ class DuckDBStore:
         stamp = _naive_utc(now)
         with self._write:
             db = self._connection
-            db.execute("BEGIN TRANSACTION")
-            try:
+            with self._transaction():
                 firing = {
                     (rule, subject): alert_id
                     for alert_id, rule, subject in db.execute(
@@ -1242,10 +1234,6 @@ class DuckDBStore:
                                    [alert.observed, alert.threshold, alert.text, known])  # fmt: skip
                 for alert_id in resolved:
                     db.execute("UPDATE alerts SET state = 'resolved', resolved_at = ? WHERE id = ?", [stamp, alert_id])
-                db.execute("COMMIT")
-            except Exception:
-                db.execute("ROLLBACK")
-                raise
 
     def undelivered(self, webhooks: Sequence[str], not_before: datetime = EPOCH) -> list[tuple[int, Transition, str]]:
         """Transitions some webhook has not received: since ``not_before`` (a webhook added later is not sent the
@@ -1276,18 +1264,13 @@ class DuckDBStore:
         with self._write:  # between group commits
             self._catch_up()  # the rollups then hold what is deleted, and lose it with the events
             db = self._connection
-            db.execute("BEGIN TRANSACTION")
-            try:
+            with self._transaction():
                 db.execute(f"""CREATE OR REPLACE TEMP TABLE doomed AS
                     SELECT project, ts, kind, session_id, user_id, caller_id, client_name FROM events WHERE {where}""",
                            values)  # fmt: skip
                 deleted = _scalar(db.execute(f"DELETE FROM events WHERE {where}", values))
                 self._recount("SELECT DISTINCT project, date_trunc('hour', ts) AS hour FROM doomed")
                 self._recut("doomed")
-                db.execute("COMMIT")
-            except Exception:
-                db.execute("ROLLBACK")
-                raise
             return deleted
 
     def check(self) -> None:
