@@ -713,12 +713,8 @@ class ClickHouseStore:
             if self._recent is None:
                 self._answers()  # a stalled server fails here, soon, not in a migration's statement
                 self._migrate()
-                client = self._connect(self.address.database)
-                try:
-                    with self._reaching():
-                        ((count, newest),) = client.execute("SELECT count(), max(ts_us) FROM events")
-                finally:
-                    client.disconnect()
+                with self._own(self.address.database) as client:
+                    ((count, newest),) = client.execute("SELECT count(), max(ts_us) FROM events")
                 self._recent = RecentIds(floor_us=newest + 1 if count else 0, capacity=self._capacity)
             return self._recent
 
@@ -738,10 +734,17 @@ class ClickHouseStore:
     def _answers(self) -> None:
         """``SELECT 1`` within ``CHECK_TIMEOUT`` on a connection of its own, to the server's default database (which
         is there before the schema is); ``StoreUnavailable`` if the server does not answer."""
-        client = self._connect(None, timeout=CHECK_TIMEOUT)
+        with self._own(None, timeout=CHECK_TIMEOUT) as client:
+            client.execute("SELECT 1")
+
+    @contextmanager
+    def _own(self, database: str | None, timeout: float | None = None) -> Iterator[Client]:
+        """A connection of the block's own (``_connect``), closed after it; its connection-level failures raised
+        as ``StoreUnavailable``."""
+        client = self._connect(database, timeout)
         try:
             with self._reaching():
-                client.execute("SELECT 1")
+                yield client
         finally:
             client.disconnect()
 
@@ -779,16 +782,10 @@ class ClickHouseStore:
 
     def _migrate(self) -> None:
         """The database and its tables created, or migrated to ``SCHEMA_VERSION`` (on connections of their own)."""
-        for database in (None, self.address.database):
-            client = self._connect(database)
-            try:
-                with self._reaching():
-                    if database is None:
-                        client.execute(f"CREATE DATABASE IF NOT EXISTS {self.address.database}")
-                    else:
-                        self._migrate_tables(client)
-            finally:
-                client.disconnect()
+        with self._own(None) as client:
+            client.execute(f"CREATE DATABASE IF NOT EXISTS {self.address.database}")
+        with self._own(self.address.database) as client:
+            self._migrate_tables(client)
 
     def _migrate_tables(self, client: Client) -> None:
         client.execute(
