@@ -8,6 +8,7 @@ order in which events arrived.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Iterator, Sequence
@@ -26,6 +27,8 @@ from mcp_analytics.event_columns import to_arrow
 from mcp_analytics.models import Event, IngestResult
 from mcp_analytics.recent_ids import DEFAULT_CAPACITY, RecentIds
 from mcp_analytics.store import BYTES_PER_TOKEN, EPOCH, SESSION_GAP, Prices, Slice, Slos, Window
+
+logger = logging.getLogger(__name__)
 
 _GROUPED = "coalesce(session_id, user_id, caller_id) IS NOT NULL"
 """An event of some session group (``_GROUP``); the others are sessions of their own."""
@@ -899,6 +902,7 @@ class DuckDBStore:
         self._uncounted = 0  # rows added to rollup_counts since the last recount
         self._unrolled: list[pa.Table] = []  # events stored since the rollups were last brought up to date
         self._unrolled_events = 0
+        self._failed = False  # a catch-up failed: the next recounts the hours behind from the events (_unrolled unused)
         self._behind: set[tuple[str, int]] = set()  # their hours (epoch microseconds) in rollup_behind
         self.prices = prices
         self.slos = slos
@@ -957,19 +961,21 @@ class DuckDBStore:
                 db.execute("INSERT INTO rollup_state VALUES (?)", [gap_us])
 
     def _recover(self) -> None:
-        """Roll up what a process stored and ended before it rolled up (its hours in ``rollup_behind``): those hours
-        counted anew from their events, and the runs of the groups with events there cut anew."""
+        """Roll up what a process stored and ended before it rolled up (its hours in ``rollup_behind``)."""
         db = self._connection
         with self._write:
-            if not _scalar(db.execute("SELECT count(*) FROM rollup_behind")):
-                return
-            with self._transaction():
-                self._recount("SELECT DISTINCT project, hour FROM rollup_behind")
-                db.execute(
-                    f"CREATE OR REPLACE TEMP TABLE changed AS SELECT {', '.join(_UNROLLED)} FROM {_DIRTY_EVENTS}"
-                )
-                self._recut("changed")
-                db.execute("DELETE FROM rollup_behind")
+            if _scalar(db.execute("SELECT count(*) FROM rollup_behind")):
+                with self._transaction():
+                    self._roll_behind()
+
+    def _roll_behind(self) -> None:
+        """Bring the rollups up to date with every hour in ``rollup_behind`` from the stored events (in a
+        transaction): those hours counted anew, and the runs of the groups with events there cut anew."""
+        db = self._connection
+        self._recount("SELECT DISTINCT project, hour FROM rollup_behind")
+        db.execute(f"CREATE OR REPLACE TEMP TABLE changed AS SELECT {', '.join(_UNROLLED)} FROM {_DIRTY_EVENTS}")
+        self._recut("changed")
+        db.execute("DELETE FROM rollup_behind")
 
     def _recut(self, source: str) -> None:
         """Cut anew the runs that the events of ``source`` (a table: events just added, about to be deleted, or all)
@@ -991,16 +997,34 @@ class DuckDBStore:
         self._connection.execute(f"CREATE OR REPLACE TEMP TABLE dirty AS {hours}")
         self._connection.execute(how)
 
-    def _catch_up(self) -> None:
+    def _catch_up(self) -> bool:
         """Bring the rollups up to date with the events stored since they last were (``_unrolled``), in one
-        transaction that also empties ``rollup_behind``. Under the write lock."""
-        if not self._unrolled:
-            return
+        transaction that also empties ``rollup_behind``; whether they are. Under the write lock.
+
+        A failure is logged (once, until a catch-up succeeds) and never reaches the caller: the events are stored,
+        and the hours they fall in stay in ``rollup_behind``. The events kept in memory are dropped then (memory
+        stays bounded however long it fails), and the next catch-up counts those hours anew from the stored events
+        (``_roll_behind``, as when a process ended behind); panels read the raw events meanwhile."""
+        if not self._unrolled and not self._failed:
+            return True
         db = self._connection
-        with self._transaction():
-            self._roll(pa.concat_tables(self._unrolled))
-            db.execute("DELETE FROM rollup_behind")
-        self._unrolled, self._unrolled_events, self._behind = [], 0, set()
+        try:
+            with self._transaction():
+                if self._failed:
+                    self._roll_behind()
+                else:
+                    self._roll(pa.concat_tables(self._unrolled))
+                    db.execute("DELETE FROM rollup_behind")
+        except Exception:  # logged; the rollups are recounted from the stored events instead
+            if not self._failed:
+                logger.exception("bringing the rollups up to date failed; panels read the raw events until a later "
+                                 "catch-up counts the hours behind anew from the stored events")  # fmt: skip
+            self._failed = True
+            return False
+        finally:
+            self._unrolled, self._unrolled_events = [], 0
+        self._failed, self._behind = False, set()
+        return True
 
     def _roll(self, incoming: pa.Table) -> None:
         """Bring the rollups up to date with the events of ``incoming``, stored and not rolled up yet (in a
@@ -1086,8 +1110,9 @@ class DuckDBStore:
                            {"projects": projects, "hours": hours})  # fmt: skip
         if incoming.num_rows:
             self._behind |= behind
-            self._unrolled.append(incoming.select(_UNROLLED))
             self._unrolled_events += incoming.num_rows
+            if not self._failed:  # else the next catch-up reads them from the table
+                self._unrolled.append(incoming.select(_UNROLLED))
         for batch in batches:
             self._recent.remember(
                 (k, ts) for k, ts, new in zip(batch.keys, batch.stamps, batch.new, strict=True) if new
@@ -1129,19 +1154,16 @@ class DuckDBStore:
             "priced_tools": list(self.prices.per_tool),
             "tool_prices": list(self.prices.per_tool.values()),
         }
-        rolled = self._rolled(name, window, slice)
-        if rolled:
-            sql = _ROLLED_PANELS[name]
-            values |= {
-                "whole_start": _naive_utc(_ceil_hour(window.start)),
-                "whole_end": _naive_utc(_floor_hour(window.end)),
-            }
-        sql, sliced = _sliced(sql, slice)
-        values |= sliced
         cursor = self._connection.cursor()
         try:
-            if rolled:
-                self._rolled_snapshot(cursor)
+            if self._rolled(name, window, slice) and self._rolled_snapshot(cursor):
+                sql = _ROLLED_PANELS[name]
+                values |= {
+                    "whole_start": _naive_utc(_ceil_hour(window.start)),
+                    "whole_end": _naive_utc(_floor_hour(window.end)),
+                }
+            sql, sliced = _sliced(sql, slice)
+            values |= sliced
             if name in ("timeseries", "trends") and values["bucket"] is None and window.start <= EPOCH:
                 # "All" starts in 1970: its buckets start at the project's first event instead.
                 first = _run(cursor, _sliced(_FIRST_EVENT, slice)[0], values)[0]["first"]
@@ -1154,18 +1176,21 @@ class DuckDBStore:
         finally:
             cursor.close()  # which ends its transaction, if any
 
-    def _rolled_snapshot(self, cursor: Any) -> None:
+    def _rolled_snapshot(self, cursor: Any) -> bool:
         """Begin on ``cursor`` a transaction whose rollups are up to date with its events: one that finds nothing
         behind (every commit that stores events not rolled up records their hours in ``rollup_behind``, until the
-        rollups catch up with them), else one begun under the write lock right after catching up."""
+        rollups catch up with them), else one begun under the write lock right after catching up; False (and no
+        transaction) if catching up failed: the raw events answer."""
         cursor.execute("BEGIN TRANSACTION")
         if not _scalar(cursor.execute("SELECT count(*) FROM rollup_behind")):  # DuckDB snapshots at the first read
-            return
+            return True
         cursor.execute("ROLLBACK")
         with self._write:
-            self._catch_up()
+            if not self._catch_up():
+                return False
             cursor.execute("BEGIN TRANSACTION")
             cursor.execute("SELECT count(*) FROM rollup_behind").fetchall()
+            return True
 
     def _rolled(self, name: str, window: Window, slice: Slice) -> bool:
         """Whether the panel ``name`` reads the rollups: those it has, over an hour or more, unsliced."""

@@ -9,6 +9,7 @@ import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import duckdb
 import pytest
 
 from mcp_analytics import duckdb_store
@@ -208,4 +209,34 @@ def test_a_session_id_is_its_session_key_unless_it_has_several_runs_up_to_the_wi
     assert {row["session"]: row["events"] for row in rolled} == {"fresh": 2, "old@old2": 1}
     store.rollups = False
     assert rolled == store.panel("p", "sessions", window)
+    store.close()
+
+
+def test_a_catch_up_that_fails_loses_nothing_is_logged_once_and_keeps_no_events_in_memory(monkeypatch, caplog):
+    """A catch-up that fails (here the engine running out of memory, injected) never fails the ingest that set it
+    off: the events are stored and answered, panels read the raw events, nothing piles up in memory however often
+    it fails, one error is logged; once catching up works again it recounts the hours behind from the stored
+    events and the rollups answer as the raw rows do."""
+    monkeypatch.setattr(duckdb_store, "_ROLL_AFTER", 100)  # many catch-ups at ingest, each failing
+    store = DuckDBStore()
+    failures = []
+
+    def failing(*_: object) -> None:
+        failures.append(1)
+        raise duckdb.OutOfMemoryException("injected: out of memory")
+
+    monkeypatch.setattr(store, "_roll", failing)
+    monkeypatch.setattr(store, "_roll_behind", failing)
+    events = fill(store, 9)  # every batch answered (its retries as duplicates), none raised
+    assert len(failures) >= 5 and store._unrolled == [] and behind(store) > 0
+    assert store.panel("p", "summary", Window(EPOCH, START + timedelta(days=DAYS + 1)))[0]["events"] == sum(
+        1 for project, event in events if project == "p" and event["kind"] != "client"
+    )
+    assert_rollups_answer_as_raw_rows(store, 9)  # read from the raw events while it fails
+    errors = [r for r in caplog.records if r.name == "mcp_analytics.duckdb_store" and r.levelname == "ERROR"]
+    assert len(errors) == 1 and "rollups" in errors[0].getMessage()
+    monkeypatch.undo()  # the engine recovers: the next read catches up from the stored events
+    assert behind(store) > 0 and store._failed
+    assert_rollups_answer_as_raw_rows(store, 9)
+    assert (behind(store), store._failed, store._unrolled_events) == (0, False, 0)
     store.close()
