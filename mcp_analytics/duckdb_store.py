@@ -45,6 +45,20 @@ def _counts(source: str) -> str:
     FROM {source} WHERE kind <> 'client' GROUP BY ALL"""
 
 
+def _listings(source: str) -> str:
+    """The rows of ``rollup_listings`` for the events of ``source``: per hour, each distinct list of tools (or
+    prompts) a listing returned, once, and when it was last returned (what the ``unused_*`` panels read of the
+    listings, which hashing every listing's names made their most expensive part)."""
+    return f"""
+    SELECT project, date_trunc('hour', ts) AS hour, type, hash(names) AS listing, any_value(names) AS names,
+        max(ts) AS last_ts
+    FROM (
+        SELECT project, ts, type, CASE type WHEN 'mcp:tools/list' THEN tools_listed ELSE prompts_listed END AS names
+        FROM {source} WHERE kind <> 'client' AND type IN ('mcp:tools/list', 'mcp:prompts/list')
+    )
+    GROUP BY project, hour, type, listing"""
+
+
 MIGRATIONS: list[tuple[int, str]] = [
     (
         1,
@@ -124,6 +138,16 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         CREATE TABLE rollup_state (gap_us BIGINT NOT NULL);
         CREATE TABLE rollup_behind (project VARCHAR NOT NULL, hour TIMESTAMP NOT NULL);
+        """,
+    ),
+    (
+        8,
+        f"""
+        CREATE TABLE rollup_listings (
+            project VARCHAR NOT NULL, hour TIMESTAMP NOT NULL, type VARCHAR NOT NULL, listing UBIGINT NOT NULL,
+            names VARCHAR[], last_ts TIMESTAMP NOT NULL
+        );
+        INSERT INTO rollup_listings BY NAME {_listings("events")};
         """,
     ),
 ]
@@ -213,20 +237,34 @@ def _sliced(sql: str, slice: Slice) -> tuple[str, dict[str, str]]:
     return f"WITH {shadow} {body}", values
 
 
-def _unused(item: str, used: str, listing: str, column: str, last: str, before: str) -> str:
+def _unused(item: str, used: str, listing: str, column: str, last: str, before: str, *, rolled: bool = False) -> str:
     """Tools (or prompts) listed by the server or used before the window, and not used in it: ``item``, when each was
-    last used (``last``) and how often before the window (``before``), and when last listed."""
+    last used (``last``) and how often before the window (``before``), and when last listed. ``rolled``: the uses
+    and the listings of whole hours read from ``rollup_counts`` and ``rollup_listings``, the rest from events."""
+    uses = f"project = $project AND kind <> 'client' AND type = '{used}' AND resource IS NOT NULL"
+    listings = f"project = $project AND kind <> 'client' AND type = '{listing}'"
+    if rolled:
+        rolled_uses = f"project = $project AND type = '{used}' AND resource IS NOT NULL"
+        earlier = f"""SELECT resource, last_ts AS ts, events FROM rollup_counts WHERE {rolled_uses} AND hour < $start_hour
+            UNION ALL SELECT resource, ts, 1 FROM events WHERE {uses} AND ts >= $start_hour AND ts < $start"""
+        listed = f"""SELECT listing, names, last_ts AS ts FROM rollup_listings
+                WHERE project = $project AND type = '{listing}' AND hour < $whole_end
+            UNION ALL SELECT hash({column}), {column}, ts FROM events WHERE {listings} AND ts >= $whole_end AND ts < $end"""
+        during = f"""SELECT resource FROM rollup_counts
+                WHERE {rolled_uses} AND hour >= $whole_start AND hour < $whole_end
+            UNION ALL SELECT resource FROM events
+                WHERE {_IN_WINDOW} AND type = '{used}' AND resource IS NOT NULL AND (ts < $whole_start OR ts >= $whole_end)"""
+    else:
+        earlier = f"SELECT resource, ts, 1 AS events FROM events WHERE {uses} AND ts < $start"
+        listed = f"SELECT hash({column}) AS listing, {column} AS names, ts FROM events WHERE {listings} AND ts < $end"
+        during = f"SELECT resource FROM events WHERE {_IN_WINDOW} AND type = '{used}' AND resource IS NOT NULL"
     return f"""
         WITH used AS (
-            SELECT resource AS {item}, max(ts) AS {last}, count(*) AS {before}
-            FROM events WHERE project = $project AND kind <> 'client' AND type = '{used}'
-                AND resource IS NOT NULL AND ts < $start
-            GROUP BY resource
+            SELECT resource AS {item}, max(ts) AS {last}, CAST(sum(events) AS BIGINT) AS {before}
+            FROM ({earlier}) GROUP BY resource
         ),
         listings AS (  -- each distinct listing once; grouped by hash, as lists repeat and hashing is cheaper
-            SELECT hash({column}) AS listing, any_value({column}) AS names, max(ts) AS last_listed
-            FROM events WHERE project = $project AND kind <> 'client' AND type = '{listing}' AND ts < $end
-            GROUP BY listing
+            SELECT listing, any_value(names) AS names, max(ts) AS last_listed FROM ({listed}) GROUP BY listing
         ),
         listed AS (
             SELECT {item}, max(last_listed) AS last_listed
@@ -234,8 +272,14 @@ def _unused(item: str, used: str, listing: str, column: str, last: str, before: 
         )
         SELECT {item}, {last}, coalesce({before}, 0) AS {before}, last_listed
         FROM used FULL JOIN listed USING ({item})
-        WHERE {item} NOT IN (SELECT resource FROM events WHERE {_IN_WINDOW} AND type = '{used}' AND resource IS NOT NULL)
+        WHERE {item} NOT IN ({during})
         ORDER BY {last} DESC NULLS LAST, {item} LIMIT $limit"""
+
+
+_UNUSED = {
+    "unused_tools": ("tool", "mcp:tools/call", "mcp:tools/list", "tools_listed", "last_called", "calls_before"),
+    "unused_prompts": ("prompt", "mcp:prompts/get", "mcp:prompts/list", "prompts_listed", "last_used", "uses_before"),
+}
 
 
 _CODE_NAME = """CASE error_code WHEN -32700 THEN 'parse error' WHEN -32600 THEN 'invalid request'
@@ -348,20 +392,36 @@ _DIRTY_EVENTS = """(
         ON events.project = dirty.project AND date_trunc('hour', events.ts) = dirty.hour
     WHERE ts >= (SELECT min(hour) FROM dirty) AND ts < (SELECT max(hour) FROM dirty) + INTERVAL 1 HOUR
 )"""
-_DIRTY_HOURS = "rollup_counts.hour BETWEEN (SELECT min(hour) FROM dirty) AND (SELECT max(hour) FROM dirty)"
-"""The ``dirty`` hours' range, which the scans of ``rollup_counts`` skip the rest of the table by."""
-_DROP_DIRTY = f"""DELETE FROM rollup_counts USING dirty
-WHERE rollup_counts.project = dirty.project AND rollup_counts.hour = dirty.hour AND {_DIRTY_HOURS};"""
-_RECOUNT = f"{_DROP_DIRTY} INSERT INTO rollup_counts BY NAME {_counts(_DIRTY_EVENTS)}"
+
+
+def _dirty_hours(table: str) -> str:
+    """The ``dirty`` hours' range, which the scans of a rollup ``table`` skip the rest of it by."""
+    return f"{table}.hour BETWEEN (SELECT min(hour) FROM dirty) AND (SELECT max(hour) FROM dirty)"
+
+
+def _drop_dirty(table: str) -> str:
+    """The rows of the ``dirty`` hours deleted from a rollup ``table``."""
+    return f"""DELETE FROM {table} USING dirty
+WHERE {table}.project = dirty.project AND {table}.hour = dirty.hour AND {_dirty_hours(table)};"""
+
+
+_RECOUNT = f"""{_drop_dirty("rollup_counts")} INSERT INTO rollup_counts BY NAME {_counts(_DIRTY_EVENTS)};
+{_drop_dirty("rollup_listings")} INSERT INTO rollup_listings BY NAME {_listings(_DIRTY_EVENTS)}"""
 """The ``dirty`` hours (``project``, ``hour``) counted anew from the stored events: one row per key."""
 _MERGE = f"""CREATE OR REPLACE TEMP TABLE merged AS
 SELECT project, hour, type, resource, client_name, user_id, server_name, failure_origin, grouped,
     CAST(sum(events) AS BIGINT) AS events, CAST(sum(failures) AS BIGINT) AS failures, min(first_ts) AS first_ts,
     max(last_ts) AS last_ts, any_value(user_name) AS user_name
 FROM rollup_counts SEMI JOIN dirty ON rollup_counts.project = dirty.project AND rollup_counts.hour = dirty.hour
-WHERE {_DIRTY_HOURS}
+WHERE {_dirty_hours("rollup_counts")}
 GROUP BY ALL;
-{_DROP_DIRTY} INSERT INTO rollup_counts BY NAME SELECT * FROM merged"""
+{_drop_dirty("rollup_counts")} INSERT INTO rollup_counts BY NAME SELECT * FROM merged;
+CREATE OR REPLACE TEMP TABLE merged AS
+SELECT project, hour, type, listing, any_value(names) AS names, max(last_ts) AS last_ts
+FROM rollup_listings SEMI JOIN dirty ON rollup_listings.project = dirty.project AND rollup_listings.hour = dirty.hour
+WHERE {_dirty_hours("rollup_listings")}
+GROUP BY ALL;
+{_drop_dirty("rollup_listings")} INSERT INTO rollup_listings BY NAME SELECT * FROM merged"""
 """The rows of the ``dirty`` hours merged: one row per key, as ``_RECOUNT`` counts them (far fewer rows to read)."""
 
 
@@ -514,6 +574,7 @@ def _sessions_panel(chosen: str, earlier: str) -> str:
 _ROLLED_PANELS = {
     **_counted_panels(_ROLLED_RUNS, _ROLLED_COUNTED),
     "sessions": _sessions_panel(_ROLLED_CHOSEN, _ROLLED_EARLIER),
+    **{name: _unused(*unused, rolled=True) for name, unused in _UNUSED.items()},
 }
 """The panels read from the rollups (``DuckDBStore._rolled``); ``_PANELS`` has the same read from the raw events."""
 _DURATIONS = "quantile_cont(duration_ms, [0.5, 0.95, 0.99])"
@@ -593,10 +654,7 @@ _PANELS: dict[str, str] = {
                              $token_price), 6) AS est_cost
         FROM events WHERE {_TOOL_CALLS} GROUP BY ALL ORDER BY response_bytes DESC, calls DESC, tool, user
         LIMIT $limit""",
-    "unused_tools": _unused("tool", "mcp:tools/call", "mcp:tools/list", "tools_listed", "last_called", "calls_before"),
-    "unused_prompts": _unused(
-        "prompt", "mcp:prompts/get", "mcp:prompts/list", "prompts_listed", "last_used", "uses_before"
-    ),
+    **{name: _unused(*unused) for name, unused in _UNUSED.items()},
     "errors": f"""
         SELECT error_code AS code, {_CODE_NAME} AS name, count(*) AS errors,
             list_sort(list_distinct(list(replace(type, 'mcp:', '')))) AS methods,
@@ -872,8 +930,8 @@ _ROLL_AFTER = 20_000
 """Events stored (and kept in memory, ``_UNROLLED`` columns) before the rollups are brought up to date with them in
 one pass; a panel that reads the rollups brings them up to date first."""
 _UNROLLED = ("project", "ts", "kind", "type", "resource", "client_name", "user_id", "user_name", "server_name",
-             "failure_origin", "is_error", "session_id", "caller_id")  # fmt: skip
-"""What the rollups are made of (``_counts``, ``_TOUCHED``)."""
+             "failure_origin", "is_error", "session_id", "caller_id", "tools_listed", "prompts_listed")  # fmt: skip
+"""What the rollups are made of (``_counts``, ``_listings``, ``_TOUCHED``)."""
 _HOUR_US = 3_600_000_000
 _RECOUNT_AFTER = 20_000
 """Rows added to ``rollup_counts`` (a catch-up adds one per key its events hold) before their hours are merged into one row
@@ -1037,6 +1095,7 @@ class DuckDBStore:
         db.register("changed", incoming)
         try:
             self._uncounted += _scalar(db.execute(f"INSERT INTO rollup_counts BY NAME {_counts('changed')}"))
+            db.execute(f"INSERT INTO rollup_listings BY NAME {_listings('changed')}")
             self._recut("changed")
             self._dirty.update(db.execute("SELECT DISTINCT project, date_trunc('hour', ts) FROM changed").fetchall())
         finally:
@@ -1162,6 +1221,7 @@ class DuckDBStore:
             if self._rolled(name, window, slice) and self._rolled_snapshot(cursor):
                 sql = _ROLLED_PANELS[name]
                 values |= {
+                    "start_hour": _naive_utc(_floor_hour(window.start)),
                     "whole_start": _naive_utc(_ceil_hour(window.start)),
                     "whole_end": _naive_utc(_floor_hour(window.end)),
                 }

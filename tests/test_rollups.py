@@ -23,7 +23,9 @@ DAYS = 3
 CLIENTS = ("Claude Desktop", "Cursor", None)
 USERS = ("alice", "bob", "carol", None)
 ORIGINS = (None, None, None, "client", "server", "upstream", "auth")
-TYPES = ("mcp:tools/call", "mcp:tools/call", "mcp:tools/list", "mcp:prompts/get", "mcp:initialize", "custom:done")
+TYPES = ("mcp:tools/call", "mcp:tools/call", "mcp:tools/list", "mcp:prompts/get", "mcp:prompts/list", "mcp:initialize",
+         "custom:done")  # fmt: skip
+LISTED = ("search", "fetch", "report", "archive", "purge")  # the last two never called (``unused_*``)
 
 
 def population(seed: int, count: int = 1500, prefix: str = "e") -> list[tuple[str, Event]]:
@@ -38,6 +40,8 @@ def population(seed: int, count: int = 1500, prefix: str = "e") -> list[tuple[st
             if found:
                 ts = datetime.fromtimestamp(found[rng.randrange(len(found))][1]["timestamp_ns"] / 1e9, UTC)
             ts += timedelta(minutes=rng.uniform(-40, 40))
+        if rng.random() < 0.05:  # on the hour: the first instant of a whole hour, the end of a window's edge
+            ts = ts.replace(minute=0, second=0, microsecond=0)
         grouping = rng.random()
         user = rng.choice(USERS)
         fields = {
@@ -52,6 +56,9 @@ def population(seed: int, count: int = 1500, prefix: str = "e") -> list[tuple[st
             "server_name": rng.choice(("docs", "shop")),
             "resource": rng.choice(("search", "fetch", "report")),
         }
+        if fields["type"].endswith("/list"):  # listings in every order, some repeated, some empty
+            listed = rng.sample(LISTED, rng.randrange(len(LISTED) + 1)) if rng.random() < 0.7 else list(LISTED[:3])
+            fields["tools_listed" if fields["type"] == "mcp:tools/list" else "prompts_listed"] = listed
         origin = rng.choice(ORIGINS)
         if origin:
             fields |= {"is_error": True, "failure": {"origin": origin, "reason": "boom"}}
