@@ -276,6 +276,18 @@ def _unused(item: str, used: str, listing: str, column: str, last: str, before: 
         ORDER BY {last} DESC NULLS LAST, {item} LIMIT $limit"""
 
 
+def _new_clients(earlier: str) -> str:
+    """The clients first seen in the window, with their figures there (all their events until the window's end);
+    ``earlier``: a query of the clients with an event before the window (any null among them is ignored)."""
+    return f"""
+        SELECT client_name AS client, min(ts) AS first_seen,
+            string_agg(DISTINCT client_version, ', ' ORDER BY client_version) AS versions,
+            count(*) AS events, count(DISTINCT user_id) AS users, count(*) FILTER (WHERE is_error) AS failures
+        FROM events WHERE {_IN_WINDOW} AND client_name IS NOT NULL
+            AND client_name NOT IN (SELECT client_name FROM ({earlier}) WHERE client_name IS NOT NULL)
+        GROUP BY client_name ORDER BY first_seen DESC, client LIMIT $limit"""
+
+
 _UNUSED = {
     "unused_tools": ("tool", "mcp:tools/call", "mcp:tools/list", "tools_listed", "last_called", "calls_before"),
     "unused_prompts": ("prompt", "mcp:prompts/get", "mcp:prompts/list", "prompts_listed", "last_used", "uses_before"),
@@ -575,6 +587,10 @@ _ROLLED_PANELS = {
     **_counted_panels(_ROLLED_RUNS, _ROLLED_COUNTED),
     "sessions": _sessions_panel(_ROLLED_CHOSEN, _ROLLED_EARLIER),
     **{name: _unused(*unused, rolled=True) for name, unused in _UNUSED.items()},
+    "new_clients": _new_clients("""
+        SELECT client_name FROM rollup_counts WHERE project = $project AND hour < $start_hour
+        UNION ALL SELECT client_name FROM events
+            WHERE project = $project AND kind <> 'client' AND ts >= $start_hour AND ts < $start"""),
 }
 """The panels read from the rollups (``DuckDBStore._rolled``); ``_PANELS`` has the same read from the raw events."""
 _DURATIONS = "quantile_cont(duration_ms, [0.5, 0.95, 0.99])"
@@ -689,13 +705,9 @@ _PANELS: dict[str, str] = {
             FROM events WHERE {_IN_WINDOW} GROUP BY 1
         ) LEFT JOIN versions USING (server)
         ORDER BY events DESC, server LIMIT $limit""",
-    "new_clients": """
-        SELECT client_name AS client, min(ts) AS first_seen,
-            string_agg(DISTINCT client_version, ', ' ORDER BY client_version) AS versions,
-            count(*) AS events, count(DISTINCT user_id) AS users, count(*) FILTER (WHERE is_error) AS failures
-        FROM events WHERE project = $project AND kind <> 'client' AND client_name IS NOT NULL AND ts < $end
-        GROUP BY client_name HAVING min(ts) >= $start
-        ORDER BY first_seen DESC, client LIMIT $limit""",
+    "new_clients": _new_clients(
+        "SELECT client_name FROM events WHERE project = $project AND kind <> 'client' AND ts < $start"
+    ),
     "intents": f"""
         SELECT ts, intent, resource AS tool, user_id AS user, client_name AS client, session_id, is_error, event_id
         FROM events WHERE {_IN_WINDOW} AND intent IS NOT NULL
