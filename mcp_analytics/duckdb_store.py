@@ -655,10 +655,16 @@ _PANELS: dict[str, str] = {
                   / nullif(sum(count(*) FILTER (WHERE type = 'mcp:tools/list')) OVER (), 0), 3) AS calls_per_list
         FROM events WHERE {_IN_WINDOW} GROUP BY type ORDER BY events DESC, method""",
     "prompts": f"""
-        SELECT resource AS prompt, array_to_string(list_sort(argument_keys), ', ') AS argument_keys,
-            count(*) AS uses, count(*) FILTER (WHERE is_error) AS failures, count(DISTINCT user_id) AS users
-        FROM events WHERE {_IN_WINDOW} AND type = 'mcp:prompts/get'
-        GROUP BY ALL ORDER BY uses DESC, prompt, argument_keys LIMIT $limit""",
+        WITH per_user AS (  -- each list of keys as sent, by its hash (cheaper than sorting every event's list)
+            SELECT resource, any_value(argument_keys) AS keys, user_id, count(*) AS uses,
+                count(*) FILTER (WHERE is_error) AS failures
+            FROM events WHERE {_IN_WINDOW} AND type = 'mcp:prompts/get'
+            GROUP BY resource, hash(argument_keys), user_id
+        )
+        SELECT resource AS prompt, array_to_string(list_sort(keys), ', ') AS argument_keys,
+            CAST(sum(uses) AS BIGINT) AS uses, CAST(sum(failures) AS BIGINT) AS failures,
+            count(DISTINCT user_id) AS users
+        FROM per_user GROUP BY ALL ORDER BY uses DESC, prompt, argument_keys LIMIT $limit""",
     "cost": f"""
         SELECT resource AS tool, coalesce(user_id, '(anonymous)') AS user, count(*) AS calls,
             sum(coalesce(response_size, 0)) AS response_bytes,
