@@ -59,6 +59,37 @@ def _listings(source: str) -> str:
     GROUP BY project, hour, type, listing"""
 
 
+_SHAPED = "type IN ('mcp:tools/call', 'mcp:prompts/get') AND resource IS NOT NULL"
+
+
+def _shapes(source: str) -> str:
+    """The rows of ``rollup_shapes`` for the events of ``source``: per hour, tool or prompt and list of argument keys
+    as sent (by its hash), how many calls and failures (the ``arguments`` panel, whose cost was hashing every
+    call's list)."""
+    return f"""
+    SELECT project, date_trunc('hour', ts) AS hour, type, resource, hash(argument_keys) AS shape,
+        any_value(argument_keys) AS keys, count(*) AS calls, count(*) FILTER (WHERE is_error) AS failures
+    FROM {source} WHERE kind <> 'client' AND {_SHAPED}
+    GROUP BY project, hour, type, resource, shape"""
+
+
+_ROLLUPS = {
+    "rollup_counts": (
+        _counts,
+        """type, resource, client_name, user_id, server_name, failure_origin, grouped,
+        CAST(sum(events) AS BIGINT) AS events, CAST(sum(failures) AS BIGINT) AS failures, min(first_ts) AS first_ts,
+        max(last_ts) AS last_ts, any_value(user_name) AS user_name""",
+    ),
+    "rollup_listings": (_listings, "type, listing, any_value(names) AS names, max(last_ts) AS last_ts"),
+    "rollup_shapes": (
+        _shapes,
+        """type, resource, shape, any_value(keys) AS keys, CAST(sum(calls) AS BIGINT) AS calls,
+        CAST(sum(failures) AS BIGINT) AS failures""",
+    ),
+}
+"""The rollups counted per hour: the query of a table's rows for some events, and its rows merged (one per key)."""
+
+
 MIGRATIONS: list[tuple[int, str]] = [
     (
         1,
@@ -148,6 +179,11 @@ MIGRATIONS: list[tuple[int, str]] = [
             names VARCHAR[], last_ts TIMESTAMP NOT NULL
         );
         INSERT INTO rollup_listings BY NAME {_listings("events")};
+        CREATE TABLE rollup_shapes (
+            project VARCHAR NOT NULL, hour TIMESTAMP NOT NULL, type VARCHAR NOT NULL, resource VARCHAR NOT NULL,
+            shape UBIGINT NOT NULL, keys VARCHAR[], calls BIGINT NOT NULL, failures BIGINT NOT NULL
+        );
+        INSERT INTO rollup_shapes BY NAME {_shapes("events")};
         """,
     ),
 ]
@@ -288,6 +324,21 @@ def _new_clients(earlier: str) -> str:
         GROUP BY client_name ORDER BY first_seen DESC, client LIMIT $limit"""
 
 
+def _arguments(calls: str) -> str:
+    """The ``arguments`` panel over ``calls`` (``type``, ``resource``, ``shape``: the hash of the list of keys as
+    sent, ``keys``, ``calls``, ``failures``): each list once, then merged by the keys sorted (a shape is a set)."""
+    return f"""
+        WITH shapes AS (
+            SELECT type, resource, list_sort(any_value(keys)) AS keys, sum(calls) AS calls, sum(failures) AS failures
+            FROM ({calls}) GROUP BY type, resource, shape
+        )
+        SELECT CASE type WHEN 'mcp:tools/call' THEN 'tool' ELSE 'prompt' END AS kind, resource AS name,
+            array_to_string(keys, ', ') AS argument_keys, CAST(sum(calls) AS BIGINT) AS calls,
+            CAST(sum(failures) AS BIGINT) AS failures,
+            round(sum(calls) / sum(sum(calls)) OVER (PARTITION BY type, resource), 4) AS share
+        FROM shapes GROUP BY type, resource, keys ORDER BY calls DESC, kind, name, argument_keys LIMIT $limit"""
+
+
 _UNUSED = {
     "unused_tools": ("tool", "mcp:tools/call", "mcp:tools/list", "tools_listed", "last_called", "calls_before"),
     "unused_prompts": ("prompt", "mcp:prompts/get", "mcp:prompts/list", "prompts_listed", "last_used", "uses_before"),
@@ -417,23 +468,17 @@ def _drop_dirty(table: str) -> str:
 WHERE {table}.project = dirty.project AND {table}.hour = dirty.hour AND {_dirty_hours(table)};"""
 
 
-_RECOUNT = f"""{_drop_dirty("rollup_counts")} INSERT INTO rollup_counts BY NAME {_counts(_DIRTY_EVENTS)};
-{_drop_dirty("rollup_listings")} INSERT INTO rollup_listings BY NAME {_listings(_DIRTY_EVENTS)}"""
+_RECOUNT = ";\n".join(
+    f"{_drop_dirty(table)} INSERT INTO {table} BY NAME {rows(_DIRTY_EVENTS)}" for table, (rows, _) in _ROLLUPS.items()
+)
 """The ``dirty`` hours (``project``, ``hour``) counted anew from the stored events: one row per key."""
-_MERGE = f"""CREATE OR REPLACE TEMP TABLE merged AS
-SELECT project, hour, type, resource, client_name, user_id, server_name, failure_origin, grouped,
-    CAST(sum(events) AS BIGINT) AS events, CAST(sum(failures) AS BIGINT) AS failures, min(first_ts) AS first_ts,
-    max(last_ts) AS last_ts, any_value(user_name) AS user_name
-FROM rollup_counts SEMI JOIN dirty ON rollup_counts.project = dirty.project AND rollup_counts.hour = dirty.hour
-WHERE {_dirty_hours("rollup_counts")}
-GROUP BY ALL;
-{_drop_dirty("rollup_counts")} INSERT INTO rollup_counts BY NAME SELECT * FROM merged;
-CREATE OR REPLACE TEMP TABLE merged AS
-SELECT project, hour, type, listing, any_value(names) AS names, max(last_ts) AS last_ts
-FROM rollup_listings SEMI JOIN dirty ON rollup_listings.project = dirty.project AND rollup_listings.hour = dirty.hour
-WHERE {_dirty_hours("rollup_listings")}
-GROUP BY ALL;
-{_drop_dirty("rollup_listings")} INSERT INTO rollup_listings BY NAME SELECT * FROM merged"""
+_MERGE = ";\n".join(
+    f"""CREATE OR REPLACE TEMP TABLE merged AS SELECT project, hour, {merged}
+    FROM {table} SEMI JOIN dirty ON {table}.project = dirty.project AND {table}.hour = dirty.hour
+    WHERE {_dirty_hours(table)} GROUP BY ALL;
+    {_drop_dirty(table)} INSERT INTO {table} BY NAME SELECT * FROM merged"""
+    for table, (_, merged) in _ROLLUPS.items()
+)
 """The rows of the ``dirty`` hours merged: one row per key, as ``_RECOUNT`` counts them (far fewer rows to read)."""
 
 
@@ -587,6 +632,11 @@ _ROLLED_PANELS = {
     **_counted_panels(_ROLLED_RUNS, _ROLLED_COUNTED),
     "sessions": _sessions_panel(_ROLLED_CHOSEN, _ROLLED_EARLIER),
     **{name: _unused(*unused, rolled=True) for name, unused in _UNUSED.items()},
+    "arguments": _arguments(f"""
+        SELECT type, resource, shape, keys, calls, failures FROM rollup_shapes
+            WHERE project = $project AND hour >= $whole_start AND hour < $whole_end
+        UNION ALL SELECT type, resource, hash(argument_keys), argument_keys, 1, CAST(is_error AS INTEGER) FROM events
+            WHERE {_IN_WINDOW} AND {_SHAPED} AND (ts < $whole_start OR ts >= $whole_end)"""),
     "new_clients": _new_clients("""
         SELECT client_name FROM rollup_counts WHERE project = $project AND hour < $start_hour
         UNION ALL SELECT client_name FROM events
@@ -684,17 +734,10 @@ _PANELS: dict[str, str] = {
             any_value(error_message) AS example, max(ts) AS last_seen
         FROM events WHERE {_IN_WINDOW} AND is_error AND error_code IS NOT NULL
         GROUP BY error_code ORDER BY errors DESC, code LIMIT $limit""",
-    "arguments": f"""
-        WITH shapes AS (  -- each list of keys as sent, then merged by the keys sorted (a shape is a set)
-            SELECT type, resource, list_sort(any_value(argument_keys)) AS keys, count(*) AS calls,
-                count(*) FILTER (WHERE is_error) AS failures
-            FROM events WHERE {_IN_WINDOW} AND type IN ('mcp:tools/call', 'mcp:prompts/get') AND resource IS NOT NULL
-            GROUP BY type, resource, hash(argument_keys)
-        )
-        SELECT CASE type WHEN 'mcp:tools/call' THEN 'tool' ELSE 'prompt' END AS kind, resource AS name,
-            array_to_string(keys, ', ') AS argument_keys, sum(calls) AS calls, sum(failures) AS failures,
-            round(sum(calls) / sum(sum(calls)) OVER (PARTITION BY type, resource), 4) AS share
-        FROM shapes GROUP BY type, resource, keys ORDER BY calls DESC, kind, name, argument_keys LIMIT $limit""",
+    "arguments": _arguments(f"""
+        SELECT type, resource, hash(argument_keys) AS shape, argument_keys AS keys, 1 AS calls,
+            CAST(is_error AS INTEGER) AS failures
+        FROM events WHERE {_IN_WINDOW} AND {_SHAPED}"""),
     "servers": f"""
         WITH versions AS (
             SELECT server, string_agg(server_version, ', ' ORDER BY server_version) AS versions
@@ -948,8 +991,9 @@ _ROLL_AFTER = 20_000
 """Events stored (and kept in memory, ``_UNROLLED`` columns) before the rollups are brought up to date with them in
 one pass; a panel that reads the rollups brings them up to date first."""
 _UNROLLED = ("project", "ts", "kind", "type", "resource", "client_name", "user_id", "user_name", "server_name",
-             "failure_origin", "is_error", "session_id", "caller_id", "tools_listed", "prompts_listed")  # fmt: skip
-"""What the rollups are made of (``_counts``, ``_listings``, ``_TOUCHED``)."""
+             "failure_origin", "is_error", "session_id", "caller_id", "tools_listed", "prompts_listed",
+             "argument_keys")  # fmt: skip
+"""What the rollups are made of (``_ROLLUPS``, ``_TOUCHED``)."""
 _HOUR_US = 3_600_000_000
 _RECOUNT_AFTER = 20_000
 """Rows added to ``rollup_counts`` (a catch-up adds one per key its events hold) before their hours are merged into one row
@@ -1112,8 +1156,9 @@ class DuckDBStore:
         db = self._connection
         db.register("changed", incoming)
         try:
-            self._uncounted += _scalar(db.execute(f"INSERT INTO rollup_counts BY NAME {_counts('changed')}"))
-            db.execute(f"INSERT INTO rollup_listings BY NAME {_listings('changed')}")
+            for table, (rows, _) in _ROLLUPS.items():
+                added = _scalar(db.execute(f"INSERT INTO {table} BY NAME {rows('changed')}"))
+                self._uncounted += added if table == "rollup_counts" else 0  # by far the largest
             self._recut("changed")
             self._dirty.update(db.execute("SELECT DISTINCT project, date_trunc('hour', ts) FROM changed").fetchall())
         finally:

@@ -56,6 +56,8 @@ def population(seed: int, count: int = 1500, prefix: str = "e") -> list[tuple[st
             "server_name": rng.choice(("docs", "shop")),
             "resource": rng.choice(("search", "fetch", "report")),
         }
+        if fields["type"] in ("mcp:tools/call", "mcp:prompts/get") and rng.random() < 0.8:  # keys in any order
+            fields["argument_keys"] = rng.sample(("q", "limit", "page"), rng.randrange(4))
         if fields["type"].endswith("/list"):  # listings in every order, some repeated, some empty
             listed = rng.sample(LISTED, rng.randrange(len(LISTED) + 1)) if rng.random() < 0.7 else list(LISTED[:3])
             fields["tools_listed" if fields["type"] == "mcp:tools/list" else "prompts_listed"] = listed
