@@ -73,6 +73,16 @@ def _shapes(source: str) -> str:
     GROUP BY project, hour, type, resource, shape"""
 
 
+def _costs(source: str) -> str:
+    """The rows of ``rollup_costs`` for the events of ``source``: per hour, tool and user, the calls, the bytes
+    answered, how many answers had a size, the time spent (the ``cost`` panel)."""
+    return f"""
+    SELECT project, date_trunc('hour', ts) AS hour, resource, user_id, count(*) AS calls,
+        coalesce(sum(response_size), 0) AS response_bytes, count(response_size) AS responses, sum(duration_ms) AS total_ms
+    FROM {source} WHERE kind <> 'client' AND type = 'mcp:tools/call' AND resource IS NOT NULL
+    GROUP BY ALL"""
+
+
 _ROLLUPS = {
     "rollup_counts": (
         _counts,
@@ -85,6 +95,11 @@ _ROLLUPS = {
         _shapes,
         """type, resource, shape, any_value(keys) AS keys, CAST(sum(calls) AS BIGINT) AS calls,
         CAST(sum(failures) AS BIGINT) AS failures""",
+    ),
+    "rollup_costs": (
+        _costs,
+        """resource, user_id, CAST(sum(calls) AS BIGINT) AS calls, CAST(sum(response_bytes) AS BIGINT) AS response_bytes,
+        CAST(sum(responses) AS BIGINT) AS responses, sum(total_ms) AS total_ms""",
     ),
 }
 """The rollups counted per hour: the query of a table's rows for some events, and its rows merged (one per key)."""
@@ -184,6 +199,11 @@ MIGRATIONS: list[tuple[int, str]] = [
             shape UBIGINT NOT NULL, keys VARCHAR[], calls BIGINT NOT NULL, failures BIGINT NOT NULL
         );
         INSERT INTO rollup_shapes BY NAME {_shapes("events")};
+        CREATE TABLE rollup_costs (
+            project VARCHAR NOT NULL, hour TIMESTAMP NOT NULL, resource VARCHAR NOT NULL, user_id VARCHAR,
+            calls BIGINT NOT NULL, response_bytes BIGINT NOT NULL, responses BIGINT NOT NULL, total_ms DOUBLE
+        );
+        INSERT INTO rollup_costs BY NAME {_costs("events")};
         """,
     ),
 ]
@@ -322,6 +342,24 @@ def _new_clients(earlier: str) -> str:
         FROM events WHERE {_IN_WINDOW} AND client_name IS NOT NULL
             AND client_name NOT IN (SELECT client_name FROM ({earlier}) WHERE client_name IS NOT NULL)
         GROUP BY client_name ORDER BY first_seen DESC, client LIMIT $limit"""
+
+
+def _cost(calls: str) -> str:
+    """The ``cost`` panel over ``calls`` (``_costs``' columns but the project and hour): per tool and user."""
+    return (
+        """
+        SELECT resource AS tool, coalesce(user_id, '(anonymous)') AS user, CAST(sum(calls) AS BIGINT) AS calls,
+            CAST(sum(response_bytes) AS BIGINT) AS response_bytes,
+            round(sum(response_bytes) / nullif(sum(responses), 0), 1) AS avg_response_bytes,
+            round(sum(total_ms), 3) AS total_ms,
+            CAST(round(sum(response_bytes) / $token_bytes) AS BIGINT) AS est_tokens,
+            round(sum(response_bytes) / $token_bytes / 1e6
+                  * coalesce(CAST($tool_prices AS DOUBLE[])[list_position(CAST($priced_tools AS VARCHAR[]), any_value(resource))],
+                             $token_price), 6) AS est_cost
+        FROM ("""
+        + calls
+        + """) GROUP BY ALL ORDER BY response_bytes DESC, calls DESC, tool, user LIMIT $limit"""
+    )
 
 
 def _arguments(calls: str) -> str:
@@ -637,6 +675,11 @@ _ROLLED_PANELS = {
             WHERE project = $project AND hour >= $whole_start AND hour < $whole_end
         UNION ALL SELECT type, resource, hash(argument_keys), argument_keys, 1, CAST(is_error AS INTEGER) FROM events
             WHERE {_IN_WINDOW} AND {_SHAPED} AND (ts < $whole_start OR ts >= $whole_end)"""),
+    "cost": _cost(f"""
+        SELECT resource, user_id, calls, response_bytes, responses, total_ms FROM rollup_costs
+            WHERE project = $project AND hour >= $whole_start AND hour < $whole_end
+        UNION ALL SELECT resource, user_id, 1, coalesce(response_size, 0), CAST(response_size IS NOT NULL AS INTEGER),
+            duration_ms FROM events WHERE {_TOOL_CALLS} AND (ts < $whole_start OR ts >= $whole_end)"""),
     "new_clients": _new_clients("""
         SELECT client_name FROM rollup_counts WHERE project = $project AND hour < $start_hour
         UNION ALL SELECT client_name FROM events
@@ -715,17 +758,10 @@ _PANELS: dict[str, str] = {
             CAST(sum(uses) AS BIGINT) AS uses, CAST(sum(failures) AS BIGINT) AS failures,
             count(DISTINCT user_id) AS users
         FROM per_user GROUP BY ALL ORDER BY uses DESC, prompt, argument_keys LIMIT $limit""",
-    "cost": f"""
-        SELECT resource AS tool, coalesce(user_id, '(anonymous)') AS user, count(*) AS calls,
-            sum(coalesce(response_size, 0)) AS response_bytes,
-            round(avg(response_size), 1) AS avg_response_bytes,
-            round(sum(duration_ms), 3) AS total_ms,
-            CAST(round(sum(coalesce(response_size, 0)) / $token_bytes) AS BIGINT) AS est_tokens,
-            round(sum(coalesce(response_size, 0)) / $token_bytes / 1e6
-                  * coalesce(CAST($tool_prices AS DOUBLE[])[list_position(CAST($priced_tools AS VARCHAR[]), any_value(resource))],
-                             $token_price), 6) AS est_cost
-        FROM events WHERE {_TOOL_CALLS} GROUP BY ALL ORDER BY response_bytes DESC, calls DESC, tool, user
-        LIMIT $limit""",
+    "cost": _cost(f"""
+        SELECT resource, user_id, 1 AS calls, coalesce(response_size, 0) AS response_bytes,
+            CAST(response_size IS NOT NULL AS INTEGER) AS responses, duration_ms AS total_ms
+        FROM events WHERE {_TOOL_CALLS}"""),
     **{name: _unused(*unused) for name, unused in _UNUSED.items()},
     "errors": f"""
         SELECT error_code AS code, {_CODE_NAME} AS name, count(*) AS errors,
@@ -992,7 +1028,7 @@ _ROLL_AFTER = 20_000
 one pass; a panel that reads the rollups brings them up to date first."""
 _UNROLLED = ("project", "ts", "kind", "type", "resource", "client_name", "user_id", "user_name", "server_name",
              "failure_origin", "is_error", "session_id", "caller_id", "tools_listed", "prompts_listed",
-             "argument_keys")  # fmt: skip
+             "argument_keys", "response_size", "duration_ms")  # fmt: skip
 """What the rollups are made of (``_ROLLUPS``, ``_TOUCHED``)."""
 _HOUR_US = 3_600_000_000
 _RECOUNT_AFTER = 20_000

@@ -58,6 +58,10 @@ def population(seed: int, count: int = 1500, prefix: str = "e") -> list[tuple[st
         }
         if fields["type"] in ("mcp:tools/call", "mcp:prompts/get") and rng.random() < 0.8:  # keys in any order
             fields["argument_keys"] = rng.sample(("q", "limit", "page"), rng.randrange(4))
+        if rng.random() < 0.9:  # in microseconds, as recorded: sums of them round alike in any order
+            fields["duration_ms"] = rng.randrange(10_000_000) / 1000
+        if rng.random() < 0.7:
+            fields["response_size"] = rng.randrange(50_000)
         if fields["type"].endswith("/list"):  # listings in every order, some repeated, some empty
             listed = rng.sample(LISTED, rng.randrange(len(LISTED) + 1)) if rng.random() < 0.7 else list(LISTED[:3])
             fields["tools_listed" if fields["type"] == "mcp:tools/list" else "prompts_listed"] = listed
