@@ -346,20 +346,15 @@ def _new_clients(earlier: str) -> str:
 
 def _cost(calls: str) -> str:
     """The ``cost`` panel over ``calls`` (``_costs``' columns but the project and hour): per tool and user."""
-    return (
-        """
+    price = "CAST($tool_prices AS DOUBLE[])[list_position(CAST($priced_tools AS VARCHAR[]), any_value(resource))]"
+    return f"""
         SELECT resource AS tool, coalesce(user_id, '(anonymous)') AS user, CAST(sum(calls) AS BIGINT) AS calls,
             CAST(sum(response_bytes) AS BIGINT) AS response_bytes,
             round(sum(response_bytes) / nullif(sum(responses), 0), 1) AS avg_response_bytes,
             round(sum(total_ms), 3) AS total_ms,
             CAST(round(sum(response_bytes) / $token_bytes) AS BIGINT) AS est_tokens,
-            round(sum(response_bytes) / $token_bytes / 1e6
-                  * coalesce(CAST($tool_prices AS DOUBLE[])[list_position(CAST($priced_tools AS VARCHAR[]), any_value(resource))],
-                             $token_price), 6) AS est_cost
-        FROM ("""
-        + calls
-        + """) GROUP BY ALL ORDER BY response_bytes DESC, calls DESC, tool, user LIMIT $limit"""
-    )
+            round(sum(response_bytes) / $token_bytes / 1e6 * coalesce({price}, $token_price), 6) AS est_cost
+        FROM ({calls}) GROUP BY ALL ORDER BY response_bytes DESC, calls DESC, tool, user LIMIT $limit"""
 
 
 def _arguments(calls: str) -> str:
