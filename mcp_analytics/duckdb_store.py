@@ -73,6 +73,18 @@ def _shapes(source: str) -> str:
     GROUP BY project, hour, type, resource, shape"""
 
 
+def _people(source: str) -> str:
+    """The rows of ``rollup_people`` for the events of ``source``: per hour, client, user and whether the events
+    belong to a session group, how many events, failures and tool calls, the first and last (what ``summary``,
+    ``clients``, ``users`` and ``new_clients`` count: a tenth of ``rollup_counts``' rows, which also key by tool,
+    server and failure origin)."""
+    return f"""
+    SELECT project, date_trunc('hour', ts) AS hour, client_name, user_id, {_GROUPED} AS grouped, count(*) AS events,
+        count(*) FILTER (WHERE is_error) AS failures, count(*) FILTER (WHERE type = 'mcp:tools/call') AS tool_calls,
+        min(ts) AS first_ts, max(ts) AS last_ts, any_value(user_name) AS user_name
+    FROM {source} WHERE kind <> 'client' GROUP BY ALL"""
+
+
 def _costs(source: str) -> str:
     """The rows of ``rollup_costs`` for the events of ``source``: per hour, tool and user, the calls, the bytes
     answered, how many answers had a size, the time spent (the ``cost`` panel)."""
@@ -95,6 +107,12 @@ _ROLLUPS = {
         _shapes,
         """type, resource, shape, any_value(keys) AS keys, CAST(sum(calls) AS BIGINT) AS calls,
         CAST(sum(failures) AS BIGINT) AS failures""",
+    ),
+    "rollup_people": (
+        _people,
+        """client_name, user_id, grouped, CAST(sum(events) AS BIGINT) AS events,
+        CAST(sum(failures) AS BIGINT) AS failures, CAST(sum(tool_calls) AS BIGINT) AS tool_calls,
+        min(first_ts) AS first_ts, max(last_ts) AS last_ts, any_value(user_name) AS user_name""",
     ),
     "rollup_costs": (
         _costs,
@@ -204,6 +222,12 @@ MIGRATIONS: list[tuple[int, str]] = [
             calls BIGINT NOT NULL, response_bytes BIGINT NOT NULL, responses BIGINT NOT NULL, total_ms DOUBLE
         );
         INSERT INTO rollup_costs BY NAME {_costs("events")};
+        CREATE TABLE rollup_people (
+            project VARCHAR NOT NULL, hour TIMESTAMP NOT NULL, client_name VARCHAR, user_id VARCHAR,
+            grouped BOOLEAN NOT NULL, events BIGINT NOT NULL, failures BIGINT NOT NULL, tool_calls BIGINT NOT NULL,
+            first_ts TIMESTAMP NOT NULL, last_ts TIMESTAMP NOT NULL, user_name VARCHAR
+        );
+        INSERT INTO rollup_people BY NAME {_people("events")};
         """,
     ),
 ]
@@ -421,7 +445,8 @@ _SESSION_FIGURES = """min(ts) AS started, max(ts) AS ended,
     count(*) FILTER (WHERE is_error) AS failures, count(intent) AS intents"""
 
 # ---------------------------------------------------------------- rollups: what the panels read, kept up at ingest
-# ``rollup_counts`` (``_counts``): events per hour and slice dimension. ``rollup_runs``: the sessions cut from each
+# ``_ROLLUPS``: counts per hour (``rollup_counts`` by every slice dimension, ``rollup_people`` by client and user, the
+# listings, argument lists and costs of the panels that read them). ``rollup_runs``: the sessions cut from each
 # group's whole history, one row per run, user, client and hour with its first and last event there. A panel over
 # an hour or more (and no slice: a slice cuts sessions of its own) reads the rollups' whole hours in the window and
 # the raw events of the partial hours at its edges, which answers exactly what the raw events do: a run's row of one
@@ -436,14 +461,13 @@ _ROLLED_RUNS = """runs AS (
     WHERE project = $project AND hour >= date_trunc('hour', CAST($start AS TIMESTAMP)) AND hour < $end
         AND first_ts < $end AND last_ts >= $start
 )"""
-_EVENT_COUNTS = f"""SELECT type, resource, client_name, user_id, server_name, failure_origin, {_GROUPED} AS grouped,
-    1 AS events, CAST(is_error AS INTEGER) AS failures, ts AS first_ts, ts AS last_ts, user_name
+_EVENT_COUNTS = f"""SELECT client_name, user_id, {_GROUPED} AS grouped, 1 AS events, CAST(is_error AS INTEGER) AS failures,
+    CAST(type = 'mcp:tools/call' AS INTEGER) AS tool_calls, ts AS first_ts, ts AS last_ts, user_name
 FROM events WHERE {_IN_WINDOW}"""
 _RAW_COUNTED = f"counted AS ({_EVENT_COUNTS})"
 _ROLLED_COUNTED = f"""counted AS (
-    SELECT type, resource, client_name, user_id, server_name, failure_origin, grouped, events, failures, first_ts,
-        last_ts, user_name
-    FROM rollup_counts WHERE project = $project AND hour >= $whole_start AND hour < $whole_end
+    SELECT client_name, user_id, grouped, events, failures, tool_calls, first_ts, last_ts, user_name
+    FROM rollup_people WHERE project = $project AND hour >= $whole_start AND hour < $whole_end
     UNION ALL
     {_EVENT_COUNTS} AND (ts < $whole_start OR ts >= $whole_end)
 )"""
@@ -520,7 +544,7 @@ def _counted_panels(runs: str, counted: str) -> dict[str, str]:
     ``run``, ``user_id``, ``client_name``: each run with an event in the window, with each user and client seen in
     it there, counted DISTINCT) and ``counted`` (the window's events as ``_EVENT_COUNTS`` rows): raw, or from the rollups."""
     singles = "coalesce(sum(events) FILTER (WHERE NOT grouped), 0)"
-    tool_calls = "coalesce(sum(events) FILTER (WHERE type = 'mcp:tools/call'), 0)"
+    tool_calls = "coalesce(sum(tool_calls), 0)"
     return {
         "summary": f"""
             WITH {runs}, {counted}
@@ -676,7 +700,7 @@ _ROLLED_PANELS = {
         UNION ALL SELECT resource, user_id, 1, coalesce(response_size, 0), CAST(response_size IS NOT NULL AS INTEGER),
             duration_ms FROM events WHERE {_TOOL_CALLS} AND (ts < $whole_start OR ts >= $whole_end)"""),
     "new_clients": _new_clients("""
-        SELECT client_name FROM rollup_counts WHERE project = $project AND hour < $start_hour
+        SELECT client_name FROM rollup_people WHERE project = $project AND hour < $start_hour
         UNION ALL SELECT client_name FROM events
             WHERE project = $project AND kind <> 'client' AND ts >= $start_hour AND ts < $start"""),
 }
