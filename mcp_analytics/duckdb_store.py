@@ -35,13 +35,12 @@ _GROUPED = "coalesce(session_id, user_id, caller_id) IS NOT NULL"
 
 
 def _counts(source: str) -> str:
-    """The rows of ``rollup_counts`` for the events of ``source``: per hour and every dimension a panel is sliced
-    by, how many events, failures, the first and last. A table holds a key's rows of several catch-ups until its
-    hours are recounted (``DuckDBStore._recount``); readers sum them."""
+    """The rows of ``rollup_counts`` for the events of ``source``: per hour, method and tool (or prompt, resource),
+    how many events, failures, the first and last. A table holds a key's rows of several catch-ups until its hours
+    are merged (``DuckDBStore._recount``); readers sum them."""
     return f"""
-    SELECT project, date_trunc('hour', ts) AS hour, type, resource, client_name, user_id, server_name,
-        failure_origin, {_GROUPED} AS grouped, count(*) AS events, count(*) FILTER (WHERE is_error) AS failures,
-        min(ts) AS first_ts, max(ts) AS last_ts, any_value(user_name) AS user_name
+    SELECT project, date_trunc('hour', ts) AS hour, type, resource, count(*) AS events,
+        count(*) FILTER (WHERE is_error) AS failures, min(ts) AS first_ts, max(ts) AS last_ts
     FROM {source} WHERE kind <> 'client' GROUP BY ALL"""
 
 
@@ -76,8 +75,7 @@ def _shapes(source: str) -> str:
 def _people(source: str) -> str:
     """The rows of ``rollup_people`` for the events of ``source``: per hour, client, user and whether the events
     belong to a session group, how many events, failures and tool calls, the first and last (what ``summary``,
-    ``clients``, ``users`` and ``new_clients`` count: a tenth of ``rollup_counts``' rows, which also key by tool,
-    server and failure origin)."""
+    ``clients``, ``users`` and ``new_clients`` count)."""
     return f"""
     SELECT project, date_trunc('hour', ts) AS hour, client_name, user_id, {_GROUPED} AS grouped, count(*) AS events,
         count(*) FILTER (WHERE is_error) AS failures, count(*) FILTER (WHERE type = 'mcp:tools/call') AS tool_calls,
@@ -98,9 +96,8 @@ def _costs(source: str) -> str:
 _ROLLUPS = {
     "rollup_counts": (
         _counts,
-        """type, resource, client_name, user_id, server_name, failure_origin, grouped,
-        CAST(sum(events) AS BIGINT) AS events, CAST(sum(failures) AS BIGINT) AS failures, min(first_ts) AS first_ts,
-        max(last_ts) AS last_ts, any_value(user_name) AS user_name""",
+        """type, resource, CAST(sum(events) AS BIGINT) AS events, CAST(sum(failures) AS BIGINT) AS failures,
+        min(first_ts) AS first_ts, max(last_ts) AS last_ts""",
     ),
     "rollup_listings": (_listings, "type, listing, any_value(names) AS names, max(last_ts) AS last_ts"),
     "rollup_shapes": (
@@ -187,14 +184,13 @@ MIGRATIONS: list[tuple[int, str]] = [
     ),
     (
         7,
-        f"""
+        """
         CREATE TABLE rollup_counts (
             project VARCHAR NOT NULL, hour TIMESTAMP NOT NULL, type VARCHAR NOT NULL, resource VARCHAR,
             client_name VARCHAR, user_id VARCHAR, server_name VARCHAR, failure_origin VARCHAR, grouped BOOLEAN NOT NULL,
             events BIGINT NOT NULL, failures BIGINT NOT NULL, first_ts TIMESTAMP NOT NULL, last_ts TIMESTAMP NOT NULL,
             user_name VARCHAR
-        );
-        INSERT INTO rollup_counts BY NAME {_counts("events")};
+        );  -- filled by version 8, which keys it by method and tool only
         CREATE TABLE rollup_runs (
             project VARCHAR NOT NULL, grp UBIGINT NOT NULL, run_start TIMESTAMP NOT NULL, run_end TIMESTAMP NOT NULL,
             hour TIMESTAMP NOT NULL, user_id VARCHAR, client_name VARCHAR, first_ts TIMESTAMP NOT NULL,
@@ -207,6 +203,12 @@ MIGRATIONS: list[tuple[int, str]] = [
     (
         8,
         f"""
+        DROP TABLE rollup_counts;
+        CREATE TABLE rollup_counts (
+            project VARCHAR NOT NULL, hour TIMESTAMP NOT NULL, type VARCHAR NOT NULL, resource VARCHAR,
+            events BIGINT NOT NULL, failures BIGINT NOT NULL, first_ts TIMESTAMP NOT NULL, last_ts TIMESTAMP NOT NULL
+        );
+        INSERT INTO rollup_counts BY NAME {_counts("events")};
         CREATE TABLE rollup_listings (
             project VARCHAR NOT NULL, hour TIMESTAMP NOT NULL, type VARCHAR NOT NULL, listing UBIGINT NOT NULL,
             names VARCHAR[], last_ts TIMESTAMP NOT NULL
@@ -445,7 +447,7 @@ _SESSION_FIGURES = """min(ts) AS started, max(ts) AS ended,
     count(*) FILTER (WHERE is_error) AS failures, count(intent) AS intents"""
 
 # ---------------------------------------------------------------- rollups: what the panels read, kept up at ingest
-# ``_ROLLUPS``: counts per hour (``rollup_counts`` by every slice dimension, ``rollup_people`` by client and user, the
+# ``_ROLLUPS``: counts per hour (``rollup_counts`` by method and tool, ``rollup_people`` by client and user, the
 # listings, argument lists and costs of the panels that read them). ``rollup_runs``: the sessions cut from each
 # group's whole history, one row per run, user, client and hour with its first and last event there. A panel over
 # an hour or more (and no slice: a slice cuts sessions of its own) reads the rollups' whole hours in the window and
@@ -1051,7 +1053,7 @@ _UNROLLED = ("project", "ts", "kind", "type", "resource", "client_name", "user_i
 """What the rollups are made of (``_ROLLUPS``, ``_TOUCHED``)."""
 _HOUR_US = 3_600_000_000
 _RECOUNT_AFTER = 20_000
-"""Rows added to ``rollup_counts`` (a catch-up adds one per key its events hold) before their hours are merged into one row
+"""Rows added to ``rollup_people`` (a catch-up adds one per key its events hold) before their hours are merged into one row
 per key."""
 
 
@@ -1077,7 +1079,7 @@ class DuckDBStore:
         self.session_timeout = session_timeout
         self.rollups = rollups
         self._dirty: set[tuple[str, datetime]] = set()  # hours with rows of several catch-ups, to merge
-        self._uncounted = 0  # rows added to rollup_counts since the last recount
+        self._uncounted = 0  # rows added to rollup_people since the last recount
         self._unrolled: list[pa.Table] = []  # events stored since the rollups were last brought up to date
         self._unrolled_events = 0
         self._failed = False  # a catch-up failed: the next recounts the hours behind from the events (_unrolled unused)
@@ -1213,7 +1215,7 @@ class DuckDBStore:
         try:
             for table, (rows, _) in _ROLLUPS.items():
                 added = _scalar(db.execute(f"INSERT INTO {table} BY NAME {rows('changed')}"))
-                self._uncounted += added if table == "rollup_counts" else 0  # by far the largest
+                self._uncounted += added if table == "rollup_people" else 0  # by far the largest
             self._recut("changed")
             self._dirty.update(db.execute("SELECT DISTINCT project, date_trunc('hour', ts) FROM changed").fetchall())
         finally:
