@@ -1005,7 +1005,8 @@ class ClickHouseStore:
                 for day in self._days_before(client, before):
                     client.execute(f"ALTER TABLE events DROP PARTITION {day}")
             if count and client.execute(f"SELECT count() FROM events WHERE {where}", values)[0][0]:
-                client.execute(f"ALTER TABLE events DELETE WHERE {where}", values)
+                # ifNull: 18.16 deletes the rows a mutation's condition is NULL for (user_id NULL for a user's)
+                client.execute(f"ALTER TABLE events DELETE WHERE ifNull({where}, 0)", values)
                 self._wait_for_mutations(client)
         return count
 

@@ -319,6 +319,16 @@ def test_serve_takes_a_store_url(tmp_path, monkeypatch, capsys):
     assert "duckdb:///path/file.duckdb or clickhouse://host:port/database" in capsys.readouterr().err
 
 
+def test_a_user_s_deletion_keeps_the_events_of_no_user(engine):
+    """ClickHouse 18.16 deletes the rows a mutation's condition is NULL for: ``user_id = 'bob'`` would delete every
+    event without a user too."""
+    start = test_analytics_store.at(9, 0)
+    engine.add("p", [event(f"u{i}", timestamp_ns=start + i * 10**9, user_id=("bob", "alice", None)[i % 3])
+                     for i in range(30)])  # fmt: skip
+    assert engine.delete("p", user_id="bob") == 10
+    assert engine.panel("p", "summary", WHOLE_DAY)[0]["events"] == 20
+
+
 def test_retention_drops_whole_days_and_deletes_the_rest_of_the_cutoff_day(store):
     day = 86_400 * 10**9
     store.add("p", [event(f"d{i}", timestamp_ns=test_analytics_store.at(9, 0) - i * day) for i in range(4)])
