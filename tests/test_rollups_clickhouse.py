@@ -17,9 +17,12 @@ import pytest
 
 pytest.importorskip("clickhouse_driver", reason="the clickhouse extra is not installed")
 
-from mcp_analytics import clickhouse_store
+from mcp_analytics import api, clickhouse_store
+from mcp_analytics.api import create_app
 from mcp_analytics.clickhouse_store import ClickHouseStore
+from mcp_analytics.keys import ApiKeys
 from mcp_analytics.models import validated_event
+from mcp_analytics.server import in_thread
 from mcp_analytics.store import EPOCH, Slice, Window
 from tests import test_analytics_clickhouse as fixtures
 from tests.test_rollups import DAYS, START, fill, windows
@@ -226,3 +229,22 @@ def test_rollups_equal_the_raw_rows_after_deletion_and_retention(engine, monkeyp
     second_boundary()
     engine.roll()
     assert assert_rollups_answer_as_raw_rows(engine, 15) >= 30
+
+
+def test_the_api_rolls_the_dirty_hours_at_start_up_and_then_every_minute(make, monkeypatch):
+    monkeypatch.setattr(api, "ROLL_INTERVAL", 0.5)
+    store = make()
+    store.add("p", batch("api-", 3))
+    second_boundary()
+    assert dirty_hours(store) == 1
+    with in_thread(create_app(store, ApiKeys([("p", "key")]))):
+        deadline = time.monotonic() + 30
+        while dirty_hours(store) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert dirty_hours(store) == 0, "rolled at start-up"
+        store.add("p", batch("api-later-", 7))
+        assert dirty_hours(store) == 1
+        time.sleep(1.1)  # the mark is older than the next roll
+        while dirty_hours(store) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert dirty_hours(store) == 0, "and again later"
