@@ -256,6 +256,17 @@ def test_alert_state_is_in_the_database_not_in_the_process(make):
     assert transition == "resolved"
 
 
+def test_the_episodes_one_evaluation_starts_have_distinct_ids(make, monkeypatch):
+    from mcp_analytics import clickhouse_store
+
+    monkeypatch.setattr(clickhouse_store.random, "randrange", lambda _: 1023)  # the worst draw
+    store = make()
+    store.add("p", test_alerts.week_with_a_spike_of_each_kind())
+    found = store.deviations("p", test_alerts.NOW, Rules())
+    store.record_alerts("p", found, test_alerts.NOW)
+    assert len(store.alerts("p", "firing")) == len(found) >= 5
+
+
 def test_a_retried_batch_is_stored_once_even_through_two_instances(make):
     batch = [event(f"e{i}", timestamp_ns=test_analytics_store.at(9, i), user_id="alice") for i in range(50)]
     one = make()
