@@ -66,7 +66,8 @@ def test_rolled_up_panels_equal_the_raw_rows_after_out_of_order_batches_and_retr
     rng = random.Random(11)
     fill(engine, 11, between=lambda: rng.random() < 0.4 and engine.roll())
     assert dirty_hours(engine) > 0 and rollup_rows(engine) > 0
-    assert assert_rollups_answer_as_raw_rows(engine, 11) >= 30, "clean hours and dirty ones read together"
+    # how many hours the rolls between the batches left clean depends on the clock (a mark in a roll's second)
+    assert assert_rollups_answer_as_raw_rows(engine, 11) > 0, "clean hours and dirty ones read together"
     monkeypatch.setattr(clickhouse_store, "ROLL_AT_READ", 0)  # the first read rolls its project's dirty hours
     assert assert_rollups_answer_as_raw_rows(engine, 11) >= 30
     assert dirty_hours(engine) == 0
