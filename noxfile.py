@@ -34,7 +34,7 @@ OTEL_CONTRIB = [
 PHOENIX_TESTS = "tests/phoenix"
 PHOENIX = "arize-phoenix==20.26.1"
 # The ClickHouse store's tests start a ClickHouse server and do not depend on the mcp SDK: run by one session only.
-CLICKHOUSE_TESTS = "tests/test_analytics_clickhouse.py"
+CLICKHOUSE_TESTS = ["tests/test_analytics_clickhouse.py", "tests/test_rollups_clickhouse.py"]
 # The current ClickHouse engine in-process: a 180 MB wheel, installed only by the ``clickhouse_current`` session.
 CHDB = ["chdb==4.4.0", "chdb-core==26.9.0"]
 RUFF = "ruff==0.17.6"
@@ -69,7 +69,9 @@ def tests(session: nox.Session, mcp: str) -> None:
     extras = "test,analytics,exporter" if mcp in ("1.30.0", "2.3.0") else "test,analytics"
     extras += ",clickhouse" if mcp == MCP_VERSIONS[-1] else ""  # the session that runs the ClickHouse tests
     session.install("-e", f".[{extras}]", f"mcp=={mcp}", *OTEL, *OTEL_CONTRIB, *extra)
-    ignored = [f"--ignore={PHOENIX_TESTS}"] + ([f"--ignore={CLICKHOUSE_TESTS}"] if mcp != MCP_VERSIONS[-1] else [])
+    ignored = [f"--ignore={PHOENIX_TESTS}"] + (
+        [f"--ignore={t}" for t in CLICKHOUSE_TESTS] if mcp != MCP_VERSIONS[-1] else []
+    )
     session.run("pytest", "-q", "-p", "no:cacheprovider", *ignored, *session.posargs)
 
 
@@ -83,8 +85,8 @@ def fastmcp(session: nox.Session) -> None:
     session.install(
         "--override", overrides, "-e", ".[test,analytics]", "mcp==2.3.0", "fastmcp==4.1.6", *OTEL, *OTEL_CONTRIB
     )
-    session.run("pytest", "-q", "-p", "no:cacheprovider", f"--ignore={PHOENIX_TESTS}", f"--ignore={CLICKHOUSE_TESTS}",
-                *session.posargs)  # fmt: skip
+    session.run("pytest", "-q", "-p", "no:cacheprovider", f"--ignore={PHOENIX_TESTS}",
+                *[f"--ignore={t}" for t in CLICKHOUSE_TESTS], *session.posargs)  # fmt: skip
 
 
 @nox.session(python="3.11")
@@ -108,5 +110,5 @@ def clickhouse_current(session: nox.Session) -> None:
     """The ClickHouse store's very statements on the current ClickHouse engine (chdb, in-process), beside the
     ``tests`` sessions' real clickhouse-server 18.16: every panel, session and timeline as DuckDB answers them."""
     session.install("-e", ".[test,analytics,clickhouse]", "mcp==2.3.0", *CHDB, *OTEL, *OTEL_CONTRIB)
-    session.run("pytest", "-q", "-p", "no:cacheprovider", "tests/test_analytics_clickhouse.py", "-k", "chdb",
+    session.run("pytest", "-q", "-p", "no:cacheprovider", *CLICKHOUSE_TESTS, "-k", "chdb",
                 *session.posargs)  # fmt: skip

@@ -265,14 +265,23 @@ def _slice(
 
 RETENTION_INTERVAL = 3600.0
 """Seconds between two deletions of the events past the retention (the first runs at start-up)."""
+ROLL_INTERVAL = 60.0
+"""Seconds between two rolls of the hours ingest marked dirty, for a store that rolls up that way (ClickHouse's:
+every instance rolls, which is safe; a read is exact whether or not they have)."""
 
 
 def _periodic(jobs: list[tuple[str, float, Callable[[], object]]], outage: _Outage) -> Any:
     """The app's lifespan: each ``(name, seconds, job)`` runs in a worker thread at start-up and then every
-    ``seconds``, a failure logged (an unreachable store once per outage) and tried again next round."""
+    ``seconds``, a failure logged (an unreachable store once per outage) and tried again next round. In an outage a
+    round is one of its probes (``_Outage.admits``), else skipped: no job holds a thread on a server that does not
+    answer while requests probe it."""
 
     async def every(name: str, seconds: float, job: Callable[[], object]) -> None:
         while True:
+            probing = outage.since is not None
+            if probing and not outage.admits():
+                await anyio.sleep(seconds)
+                continue
             try:
                 await to_thread.run_sync(job)
             except StoreUnavailable as error:  # the next round tries again
@@ -281,6 +290,9 @@ def _periodic(jobs: list[tuple[str, float, Callable[[], object]]], outage: _Outa
                 logger.exception("%s failed; tried again in %g s", name, seconds)
             else:
                 outage.ended()
+            finally:
+                if probing:
+                    outage.probed()
             await anyio.sleep(seconds)
 
     @asynccontextmanager
@@ -320,6 +332,9 @@ def create_app(
         jobs.append(("retention", RETENTION_INTERVAL, lambda: _prune(store, retention)))
     if alerts is not None and evaluate_alerts:
         jobs.append(("alert evaluation", alert_interval, alerts.evaluate))
+    roll = getattr(store, "roll", None)
+    if callable(roll):
+        jobs.append(("rollups", ROLL_INTERVAL, roll))
     outage = _Outage()
     if unreachable is not None:
         outage.began(unreachable, at_start=True)

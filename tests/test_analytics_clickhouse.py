@@ -256,6 +256,17 @@ def test_alert_state_is_in_the_database_not_in_the_process(make):
     assert transition == "resolved"
 
 
+def test_the_episodes_one_evaluation_starts_have_distinct_ids(make, monkeypatch):
+    from mcp_analytics import clickhouse_store
+
+    monkeypatch.setattr(clickhouse_store.random, "randrange", lambda _: 1023)  # the worst draw
+    store = make()
+    store.add("p", test_alerts.week_with_a_spike_of_each_kind())
+    found = store.deviations("p", test_alerts.NOW, Rules())
+    store.record_alerts("p", found, test_alerts.NOW)
+    assert len(store.alerts("p", "firing")) == len(found) >= 5
+
+
 def test_a_retried_batch_is_stored_once_even_through_two_instances(make):
     batch = [event(f"e{i}", timestamp_ns=test_analytics_store.at(9, i), user_id="alice") for i in range(50)]
     one = make()
@@ -317,6 +328,16 @@ def test_serve_takes_a_store_url(tmp_path, monkeypatch, capsys):
     assert cli._duckdb_path("plain/file.duckdb") == "plain/file.duckdb"
     assert cli.main(["serve", "--store", "postgres://127.0.0.1/db", "--api-key", "p=k"]) == 2
     assert "duckdb:///path/file.duckdb or clickhouse://host:port/database" in capsys.readouterr().err
+
+
+def test_a_user_s_deletion_keeps_the_events_of_no_user(engine):
+    """ClickHouse 18.16 deletes the rows a mutation's condition is NULL for: ``user_id = 'bob'`` would delete every
+    event without a user too."""
+    start = test_analytics_store.at(9, 0)
+    engine.add("p", [event(f"u{i}", timestamp_ns=start + i * 10**9, user_id=("bob", "alice", None)[i % 3])
+                     for i in range(30)])  # fmt: skip
+    assert engine.delete("p", user_id="bob") == 10
+    assert engine.panel("p", "summary", WHOLE_DAY)[0]["events"] == 20
 
 
 def test_retention_drops_whole_days_and_deletes_the_rest_of_the_cutoff_day(store):

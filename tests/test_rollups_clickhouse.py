@@ -1,0 +1,251 @@
+"""The ClickHouse store's hourly rollups (``rollup_counts``) answer exactly what the raw events do: every rolled-up
+panel equals the same panel read from the raw rows (``ClickHouseStore(rollups=False)``) over windows with partial
+hours at either edge, after out-of-order batches and retries, while hours are dirty and after rolls, when an insert
+of another instance races a roll, when two instances roll at once, when a roll stopped before recording itself,
+after deletion and retention; on ClickHouse 18.16 and on the current engine (``chdb``) where the test can run there.
+
+The populations, batches and windows are those of the DuckDB rollups' tests (``tests/test_rollups.py``)."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+
+pytest.importorskip("clickhouse_driver", reason="the clickhouse extra is not installed")
+
+from mcp_analytics import api, clickhouse_store
+from mcp_analytics.api import create_app
+from mcp_analytics.clickhouse_store import ClickHouseStore
+from mcp_analytics.keys import ApiKeys
+from mcp_analytics.models import validated_event
+from mcp_analytics.server import in_thread
+from mcp_analytics.store import EPOCH, Slice, Window
+from tests import test_analytics_clickhouse as fixtures
+from tests.test_rollups import DAYS, START, fill, windows
+
+clickhouse, make, store, engine = fixtures.clickhouse, fixtures.make, fixtures.store, fixtures.engine
+
+ROLLED = tuple(clickhouse_store._ROLLED_PANELS)
+
+
+def assert_rollups_answer_as_raw_rows(store: ClickHouseStore, seed: int, projects: tuple[str, ...] = ("p", "q")) -> int:
+    """Every rolled-up panel over ``windows(seed)`` equals the raw rows' answer; returns how many answers read clean
+    hours from the rollups."""
+    from_rollups = 0
+    for window in windows(seed)[:10]:  # the fixed ones and four at random
+        for project in (*projects, "nobody"):
+            for name in ROLLED:
+                store.rollups = True
+                answer = store.panel(project, name, window, limit=1000)
+                if store._rolled(name, window, Slice()):
+                    from_rollups += store._clean(project, window)[1]["clean_hours"] != [0]
+                store.rollups = False
+                assert answer == store.panel(project, name, window, limit=1000), (project, name, window)
+    store.rollups = True
+    return from_rollups
+
+
+def dirty_hours(store: ClickHouseStore, project: str | None = None) -> int:
+    where = "1" if project is None else "project = %(project)s"
+    state = store._run(clickhouse_store._STATE.format(where=where), {"project": project or ""})
+    return sum(row["began"] <= row["marked"] for row in state)
+
+
+def rollup_rows(store: ClickHouseStore) -> int:
+    return store._run("SELECT count() AS n FROM rollup_counts", {})[0]["n"]
+
+
+def test_rolled_up_panels_equal_the_raw_rows_after_out_of_order_batches_and_retries(engine, monkeypatch):
+    """Rolls at random moments between the batches; reads while hours are dirty (no roll at the read), then after a
+    roll at the read, then after every hour is rolled."""
+    monkeypatch.setattr(clickhouse_store, "ROLL_AT_READ", 10**9)
+    rng = random.Random(11)
+    fill(engine, 11, between=lambda: rng.random() < 0.4 and engine.roll())
+    assert dirty_hours(engine) > 0 and rollup_rows(engine) > 0
+    # how many hours the rolls between the batches left clean depends on the clock (a mark in a roll's second)
+    assert assert_rollups_answer_as_raw_rows(engine, 11) > 0, "clean hours and dirty ones read together"
+    monkeypatch.setattr(clickhouse_store, "ROLL_AT_READ", 0)  # the first read rolls its project's dirty hours
+    assert assert_rollups_answer_as_raw_rows(engine, 11) >= 30
+    assert dirty_hours(engine) == 0
+    assert engine.roll() == 0, "nothing left to roll"
+
+
+def test_reads_while_the_hours_are_dirty_equal_the_raw_rows(engine, monkeypatch):
+    """Read between batches, the rollups behind the events by a few batches (rolled now and then by the reads)."""
+    monkeypatch.setattr(clickhouse_store, "ROLL_AT_READ", 8)
+    seen = []
+
+    def compare() -> None:
+        seen.append(dirty_hours(engine, "p"))
+        for window in (Window(EPOCH, START + timedelta(days=DAYS)), windows(6)[-1], windows(6)[4]):
+            for name in ROLLED:
+                answer = engine.panel("p", name, window, limit=1000)
+                engine.rollups = False
+                assert answer == engine.panel("p", name, window, limit=1000), (name, window)
+                engine.rollups = True
+
+    fill(engine, 6, between=compare)
+    assert len(seen) >= 10 and sum(1 for hours in seen if hours) >= 5
+    assert rollup_rows(engine) > 0
+
+
+def second_boundary() -> None:
+    """Until just after the clock's second changes: the steps that follow happen within one second."""
+    time.sleep(1 - time.time() % 1 + 0.01)
+
+
+def batch(prefix: str, hour: int, count: int = 20, user: str = "dave") -> list:
+    at = START + timedelta(hours=hour, minutes=5)
+    return [
+        validated_event(event_id=f"{prefix}{i}", type="mcp:tools/call", user_id=user, client_name="Cursor",
+                        session_id=f"{prefix}-s", timestamp_ns=int((at + timedelta(seconds=i)).timestamp() * 1e9))
+        for i in range(count)
+    ]  # fmt: skip
+
+
+def test_an_insert_of_another_instance_racing_a_roll_leaves_its_hour_dirty(make, monkeypatch):
+    """Instance two stores events in an hour while instance one rolls it, in the second its roll began: after the
+    roll took its time R and before it read the events, then after it read them. Either way the mark (R or later) is
+    not older than the roll: the hour stays dirty, read raw, until a roll that began after the mark."""
+    monkeypatch.setattr(clickhouse_store, "ROLL_AT_READ", 10**9)
+    one = make()
+    two = make(database=one.address.database)
+    fill(one, 12)
+    second_boundary()  # a mark in the second a roll began leaves its hour dirty
+    one.roll()
+    window = Window(START + timedelta(hours=1, minutes=30), START + timedelta(hours=30, minutes=30))
+    hour = int((START + timedelta(hours=10)).timestamp())
+    for step, when in enumerate(("before the roll read", "after the roll read")):
+        for attempt in range(5):  # until the steps fit in one second (a loaded machine may take longer)
+            second_boundary()
+            began = one._now()
+            if when == "before the roll read":
+                two.add("p", batch(f"race{step}-{attempt}-", 10))
+                one._count("p", [hour], began)
+            else:
+                one._count("p", [hour], began)
+                two.add("p", batch(f"race{step}-{attempt}-", 10))
+            one._rolled_at("p", [hour], began)
+            if one._now() == began:
+                break
+        else:
+            pytest.fail("no attempt fit in one second")
+        assert dirty_hours(one, "p") == 1, when
+        for instance in (one, two):
+            assert assert_rollups_answer_as_raw_rows(instance, 12, ("p",)) > 0, when
+        for name in ROLLED:
+            assert one.panel("p", name, window) == two.panel("p", name, window) != []
+        summary = one.panel("p", "summary", window)[0]
+        one.rollups = False
+        assert summary == one.panel("p", "summary", window)[0]
+        one.rollups = True
+    second_boundary()
+    assert one.roll("p") == 1 and dirty_hours(one, "p") == 0
+    assert assert_rollups_answer_as_raw_rows(two, 12, ("p",)) > 0
+
+
+def test_two_instances_rolling_at_once_while_a_third_inserts_are_exact(make, monkeypatch):
+    monkeypatch.setattr(clickhouse_store, "ROLL_AT_READ", 10**9)
+    one = make()
+    two, three = (make(database=one.address.database) for _ in range(2))
+    fill(one, 13)
+    errors: list[BaseException] = []
+
+    def guarded(job) -> None:
+        try:
+            job()
+        except BaseException as error:  # noqa: BLE001 - reported by the test's thread
+            errors.append(error)
+
+    def rolls(store: ClickHouseStore) -> None:
+        for _ in range(6):
+            store.roll()
+
+    def inserts() -> None:
+        for index in range(12):
+            three.add("p", batch(f"third{index}-", index * 5 % 70, count=15, user=f"u{index % 3}"))
+
+    threads = [threading.Thread(target=guarded, args=(job,)) for job in (lambda: rolls(one), lambda: rolls(two),
+                                                                          inserts)]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(300)
+    assert not errors, errors
+    assert assert_rollups_answer_as_raw_rows(one, 13) > 0
+    second_boundary()
+    one.roll()
+    assert dirty_hours(one) == 0
+    assert assert_rollups_answer_as_raw_rows(two, 13) >= 30
+
+
+def test_a_roll_that_stopped_before_recording_itself_changes_no_answer(make, monkeypatch):
+    """A roll that wrote its counts (a later version) and stopped before recording its hours: clean hours read the
+    same counts (``FINAL`` takes its rows, as complete as the recorded roll's), dirty ones are still read raw."""
+    monkeypatch.setattr(clickhouse_store, "ROLL_AT_READ", 10**9)
+    store = make()
+    fill(store, 14)
+    second_boundary()
+    store.roll()
+    second_boundary()
+    store.add("p", batch("late-", 20))  # hour 20 dirty
+    store.roll("q")
+    second_boundary()
+    hours = sorted({int((START + timedelta(hours=h)).timestamp()) for h in range(0, 72, 3)})
+    store._count("p", hours, store._now())  # and never recorded
+    assert dirty_hours(store, "p") == 1
+    assert assert_rollups_answer_as_raw_rows(store, 14) >= 30
+
+
+def test_rollups_equal_the_raw_rows_after_deletion_and_retention(engine, monkeypatch):
+    """A user's events deleted (their keys' rows stay in the rollups, of an older roll: not read), then retention
+    in the middle of a day (the days before dropped from the rollups too, the rest of the cutoff's day dirty)."""
+    monkeypatch.setattr(clickhouse_store, "ROLL_AT_READ", 10**9)
+    fill(engine, 15)
+    second_boundary()
+    engine.roll()
+    assert dirty_hours(engine) == 0
+    anonymous = engine._run("SELECT count() AS n FROM events FINAL WHERE user_id IS NULL", {})[0]["n"]
+    assert engine.delete(None, user_id="bob") > 0
+    after = engine._run("SELECT count() AS n FROM events FINAL WHERE user_id IS NULL", {})[0]["n"]
+    assert after == anonymous > 0, "a user's deletion keeps the events of no user"
+    assert dirty_hours(engine) > 0
+    assert assert_rollups_answer_as_raw_rows(engine, 15) >= 30
+    second_boundary()
+    engine.roll()
+    assert dirty_hours(engine) == 0
+    stale = engine._run("SELECT count() AS n FROM rollup_counts WHERE user_id = 'bob'", {})[0]["n"]
+    assert stale > 0, "bob's rows of the older roll are still in the table..."
+    assert assert_rollups_answer_as_raw_rows(engine, 15) >= 30, "...and no answer counts them"
+    assert all(row["user"] != "bob" for row in engine.panel("p", "users", Window(EPOCH, START + timedelta(days=9))))
+    cutoff = START + timedelta(days=1, hours=13, minutes=20)
+    assert engine.delete(None, before=cutoff) > 0
+    first = engine._run("SELECT toUInt32(toYYYYMMDD(min(hour))) AS day FROM rollup_counts", {})[0]["day"]
+    assert first == 20261121, "the rollups of the day dropped are dropped"
+    assert assert_rollups_answer_as_raw_rows(engine, 15) >= 30
+    second_boundary()
+    engine.roll()
+    assert assert_rollups_answer_as_raw_rows(engine, 15) >= 30
+
+
+def test_the_api_rolls_the_dirty_hours_at_start_up_and_then_every_minute(make, monkeypatch):
+    monkeypatch.setattr(api, "ROLL_INTERVAL", 0.5)
+    store = make()
+    store.add("p", batch("api-", 3))
+    second_boundary()
+    assert dirty_hours(store) == 1
+    with in_thread(create_app(store, ApiKeys([("p", "key")]))):
+        deadline = time.monotonic() + 30
+        while dirty_hours(store) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert dirty_hours(store) == 0, "rolled at start-up"
+        store.add("p", batch("api-later-", 7))
+        assert dirty_hours(store) == 1
+        time.sleep(1.1)  # the mark is older than the next roll
+        while dirty_hours(store) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert dirty_hours(store) == 0, "and again later"
