@@ -178,7 +178,6 @@ def _runs(events: str) -> str:
         )"""
 
 
-_SINGLES = f"countIf(NOT {_GROUPED})"
 """A window's events of no group: a session each."""
 
 
@@ -243,14 +242,57 @@ _SESSION_FIGURES = """min(ts) AS started, max(ts) AS ended,
     count() AS events, countIf(type = 'mcp:tools/call') AS tool_calls, countIf(is_error = 1) AS failures,
     count(intent) AS intents"""
 
+
+def _counted_panels(counted: str) -> dict[str, str]:
+    """``summary``, ``clients`` and ``users`` over ``counted``: the window's events as counts (``type``,
+    ``client_name``, ``user_id``, ``grouped``, ``n_events``, ``n_failures``, ``n_last``, ``user_name``), one per event
+    (``_EVENT_COUNTS``) or rolled up (``_COUNTED``); the sessions' runs are cut from the events either way."""
+    singles, tool_calls = "sumIf(n_events, grouped = 0)", "sumIf(n_events, type = 'mcp:tools/call')"
+    users = "uniqExactIf(assumeNotNull(user_id), user_id IS NOT NULL)"
+    return {
+        "summary": f"""
+            SELECT events, failures, {_round("1 - failures / nullIf(events, 0)", 4)} AS success_rate, tool_calls,
+                singles + (SELECT uniqExact(grp, run) FROM ({_runs("{events}")})) AS sessions, users, clients
+            FROM (
+                SELECT sum(n_events) AS events, sum(n_failures) AS failures, {tool_calls} AS tool_calls,
+                    {singles} AS singles, {users} AS users,
+                    uniqExactIf(assumeNotNull(client_name), client_name IS NOT NULL) AS clients
+                FROM {counted}
+            )""",
+        "clients": f"""
+            SELECT client, events, tool_calls, failures, other_sessions + ifNull(runs, 0) AS sessions, users FROM (
+                SELECT ifNull(client_name, '(unknown)') AS client, sum(n_events) AS events, {tool_calls} AS tool_calls,
+                    sum(n_failures) AS failures, {singles} AS other_sessions, {users} AS users
+                FROM {counted} GROUP BY client
+            ) AS known ALL LEFT JOIN (
+                SELECT ifNull(client_name, '(unknown)') AS client, uniqExact(grp, run) AS runs
+                FROM ({_runs("{events}")}) GROUP BY client
+            ) AS joined USING (client)
+            ORDER BY events DESC, client LIMIT %(limit)s""",
+        "users": f"""
+            SELECT user, name, events, tool_calls, failures, other_sessions + ifNull(runs, 0) AS sessions, last_seen
+            FROM (
+                SELECT assumeNotNull(user_id) AS user, any(user_name) AS name, sum(n_events) AS events,
+                    {tool_calls} AS tool_calls, sum(n_failures) AS failures, {singles} AS other_sessions,
+                    max(n_last) AS last_seen
+                FROM {counted} WHERE user_id IS NOT NULL GROUP BY user
+            ) AS known ALL LEFT JOIN (
+                SELECT assumeNotNull(user_id) AS user, uniqExact(grp, run) AS runs
+                FROM ({_runs("{events}")}) WHERE user_id IS NOT NULL GROUP BY user
+            ) AS joined USING (user)
+            ORDER BY events DESC, user LIMIT %(limit)s""",
+    }
+
+
+_EVENT_COUNTS = f"""
+    SELECT type, client_name, user_id, toUInt8({_GROUPED}) AS grouped, toUInt64(1) AS n_events,
+        toUInt64(is_error) AS n_failures, ts_us AS n_last, user_name
+    FROM {{events}} WHERE {_IN_WINDOW}"""
+"""The window's events as ``_counted_panels`` counts them, one row each."""
+
+
 _PANELS: dict[str, str] = {
-    "summary": f"""
-        SELECT count() AS events, countIf(is_error = 1) AS failures,
-            {_round("1 - countIf(is_error = 1) / nullIf(count(), 0)", 4)} AS success_rate,
-            countIf(type = 'mcp:tools/call') AS tool_calls,
-            {_SINGLES} + (SELECT uniqExact(grp, run) FROM ({_runs("{events}")})) AS sessions,
-            uniqExactIf(assumeNotNull(user_id), user_id IS NOT NULL) AS users, uniqExactIf(assumeNotNull(client_name), client_name IS NOT NULL) AS clients
-        FROM {{events}} WHERE {_IN_WINDOW}""",
+    **_counted_panels(f"({_EVENT_COUNTS})"),
     "timeseries": f"""
         SELECT {_BUCKET} AS bucket, intDiv(%(bucket)s, 1000000) AS bucket_seconds,
             multiIf(%(by)s = 'family', {_FAMILY}, %(by)s = 'tool', resource,
@@ -284,28 +326,6 @@ _PANELS: dict[str, str] = {
             uniqExactIf(assumeNotNull(user_id), user_id IS NOT NULL) AS users, max(ts_us) AS last_called,
             {_round(f"count() / (SELECT count() FROM {{events}} WHERE {_TOOL_CALLS})", 4)} AS share
         FROM {{events}} WHERE {_TOOL_CALLS} GROUP BY resource ORDER BY calls DESC, tool LIMIT %(limit)s""",
-    "clients": f"""
-        SELECT client, events, tool_calls, failures, other_sessions + ifNull(runs, 0) AS sessions, users FROM (
-            SELECT ifNull(client_name, '(unknown)') AS client, count() AS events,
-                countIf(type = 'mcp:tools/call') AS tool_calls, countIf(is_error = 1) AS failures,
-                {_SINGLES} AS other_sessions, uniqExactIf(assumeNotNull(user_id), user_id IS NOT NULL) AS users
-            FROM {{events}} WHERE {_IN_WINDOW} GROUP BY client
-        ) AS known ALL LEFT JOIN (
-            SELECT ifNull(client_name, '(unknown)') AS client, uniqExact(grp, run) AS runs
-            FROM ({_runs("{events}")}) GROUP BY client
-        ) AS joined USING (client)
-        ORDER BY events DESC, client LIMIT %(limit)s""",
-    "users": f"""
-        SELECT user, name, events, tool_calls, failures, other_sessions + ifNull(runs, 0) AS sessions, last_seen FROM (
-            SELECT assumeNotNull(user_id) AS user, any(user_name) AS name, count() AS events,
-                countIf(type = 'mcp:tools/call') AS tool_calls, countIf(is_error = 1) AS failures,
-                {_SINGLES} AS other_sessions, max(ts_us) AS last_seen
-            FROM {{events}} WHERE {_IN_WINDOW} AND user_id IS NOT NULL GROUP BY user
-        ) AS known ALL LEFT JOIN (
-            SELECT assumeNotNull(user_id) AS user, uniqExact(grp, run) AS runs
-            FROM ({_runs("{events}")}) WHERE user_id IS NOT NULL GROUP BY user
-        ) AS joined USING (user)
-        ORDER BY events DESC, user LIMIT %(limit)s""",
     "failures": f"""
         SELECT origin, reason, failures, origin_failures, example, last_seen FROM (
             SELECT ifNull(failure_origin, 'unknown') AS origin, coalesce(failure_reason, error_type) AS reason,
@@ -615,57 +635,15 @@ _COUNTED = f"""(
     WHERE project = %(project)s AND hour >= toDateTime(%(whole_start_s)s) AND hour < toDateTime(%(whole_end_s)s)
         AND version >= toDateTime(transform(toUInt32(hour), %(clean_hours)s, %(clean_began)s, {_NOT_ROLLED}))
     UNION ALL
-    SELECT type, client_name, user_id, toUInt8({_GROUPED}) AS grouped, toUInt64(1) AS n_events,
-        toUInt64(is_error) AS n_failures, ts_us AS n_last, user_name
-    FROM events FINAL
-    WHERE {_IN_WINDOW} AND (at < toDateTime(%(whole_start_s)s) OR at >= toDateTime(%(whole_end_s)s){{dirty}})
+    {_EVENT_COUNTS}
+        AND (at < toDateTime(%(whole_start_s)s) OR at >= toDateTime(%(whole_end_s)s){{dirty}})
 )"""
 """The window's events as counts: its clean whole hours (``clean_hours``, each with the roll that made it clean,
 ``clean_began``) from ``rollup_counts``, the partial hours at its edges and its dirty hours (``{dirty}``: ``OR``
 their ranges of ``at``) from the events."""
 
 
-def _rolled_panels(counted: str) -> dict[str, str]:
-    """``summary``, ``clients`` and ``users`` over ``counted`` (``_COUNTED``), the same rows as ``_PANELS`` has for
-    them; the sessions' runs are still cut from the raw events."""
-    singles, tool_calls = "sumIf(n_events, grouped = 0)", "sumIf(n_events, type = 'mcp:tools/call')"
-    users = "uniqExactIf(assumeNotNull(user_id), user_id IS NOT NULL)"
-    return {
-        "summary": f"""
-            SELECT events, failures, {_round("1 - failures / nullIf(events, 0)", 4)} AS success_rate, tool_calls,
-                singles + (SELECT uniqExact(grp, run) FROM ({_runs("{events}")})) AS sessions, users, clients
-            FROM (
-                SELECT sum(n_events) AS events, sum(n_failures) AS failures, {tool_calls} AS tool_calls,
-                    {singles} AS singles, {users} AS users,
-                    uniqExactIf(assumeNotNull(client_name), client_name IS NOT NULL) AS clients
-                FROM {counted}
-            )""",
-        "clients": f"""
-            SELECT client, events, tool_calls, failures, other_sessions + ifNull(runs, 0) AS sessions, users FROM (
-                SELECT ifNull(client_name, '(unknown)') AS client, sum(n_events) AS events, {tool_calls} AS tool_calls,
-                    sum(n_failures) AS failures, {singles} AS other_sessions, {users} AS users
-                FROM {counted} GROUP BY client
-            ) AS known ALL LEFT JOIN (
-                SELECT ifNull(client_name, '(unknown)') AS client, uniqExact(grp, run) AS runs
-                FROM ({_runs("{events}")}) GROUP BY client
-            ) AS joined USING (client)
-            ORDER BY events DESC, client LIMIT %(limit)s""",
-        "users": f"""
-            SELECT user, name, events, tool_calls, failures, other_sessions + ifNull(runs, 0) AS sessions, last_seen
-            FROM (
-                SELECT assumeNotNull(user_id) AS user, any(user_name) AS name, sum(n_events) AS events,
-                    {tool_calls} AS tool_calls, sum(n_failures) AS failures, {singles} AS other_sessions,
-                    max(n_last) AS last_seen
-                FROM {counted} WHERE user_id IS NOT NULL GROUP BY user
-            ) AS known ALL LEFT JOIN (
-                SELECT assumeNotNull(user_id) AS user, uniqExact(grp, run) AS runs
-                FROM ({_runs("{events}")}) WHERE user_id IS NOT NULL GROUP BY user
-            ) AS joined USING (user)
-            ORDER BY events DESC, user LIMIT %(limit)s""",
-    }
-
-
-_ROLLED_PANELS = _rolled_panels(_COUNTED)
+_ROLLED_PANELS = _counted_panels(_COUNTED)
 """The panels read from the rollups (``ClickHouseStore._rolled``); ``_PANELS`` has the same read from the raw events."""
 ROLL_AT_READ = 6
 """Dirty whole hours in a rolled-up panel's window above which the read rolls them up first (they are read raw)."""
