@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import duckdb
 import pytest
@@ -132,6 +133,16 @@ def assert_rollups_answer_as_raw_rows(store: DuckDBStore, seed: int) -> None:
     assert rolled >= 15 * 3 * len(ROLLED)  # the rollups answered most of them: the comparison is not vacuous
 
 
+def assert_read_as_raw_rows(store: Any, names: tuple[str, ...], windows: list[Window], project: str = "p") -> None:
+    """Each panel of ``names`` over each of ``windows`` answers as the raw rows do (``store.rollups``: either store)."""
+    for window in windows:
+        for name in names:
+            answer = store.panel(project, name, window, limit=1000)
+            store.rollups = False
+            assert answer == store.panel(project, name, window, limit=1000), (name, window)
+            store.rollups = True
+
+
 def behind(store: DuckDBStore) -> int:
     """The hours recorded with events that the rollups have not caught up with."""
     return store._connection.execute("SELECT count(*) FROM rollup_behind").fetchone()[0]
@@ -159,12 +170,7 @@ def test_panels_read_while_events_are_behind_the_rollups_equal_the_raw_rows(monk
 
     def compare() -> None:
         reads.append(behind(store))
-        for window in (Window(EPOCH, START + timedelta(days=DAYS)), windows(6)[-1]):
-            for name in ROLLED:
-                answer = store.panel("p", name, window, limit=1000)
-                store.rollups = False
-                assert answer == store.panel("p", name, window, limit=1000), (name, window)
-                store.rollups = True
+        assert_read_as_raw_rows(store, ROLLED, [Window(EPOCH, START + timedelta(days=DAYS)), windows(6)[-1]])
 
     fill(store, 6, between=compare)
     assert len(reads) >= 10 and sum(1 for hours in reads if hours) >= 5
