@@ -181,14 +181,39 @@ def _runs(events: str) -> str:
 """A window's events of no group: a session each."""
 
 
+def _bucket(ms: str) -> str:
+    """The histogram bucket (``store.BUCKET_GROWTH``) of the value ``ms`` (the DuckDB store's ``_bucket``)."""
+    per_log = repr(1 / math.log(store.BUCKET_GROWTH))
+    least = store.LEAST_MS
+    sign = f"multiIf(({ms}) >= {least}, 1, ({ms}) <= -{least}, -1, 0)"
+    return f"{sign} * (toInt64(floor(log(greatest(abs({ms}), {least}) / {least}) * {per_log})) + 1)"
+
+
+def _middle(key: str) -> str:
+    """The middle of bucket ``key``."""
+    middle = repr(store.LEAST_MS * (1 + store.BUCKET_GROWTH) / 2)
+    growth = store.BUCKET_GROWTH
+    return (
+        f"multiIf({key} > 0, {middle} * pow({growth}, {key} - 1), {key} < 0, -{middle} * pow({growth}, -{key} - 1), 0.)"
+    )
+
+
 def _quantile(expr: str, level: float, condition: str | None = None) -> str:
-    """The ``level`` quantile of ``expr`` interpolated linearly between the two nearest values, exactly (the
-    definition of DuckDB's ``quantile_cont``, which ClickHouse has no function for in every release): the values
-    are collected and sorted, so its memory is the group's size. NaN where there is none (read as null)."""
+    """The ``level`` quantile of ``expr`` as the DuckDB store reads it from its histograms (``store.BUCKET_GROWTH``):
+    interpolated as ``quantile_cont`` between the values at the ranks around it, each read as its bucket's middle
+    within the least and greatest value of the group in that bucket. Here the values are collected and sorted (its
+    memory is the group's size), which gives each rank's bucket and the bucket's least and greatest. NaN where there
+    is none (read as null)."""
     values = f"groupArrayIf({expr}, {condition})" if condition else f"groupArray({expr})"
     pos = f"(length(s) - 1) * {level}"
-    lo, hi = f"s[toUInt64(floor({pos})) + 1]", f"s[toUInt64(ceil({pos})) + 1]"
-    return f"arrayMap(s -> if(length(s) = 0, nan, {lo} + ({pos} - floor({pos})) * ({hi} - {lo})), [arraySort({values})])[1]"
+
+    def value(index: str) -> str:  # s: the values sorted, ks: their buckets
+        first = f"indexOf(ks, ks[{index}])"
+        return f"least(greatest({_middle(f'ks[{index}]')}, s[{first}]), s[{first} + countEqual(ks, ks[{index}]) - 1])"
+
+    lo, hi = value(f"toUInt64(floor({pos})) + 1"), value(f"toUInt64(ceil({pos})) + 1")
+    found = f"if(length(s) = 0, nan, {lo} + ({pos} - floor({pos})) * ({hi} - {lo}))"
+    return f"arrayMap(s -> arrayMap(ks -> {found}, [arrayMap(x -> {_bucket('x')}, s)])[1], [arraySort({values})])[1]"
 
 
 def _round(expr: str, digits: int) -> str:
@@ -579,10 +604,13 @@ _SLO_BASELINE = f"""
     GROUP BY tool"""
 """The observed p95 of each tool called in the window, over the 7 days up to the window's end (the tier it is in);
 none (the fastest tier) for a tool called in a longer window but not in those 7 days."""
+_SLO_TARGET = (
+    "CAST(%(slo_targets)s AS Array(Float64))[indexOf(CAST(%(slo_tools)s AS Array(String)), assumeNotNull(resource))]"
+)
+"""The target of a tool's tier."""
 _SLO_WINDOW = f"""
     SELECT assumeNotNull(resource) AS tool, count() AS calls,
-        countIf(duration_ms <= CAST(%(slo_targets)s AS Array(Float64))[indexOf(CAST(%(slo_tools)s AS Array(String)),
-            assumeNotNull(resource))]) AS within,
+        countIf({_bucket("duration_ms")} <= {_bucket(_SLO_TARGET)}) AS within,
         {_round(_quantile("duration_ms", 0.95), 3)} AS p95_ms
     FROM {{events}} WHERE {_TOOL_CALLS} GROUP BY tool ORDER BY calls DESC, tool"""
 _QUERIES = {**_PANELS, "slo": _SLO_BASELINE}

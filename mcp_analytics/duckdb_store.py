@@ -9,6 +9,7 @@ order in which events arrived.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
 from collections.abc import Iterator, Sequence
@@ -26,10 +27,21 @@ from mcp_analytics.alerts import MAX_DELIVERY_ATTEMPTS, Alert, Rules, Transition
 from mcp_analytics.event_columns import to_arrow
 from mcp_analytics.models import Event, IngestResult
 from mcp_analytics.recent_ids import DEFAULT_CAPACITY, RecentIds
-from mcp_analytics.store import BYTES_PER_TOKEN, EPOCH, SESSION_GAP, Prices, Slice, Slos, Window
+from mcp_analytics.store import (
+    BUCKET_GROWTH,
+    BYTES_PER_TOKEN,
+    EPOCH,
+    LEAST_MS,
+    SESSION_GAP,
+    Prices,
+    Slice,
+    Slos,
+    Window,
+)
 
 logger = logging.getLogger(__name__)
 
+REQUEST_TYPES = ("mcp:tools/call", "mcp:resources/read", "mcp:prompts/get", "mcp:completion/complete")
 _GROUPED = "coalesce(session_id, user_id, caller_id) IS NOT NULL"
 """An event of some session group (``_GROUP``); the others are sessions of their own."""
 
@@ -93,6 +105,80 @@ def _costs(source: str) -> str:
     GROUP BY ALL"""
 
 
+_MEASURES = {"d": "duration_ms", "o": "duration_ms - coalesce(upstream_ms, 0)", "u": "coalesce(upstream_ms, 0)"}
+"""The timings of a request kept as histograms (``store.BUCKET_GROWTH``): its duration, the server's own part of it
+and the upstream part."""
+
+
+def _bucket(ms: str) -> str:
+    """The histogram bucket (``store.BUCKET_GROWTH``) of the value ``ms`` (the ClickHouse store's ``_bucket``)."""
+    per_log = repr(1 / math.log(BUCKET_GROWTH))
+    sign = f"(CASE WHEN ({ms}) >= {LEAST_MS} THEN 1 WHEN ({ms}) <= -{LEAST_MS} THEN -1 ELSE 0 END)"
+    return f"{sign} * (CAST(floor(ln(greatest(abs({ms}), {LEAST_MS}) / {LEAST_MS}) * {per_log}) AS INTEGER) + 1)"
+
+
+_MIDDLE = f"""(CASE WHEN key > 0 THEN {LEAST_MS * (1 + BUCKET_GROWTH) / 2!r} * pow({BUCKET_GROWTH}, key - 1)
+    WHEN key < 0 THEN -{LEAST_MS * (1 + BUCKET_GROWTH) / 2!r} * pow({BUCKET_GROWTH}, -key - 1) ELSE 0.0 END)"""
+"""The middle of bucket ``key``."""
+_VALUE = f"least(greatest({_MIDDLE}, lo_ms), hi_ms)"
+"""What a value of a histogram row is read as: its bucket's middle, within the least and greatest value there."""
+
+
+def _timed(source: str, where: str) -> str:
+    """Each request of ``source`` that matches ``where`` as one histogram row (``project``, ``ts``, ``type``,
+    ``resource``, ``server_name``, ``measure``, ``key``: the bucket, ``n``, ``ms``: the sum, ``lo_ms``, ``hi_ms``:
+    the least and greatest value) per measure of ``_MEASURES``."""
+    values = ", ".join(f"struct_pack(measure := '{name}', ms := {value})" for name, value in _MEASURES.items())
+    return f"""
+    SELECT project, ts, type, resource, server_name, t.measure, {_bucket("t.ms")} AS key, 1 AS n, t.ms AS ms,
+        t.ms AS lo_ms, t.ms AS hi_ms
+    FROM (
+        SELECT project, ts, type, resource, server_name, unnest([{values}]) AS t FROM {source}
+        WHERE {where} AND type IN {REQUEST_TYPES}
+    )"""
+
+
+def _timings(source: str) -> str:
+    """The rows of ``rollup_timings`` for the events of ``source``: the histograms of the requests' timings per hour,
+    method, tool (or prompt, resource) and server (the percentiles of ``latency``, ``tools``, ``slo``, the alerts)."""
+    return f"""
+    SELECT project, date_trunc('hour', ts) AS hour, type, resource, server_name, measure, key, count(*) AS n,
+        sum(ms) AS ms, min(ms) AS lo_ms, max(ms) AS hi_ms
+    FROM ({_timed(source, "kind <> 'client'")}) GROUP BY ALL"""
+
+
+def _histograms(timings: str, by: str = "") -> str:
+    """The histograms of ``timings`` (rows as ``_timed``'s, with any ``n``) per value of ``by`` (its columns; none:
+    one) and measure: a row per bucket with ``upto`` (how many values up to its end) and ``total``, which
+    ``_percentile`` reads."""
+    keys = f"{by}, measure" if by else "measure"
+    return f"""(
+    SELECT *, sum(n) OVER (PARTITION BY {keys} ORDER BY key) AS upto, sum(n) OVER (PARTITION BY {keys}) AS total
+    FROM (
+        SELECT {keys}, key, sum(n) AS n, sum(ms) AS ms, min(lo_ms) AS lo_ms, max(hi_ms) AS hi_ms
+        FROM ({timings}) GROUP BY ALL
+    ))"""
+
+
+def _percentile(measure: str, level: float) -> str:
+    """An aggregate of ``_histograms`` rows: the ``level`` quantile of ``measure`` as ``quantile_cont`` would
+    interpolate it, each value read as its bucket's middle within the bucket's least and greatest (within 1%;
+    the ClickHouse store's ``_quantile``)."""
+    mine = f"measure = '{measure}'"
+    at = f"((max(total) FILTER (WHERE {mine}) - 1) * {level})"
+
+    def value(rank: str) -> str:
+        return f"arg_min({_VALUE}, key) FILTER (WHERE {mine} AND upto > {rank})"
+
+    lo, hi = value(f"floor((total - 1) * {level})"), value(f"ceil((total - 1) * {level})")
+    return f"({lo} + ({at} - floor({at})) * ({hi} - {lo}))"
+
+
+def _p(measure: str, level: float) -> str:
+    """``_percentile`` rounded to the microsecond, as the panels show it."""
+    return f"round({_percentile(measure, level)}, 3)"
+
+
 _ROLLUPS = {
     "rollup_counts": (
         _counts,
@@ -115,6 +201,11 @@ _ROLLUPS = {
         _costs,
         """resource, user_id, CAST(sum(calls) AS BIGINT) AS calls, CAST(sum(response_bytes) AS BIGINT) AS response_bytes,
         CAST(sum(responses) AS BIGINT) AS responses, sum(total_ms) AS total_ms""",
+    ),
+    "rollup_timings": (
+        _timings,
+        """type, resource, server_name, measure, key, CAST(sum(n) AS BIGINT) AS n, sum(ms) AS ms,
+        min(lo_ms) AS lo_ms, max(hi_ms) AS hi_ms""",
     ),
 }
 """The rollups counted per hour: the query of a table's rows for some events, and its rows merged (one per key)."""
@@ -232,6 +323,17 @@ MIGRATIONS: list[tuple[int, str]] = [
         INSERT INTO rollup_people BY NAME {_people("events")};
         """,
     ),
+    (
+        9,
+        f"""
+        CREATE TABLE rollup_timings (
+            project VARCHAR NOT NULL, hour TIMESTAMP NOT NULL, type VARCHAR NOT NULL, resource VARCHAR,
+            server_name VARCHAR, measure VARCHAR NOT NULL, key INTEGER NOT NULL, n BIGINT NOT NULL, ms DOUBLE NOT NULL,
+            lo_ms DOUBLE NOT NULL, hi_ms DOUBLE NOT NULL
+        );
+        INSERT INTO rollup_timings BY NAME {_timings("events")};
+        """,
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -243,7 +345,6 @@ WHERE stored.ts BETWEEN (SELECT min(ts) FROM candidates) AND (SELECT max(ts) FRO
 """
 """Which candidate events are stored already. An event's id fixes its timestamp, so only their time range is read."""
 
-REQUEST_TYPES = ("mcp:tools/call", "mcp:resources/read", "mcp:prompts/get", "mcp:completion/complete")
 _FAMILY = f"""CASE
     WHEN type LIKE 'custom:%' THEN 'custom'
     WHEN failure_origin = 'auth' THEN 'auth'
@@ -448,7 +549,8 @@ _SESSION_FIGURES = """min(ts) AS started, max(ts) AS ended,
 
 # ---------------------------------------------------------------- rollups: what the panels read, kept up at ingest
 # ``_ROLLUPS``: counts per hour (``rollup_counts`` by method and tool, ``rollup_people`` by client and user, the
-# listings, argument lists and costs of the panels that read them). ``rollup_runs``: the sessions cut from each
+# listings, argument lists and costs of the panels that read them, ``rollup_timings``: the histograms the percentiles
+# are read from, which add up exactly as counts do). ``rollup_runs``: the sessions cut from each
 # group's whole history, one row per run, user, client and hour with its first and last event there. A panel over
 # an hour or more (and no slice: a slice cuts sessions of its own) reads the rollups' whole hours in the window and
 # the raw events of the partial hours at its edges, which answers exactly what the raw events do: a run's row of one
@@ -687,7 +789,75 @@ def _sessions_panel(chosen: str, earlier: str) -> str:
         ORDER BY started DESC, session LIMIT $limit"""
 
 
+_TIMING_COLUMNS = f"""{_p("d", 0.5)} AS p50_ms, {_p("d", 0.95)} AS p95_ms, {_p("d", 0.99)} AS p99_ms,
+    {_p("o", 0.95)} AS own_p95_ms, {_p("u", 0.95)} AS upstream_p95_ms,
+    round(sum(ms) FILTER (WHERE measure = 'u') / nullif(sum(ms) FILTER (WHERE measure = 'd'), 0), 4) AS upstream_share"""
+"""The ``latency`` and ``trends`` panels' timings, aggregates of ``_histograms`` rows."""
+
+
+def _latency(timings: str) -> str:
+    """The ``latency`` panel over ``timings`` (``_timed`` rows): all requests, then each tool."""
+    columns = f"CAST(coalesce(sum(n) FILTER (WHERE measure = 'd'), 0) AS BIGINT) AS calls, {_TIMING_COLUMNS}"
+    return f"""
+        WITH timings AS ({timings})
+        SELECT NULL AS tool, {columns} FROM {_histograms("FROM timings")}
+        UNION ALL (
+            SELECT resource AS tool, {columns}
+            FROM {_histograms("FROM timings WHERE type = 'mcp:tools/call' AND resource IS NOT NULL", "resource")}
+            GROUP BY resource ORDER BY p95_ms DESC, tool LIMIT $limit
+        )"""
+
+
+def _tools(calls: str, users: str, timings: str) -> str:
+    """The ``tools`` panel over ``calls`` (``resource``, ``events``, ``failures``, ``last_ts``), ``users``
+    (``resource``, ``user_id``) and ``timings`` (``_timed`` rows of the tool calls)."""
+    return f"""
+        WITH per_tool AS (
+            SELECT resource, CAST(sum(events) AS BIGINT) AS calls, CAST(sum(failures) AS BIGINT) AS errors,
+                max(last_ts) AS last_called
+            FROM ({calls}) GROUP BY resource
+        ),
+        per_user AS (SELECT resource, count(DISTINCT user_id) AS users FROM ({users}) GROUP BY resource),
+        p95 AS (
+            SELECT resource, {_p("d", 0.95)} AS p95_ms
+            FROM {_histograms(f"SELECT * FROM ({timings}) WHERE measure = 'd'", "resource")} GROUP BY resource
+        )
+        SELECT resource AS tool, calls, errors, round(errors / calls, 4) AS error_rate, p95_ms,
+            coalesce(users, 0) AS users, last_called, round(calls / sum(calls) OVER (), 4) AS share
+        FROM per_tool LEFT JOIN p95 USING (resource) LEFT JOIN per_user USING (resource)
+        ORDER BY calls DESC, tool LIMIT $limit"""
+
+
+_WHOLE_HOURS = "project = $project AND hour >= $whole_start AND hour < $whole_end"
+_EDGES = "(ts < $whole_start OR ts >= $whole_end)"
+
+
+def _rolled_timings(
+    where: str,
+    start: str = "$start",
+    whole_start: str = "$whole_start",
+    end: str = "$end",
+    whole_end: str = "$whole_end",
+) -> str:
+    """``_timed`` rows of the requests from ``start`` to ``end`` (the window's) that match ``where`` (of events):
+    the rollup's whole hours (``whole_start`` to ``whole_end``), the edges' events."""
+    edges = f"ts >= {start} AND ts < {end} AND (ts < {whole_start} OR ts >= {whole_end})"
+    return f"""
+        SELECT project, hour AS ts, type, resource, server_name, measure, key, n, ms, lo_ms, hi_ms FROM rollup_timings
+        WHERE project = $project AND hour >= {whole_start} AND hour < {whole_end} AND {where}
+        UNION ALL BY NAME {_timed("events", f"project = $project AND kind <> 'client' AND {where} AND {edges}")}"""
+
+
+_ROLLED_CALLS = "type = 'mcp:tools/call' AND resource IS NOT NULL"
 _ROLLED_PANELS = {
+    "latency": _latency(_rolled_timings("true")),
+    "tools": _tools(
+        f"""SELECT resource, events, failures, last_ts FROM rollup_counts WHERE {_WHOLE_HOURS} AND {_ROLLED_CALLS}
+        UNION ALL SELECT resource, 1, CAST(is_error AS INTEGER), ts FROM events WHERE {_TOOL_CALLS} AND {_EDGES}""",
+        f"""SELECT resource, user_id FROM rollup_costs WHERE {_WHOLE_HOURS}
+        UNION ALL SELECT resource, user_id FROM events WHERE {_TOOL_CALLS} AND {_EDGES}""",
+        _rolled_timings(_ROLLED_CALLS),
+    ),
     **_counted_panels(_ROLLED_RUNS, _ROLLED_COUNTED),
     "sessions": _sessions_panel(_ROLLED_CHOSEN, _ROLLED_EARLIER),
     **{name: _unused(*unused, rolled=True) for name, unused in _UNUSED.items()},
@@ -707,17 +877,9 @@ _ROLLED_PANELS = {
             WHERE project = $project AND kind <> 'client' AND ts >= $start_hour AND ts < $start"""),
 }
 """The panels read from the rollups (``DuckDBStore._rolled``); ``_PANELS`` has the same read from the raw events."""
-_DURATIONS = "quantile_cont(duration_ms, [0.5, 0.95, 0.99])"
-"""One aggregate for the three percentiles of the duration (DuckDB computes an aggregate written several times once):
-one copy of the values sorted instead of three, 20-30% of the ``latency`` panel at 10M events."""
-_PERCENTILES = f"""
-    round({_DURATIONS}[1], 3) AS p50_ms,
-    round({_DURATIONS}[2], 3) AS p95_ms,
-    round({_DURATIONS}[3], 3) AS p99_ms,
-    round(quantile_cont(duration_ms - coalesce(upstream_ms, 0), 0.95), 3) AS own_p95_ms,
-    round(quantile_cont(coalesce(upstream_ms, 0), 0.95), 3) AS upstream_p95_ms,
-    round(sum(coalesce(upstream_ms, 0)) / nullif(sum(duration_ms), 0), 4) AS upstream_share"""
-
+_SERVER_TIMINGS = f"""SELECT coalesce(server_name, '(unknown)') AS server, *
+    FROM ({_timed("events", _IN_WINDOW)}) WHERE measure = 'd'"""
+_TIME_BUCKET = "time_bucket(CAST($bucket AS INTERVAL), ts, CAST($start AS TIMESTAMP))"
 _ERRORS_BY_ORIGIN = ", ".join(
     f"count(*) FILTER (WHERE failure_origin = '{origin}') AS {origin}_errors"
     for origin in ("client", "auth", "upstream", "server")
@@ -733,30 +895,28 @@ _PANELS: dict[str, str] = {
         FROM events WHERE {_IN_WINDOW} AND ($by <> 'tool' OR (type = 'mcp:tools/call' AND resource IS NOT NULL))
         GROUP BY ALL ORDER BY bucket, series""",
     "trends": f"""
-        SELECT time_bucket(CAST($bucket AS INTERVAL), ts, CAST($start AS TIMESTAMP)) AS bucket,
-            CAST(date_part('epoch', CAST($bucket AS INTERVAL)) AS INTEGER) AS bucket_seconds,
-            count(*) AS calls, count(*) FILTER (WHERE is_error) AS errors,
-            {_ERRORS_BY_ORIGIN},
-            {_PERCENTILES}
-        FROM events WHERE {_IN_WINDOW} AND type IN {REQUEST_TYPES}
-        GROUP BY ALL ORDER BY bucket""",
+        WITH counts AS (
+            SELECT {_TIME_BUCKET} AS bucket, count(*) AS calls, count(*) FILTER (WHERE is_error) AS errors,
+                {_ERRORS_BY_ORIGIN}
+            FROM events WHERE {_IN_WINDOW} AND type IN {REQUEST_TYPES} GROUP BY ALL
+        ),
+        timings AS (
+            SELECT bucket, {_TIMING_COLUMNS}
+            FROM {_histograms(f"SELECT {_TIME_BUCKET} AS bucket, * FROM ({_timed('events', _IN_WINDOW)})", "bucket")}
+            GROUP BY bucket
+        )
+        SELECT bucket, CAST(date_part('epoch', CAST($bucket AS INTERVAL)) AS INTEGER) AS bucket_seconds,
+            COLUMNS(* EXCLUDE (bucket))
+        FROM counts JOIN timings USING (bucket) ORDER BY bucket""",
     "extent": """
         SELECT min(ts) AS first_event, max(ts) AS last_event, count(*) AS events
         FROM events WHERE project = $project AND kind <> 'client'""",
-    "latency": f"""
-        SELECT NULL AS tool, count(*) AS calls, {_PERCENTILES}
-        FROM events WHERE {_IN_WINDOW} AND type IN {REQUEST_TYPES}
-        UNION ALL (
-            SELECT resource AS tool, count(*) AS calls, {_PERCENTILES}
-            FROM events WHERE {_TOOL_CALLS} GROUP BY resource ORDER BY p95_ms DESC, tool LIMIT $limit
-        )""",
-    "tools": f"""
-        SELECT resource AS tool, count(*) AS calls, count(*) FILTER (WHERE is_error) AS errors,
-            round(count(*) FILTER (WHERE is_error) / count(*), 4) AS error_rate,
-            round(quantile_cont(duration_ms, 0.95), 3) AS p95_ms,
-            count(DISTINCT user_id) AS users, max(ts) AS last_called,
-            round(count(*) / sum(count(*)) OVER (), 4) AS share
-        FROM events WHERE {_TOOL_CALLS} GROUP BY resource ORDER BY calls DESC, tool LIMIT $limit""",
+    "latency": _latency(_timed("events", _IN_WINDOW)),
+    "tools": _tools(
+        f"SELECT resource, 1 AS events, CAST(is_error AS INTEGER) AS failures, ts AS last_ts FROM events WHERE {_TOOL_CALLS}",
+        f"SELECT resource, user_id FROM events WHERE {_TOOL_CALLS}",
+        _timed("events", _TOOL_CALLS),
+    ),
     "failures": f"""
         SELECT coalesce(failure_origin, 'unknown') AS origin, coalesce(failure_reason, error_type) AS reason,
             count(*) AS failures, sum(count(*)) OVER (PARTITION BY coalesce(failure_origin, 'unknown')) AS origin_failures,
@@ -806,10 +966,11 @@ _PANELS: dict[str, str] = {
         FROM (
             SELECT coalesce(server_name, '(unknown)') AS server, count(*) AS events,
                 count(*) FILTER (WHERE type = 'mcp:tools/call') AS tool_calls, count(*) FILTER (WHERE is_error) AS failures,
-                round(quantile_cont(duration_ms, 0.95) FILTER (WHERE type IN {REQUEST_TYPES}), 3) AS p95_ms,
                 count(DISTINCT client_name) AS clients, count(DISTINCT user_id) AS users, max(ts) AS last_seen
             FROM events WHERE {_IN_WINDOW} GROUP BY 1
-        ) LEFT JOIN versions USING (server)
+        ) LEFT JOIN versions USING (server) LEFT JOIN (
+            SELECT server, {_p("d", 0.95)} AS p95_ms FROM {_histograms(_SERVER_TIMINGS, "server")} GROUP BY server
+        ) USING (server)
         ORDER BY events DESC, server LIMIT $limit""",
     "new_clients": _new_clients(
         "SELECT client_name FROM events WHERE project = $project AND kind <> 'client' AND ts < $start"
@@ -855,6 +1016,26 @@ _FIRST_EVENT = f"SELECT min(ts) AS first FROM events WHERE {_IN_WINDOW}"
 _SERVED = "project = $project AND kind <> 'client'"
 _CALLS = f"{_SERVED} AND type = 'mcp:tools/call' AND resource IS NOT NULL"
 _NOW = "CAST($now AS TIMESTAMP)"
+_USUAL_START = f"{_NOW} - INTERVAL 24 HOUR - INTERVAL 15 MINUTE"
+_USUAL_END = f"{_NOW} - INTERVAL 15 MINUTE"
+
+
+def _latency_spike(usual: str) -> str:
+    """The ``latency_spike`` rule over ``usual`` (``_timed`` rows of the tool calls of the 24 hours before the last
+    15 minutes)."""
+
+    def p95(timings: str, columns: str = "") -> str:
+        return f"""SELECT resource AS subject, {_percentile("d", 0.95)} AS p95{columns}
+            FROM {_histograms(f"SELECT * FROM ({timings}) WHERE measure = 'd'", "resource")} GROUP BY resource"""
+
+    recent = _timed("events", f"{_CALLS} AND ts >= {_NOW} - INTERVAL 15 MINUTE AND ts < {_NOW}")
+    return f"""
+        WITH recent AS ({p95(recent, ", sum(n) AS calls")}), usual AS ({p95(usual)})
+        SELECT subject, round(recent.p95, 3) AS observed, round($latency_factor * usual.p95, 3) AS threshold
+        FROM recent JOIN usual USING (subject)
+        WHERE recent.calls >= $latency_min_calls AND recent.p95 > $latency_factor * usual.p95"""
+
+
 _DEVIATIONS = {
     # subject, observed, threshold (a row is an alert), window: what each rule finds at $now.
     "volume_spike": (
@@ -877,19 +1058,7 @@ _DEVIATIONS = {
         "{subject}: {observed:.0f} calls in the last hour, {ratio:.1f}x the usual {usual:.1f}",
     ),
     "latency_spike": (
-        f"""
-        WITH recent AS (
-            SELECT resource AS subject, quantile_cont(duration_ms, 0.95) AS p95, count(*) AS calls FROM events
-            WHERE {_CALLS} AND ts >= {_NOW} - INTERVAL 15 MINUTE AND ts < {_NOW} GROUP BY 1
-        ),
-        usual AS (
-            SELECT resource AS subject, quantile_cont(duration_ms, 0.95) AS p95 FROM events
-            WHERE {_CALLS} AND ts >= {_NOW} - INTERVAL 24 HOUR - INTERVAL 15 MINUTE AND ts < {_NOW} - INTERVAL 15 MINUTE
-            GROUP BY 1
-        )
-        SELECT subject, round(recent.p95, 3) AS observed, round($latency_factor * usual.p95, 3) AS threshold
-        FROM recent JOIN usual USING (subject)
-        WHERE recent.calls >= $latency_min_calls AND recent.p95 > $latency_factor * usual.p95""",
+        _latency_spike(_timed("events", f"{_CALLS} AND ts >= {_USUAL_START} AND ts < {_USUAL_END}")),
         "p95 over 15m vs the 24h before",
         "{subject}: p95 {observed:.0f} ms over 15 minutes, {ratio:.1f}x the usual {usual:.0f} ms",
     ),
@@ -942,21 +1111,53 @@ _DEVIATIONS = {
     ),
 }
 """The deviation rules as queries (``alerts.Rules`` names their thresholds); ``slo_burn`` reads the ``slo`` panel."""
-_SLO_BASELINE = f"""
-    SELECT resource AS tool,
-        round(quantile_cont(duration_ms, 0.95) FILTER (WHERE ts >= CAST($end AS TIMESTAMP) - INTERVAL 7 DAY), 3)
-            AS baseline_p95_ms
-    FROM events WHERE project = $project AND kind <> 'client' AND type = 'mcp:tools/call' AND resource IS NOT NULL
-        AND ts >= least(CAST($start AS TIMESTAMP), CAST($end AS TIMESTAMP) - INTERVAL 7 DAY) AND ts < $end
-        AND resource IN (SELECT resource FROM events WHERE {_TOOL_CALLS})
-    GROUP BY resource"""
-"""The observed p95 of each tool called in the window, over the 7 days up to the window's end (the tier it is in);
-null for a tool called in a longer window but not in those 7 days (the fastest tier)."""
-_SLO_WINDOW = f"""
-    SELECT resource AS tool, count(*) AS calls,
-        count(*) FILTER (WHERE duration_ms <= CAST($slo_targets AS DOUBLE[])[list_position(CAST($slo_tools AS VARCHAR[]), resource)]) AS within,
-        round(quantile_cont(duration_ms, 0.95), 3) AS p95_ms
-    FROM events WHERE {_TOOL_CALLS} GROUP BY resource ORDER BY calls DESC, tool"""
+_ROLLED_DEVIATIONS = {
+    **_DEVIATIONS,
+    "latency_spike": (
+        _latency_spike(
+            _rolled_timings(_ROLLED_CALLS, _USUAL_START, "$usual_whole_start", _USUAL_END, "$usual_whole_end")
+        ),
+        *_DEVIATIONS["latency_spike"][1:],
+    ),
+}
+"""The rules reading the rollups where they can."""
+_WEEK = "CAST($end AS TIMESTAMP) - INTERVAL 7 DAY"
+
+
+def _slo_baseline(called: str, week: str) -> str:
+    """The observed p95 of each tool called in the window (``called``: their ``resource``), over the 7 days up to
+    the window's end (``week``: ``_timed`` rows of the tool calls then), the tier it is in; null for a tool called in
+    a longer window but not in those 7 days (the fastest tier)."""
+    return f"""
+    SELECT tool, baseline_p95_ms FROM (SELECT DISTINCT resource AS tool FROM ({called}))
+    LEFT JOIN (
+        SELECT resource AS tool, {_p("d", 0.95)} AS baseline_p95_ms
+        FROM {_histograms(f"SELECT * FROM ({week}) WHERE measure = 'd'", "resource")} GROUP BY resource
+    ) USING (tool)"""
+
+
+def _slo_window(timings: str) -> str:
+    """Per tool called in the window (``timings``: ``_timed`` rows of its calls): ``calls``, those ``within`` its
+    target (in its bucket or below: to the histograms' resolution, as the percentiles) and ``p95_ms``."""
+    target = "CAST($slo_targets AS DOUBLE[])[list_position(CAST($slo_tools AS VARCHAR[]), resource)]"
+    return f"""
+    SELECT resource AS tool, CAST(sum(n) AS BIGINT) AS calls,
+        CAST(coalesce(sum(n) FILTER (WHERE key <= {_bucket(target)}), 0) AS BIGINT) AS within,
+        {_p("d", 0.95)} AS p95_ms
+    FROM {_histograms(f"SELECT * FROM ({timings}) WHERE measure = 'd'", "resource")}
+    GROUP BY resource ORDER BY calls DESC, tool"""
+
+
+_SLO_BASELINE = _slo_baseline(
+    f"SELECT resource FROM events WHERE {_TOOL_CALLS}", _timed("events", f"{_CALLS} AND ts >= {_WEEK} AND ts < $end")
+)
+_SLO_WINDOW = _slo_window(_timed("events", _TOOL_CALLS))
+_ROLLED_SLO_WINDOW = _slo_window(_rolled_timings(_ROLLED_CALLS))
+_ROLLED_PANELS["slo"] = _slo_baseline(
+    f"""SELECT resource FROM rollup_counts WHERE {_WHOLE_HOURS} AND {_ROLLED_CALLS}
+    UNION ALL SELECT resource FROM events WHERE {_TOOL_CALLS} AND {_EDGES}""",
+    _rolled_timings(_ROLLED_CALLS, _WEEK, "$week_whole_start"),
+)
 _QUERIES = {**_PANELS, "slo": _SLO_BASELINE}
 """Every panel's query but the ``session`` timeline's; the ``slo`` panel's reads the tiers' baselines."""
 
@@ -1049,7 +1250,7 @@ _ROLL_AFTER = 20_000
 one pass; a panel that reads the rollups brings them up to date first."""
 _UNROLLED = ("project", "ts", "kind", "type", "resource", "client_name", "user_id", "user_name", "server_name",
              "failure_origin", "is_error", "session_id", "caller_id", "tools_listed", "prompts_listed",
-             "argument_keys", "response_size", "duration_ms")  # fmt: skip
+             "argument_keys", "response_size", "duration_ms", "upstream_ms")  # fmt: skip
 """What the rollups are made of (``_ROLLUPS``, ``_TOUCHED``)."""
 _HOUR_US = 3_600_000_000
 _RECOUNT_AFTER = 20_000
@@ -1338,12 +1539,14 @@ class DuckDBStore:
         }
         cursor = self._connection.cursor()
         try:
-            if self._rolled(name, window, slice) and self._rolled_snapshot(cursor):
+            rolled = self._rolled(name, window, slice) and self._rolled_snapshot(cursor)
+            if rolled:
                 sql = _ROLLED_PANELS[name]
                 values |= {
                     "start_hour": _naive_utc(_floor_hour(window.start)),
                     "whole_start": _naive_utc(_ceil_hour(window.start)),
                     "whole_end": _naive_utc(_floor_hour(window.end)),
+                    "week_whole_start": _naive_utc(_ceil_hour(window.end - timedelta(days=7))),
                 }
             sql, sliced = _sliced(sql, slice)
             values |= sliced
@@ -1354,7 +1557,7 @@ class DuckDBStore:
             values["bucket"] = values["bucket"] or bucket_for(Window(values["start"], values["end"]))
             rows = _run(cursor, sql, values)
             if name == "slo":
-                rows = self._attainment(cursor, rows, values, slice)
+                rows = self._attainment(cursor, rows, values, slice, rolled)
             return rows
         finally:
             cursor.close()  # which ends its transaction, if any
@@ -1376,14 +1579,17 @@ class DuckDBStore:
             return True
 
     def _rolled(self, name: str, window: Window, slice: Slice) -> bool:
-        """Whether the panel ``name`` reads the rollups: those it has, over an hour or more, unsliced."""
-        return self.rollups and name in _ROLLED_PANELS and not slice and window.end - window.start >= timedelta(hours=1)
+        """Whether the panel ``name`` reads the rollups: those it has, unsliced, over an hour or more (``slo``, whose
+        edges' events are the whole of a shorter window, over any)."""
+        long = window.end - window.start >= timedelta(hours=1) or name == "slo"
+        return self.rollups and name in _ROLLED_PANELS and not slice and long
 
     def _attainment(
-        self, cursor: Any, baselines: list[dict[str, Any]], values: dict[str, Any], slice: Slice
+        self, cursor: Any, baselines: list[dict[str, Any]], values: dict[str, Any], slice: Slice, rolled: bool
     ) -> list[dict[str, Any]]:
-        """The ``slo`` panel (``store.attainment``) from ``baselines``, the window's calls read by ``_SLO_WINDOW``."""
-        sql, _ = _sliced(_SLO_WINDOW, slice)
+        """The ``slo`` panel (``store.attainment``) from ``baselines``, the window's calls read by ``_SLO_WINDOW``
+        (``rolled``: from the rollups)."""
+        sql, _ = _sliced(_ROLLED_SLO_WINDOW if rolled else _SLO_WINDOW, slice)
 
         def calls(tools: list[str], targets: list[float]) -> list[dict[str, Any]]:
             return _run(cursor, sql, values | {"slo_tools": tools, "slo_targets": targets})
@@ -1395,10 +1601,13 @@ class DuckDBStore:
     def deviations(self, project: str, now: datetime, rules: Rules) -> list[Alert]:
         """What the rules find in ``project`` at ``now``: one ``Alert`` per rule and subject."""
         values = {"project": project, "now": _naive_utc(now), **asdict(rules)}
+        values |= {"usual_whole_start": _naive_utc(_ceil_hour(now - timedelta(hours=24, minutes=15))),
+                   "usual_whole_end": _naive_utc(_floor_hour(now - timedelta(minutes=15)))}  # fmt: skip
         found = []
         cursor = self._connection.cursor()
         try:
-            for rule, (sql, window, text) in _DEVIATIONS.items():
+            rules_sql = _ROLLED_DEVIATIONS if self.rollups and self._rolled_snapshot(cursor) else _DEVIATIONS
+            for rule, (sql, window, text) in rules_sql.items():
                 found += store.rule_alerts(rules, rule, window, text, _run(cursor, sql, values))
         finally:
             cursor.close()

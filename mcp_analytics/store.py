@@ -154,6 +154,19 @@ DEFAULT_TOKEN_PRICE = 3.0
 BYTES_PER_TOKEN = 4
 """How the cost panel turns response bytes into tokens: about four bytes of English or JSON per token."""
 
+BUCKET_GROWTH = 1.02
+"""The percentiles (p50, p95, p99 of a duration) are read from histograms, not from every value sorted (which no
+store can do for millions of calls in a panel's time): a value of at least ``LEAST_MS`` falls in bucket ``k >= 1``,
+``[LEAST_MS * BUCKET_GROWTH ** (k - 1), LEAST_MS * BUCKET_GROWTH ** k)`` (negative values mirrored, smaller ones in
+bucket 0), each bucket keeping its count and its least and greatest value. A quantile is interpolated as DuckDB's
+``quantile_cont`` interpolates the sorted values, between the values at the ranks around it, each read as its
+bucket's middle within the bucket's least and greatest value: within 1% (``PERCENTILE_ERROR``) of the exact
+quantile, and exact where those buckets hold one distinct value. Histograms of hours add up, so the rollups keep them
+per hour. An SLO counts a call within its target if it is in the target's bucket or below (to the same resolution)."""
+LEAST_MS = 0.001
+PERCENTILE_ERROR = (BUCKET_GROWTH - 1) / 2
+"""The largest relative error of a percentile read from the histograms."""
+
 
 @dataclass(frozen=True)
 class Prices:

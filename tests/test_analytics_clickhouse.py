@@ -185,6 +185,7 @@ def test_every_panel_answers_as_duckdb_does_for_the_same_events(engine):
         "test_the_same_event_id_in_two_projects_is_two_events",
         "test_panels_answer_with_exact_numbers",
         "test_trends_per_bucket_and_volume_by_tool_and_client",
+        "test_percentiles_are_within_one_percent_of_the_exact_ones_and_exact_for_a_value_alone",
         "test_extent_is_the_whole_history_whatever_the_window",
         "test_a_session_timeline_is_in_order_with_intents_errors_and_custom_events",
         "test_the_window_bounds_every_panel",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 import time
@@ -12,7 +13,7 @@ import pytest
 
 from mcp_analytics.duckdb_store import MIGRATIONS, SCHEMA_VERSION, DuckDBStore, SchemaTooNew
 from mcp_analytics.models import Event, validated_event
-from mcp_analytics.store import PANELS, Prices, Slice, Slos, UnknownPanel, Window
+from mcp_analytics.store import PANELS, PERCENTILE_ERROR, Prices, Slice, Slos, UnknownPanel, Window
 
 DAY = datetime(2026, 11, 20, tzinfo=UTC)
 WHOLE_DAY = Window(DAY, DAY + timedelta(days=1))
@@ -265,6 +266,35 @@ def test_panels_answer_with_exact_numbers(store):
     assert sum(n for series, n in by_family if series == "requests") == 7
 
 
+def exact_quantile(values: list[float], level: float) -> float:
+    """DuckDB's ``quantile_cont``: interpolated between the sorted values around rank ``(n - 1) * level``."""
+    ordered = sorted(values)
+    at = (len(ordered) - 1) * level
+    low = ordered[math.floor(at)]
+    return low + (at - math.floor(at)) * (ordered[math.ceil(at)] - low)
+
+
+def test_percentiles_are_within_one_percent_of_the_exact_ones_and_exact_for_a_value_alone(store):
+    """The percentiles come from histograms (``store.BUCKET_GROWTH``): within ``PERCENTILE_ERROR`` of the exact
+    quantile over thousands of spread durations (an own time below zero among them), exact for a tool whose
+    calls took one time."""
+    rng = random.Random(3)
+    durations = [round(rng.lognormvariate(4, 1.5), 3) for _ in range(4000)]
+    upstream = [round(rng.uniform(0, 1.2) * ms, 3) for ms in durations]
+    store.add("p", [event(f"s{index}", resource="search", duration_ms=ms, upstream_ms=up,
+                          timestamp_ns=at(9, 0) + index * 1000) for index, (ms, up) in enumerate(zip(durations, upstream, strict=True))]
+              + [event(f"f{index}", resource="fixed", duration_ms=42.125, timestamp_ns=at(9, 1)) for index in range(7)])  # fmt: skip
+    (search,) = [row for row in store.panel("p", "latency", WHOLE_DAY) if row["tool"] == "search"]
+    own = [ms - up for ms, up in zip(durations, upstream, strict=True)]
+    for column, values, level in (("p50_ms", durations, 0.5), ("p95_ms", durations, 0.95), ("p99_ms", durations, 0.99),
+                                  ("own_p95_ms", own, 0.95), ("upstream_p95_ms", upstream, 0.95)):  # fmt: skip
+        exact = exact_quantile(values, level)
+        assert abs(search[column] - exact) <= PERCENTILE_ERROR * abs(exact) + 0.0005, (column, search[column], exact)
+    assert min(own) < 0
+    (fixed,) = [row for row in store.panel("p", "tools", WHOLE_DAY) if row["tool"] == "fixed"]
+    assert fixed["p95_ms"] == 42.125
+
+
 def test_trends_per_bucket_and_volume_by_tool_and_client(store):
     seeded(store)
     hour = Window(moment(9), moment(10))
@@ -388,13 +418,14 @@ def test_a_version_1_file_is_migrated_and_keeps_its_events(tmp_path):
                    "VALUES ('p', 'old', ?, 'mcp:tools/call', 'server', 'legacy_tool', false, 5.0, false)",
                    [moment(9).replace(tzinfo=None) - timedelta(days=2)])  # fmt: skip
     store = DuckDBStore(path)
-    assert store.schema_version == SCHEMA_VERSION == 8
+    assert store.schema_version == SCHEMA_VERSION == 9
     store.add("p", [event("l1", type="mcp:tools/list", tools_listed=["search", "legacy_tool"])])
     week = Window(moment(0) - timedelta(days=6), moment(0) + timedelta(days=1))  # version 7 rolled up the old event
     assert store.panel("p", "summary", week)[0]["events"] == 2
-    rolled = store.panel("p", "clients", week)
+    rolled = [store.panel("p", name, week) for name in ("clients", "latency")]  # version 9 filled the histograms
+    assert rolled[1][1]["tool"] == "legacy_tool" and rolled[1][1]["p95_ms"] == 5.0
     store.rollups = False
-    assert rolled == store.panel("p", "clients", week)
+    assert rolled == [store.panel("p", name, week) for name in ("clients", "latency")]
     two_days_ago = moment(9) - timedelta(days=2)
     assert store.panel("p", "unused_tools", WHOLE_DAY) == [
         {"tool": "legacy_tool", "last_called": two_days_ago, "calls_before": 1, "last_listed": moment(9)},
@@ -411,6 +442,7 @@ def test_a_version_1_file_is_migrated_and_keeps_its_events(tmp_path):
             (6,),
             (7,),
             (8,),
+            (9,),
         ]
 
 

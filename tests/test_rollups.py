@@ -14,6 +14,7 @@ import duckdb
 import pytest
 
 from mcp_analytics import duckdb_store
+from mcp_analytics.alerts import Rules
 from mcp_analytics.duckdb_store import DuckDBStore
 from mcp_analytics.models import Event, validated_event
 from mcp_analytics.store import EPOCH, Slice, Window
@@ -61,6 +62,8 @@ def population(seed: int, count: int = 1500, prefix: str = "e") -> list[tuple[st
             fields["argument_keys"] = rng.sample(("q", "limit", "page"), rng.randrange(4))
         if rng.random() < 0.9:  # in microseconds, as recorded: sums of them round alike in any order
             fields["duration_ms"] = rng.randrange(10_000_000) / 1000
+            if rng.random() < 0.4:  # at times longer than the whole: a negative own time
+                fields["upstream_ms"] = rng.randrange(12_000_000) / 1000
         if rng.random() < 0.7:
             fields["response_size"] = rng.randrange(50_000)
         if fields["type"].endswith("/list"):  # listings in every order, some repeated, some empty
@@ -131,6 +134,29 @@ def assert_rollups_answer_as_raw_rows(store: DuckDBStore, seed: int) -> None:
                 assert answer == store.panel(project, name, window, limit=1000), (project, name, window)
     store.rollups = True
     assert rolled >= 15 * 3 * len(ROLLED)  # the rollups answered most of them: the comparison is not vacuous
+    assert_alerts_found_as_from_raw_rows(store, seed)
+
+
+EAGER = Rules(latency_factor=0.8, latency_min_calls=1)
+"""Rules that fire often on the population (its durations are random: a tool's p95 over 15 minutes is often
+above 0.8 times the day's)."""
+
+
+def assert_alerts_found_as_from_raw_rows(store: DuckDBStore, seed: int) -> None:
+    """The alert rules (``latency_spike`` and ``slo_burn`` read the rollups) find at moments on and off the hour
+    what they find in the raw rows."""
+    rng = random.Random(seed)
+    moments = [START + timedelta(hours=30), START + timedelta(hours=30, minutes=15)]
+    moments += [START + timedelta(seconds=rng.randrange(DAYS * 86_400)) for _ in range(6)]
+    fired = set()
+    for now in moments:
+        for project in ("p", "q"):
+            found = store.deviations(project, now, EAGER)
+            store.rollups = False
+            assert found == store.deviations(project, now, EAGER), (project, now)
+            store.rollups = True
+            fired |= {alert.rule for alert in found}
+    assert "latency_spike" in fired  # the comparison is not vacuous
 
 
 def assert_read_as_raw_rows(store: Any, names: tuple[str, ...], windows: list[Window], project: str = "p") -> None:
@@ -214,6 +240,27 @@ def test_reopened_with_another_session_timeout_the_runs_are_cut_anew(tmp_path):
     store.close()
     store = DuckDBStore(path, session_timeout=timedelta(minutes=10))
     assert_rollups_answer_as_raw_rows(store, 5)
+    store.close()
+
+
+def test_the_slo_baseline_reads_the_7_days_up_to_the_window_s_end_to_the_microsecond():
+    """The tiers' baselines (the p95 over the 7 days up to the window's end) read the week's whole hours from the
+    rollups and its partial first hour raw: slow calls just before the week began are not in it."""
+    end = START + timedelta(days=8, minutes=40)
+    week = end - timedelta(days=7)
+    calls = [(week - timedelta(minutes=minutes), 9_000.0) for minutes in range(30, 35)]  # in the hour it begins
+    calls += [(week + timedelta(minutes=10), 5.0), (end - timedelta(minutes=5), 5.0)]
+    calls += [(week + timedelta(hours=hour), 5.0) for hour in range(2, 40)]
+    store = DuckDBStore()
+    store.add("p", [validated_event(event_id=f"c{index}", type="mcp:tools/call", resource="search", duration_ms=ms,
+                                    timestamp_ns=int(at.timestamp() * 1e9))
+                    for index, (at, ms) in enumerate(calls)])  # fmt: skip
+    for window in (Window(end - timedelta(hours=1), end), Window(end - timedelta(minutes=20), end)):
+        (rolled,) = store.panel("p", "slo", window)
+        assert store._rolled("slo", window, Slice()) and rolled["tier"] == "light", rolled  # p95 5 ms: the fastest
+        store.rollups = False
+        assert [rolled] == store.panel("p", "slo", window)
+        store.rollups = True
     store.close()
 
 
