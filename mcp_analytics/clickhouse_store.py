@@ -35,7 +35,7 @@ from clickhouse_driver import errors as driver_errors
 
 from mcp_analytics import store
 from mcp_analytics.alerts import MAX_DELIVERY_ATTEMPTS, Alert, Rules, Transition
-from mcp_analytics.duckdb_store import REQUEST_TYPES, SchemaTooNew, bucket_for
+from mcp_analytics.duckdb_store import REQUEST_TYPES, SchemaTooNew
 from mcp_analytics.event_columns import to_arrow
 from mcp_analytics.models import Event, IngestResult
 from mcp_analytics.recent_ids import DEFAULT_CAPACITY, RecentIds
@@ -235,8 +235,8 @@ _ERRORS_BY_ORIGIN = ", ".join(
     f"countIf(ifNull(failure_origin, '') = '{origin}') AS {origin}_errors"
     for origin in ("client", "auth", "upstream", "server")
 )
-_BUCKET = "%(start)s + intDiv(ts_us - %(start)s, %(bucket)s) * %(bucket)s"
-"""The start of an event's time bucket (µs), buckets counted from the window's start."""
+_BUCKET = "%(origin)s + intDiv(ts_us - %(origin)s, %(bucket)s) * %(bucket)s"
+"""The start of an event's time bucket (µs), buckets counted from ``store.time_buckets``' origin."""
 
 _CODE_NAME = """multiIf(error_code = -32700, 'parse error', error_code = -32600, 'invalid request',
     error_code = -32601, 'method not found', error_code = -32602, 'invalid params', error_code = -32603, 'internal error',
@@ -1050,8 +1050,10 @@ class ClickHouseStore:
             first = self._run(_FIRST_EVENT.format(events=source), _bounded(values))[0]["first"]
             if first is not None:
                 values["start"] = _us(first.replace(second=0, microsecond=0))
-        bucket = values["bucket"] or bucket_for(Window(EPOCH + timedelta(microseconds=values["start"]), window.end))
-        values["bucket"] = _interval(bucket) // timedelta(microseconds=1)
+        bucket, origin = store.time_buckets(
+            EPOCH + timedelta(microseconds=values["start"]), window.end, values["bucket"]
+        )
+        values |= {"bucket": bucket // timedelta(microseconds=1), "origin": _us(origin)}
         values = _bounded(values)
         dirty = ""
         if self._rolled(name, window, slice):
@@ -1291,19 +1293,6 @@ class ClickHouseStore:
         for client in clients:
             client.disconnect()
         self._local = threading.local()
-
-
-_INTERVAL = re.compile(r"^\s*(\d+)\s*(second|minute|hour|day|week)s?\s*$")
-
-
-def _interval(bucket: timedelta | str) -> timedelta:
-    """A time bucket: a ``timedelta``, or an interval as DuckDB reads one (``10 minutes``, ``1 hour``)."""
-    if isinstance(bucket, timedelta):
-        return bucket
-    match = _INTERVAL.match(bucket)
-    if not match or int(match[1]) == 0:
-        raise ValueError(f"a time bucket is a number of seconds, minutes, hours, days or weeks, not {bucket!r}")
-    return timedelta(**{match[2] + "s": int(match[1])})
 
 
 def _bounded(values: dict[str, Any]) -> dict[str, Any]:

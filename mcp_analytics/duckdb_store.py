@@ -46,13 +46,19 @@ _GROUPED = "coalesce(session_id, user_id, caller_id) IS NOT NULL"
 """An event of some session group (``_GROUP``); the others are sessions of their own."""
 
 
+_ORIGINS = ("client", "auth", "upstream", "server")
+_ERRORS_BY_ORIGIN = ", ".join(
+    f"count(*) FILTER (WHERE failure_origin = '{origin}') AS {origin}_errors" for origin in _ORIGINS
+)
+
+
 def _counts(source: str) -> str:
     """The rows of ``rollup_counts`` for the events of ``source``: per hour, method and tool (or prompt, resource),
-    how many events, failures, the first and last. A table holds a key's rows of several catch-ups until its hours
-    are merged (``DuckDBStore._recount``); readers sum them."""
+    how many events, failures (of each origin), the first and last. A table holds a key's rows of several catch-ups
+    until its hours are merged (``DuckDBStore._recount``); readers sum them."""
     return f"""
     SELECT project, date_trunc('hour', ts) AS hour, type, resource, count(*) AS events,
-        count(*) FILTER (WHERE is_error) AS failures, min(ts) AS first_ts, max(ts) AS last_ts
+        count(*) FILTER (WHERE is_error) AS failures, {_ERRORS_BY_ORIGIN}, min(ts) AS first_ts, max(ts) AS last_ts
     FROM {source} WHERE kind <> 'client' GROUP BY ALL"""
 
 
@@ -182,7 +188,8 @@ def _p(measure: str, level: float) -> str:
 _ROLLUPS = {
     "rollup_counts": (
         _counts,
-        """type, resource, CAST(sum(events) AS BIGINT) AS events, CAST(sum(failures) AS BIGINT) AS failures,
+        f"""type, resource, CAST(sum(events) AS BIGINT) AS events, CAST(sum(failures) AS BIGINT) AS failures,
+        {", ".join(f"CAST(sum({o}_errors) AS BIGINT) AS {o}_errors" for o in _ORIGINS)},
         min(first_ts) AS first_ts, max(last_ts) AS last_ts""",
     ),
     "rollup_listings": (_listings, "type, listing, any_value(names) AS names, max(last_ts) AS last_ts"),
@@ -298,8 +305,7 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE TABLE rollup_counts (
             project VARCHAR NOT NULL, hour TIMESTAMP NOT NULL, type VARCHAR NOT NULL, resource VARCHAR,
             events BIGINT NOT NULL, failures BIGINT NOT NULL, first_ts TIMESTAMP NOT NULL, last_ts TIMESTAMP NOT NULL
-        );
-        INSERT INTO rollup_counts BY NAME {_counts("events")};
+        );  -- filled by version 9, which adds the failures of each origin
         CREATE TABLE rollup_listings (
             project VARCHAR NOT NULL, hour TIMESTAMP NOT NULL, type VARCHAR NOT NULL, listing UBIGINT NOT NULL,
             names VARCHAR[], last_ts TIMESTAMP NOT NULL
@@ -332,6 +338,14 @@ MIGRATIONS: list[tuple[int, str]] = [
             lo_ms DOUBLE NOT NULL, hi_ms DOUBLE NOT NULL
         );
         INSERT INTO rollup_timings BY NAME {_timings("events")};
+        DROP TABLE rollup_counts;
+        CREATE TABLE rollup_counts (
+            project VARCHAR NOT NULL, hour TIMESTAMP NOT NULL, type VARCHAR NOT NULL, resource VARCHAR,
+            events BIGINT NOT NULL, failures BIGINT NOT NULL, client_errors BIGINT NOT NULL, auth_errors BIGINT NOT NULL,
+            upstream_errors BIGINT NOT NULL, server_errors BIGINT NOT NULL, first_ts TIMESTAMP NOT NULL,
+            last_ts TIMESTAMP NOT NULL
+        );
+        INSERT INTO rollup_counts BY NAME {_counts("events")};
         """,
     ),
 ]
@@ -795,6 +809,30 @@ _TIMING_COLUMNS = f"""{_p("d", 0.5)} AS p50_ms, {_p("d", 0.95)} AS p95_ms, {_p("
 """The ``latency`` and ``trends`` panels' timings, aggregates of ``_histograms`` rows."""
 
 
+_TIME_BUCKET = "time_bucket(CAST($bucket AS INTERVAL), ts, CAST($origin AS TIMESTAMP))"
+"""An event's time bucket (``store.time_buckets``)."""
+_ORIGIN_FLAGS = ", ".join(f"CAST(failure_origin IS NOT DISTINCT FROM '{o}' AS INTEGER) AS {o}_errors" for o in _ORIGINS)
+
+
+def _trends(counts: str, timings: str) -> str:
+    """The ``trends`` panel over ``counts`` (``ts``, ``calls``, ``errors`` and ``<origin>_errors`` of the window's
+    requests) and ``timings`` (their ``_timed`` rows), per bucket."""
+    errors = ", ".join(f"CAST(sum({o}_errors) AS BIGINT) AS {o}_errors" for o in _ORIGINS)
+    return f"""
+        WITH counts AS (
+            SELECT {_TIME_BUCKET} AS bucket, CAST(sum(calls) AS BIGINT) AS calls, CAST(sum(errors) AS BIGINT) AS errors,
+                {errors}
+            FROM ({counts}) GROUP BY bucket
+        ),
+        timings AS (
+            SELECT bucket, {_TIMING_COLUMNS}
+            FROM {_histograms(f"SELECT {_TIME_BUCKET} AS bucket, * FROM ({timings})", "bucket")} GROUP BY bucket
+        )
+        SELECT bucket, CAST(date_part('epoch', CAST($bucket AS INTERVAL)) AS INTEGER) AS bucket_seconds,
+            COLUMNS(* EXCLUDE (bucket))
+        FROM counts JOIN timings USING (bucket) ORDER BY bucket"""
+
+
 def _latency(timings: str) -> str:
     """The ``latency`` panel over ``timings`` (``_timed`` rows): all requests, then each tool."""
     columns = f"CAST(coalesce(sum(n) FILTER (WHERE measure = 'd'), 0) AS BIGINT) AS calls, {_TIMING_COLUMNS}"
@@ -851,6 +889,13 @@ def _rolled_timings(
 _ROLLED_CALLS = "type = 'mcp:tools/call' AND resource IS NOT NULL"
 _ROLLED_PANELS = {
     "latency": _latency(_rolled_timings("true")),
+    "trends": _trends(
+        f"""SELECT hour AS ts, events AS calls, failures AS errors, {", ".join(f"{o}_errors" for o in _ORIGINS)}
+        FROM rollup_counts WHERE {_WHOLE_HOURS} AND type IN {REQUEST_TYPES}
+        UNION ALL SELECT ts, 1, CAST(is_error AS INTEGER), {_ORIGIN_FLAGS}
+        FROM events WHERE {_IN_WINDOW} AND type IN {REQUEST_TYPES} AND {_EDGES}""",
+        _rolled_timings("true"),
+    ),
     "tools": _tools(
         f"""SELECT resource, events, failures, last_ts FROM rollup_counts WHERE {_WHOLE_HOURS} AND {_ROLLED_CALLS}
         UNION ALL SELECT resource, 1, CAST(is_error AS INTEGER), ts FROM events WHERE {_TOOL_CALLS} AND {_EDGES}""",
@@ -879,35 +924,21 @@ _ROLLED_PANELS = {
 """The panels read from the rollups (``DuckDBStore._rolled``); ``_PANELS`` has the same read from the raw events."""
 _SERVER_TIMINGS = f"""SELECT coalesce(server_name, '(unknown)') AS server, *
     FROM ({_timed("events", _IN_WINDOW)}) WHERE measure = 'd'"""
-_TIME_BUCKET = "time_bucket(CAST($bucket AS INTERVAL), ts, CAST($start AS TIMESTAMP))"
-_ERRORS_BY_ORIGIN = ", ".join(
-    f"count(*) FILTER (WHERE failure_origin = '{origin}') AS {origin}_errors"
-    for origin in ("client", "auth", "upstream", "server")
-)
 _PANELS: dict[str, str] = {
     **_counted_panels(_RUNS, _RAW_COUNTED),
     "timeseries": f"""
-        SELECT time_bucket(CAST($bucket AS INTERVAL), ts, CAST($start AS TIMESTAMP)) AS bucket,
+        SELECT {_TIME_BUCKET} AS bucket,
             CAST(date_part('epoch', CAST($bucket AS INTERVAL)) AS INTEGER) AS bucket_seconds,
             CASE $by WHEN 'family' THEN {_FAMILY} WHEN 'tool' THEN resource
                 WHEN 'client' THEN coalesce(client_name, '(unknown)') ELSE type END AS series,
             count(*) AS events, count(*) FILTER (WHERE is_error) AS failures
         FROM events WHERE {_IN_WINDOW} AND ($by <> 'tool' OR (type = 'mcp:tools/call' AND resource IS NOT NULL))
         GROUP BY ALL ORDER BY bucket, series""",
-    "trends": f"""
-        WITH counts AS (
-            SELECT {_TIME_BUCKET} AS bucket, count(*) AS calls, count(*) FILTER (WHERE is_error) AS errors,
-                {_ERRORS_BY_ORIGIN}
-            FROM events WHERE {_IN_WINDOW} AND type IN {REQUEST_TYPES} GROUP BY ALL
-        ),
-        timings AS (
-            SELECT bucket, {_TIMING_COLUMNS}
-            FROM {_histograms(f"SELECT {_TIME_BUCKET} AS bucket, * FROM ({_timed('events', _IN_WINDOW)})", "bucket")}
-            GROUP BY bucket
-        )
-        SELECT bucket, CAST(date_part('epoch', CAST($bucket AS INTERVAL)) AS INTEGER) AS bucket_seconds,
-            COLUMNS(* EXCLUDE (bucket))
-        FROM counts JOIN timings USING (bucket) ORDER BY bucket""",
+    "trends": _trends(
+        f"""SELECT ts, 1 AS calls, CAST(is_error AS INTEGER) AS errors, {_ORIGIN_FLAGS}
+        FROM events WHERE {_IN_WINDOW} AND type IN {REQUEST_TYPES}""",
+        _timed("events", _IN_WINDOW),
+    ),
     "extent": """
         SELECT min(ts) AS first_event, max(ts) AS last_event, count(*) AS events
         FROM events WHERE project = $project AND kind <> 'client'""",
@@ -1197,13 +1228,6 @@ def _row(result: duckdb.DuckDBPyConnection) -> tuple[Any, ...]:
 
 
 _DEFAULTS: dict[str, Any] = {"limit": 100, "by": "method", "bucket": None, "session": None, "q": None}
-_BUCKETS = [timedelta(minutes=m) for m in (1, 5, 15, 60, 360, 1440, 10080)]
-
-
-def bucket_for(window: Window, most: int = 120) -> timedelta:
-    """The smallest bucket that cuts the window into at most ``most`` pieces."""
-    length = window.end - window.start
-    return next((bucket for bucket in _BUCKETS if length / bucket <= most), _BUCKETS[-1])
 
 
 def _floor_hour(moment: datetime) -> datetime:
@@ -1539,7 +1563,13 @@ class DuckDBStore:
         }
         cursor = self._connection.cursor()
         try:
-            rolled = self._rolled(name, window, slice) and self._rolled_snapshot(cursor)
+            if name in ("timeseries", "trends") and values["bucket"] is None and window.start <= EPOCH:
+                # "All" starts in 1970: its buckets start at the project's first event instead.
+                first_sql, sliced = _sliced(_FIRST_EVENT, slice)
+                first = _run(cursor, first_sql, values | sliced)[0]["first"]
+                values["start"] = _naive_utc(first).replace(second=0, microsecond=0) if first else values["start"]
+            values["bucket"], values["origin"] = store.time_buckets(values["start"], values["end"], values["bucket"])
+            rolled = self._rolled(name, window, slice, values["bucket"]) and self._rolled_snapshot(cursor)
             if rolled:
                 sql = _ROLLED_PANELS[name]
                 values |= {
@@ -1550,11 +1580,6 @@ class DuckDBStore:
                 }
             sql, sliced = _sliced(sql, slice)
             values |= sliced
-            if name in ("timeseries", "trends") and values["bucket"] is None and window.start <= EPOCH:
-                # "All" starts in 1970: its buckets start at the project's first event instead.
-                first = _run(cursor, _sliced(_FIRST_EVENT, slice)[0], values)[0]["first"]
-                values["start"] = _naive_utc(first).replace(second=0, microsecond=0) if first else values["start"]
-            values["bucket"] = values["bucket"] or bucket_for(Window(values["start"], values["end"]))
             rows = _run(cursor, sql, values)
             if name == "slo":
                 rows = self._attainment(cursor, rows, values, slice, rolled)
@@ -1578,11 +1603,12 @@ class DuckDBStore:
             cursor.execute("SELECT count(*) FROM rollup_behind").fetchall()
             return True
 
-    def _rolled(self, name: str, window: Window, slice: Slice) -> bool:
+    def _rolled(self, name: str, window: Window, slice: Slice, bucket: timedelta = store.HOUR) -> bool:
         """Whether the panel ``name`` reads the rollups: those it has, unsliced, over an hour or more (``slo``, whose
-        edges' events are the whole of a shorter window, over any)."""
-        long = window.end - window.start >= timedelta(hours=1) or name == "slo"
-        return self.rollups and name in _ROLLED_PANELS and not slice and long
+        edges' events are the whole of a shorter window, over any; ``trends`` in ``bucket`` of whole hours)."""
+        long = window.end - window.start >= store.HOUR or name == "slo"
+        hours = name != "trends" or not bucket % store.HOUR
+        return self.rollups and name in _ROLLED_PANELS and not slice and long and hours
 
     def _attainment(
         self, cursor: Any, baselines: list[dict[str, Any]], values: dict[str, Any], slice: Slice, rolled: bool

@@ -154,6 +154,27 @@ DEFAULT_TOKEN_PRICE = 3.0
 BYTES_PER_TOKEN = 4
 """How the cost panel turns response bytes into tokens: about four bytes of English or JSON per token."""
 
+HOUR = timedelta(hours=1)
+_TIME_BUCKETS = [timedelta(minutes=m) for m in (1, 5, 15, 60, 360, 1440, 10080)]
+_INTERVAL = re.compile(r"^\s*(\d+)\s*(second|minute|hour|day|week)s?\s*$")
+
+
+def time_buckets(start: datetime, end: datetime, bucket: timedelta | str | None) -> tuple[timedelta, datetime]:
+    """The ``timeseries`` and ``trends`` panels' buckets from ``start`` to ``end``: ``bucket`` (a ``timedelta``, or
+    an interval as ``10 minutes``, ``1 hour``), else the smallest that cuts the window into at most 120; and where
+    they begin: at ``start``, or on its hour for buckets of whole hours (which the rollups' hours then fill)."""
+    if bucket is None:
+        bucket = next((size for size in _TIME_BUCKETS if (end - start) / size <= 120), _TIME_BUCKETS[-1])
+    elif not isinstance(bucket, timedelta):
+        match = _INTERVAL.match(bucket)
+        if not match or int(match[1]) == 0:
+            raise ValueError(f"a time bucket is a number of seconds, minutes, hours, days or weeks, not {bucket!r}")
+        bucket = timedelta(**{match[2] + "s": int(match[1])})
+    if bucket % HOUR:
+        return bucket, start
+    return bucket, start.replace(minute=0, second=0, microsecond=0)
+
+
 BUCKET_GROWTH = 1.02
 """The percentiles (p50, p95, p99 of a duration) are read from histograms, not from every value sorted (which no
 store can do for millions of calls in a panel's time): a value of at least ``LEAST_MS`` falls in bucket ``k >= 1``,

@@ -453,6 +453,10 @@ def test_time_buckets_fit_the_window_and_all_starts_at_the_first_event(store):
     everything = store.panel("p", "timeseries", Window.parse(last="all", end=DAY + timedelta(days=1)))
     assert {row["bucket_seconds"] for row in everything} == {3600}  # three days of data, not 56 years
     assert sum(row["events"] for row in everything) == 10
+    late = Window(moment(8, 57), moment(10, 57))
+    assert [row["bucket"] for row in store.panel("p", "timeseries", late, bucket="1 hour")][:1] == [moment(8)]
+    assert [row["bucket"] for row in store.panel("p", "trends", late, bucket="10 minutes")][:1] == [moment(8, 57)]
+    assert [row["bucket"] for row in store.panel("p", "trends", late, bucket="2 hours")] == [moment(8)], "on the hour"
 
 
 def test_concurrent_batches_share_commits_and_each_event_is_stored_once(store):

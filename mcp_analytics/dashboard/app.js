@@ -793,13 +793,17 @@
   }
 
   /* The buckets of a chart: from the window's start ("all": from the first bucket with data, as the store
-   * starts its buckets at the first event) to its end, one bucket as the store chose it. */
+   * starts its buckets at the first event; buckets of whole hours begin on the hour) to its end, one bucket as
+   * the store chose it. */
   function timeFrame(answer) {
     const rows = answer.rows;
     const to = new Date(answer.to).getTime();
     const bucketMin = rows[0].bucket_seconds / 60;
     const bucketMs = bucketMin * 60000;
-    const start = state.last === 'all' ? Math.min(...rows.map((row) => new Date(row.bucket).getTime())) : new Date(answer.from).getTime();
+    const hour = 3600000;
+    const from = new Date(answer.from).getTime();
+    const start = state.last === 'all' ? Math.min(...rows.map((row) => new Date(row.bucket).getTime()))
+      : bucketMs % hour === 0 ? Math.floor(from / hour) * hour : from;
     const count = Math.max(1, Math.ceil((to - start) / bucketMs));
     const indexOf = (row) => Math.min(count - 1, Math.max(0, Math.round((new Date(row.bucket).getTime() - start) / bucketMs)));
     return { to, bucketMin, bucketMs, start, count, indexOf };
