@@ -91,11 +91,12 @@ def _shapes(source: str) -> str:
 
 
 def _people(source: str) -> str:
-    """The rows of ``rollup_people`` for the events of ``source``: per hour, client, user and whether the events
-    belong to a session group, how many events, failures and tool calls, the first and last (what ``summary``,
-    ``clients``, ``users`` and ``new_clients`` count)."""
+    """The rows of ``rollup_people`` for the events of ``source``: per hour, client, user, whether the events
+    belong to a session group, and server (name and version), how many events, failures and tool calls, the first
+    and last (what ``summary``, ``clients``, ``users``, ``new_clients`` and ``servers`` count)."""
     return f"""
-    SELECT project, date_trunc('hour', ts) AS hour, client_name, user_id, {_GROUPED} AS grouped, count(*) AS events,
+    SELECT project, date_trunc('hour', ts) AS hour, client_name, user_id, {_GROUPED} AS grouped, server_name,
+        server_version, count(*) AS events,
         count(*) FILTER (WHERE is_error) AS failures, count(*) FILTER (WHERE type = 'mcp:tools/call') AS tool_calls,
         min(ts) AS first_ts, max(ts) AS last_ts, any_value(user_name) AS user_name
     FROM {source} WHERE kind <> 'client' GROUP BY ALL"""
@@ -130,27 +131,26 @@ _VALUE = f"least(greatest({_MIDDLE}, lo_ms), hi_ms)"
 """What a value of a histogram row is read as: its bucket's middle, within the least and greatest value there."""
 
 
-def _timed(source: str, where: str) -> str:
-    """Each request of ``source`` that matches ``where`` as one histogram row (``project``, ``ts``, ``type``,
-    ``resource``, ``server_name``, ``measure``, ``key``: the bucket, ``n``, ``ms``: the sum, ``lo_ms``, ``hi_ms``:
-    the least and greatest value) per measure of ``_MEASURES``."""
-    values = ", ".join(f"struct_pack(measure := '{name}', ms := {value})" for name, value in _MEASURES.items())
-    return f"""
-    SELECT project, ts, type, resource, server_name, t.measure, {_bucket("t.ms")} AS key, 1 AS n, t.ms AS ms,
-        t.ms AS lo_ms, t.ms AS hi_ms
-    FROM (
-        SELECT project, ts, type, resource, server_name, unnest([{values}]) AS t FROM {source}
-        WHERE {where} AND type IN {REQUEST_TYPES}
-    )"""
+def _timed(source: str, where: str, by: str = "resource", measures: str = "d") -> str:
+    """The histograms of the requests of ``source`` that match ``where``, per value of ``by`` (a select list of
+    their columns) and measure of ``measures`` (keys of ``_MEASURES``): rows of ``by``'s columns, ``measure``,
+    ``key`` (the bucket), ``n``, ``ms`` (the sum), ``lo_ms`` and ``hi_ms`` (the least and greatest value). One
+    grouped scan per measure: cheaper than one whose rows are unnested into the three."""
+    return "\nUNION ALL\n".join(
+        f"""SELECT {by}, '{name}' AS measure, {_bucket(value)} AS key, count(*) AS n, sum({value}) AS ms,
+            min({value}) AS lo_ms, max({value}) AS hi_ms
+        FROM {source} WHERE {where} AND type IN {REQUEST_TYPES} GROUP BY ALL"""
+        for name, value in _MEASURES.items()
+        if name in measures
+    )
 
 
 def _timings(source: str) -> str:
     """The rows of ``rollup_timings`` for the events of ``source``: the histograms of the requests' timings per hour,
-    method, tool (or prompt, resource) and server (the percentiles of ``latency``, ``tools``, ``slo``, the alerts)."""
-    return f"""
-    SELECT project, date_trunc('hour', ts) AS hour, type, resource, server_name, measure, key, count(*) AS n,
-        sum(ms) AS ms, min(ms) AS lo_ms, max(ms) AS hi_ms
-    FROM ({_timed(source, "kind <> 'client'")}) GROUP BY ALL"""
+    method, tool (or prompt, resource) and server (the percentiles of ``latency``, ``trends``, ``tools``,
+    ``servers``, ``slo``, the alerts)."""
+    hours = "project, date_trunc('hour', ts) AS hour, type, resource, server_name"
+    return _timed(source, "kind <> 'client'", hours, "".join(_MEASURES))
 
 
 def _histograms(timings: str, by: str = "") -> str:
@@ -200,7 +200,7 @@ _ROLLUPS = {
     ),
     "rollup_people": (
         _people,
-        """client_name, user_id, grouped, CAST(sum(events) AS BIGINT) AS events,
+        """client_name, user_id, grouped, server_name, server_version, CAST(sum(events) AS BIGINT) AS events,
         CAST(sum(failures) AS BIGINT) AS failures, CAST(sum(tool_calls) AS BIGINT) AS tool_calls,
         min(first_ts) AS first_ts, max(last_ts) AS last_ts, any_value(user_name) AS user_name""",
     ),
@@ -325,8 +325,7 @@ MIGRATIONS: list[tuple[int, str]] = [
             project VARCHAR NOT NULL, hour TIMESTAMP NOT NULL, client_name VARCHAR, user_id VARCHAR,
             grouped BOOLEAN NOT NULL, events BIGINT NOT NULL, failures BIGINT NOT NULL, tool_calls BIGINT NOT NULL,
             first_ts TIMESTAMP NOT NULL, last_ts TIMESTAMP NOT NULL, user_name VARCHAR
-        );
-        INSERT INTO rollup_people BY NAME {_people("events")};
+        );  -- filled by version 9, which adds the server
         """,
     ),
     (
@@ -346,6 +345,10 @@ MIGRATIONS: list[tuple[int, str]] = [
             last_ts TIMESTAMP NOT NULL
         );
         INSERT INTO rollup_counts BY NAME {_counts("events")};
+        ALTER TABLE rollup_people ADD COLUMN server_name VARCHAR;
+        ALTER TABLE rollup_people ADD COLUMN server_version VARCHAR;
+        DELETE FROM rollup_people;
+        INSERT INTO rollup_people BY NAME {_people("events")};
         """,
     ),
 ]
@@ -826,11 +829,37 @@ def _trends(counts: str, timings: str) -> str:
         ),
         timings AS (
             SELECT bucket, {_TIMING_COLUMNS}
-            FROM {_histograms(f"SELECT {_TIME_BUCKET} AS bucket, * FROM ({timings})", "bucket")} GROUP BY bucket
+            FROM {_histograms(timings, "bucket")} GROUP BY bucket
         )
         SELECT bucket, CAST(date_part('epoch', CAST($bucket AS INTERVAL)) AS INTEGER) AS bucket_seconds,
             COLUMNS(* EXCLUDE (bucket))
         FROM counts JOIN timings USING (bucket) ORDER BY bucket"""
+
+
+_SERVER = "coalesce(server_name, '(unknown)') AS server"
+_PERSON_COUNTS = """1 AS events, CAST(type = 'mcp:tools/call' AS INTEGER) AS tool_calls, CAST(is_error AS INTEGER) AS failures,
+    ts AS last_ts"""
+"""An event as ``rollup_people``'s counts."""
+
+
+def _servers(people: str, timings: str) -> str:
+    """The ``servers`` panel over ``people`` (``server``, ``server_version``, ``client_name``, ``user_id`` and
+    ``rollup_people``'s counts) and ``timings`` (``_timed``'s rows per ``server``)."""
+    return f"""
+        WITH people AS ({people}),
+        versions AS (
+            SELECT server, string_agg(server_version, ', ' ORDER BY server_version) AS versions
+            FROM (SELECT DISTINCT server, server_version FROM people WHERE server_version IS NOT NULL) GROUP BY server
+        ),
+        p95 AS (SELECT server, {_p("d", 0.95)} AS p95_ms FROM {_histograms(timings, "server")} GROUP BY server)
+        SELECT server, versions, events, tool_calls, failures, p95_ms, clients, users, last_seen
+        FROM (
+            SELECT server, CAST(sum(events) AS BIGINT) AS events, CAST(sum(tool_calls) AS BIGINT) AS tool_calls,
+                CAST(sum(failures) AS BIGINT) AS failures, count(DISTINCT client_name) AS clients,
+                count(DISTINCT user_id) AS users, max(last_ts) AS last_seen
+            FROM people GROUP BY server
+        ) LEFT JOIN versions USING (server) LEFT JOIN p95 USING (server)
+        ORDER BY events DESC, server LIMIT $limit"""
 
 
 def _latency(timings: str) -> str:
@@ -858,7 +887,7 @@ def _tools(calls: str, users: str, timings: str) -> str:
         per_user AS (SELECT resource, count(DISTINCT user_id) AS users FROM ({users}) GROUP BY resource),
         p95 AS (
             SELECT resource, {_p("d", 0.95)} AS p95_ms
-            FROM {_histograms(f"SELECT * FROM ({timings}) WHERE measure = 'd'", "resource")} GROUP BY resource
+            FROM {_histograms(timings, "resource")} GROUP BY resource
         )
         SELECT resource AS tool, calls, errors, round(errors / calls, 4) AS error_rate, p95_ms,
             coalesce(users, 0) AS users, last_called, round(calls / sum(calls) OVER (), 4) AS share
@@ -872,29 +901,42 @@ _EDGES = "(ts < $whole_start OR ts >= $whole_end)"
 
 def _rolled_timings(
     where: str,
+    by: str = "resource",
+    measures: str = "d",
     start: str = "$start",
     whole_start: str = "$whole_start",
     end: str = "$end",
     whole_end: str = "$whole_end",
 ) -> str:
-    """``_timed`` rows of the requests from ``start`` to ``end`` (the window's) that match ``where`` (of events):
-    the rollup's whole hours (``whole_start`` to ``whole_end``), the edges' events."""
+    """``_timed``'s rows for the requests from ``start`` to ``end`` (the window's) that match ``where`` (of events):
+    the rollup's whole hours (``whole_start`` to ``whole_end``; ``ts`` their hour), the edges' events."""
     edges = f"ts >= {start} AND ts < {end} AND (ts < {whole_start} OR ts >= {whole_end})"
+    kept = ", ".join(f"'{name}'" for name in measures)
     return f"""
-        SELECT project, hour AS ts, type, resource, server_name, measure, key, n, ms, lo_ms, hi_ms FROM rollup_timings
-        WHERE project = $project AND hour >= {whole_start} AND hour < {whole_end} AND {where}
-        UNION ALL BY NAME {_timed("events", f"project = $project AND kind <> 'client' AND {where} AND {edges}")}"""
+        SELECT {by}, measure, key, n, ms, lo_ms, hi_ms FROM (
+            SELECT hour AS ts, * FROM rollup_timings
+            WHERE project = $project AND hour >= {whole_start} AND hour < {whole_end} AND {where} AND measure IN ({kept})
+        )
+        UNION ALL BY NAME
+        {_timed("events", f"project = $project AND kind <> 'client' AND {where} AND {edges}", by, measures)}"""
 
 
 _ROLLED_CALLS = "type = 'mcp:tools/call' AND resource IS NOT NULL"
 _ROLLED_PANELS = {
-    "latency": _latency(_rolled_timings("true")),
+    "latency": _latency(_rolled_timings("true", "type, resource", "dou")),
+    "servers": _servers(
+        f"""SELECT {_SERVER}, server_version, client_name, user_id, events, tool_calls, failures, last_ts
+        FROM rollup_people WHERE {_WHOLE_HOURS}
+        UNION ALL SELECT {_SERVER}, server_version, client_name, user_id, {_PERSON_COUNTS}
+        FROM events WHERE {_IN_WINDOW} AND {_EDGES}""",
+        _rolled_timings("true", _SERVER),
+    ),
     "trends": _trends(
         f"""SELECT hour AS ts, events AS calls, failures AS errors, {", ".join(f"{o}_errors" for o in _ORIGINS)}
         FROM rollup_counts WHERE {_WHOLE_HOURS} AND type IN {REQUEST_TYPES}
         UNION ALL SELECT ts, 1, CAST(is_error AS INTEGER), {_ORIGIN_FLAGS}
         FROM events WHERE {_IN_WINDOW} AND type IN {REQUEST_TYPES} AND {_EDGES}""",
-        _rolled_timings("true"),
+        _rolled_timings("true", f"{_TIME_BUCKET} AS bucket", "dou"),
     ),
     "tools": _tools(
         f"""SELECT resource, events, failures, last_ts FROM rollup_counts WHERE {_WHOLE_HOURS} AND {_ROLLED_CALLS}
@@ -922,8 +964,6 @@ _ROLLED_PANELS = {
             WHERE project = $project AND kind <> 'client' AND ts >= $start_hour AND ts < $start"""),
 }
 """The panels read from the rollups (``DuckDBStore._rolled``); ``_PANELS`` has the same read from the raw events."""
-_SERVER_TIMINGS = f"""SELECT coalesce(server_name, '(unknown)') AS server, *
-    FROM ({_timed("events", _IN_WINDOW)}) WHERE measure = 'd'"""
 _PANELS: dict[str, str] = {
     **_counted_panels(_RUNS, _RAW_COUNTED),
     "timeseries": f"""
@@ -937,12 +977,12 @@ _PANELS: dict[str, str] = {
     "trends": _trends(
         f"""SELECT ts, 1 AS calls, CAST(is_error AS INTEGER) AS errors, {_ORIGIN_FLAGS}
         FROM events WHERE {_IN_WINDOW} AND type IN {REQUEST_TYPES}""",
-        _timed("events", _IN_WINDOW),
+        _timed("events", _IN_WINDOW, f"{_TIME_BUCKET} AS bucket", "dou"),
     ),
     "extent": """
         SELECT min(ts) AS first_event, max(ts) AS last_event, count(*) AS events
         FROM events WHERE project = $project AND kind <> 'client'""",
-    "latency": _latency(_timed("events", _IN_WINDOW)),
+    "latency": _latency(_timed("events", _IN_WINDOW, "type, resource", "dou")),
     "tools": _tools(
         f"SELECT resource, 1 AS events, CAST(is_error AS INTEGER) AS failures, ts AS last_ts FROM events WHERE {_TOOL_CALLS}",
         f"SELECT resource, user_id FROM events WHERE {_TOOL_CALLS}",
@@ -986,23 +1026,10 @@ _PANELS: dict[str, str] = {
         SELECT type, resource, hash(argument_keys) AS shape, argument_keys AS keys, 1 AS calls,
             CAST(is_error AS INTEGER) AS failures
         FROM events WHERE {_IN_WINDOW} AND {_SHAPED}"""),
-    "servers": f"""
-        WITH versions AS (
-            SELECT server, string_agg(server_version, ', ' ORDER BY server_version) AS versions
-            FROM (SELECT coalesce(server_name, '(unknown)') AS server, server_version
-                  FROM events WHERE {_IN_WINDOW} AND server_version IS NOT NULL GROUP BY ALL)
-            GROUP BY server
-        )
-        SELECT server, versions, events, tool_calls, failures, p95_ms, clients, users, last_seen
-        FROM (
-            SELECT coalesce(server_name, '(unknown)') AS server, count(*) AS events,
-                count(*) FILTER (WHERE type = 'mcp:tools/call') AS tool_calls, count(*) FILTER (WHERE is_error) AS failures,
-                count(DISTINCT client_name) AS clients, count(DISTINCT user_id) AS users, max(ts) AS last_seen
-            FROM events WHERE {_IN_WINDOW} GROUP BY 1
-        ) LEFT JOIN versions USING (server) LEFT JOIN (
-            SELECT server, {_p("d", 0.95)} AS p95_ms FROM {_histograms(_SERVER_TIMINGS, "server")} GROUP BY server
-        ) USING (server)
-        ORDER BY events DESC, server LIMIT $limit""",
+    "servers": _servers(
+        f"SELECT {_SERVER}, server_version, client_name, user_id, {_PERSON_COUNTS} FROM events WHERE {_IN_WINDOW}",
+        _timed("events", _IN_WINDOW, _SERVER),
+    ),
     "new_clients": _new_clients(
         "SELECT client_name FROM events WHERE project = $project AND kind <> 'client' AND ts < $start"
     ),
@@ -1057,7 +1084,7 @@ def _latency_spike(usual: str) -> str:
 
     def p95(timings: str, columns: str = "") -> str:
         return f"""SELECT resource AS subject, {_percentile("d", 0.95)} AS p95{columns}
-            FROM {_histograms(f"SELECT * FROM ({timings}) WHERE measure = 'd'", "resource")} GROUP BY resource"""
+            FROM {_histograms(timings, "resource")} GROUP BY resource"""
 
     recent = _timed("events", f"{_CALLS} AND ts >= {_NOW} - INTERVAL 15 MINUTE AND ts < {_NOW}")
     return f"""
@@ -1146,7 +1173,13 @@ _ROLLED_DEVIATIONS = {
     **_DEVIATIONS,
     "latency_spike": (
         _latency_spike(
-            _rolled_timings(_ROLLED_CALLS, _USUAL_START, "$usual_whole_start", _USUAL_END, "$usual_whole_end")
+            _rolled_timings(
+                _ROLLED_CALLS,
+                start=_USUAL_START,
+                whole_start="$usual_whole_start",
+                end=_USUAL_END,
+                whole_end="$usual_whole_end",
+            )
         ),
         *_DEVIATIONS["latency_spike"][1:],
     ),
@@ -1163,7 +1196,7 @@ def _slo_baseline(called: str, week: str) -> str:
     SELECT tool, baseline_p95_ms FROM (SELECT DISTINCT resource AS tool FROM ({called}))
     LEFT JOIN (
         SELECT resource AS tool, {_p("d", 0.95)} AS baseline_p95_ms
-        FROM {_histograms(f"SELECT * FROM ({week}) WHERE measure = 'd'", "resource")} GROUP BY resource
+        FROM {_histograms(week, "resource")} GROUP BY resource
     ) USING (tool)"""
 
 
@@ -1175,7 +1208,7 @@ def _slo_window(timings: str) -> str:
     SELECT resource AS tool, CAST(sum(n) AS BIGINT) AS calls,
         CAST(coalesce(sum(n) FILTER (WHERE key <= {_bucket(target)}), 0) AS BIGINT) AS within,
         {_p("d", 0.95)} AS p95_ms
-    FROM {_histograms(f"SELECT * FROM ({timings}) WHERE measure = 'd'", "resource")}
+    FROM {_histograms(timings, "resource")}
     GROUP BY resource ORDER BY calls DESC, tool"""
 
 
@@ -1187,7 +1220,7 @@ _ROLLED_SLO_WINDOW = _slo_window(_rolled_timings(_ROLLED_CALLS))
 _ROLLED_PANELS["slo"] = _slo_baseline(
     f"""SELECT resource FROM rollup_counts WHERE {_WHOLE_HOURS} AND {_ROLLED_CALLS}
     UNION ALL SELECT resource FROM events WHERE {_TOOL_CALLS} AND {_EDGES}""",
-    _rolled_timings(_ROLLED_CALLS, _WEEK, "$week_whole_start"),
+    _rolled_timings(_ROLLED_CALLS, start=_WEEK, whole_start="$week_whole_start"),
 )
 _QUERIES = {**_PANELS, "slo": _SLO_BASELINE}
 """Every panel's query but the ``session`` timeline's; the ``slo`` panel's reads the tiers' baselines."""
@@ -1274,7 +1307,7 @@ _ROLL_AFTER = 20_000
 one pass; a panel that reads the rollups brings them up to date first."""
 _UNROLLED = ("project", "ts", "kind", "type", "resource", "client_name", "user_id", "user_name", "server_name",
              "failure_origin", "is_error", "session_id", "caller_id", "tools_listed", "prompts_listed",
-             "argument_keys", "response_size", "duration_ms", "upstream_ms")  # fmt: skip
+             "argument_keys", "response_size", "duration_ms", "upstream_ms", "server_version")  # fmt: skip
 """What the rollups are made of (``_ROLLUPS``, ``_TOUCHED``)."""
 _HOUR_US = 3_600_000_000
 _RECOUNT_AFTER = 20_000
@@ -1634,7 +1667,8 @@ class DuckDBStore:
         try:
             rules_sql = _ROLLED_DEVIATIONS if self.rollups and self._rolled_snapshot(cursor) else _DEVIATIONS
             for rule, (sql, window, text) in rules_sql.items():
-                found += store.rule_alerts(rules, rule, window, text, _run(cursor, sql, values))
+                alerts = store.rule_alerts(rules, rule, window, text, _run(cursor, sql, values))
+                found += sorted(alerts, key=lambda alert: alert.subject)  # in one order, as ClickHouse's
         finally:
             cursor.close()
         return found + self._slo_burn(project, now, rules)

@@ -55,7 +55,8 @@ def population(seed: int, count: int = 1500, prefix: str = "e") -> list[tuple[st
             "user_name": user and user.title(),
             "caller_id": f"c{rng.randrange(4)}" if rng.random() < 0.5 else None,
             "client_name": rng.choice(CLIENTS),
-            "server_name": rng.choice(("docs", "shop")),
+            "server_name": rng.choice(("docs", "shop", None)),
+            "server_version": rng.choice(("1.0", "1.1", None)),
             "resource": rng.choice(("search", "fetch", "report")),
         }
         if fields["type"] in ("mcp:tools/call", "mcp:prompts/get") and rng.random() < 0.8:  # keys in any order
