@@ -131,18 +131,22 @@ _VALUE = f"least(greatest({_MIDDLE}, lo_ms), hi_ms)"
 """What a value of a histogram row is read as: its bucket's middle, within the least and greatest value there."""
 
 
-def _timed(source: str, where: str, by: str = "resource", measures: str = "d") -> str:
+def _timed(source: str, where: str, by: str = "resource", measures: str = "d", *, shared: bool = True) -> str:
     """The histograms of the requests of ``source`` that match ``where``, per value of ``by`` (a select list of
     their columns) and measure of ``measures`` (keys of ``_MEASURES``): rows of ``by``'s columns, ``measure``,
     ``key`` (the bucket), ``n``, ``ms`` (the sum), ``lo_ms`` and ``hi_ms`` (the least and greatest value). One
-    grouped scan per measure: cheaper than one whose rows are unnested into the three."""
-    return "\nUNION ALL\n".join(
-        f"""SELECT {by}, '{name}' AS measure, {_bucket(value)} AS key, count(*) AS n, sum({value}) AS ms,
-            min({value}) AS lo_ms, max({value}) AS hi_ms
-        FROM {source} WHERE {where} AND type IN {REQUEST_TYPES} GROUP BY ALL"""
+    grouped pass per measure (cheaper than one over rows unnested into the three), over the requests read once
+    and kept (``shared``: what a panel reads) or read again each time (a catch-up's few, or every event once)."""
+    picked = f"SELECT {by}, duration_ms, upstream_ms FROM {source} WHERE {where} AND type IN {REQUEST_TYPES}"
+    requests = "requests" if shared and len(measures) > 1 else f"({picked})"
+    grouped = "\nUNION ALL\n".join(
+        f"""SELECT * EXCLUDE (duration_ms, upstream_ms), '{name}' AS measure, {_bucket(value)} AS key, count(*) AS n,
+            sum({value}) AS ms, min({value}) AS lo_ms, max({value}) AS hi_ms
+        FROM {requests} GROUP BY ALL"""
         for name, value in _MEASURES.items()
         if name in measures
     )
+    return f"WITH requests AS MATERIALIZED ({picked}) {grouped}" if requests == "requests" else grouped
 
 
 def _timings(source: str) -> str:
@@ -150,7 +154,7 @@ def _timings(source: str) -> str:
     method, tool (or prompt, resource) and server (the percentiles of ``latency``, ``trends``, ``tools``,
     ``servers``, ``slo``, the alerts)."""
     hours = "project, date_trunc('hour', ts) AS hour, type, resource, server_name"
-    return _timed(source, "kind <> 'client'", hours, "".join(_MEASURES))
+    return _timed(source, "kind <> 'client'", hours, "".join(_MEASURES), shared=False)
 
 
 def _histograms(timings: str, by: str = "") -> str:
@@ -918,7 +922,7 @@ def _rolled_timings(
             WHERE project = $project AND hour >= {whole_start} AND hour < {whole_end} AND {where} AND measure IN ({kept})
         )
         UNION ALL BY NAME
-        {_timed("events", f"project = $project AND kind <> 'client' AND {where} AND {edges}", by, measures)}"""
+        SELECT * FROM ({_timed("events", f"project = $project AND kind <> 'client' AND {where} AND {edges}", by, measures)})"""
 
 
 _ROLLED_CALLS = "type = 'mcp:tools/call' AND resource IS NOT NULL"
