@@ -1098,6 +1098,23 @@ def _latency_spike(usual: str) -> str:
         WHERE recent.calls >= $latency_min_calls AND recent.p95 > $latency_factor * usual.p95"""
 
 
+def _destructive_new_client(seen: str) -> str:
+    """The ``destructive_new_client`` rule, ``seen``: when clients were seen before now (``client_name``, ``ts``)."""
+    return f"""
+        WITH destructive AS (
+            SELECT DISTINCT unnest(destructive_tools) AS tool FROM events
+            WHERE {_SERVED} AND type = 'mcp:tools/list' AND ts >= {_NOW} - INTERVAL 7 DAY AND ts < {_NOW}
+        ),
+        newcomers AS (
+            SELECT client_name FROM ({seen}) WHERE client_name IS NOT NULL
+            GROUP BY 1 HAVING min(ts) >= {_NOW} - to_microseconds(CAST($new_client_hours * 3600e6 AS BIGINT))
+        )
+        SELECT resource || ' by ' || client_name AS subject, count(*) AS observed, 0 AS threshold FROM events
+        WHERE {_CALLS} AND ts >= {_NOW} - INTERVAL 1 HOUR AND ts < {_NOW}
+            AND resource IN (SELECT tool FROM destructive) AND client_name IN (SELECT client_name FROM newcomers)
+        GROUP BY resource, client_name"""
+
+
 _DEVIATIONS = {
     # subject, observed, threshold (a row is an alert), window: what each rule finds at $now.
     "volume_spike": (
@@ -1155,19 +1172,7 @@ _DEVIATIONS = {
         "auth {subject}: {observed:.0f} refusals in 15 minutes, {ratio:.1f}x the usual {usual:.1f}",
     ),
     "destructive_new_client": (
-        f"""
-        WITH destructive AS (
-            SELECT DISTINCT unnest(destructive_tools) AS tool FROM events
-            WHERE {_SERVED} AND type = 'mcp:tools/list' AND ts >= {_NOW} - INTERVAL 7 DAY AND ts < {_NOW}
-        ),
-        newcomers AS (
-            SELECT client_name FROM events WHERE {_SERVED} AND client_name IS NOT NULL AND ts < {_NOW}
-            GROUP BY 1 HAVING min(ts) >= {_NOW} - to_microseconds(CAST($new_client_hours * 3600e6 AS BIGINT))
-        )
-        SELECT resource || ' by ' || client_name AS subject, count(*) AS observed, 0 AS threshold FROM events
-        WHERE {_CALLS} AND ts >= {_NOW} - INTERVAL 1 HOUR AND ts < {_NOW}
-            AND resource IN (SELECT tool FROM destructive) AND client_name IN (SELECT client_name FROM newcomers)
-        GROUP BY resource, client_name""",
+        _destructive_new_client(f"SELECT client_name, ts FROM events WHERE {_SERVED} AND ts < {_NOW}"),
         "1h",
         "{subject}: a destructive tool called {observed:.0f} times by a client first seen in the last day",
     ),
@@ -1187,8 +1192,14 @@ _ROLLED_DEVIATIONS = {
         ),
         *_DEVIATIONS["latency_spike"][1:],
     ),
+    "destructive_new_client": (
+        _destructive_new_client(f"""SELECT client_name, first_ts AS ts FROM rollup_people
+            WHERE project = $project AND hour < $now_hour
+            UNION ALL SELECT client_name, ts FROM events WHERE {_SERVED} AND ts >= $now_hour AND ts < {_NOW}"""),
+        *_DEVIATIONS["destructive_new_client"][1:],
+    ),
 }
-"""The rules reading the rollups where they can."""
+"""The rules reading the rollups where they can (``latency_spike``'s day, the clients seen before now)."""
 _WEEK = "CAST($end AS TIMESTAMP) - INTERVAL 7 DAY"
 
 
@@ -1665,7 +1676,8 @@ class DuckDBStore:
         """What the rules find in ``project`` at ``now``: one ``Alert`` per rule and subject."""
         values = {"project": project, "now": _naive_utc(now), **asdict(rules)}
         values |= {"usual_whole_start": _naive_utc(_ceil_hour(now - timedelta(hours=24, minutes=15))),
-                   "usual_whole_end": _naive_utc(_floor_hour(now - timedelta(minutes=15)))}  # fmt: skip
+                   "usual_whole_end": _naive_utc(_floor_hour(now - timedelta(minutes=15))),
+                   "now_hour": _naive_utc(_floor_hour(now))}  # fmt: skip
         found = []
         cursor = self._connection.cursor()
         try:
