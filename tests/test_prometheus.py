@@ -87,9 +87,15 @@ def wait_ready(process: subprocess.Popen[str], url: str, budget: float = 30) -> 
     raise AssertionError(f"{url} did not answer within {budget} s")
 
 
-async def traffic(url: str, fetch_url: str) -> None:
-    """Two clients, ``ROUNDS`` rounds a second apart (so every series moves across scrapes); each session ends."""
-    for _ in range(ROUNDS):
+async def traffic(url: str, fetch_url: str, prometheus: Prometheus) -> None:
+    """Two clients, ``ROUNDS`` rounds a second apart (so every series moves across scrapes); each session ends.
+    After the first round, until Prometheus has scraped the failing tool's series: ``increase()`` counts from a
+    series' first sample, so the rounds after it (30 failures) are what the error-ratio alert's 20 calls see,
+    however late the first scrape (a slow one once left 18, and the alert resolved while the tests read it)."""
+    scraped = 'mcp_server_operation_duration_seconds_count{gen_ai_tool_name="fail"}'
+    for index in range(ROUNDS):
+        if index == 1:
+            assert await anyio.to_thread.run_sync(prometheus.wait_for, scraped), "Prometheus never scraped the server"
         for name in CLIENTS:
             async with (
                 connect(url) as streams,
@@ -134,9 +140,9 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
             tmp / "server.stderr"
         ).read_text()
         wait_ready(process, f"http://127.0.0.1:{prometheus_port}/-/ready")
-        with upstream() as base:
-            anyio.run(traffic, f"http://127.0.0.1:{mcp_port}/mcp", f"{base}/delay?ms=50")
         found = Prometheus(f"http://127.0.0.1:{prometheus_port}")
+        with upstream() as base:
+            anyio.run(traffic, f"http://127.0.0.1:{mcp_port}/mcp", f"{base}/delay?ms=50", found)
         # The last round scraped, and the rules evaluated on it.
         assert found.wait_for(f'ALERTS{{alertname="MCPToolErrorRatio", job="{SERVICE}"}}'), "the alert rules never ran"
         assert found.wait_for(f"sum(mcp_server_session_duration_seconds_count) >= {len(CLIENTS) * ROUNDS}"), "sessions"
