@@ -77,7 +77,9 @@ async def test_an_event_from_outside_a_request_by_session_id(kind):
     assert event.attributes["mcp.event.error"] == "card **** declined"
     assert event.attributes["error.type"] == "custom_event_error"
     assert event.status.status_code == StatusCode.ERROR
-    assert "4111" not in event.to_json()
+    exported = json.loads(event.to_json())
+    del exported["context"]  # its random trace and span ids can hold "4111" (one run in 1,500 did)
+    assert "4111" not in json.dumps(exported)
 
 
 async def test_a_session_this_process_does_not_hold_gets_the_event_under_its_id(recorded):
