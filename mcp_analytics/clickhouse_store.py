@@ -198,41 +198,91 @@ def _middle(key: str) -> str:
     )
 
 
-def _quantile(expr: str, level: float, condition: str | None = None) -> str:
-    """The ``level`` quantile of ``expr`` as the DuckDB store reads it from its histograms (``store.BUCKET_GROWTH``):
-    interpolated as ``quantile_cont`` between the values at the ranks around it, each read as its bucket's middle
-    within the least and greatest value of the group in that bucket. Here the values are collected and sorted (its
-    memory is the group's size), which gives each rank's bucket and the bucket's least and greatest. NaN where there
-    is none (read as null)."""
-    values = f"groupArrayIf({expr}, {condition})" if condition else f"groupArray({expr})"
-    pos = f"(length(s) - 1) * {level}"
-
-    def value(index: str) -> str:  # s: the values sorted, ks: their buckets
-        first = f"indexOf(ks, ks[{index}])"
-        return f"least(greatest({_middle(f'ks[{index}]')}, s[{first}]), s[{first} + countEqual(ks, ks[{index}]) - 1])"
-
-    lo, hi = value(f"toUInt64(floor({pos})) + 1"), value(f"toUInt64(ceil({pos})) + 1")
-    found = f"if(length(s) = 0, nan, {lo} + ({pos} - floor({pos})) * ({hi} - {lo}))"
-    return f"arrayMap(s -> arrayMap(ks -> {found}, [arrayMap(x -> {_bucket('x')}, s)])[1], [arraySort({values})])[1]"
-
-
 def _round(expr: str, digits: int) -> str:
     """Rounded half away from zero, as DuckDB rounds (ClickHouse's ``round`` rounds floats half to even); for the
     non-negative figures the panels round."""
     return f"(floor(({expr}) * 1e{digits} + 0.5) / 1e{digits})"
 
 
-def _percentiles(condition: str | None = None) -> str:
-    return f"""{_round(_quantile("duration_ms", 0.5, condition), 3)} AS p50_ms,
-    {_round(_quantile("duration_ms", 0.95, condition), 3)} AS p95_ms,
-    {_round(_quantile("duration_ms", 0.99, condition), 3)} AS p99_ms,
-    {_round(_quantile("duration_ms - ifNull(upstream_ms, 0)", 0.95, condition), 3)} AS own_p95_ms,
-    {_round(_quantile("ifNull(upstream_ms, 0)", 0.95, condition), 3)} AS upstream_p95_ms,
-    {_round("sum(ifNull(upstream_ms, 0)) / nullIf(sum(duration_ms), 0)", 4)} AS upstream_share"""
+_MEASURES = {"d": "duration_ms", "o": "duration_ms - ifNull(upstream_ms, 0)", "u": "ifNull(upstream_ms, 0)"}
+"""The timings of a request kept as histograms (the DuckDB store's ``_MEASURES``): its duration, the server's own
+part of it and the upstream part."""
+
+
+def _timed(events: str, where: str, by: str | tuple[str, ...] = (), measures: str = "d") -> str:
+    """The histograms of the requests of ``events`` that match ``where``, per value of ``by`` (columns, or
+    expressions ``AS`` a name; none: all) and measure of ``measures`` (keys of ``_MEASURES``): rows of ``by``'s columns,
+    ``measure``, ``key`` (the bucket), ``n``, ``ms`` (the sum), ``lo_ms`` and ``hi_ms`` (the least and greatest
+    value), as the DuckDB store's ``_timed``. The events are read once, each as a row per measure."""
+    by = (by,) if isinstance(by, str) else by
+    value = "tupleElement(m, 2)"
+    pairs = ", ".join(f"('{name}', {_MEASURES[name]})" for name in measures)
+    names = "".join(f"{_name(item)}, " for item in by)
+    return f"""
+        SELECT {names}tupleElement(m, 1) AS measure, toInt64({_bucket(value)}) AS key, count() AS n,
+            sum({value}) AS ms, min({value}) AS lo_ms, max({value}) AS hi_ms
+        FROM (SELECT {"".join(f"{item}, " for item in by)}arrayJoin([{pairs}]) AS m FROM {events}
+              WHERE {where} AND {_REQUESTS})
+        GROUP BY {names}measure, key"""
+
+
+def _name(by: str) -> str:
+    """The name of the column ``by`` selects (``expr AS name``, or a column)."""
+    return by.rsplit(" AS ", 1)[-1].strip()
+
+
+def _histograms(timings: str, by: str = "", measures: str = "d", extra: str = "") -> str:
+    """``timings`` (``_timed``'s rows) as one row per value of ``by`` (a column; none: one row) with, for each
+    measure ``m`` of ``measures``, ``h_m`` (its buckets' ``(key, n, lo_ms, hi_ms)``, sorted), ``c_m`` (the counts up
+    to each), ``n_m`` and ``ms_m`` (count and sum), and the aggregates of ``extra`` (over rows per bucket: ``measure``, ``key``,
+    ``bucket_n``), which ``_percentile`` reads (the DuckDB store's ``_histograms``)."""
+    keyed = f"{by}, measure, key" if by else "measure, key"
+    columns = [
+        part
+        for m in measures
+        for part in (
+            f"arraySort(groupArrayIf((key, bucket_n, bucket_lo, bucket_hi), measure = '{m}')) AS h_{m}",
+            f"arrayCumSum(arrayMap(x -> tupleElement(x, 2), h_{m})) AS c_{m}",
+            f"sumIf(bucket_n, measure = '{m}') AS n_{m}",
+            f"sumIf(bucket_ms, measure = '{m}') AS ms_{m}",
+        )
+    ]
+    return f"""(
+        SELECT {by + ", " if by else ""}{", ".join(columns)}{", " + extra if extra else ""}
+        FROM (
+            SELECT {keyed}, sum(n) AS bucket_n, sum(ms) AS bucket_ms, min(lo_ms) AS bucket_lo, max(hi_ms) AS bucket_hi
+            FROM ({timings}) GROUP BY {keyed}
+        ){" GROUP BY " + by if by else ""})"""
+
+
+def _percentile(measure: str, level: float) -> str:
+    """The ``level`` quantile of ``measure`` in a row of ``_histograms``: interpolated as ``quantile_cont`` between
+    the values at the ranks around it, each read as its bucket's middle within the bucket's least and greatest value
+    (the DuckDB store's ``_percentile``); NaN where there is none (read as null)."""
+    h, c, n = f"h_{measure}", f"c_{measure}", f"toInt64(n_{measure})"
+    at = f"(({n} - 1) * {level})"
+
+    def value(rank: str) -> str:
+        bucket = f"{h}[arrayFirstIndex(x -> x > {rank}, {c})]"
+        return f"""least(greatest({_middle(f"tupleElement({bucket}, 1)")}, tupleElement({bucket}, 3)),
+            tupleElement({bucket}, 4))"""
+
+    lo, hi = value(f"floor({at})"), value(f"ceil({at})")
+    return f"if({n} = 0, nan, {lo} + ({at} - floor({at})) * ({hi} - {lo}))"
+
+
+def _p(measure: str, level: float) -> str:
+    """``_percentile`` rounded to the microsecond, as the panels show it."""
+    return _round(_percentile(measure, level), 3)
+
+
+_TIMING_COLUMNS = f"""{_p("d", 0.5)} AS p50_ms, {_p("d", 0.95)} AS p95_ms, {_p("d", 0.99)} AS p99_ms,
+    {_p("o", 0.95)} AS own_p95_ms, {_p("u", 0.95)} AS upstream_p95_ms, {_round("ms_u / nullIf(ms_d, 0)", 4)} AS upstream_share"""
+"""The ``latency`` and ``trends`` panels' timings, of a row of ``_histograms`` of the three measures."""
 
 
 _ERRORS_BY_ORIGIN = ", ".join(
-    f"countIf(ifNull(failure_origin, '') = '{origin}') AS {origin}_errors"
+    f"sumIf(events, ifNull(failure_origin, '') = '{origin}') AS {origin}_errors"
     for origin in ("client", "auth", "upstream", "server")
 )
 _BUCKET = "%(origin)s + intDiv(ts_us - %(origin)s, %(bucket)s) * %(bucket)s"
@@ -309,6 +359,66 @@ def _counted_panels(counted: str) -> dict[str, str]:
     }
 
 
+_TOOL = "assumeNotNull(resource) AS tool"
+_SUBJECT = "assumeNotNull(resource) AS subject"
+_SERVER = "ifNull(server_name, '(unknown)') AS server"
+
+
+_REQUEST_COUNTS = f"""SELECT {_BUCKET} AS bucket, toUInt64(1) AS events, toUInt64(is_error) AS failures, failure_origin
+    FROM {{events}} WHERE {_IN_WINDOW} AND {_REQUESTS}"""
+"""The window's requests as ``trends`` counts them, one row each."""
+_CALL_COUNTS = f"""SELECT assumeNotNull(resource) AS tool, user_id, toUInt64(1) AS events, toUInt64(is_error) AS failures,
+    ts_us AS last_ts
+    FROM {{events}} WHERE {_TOOL_CALLS}"""
+"""The window's tool calls as ``tools`` counts them, one row each."""
+
+
+def _latency(requests: str, calls: str) -> str:
+    """The ``latency`` panel over ``requests`` and ``calls`` (``_timed``'s rows of the three measures: of all
+    requests; of the tool calls per ``resource``): all requests, then each tool."""
+    columns = f"n_d AS calls, {_TIMING_COLUMNS}"
+    return f"""
+        SELECT tool, calls, p50_ms, p95_ms, p99_ms, own_p95_ms, upstream_p95_ms, upstream_share FROM (
+            SELECT CAST(NULL AS Nullable(String)) AS tool, {columns} FROM {_histograms(requests, measures="dou")}
+            UNION ALL
+            SELECT tool, calls, p50_ms, p95_ms, p99_ms, own_p95_ms, upstream_p95_ms, upstream_share FROM (
+                SELECT resource AS tool, {columns} FROM {_histograms(calls, "resource", "dou")}
+                ORDER BY p95_ms DESC, tool LIMIT %(limit)s
+            )
+        ) ORDER BY tool IS NOT NULL, p95_ms DESC, tool"""
+
+
+def _tools(calls: str, timings: str) -> str:
+    """The ``tools`` panel over ``calls`` (``tool``, ``user_id``, ``events``, ``failures``, ``last_ts``: the window's
+    tool calls as counts, ``_CALL_COUNTS``) and ``timings`` (``_timed``'s rows per ``tool``)."""
+    return f"""
+        SELECT tool, calls, errors, error_rate, p95_ms, users, last_called, share FROM (
+            SELECT tool, sum(events) AS calls, sum(failures) AS errors, {_round("errors / calls", 4)} AS error_rate,
+                uniqExactIf(assumeNotNull(user_id), user_id IS NOT NULL) AS users, max(last_ts) AS last_called,
+                {_round(f"calls / (SELECT sum(events) FROM ({calls}))", 4)} AS share
+            FROM ({calls}) GROUP BY tool ORDER BY calls DESC, tool LIMIT %(limit)s
+        ) AS known ALL LEFT JOIN (
+            SELECT tool, {_p("d", 0.95)} AS p95_ms FROM {_histograms(timings, "tool")}
+        ) AS joined USING (tool)
+        ORDER BY calls DESC, tool"""
+
+
+def _trends(requests: str, timings: str) -> str:
+    """The ``trends`` panel over ``requests`` (``bucket``, ``events``, ``failures`` and ``failure_origin``: the window's
+    requests as counts, ``_REQUEST_COUNTS``) and ``timings`` (``_timed``'s rows of the three measures per ``bucket``)."""
+    return f"""
+        SELECT bucket, intDiv(%(bucket)s, 1000000) AS bucket_seconds, calls, errors,
+            client_errors, auth_errors, upstream_errors, server_errors,
+            p50_ms, p95_ms, p99_ms, own_p95_ms, upstream_p95_ms, upstream_share
+        FROM (
+            SELECT bucket, sum(events) AS calls, sum(failures) AS errors, {_ERRORS_BY_ORIGIN}
+            FROM ({requests}) GROUP BY bucket
+        ) AS known ALL INNER JOIN (
+            SELECT bucket, {_TIMING_COLUMNS} FROM {_histograms(timings, "bucket", "dou")}
+        ) AS joined USING (bucket)
+        ORDER BY bucket"""
+
+
 _EVENT_COUNTS = f"""
     SELECT type, client_name, user_id, toUInt8({_GROUPED}) AS grouped, toUInt64(1) AS n_events,
         toUInt64(is_error) AS n_failures, ts_us AS n_last, user_name
@@ -325,32 +435,15 @@ _PANELS: dict[str, str] = {
             count() AS events, countIf(is_error = 1) AS failures
         FROM {{events}} WHERE {_IN_WINDOW} AND (%(by)s != 'tool' OR (type = 'mcp:tools/call' AND resource IS NOT NULL))
         GROUP BY bucket, series ORDER BY bucket, series""",
-    "trends": f"""
-        SELECT {_BUCKET} AS bucket, intDiv(%(bucket)s, 1000000) AS bucket_seconds,
-            count() AS calls, countIf(is_error = 1) AS errors, {_ERRORS_BY_ORIGIN}, {_percentiles()}
-        FROM {{events}} WHERE {_IN_WINDOW} AND {_REQUESTS}
-        GROUP BY bucket ORDER BY bucket""",
+    "trends": _trends(_REQUEST_COUNTS, _timed("{events}", _IN_WINDOW, f"{_BUCKET} AS bucket", "dou")),
     "extent": f"""
         SELECT if(count() = 0, NULL, min(ts_us)) AS first_event, if(count() = 0, NULL, max(ts_us)) AS last_event,
             count() AS events
         FROM {{events}} WHERE {_SERVED}""",
-    "latency": f"""
-        SELECT tool, calls, p50_ms, p95_ms, p99_ms, own_p95_ms, upstream_p95_ms, upstream_share FROM (
-            SELECT CAST(NULL AS Nullable(String)) AS tool, count() AS calls, {_percentiles()}
-            FROM {{events}} WHERE {_IN_WINDOW} AND {_REQUESTS}
-            UNION ALL
-            SELECT tool, calls, p50_ms, p95_ms, p99_ms, own_p95_ms, upstream_p95_ms, upstream_share FROM (
-                SELECT resource AS tool, count() AS calls, {_percentiles()}
-                FROM {{events}} WHERE {_TOOL_CALLS} GROUP BY resource ORDER BY p95_ms DESC, tool LIMIT %(limit)s
-            )
-        ) ORDER BY tool IS NOT NULL, p95_ms DESC, tool""",
-    "tools": f"""
-        SELECT resource AS tool, count() AS calls, countIf(is_error = 1) AS errors,
-            {_round("countIf(is_error = 1) / count()", 4)} AS error_rate,
-            {_round(_quantile("duration_ms", 0.95), 3)} AS p95_ms,
-            uniqExactIf(assumeNotNull(user_id), user_id IS NOT NULL) AS users, max(ts_us) AS last_called,
-            {_round(f"count() / (SELECT count() FROM {{events}} WHERE {_TOOL_CALLS})", 4)} AS share
-        FROM {{events}} WHERE {_TOOL_CALLS} GROUP BY resource ORDER BY calls DESC, tool LIMIT %(limit)s""",
+    "latency": _latency(
+        _timed("{events}", _IN_WINDOW, measures="dou"), _timed("{events}", _TOOL_CALLS, "resource", "dou")
+    ),
+    "tools": _tools(_CALL_COUNTS, _timed("{events}", _TOOL_CALLS, _TOOL)),
     "failures": f"""
         SELECT origin, reason, failures, origin_failures, example, last_seen FROM (
             SELECT ifNull(failure_origin, 'unknown') AS origin, coalesce(failure_reason, error_type) AS reason,
@@ -416,13 +509,16 @@ _PANELS: dict[str, str] = {
         ) AS joined USING (type, name)
         ORDER BY calls DESC, kind, name, keys LIMIT %(limit)s""",
     "servers": f"""
-        SELECT ifNull(server_name, '(unknown)') AS server,
-            nullIf(arrayStringConcat(arraySort(groupUniqArray(server_version)), ', '), '') AS versions,
-            count() AS events, countIf(type = 'mcp:tools/call') AS tool_calls, countIf(is_error = 1) AS failures,
-            {_round(_quantile("duration_ms", 0.95, _REQUESTS), 3)} AS p95_ms,
-            uniqExactIf(assumeNotNull(client_name), client_name IS NOT NULL) AS clients, uniqExactIf(assumeNotNull(user_id), user_id IS NOT NULL) AS users, max(ts_us) AS last_seen
-        FROM {{events}} WHERE {_IN_WINDOW} GROUP BY server
-        ORDER BY events DESC, server LIMIT %(limit)s""",
+        SELECT server, versions, events, tool_calls, failures, p95_ms, clients, users, last_seen FROM (
+            SELECT {_SERVER}, nullIf(arrayStringConcat(arraySort(groupUniqArray(server_version)), ', '), '') AS versions,
+                count() AS events, countIf(type = 'mcp:tools/call') AS tool_calls, countIf(is_error = 1) AS failures,
+                uniqExactIf(assumeNotNull(client_name), client_name IS NOT NULL) AS clients,
+                uniqExactIf(assumeNotNull(user_id), user_id IS NOT NULL) AS users, max(ts_us) AS last_seen
+            FROM {{events}} WHERE {_IN_WINDOW} GROUP BY server ORDER BY events DESC, server LIMIT %(limit)s
+        ) AS known ALL LEFT JOIN (
+            SELECT server, {_p("d", 0.95)} AS p95_ms FROM {_histograms(_timed("{events}", _IN_WINDOW, _SERVER), "server")}
+        ) AS joined USING (server)
+        ORDER BY events DESC, server""",
     "new_clients": f"""
         SELECT client_name AS client, min(ts_us) AS first_seen,
             nullIf(arrayStringConcat(arraySort(groupUniqArray(client_version)), ', '), '') AS versions,
@@ -536,12 +632,11 @@ _DEVIATIONS = {
         f"""
         SELECT subject, {_round("recent_p95", 3)} AS observed, {_round("%(latency_factor)s * usual_p95", 3)} AS threshold
         FROM (
-            SELECT assumeNotNull(resource) AS subject, {_quantile("duration_ms", 0.95)} AS recent_p95, count() AS calls
-            FROM events FINAL WHERE {_CALLS} AND ts_us >= %(now)s - 15 * 60000000 AND ts_us < %(now)s GROUP BY subject
+            SELECT subject, {_percentile("d", 0.95)} AS recent_p95, n_d AS calls
+            FROM {_histograms(_timed("events FINAL", f"{_CALLS} AND ts_us >= %(now)s - 15 * 60000000 AND ts_us < %(now)s", _SUBJECT), "subject")}
         ) AS known ALL INNER JOIN (
-            SELECT assumeNotNull(resource) AS subject, {_quantile("duration_ms", 0.95)} AS usual_p95 FROM events FINAL
-            WHERE {_CALLS} AND ts_us >= %(now)s - 24 * {_HOUR} - 15 * 60000000 AND ts_us < %(now)s - 15 * 60000000
-            GROUP BY subject
+            SELECT subject, {_percentile("d", 0.95)} AS usual_p95
+            FROM {_histograms(_timed("events FINAL", f"{_CALLS} AND ts_us >= %(now)s - 24 * {_HOUR} - 15 * 60000000 AND ts_us < %(now)s - 15 * 60000000", _SUBJECT), "subject")}
         ) AS joined USING (subject)
         WHERE calls >= %(latency_min_calls)s AND recent_p95 > %(latency_factor)s * usual_p95
         ORDER BY subject""",
@@ -597,22 +692,20 @@ _DEVIATIONS = {
 }
 """The deviation rules as queries (``alerts.Rules`` names their thresholds); ``slo_burn`` reads the ``slo`` panel."""
 _SLO_BASELINE = f"""
-    SELECT assumeNotNull(resource) AS tool,
-        {_round(_quantile("duration_ms", 0.95, f"ts_us >= %(end)s - 7 * {_DAY}"), 3)} AS baseline_p95_ms
-    FROM {{events}} WHERE {_CALLS} AND ts_us >= least(%(start)s, %(end)s - 7 * {_DAY}) AND ts_us < %(end)s
-        AND assumeNotNull(resource) IN (SELECT assumeNotNull(resource) FROM {{events}} WHERE {_TOOL_CALLS})
-    GROUP BY tool"""
+    SELECT tool, baseline_p95_ms FROM (
+        SELECT DISTINCT assumeNotNull(resource) AS tool FROM {{events}} WHERE {_TOOL_CALLS}
+    ) AS known ALL LEFT JOIN (
+        SELECT tool, {_p("d", 0.95)} AS baseline_p95_ms
+        FROM {_histograms(_timed("{events}", f"{_CALLS} AND ts_us >= %(end)s - 7 * {_DAY} AND ts_us < %(end)s", _TOOL), "tool")}
+    ) AS joined USING (tool)"""
 """The observed p95 of each tool called in the window, over the 7 days up to the window's end (the tier it is in);
 none (the fastest tier) for a tool called in a longer window but not in those 7 days."""
-_SLO_TARGET = (
-    "CAST(%(slo_targets)s AS Array(Float64))[indexOf(CAST(%(slo_tools)s AS Array(String)), assumeNotNull(resource))]"
-)
+_SLO_TARGET = "CAST(%(slo_targets)s AS Array(Float64))[indexOf(CAST(%(slo_tools)s AS Array(String)), tool)]"
 """The target of a tool's tier."""
 _SLO_WINDOW = f"""
-    SELECT assumeNotNull(resource) AS tool, count() AS calls,
-        countIf({_bucket("duration_ms")} <= {_bucket(_SLO_TARGET)}) AS within,
-        {_round(_quantile("duration_ms", 0.95), 3)} AS p95_ms
-    FROM {{events}} WHERE {_TOOL_CALLS} GROUP BY tool ORDER BY calls DESC, tool"""
+    SELECT tool, n_d AS calls, within, {_p("d", 0.95)} AS p95_ms
+    FROM {_histograms(_timed("{events}", _TOOL_CALLS, _TOOL), "tool", extra=f"sumIf(bucket_n, measure = 'd' AND key <= {_bucket(_SLO_TARGET)}) AS within")}
+    ORDER BY calls DESC, tool"""
 _QUERIES = {**_PANELS, "slo": _SLO_BASELINE}
 """Every panel's query but the ``session`` timeline's; the ``slo`` panel's reads the tiers' baselines."""
 
