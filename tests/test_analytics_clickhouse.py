@@ -33,6 +33,7 @@ from clickhouse_driver import Client
 from clickhouse_driver import errors as driver_errors
 
 from benchmarks.analytics import Population
+from mcp_analytics import clickhouse_store
 from mcp_analytics.alerts import Rules
 from mcp_analytics.api import RETRY_AFTER
 from mcp_analytics.clickhouse_store import SCHEMA_VERSION, Address, ClickHouseStore
@@ -142,38 +143,71 @@ def assert_same_rows(name: str, expected: list[dict[str, Any]], found: list[dict
             assert got[loose] in {(e.get("error") or {}).get("message") for e in events}, f"{name}: {got[loose]!r}"
 
 
+def second_copies(store: ClickHouseStore, events: list[Event]) -> None:
+    """``events`` stored again as an instance racing another with the same batch does (neither finds the other's
+    copy): inserted, then their hours marked."""
+    with store._client() as client:
+        client.execute(f"INSERT INTO events (project, {', '.join(name for name, _ in clickhouse_store._COLUMNS)}) VALUES",
+                       clickhouse_store._columns("p", events), columnar=True)  # fmt: skip
+    store._mark("p", [event["timestamp_ns"] // 1000 for event in events])
+
+
+def hours_of(events: list[Event]) -> list[int]:
+    return sorted({event["timestamp_ns"] // 3_600_000_000_000 * 3600 for event in events})
+
+
 def test_every_panel_answers_as_duckdb_does_for_the_same_events(engine):
+    """As stored (every hour read ``FINAL``); rolled (every hour found free of second copies: read as it is); with
+    second copies of a few events of three hours (those hours ``FINAL`` again, the others as they are)."""
     events = population()
     duck = DuckDBStore()
     try:
         duck.add("p", events)
         assert engine.add("p", events).accepted == len(events)
-        compared = 0
-        for (window_name, window), (slice_name, slice) in itertools.product(WINDOWS.items(), SLICES.items()):
-            for name in PANELS:
-                if name == "session":
-                    continue
-                expected = duck.panel("p", name, window, slice)
-                assert_same_rows(f"{name} {window_name} {slice_name}", expected,
-                                 engine.panel("p", name, window, slice), events)  # fmt: skip
-                compared += bool(expected)
-        sessions = duck.panel("p", "sessions", WINDOWS["all"], limit=10_000)
-        assert {row["grouping"] for row in sessions} == {
-            "session id",
-            "user + client",
-            "caller + client",
-            "single event",
-        }
-        for grouping, rows in itertools.groupby(sorted(sessions, key=lambda r: r["grouping"]), lambda r: r["grouping"]):
-            for row in list(rows)[:15]:  # timelines of each kind of session (a key of each form)
-                for window in WINDOWS.values():
-                    timeline = duck.panel("p", "session", window, session=row["session"])
-                    assert engine.panel("p", "session", window, session=row["session"]) == timeline, (grouping, row)
-        assert compared == 112, "112 of the 126 answers have rows (the others are empty on both engines)"
-        assert engine.panel("p", "extent", WINDOWS["all"])[0]["events"] == len(events)
-        assert engine.projects() == ["p"]
+        assert engine._doubled("p", (None, None)) == hours_of(events)
+        assert_every_panel_answers_as(duck, engine, events)
+        engine.roll()  # (the rolled-up panels' reads may have rolled them already)
+        assert engine._doubled("p", (None, None)) == []
+        assert_every_panel_answers_as(duck, engine, events)
+        copied = [event for event in events if event["event_id"].endswith("7")][:40]
+        second_copies(engine, copied)
+        assert engine._doubled("p", (None, None)) == hours_of(copied) and len(hours_of(copied)) >= 3
+        with engine._client() as client:
+            assert client.execute("SELECT count() FROM events")[0][0] == len(events) + len(copied)
+        assert_every_panel_answers_as(duck, engine, events)
+        time.sleep(1 - time.time() % 1 + 0.01)  # after the second of the copies' marks
+        engine.roll()
+        assert engine._doubled("p", (None, None)) == hours_of(copied), "the roll found the copies: still read FINAL"
+        assert_every_panel_answers_as(duck, engine, events)
     finally:
         duck.close()
+
+
+def assert_every_panel_answers_as(duck: DuckDBStore, engine: ClickHouseStore, events: list[Event]) -> None:
+    compared = 0
+    for (window_name, window), (slice_name, slice) in itertools.product(WINDOWS.items(), SLICES.items()):
+        for name in PANELS:
+            if name == "session":
+                continue
+            expected = duck.panel("p", name, window, slice)
+            assert_same_rows(f"{name} {window_name} {slice_name}", expected,
+                             engine.panel("p", name, window, slice), events)  # fmt: skip
+            compared += bool(expected)
+    sessions = duck.panel("p", "sessions", WINDOWS["all"], limit=10_000)
+    assert {row["grouping"] for row in sessions} == {
+        "session id",
+        "user + client",
+        "caller + client",
+        "single event",
+    }
+    for grouping, rows in itertools.groupby(sorted(sessions, key=lambda r: r["grouping"]), lambda r: r["grouping"]):
+        for row in list(rows)[:15]:  # timelines of each kind of session (a key of each form)
+            for window in WINDOWS.values():
+                timeline = duck.panel("p", "session", window, session=row["session"])
+                assert engine.panel("p", "session", window, session=row["session"]) == timeline, (grouping, row)
+    assert compared == 112, "112 of the 126 answers have rows (the others are empty on both engines)"
+    assert engine.panel("p", "extent", WINDOWS["all"])[0]["events"] == len(events)
+    assert engine.projects() == ["p"]
 
 
 @pytest.mark.parametrize(
@@ -273,12 +307,19 @@ def test_a_retried_batch_is_stored_once_even_through_two_instances(make):
     one = make()
     two = make(database=one.address.database)  # both opened on an empty table: neither filter knows the other's
     assert one.add("p", batch).accepted == 50
+    time.sleep(1 - time.time() % 1 + 0.01)  # a roll in the second of the hour's last mark leaves it unchecked
+    assert one.roll() == 1 and one._doubled("p", (None, None)) == [], "one copy of each: the hour is read as it is"
     assert two.add("p", batch).accepted == 50, "instance two could not know: it stored the batch again..."
     with one._client() as client:
         assert client.execute("SELECT count() FROM events")[0][0] == 100
-    summary = two.panel("p", "summary", WHOLE_DAY)[0]
-    assert (summary["events"], summary["users"], summary["sessions"]) == (50, 1, 1), "...and every read counts it once"
-    assert one.panel("p", "users", WHOLE_DAY)[0]["events"] == 50
+    hour = [batch[0]["timestamp_ns"] // 3_600_000_000_000 * 3600]
+    for _ in range(2):  # its insert marked the hour; then a roll found the second copies
+        assert one._doubled("p", (None, None)) == hour, "...the hour is read FINAL..."
+        summary = two.panel("p", "summary", WHOLE_DAY)[0]
+        assert (summary["events"], summary["users"], summary["sessions"]) == (50, 1, 1), "...and counts it once"
+        assert one.panel("p", "users", WHOLE_DAY)[0]["events"] == 50
+        assert one.panel("p", "latency", WHOLE_DAY)[0]["calls"] == 50
+        one.roll()
     assert one.add("p", batch[:10] + batch[-5:]).duplicates == 15, "found in the table: not stored a third time"
     third = make(database=one.address.database)  # a restarted instance looks its candidates up in the table
     result = third.add("p", batch[20:30])
