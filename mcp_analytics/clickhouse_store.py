@@ -863,7 +863,9 @@ def _events(
     partitions and the part of the sorting key the panel needs. The ``doubled`` hours (seconds: those a roll has not
     found free of second copies since their last insert, ``ClickHouseStore._doubled``) are read ``FINAL``, which
     collapses the copies; the others as they are, which costs a tenth as much (ClickHouse 18.16 merges every part of
-    a ``FINAL`` read in one stream)."""
+    a ``FINAL`` read in one stream). A second copy is only stored when two instances store one batch at once (neither
+    look-up finds the other's): a read while that insert runs, before its mark, may count the batch twice; a read
+    after the batch was acknowledged (its hours marked) counts it once."""
     conditions = ["project = %(slice_project)s"]
     values: dict[str, Any] = {"slice_project": project}
     low, high = scope
