@@ -798,8 +798,10 @@ _ROLLED_PANELS = _counted_panels(_COUNTED)
 """The panels read from the rollups (``ClickHouseStore._rolled``); ``_PANELS`` has the same read from the raw events."""
 ROLL_AT_READ = 6
 """Dirty whole hours in a rolled-up panel's window above which the read rolls them up first (they are read raw)."""
-ROLL_HOURS = 200
-"""Hours counted per roll statement."""
+ROLL_HOURS = 24
+"""Hours counted and checked per roll statement: a day, so that a statement's memory (its groups, and the rows of
+each hour it checks for second copies) stays that of a day's events (1M events over 7 days: 169 hours rolled in
+2.2 s, 2.8 s 200 at a time)."""
 
 _UNDELIVERED = """
     SELECT id, project, rule, subject, transition, observed, threshold, window_text AS window, since, resolved_at,
