@@ -219,26 +219,19 @@ _MEASURES = {"d": "duration_ms", "o": "duration_ms - ifNull(upstream_ms, 0)", "u
 part of it and the upstream part."""
 
 
-def _timed(events: str, where: str, by: str | tuple[str, ...] = (), measures: str = "d") -> str:
-    """The histograms of the requests of ``events`` that match ``where``, per value of ``by`` (columns, or
-    expressions ``AS`` a name; none: all) and measure of ``measures`` (keys of ``_MEASURES``): rows of ``by``'s columns,
+def _timed(events: str, where: str, by: str = "", measures: str = "d") -> str:
+    """The histograms of the requests of ``events`` that match ``where``, per value of ``by`` (a column, or an
+    expression ``AS`` a name; none: all) and measure of ``measures`` (keys of ``_MEASURES``): rows of ``by``'s column,
     ``measure``, ``key`` (the bucket), ``n``, ``ms`` (the sum), ``lo_ms`` and ``hi_ms`` (the least and greatest
     value), as the DuckDB store's ``_timed``. The events are read once, each as a row per measure."""
-    by = (by,) if isinstance(by, str) else by
     value = "tupleElement(m, 2)"
     pairs = ", ".join(f"('{name}', {_MEASURES[name]})" for name in measures)
-    names = "".join(f"{_name(item)}, " for item in by)
+    name = f"{by.rsplit(' AS ', 1)[-1]}, " if by else ""
     return f"""
-        SELECT {names}tupleElement(m, 1) AS measure, toInt64({_bucket(value)}) AS key, count() AS n,
+        SELECT {name}tupleElement(m, 1) AS measure, {_bucket(value)} AS key, count() AS n,
             sum({value}) AS ms, min({value}) AS lo_ms, max({value}) AS hi_ms
-        FROM (SELECT {"".join(f"{item}, " for item in by)}arrayJoin([{pairs}]) AS m FROM {events}
-              WHERE {where} AND {_REQUESTS})
-        GROUP BY {names}measure, key"""
-
-
-def _name(by: str) -> str:
-    """The name of the column ``by`` selects (``expr AS name``, or a column)."""
-    return by.rsplit(" AS ", 1)[-1].strip()
+        FROM (SELECT {by + ", " if by else ""}arrayJoin([{pairs}]) AS m FROM {events} WHERE {where} AND {_REQUESTS})
+        GROUP BY {name}measure, key"""
 
 
 def _histograms(timings: str, by: str = "", measures: str = "d", extra: str = "") -> str:
