@@ -68,7 +68,7 @@ _COLUMNS = (
 ``ts``); lists are never null here (an absent list is empty, which every query reads the same way)."""
 _LISTS = {"argument_keys", "tools_listed", "destructive_tools", "prompts_listed"}
 _KEYS = ("resource", "client_name", "user_id", "server_name", "failure_origin")
-"""The nullable dimensions of ``rollup_counts`` (besides ``type`` and ``grouped``): those DuckDB's has. A sorting key
+"""The nullable dimensions of version 2's ``rollup_counts`` (besides ``type`` and ``grouped``). A sorting key
 cannot hold a nullable column: it holds each as its value and whether it is null."""
 
 MIGRATIONS: list[tuple[int, list[str]]] = [
@@ -118,6 +118,21 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "INSERT INTO rollup_dirty (project, hour) SELECT DISTINCT project, toStartOfHour(at) FROM events",
         ],
     ),
+    (
+        4,
+        [
+            """CREATE TABLE IF NOT EXISTS rollup_people (
+                project String, hour DateTime('UTC'), client_name Nullable(String), user_id Nullable(String),
+                grouped UInt8, events UInt64, failures UInt64, tool_calls UInt64, last_ts Int64,
+                user_name Nullable(String), roll UInt64
+            ) ENGINE = MergeTree PARTITION BY toYYYYMMDD(hour) ORDER BY (project, hour, roll)""",
+            """CREATE TABLE IF NOT EXISTS rollup_rolls (project String, hour DateTime('UTC'), roll UInt64)
+            ENGINE = ReplacingMergeTree(roll) PARTITION BY toYYYYMMDD(hour) ORDER BY (project, hour)""",
+            "DROP TABLE IF EXISTS rollup_counts",
+            "DROP TABLE IF EXISTS rollup_rolled",
+            "INSERT INTO rollup_dirty (project, hour) SELECT DISTINCT project, toStartOfHour(at) FROM events",
+        ],
+    ),
 ]
 """Each version's statements, idempotent (``IF NOT EXISTS``), so that two instances migrating at once, or one
 stopped half way, leave the same schema. Events are partitioned by day (retention drops whole days' parts) and
@@ -125,7 +140,10 @@ sorted by project, hour, type, time and id: every panel reads one project's time
 Version 2 adds the hourly rollups (``rollup_counts``) and their bookkeeping (``rollup_dirty``, ``rollup_rolled``;
 see "rollups" below); the hours stored before it are marked dirty, so they are read raw until rolled. Version 3
 records the hours a roll found without a second copy of any event (``rollup_single``), which are read without
-``FINAL``, and marks every hour dirty again, so that the next roll checks them."""
+``FINAL``, and marks every hour dirty again, so that the next roll checks them. Version 4 replaces ``rollup_counts``
+(read ``FINAL``, nearly a row per event) by ``rollup_people`` (DuckDB's: per client, user and whether grouped) read
+without ``FINAL`` (each row names the roll that wrote it, ``rollup_rolls`` the rolls that completed), and marks every
+hour dirty, so that the next roll fills it."""
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 _UNREACHABLE = (OSError, EOFError, driver_errors.NetworkError, driver_errors.SocketTimeoutError)
@@ -322,10 +340,10 @@ _SESSION_FIGURES = """min(ts) AS started, max(ts) AS ended,
 
 
 def _counted_panels(counted: str) -> dict[str, str]:
-    """``summary``, ``clients`` and ``users`` over ``counted``: the window's events as counts (``type``,
-    ``client_name``, ``user_id``, ``grouped``, ``n_events``, ``n_failures``, ``n_last``, ``user_name``), one per event
-    (``_EVENT_COUNTS``) or rolled up (``_COUNTED``); the sessions' runs are cut from the events either way."""
-    singles, tool_calls = "sumIf(n_events, grouped = 0)", "sumIf(n_events, type = 'mcp:tools/call')"
+    """``summary``, ``clients`` and ``users`` over ``counted``: the window's events as counts (``client_name``,
+    ``user_id``, ``grouped``, ``n_events``, ``n_failures``, ``n_calls`` (tool calls), ``n_last``, ``user_name``), one
+    per event (``_EVENT_COUNTS``) or rolled up (``_COUNTED``); the sessions' runs are cut from the events either way."""
+    singles, tool_calls = "sumIf(n_events, grouped = 0)", "sum(n_calls)"
     users = "uniqExactIf(assumeNotNull(user_id), user_id IS NOT NULL)"
     return {
         "summary": f"""
@@ -423,8 +441,8 @@ def _trends(requests: str, timings: str) -> str:
 
 
 _EVENT_COUNTS = f"""
-    SELECT type, client_name, user_id, toUInt8({_GROUPED}) AS grouped, toUInt64(1) AS n_events,
-        toUInt64(is_error) AS n_failures, ts_us AS n_last, user_name
+    SELECT client_name, user_id, toUInt8({_GROUPED}) AS grouped, toUInt64(1) AS n_events,
+        toUInt64(is_error) AS n_failures, toUInt64(type = 'mcp:tools/call') AS n_calls, ts_us AS n_last, user_name
     FROM {{events}} WHERE {_IN_WINDOW}"""
 """The window's events as ``_counted_panels`` counts them, one row each."""
 
@@ -722,43 +740,49 @@ _QUERIES = {**_PANELS, "slo": _SLO_BASELINE}
 """Every panel's query but the ``session`` timeline's; the ``slo`` panel's reads the tiers' baselines."""
 
 # ---------------------------------------------------------------- rollups
-# ``rollup_counts``: per project, hour and the dimensions DuckDB's rollup has, the events, failures, first and last,
-# each hour's rows written by one roll (``ClickHouseStore.roll``) with the time it began (``version``). Every insert
-# of events appends, after it returned, a row per hour it touched to ``rollup_dirty`` (the server's ``now()``, so
-# after the events are visible); a roll takes the server's ``now()`` (R) before it reads the events, counts its hours
-# from ``events FINAL``, writes them with version R, then appends (hour, R) to ``rollup_rolled``. An hour is clean
-# while its last roll began after its last mark, in whole seconds (``began > marked``: a mark in the second a roll
-# began is dirty): every insert marked before then was visible to that roll. Then its rows are those of version R
-# or later (``FINAL``: a later roll of a clean hour, in progress or ended before it recorded itself, counted the same
-# events; older rows are of keys since deleted). A rolled-up panel reads the clean whole hours of its window from
-# ``rollup_counts`` and the rest (its partial edge hours, the dirty hours) from the events, in one query, so that
-# whatever the rolls have done, and whichever instances race, it answers what the raw events do.
+# ``rollup_people``: per project, hour, client, user and whether grouped, the events, failures, tool calls and the
+# last event, each hour's rows written by one roll (``ClickHouseStore.roll``) and marked with its id (``roll``: the
+# second it began, then 32 random bits). Every insert of events appends, after it returned, a row per hour it touched
+# to ``rollup_dirty`` (the server's ``now()``, so after the events are visible); a roll takes the server's ``now()``
+# (R) before it reads the events, counts its hours from ``events FINAL``, writes them with its id, then appends
+# (hour, id) to ``rollup_rolls``. An hour is clean while its last recorded roll began after its last mark, in whole
+# seconds (``began > marked``: a mark in the second a roll began is dirty): every insert marked before then was
+# visible to that roll. Its rows are then exactly those of that roll: read by id, not ``FINAL`` (which costs ClickHouse
+# 18.16 a merge of every part); rows of rolls never recorded (in progress, or stopped) are not read, and those of
+# older rolls are deleted once a newer one has been recorded for ``SUPERSEDED_AFTER`` seconds. A roll counts only
+# hours that have ended (the current hour is at a window's edge, read from the events, until it is over). A
+# rolled-up panel reads the clean whole hours of its window from ``rollup_people`` and the rest (its partial edge
+# hours, the dirty hours) from the events, in one query, so that whatever the rolls have done, and whichever
+# instances race, it answers what the raw events do.
 
 _MARK = "INSERT INTO rollup_dirty (project, hour) SELECT %(project)s, toDateTime(arrayJoin(%(hours)s), 'UTC')"
 """The ``hours`` (seconds) of ``project`` marked dirty now (``marked``'s default: the server's ``now()``)."""
-_STATE = """
-    SELECT project, toUInt32(hour) AS hour, toUInt32(maxIf(t, rolled = 1)) AS began,
-        toUInt32(maxIf(t, rolled = 0)) AS marked, toUInt32(maxIf(t, rolled = 2)) AS single
+_ROLL_BITS = 32
+"""A roll's id: the second it began, shifted by this many bits, then as many random bits (two rolls that begin in
+one second have distinct ids; the newest roll has the largest)."""
+_STATE = f"""
+    SELECT project, toUInt32(hour) AS hour, maxIf(t, kind = 1) AS roll, toUInt32(bitShiftRight(roll, {_ROLL_BITS})) AS began,
+        toUInt32(maxIf(t, kind = 0)) AS marked, toUInt32(maxIf(t, kind = 2)) AS single
     FROM (
-        SELECT project, hour, marked AS t, 0 AS rolled FROM rollup_dirty WHERE {where}
+        SELECT project, hour, toUInt64(marked) AS t, 0 AS kind FROM rollup_dirty WHERE {{where}}
         UNION ALL
-        SELECT project, hour, began AS t, 1 AS rolled FROM rollup_rolled WHERE {where}
+        SELECT project, hour, roll AS t, 1 AS kind FROM rollup_rolls WHERE {{where}}
         UNION ALL
-        SELECT project, hour, began AS t, 2 AS rolled FROM rollup_single WHERE {where}
+        SELECT project, hour, toUInt64(began) AS t, 2 AS kind FROM rollup_single WHERE {{where}}
     ) GROUP BY project, hour"""
-"""The last roll (``began``, 0: none), the last mark, and the last roll that found every event of the hour stored
-once (``single``) of each hour with any (``{where}``: which)."""
+"""The last recorded roll (``roll``, 0: none) and when it began, the last mark, and the last roll that found every
+event of the hour stored once (``single``) of each hour with any (``{where}``: which)."""
 _ROLL = f"""
-    INSERT INTO rollup_counts (project, hour, type, {", ".join(_KEYS)}, grouped, events, failures, first_ts, last_ts,
-        user_name, version)
-    SELECT project, toStartOfHour(at) AS hour, type, {", ".join(_KEYS)}, toUInt8({_GROUPED}) AS grouped,
-        count() AS events, countIf(is_error = 1) AS failures, min(ts_us) AS first_ts, max(ts_us) AS last_ts,
-        any(user_name) AS user_name, toDateTime(%(began)s, 'UTC') AS version
+    INSERT INTO rollup_people (project, hour, client_name, user_id, grouped, events, failures, tool_calls, last_ts,
+        user_name, roll)
+    SELECT project, toStartOfHour(at) AS hour, client_name, user_id, toUInt8({_GROUPED}) AS grouped,
+        count() AS events, countIf(is_error = 1) AS failures, countIf(type = 'mcp:tools/call') AS tool_calls,
+        max(ts_us) AS last_ts, any(user_name) AS user_name, toUInt64(%(roll)s) AS roll
     FROM events FINAL
     WHERE project = %(project)s AND kind != 'client' AND at >= toDateTime(%(low_s)s) AND at < toDateTime(%(high_s)s)
         AND toUInt32(toStartOfHour(at)) IN %(hours)s
-    GROUP BY project, hour, type, {", ".join(_KEYS)}, grouped"""
-"""The ``hours`` (seconds, in ``[low_s, high_s)``) of ``project`` counted anew, as of the roll that ``began``."""
+    GROUP BY project, hour, client_name, user_id, grouped"""
+"""The ``hours`` (seconds, in ``[low_s, high_s)``) of ``project`` counted anew by the roll ``roll``."""
 _SINGLE = """
     INSERT INTO rollup_single (project, hour, began)
     SELECT project, toStartOfHour(at) AS hour, toDateTime(%(began)s, 'UTC') FROM events
@@ -767,23 +791,28 @@ _SINGLE = """
     GROUP BY project, hour HAVING count() = uniqExact(type, ts_us, event_id)"""
 """Which of the ``hours`` hold no second copy of a row (by the sorting key, which ``FINAL`` collapses rows by), as of
 the roll that ``began``: read after it began, so an insert it did not see marked its hours at ``began`` or later."""
-_ROLLED = """INSERT INTO rollup_rolled SELECT %(project)s, toDateTime(arrayJoin(%(hours)s), 'UTC'),
-    toDateTime(%(began)s, 'UTC')"""
-_ROLLUP_TABLES = ("rollup_counts", "rollup_dirty", "rollup_rolled", "rollup_single")
-_NOT_ROLLED = 4294967295
-"""A roll's time no row has (the largest ``DateTime``): the version of an hour that is not clean."""
+_ROLLED = """INSERT INTO rollup_rolls SELECT %(project)s, toDateTime(arrayJoin(%(hours)s), 'UTC'), toUInt64(%(roll)s)"""
+_ROLLUP_TABLES = ("rollup_people", "rollup_dirty", "rollup_rolls", "rollup_single")
+_SUPERSEDED = f"""
+    SELECT project, toUInt32(hour) AS hour, max(roll) AS kept FROM rollup_rolls
+    WHERE roll < bitShiftLeft(toUInt64(%(before)s), {_ROLL_BITS})
+    GROUP BY project, hour"""
+"""Per hour, the newest roll recorded before ``before`` (seconds): the rows of older rolls are no longer read."""
+_DROP_SUPERSEDED = """ALTER TABLE rollup_people DELETE
+    WHERE project = %(project)s AND roll < transform(toUInt32(hour), %(hours)s, %(kept)s, toUInt64(0))"""
+"""The rows of ``project``'s ``hours`` written by rolls older than the roll ``kept`` of each."""
 _COUNTED = f"""(
-    SELECT type, client_name, user_id, grouped, events AS n_events, failures AS n_failures, last_ts AS n_last,
-        user_name
-    FROM rollup_counts FINAL
+    SELECT client_name, user_id, grouped, events AS n_events, failures AS n_failures, tool_calls AS n_calls,
+        last_ts AS n_last, user_name
+    FROM rollup_people
     WHERE project = %(project)s AND hour >= toDateTime(%(whole_start_s)s) AND hour < toDateTime(%(whole_end_s)s)
-        AND version >= toDateTime(transform(toUInt32(hour), %(clean_hours)s, %(clean_began)s, {_NOT_ROLLED}))
+        AND roll = transform(toUInt32(hour), %(clean_hours)s, %(clean_rolls)s, toUInt64(0))
     UNION ALL
     {_EVENT_COUNTS}
         AND (at < toDateTime(%(whole_start_s)s) OR at >= toDateTime(%(whole_end_s)s){{dirty}})
 )"""
 """The window's events as counts: its clean whole hours (``clean_hours``, each with the roll that made it clean,
-``clean_began``) from ``rollup_counts``, the partial hours at its edges and its dirty hours (``{dirty}``: ``OR``
+``clean_rolls``) from ``rollup_people``, the partial hours at its edges and its dirty hours (``{dirty}``: ``OR``
 their ranges of ``at``) from the events."""
 
 
@@ -791,6 +820,8 @@ _ROLLED_PANELS = _counted_panels(_COUNTED)
 """The panels read from the rollups (``ClickHouseStore._rolled``); ``_PANELS`` has the same read from the raw events."""
 ROLL_AT_READ = 6
 """Dirty whole hours in a rolled-up panel's window above which the read rolls them up first (they are read raw)."""
+SUPERSEDED_AFTER = 300
+"""Seconds after a roll of an hour began before the rows of the hour's older rolls are deleted."""
 ROLL_HOURS = 24
 """Hours counted and checked per roll statement: a day, so that a statement's memory (its groups, and the rows of
 each hour it checks for second copies) stays that of a day's events (1M events over 7 days: 169 hours rolled in
@@ -989,6 +1020,7 @@ class ClickHouseStore:
         self._write = threading.Lock()
         self._opening = threading.Lock()
         self._versions = 0
+        self._dropped_at = 0
         self._capacity = recent_ids
         self._recent: RecentIds | None = None
         if connect:
@@ -1170,6 +1202,8 @@ class ClickHouseStore:
         sql, anchor = store.panel_query(name, str(params.get("session") or ""), _QUERIES, _SESSION_TIMELINES)
         gap = self.session_timeout // timedelta(microseconds=1)
         scope = _scope(name, window, gap)
+        rolled = self._rolled(name, window, slice)
+        dirty, clean = self._clean(project, window) if rolled else ("", {})  # rolls first if many hours are dirty
         source, values = _events(slice, project, scope, self._doubled(project, scope))
         values |= {**_DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
         start, end = _us(window.start), _us(window.end)
@@ -1188,11 +1222,9 @@ class ClickHouseStore:
             EPOCH + timedelta(microseconds=values["start"]), window.end, values["bucket"]
         )
         values |= {"bucket": bucket // timedelta(microseconds=1), "origin": _us(origin)}
-        values = _bounded(values)
-        dirty = ""
-        if self._rolled(name, window, slice):
-            sql, dirty, rolled = _ROLLED_PANELS[name], *self._clean(project, window)
-            values |= rolled
+        values = _bounded(values) | clean
+        if rolled:
+            sql = _ROLLED_PANELS[name]
         rows = self._run(sql.format(events=source, dirty=dirty), values)
         if name == "slo":
             rows = self._attainment(rows, values, source)
@@ -1217,13 +1249,13 @@ class ClickHouseStore:
         if sum(row["began"] <= row["marked"] for row in state) > ROLL_AT_READ:
             self.roll(project)
             state = self._run(_STATE.format(where=where), {"project": project})
-        clean = sorted((row["hour"], row["began"]) for row in state if row["began"] > row["marked"])
+        clean = sorted((row["hour"], row["roll"]) for row in state if row["began"] > row["marked"])
         dirty = sorted(row["hour"] for row in state if row["began"] <= row["marked"])
         return "".join(f" OR (at >= toDateTime({low}) AND at < toDateTime({high}))" for low, high in _ranges(dirty)), {
             "whole_start_s": start,
             "whole_end_s": end,
             "clean_hours": [hour for hour, _ in clean] or [0],
-            "clean_began": [began for _, began in clean] or [_NOT_ROLLED],
+            "clean_rolls": [roll for _, roll in clean] or [0],
         }
 
     def _doubled(self, project: str, scope: tuple[int | None, int | None]) -> list[int]:
@@ -1238,24 +1270,27 @@ class ClickHouseStore:
         return sorted(row["hour"] for row in state if row["single"] <= row["marked"])
 
     def roll(self, project: str | None = None) -> int:
-        """Count the dirty hours (of ``project``, else of every project) anew from the events, ``ROLL_HOURS`` at a
-        time: each time the server's ``now()`` first (R), then the counts written with version R, then their hours
-        recorded as rolled at R. Any instance may roll any hour at any time, twice at once too: each roll writes
-        complete counts of what it read, and an insert it may have missed marked its hours at R or later (dirty).
-        Returns how many hours were rolled."""
+        """Count the dirty hours that have ended (of ``project``, else of every project) anew from the events,
+        ``ROLL_HOURS`` at a time: each time the server's ``now()`` first (R, in the roll's id), then the counts
+        written with the roll's id, then their hours recorded as rolled by it. Any instance may roll any hour at any
+        time, twice at once too: each roll writes complete counts of what it read, under its own id, and an insert it
+        may have missed marked its hours at R or later (dirty). Then the rows of superseded rolls are deleted
+        (``_drop_superseded``). Returns how many hours were rolled."""
         where = "1" if project is None else "project = %(project)s"
         state = self._run(_STATE.format(where=where), {"project": project or ""})
+        ended = self._now() - 3600
         dirty: dict[str, list[int]] = {}
         for row in state:
-            if row["began"] <= row["marked"]:
+            if row["began"] <= row["marked"] and row["hour"] <= ended:
                 dirty.setdefault(row["project"], []).append(row["hour"])
         for owner, hours in dirty.items():
             hours.sort()
             for offset in range(0, len(hours), ROLL_HOURS):
                 chunk = hours[offset : offset + ROLL_HOURS]
-                began = self._now()
-                self._count(owner, chunk, began)
-                self._rolled_at(owner, chunk, began)
+                roll = self._new_roll()
+                self._count(owner, chunk, roll)
+                self._rolled_at(owner, chunk, roll)
+        self._drop_superseded()
         return sum(len(hours) for hours in dirty.values())
 
     def _now(self) -> int:
@@ -1263,18 +1298,46 @@ class ClickHouseStore:
         with self._client() as client:
             return int(client.execute("SELECT toUInt32(now())")[0][0])
 
-    def _count(self, project: str, hours: Sequence[int], began: int) -> None:
-        """``hours`` (sorted, seconds) of ``project`` counted from the events, with version ``began``."""
-        values = {"project": project, "hours": tuple(hours), "began": began, "low_s": hours[0],
-                  "high_s": hours[-1] + 3600}  # fmt: skip
+    def _new_roll(self) -> int:
+        """A new roll's id: the server's time (``_now``) and random bits (``_ROLL_BITS``)."""
+        return self._now() << _ROLL_BITS | random.getrandbits(_ROLL_BITS)
+
+    def _count(self, project: str, hours: Sequence[int], roll: int) -> None:
+        """``hours`` (sorted, seconds) of ``project`` counted from the events by the roll ``roll``, and checked for
+        second copies."""
+        values = {"project": project, "hours": tuple(hours), "roll": roll, "began": roll >> _ROLL_BITS,
+                  "low_s": hours[0], "high_s": hours[-1] + 3600}  # fmt: skip
         with self._client() as client:
             client.execute(_ROLL, values)
             client.execute(_SINGLE, values)
 
-    def _rolled_at(self, project: str, hours: Sequence[int], began: int) -> None:
-        """``hours`` of ``project`` recorded as rolled by the roll that ``began``, once its counts are written."""
+    def _rolled_at(self, project: str, hours: Sequence[int], roll: int) -> None:
+        """``hours`` of ``project`` recorded as rolled by the roll ``roll``, once its counts are written."""
         with self._client() as client:
-            client.execute(_ROLLED, {"project": project, "hours": list(hours), "began": began})
+            client.execute(_ROLLED, {"project": project, "hours": list(hours), "roll": roll})
+
+    def _drop_superseded(self) -> None:
+        """The rows of rolls older than an hour's newest recorded roll deleted, where that roll began at least
+        ``SUPERSEDED_AFTER`` seconds ago (a read that chose the older roll before it was recorded has long ended);
+        looked for at most once per ``SUPERSEDED_AFTER`` by an instance. ClickHouse deletes them in the background."""
+        now = self._now()
+        if now < self._dropped_at + SUPERSEDED_AFTER:
+            return
+        self._dropped_at = now
+        stale = self._run(
+            f"""SELECT project, hour, kept FROM ({_SUPERSEDED}) AS known ALL INNER JOIN (
+                SELECT project, toUInt32(hour) AS hour, min(roll) AS oldest FROM rollup_people GROUP BY project, hour
+            ) AS joined USING (project, hour) WHERE oldest < kept ORDER BY project, hour""",
+            {"before": now - SUPERSEDED_AFTER},
+        )
+        projects: dict[str, tuple[list[int], list[int]]] = {}
+        for row in stale:
+            hours, kept = projects.setdefault(row["project"], ([], []))
+            hours.append(row["hour"])
+            kept.append(row["kept"])
+        with self._client() as client:
+            for owner, (hours, kept) in projects.items():
+                client.execute(_DROP_SUPERSEDED, {"project": owner, "hours": hours, "kept": kept})
 
     def _run(self, sql: str, values: dict[str, Any]) -> list[dict[str, Any]]:
         """The rows of ``sql`` with the ``values`` it names, as dicts of the values the panels answer."""
@@ -1421,14 +1484,15 @@ class ClickHouseStore:
         return sorted(int(day) for (day,) in parts if int(day) < cutoff)
 
     @staticmethod
-    def _wait_for_mutations(client: Client, timeout: float = 300.0) -> None:
+    def _wait_for_mutations(client: Client, timeout: float = 300.0, table: str = "events") -> None:
         deadline = time.monotonic() + timeout
         while client.execute(
-            "SELECT count() FROM system.mutations WHERE database = currentDatabase() AND table = 'events'"
-            " AND is_done = 0"
+            "SELECT count() FROM system.mutations WHERE database = currentDatabase() AND table = %(table)s"
+            " AND is_done = 0",
+            {"table": table},
         )[0][0]:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"ClickHouse has not finished deleting the events in {timeout:g} s")
+                raise RuntimeError(f"ClickHouse has not finished deleting from {table} in {timeout:g} s")
             time.sleep(0.05)
 
     def projects(self) -> list[str]:

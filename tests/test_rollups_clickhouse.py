@@ -1,8 +1,8 @@
-"""The ClickHouse store's hourly rollups (``rollup_counts``) answer exactly what the raw events do: every rolled-up
+"""The ClickHouse store's hourly rollups (``rollup_people``) answer exactly what the raw events do: every rolled-up
 panel equals the same panel read from the raw rows (``ClickHouseStore(rollups=False)``) over windows with partial
 hours at either edge, after out-of-order batches and retries, while hours are dirty and after rolls, when an insert
 of another instance races a roll, when two instances roll at once, when a roll stopped before recording itself,
-after deletion and retention; on ClickHouse 18.16 and on the current engine (``chdb``) where the test can run there.
+after deletion and retention, and after the rows of superseded rolls are deleted; on ClickHouse 18.16 and on the current engine (``chdb``) where the test can run there.
 
 The populations, batches and windows are those of the DuckDB rollups' tests (``tests/test_rollups.py``)."""
 
@@ -11,7 +11,8 @@ from __future__ import annotations
 import random
 import threading
 import time
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -56,7 +57,7 @@ def dirty_hours(store: ClickHouseStore, project: str | None = None) -> int:
 
 
 def rollup_rows(store: ClickHouseStore) -> int:
-    return store._run("SELECT count() AS n FROM rollup_counts", {})[0]["n"]
+    return store._run("SELECT count() AS n FROM rollup_people", {})[0]["n"]
 
 
 def test_rolled_up_panels_equal_the_raw_rows_after_out_of_order_batches_and_retries(engine, monkeypatch):
@@ -119,14 +120,15 @@ def test_an_insert_of_another_instance_racing_a_roll_leaves_its_hour_dirty(make,
     for step, when in enumerate(("before the roll read", "after the roll read")):
         for attempt in range(5):  # until the steps fit in one second (a loaded machine may take longer)
             second_boundary()
-            began = one._now()
+            roll = one._new_roll()
+            began = roll >> clickhouse_store._ROLL_BITS
             if when == "before the roll read":
                 two.add("p", batch(f"race{step}-{attempt}-", 10))
-                one._count("p", [hour], began)
+                one._count("p", [hour], roll)
             else:
-                one._count("p", [hour], began)
+                one._count("p", [hour], roll)
                 two.add("p", batch(f"race{step}-{attempt}-", 10))
-            one._rolled_at("p", [hour], began)
+            one._rolled_at("p", [hour], roll)
             if one._now() == began:
                 break
         else:
@@ -181,8 +183,8 @@ def test_two_instances_rolling_at_once_while_a_third_inserts_are_exact(make, mon
 
 
 def test_a_roll_that_stopped_before_recording_itself_changes_no_answer(make, monkeypatch):
-    """A roll that wrote its counts (a later version) and stopped before recording its hours: clean hours read the
-    same counts (``FINAL`` takes its rows, as complete as the recorded roll's), dirty ones are still read raw."""
+    """A roll that wrote its counts and stopped before recording its hours: clean hours read the recorded roll's rows
+    (by its id; the unrecorded roll's are never read), dirty ones are still read raw."""
     monkeypatch.setattr(clickhouse_store, "ROLL_AT_READ", 10**9)
     store = make()
     fill(store, 14)
@@ -193,8 +195,9 @@ def test_a_roll_that_stopped_before_recording_itself_changes_no_answer(make, mon
     store.roll("q")
     second_boundary()
     hours = sorted({int((START + timedelta(hours=h)).timestamp()) for h in range(0, 72, 3)})
-    store._count("p", hours, store._now())  # and never recorded
-    assert dirty_hours(store, "p") == 1
+    rows = rollup_rows(store)
+    store._count("p", hours, store._new_roll())  # and never recorded
+    assert rollup_rows(store) > rows and dirty_hours(store, "p") == 1
     assert assert_rollups_answer_as_raw_rows(store, 14) >= 30
 
 
@@ -215,18 +218,99 @@ def test_rollups_equal_the_raw_rows_after_deletion_and_retention(engine, monkeyp
     second_boundary()
     engine.roll()
     assert dirty_hours(engine) == 0
-    stale = engine._run("SELECT count() AS n FROM rollup_counts WHERE user_id = 'bob'", {})[0]["n"]
+    stale = engine._run("SELECT count() AS n FROM rollup_people WHERE user_id = 'bob'", {})[0]["n"]
     assert stale > 0, "bob's rows of the older roll are still in the table..."
     assert assert_rollups_answer_as_raw_rows(engine, 15) >= 30, "...and no answer counts them"
     assert all(row["user"] != "bob" for row in engine.panel("p", "users", Window(EPOCH, START + timedelta(days=9))))
     cutoff = START + timedelta(days=1, hours=13, minutes=20)
     assert engine.delete(None, before=cutoff) > 0
-    first = engine._run("SELECT toUInt32(toYYYYMMDD(min(hour))) AS day FROM rollup_counts", {})[0]["day"]
+    first = engine._run("SELECT toUInt32(toYYYYMMDD(min(hour))) AS day FROM rollup_people", {})[0]["day"]
     assert first == 20261121, "the rollups of the day dropped are dropped"
     assert assert_rollups_answer_as_raw_rows(engine, 15) >= 30
     second_boundary()
     engine.roll()
     assert assert_rollups_answer_as_raw_rows(engine, 15) >= 30
+
+
+def rolls_per_hour(store: ClickHouseStore) -> dict[tuple[str, int], set[int]]:
+    """The rolls whose rows ``rollup_people`` holds, per project and hour."""
+    rows = store._run("SELECT DISTINCT project, toUInt32(hour) AS hour, roll FROM rollup_people", {})
+    found: dict[tuple[str, int], set[int]] = {}
+    for row in rows:
+        found.setdefault((row["project"], row["hour"]), set()).add(row["roll"])
+    return found
+
+
+def test_the_rows_of_superseded_rolls_are_deleted_and_no_answer_changes(engine, monkeypatch):
+    """Hours rolled twice hold two rolls' rows until the newer is ``SUPERSEDED_AFTER`` old; then only the recorded
+    roll's rows stay, and those of a newer roll not yet recorded (in progress) are kept."""
+    monkeypatch.setattr(clickhouse_store, "ROLL_AT_READ", 10**9)
+    monkeypatch.setattr(clickhouse_store, "SUPERSEDED_AFTER", 0)
+    fill(engine, 16)
+    second_boundary()
+    engine.roll()
+    for hour in (5, 20, 40):
+        engine.add("p", batch(f"late{hour}-", hour))
+    second_boundary()
+    assert engine.roll() == 3
+    unrecorded = engine._new_roll()
+    engine._count("q", [int((START + timedelta(hours=7)).timestamp())], unrecorded)
+    before = rolls_per_hour(engine)
+    assert sorted(len(rolls) for rolls in before.values())[-5:] == [1, 2, 2, 2, 2], "three hours rolled twice, one more"
+    second_boundary()
+    engine._drop_superseded()
+    with engine._client() as client:
+        engine._wait_for_mutations(client, table="rollup_people")
+    after = rolls_per_hour(engine)
+    state = engine._run(clickhouse_store._STATE.format(where="1"), {})
+    recorded = {(row["project"], row["hour"]): row["roll"] for row in state}
+    assert after.keys() == before.keys()
+    for key, rolls in after.items():
+        assert rolls == {recorded[key]} | ({unrecorded} & before[key]), key
+    assert any(unrecorded in rolls for rolls in after.values()), "the roll in progress keeps its rows"
+    assert assert_rollups_answer_as_raw_rows(engine, 16) >= 30
+
+
+def test_a_roll_counts_only_the_hours_that_have_ended(store, monkeypatch):
+    """The current hour stays dirty (read from the events, at a window's edge) until it is over."""
+    monkeypatch.setattr(clickhouse_store, "ROLL_AT_READ", 10**9)
+    if not 5 < time.time() % 3600 < 3590:  # the events and the roll in one hour, a second into it at least
+        time.sleep((5.1 - time.time() % 3600) % 3600)
+    now = datetime.now(UTC)
+    events = [
+        validated_event(event_id=f"now{i}", type="mcp:tools/call", user_id="erin", client_name="Zed",
+                        session_id="now-s", timestamp_ns=int((now - timedelta(hours=2 * i, seconds=1)).timestamp() * 1e9))
+        for i in range(2)
+    ]  # fmt: skip
+    store.add("p", events)
+    second_boundary()
+    assert store.roll() == 1 and dirty_hours(store, "p") == 1, "the hour two hours ago, not the current one"
+    window = Window(now - timedelta(hours=3), now + timedelta(hours=2))
+    answer = store.panel("p", "summary", window)
+    store.rollups = False
+    assert answer == store.panel("p", "summary", window) and answer[0]["events"] == 2
+
+
+def test_a_read_that_rolls_reads_no_hour_final_after_it(engine, monkeypatch):
+    """A rolled-up panel over more dirty hours than ``ROLL_AT_READ`` rolls them first; the hours that roll found
+    free of second copies are then read as they are, not ``FINAL``."""
+    monkeypatch.setattr(clickhouse_store, "ROLL_AT_READ", 0)
+    fill(engine, 17)
+    doubled: list[Sequence[int]] = []
+    events = clickhouse_store._events
+
+    def recorded(slice: Slice, project: str, scope: tuple, hours: Sequence[int]) -> tuple[str, dict]:
+        doubled.append(hours)
+        return events(slice, project, scope, hours)
+
+    monkeypatch.setattr(clickhouse_store, "_events", recorded)
+    second_boundary()
+    window = Window(START, START + timedelta(days=DAYS))
+    assert dirty_hours(engine, "p") > 0
+    answer = engine.panel("p", "summary", window)
+    assert dirty_hours(engine, "p") == 0 and doubled == [[]]
+    engine.rollups = False
+    assert answer == engine.panel("p", "summary", window)
 
 
 def test_the_api_rolls_the_dirty_hours_at_start_up_and_then_every_minute(make, monkeypatch):
