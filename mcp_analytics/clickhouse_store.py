@@ -178,12 +178,12 @@ session inactivity timeout) passes without an event."""
 _TAG = "multiIf(session_id IS NOT NULL, 's', user_id IS NOT NULL, 'u', caller_id IS NOT NULL, 'c', 'e')"
 
 
-def _runs_of(sorted_array: str) -> str:
-    """The run number of each element of ``sorted_array`` (tuples whose first element is ``ts_us``, sorted by it):
-    a new run starts where more than ``gap`` passed since the previous element. Events at the same instant are
-    always in one run. (From the differences of neighbours: a lambda that read the array itself would capture it,
-    which ClickHouse does by copying it once per element.)"""
-    gaps = f"arrayDifference(arrayMap(x -> tupleElement(x, 1), {sorted_array}))"
+def _runs_of(sorted_array: str, instant: str = "tupleElement(x, 1)") -> str:
+    """The run number of each element ``x`` of ``sorted_array`` (sorted by its ``instant``, ``ts_us``: by default
+    ``x`` is a tuple that begins with it): a new run starts where more than ``gap`` passed since the previous element.
+    Events at the same instant are always in one run. (From the differences of neighbours: a lambda that read the
+    array itself would capture it, which ClickHouse does by copying it once per element.)"""
+    gaps = f"arrayDifference(arrayMap(x -> {instant}, {sorted_array}))"
     return f"arrayCumSum(arrayMap((d, i) -> i = 1 OR d > %(gap)s, {gaps}, arrayEnumerate({sorted_array})))"
 
 
@@ -554,49 +554,75 @@ _PANELS: dict[str, str] = {
             AND (%(q)s = '' OR positionUTF8(lowerUTF8(ifNull(intent, '')), lowerUTF8(%(q)s)) > 0)
         ORDER BY ts DESC, event_id LIMIT %(limit)s""",
     "sessions": f"""
-        SELECT session, tag != 's' AS stateless,
-            multiIf(tag = 's', 'session id', tag = 'u', 'user + client', tag = 'c', 'caller + client', 'single event')
-                AS grouping,
-            user, client, started, ended, duration_s, events, tool_calls, failures, intents,
-            if(ended > %(now)s - %(gap)s, 'active', 'ended') AS state
-        FROM (
-            SELECT tag, multiIf(tag != 's', concat(tag, '-', first_event),
-                    last_run = 1 AND ifNull(session_id, '') NOT IN (
-                        SELECT assumeNotNull(session_id) FROM {{events}}
-                        WHERE {_SERVED} AND session_id IS NOT NULL AND ts_us < %(start)s - %(gap)s),
-                    ifNull(session_id, ''), concat(ifNull(session_id, ''), '@', first_event)) AS session,
-                user, client, started, ended, duration_s, events, tool_calls, failures, intents
+        SELECT grp, run, run_from, run_to, last_run FROM (
+            SELECT grp, tupleElement(c, 1) AS run, tupleElement(c, 2) AS run_from, tupleElement(c, 3) AS run_to,
+                last_run
             FROM (
-                SELECT grp, run, any(last_run) AS last_run, any(tag_of) AS tag, any(session_id) AS session_id,
-                    min(event_id) AS first_event, min(user_id) AS user, min(client_name) AS client, {_SESSION_FIGURES}
+                SELECT grp, runs[-1] AS last_run, arrayJoin(arrayMap((r, f, t) -> (r, f, t),
+                    arrayFilter((r, x, n) -> x >= %(start)s AND n > 0, runs, s, next_step),
+                    arrayFilter((x, i, d, p) -> x >= %(start)s AND (i = 1 OR d > 0 OR p < %(start)s),
+                        s, arrayEnumerate(s), step, previous),
+                    arrayFilter((x, n) -> x >= %(start)s AND n > 0, s, next_step))) AS c
                 FROM (
-                    SELECT grp, {_runs_of("s")} AS runs, runs[-1] AS last_run,
-                        arrayJoin(arrayFilter(x -> tupleElement(tupleElement(x, 1), 1) >= %(start)s,
-                            arrayMap((x, r) -> (x, r), s, runs))) AS e,
-                        tupleElement(tupleElement(e, 1), 1) AS ts, tupleElement(e, 2) AS run,
-                        tupleElement(tupleElement(e, 1), 2) AS event_id, tupleElement(tupleElement(e, 1), 3) AS type,
-                        tupleElement(tupleElement(e, 1), 4) AS is_error, tupleElement(tupleElement(e, 1), 5) AS intent,
-                        tupleElement(tupleElement(e, 1), 6) AS session_id, tupleElement(tupleElement(e, 1), 7) AS user_id,
-                        tupleElement(tupleElement(e, 1), 8) AS client_name, tupleElement(tupleElement(e, 1), 9) AS tag_of
+                    SELECT grp, s, {_runs_of("s", "x")} AS runs, arrayDifference(runs) AS step,
+                        arrayPushBack(arrayPopFront(step), 1) AS next_step,
+                        arrayPushFront(arrayPopBack(s), toInt64(0)) AS previous
                     FROM (
-                        SELECT grp, arraySort(x -> tupleElement(x, 1), groupArray(
-                            (ts_us, event_id, type, is_error, intent, session_id, user_id, client_name, tag))) AS s
-                        FROM (
-                            SELECT ts_us, event_id, type, is_error, intent, session_id, user_id, client_name,
-                                {_TAG} AS tag, {_GROUP} AS grp
-                            FROM {{events}}
-                            WHERE {_SERVED} AND ts_us >= %(start)s - %(gap)s AND ts_us < %(end)s
-                                AND at >= toDateTime(%(scope_s)s) AND at <= toDateTime(%(end_s)s)
-                                AND ({_GROUPED} OR ts_us >= %(start)s)
+                        SELECT grp, arraySort(groupArray(ts_us)) AS s FROM (
+                            SELECT ts_us, {_GROUP} AS grp FROM {{events}}
+                            WHERE {_SERVED} AND ts_us >= %(start)s - %(gap)s AND ts_us < %(end)s AND {_GROUPED}
                         )
                         GROUP BY grp
                     )
                 )
-                GROUP BY grp, run
             )
+            UNION ALL
+            SELECT cityHash64('e', event_id) AS grp, toUInt64(1) AS run, ts_us AS run_from, ts_us AS run_to,
+                toUInt64(1) AS last_run
+            FROM {{events}} WHERE {_IN_WINDOW} AND NOT {_GROUPED}
         )
-        ORDER BY started DESC, session LIMIT %(limit)s""",
+        ORDER BY run_from DESC, grp, run LIMIT %(limit)s""",
 }
+_SESSIONS = f"""
+    SELECT session, tag != 's' AS stateless,
+        multiIf(tag = 's', 'session id', tag = 'u', 'user + client', tag = 'c', 'caller + client', 'single event')
+            AS grouping,
+        user, client, started, ended, duration_s, events, tool_calls, failures, intents,
+        if(ended > %(now)s - %(gap)s, 'active', 'ended') AS state
+    FROM (
+        SELECT tag, multiIf(tag != 's', concat(tag, '-', first_event),
+                last_run = 1 AND ifNull(session_id, '') NOT IN (
+                    SELECT assumeNotNull(session_id) FROM events
+                    WHERE {_SERVED} AND session_id IS NOT NULL AND ts_us < %(start)s - %(gap)s
+                        AND at <= toDateTime(%(scope_s)s) AND {_GROUP} IN %(chosen_set)s),
+                ifNull(session_id, ''), concat(ifNull(session_id, ''), '@', first_event)) AS session,
+            user, client, started, ended, duration_s, events, tool_calls, failures, intents
+        FROM (
+            SELECT grp, run, any(last_run) AS last_run, any(tag_of) AS tag, any(session_id) AS session_id,
+                min(event_id) AS first_event, min(user_id) AS user, min(client_name) AS client, {_SESSION_FIGURES}
+            FROM (
+                SELECT grp, run, last_run, ts, event_id, type, is_error, intent, session_id, user_id, client_name, tag_of
+                FROM (
+                    SELECT ts_us AS ts, event_id, type, is_error, intent, session_id, user_id, client_name,
+                        {_TAG} AS tag_of, {_GROUP} AS grp
+                    FROM {{events}}
+                    WHERE {_SERVED} AND ts_us >= %(first_chosen)s AND ts_us < %(end)s AND grp IN %(chosen_set)s
+                ) AS known ALL INNER JOIN (
+                    SELECT toUInt64(tupleElement(c, 1)) AS grp, tupleElement(c, 2) AS run,
+                        tupleElement(c, 3) AS run_from, tupleElement(c, 4) AS run_to, tupleElement(c, 5) AS last_run
+                    FROM (SELECT arrayJoin(arrayMap((g, r, f, t, l) -> (g, r, f, t, l), %(chosen_groups)s,
+                        %(chosen_runs)s, %(chosen_from)s, %(chosen_to)s, %(chosen_last)s)) AS c)
+                ) AS joined USING grp
+                WHERE ts >= run_from AND ts <= run_to
+            )
+            GROUP BY grp, run
+        )
+    )
+    ORDER BY started DESC, session LIMIT %(limit)s"""
+"""The ``sessions`` panel from its chosen runs (the ``sessions`` query's rows, a column each: ``chosen_groups``,
+``chosen_runs``, ``chosen_from``, ``chosen_to``, ``chosen_last``; ``first_chosen``, the first instant): each run's figures
+from its own events, its name (a session id alone when its group has one run in the window and no event before the
+runs are cut from; whether it has is read from the table as it is, which duplicates cannot change)."""
 _TIMELINE = """SELECT ts_us AS ts, event_id, type, resource, intent, duration_ms, upstream_ms, response_size,
     argument_keys, is_error, error_type, error_message, failure_origin, failure_reason, user_id AS user,
     client_name AS client, nullIf(visitParamExtractString(ifNull(custom, ''), 'message'), '') AS message, custom,
@@ -859,7 +885,7 @@ _SLICED_COLUMNS = {
 }
 
 
-_HISTORY_BEFORE_THE_WINDOW = {"unused_tools", "unused_prompts", "new_clients", "sessions"}
+_HISTORY_BEFORE_THE_WINDOW = {"unused_tools", "unused_prompts", "new_clients"}
 """Panels that read events before their window (what was used or seen before it), up to its end."""
 _WHOLE_HISTORY = {"extent", "session"}
 """Panels that read a project's events whatever the window: its extent, a session's timeline."""
@@ -1228,6 +1254,8 @@ class ClickHouseStore:
         rows = self._run(sql.format(events=source, dirty=dirty), values)
         if name == "slo":
             rows = self._attainment(rows, values, source)
+        elif name == "sessions":
+            rows = self._sessions(rows, values, source)
         return rows
 
     def _rolled(self, name: str, window: Window, slice: Slice) -> bool:
@@ -1346,6 +1374,19 @@ class ClickHouseStore:
             rows, columns = client.execute(sql, used, with_column_types=True)
         names = [column[0] for column in columns]
         return [{name: _answer(name, value) for name, value in zip(names, row, strict=True)} for row in rows]
+
+    def _sessions(self, chosen: list[dict[str, Any]], values: dict[str, Any], source: str) -> list[dict[str, Any]]:
+        """The ``sessions`` panel (``_SESSIONS``) of the runs the ``sessions`` query chose: the newest ``limit`` by their
+        first event in the window (as DuckDB chooses them: at the same instant, by group and run). Two steps, so that
+        the first holds only the instants of the window's grouped events, per group, and the second only the chosen
+        runs' events."""
+        if not chosen:
+            return []
+        columns = {"chosen_groups": "grp", "chosen_runs": "run", "chosen_from": "run_from", "chosen_to": "run_to",
+                   "chosen_last": "last_run"}  # fmt: skip
+        values |= {name: [row[column] for row in chosen] for name, column in columns.items()}
+        first, groups = min(values["chosen_from"]), tuple(set(values["chosen_groups"]))
+        return self._run(_SESSIONS.format(events=source), values | {"first_chosen": first, "chosen_set": groups})
 
     def _attainment(self, baselines: list[dict[str, Any]], values: dict[str, Any], source: str) -> list[dict[str, Any]]:
         """The ``slo`` panel (``store.attainment``) from ``baselines``, the window's calls read by ``_SLO_WINDOW``."""

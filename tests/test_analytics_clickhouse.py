@@ -667,6 +667,23 @@ def test_a_session_of_thirty_thousand_events_is_cut_in_bounded_memory(store):
     assert store.panel("p", "users", window)[0]["sessions"] == 1
 
 
+def test_the_sessions_panel_holds_the_instants_of_its_window_not_its_events(make, monkeypatch):
+    """The ``sessions`` panel cuts the runs from the instants of the window's events alone, then reads only the
+    chosen runs' events. It gathered every event's columns per group before, which ran out of 1 GB over 24 hours of
+    10M events; on these 400k events it needed 200 to 300 MB, now 80 to 100 MB (18.16): it answers within 150 MB."""
+    end = datetime(2026, 11, 21, tzinfo=UTC)
+    unlimited = make()
+    for chunk in Population(seed=5, end=end, days=1).chunks(400_000, 10_000):
+        unlimited.add("p", chunk)
+    time.sleep(1.1)  # the roll begins after the last mark: it finds every hour free of second copies
+    assert unlimited.roll() == 24 and unlimited._doubled("p", (None, None)) == []
+    window = Window(end - timedelta(days=1), end + timedelta(hours=1))
+    expected = unlimited.panel("p", "sessions", window)
+    monkeypatch.setattr(clickhouse_store, "_SETTINGS", clickhouse_store._SETTINGS | {"max_memory_usage": 150 << 20})
+    limited = make(database=unlimited.address.database)
+    assert limited.panel("p", "sessions", window) == expected and len(expected) == 100
+
+
 def test_days_are_utc_days_whatever_the_server_s_timezone(clickhouse, tmp_path):
     """Partitions are UTC days on a server west of UTC too: retention drops none that holds a kept event."""
     with clickhouse_server.running(tmp_path / "new-york", timezone="America/New_York") as (host, port):
