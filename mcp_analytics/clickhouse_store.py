@@ -141,9 +141,9 @@ Version 2 adds the hourly rollups (``rollup_counts``) and their bookkeeping (``r
 see "rollups" below); the hours stored before it are marked dirty, so they are read raw until rolled. Version 3
 records the hours a roll found without a second copy of any event (``rollup_single``), which are read without
 ``FINAL``, and marks every hour dirty again, so that the next roll checks them. Version 4 replaces ``rollup_counts``
-(read ``FINAL``, nearly a row per event) by ``rollup_people`` (DuckDB's: per client, user and whether grouped) read
-without ``FINAL`` (each row names the roll that wrote it, ``rollup_rolls`` the rolls that completed), and marks every
-hour dirty, so that the next roll fills it."""
+(read ``FINAL``, nearly a row per event) by ``rollup_people`` (per client, user and whether grouped, as DuckDB's
+without its server) read without ``FINAL`` (each row names the roll that wrote it, ``rollup_rolls`` the rolls that
+completed), and marks every hour dirty, so that the next roll fills it."""
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 _UNREACHABLE = (OSError, EOFError, driver_errors.NetworkError, driver_errors.SocketTimeoutError)
