@@ -133,6 +133,19 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "INSERT INTO rollup_dirty (project, hour) SELECT DISTINCT project, toStartOfHour(at) FROM events",
         ],
     ),
+    (
+        5,
+        [
+            """CREATE TABLE IF NOT EXISTS rollup_runs (
+                project String, hour DateTime('UTC'), grp UInt64, first_ts Int64, last_ts Int64,
+                user_id Nullable(String), client_name Nullable(String), roll UInt64
+            ) ENGINE = MergeTree PARTITION BY toYYYYMMDD(hour) ORDER BY (project, hour, roll)""",
+            "DROP TABLE IF EXISTS rollup_rolls",
+            """CREATE TABLE IF NOT EXISTS rollup_rolls (project String, hour DateTime('UTC'), roll UInt64, gap UInt64)
+            ENGINE = ReplacingMergeTree(roll) PARTITION BY toYYYYMMDD(hour) ORDER BY (project, hour)""",
+            "INSERT INTO rollup_dirty (project, hour) SELECT DISTINCT project, toStartOfHour(at) FROM events",
+        ],
+    ),
 ]
 """Each version's statements, idempotent (``IF NOT EXISTS``), so that two instances migrating at once, or one
 stopped half way, leave the same schema. Events are partitioned by day (retention drops whole days' parts) and
@@ -143,7 +156,9 @@ records the hours a roll found without a second copy of any event (``rollup_sing
 ``FINAL``, and marks every hour dirty again, so that the next roll checks them. Version 4 replaces ``rollup_counts``
 (read ``FINAL``, nearly a row per event) by ``rollup_people`` (per client, user and whether grouped, as DuckDB's
 without its server) read without ``FINAL`` (each row names the roll that wrote it, ``rollup_rolls`` the rolls that
-completed), and marks every hour dirty, so that the next roll fills it."""
+completed), and marks every hour dirty, so that the next roll fills it. Version 5 adds ``rollup_runs`` (each hour's
+pieces of the sessions' runs) and records with each roll the session timeout it cut them by (``rollup_rolls.gap``:
+the table is made anew, so every hour is rolled again)."""
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 _UNREACHABLE = (OSError, EOFError, driver_errors.NetworkError, driver_errors.SocketTimeoutError)
@@ -178,30 +193,41 @@ session inactivity timeout) passes without an event."""
 _TAG = "multiIf(session_id IS NOT NULL, 's', user_id IS NOT NULL, 'u', caller_id IS NOT NULL, 'c', 'e')"
 
 
-def _runs_of(sorted_array: str, instant: str = "tupleElement(x, 1)") -> str:
-    """The run number of each element ``x`` of ``sorted_array`` (sorted by its ``instant``, ``ts_us``: by default
-    ``x`` is a tuple that begins with it): a new run starts where more than ``gap`` passed since the previous element.
-    Events at the same instant are always in one run. (From the differences of neighbours: a lambda that read the
-    array itself would capture it, which ClickHouse does by copying it once per element.)"""
-    gaps = f"arrayDifference(arrayMap(x -> {instant}, {sorted_array}))"
+def _runs_of(sorted_array: str, first: str = "tupleElement(x, 1)", last: str | None = None) -> str:
+    """The run number of each element ``x`` of ``sorted_array`` (sorted by its ``first`` instant, ``ts_us``: by default
+    ``x`` is a tuple that begins with it; a piece of a run, ``rollup_runs``' row, also has a ``last``): a new run
+    starts where more than ``gap`` passed since the previous element ended. Events at the same instant are always in
+    one run. (From neighbours' differences: a lambda that read the array itself would capture it, which ClickHouse does
+    by copying it once per element.)"""
+    if last is None:
+        gaps = f"arrayDifference(arrayMap(x -> {first}, {sorted_array}))"
+    else:
+        ends = f"arrayPushFront(arrayPopBack(arrayMap(x -> {last}, {sorted_array})), toInt64(0))"
+        gaps = f"arrayMap((f, l) -> f - l, arrayMap(x -> {first}, {sorted_array}), {ends})"
     return f"arrayCumSum(arrayMap((d, i) -> i = 1 OR d > %(gap)s, {gaps}, arrayEnumerate({sorted_array})))"
 
 
-def _runs(events: str) -> str:
-    """One row per run with an event since ``start`` and per user and client seen in it, of the grouped events of
-    ``events``: ``grp``, ``run``, ``user_id``, ``client_name``. Runs are cut from the events since ``gap`` before the
-    window, which cuts the window's events exactly as the whole history would."""
+_PIECES = f"""SELECT {_GROUP} AS grp, ts_us AS first_ts, ts_us AS last_ts, user_id, client_name FROM {{events}}
+    WHERE {_SERVED} AND ts_us >= %(start)s - %(gap)s AND ts_us < %(end)s AND {_GROUPED}"""
+"""The grouped events since ``gap`` before the window, each as a piece of a run (its first and last instant)."""
+
+
+def _runs(pieces: str, points: bool = True) -> str:
+    """One row per run with an event since ``start`` and per user and client seen in it, of the pieces of runs
+    ``pieces`` (``grp``, ``first_ts``, ``last_ts``, ``user_id``, ``client_name``: ``_PIECES``, the events; or with
+    ``points=False`` also pieces of several events, ``_ROLLED_PIECES``): ``grp``, ``run``, ``user_id``,
+    ``client_name``. Runs are cut from the events since ``gap`` before the window, which cuts the window's events
+    exactly as the whole history would."""
+    runs = _runs_of("s") if points else _runs_of("s", last="tupleElement(x, 2)")
     return f"""SELECT DISTINCT grp, tupleElement(e, 2) AS run, tupleElement(e, 3) AS user_id,
             tupleElement(e, 4) AS client_name
         FROM (
             SELECT grp, arrayJoin(arrayFilter(x -> tupleElement(x, 1) >= %(start)s,
-                arrayMap((x, r) -> (tupleElement(x, 1), r, tupleElement(x, 2), tupleElement(x, 3)), s, {_runs_of("s")})))
+                arrayMap((x, r) -> (tupleElement(x, 1), r, tupleElement(x, 3), tupleElement(x, 4)), s, {runs})))
                 AS e
             FROM (
-                SELECT grp, arraySort(x -> tupleElement(x, 1), groupArray((ts_us, user_id, client_name))) AS s
-                FROM (SELECT ts_us, user_id, client_name, {_GROUP} AS grp FROM {events}
-                      WHERE {_SERVED} AND ts_us >= %(start)s - %(gap)s AND ts_us < %(end)s AND {_GROUPED})
-                GROUP BY grp
+                SELECT grp, arraySort(x -> tupleElement(x, 1), groupArray((first_ts, last_ts, user_id, client_name))) AS s
+                FROM ({pieces}) GROUP BY grp
             )
         )"""
 
@@ -339,16 +365,17 @@ _SESSION_FIGURES = """min(ts) AS started, max(ts) AS ended,
     count(intent) AS intents"""
 
 
-def _counted_panels(counted: str) -> dict[str, str]:
-    """``summary``, ``clients`` and ``users`` over ``counted``: the window's events as counts (``client_name``,
-    ``user_id``, ``grouped``, ``n_events``, ``n_failures``, ``n_calls`` (tool calls), ``n_last``, ``user_name``), one
-    per event (``_EVENT_COUNTS``) or rolled up (``_COUNTED``); the sessions' runs are cut from the events either way."""
+def _counted_panels(counted: str, runs: str) -> dict[str, str]:
+    """``summary``, ``clients`` and ``users`` over ``counted`` and ``runs``: the window's events as counts
+    (``client_name``, ``user_id``, ``grouped``, ``n_events``, ``n_failures``, ``n_calls`` (tool calls), ``n_last``,
+    ``user_name``) and its sessions' runs (``_runs``), from the events (``_EVENT_COUNTS``, ``_PIECES``) or rolled up
+    (``_COUNTED``, ``_ROLLED_PIECES``)."""
     singles, tool_calls = "sumIf(n_events, grouped = 0)", "sum(n_calls)"
     users = "uniqExactIf(assumeNotNull(user_id), user_id IS NOT NULL)"
     return {
         "summary": f"""
             SELECT events, failures, {_round("1 - failures / nullIf(events, 0)", 4)} AS success_rate, tool_calls,
-                singles + (SELECT uniqExact(grp, run) FROM ({_runs("{events}")})) AS sessions, users, clients
+                singles + (SELECT uniqExact(grp, run) FROM ({runs})) AS sessions, users, clients
             FROM (
                 SELECT sum(n_events) AS events, sum(n_failures) AS failures, {tool_calls} AS tool_calls,
                     {singles} AS singles, {users} AS users,
@@ -362,7 +389,7 @@ def _counted_panels(counted: str) -> dict[str, str]:
                 FROM {counted} GROUP BY client
             ) AS known ALL LEFT JOIN (
                 SELECT ifNull(client_name, '(unknown)') AS client, uniqExact(grp, run) AS runs
-                FROM ({_runs("{events}")}) GROUP BY client
+                FROM ({runs}) GROUP BY client
             ) AS joined USING (client)
             ORDER BY events DESC, client LIMIT %(limit)s""",
         "users": f"""
@@ -374,7 +401,7 @@ def _counted_panels(counted: str) -> dict[str, str]:
                 FROM {counted} WHERE user_id IS NOT NULL GROUP BY user
             ) AS known ALL LEFT JOIN (
                 SELECT assumeNotNull(user_id) AS user, uniqExact(grp, run) AS runs
-                FROM ({_runs("{events}")}) WHERE user_id IS NOT NULL GROUP BY user
+                FROM ({runs}) WHERE user_id IS NOT NULL GROUP BY user
             ) AS joined USING (user)
             ORDER BY events DESC, user LIMIT %(limit)s""",
     }
@@ -448,7 +475,7 @@ _EVENT_COUNTS = f"""
 
 
 _PANELS: dict[str, str] = {
-    **_counted_panels(f"({_EVENT_COUNTS})"),
+    **_counted_panels(f"({_EVENT_COUNTS})", _runs(_PIECES)),
     "timeseries": f"""
         SELECT {_BUCKET} AS bucket, intDiv(%(bucket)s, 1000000) AS bucket_seconds,
             multiIf(%(by)s = 'family', {_FAMILY}, %(by)s = 'tool', resource,
@@ -767,17 +794,21 @@ _QUERIES = {**_PANELS, "slo": _SLO_BASELINE}
 
 # ---------------------------------------------------------------- rollups
 # ``rollup_people``: per project, hour, client, user and whether grouped, the events, failures, tool calls and the
-# last event, each hour's rows written by one roll (``ClickHouseStore.roll``) and marked with its id (``roll``: the
+# last event; ``rollup_runs``: per project, hour and session group, the pieces of its runs in the hour (the events
+# the session timeout does not separate: first and last instant, a row per user and client seen), which a read
+# joins across hours into runs (``_runs``: fewer rows than events by a factor of 7 in the benchmark's store). Each
+# hour's rows are written by one roll (``ClickHouseStore.roll``) and marked with its id (``roll``: the
 # second it began, then 32 random bits). Every insert of events appends, after it returned, a row per hour it touched
 # to ``rollup_dirty`` (the server's ``now()``, so after the events are visible); a roll takes the server's ``now()``
 # (R) before it reads the events, counts its hours from ``events FINAL``, writes them with its id, then appends
-# (hour, id) to ``rollup_rolls``. An hour is clean while its last recorded roll began after its last mark, in whole
-# seconds (``began > marked``: a mark in the second a roll began is dirty): every insert marked before then was
-# visible to that roll. Its rows are then exactly those of that roll: read by id, not ``FINAL`` (which costs ClickHouse
+# (hour, id, the session timeout it cut the runs by) to ``rollup_rolls``. An hour is clean while its last recorded roll
+# began after its last mark, in whole seconds (``began > marked``: a mark in the second a roll began is dirty), and
+# cut its runs by the reader's timeout (instances that share a database share their timeout; one with another reads
+# the hours raw, and its rolls cut them anew): every insert marked before then was visible to that roll. Its rows are then exactly those of that roll: read by id, not ``FINAL`` (which costs ClickHouse
 # 18.16 a merge of every part); rows of rolls never recorded (in progress, or stopped) are not read, and those of
 # older rolls are deleted once a newer one has been recorded for ``SUPERSEDED_AFTER`` seconds. A roll counts only
 # hours that have ended (the current hour is at a window's edge, read from the events, until it is over). A
-# rolled-up panel reads the clean whole hours of its window from ``rollup_people`` and the rest (its partial edge
+# rolled-up panel reads the clean whole hours of its window from the rollups and the rest (its partial edge
 # hours, the dirty hours) from the events, in one query, so that whatever the rolls have done, and whichever
 # instances race, it answers what the raw events do.
 
@@ -788,16 +819,17 @@ _ROLL_BITS = 32
 one second have distinct ids; the newest roll has the largest)."""
 _STATE = f"""
     SELECT project, toUInt32(hour) AS hour, maxIf(t, kind = 1) AS roll, toUInt32(bitShiftRight(roll, {_ROLL_BITS})) AS began,
-        toUInt32(maxIf(t, kind = 0)) AS marked, toUInt32(maxIf(t, kind = 2)) AS single
+        argMaxIf(g, t, kind = 1) AS gap, toUInt32(maxIf(t, kind = 0)) AS marked, toUInt32(maxIf(t, kind = 2)) AS single
     FROM (
-        SELECT project, hour, toUInt64(marked) AS t, 0 AS kind FROM rollup_dirty WHERE {{where}}
+        SELECT project, hour, toUInt64(marked) AS t, toUInt64(0) AS g, 0 AS kind FROM rollup_dirty WHERE {{where}}
         UNION ALL
-        SELECT project, hour, roll AS t, 1 AS kind FROM rollup_rolls WHERE {{where}}
+        SELECT project, hour, roll AS t, gap AS g, 1 AS kind FROM rollup_rolls WHERE {{where}}
         UNION ALL
-        SELECT project, hour, toUInt64(began) AS t, 2 AS kind FROM rollup_single WHERE {{where}}
+        SELECT project, hour, toUInt64(began) AS t, toUInt64(0) AS g, 2 AS kind FROM rollup_single WHERE {{where}}
     ) GROUP BY project, hour"""
-"""The last recorded roll (``roll``, 0: none) and when it began, the last mark, and the last roll that found every
-event of the hour stored once (``single``) of each hour with any (``{where}``: which)."""
+"""The last recorded roll (``roll``, 0: none), when it began and the session timeout it cut the runs by (µs), the
+last mark, and the last roll that found every event of the hour stored once (``single``) of each hour with any
+(``{where}``: which)."""
 _ROLL = f"""
     INSERT INTO rollup_people (project, hour, client_name, user_id, grouped, events, failures, tool_calls, last_ts,
         user_name, roll)
@@ -809,6 +841,28 @@ _ROLL = f"""
         AND toUInt32(toStartOfHour(at)) IN %(hours)s
     GROUP BY project, hour, client_name, user_id, grouped"""
 """The ``hours`` (seconds, in ``[low_s, high_s)``) of ``project`` counted anew by the roll ``roll``."""
+_CUT = f"""
+    INSERT INTO rollup_runs (project, hour, grp, first_ts, last_ts, user_id, client_name, roll)
+    SELECT project, hour, grp, first_ts, last_ts, tupleElement(seen, 1), tupleElement(seen, 2), toUInt64(%(roll)s)
+    FROM (
+        SELECT project, hour, grp, min(tupleElement(e, 1)) AS first_ts, max(tupleElement(e, 1)) AS last_ts,
+            arrayJoin(groupUniqArray((tupleElement(e, 3), tupleElement(e, 4)))) AS seen
+        FROM (
+            SELECT project, hour, grp, arrayJoin(arrayMap((x, r) -> (tupleElement(x, 1), r, tupleElement(x, 2),
+                tupleElement(x, 3)), s, {_runs_of("s")})) AS e
+            FROM (
+                SELECT project, toStartOfHour(at) AS hour, {_GROUP} AS grp,
+                    arraySort(x -> tupleElement(x, 1), groupArray((ts_us, user_id, client_name))) AS s
+                FROM events FINAL
+                WHERE project = %(project)s AND kind != 'client' AND {_GROUPED} AND at >= toDateTime(%(low_s)s)
+                    AND at < toDateTime(%(high_s)s) AND toUInt32(toStartOfHour(at)) IN %(hours)s
+                GROUP BY project, hour, grp
+            )
+        )
+        GROUP BY project, hour, grp, tupleElement(e, 2)
+    )"""
+"""The pieces of the runs in the ``hours`` of ``project`` (the events of a group in an hour cut by ``gap``), cut anew
+by the roll ``roll``."""
 _SINGLE = """
     INSERT INTO rollup_single (project, hour, began)
     SELECT project, toStartOfHour(at) AS hour, toDateTime(%(began)s, 'UTC') FROM events
@@ -817,32 +871,43 @@ _SINGLE = """
     GROUP BY project, hour HAVING count() = uniqExact(type, ts_us, event_id)"""
 """Which of the ``hours`` hold no second copy of a row (by the sorting key, which ``FINAL`` collapses rows by), as of
 the roll that ``began``: read after it began, so an insert it did not see marked its hours at ``began`` or later."""
-_ROLLED = """INSERT INTO rollup_rolls SELECT %(project)s, toDateTime(arrayJoin(%(hours)s), 'UTC'), toUInt64(%(roll)s)"""
-_ROLLUP_TABLES = ("rollup_people", "rollup_dirty", "rollup_rolls", "rollup_single")
+_ROLLED = """INSERT INTO rollup_rolls
+    SELECT %(project)s, toDateTime(arrayJoin(%(hours)s), 'UTC'), toUInt64(%(roll)s), toUInt64(%(gap)s)"""
+_ROLLUPS = ("rollup_people", "rollup_runs")
+"""The tables of rolled-up rows, each row marked with the roll that wrote it."""
+_ROLLUP_TABLES = (*_ROLLUPS, "rollup_dirty", "rollup_rolls", "rollup_single")
 _SUPERSEDED = f"""
     SELECT project, toUInt32(hour) AS hour, max(roll) AS kept FROM rollup_rolls
     WHERE roll < bitShiftLeft(toUInt64(%(before)s), {_ROLL_BITS})
     GROUP BY project, hour"""
 """Per hour, the newest roll recorded before ``before`` (seconds): the rows of older rolls are no longer read."""
-_DROP_SUPERSEDED = """ALTER TABLE rollup_people DELETE
+_DROP_SUPERSEDED = """ALTER TABLE {table} DELETE
     WHERE project = %(project)s AND roll < transform(toUInt32(hour), %(hours)s, %(kept)s, toUInt64(0))"""
 """The rows of ``project``'s ``hours`` written by rolls older than the roll ``kept`` of each."""
+_CLEAN = """project = %(project)s AND hour >= toDateTime(%(whole_start_s)s) AND hour < toDateTime(%(whole_end_s)s)
+    AND roll = transform(toUInt32(hour), %(clean_hours)s, %(clean_rolls)s, toUInt64(0))"""
+"""A rollup's rows of the window's clean whole hours (``clean_hours``, each with the roll that made it clean,
+``clean_rolls``)."""
+_NOT_CLEAN = "(at < toDateTime(%(whole_start_s)s) OR at >= toDateTime(%(whole_end_s)s){dirty})"
+"""The events of the partial hours at the window's edges and of its dirty hours (``{dirty}``: ``OR`` their ranges of
+``at``)."""
 _COUNTED = f"""(
     SELECT client_name, user_id, grouped, events AS n_events, failures AS n_failures, tool_calls AS n_calls,
         last_ts AS n_last, user_name
-    FROM rollup_people
-    WHERE project = %(project)s AND hour >= toDateTime(%(whole_start_s)s) AND hour < toDateTime(%(whole_end_s)s)
-        AND roll = transform(toUInt32(hour), %(clean_hours)s, %(clean_rolls)s, toUInt64(0))
+    FROM rollup_people WHERE {_CLEAN}
     UNION ALL
-    {_EVENT_COUNTS}
-        AND (at < toDateTime(%(whole_start_s)s) OR at >= toDateTime(%(whole_end_s)s){{dirty}})
+    {_EVENT_COUNTS} AND {_NOT_CLEAN}
 )"""
-"""The window's events as counts: its clean whole hours (``clean_hours``, each with the roll that made it clean,
-``clean_rolls``) from ``rollup_people``, the partial hours at its edges and its dirty hours (``{dirty}``: ``OR``
-their ranges of ``at``) from the events."""
+"""The window's events as counts: its clean whole hours from ``rollup_people``, the rest from the events."""
+_ROLLED_PIECES = f"""
+    SELECT grp, first_ts, last_ts, user_id, client_name FROM rollup_runs WHERE {_CLEAN}
+    UNION ALL
+    {_PIECES} AND {_NOT_CLEAN}"""
+"""The pieces of the runs since ``gap`` before the window: its clean whole hours' from ``rollup_runs``, the rest
+(every other event, a piece of its own) from the events."""
 
 
-_ROLLED_PANELS = _counted_panels(_COUNTED)
+_ROLLED_PANELS = _counted_panels(_COUNTED, _runs(_ROLLED_PIECES, points=False))
 """The panels read from the rollups (``ClickHouseStore._rolled``); ``_PANELS`` has the same read from the raw events."""
 ROLL_AT_READ = 6
 """Dirty whole hours in a rolled-up panel's window above which the read rolls them up first (they are read raw)."""
@@ -1238,7 +1303,7 @@ class ClickHouseStore:
         self, project: str, name: str, window: Window, slice: Slice = Slice(), **params: Any
     ) -> list[dict[str, Any]]:
         sql, anchor = store.panel_query(name, str(params.get("session") or ""), _QUERIES, _SESSION_TIMELINES)
-        gap = self.session_timeout // timedelta(microseconds=1)
+        gap = self._gap
         scope = _scope(name, window, gap)
         rolled = self._rolled(name, window, slice)
         dirty, clean = self._clean(project, window) if rolled else ("", {})  # rolls first if many hours are dirty
@@ -1286,17 +1351,27 @@ class ClickHouseStore:
         start, end = _ceil_hour(_us(window.start)), _floor_hour(_us(window.end))
         where = f"project = %(project)s AND hour >= toDateTime({start}) AND hour < toDateTime({end})"
         state = self._run(_STATE.format(where=where), {"project": project})
-        if sum(row["began"] <= row["marked"] for row in state) > ROLL_AT_READ:
+        if sum(not self._is_clean(row) for row in state) > ROLL_AT_READ:
             self.roll(project)
             state = self._run(_STATE.format(where=where), {"project": project})
-        clean = sorted((row["hour"], row["roll"]) for row in state if row["began"] > row["marked"])
-        dirty = sorted(row["hour"] for row in state if row["began"] <= row["marked"])
+        clean = sorted((row["hour"], row["roll"]) for row in state if self._is_clean(row))
+        dirty = sorted(row["hour"] for row in state if not self._is_clean(row))
         return "".join(f" OR (at >= toDateTime({low}) AND at < toDateTime({high}))" for low, high in _ranges(dirty)), {
             "whole_start_s": start,
             "whole_end_s": end,
             "clean_hours": [hour for hour, _ in clean] or [0],
             "clean_rolls": [roll for _, roll in clean] or [0],
         }
+
+    def _is_clean(self, state: dict[str, Any]) -> bool:
+        """Whether an hour's rollups (its ``_STATE`` row) answer for its events: its last recorded roll began after its
+        last mark, and cut the runs by this store's session timeout."""
+        return state["began"] > state["marked"] and state["gap"] == self._gap
+
+    @property
+    def _gap(self) -> int:
+        """The session timeout, in µs."""
+        return self.session_timeout // timedelta(microseconds=1)
 
     def _doubled(self, project: str, scope: tuple[int | None, int | None]) -> list[int]:
         """The hours (seconds, sorted) of ``project`` in ``scope`` (µs, ``_scope``) that may hold a second copy of an
@@ -1310,8 +1385,8 @@ class ClickHouseStore:
         return sorted(row["hour"] for row in state if row["single"] <= row["marked"])
 
     def roll(self, project: str | None = None) -> int:
-        """Count the dirty hours that have ended (of ``project``, else of every project) anew from the events,
-        ``ROLL_HOURS`` at a time: each time the server's ``now()`` first (R, in the roll's id), then the counts
+        """Count the dirty hours that have ended (of ``project``, else of every project; and those whose runs were cut
+        by another session timeout) anew from the events, ``ROLL_HOURS`` at a time: each time the server's ``now()`` first (R, in the roll's id), then the counts
         written with the roll's id, then their hours recorded as rolled by it. Any instance may roll any hour at any
         time, twice at once too: each roll writes complete counts of what it read, under its own id, and an insert it
         may have missed marked its hours at R or later (dirty). Then the rows of superseded rolls are deleted
@@ -1321,7 +1396,7 @@ class ClickHouseStore:
         ended = self._now() - 3600
         dirty: dict[str, list[int]] = {}
         for row in state:
-            if row["began"] <= row["marked"] and row["hour"] <= ended:
+            if not self._is_clean(row) and row["hour"] <= ended:
                 dirty.setdefault(row["project"], []).append(row["hour"])
         for owner, hours in dirty.items():
             hours.sort()
@@ -1343,18 +1418,19 @@ class ClickHouseStore:
         return self._now() << _ROLL_BITS | random.getrandbits(_ROLL_BITS)
 
     def _count(self, project: str, hours: Sequence[int], roll: int) -> None:
-        """``hours`` (sorted, seconds) of ``project`` counted from the events by the roll ``roll``, and checked for
-        second copies."""
+        """``hours`` (sorted, seconds) of ``project`` counted from the events by the roll ``roll``, their runs cut into
+        pieces, and checked for second copies."""
         values = {"project": project, "hours": tuple(hours), "roll": roll, "began": roll >> _ROLL_BITS,
-                  "low_s": hours[0], "high_s": hours[-1] + 3600}  # fmt: skip
+                  "low_s": hours[0], "high_s": hours[-1] + 3600, "gap": self._gap}  # fmt: skip
         with self._client() as client:
             client.execute(_ROLL, values)
+            client.execute(_CUT, values)
             client.execute(_SINGLE, values)
 
     def _rolled_at(self, project: str, hours: Sequence[int], roll: int) -> None:
         """``hours`` of ``project`` recorded as rolled by the roll ``roll``, once its counts are written."""
         with self._client() as client:
-            client.execute(_ROLLED, {"project": project, "hours": list(hours), "roll": roll})
+            client.execute(_ROLLED, {"project": project, "hours": list(hours), "roll": roll, "gap": self._gap})
 
     def _drop_superseded(self) -> None:
         """The rows of rolls older than an hour's newest recorded roll deleted, where that roll began at least
@@ -1377,7 +1453,10 @@ class ClickHouseStore:
             kept.append(row["kept"])
         with self._client() as client:
             for owner, (hours, kept) in projects.items():
-                client.execute(_DROP_SUPERSEDED, {"project": owner, "hours": hours, "kept": kept})
+                for table in _ROLLUPS:
+                    client.execute(
+                        _DROP_SUPERSEDED.format(table=table), {"project": owner, "hours": hours, "kept": kept}
+                    )
 
     def _run(self, sql: str, values: dict[str, Any]) -> list[dict[str, Any]]:
         """The rows of ``sql`` with the ``values`` it names, as dicts of the values the panels answer."""

@@ -1,8 +1,11 @@
-"""The ClickHouse store's hourly rollups (``rollup_people``) answer exactly what the raw events do: every rolled-up
+"""The ClickHouse store's hourly rollups (``rollup_people``, ``rollup_runs``) answer exactly what the raw events do:
+every rolled-up
 panel equals the same panel read from the raw rows (``ClickHouseStore(rollups=False)``) over windows with partial
 hours at either edge, after out-of-order batches and retries, while hours are dirty and after rolls, when an insert
 of another instance races a roll, when two instances roll at once, when a roll stopped before recording itself,
-after deletion and retention, and after the rows of superseded rolls are deleted; on ClickHouse 18.16 and on the current engine (``chdb``) where the test can run there.
+after deletion and retention, after the rows of superseded rolls are deleted, for runs that cross hours, and for an
+instance with another session timeout; on ClickHouse 18.16 and on the current engine (``chdb``) where the test can
+run there.
 
 The populations, batches and windows are those of the DuckDB rollups' tests (``tests/test_rollups.py``)."""
 
@@ -53,7 +56,7 @@ def assert_rollups_answer_as_raw_rows(store: ClickHouseStore, seed: int, project
 def dirty_hours(store: ClickHouseStore, project: str | None = None) -> int:
     where = "1" if project is None else "project = %(project)s"
     state = store._run(clickhouse_store._STATE.format(where=where), {"project": project or ""})
-    return sum(row["began"] <= row["marked"] for row in state)
+    return sum(not store._is_clean(row) for row in state)
 
 
 def rollup_rows(store: ClickHouseStore) -> int:
@@ -232,9 +235,9 @@ def test_rollups_equal_the_raw_rows_after_deletion_and_retention(engine, monkeyp
     assert assert_rollups_answer_as_raw_rows(engine, 15) >= 30
 
 
-def rolls_per_hour(store: ClickHouseStore) -> dict[tuple[str, int], set[int]]:
-    """The rolls whose rows ``rollup_people`` holds, per project and hour."""
-    rows = store._run("SELECT DISTINCT project, toUInt32(hour) AS hour, roll FROM rollup_people", {})
+def rolls_per_hour(store: ClickHouseStore, table: str = "rollup_people") -> dict[tuple[str, int], set[int]]:
+    """The rolls whose rows ``table`` holds, per project and hour."""
+    rows = store._run(f"SELECT DISTINCT project, toUInt32(hour) AS hour, roll FROM {table}", {})  # noqa: S608 - a table of ours
     found: dict[tuple[str, int], set[int]] = {}
     for row in rows:
         found.setdefault((row["project"], row["hour"]), set()).add(row["roll"])
@@ -255,19 +258,24 @@ def test_the_rows_of_superseded_rolls_are_deleted_and_no_answer_changes(engine, 
     assert engine.roll() == 3
     unrecorded = engine._new_roll()
     engine._count("q", [int((START + timedelta(hours=7)).timestamp())], unrecorded)
-    before = rolls_per_hour(engine)
-    assert sorted(len(rolls) for rolls in before.values())[-5:] == [1, 2, 2, 2, 2], "three hours rolled twice, one more"
+    tables = clickhouse_store._ROLLUPS
+    before = {table: rolls_per_hour(engine, table) for table in tables}
+    for table in tables:
+        twice = sorted(len(rolls) for rolls in before[table].values())[-5:]
+        assert twice == [1, 2, 2, 2, 2], (table, "three hours rolled twice, one more")
     second_boundary()
     engine._drop_superseded()
     with engine._client() as client:
-        engine._wait_for_mutations(client, table="rollup_people")
-    after = rolls_per_hour(engine)
+        for table in tables:
+            engine._wait_for_mutations(client, table=table)
     state = engine._run(clickhouse_store._STATE.format(where="1"), {})
     recorded = {(row["project"], row["hour"]): row["roll"] for row in state}
-    assert after.keys() == before.keys()
-    for key, rolls in after.items():
-        assert rolls == {recorded[key]} | ({unrecorded} & before[key]), key
-    assert any(unrecorded in rolls for rolls in after.values()), "the roll in progress keeps its rows"
+    for table in tables:
+        after = rolls_per_hour(engine, table)
+        assert after.keys() == before[table].keys()
+        for key, rolls in after.items():
+            assert rolls == {recorded[key]} | ({unrecorded} & before[table][key]), (table, key)
+        assert any(unrecorded in rolls for rolls in after.values()), "the roll in progress keeps its rows"
     assert assert_rollups_answer_as_raw_rows(engine, 16) >= 30
 
 
@@ -330,3 +338,62 @@ def test_the_api_rolls_the_dirty_hours_at_start_up_and_then_every_minute(make, m
         while dirty_hours(store) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert dirty_hours(store) == 0, "and again later"
+
+
+def test_runs_across_hours_are_joined_from_each_hour_s_pieces(engine, monkeypatch):
+    """A session's run over five hours whose user is identified half way, a stateless user's run across an hour's end
+    and a second run after a pause, an event of no group: rolled, ``rollup_runs`` holds a piece per group, hour, run,
+    user and client, and ``summary``, ``clients`` and ``users`` count the runs as the raw events do, over windows that
+    begin before the runs, inside them and between their pieces."""
+    monkeypatch.setattr(clickhouse_store, "ROLL_AT_READ", 10**9)
+    base = START + timedelta(hours=10)
+
+    def event(name: str, minutes: int, **fields: str | None) -> dict:
+        at = int((base + timedelta(minutes=minutes)).timestamp() * 1e9)
+        return validated_event(event_id=name, type="mcp:tools/call", timestamp_ns=at, **fields)
+
+    session = [event(f"s{i}", 5 + 20 * i, session_id="s1", client_name="Cursor", user_id="alice" if i >= 6 else None)
+               for i in range(15)]  # fmt: skip
+    stateless = [event(f"b{m}", m, user_id="bob", client_name="Claude") for m in (50, 70, 150, 160)]
+    engine.add("p", [*session, *stateless, event("single", 180, client_name="Zed")])
+    second_boundary()
+    assert engine.roll() == 5
+    pieces = engine._run("SELECT toUInt32(hour) AS hour, grp, user_id FROM rollup_runs ORDER BY hour, grp", {})
+    assert len(pieces) == 5 + 3, "the session's piece in each of its hours, bob's in three"
+    both = {"Cursor": 1, "Claude": 2, "Zed": 1}, {"alice": 1, "bob": 2}
+    expected = {  # window (minutes from base): sessions per client, per user
+        (0, 300): both,
+        (-60, 600): both,
+        (90, 300): ({"Cursor": 1, "Claude": 1, "Zed": 1}, {"alice": 1, "bob": 1}),  # bob's first run ended before
+        (60, 120): ({"Cursor": 1, "Claude": 1}, {"bob": 1}),  # alice is counted in the runs she was seen in
+    }
+    for (start, end), (clients, users) in expected.items():
+        window = Window(base + timedelta(minutes=start), base + timedelta(minutes=end))
+        answers = {name: engine.panel("p", name, window) for name in ("summary", "clients", "users")}
+        assert engine._clean("p", window)[1]["clean_hours"] != [0], "whole hours read from the rollups"
+        engine.rollups = False
+        assert answers == {name: engine.panel("p", name, window) for name in answers}, window
+        engine.rollups = True
+        assert answers["summary"][0]["sessions"] == sum(clients.values()), window
+        assert {row["client"]: row["sessions"] for row in answers["clients"]} == clients, window
+        assert {row["user"]: row["sessions"] for row in answers["users"]} == users, window
+
+
+def test_hours_rolled_with_another_session_timeout_are_read_raw_until_cut_anew(make, monkeypatch):
+    """An instance whose session timeout is not the one the runs were cut by reads those hours from the events, and
+    its roll cuts them anew (then the other instance reads them raw): both answer what the raw events do."""
+    monkeypatch.setattr(clickhouse_store, "ROLL_AT_READ", 10**9)
+    thirty = make()
+    ten = make(database=thirty.address.database, session_timeout=timedelta(minutes=10))
+    fill(thirty, 9)
+    second_boundary()
+    hours = thirty.roll()
+    assert hours > 30 and dirty_hours(thirty) == 0 and dirty_hours(ten) == hours
+    window = Window(START, START + timedelta(days=DAYS))
+    assert ten.panel("p", "summary", window) != thirty.panel("p", "summary", window), "the timeouts cut other runs"
+    assert assert_rollups_answer_as_raw_rows(ten, 9) == 0, "no hour read from runs cut by another timeout"
+    assert assert_rollups_answer_as_raw_rows(thirty, 9) >= 30
+    second_boundary()
+    assert ten.roll() == hours and dirty_hours(ten) == 0 and dirty_hours(thirty) == hours
+    assert assert_rollups_answer_as_raw_rows(ten, 9) >= 30
+    assert assert_rollups_answer_as_raw_rows(thirty, 9) == 0
