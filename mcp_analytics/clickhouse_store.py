@@ -412,6 +412,45 @@ _SUBJECT = "assumeNotNull(resource) AS subject"
 _SERVER = "ifNull(server_name, '(unknown)') AS server"
 
 
+def _chosen_runs(pieces: str, points: bool = True) -> str:
+    """The first step of the ``sessions`` panel: the newest ``limit`` runs with an event in the window, by their first
+    event there (at the same instant, by group and run, as DuckDB chooses them), cut from the instants alone of the
+    pieces of runs ``pieces`` (as ``_runs`` reads them), and the window's events of no group (a run each): ``grp``,
+    ``run``, ``run_from`` and ``run_to`` (its first event in the window and its last), ``last_run`` (its group's runs
+    since ``gap`` before the window)."""
+    if points:
+        element, firsts, lasts, runs = "first_ts", "s", "s", _runs_of("s", "x")
+    else:
+        element, runs = "(first_ts, last_ts)", _runs_of("s", last="tupleElement(x, 2)")
+        firsts, lasts = "arrayMap(x -> tupleElement(x, 1), s)", "arrayMap(x -> tupleElement(x, 2), s)"
+    return f"""
+        SELECT grp, run, run_from, run_to, last_run FROM (
+            SELECT grp, tupleElement(c, 1) AS run, tupleElement(c, 2) AS run_from, tupleElement(c, 3) AS run_to,
+                last_run
+            FROM (
+                SELECT grp, runs[-1] AS last_run, arrayJoin(arrayMap((r, f, t) -> (r, f, t),
+                    arrayFilter((r, x, n) -> x >= %(start)s AND n > 0, runs, lasts, next_step),
+                    arrayFilter((x, i, d, p) -> x >= %(start)s AND (i = 1 OR d > 0 OR p < %(start)s),
+                        firsts, arrayEnumerate(s), step, previous),
+                    arrayFilter((x, n) -> x >= %(start)s AND n > 0, lasts, next_step))) AS c
+                FROM (
+                    SELECT grp, s, {firsts} AS firsts, {lasts} AS lasts, {runs} AS runs, arrayDifference(runs) AS step,
+                        arrayPushBack(arrayPopFront(step), 1) AS next_step,
+                        arrayPushFront(arrayPopBack(lasts), toInt64(0)) AS previous
+                    FROM (SELECT grp, arraySort(groupArray({element})) AS s FROM ({pieces}) GROUP BY grp)
+                )
+            )
+            UNION ALL
+            SELECT grp, run, run_from, run_to, last_run FROM (
+                SELECT cityHash64('e', event_id) AS grp, toUInt64(1) AS run, ts_us AS run_from, ts_us AS run_to,
+                    toUInt64(1) AS last_run
+                FROM {{events}} WHERE {_IN_WINDOW} AND NOT {_GROUPED}
+                ORDER BY run_from DESC, grp LIMIT %(limit)s
+            )
+        )
+        ORDER BY run_from DESC, grp, run LIMIT %(limit)s"""
+
+
 _REQUEST_COUNTS = f"""SELECT {_BUCKET} AS bucket, toUInt64(1) AS events, toUInt64(is_error) AS failures, failure_origin
     FROM {{events}} WHERE {_IN_WINDOW} AND {_REQUESTS}"""
 """The window's requests as ``trends`` counts them, one row each."""
@@ -580,35 +619,7 @@ _PANELS: dict[str, str] = {
         FROM {{events}} WHERE {_IN_WINDOW} AND intent IS NOT NULL
             AND (%(q)s = '' OR positionUTF8(lowerUTF8(ifNull(intent, '')), lowerUTF8(%(q)s)) > 0)
         ORDER BY ts DESC, event_id LIMIT %(limit)s""",
-    "sessions": f"""
-        SELECT grp, run, run_from, run_to, last_run FROM (
-            SELECT grp, tupleElement(c, 1) AS run, tupleElement(c, 2) AS run_from, tupleElement(c, 3) AS run_to,
-                last_run
-            FROM (
-                SELECT grp, runs[-1] AS last_run, arrayJoin(arrayMap((r, f, t) -> (r, f, t),
-                    arrayFilter((r, x, n) -> x >= %(start)s AND n > 0, runs, s, next_step),
-                    arrayFilter((x, i, d, p) -> x >= %(start)s AND (i = 1 OR d > 0 OR p < %(start)s),
-                        s, arrayEnumerate(s), step, previous),
-                    arrayFilter((x, n) -> x >= %(start)s AND n > 0, s, next_step))) AS c
-                FROM (
-                    SELECT grp, s, {_runs_of("s", "x")} AS runs, arrayDifference(runs) AS step,
-                        arrayPushBack(arrayPopFront(step), 1) AS next_step,
-                        arrayPushFront(arrayPopBack(s), toInt64(0)) AS previous
-                    FROM (
-                        SELECT grp, arraySort(groupArray(ts_us)) AS s FROM (
-                            SELECT ts_us, {_GROUP} AS grp FROM {{events}}
-                            WHERE {_SERVED} AND ts_us >= %(start)s - %(gap)s AND ts_us < %(end)s AND {_GROUPED}
-                        )
-                        GROUP BY grp
-                    )
-                )
-            )
-            UNION ALL
-            SELECT cityHash64('e', event_id) AS grp, toUInt64(1) AS run, ts_us AS run_from, ts_us AS run_to,
-                toUInt64(1) AS last_run
-            FROM {{events}} WHERE {_IN_WINDOW} AND NOT {_GROUPED}
-        )
-        ORDER BY run_from DESC, grp, run LIMIT %(limit)s""",
+    "sessions": _chosen_runs(_PIECES),
 }
 _SESSIONS = f"""
     SELECT session, tag != 's' AS stateless,
@@ -907,7 +918,10 @@ _ROLLED_PIECES = f"""
 (every other event, a piece of its own) from the events."""
 
 
-_ROLLED_PANELS = _counted_panels(_COUNTED, _runs(_ROLLED_PIECES, points=False))
+_ROLLED_PANELS = {
+    **_counted_panels(_COUNTED, _runs(_ROLLED_PIECES, points=False)),
+    "sessions": _chosen_runs(_ROLLED_PIECES, points=False),
+}
 """The panels read from the rollups (``ClickHouseStore._rolled``); ``_PANELS`` has the same read from the raw events."""
 ROLL_AT_READ = 6
 """Dirty whole hours in a rolled-up panel's window above which the read rolls them up first (they are read raw)."""

@@ -343,8 +343,8 @@ def test_the_api_rolls_the_dirty_hours_at_start_up_and_then_every_minute(make, m
 def test_runs_across_hours_are_joined_from_each_hour_s_pieces(engine, monkeypatch):
     """A session's run over five hours whose user is identified half way, a stateless user's run across an hour's end
     and a second run after a pause, an event of no group: rolled, ``rollup_runs`` holds a piece per group, hour, run,
-    user and client, and ``summary``, ``clients`` and ``users`` count the runs as the raw events do, over windows that
-    begin before the runs, inside them and between their pieces."""
+    user and client, and ``summary``, ``clients``, ``users`` and ``sessions`` count the runs as the raw events do,
+    over windows that begin before the runs, inside them and between their pieces."""
     monkeypatch.setattr(clickhouse_store, "ROLL_AT_READ", 10**9)
     base = START + timedelta(hours=10)
 
@@ -356,6 +356,7 @@ def test_runs_across_hours_are_joined_from_each_hour_s_pieces(engine, monkeypatc
                for i in range(15)]  # fmt: skip
     stateless = [event(f"b{m}", m, user_id="bob", client_name="Claude") for m in (50, 70, 150, 160)]
     engine.add("p", [*session, *stateless, event("single", 180, client_name="Zed")])
+    session_started, session_ended = base + timedelta(minutes=5), base + timedelta(minutes=285)
     second_boundary()
     assert engine.roll() == 5
     pieces = engine._run("SELECT toUInt32(hour) AS hour, grp, user_id FROM rollup_runs ORDER BY hour, grp", {})
@@ -369,7 +370,7 @@ def test_runs_across_hours_are_joined_from_each_hour_s_pieces(engine, monkeypatc
     }
     for (start, end), (clients, users) in expected.items():
         window = Window(base + timedelta(minutes=start), base + timedelta(minutes=end))
-        answers = {name: engine.panel("p", name, window) for name in ("summary", "clients", "users")}
+        answers = {name: engine.panel("p", name, window) for name in ("summary", "clients", "users", "sessions")}
         assert engine._clean("p", window)[1]["clean_hours"] != [0], "whole hours read from the rollups"
         engine.rollups = False
         assert answers == {name: engine.panel("p", name, window) for name in answers}, window
@@ -377,6 +378,10 @@ def test_runs_across_hours_are_joined_from_each_hour_s_pieces(engine, monkeypatc
         assert answers["summary"][0]["sessions"] == sum(clients.values()), window
         assert {row["client"]: row["sessions"] for row in answers["clients"]} == clients, window
         assert {row["user"]: row["sessions"] for row in answers["users"]} == users, window
+        assert len(answers["sessions"]) == sum(clients.values()), window
+    (session, *_) = [row for row in engine.panel("p", "sessions", Window(base, base + timedelta(hours=5)))
+                     if row["session"] == "s1"]  # fmt: skip
+    assert (session["started"], session["ended"], session["events"]) == (session_started, session_ended, 15)
 
 
 def test_hours_rolled_with_another_session_timeout_are_read_raw_until_cut_anew(make, monkeypatch):
