@@ -207,29 +207,32 @@ def _runs_of(sorted_array: str, first: str = "tupleElement(x, 1)", last: str | N
     return f"arrayCumSum(arrayMap((d, i) -> i = 1 OR d > %(gap)s, {gaps}, arrayEnumerate({sorted_array})))"
 
 
-_PIECES = f"""SELECT {_GROUP} AS grp, ts_us AS first_ts, ts_us AS last_ts, user_id, client_name FROM {{events}}
-    WHERE {_SERVED} AND ts_us >= %(start)s - %(gap)s AND ts_us < %(end)s AND {_GROUPED}"""
-"""The grouped events since ``gap`` before the window, each as a piece of a run (its first and last instant)."""
+def _pieces(source: str) -> str:
+    """The grouped events of ``source`` since ``gap`` before the window, each as a piece of a run (its first and last
+    instant)."""
+    return f"""SELECT {_GROUP} AS grp, ts_us AS first_ts, ts_us AS last_ts, user_id, client_name FROM {source}
+        WHERE {_SERVED} AND ts_us >= %(start)s - %(gap)s AND ts_us < %(end)s AND {_GROUPED}"""
 
 
-def _runs(pieces: str, points: bool = True) -> str:
-    """One row per run with an event since ``start`` and per user and client seen in it, of the pieces of runs
-    ``pieces`` (``grp``, ``first_ts``, ``last_ts``, ``user_id``, ``client_name``: ``_PIECES``, the events; or with
-    ``points=False`` also pieces of several events, ``_ROLLED_PIECES``): ``grp``, ``run``, ``user_id``,
-    ``client_name``. Runs are cut from the events since ``gap`` before the window, which cuts the window's events
-    exactly as the whole history would."""
+_PIECES = _pieces("{events}")
+
+
+def _runs(pieces: str, points: bool = True, by: str | None = None) -> str:
+    """The runs with an event since ``start`` of the pieces of runs ``pieces`` (``grp``, ``first_ts``, ``last_ts``,
+    ``user_id``, ``client_name``: ``_PIECES``, the events; or with ``points=False`` also pieces of several events,
+    ``_ROLLED_PIECES``): how many (``by`` None), else one row per run and value of ``by`` (``user_id`` or
+    ``client_name``) seen in it: ``grp``, ``run``, ``by``. Runs are cut from the events since ``gap`` before the window,
+    which cuts the window's events exactly as the whole history would; each group's distinct runs (and values) are
+    found within its arrays, not by a ``DISTINCT`` of them all."""
     runs = _runs_of("s") if points else _runs_of("s", last="tupleElement(x, 2)")
-    return f"""SELECT DISTINCT grp, tupleElement(e, 2) AS run, tupleElement(e, 3) AS user_id,
-            tupleElement(e, 4) AS client_name
-        FROM (
-            SELECT grp, arrayJoin(arrayFilter(x -> tupleElement(x, 1) >= %(start)s,
-                arrayMap((x, r) -> (tupleElement(x, 1), r, tupleElement(x, 3), tupleElement(x, 4)), s, {runs})))
-                AS e
-            FROM (
-                SELECT grp, arraySort(x -> tupleElement(x, 1), groupArray((first_ts, last_ts, user_id, client_name))) AS s
-                FROM ({pieces}) GROUP BY grp
-            )
-        )"""
+    element = "(first_ts, last_ts)" if by is None else f"(first_ts, last_ts, {by})"
+    item = runs if by is None else f"arrayMap((x, r) -> (r, tupleElement(x, 3)), s, {runs})"
+    kept = f"arrayDistinct(arrayFilter((r, x) -> tupleElement(x, 1) >= %(start)s, {item}, s))"
+    grouped = f"SELECT grp, arraySort(groupArray({element})) AS s FROM ({pieces}) GROUP BY grp"
+    if by is None:
+        return f"SELECT sum(length({kept})) FROM ({grouped})"
+    return f"""SELECT grp, tupleElement(e, 1) AS run, tupleElement(e, 2) AS {by}
+        FROM (SELECT grp, arrayJoin({kept}) AS e FROM ({grouped}))"""
 
 
 """A window's events of no group: a session each."""
@@ -365,17 +368,17 @@ _SESSION_FIGURES = """min(ts) AS started, max(ts) AS ended,
     count(intent) AS intents"""
 
 
-def _counted_panels(counted: str, runs: str) -> dict[str, str]:
-    """``summary``, ``clients`` and ``users`` over ``counted`` and ``runs``: the window's events as counts
+def _counted_panels(counted: str, pieces: str, points: bool = True) -> dict[str, str]:
+    """``summary``, ``clients`` and ``users`` over ``counted`` and ``pieces``: the window's events as counts
     (``client_name``, ``user_id``, ``grouped``, ``n_events``, ``n_failures``, ``n_calls`` (tool calls), ``n_last``,
-    ``user_name``) and its sessions' runs (``_runs``), from the events (``_EVENT_COUNTS``, ``_PIECES``) or rolled up
-    (``_COUNTED``, ``_ROLLED_PIECES``)."""
+    ``user_name``) and the pieces of its sessions' runs (``_runs``), from the events (``_event_counts``, ``_PIECES``)
+    or rolled up (``_COUNTED``, ``_ROLLED_PIECES``, not ``points``)."""
     singles, tool_calls = "sumIf(n_events, grouped = 0)", "sum(n_calls)"
     users = "uniqExactIf(assumeNotNull(user_id), user_id IS NOT NULL)"
     return {
         "summary": f"""
             SELECT events, failures, {_round("1 - failures / nullIf(events, 0)", 4)} AS success_rate, tool_calls,
-                singles + (SELECT uniqExact(grp, run) FROM ({runs})) AS sessions, users, clients
+                singles + ({_runs(pieces, points)}) AS sessions, users, clients
             FROM (
                 SELECT sum(n_events) AS events, sum(n_failures) AS failures, {tool_calls} AS tool_calls,
                     {singles} AS singles, {users} AS users,
@@ -388,8 +391,8 @@ def _counted_panels(counted: str, runs: str) -> dict[str, str]:
                     sum(n_failures) AS failures, {singles} AS other_sessions, {users} AS users
                 FROM {counted} GROUP BY client
             ) AS known ALL LEFT JOIN (
-                SELECT ifNull(client_name, '(unknown)') AS client, uniqExact(grp, run) AS runs
-                FROM ({runs}) GROUP BY client
+                SELECT ifNull(client_name, '(unknown)') AS client, count() AS runs
+                FROM ({_runs(pieces, points, "client_name")}) GROUP BY client
             ) AS joined USING (client)
             ORDER BY events DESC, client LIMIT %(limit)s""",
         "users": f"""
@@ -400,8 +403,8 @@ def _counted_panels(counted: str, runs: str) -> dict[str, str]:
                     max(n_last) AS last_seen
                 FROM {counted} WHERE user_id IS NOT NULL GROUP BY user
             ) AS known ALL LEFT JOIN (
-                SELECT assumeNotNull(user_id) AS user, uniqExact(grp, run) AS runs
-                FROM ({runs}) WHERE user_id IS NOT NULL GROUP BY user
+                SELECT assumeNotNull(user_id) AS user, count() AS runs
+                FROM ({_runs(pieces, points, "user_id")}) WHERE user_id IS NOT NULL GROUP BY user
             ) AS joined USING (user)
             ORDER BY events DESC, user LIMIT %(limit)s""",
     }
@@ -506,15 +509,16 @@ def _trends(requests: str, timings: str) -> str:
         ORDER BY bucket"""
 
 
-_EVENT_COUNTS = f"""
-    SELECT client_name, user_id, toUInt8({_GROUPED}) AS grouped, toUInt64(1) AS n_events,
-        toUInt64(is_error) AS n_failures, toUInt64(type = 'mcp:tools/call') AS n_calls, ts_us AS n_last, user_name
-    FROM {{events}} WHERE {_IN_WINDOW}"""
-"""The window's events as ``_counted_panels`` counts them, one row each."""
+def _event_counts(source: str) -> str:
+    """The window's events of ``source`` as ``_counted_panels`` counts them, one row each."""
+    return f"""
+        SELECT client_name, user_id, toUInt8({_GROUPED}) AS grouped, toUInt64(1) AS n_events,
+            toUInt64(is_error) AS n_failures, toUInt64(type = 'mcp:tools/call') AS n_calls, ts_us AS n_last, user_name
+        FROM {source} WHERE {_IN_WINDOW}"""
 
 
 _PANELS: dict[str, str] = {
-    **_counted_panels(f"({_EVENT_COUNTS})", _runs(_PIECES)),
+    **_counted_panels(f"({_event_counts('{events}')})", _PIECES),
     "timeseries": f"""
         SELECT {_BUCKET} AS bucket, intDiv(%(bucket)s, 1000000) AS bucket_seconds,
             multiIf(%(by)s = 'family', {_FAMILY}, %(by)s = 'tool', resource,
@@ -901,25 +905,26 @@ _CLEAN = """project = %(project)s AND hour >= toDateTime(%(whole_start_s)s) AND 
 ``clean_rolls``)."""
 _NOT_CLEAN = "(at < toDateTime(%(whole_start_s)s) OR at >= toDateTime(%(whole_end_s)s){dirty})"
 """The events of the partial hours at the window's edges and of its dirty hours (``{dirty}``: ``OR`` their ranges of
-``at``)."""
+``at``): ``{edges}``, which a rolled-up panel reads beside the rollups (inside ``_events``' subquery, which 18.16 would
+otherwise read whole)."""
 _COUNTED = f"""(
     SELECT client_name, user_id, grouped, events AS n_events, failures AS n_failures, tool_calls AS n_calls,
         last_ts AS n_last, user_name
     FROM rollup_people WHERE {_CLEAN}
     UNION ALL
-    {_EVENT_COUNTS} AND {_NOT_CLEAN}
+    {_event_counts("{edges}")}
 )"""
 """The window's events as counts: its clean whole hours from ``rollup_people``, the rest from the events."""
 _ROLLED_PIECES = f"""
     SELECT grp, first_ts, last_ts, user_id, client_name FROM rollup_runs WHERE {_CLEAN}
     UNION ALL
-    {_PIECES} AND {_NOT_CLEAN}"""
+    {_pieces("{edges}")}"""
 """The pieces of the runs since ``gap`` before the window: its clean whole hours' from ``rollup_runs``, the rest
 (every other event, a piece of its own) from the events."""
 
 
 _ROLLED_PANELS = {
-    **_counted_panels(_COUNTED, _runs(_ROLLED_PIECES, points=False)),
+    **_counted_panels(_COUNTED, _ROLLED_PIECES, points=False),
     "sessions": _chosen_runs(_ROLLED_PIECES, points=False),
 }
 """The panels read from the rollups (``ClickHouseStore._rolled``); ``_PANELS`` has the same read from the raw events."""
@@ -986,7 +991,7 @@ def _scope(name: str, window: Window, gap: int) -> tuple[int | None, int | None]
 
 
 def _events(
-    slice: Slice, project: str, scope: tuple[int | None, int | None], doubled: Sequence[int]
+    slice: Slice, project: str, scope: tuple[int | None, int | None], doubled: Sequence[int], within: str = ""
 ) -> tuple[str, dict[str, Any]]:
     """What the panels read as ``{events}``, and the values it names: the events of ``project`` in the time range
     ``scope`` (``_scope``) and of ``slice``, in a subquery, so that every part of a panel reads the same events; the
@@ -996,8 +1001,8 @@ def _events(
     collapses the copies; the others as they are, which costs a tenth as much (ClickHouse 18.16 merges every part of
     a ``FINAL`` read in one stream). A second copy is only stored when two instances store one batch at once (neither
     look-up finds the other's): a read while that insert runs, before its mark, may count the batch twice; a read
-    after the batch was acknowledged (its hours marked) counts it once."""
-    conditions = ["project = %(slice_project)s"]
+    after the batch was acknowledged (its hours marked) counts it once. ``within``: a further condition (``_NOT_CLEAN``)."""
+    conditions = ["project = %(slice_project)s", *([within] if within else [])]
     values: dict[str, Any] = {"slice_project": project}
     low, high = scope
     if low is not None:
@@ -1321,7 +1326,8 @@ class ClickHouseStore:
         scope = _scope(name, window, gap)
         rolled = self._rolled(name, window, slice)
         dirty, clean = self._clean(project, window) if rolled else ("", {})  # rolls first if many hours are dirty
-        source, values = _events(slice, project, scope, self._doubled(project, scope))
+        doubled = self._doubled(project, scope)
+        source, values = _events(slice, project, scope, doubled)
         values |= {**_DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
         start, end = _us(window.start), _us(window.end)
         values |= {
@@ -1342,7 +1348,8 @@ class ClickHouseStore:
         values = _bounded(values) | clean
         if rolled:
             sql = _ROLLED_PANELS[name]
-        rows = self._run(sql.format(events=source, dirty=dirty), values)
+        edges = _events(slice, project, scope, doubled, _NOT_CLEAN.format(dirty=dirty))[0] if rolled else ""
+        rows = self._run(sql.format(events=source, edges=edges), values)
         if name == "slo":
             rows = self._attainment(rows, values, source)
         elif name == "sessions":
