@@ -24,7 +24,7 @@ import re
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -1353,7 +1353,7 @@ class ClickHouseStore:
         if name == "slo":
             rows = self._attainment(rows, values, source)
         elif name == "sessions":
-            rows = self._sessions(rows, values, source)
+            rows = self._sessions(rows, values, lambda low: _events(slice, project, (low, scope[1]), doubled))
         return rows
 
     def _rolled(self, name: str, window: Window, slice: Slice) -> bool:
@@ -1487,18 +1487,22 @@ class ClickHouseStore:
         names = [column[0] for column in columns]
         return [{name: _answer(name, value) for name, value in zip(names, row, strict=True)} for row in rows]
 
-    def _sessions(self, chosen: list[dict[str, Any]], values: dict[str, Any], source: str) -> list[dict[str, Any]]:
+    def _sessions(
+        self, chosen: list[dict[str, Any]], values: dict[str, Any], since: Callable[[int], tuple[str, dict[str, Any]]]
+    ) -> list[dict[str, Any]]:
         """The ``sessions`` panel (``_SESSIONS``) of the runs the ``sessions`` query chose: the newest ``limit`` by their
         first event in the window (as DuckDB chooses them: at the same instant, by group and run). Two steps, so that
         the first holds only the instants of the window's grouped events, per group, and the second only the chosen
-        runs' events."""
+        runs' events (``since``: the panel's events from an instant on)."""
         if not chosen:
             return []
         columns = {"chosen_groups": "grp", "chosen_runs": "run", "chosen_from": "run_from", "chosen_to": "run_to",
                    "chosen_last": "last_run"}  # fmt: skip
-        values |= {name: [row[column] for row in chosen] for name, column in columns.items()}
+        values = values | {name: [row[column] for row in chosen] for name, column in columns.items()}
         first, groups = min(values["chosen_from"]), tuple(set(values["chosen_groups"]))
-        return self._run(_SESSIONS.format(events=source), values | {"first_chosen": first, "chosen_set": groups})
+        source, scoped = since(first)  # the panel's events from the first chosen run's first in the window on
+        values |= scoped | {"first_chosen": first, "chosen_set": groups}
+        return self._run(_SESSIONS.format(events=source), values)
 
     def _attainment(self, baselines: list[dict[str, Any]], values: dict[str, Any], source: str) -> list[dict[str, Any]]:
         """The ``slo`` panel (``store.attainment``) from ``baselines``, the window's calls read by ``_SLO_WINDOW``."""
