@@ -1,7 +1,6 @@
 """The ClickHouse store's hourly rollups (``rollup_people``, ``rollup_runs``) answer exactly what the raw events do:
-every rolled-up
-panel equals the same panel read from the raw rows (``ClickHouseStore(rollups=False)``) over windows with partial
-hours at either edge, after out-of-order batches and retries, while hours are dirty and after rolls, when an insert
+every rolled-up panel equals the same panel read from the raw rows (``ClickHouseStore(rollups=False)``) over windows
+with partial hours at either edge, after out-of-order batches and retries, while hours are dirty and after rolls, when an insert
 of another instance races a roll, when two instances roll at once, when a roll stopped before recording itself,
 after deletion and retention, after the rows of superseded rolls are deleted, for runs that cross hours, and for an
 instance with another session timeout; on ClickHouse 18.16 and on the current engine (``chdb``) where the test can
