@@ -235,9 +235,6 @@ def _runs(pieces: str, points: bool = True, by: str | None = None) -> str:
         FROM (SELECT grp, arrayJoin({kept}) AS e FROM ({grouped}))"""
 
 
-"""A window's events of no group: a session each."""
-
-
 def _bucket(ms: str) -> str:
     """The histogram bucket (``store.BUCKET_GROWTH``) of the value ``ms`` (the DuckDB store's ``_bucket``)."""
     per_log = repr(1 / math.log(store.BUCKET_GROWTH))
@@ -819,8 +816,9 @@ _QUERIES = {**_PANELS, "slo": _SLO_BASELINE}
 # (hour, id, the session timeout it cut the runs by) to ``rollup_rolls``. An hour is clean while its last recorded roll
 # began after its last mark, in whole seconds (``began > marked``: a mark in the second a roll began is dirty), and
 # cut its runs by the reader's timeout (instances that share a database share their timeout; one with another reads
-# the hours raw, and its rolls cut them anew): every insert marked before then was visible to that roll. Its rows are then exactly those of that roll: read by id, not ``FINAL`` (which costs ClickHouse
-# 18.16 a merge of every part); rows of rolls never recorded (in progress, or stopped) are not read, and those of
+# the hours raw, and its rolls cut them anew): every insert marked before then was visible to that roll. Its rows
+# are then exactly those of that roll: read by id, not ``FINAL`` (which costs ClickHouse 18.16 a merge of every
+# part); rows of rolls never recorded (in progress, or stopped) are not read, and those of
 # older rolls are deleted once a newer one has been recorded for ``SUPERSEDED_AFTER`` seconds. A roll counts only
 # hours that have ended (the current hour is at a window's edge, read from the events, until it is over). A
 # rolled-up panel reads the clean whole hours of its window from the rollups and the rest (its partial edge
