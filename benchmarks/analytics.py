@@ -538,7 +538,13 @@ class Api:
             conn.request("GET", path, headers={"Authorization": f"Bearer {self.key}"})
             response = conn.getresponse()
             body = response.read()
-            return response.status, json.loads(body) if body else None
+            try:
+                return response.status, json.loads(body) if body else None
+            except ValueError:  # say what came back, and what the API logged (a 10M run once failed here)
+                tail = self.log.read_text(errors="replace")[-2000:]
+                raise RuntimeError(
+                    f"{path}: HTTP {response.status}, not JSON: {body[:500]!r}; the API's log: {tail}"
+                ) from None
         finally:
             if connection is None:
                 conn.close()
