@@ -444,7 +444,7 @@ def _chosen_runs(pieces: str, points: bool = True) -> str:
             SELECT grp, run, run_from, run_to, last_run FROM (
                 SELECT cityHash64('e', event_id) AS grp, toUInt64(1) AS run, ts_us AS run_from, ts_us AS run_to,
                     toUInt64(1) AS last_run
-                FROM {{events}} WHERE {_IN_WINDOW} AND NOT {_GROUPED}
+                FROM {{recent}} WHERE {_IN_WINDOW} AND NOT {_GROUPED}
                 ORDER BY run_from DESC, grp LIMIT %(limit)s
             )
         )
@@ -633,7 +633,7 @@ _SESSIONS = f"""
                 last_run = 1 AND ifNull(session_id, '') NOT IN (
                     SELECT assumeNotNull(session_id) FROM events
                     WHERE {_SERVED} AND session_id IS NOT NULL AND ts_us < %(start)s - %(gap)s
-                        AND at <= toDateTime(%(scope_s)s) AND {_GROUP} IN %(chosen_set)s),
+                        AND at <= toDateTime(%(scope_s)s) AND cityHash64('s', assumeNotNull(session_id)) IN %(chosen_set)s),
                 ifNull(session_id, ''), concat(ifNull(session_id, ''), '@', first_event)) AS session,
             user, client, started, ended, duration_s, events, tool_calls, failures, intents
         FROM (
@@ -989,7 +989,12 @@ def _scope(name: str, window: Window, gap: int) -> tuple[int | None, int | None]
 
 
 def _events(
-    slice: Slice, project: str, scope: tuple[int | None, int | None], doubled: Sequence[int], within: str = ""
+    slice: Slice,
+    project: str,
+    scope: tuple[int | None, int | None],
+    doubled: Sequence[int],
+    within: str = "",
+    bound: str = "scope",
 ) -> tuple[str, dict[str, Any]]:
     """What the panels read as ``{events}``, and the values it names: the events of ``project`` in the time range
     ``scope`` (``_scope``) and of ``slice``, in a subquery, so that every part of a panel reads the same events; the
@@ -999,16 +1004,17 @@ def _events(
     collapses the copies; the others as they are, which costs a tenth as much (ClickHouse 18.16 merges every part of
     a ``FINAL`` read in one stream). A second copy is only stored when two instances store one batch at once (neither
     look-up finds the other's): a read while that insert runs, before its mark, may count the batch twice; a read
-    after the batch was acknowledged (its hours marked) counts it once. ``within``: a further condition (``_NOT_CLEAN``)."""
+    after the batch was acknowledged (its hours marked) counts it once. ``within``: a further condition (``_NOT_CLEAN``);
+    ``bound``: the names of the range's values (another range in the same query names its own)."""
     conditions = ["project = %(slice_project)s", *([within] if within else [])]
     values: dict[str, Any] = {"slice_project": project}
     low, high = scope
     if low is not None:
-        conditions.append("ts_us >= %(scope_low)s AND at >= toDateTime(%(scope_low_s)s)")
-        values |= {"scope_low": low, "scope_low_s": low // 1_000_000}
+        conditions.append(f"ts_us >= %({bound}_low)s AND at >= toDateTime(%({bound}_low_s)s)")
+        values |= {f"{bound}_low": low, f"{bound}_low_s": low // 1_000_000}
     if high is not None:
-        conditions.append("ts_us < %(scope_high)s AND at <= toDateTime(%(scope_high_s)s)")
-        values |= {"scope_high": high, "scope_high_s": high // 1_000_000}
+        conditions.append(f"ts_us < %({bound}_high)s AND at <= toDateTime(%({bound}_high_s)s)")
+        values |= {f"{bound}_high": high, f"{bound}_high_s": high // 1_000_000}
     for name, accepted in slice.stored().items():
         values[f"slice_{name}"] = list(accepted)
         conditions.append(f"has(%(slice_{name})s, {_SLICED_COLUMNS[name]})")
@@ -1347,12 +1353,32 @@ class ClickHouseStore:
         if rolled:
             sql = _ROLLED_PANELS[name]
         edges = _events(slice, project, scope, doubled, _NOT_CLEAN.format(dirty=dirty))[0] if rolled else ""
-        rows = self._run(sql.format(events=source, edges=edges), values)
+        recent = source
+        if rolled and name == "sessions":
+            recent, bounded = _events(slice, project, (self._singles_from(values), scope[1]), doubled, bound="recent")
+            values |= bounded
+        rows = self._run(sql.format(events=source, edges=edges, recent=recent), values)
         if name == "slo":
             rows = self._attainment(rows, values, source)
         elif name == "sessions":
             rows = self._sessions(rows, values, lambda low: _events(slice, project, (low, scope[1]), doubled))
         return rows
+
+    def _singles_from(self, values: dict[str, Any]) -> int:
+        """When (µs) the newest ``limit`` of the window's events of no group began at the latest, by the clean whole
+        hours' counts (``rollup_people``): the start of the newest hour from which on they hold ``limit``; else the
+        window's start. (The ``sessions`` panel reads its events of no group from then on, not over the window.)"""
+        counts = self._run(
+            f"""SELECT toUInt32(hour) AS hour, sum(events) AS n FROM rollup_people WHERE {_CLEAN} AND grouped = 0
+            GROUP BY hour ORDER BY hour DESC""",
+            values,
+        )
+        held = 0
+        for row in counts:
+            held += row["n"]
+            if held >= values["limit"]:
+                return row["hour"] * 1_000_000
+        return values["start"]
 
     def _rolled(self, name: str, window: Window, slice: Slice) -> bool:
         """Whether the panel ``name`` reads the rollups: those it has, unsliced, over a window with a whole hour."""

@@ -401,3 +401,34 @@ def test_hours_rolled_with_another_session_timeout_are_read_raw_until_cut_anew(m
     assert ten.roll() == hours and dirty_hours(ten) == 0 and dirty_hours(thirty) == hours
     assert assert_rollups_answer_as_raw_rows(ten, 9) >= 30
     assert assert_rollups_answer_as_raw_rows(thirty, 9) == 0
+
+
+def test_the_sessions_panel_reads_its_events_of_no_group_from_the_hour_its_newest_hold_on(engine, monkeypatch):
+    """Events of no group (a session each), five an hour over ten hours, rolled, then more in a dirty hour and in the
+    window's partial last hour (52 sessions in the window, one of them grouped): for each ``limit``, the newest runs
+    read from the hours the clean counts say hold them (later than the window's start where they can) equal the raw
+    rows' answer."""
+    monkeypatch.setattr(clickhouse_store, "ROLL_AT_READ", 10**9)
+    base = START + timedelta(hours=30)
+
+    def single(name: str, minutes: int) -> dict:
+        at = int((base + timedelta(minutes=minutes)).timestamp() * 1e9)
+        return validated_event(event_id=name, type="mcp:tools/call", client_name="Zed", timestamp_ns=at)
+
+    engine.add("p", [single(f"h{hour}-{i}", hour * 60 + 7 * i + 3) for hour in range(10) for i in range(5)])
+    engine.add("p", [single("grouped", 100) | {"session_id": "s9"}])
+    second_boundary()
+    assert engine.roll() == 10
+    engine.add("p", [single("late", 4 * 60 + 30), single("edge", 10 * 60 + 20)])  # hour 4 dirty; the last partial
+    window = Window(base + timedelta(minutes=10), base + timedelta(hours=10, minutes=40))
+    froms = []
+    monkeypatch.setattr(engine, "_singles_from", lambda values, bound=engine._singles_from: froms.append(bound(values))
+                        or froms[-1])  # fmt: skip
+    for limit in (1, 5, 7, 12, 100):
+        answer = engine.panel("p", "sessions", window, limit=limit)
+        engine.rollups = False
+        assert answer == engine.panel("p", "sessions", window, limit=limit) and len(answer) == min(limit, 52), limit
+        engine.rollups = True
+    start = int(window.start.timestamp() * 1e6)
+    hour = 3_600_000_000
+    assert froms == [int(base.timestamp() * 1e6) + h * hour for h in (9, 9, 8, 7)] + [start]
