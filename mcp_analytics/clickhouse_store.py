@@ -217,6 +217,11 @@ def _pieces(source: str) -> str:
 _PIECES = _pieces("{events}")
 
 
+def _by_group(pieces: str, element: str) -> str:
+    """Each group of the pieces of runs ``pieces`` with its ``element`` of each piece, sorted, as ``s``."""
+    return f"SELECT grp, arraySort(groupArray({element})) AS s FROM ({pieces}) GROUP BY grp"
+
+
 def _runs(pieces: str, points: bool = True, by: str | None = None) -> str:
     """The runs with an event since ``start`` of the pieces of runs ``pieces`` (``grp``, ``first_ts``, ``last_ts``,
     ``user_id``, ``client_name``: ``_PIECES``, the events; or with ``points=False`` also pieces of several events,
@@ -228,7 +233,7 @@ def _runs(pieces: str, points: bool = True, by: str | None = None) -> str:
     element = "(first_ts, last_ts)" if by is None else f"(first_ts, last_ts, {by})"
     item = runs if by is None else f"arrayMap((x, r) -> (r, tupleElement(x, 3)), s, {runs})"
     kept = f"arrayDistinct(arrayFilter((r, x) -> tupleElement(x, 1) >= %(start)s, {item}, s))"
-    grouped = f"SELECT grp, arraySort(groupArray({element})) AS s FROM ({pieces}) GROUP BY grp"
+    grouped = _by_group(pieces, element)
     if by is None:
         return f"SELECT sum(length({kept})) FROM ({grouped})"
     return f"""SELECT grp, tupleElement(e, 1) AS run, tupleElement(e, 2) AS {by}
@@ -437,7 +442,7 @@ def _chosen_runs(pieces: str, points: bool = True) -> str:
                     SELECT grp, s, {firsts} AS firsts, {lasts} AS lasts, {runs} AS runs, arrayDifference(runs) AS step,
                         arrayPushBack(arrayPopFront(step), 1) AS next_step,
                         arrayPushFront(arrayPopBack(lasts), toInt64(0)) AS previous
-                    FROM (SELECT grp, arraySort(groupArray({element})) AS s FROM ({pieces}) GROUP BY grp)
+                    FROM ({_by_group(pieces, element)})
                 )
             )
             UNION ALL
