@@ -183,7 +183,9 @@ _REQUESTS = f"type IN {REQUEST_TYPES}"
 _FAMILY = f"""multiIf(startsWith(type, 'custom:'), 'custom', ifNull(failure_origin, '') = 'auth', 'auth',
     {_REQUESTS}, 'requests', 'capabilities')"""
 _GROUPED = "(session_id IS NOT NULL OR user_id IS NOT NULL OR caller_id IS NOT NULL)"
-_GROUP = """multiIf(session_id IS NOT NULL, cityHash64('s', ifNull(session_id, '')),
+_SESSION_GROUP = "cityHash64('s', ifNull(session_id, ''))"
+"""The group of an event with a session id (``_GROUP``'s first case)."""
+_GROUP = f"""multiIf(session_id IS NOT NULL, {_SESSION_GROUP},
     user_id IS NOT NULL, cityHash64('u', ifNull(user_id, ''), ifNull(client_name, ''), isNull(client_name)),
     caller_id IS NOT NULL, cityHash64('c', ifNull(caller_id, ''), ifNull(client_name, ''), isNull(client_name)),
     cityHash64('e', event_id))"""
@@ -638,7 +640,7 @@ _SESSIONS = f"""
                 last_run = 1 AND ifNull(session_id, '') NOT IN (
                     SELECT assumeNotNull(session_id) FROM events
                     WHERE {_SERVED} AND session_id IS NOT NULL AND ts_us < %(start)s - %(gap)s
-                        AND at <= toDateTime(%(scope_s)s) AND cityHash64('s', assumeNotNull(session_id)) IN %(chosen_set)s),
+                        AND at <= toDateTime(%(scope_s)s) AND {_SESSION_GROUP} IN %(chosen_set)s),
                 ifNull(session_id, ''), concat(ifNull(session_id, ''), '@', first_event)) AS session,
             user, client, started, ended, duration_s, events, tool_calls, failures, intents
         FROM (
