@@ -17,6 +17,7 @@ episode, a newer version of a row replacing the older), so a second instance see
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import random
@@ -146,6 +147,43 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "INSERT INTO rollup_dirty (project, hour) SELECT DISTINCT project, toStartOfHour(at) FROM events",
         ],
     ),
+    (
+        6,
+        [
+            """CREATE TABLE IF NOT EXISTS rollup_timings (
+                project String, hour DateTime('UTC'), view String, resource Nullable(String),
+                server_name Nullable(String), measure String, key Int64, n UInt64, ms Float64, lo_ms Float64,
+                hi_ms Float64, roll UInt64
+            ) ENGINE = MergeTree PARTITION BY toYYYYMMDD(hour) ORDER BY (project, hour, roll)""",
+            """CREATE TABLE IF NOT EXISTS rollup_timings_days (
+                project String, day DateTime('UTC'), view String, resource Nullable(String),
+                server_name Nullable(String), measure String, key Int64, n UInt64, ms Float64, lo_ms Float64,
+                hi_ms Float64, compaction UInt64
+            ) ENGINE = MergeTree PARTITION BY toYYYYMMDD(day) ORDER BY (project, day, compaction)""",
+            """CREATE TABLE IF NOT EXISTS rollup_days (project String, day DateTime('UTC'), rolls UInt64,
+                compaction UInt64
+            ) ENGINE = MergeTree PARTITION BY toYYYYMMDD(day) ORDER BY (project, day)""",
+            """CREATE TABLE IF NOT EXISTS rollup_calls (
+                project String, hour DateTime('UTC'), tool String, user_id Nullable(String), events UInt64,
+                failures UInt64, last_ts Int64, roll UInt64
+            ) ENGINE = MergeTree PARTITION BY toYYYYMMDD(hour) ORDER BY (project, hour, roll)""",
+            """CREATE TABLE IF NOT EXISTS rollup_types (
+                project String, hour DateTime('UTC'), type String, failure_origin Nullable(String), events UInt64,
+                failures UInt64, roll UInt64
+            ) ENGINE = MergeTree PARTITION BY toYYYYMMDD(hour) ORDER BY (project, hour, roll)""",
+            "DROP TABLE IF EXISTS rollup_rolls",
+            """CREATE TABLE IF NOT EXISTS rollup_rolls (project String, hour DateTime('UTC'), roll UInt64, gap UInt64,
+                schema UInt16
+            ) ENGINE = ReplacingMergeTree(roll) PARTITION BY toYYYYMMDD(hour) ORDER BY (project, hour)""",
+            "DROP TABLE IF EXISTS rollup_people",
+            """CREATE TABLE IF NOT EXISTS rollup_people (
+                project String, hour DateTime('UTC'), client_name Nullable(String), user_id Nullable(String),
+                grouped UInt8, server_name Nullable(String), server_version Nullable(String), events UInt64,
+                failures UInt64, tool_calls UInt64, last_ts Int64, user_name Nullable(String), roll UInt64
+            ) ENGINE = MergeTree PARTITION BY toYYYYMMDD(hour) ORDER BY (project, hour, roll)""",
+            "INSERT INTO rollup_dirty (project, hour) SELECT DISTINCT project, toStartOfHour(at) FROM events",
+        ],
+    ),
 ]
 """Each version's statements, idempotent (``IF NOT EXISTS``), so that two instances migrating at once, or one
 stopped half way, leave the same schema. Events are partitioned by day (retention drops whole days' parts) and
@@ -158,7 +196,13 @@ records the hours a roll found without a second copy of any event (``rollup_sing
 without its server) read without ``FINAL`` (each row names the roll that wrote it, ``rollup_rolls`` the rolls that
 completed), and marks every hour dirty, so that the next roll fills it. Version 5 adds ``rollup_runs`` (each hour's
 pieces of the sessions' runs) and records with each roll the session timeout it cut them by (``rollup_rolls.gap``:
-the table is made anew, so every hour is rolled again)."""
+the table is made anew, so every hour is rolled again). Version 6 adds ``rollup_timings`` (each hour's histograms
+of the requests' timings: of all, per tool and per server; summed per day once every hour of a day is clean,
+``rollup_timings_days``, recorded in ``rollup_days``), ``rollup_calls`` (each hour's tool calls per tool and
+user) and ``rollup_types`` (each hour's events per method and failure origin), makes ``rollup_rolls`` anew with
+the schema of the instance that rolled (an earlier release's roll, which would leave these empty, fails to record
+itself) and ``rollup_people`` anew with each row's server and its version, and marks every hour dirty, so that the
+next roll fills them."""
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 _UNREACHABLE = (OSError, EOFError, driver_errors.NetworkError, driver_errors.SocketTimeoutError)
@@ -178,7 +222,9 @@ _IN_WINDOW = (
     " AND at >= toDateTime(%(start_s)s) AND at <= toDateTime(%(end_s)s)"
 )
 """Panels describe the server side (client spans are not counted twice); ``at`` lets the engine skip partitions."""
-_TOOL_CALLS = f"{_IN_WINDOW} AND type = 'mcp:tools/call' AND resource IS NOT NULL"
+_CALLED = "type = 'mcp:tools/call' AND resource IS NOT NULL"
+"""A tool call (of a named tool)."""
+_TOOL_CALLS = f"{_IN_WINDOW} AND {_CALLED}"
 _REQUESTS = f"type IN {REQUEST_TYPES}"
 _FAMILY = f"""multiIf(startsWith(type, 'custom:'), 'custom', ifNull(failure_origin, '') = 'auth', 'auth',
     {_REQUESTS}, 'requests', 'capabilities')"""
@@ -288,7 +334,8 @@ def _timed(events: str, where: str, by: str = "", measures: str = "d") -> str:
 def _histograms(timings: str, by: str = "", measures: str = "d", extra: str = "") -> str:
     """``timings`` (``_timed``'s rows) as one row per value of ``by`` (a column; none: one row) with, for each
     measure ``m`` of ``measures``, ``h_m`` (its buckets' ``(key, n, lo_ms, hi_ms)``, sorted), ``c_m`` (the counts up
-    to each), ``n_m`` and ``ms_m`` (count and sum), and the aggregates of ``extra`` (over rows per bucket: ``measure``, ``key``,
+    to each), ``v_m`` (the value each bucket's values are read as: its middle within its least and greatest), ``n_m``
+    and ``ms_m`` (count and sum), and the aggregates of ``extra`` (over rows per bucket: ``measure``, ``key``,
     ``bucket_n``), which ``_percentile`` reads (the DuckDB store's ``_histograms``)."""
     keyed = f"{by}, measure, key" if by else "measure, key"
     columns = [
@@ -297,6 +344,8 @@ def _histograms(timings: str, by: str = "", measures: str = "d", extra: str = ""
         for part in (
             f"arraySort(groupArrayIf((key, bucket_n, bucket_lo, bucket_hi), measure = '{m}')) AS h_{m}",
             f"arrayCumSum(arrayMap(x -> tupleElement(x, 2), h_{m})) AS c_{m}",
+            f"""arrayMap(x -> least(greatest({_middle("tupleElement(x, 1)")}, tupleElement(x, 3)), tupleElement(x, 4)),
+                h_{m}) AS v_{m}""",
             f"sumIf(bucket_n, measure = '{m}') AS n_{m}",
             f"sumIf(bucket_ms, measure = '{m}') AS ms_{m}",
         )
@@ -313,13 +362,11 @@ def _percentile(measure: str, level: float) -> str:
     """The ``level`` quantile of ``measure`` in a row of ``_histograms``: interpolated as ``quantile_cont`` between
     the values at the ranks around it, each read as its bucket's middle within the bucket's least and greatest value
     (the DuckDB store's ``_percentile``); NaN where there is none (read as null)."""
-    h, c, n = f"h_{measure}", f"c_{measure}", f"toInt64(n_{measure})"
+    v, c, n = f"v_{measure}", f"c_{measure}", f"toInt64(n_{measure})"
     at = f"(({n} - 1) * {level})"
 
     def value(rank: str) -> str:
-        bucket = f"{h}[arrayFirstIndex(x -> x > {rank}, {c})]"
-        return f"""least(greatest({_middle(f"tupleElement({bucket}, 1)")}, tupleElement({bucket}, 3)),
-            tupleElement({bucket}, 4))"""
+        return f"{v}[arrayFirstIndex(x -> x > {rank}, {c})]"
 
     lo, hi = value(f"floor({at})"), value(f"ceil({at})")
     return f"if({n} = 0, nan, {lo} + ({at} - floor({at})) * ({hi} - {lo}))"
@@ -458,13 +505,16 @@ def _chosen_runs(pieces: str, points: bool = True) -> str:
         ORDER BY run_from DESC, grp, run LIMIT %(limit)s"""
 
 
-_REQUEST_COUNTS = f"""SELECT {_BUCKET} AS bucket, toUInt64(1) AS events, toUInt64(is_error) AS failures, failure_origin
-    FROM {{events}} WHERE {_IN_WINDOW} AND {_REQUESTS}"""
-"""The window's requests as ``trends`` counts them, one row each."""
-_CALL_COUNTS = f"""SELECT assumeNotNull(resource) AS tool, user_id, toUInt64(1) AS events, toUInt64(is_error) AS failures,
-    ts_us AS last_ts
-    FROM {{events}} WHERE {_TOOL_CALLS}"""
-"""The window's tool calls as ``tools`` counts them, one row each."""
+def _request_counts(source: str) -> str:
+    """The window's requests of ``source`` as ``trends`` counts them, one row each."""
+    return f"""SELECT {_BUCKET} AS bucket, toUInt64(1) AS events, toUInt64(is_error) AS failures, failure_origin
+        FROM {source} WHERE {_IN_WINDOW} AND {_REQUESTS}"""
+
+
+def _call_counts(source: str) -> str:
+    """The window's tool calls of ``source`` as ``tools`` counts them, one row each."""
+    return f"""SELECT {_TOOL}, user_id, toUInt64(1) AS events, toUInt64(is_error) AS failures, ts_us AS last_ts
+        FROM {source} WHERE {_TOOL_CALLS}"""
 
 
 def _latency(requests: str, calls: str) -> str:
@@ -484,7 +534,7 @@ def _latency(requests: str, calls: str) -> str:
 
 def _tools(calls: str, timings: str) -> str:
     """The ``tools`` panel over ``calls`` (``tool``, ``user_id``, ``events``, ``failures``, ``last_ts``: the window's
-    tool calls as counts, ``_CALL_COUNTS``) and ``timings`` (``_timed``'s rows per ``tool``)."""
+    tool calls as counts, ``_call_counts``) and ``timings`` (``_timed``'s rows per ``tool``)."""
     return f"""
         SELECT tool, calls, errors, error_rate, p95_ms, users, last_called, share FROM (
             SELECT tool, sum(events) AS calls, sum(failures) AS errors, {_round("errors / calls", 4)} AS error_rate,
@@ -499,7 +549,7 @@ def _tools(calls: str, timings: str) -> str:
 
 def _trends(requests: str, timings: str) -> str:
     """The ``trends`` panel over ``requests`` (``bucket``, ``events``, ``failures`` and ``failure_origin``: the window's
-    requests as counts, ``_REQUEST_COUNTS``) and ``timings`` (``_timed``'s rows of the three measures per ``bucket``)."""
+    requests as counts, ``_request_counts``) and ``timings`` (``_timed``'s rows of the three measures per ``bucket``)."""
     return f"""
         SELECT bucket, intDiv(%(bucket)s, 1000000) AS bucket_seconds, calls, errors,
             client_errors, auth_errors, upstream_errors, server_errors,
@@ -513,24 +563,64 @@ def _trends(requests: str, timings: str) -> str:
         ORDER BY bucket"""
 
 
-def _event_counts(source: str) -> str:
-    """The window's events of ``source`` as ``_counted_panels`` counts them, one row each."""
+def _servers(counted: str, timings: str) -> str:
+    """The ``servers`` panel over ``counted`` (the window's events as counts, as ``_counted_panels`` reads them, with
+    ``server_name`` and ``server_version``) and ``timings`` (``_timed``'s rows per ``server``)."""
     return f"""
-        SELECT client_name, user_id, toUInt8({_GROUPED}) AS grouped, toUInt64(1) AS n_events,
+        SELECT server, versions, events, tool_calls, failures, p95_ms, clients, users, last_seen FROM (
+            SELECT {_SERVER}, nullIf(arrayStringConcat(arraySort(groupUniqArray(server_version)), ', '), '') AS versions,
+                sum(n_events) AS events, sum(n_calls) AS tool_calls, sum(n_failures) AS failures,
+                uniqExactIf(assumeNotNull(client_name), client_name IS NOT NULL) AS clients,
+                uniqExactIf(assumeNotNull(user_id), user_id IS NOT NULL) AS users, max(n_last) AS last_seen
+            FROM {counted} GROUP BY server ORDER BY events DESC, server LIMIT %(limit)s
+        ) AS known ALL LEFT JOIN (
+            SELECT server, {_p("d", 0.95)} AS p95_ms FROM {_histograms(timings, "server")}
+        ) AS joined USING (server)
+        ORDER BY events DESC, server"""
+
+
+_SERIES = f"""multiIf(%(by)s = 'family', {_FAMILY}, %(by)s = 'tool', resource,
+    %(by)s = 'client', ifNull(client_name, '(unknown)'), type)"""
+"""The series of an event in ``timeseries``, by ``by``."""
+
+
+def _series_counts(source: str) -> str:
+    """The window's events of ``source`` as ``timeseries`` counts them (``ts_us``, ``series``, ``n_events``,
+    ``n_failures``), one row each."""
+    return f"""SELECT ts_us, {_SERIES} AS series, toUInt64(1) AS n_events, toUInt64(is_error) AS n_failures
+        FROM {source} WHERE {_IN_WINDOW} AND (%(by)s != 'tool' OR ({_CALLED}))"""
+
+
+def _timeseries(counted: str) -> str:
+    """The ``timeseries`` panel over ``counted`` (the window's events as ``_series_counts`` counts them)."""
+    return f"""
+        SELECT {_BUCKET} AS bucket, intDiv(%(bucket)s, 1000000) AS bucket_seconds, series,
+            sum(n_events) AS events, sum(n_failures) AS failures
+        FROM ({counted}) GROUP BY bucket, series ORDER BY bucket, series"""
+
+
+def _methods(counted: str) -> str:
+    """The ``methods`` panel over ``counted`` (the window's events as counts: ``type``, ``n_events``)."""
+    return f"""
+        SELECT type AS method, sum(n_events) AS events,
+            {_round(f"events / (SELECT sum(n_events) FROM ({counted}))", 4)} AS share,
+            (SELECT {_round("sumIf(n_events, type = 'mcp:tools/call') / nullIf(sumIf(n_events, type = 'mcp:tools/list'), 0)", 3)}
+             FROM ({counted})) AS calls_per_list
+        FROM ({counted}) GROUP BY type ORDER BY events DESC, method"""
+
+
+def _event_counts(source: str) -> str:
+    """The window's events of ``source`` as ``_counted_panels`` and ``_servers`` count them, one row each."""
+    return f"""
+        SELECT client_name, user_id, toUInt8({_GROUPED}) AS grouped, server_name, server_version, toUInt64(1) AS n_events,
             toUInt64(is_error) AS n_failures, toUInt64(type = 'mcp:tools/call') AS n_calls, ts_us AS n_last, user_name
         FROM {source} WHERE {_IN_WINDOW}"""
 
 
 _PANELS: dict[str, str] = {
     **_counted_panels(f"({_event_counts('{events}')})", _PIECES),
-    "timeseries": f"""
-        SELECT {_BUCKET} AS bucket, intDiv(%(bucket)s, 1000000) AS bucket_seconds,
-            multiIf(%(by)s = 'family', {_FAMILY}, %(by)s = 'tool', resource,
-                %(by)s = 'client', ifNull(client_name, '(unknown)'), type) AS series,
-            count() AS events, countIf(is_error = 1) AS failures
-        FROM {{events}} WHERE {_IN_WINDOW} AND (%(by)s != 'tool' OR (type = 'mcp:tools/call' AND resource IS NOT NULL))
-        GROUP BY bucket, series ORDER BY bucket, series""",
-    "trends": _trends(_REQUEST_COUNTS, _timed("{events}", _IN_WINDOW, f"{_BUCKET} AS bucket", "dou")),
+    "timeseries": _timeseries(_series_counts("{events}")),
+    "trends": _trends(_request_counts("{events}"), _timed("{events}", _IN_WINDOW, f"{_BUCKET} AS bucket", "dou")),
     "extent": f"""
         SELECT if(count() = 0, NULL, min(ts_us)) AS first_event, if(count() = 0, NULL, max(ts_us)) AS last_event,
             count() AS events
@@ -538,7 +628,7 @@ _PANELS: dict[str, str] = {
     "latency": _latency(
         _timed("{events}", _IN_WINDOW, measures="dou"), _timed("{events}", _TOOL_CALLS, "resource", "dou")
     ),
-    "tools": _tools(_CALL_COUNTS, _timed("{events}", _TOOL_CALLS, _TOOL)),
+    "tools": _tools(_call_counts("{events}"), _timed("{events}", _TOOL_CALLS, _TOOL)),
     "failures": f"""
         SELECT origin, reason, failures, origin_failures, example, last_seen FROM (
             SELECT ifNull(failure_origin, 'unknown') AS origin, coalesce(failure_reason, error_type) AS reason,
@@ -549,12 +639,7 @@ _PANELS: dict[str, str] = {
             FROM {{events}} WHERE {_IN_WINDOW} AND is_error = 1 GROUP BY origin
         ) AS joined USING (origin)
         ORDER BY origin_failures DESC, origin, failures DESC, reason""",
-    "methods": f"""
-        SELECT type AS method, count() AS events,
-            {_round(f"count() / (SELECT count() FROM {{events}} WHERE {_IN_WINDOW})", 4)} AS share,
-            (SELECT {_round("countIf(type = 'mcp:tools/call') / nullIf(countIf(type = 'mcp:tools/list'), 0)", 3)}
-             FROM {{events}} WHERE {_IN_WINDOW}) AS calls_per_list
-        FROM {{events}} WHERE {_IN_WINDOW} GROUP BY type ORDER BY events DESC, method""",
+    "methods": _methods(f"SELECT type, toUInt64(1) AS n_events FROM {{events}} WHERE {_IN_WINDOW}"),
     "prompts": f"""
         SELECT prompt, keys AS argument_keys, uses, failures, users FROM (
             SELECT resource AS prompt, arrayStringConcat(arraySort(argument_keys), ', ') AS keys, count() AS uses,
@@ -603,17 +688,7 @@ _PANELS: dict[str, str] = {
             GROUP BY type, name
         ) AS joined USING (type, name)
         ORDER BY calls DESC, kind, name, keys LIMIT %(limit)s""",
-    "servers": f"""
-        SELECT server, versions, events, tool_calls, failures, p95_ms, clients, users, last_seen FROM (
-            SELECT {_SERVER}, nullIf(arrayStringConcat(arraySort(groupUniqArray(server_version)), ', '), '') AS versions,
-                count() AS events, countIf(type = 'mcp:tools/call') AS tool_calls, countIf(is_error = 1) AS failures,
-                uniqExactIf(assumeNotNull(client_name), client_name IS NOT NULL) AS clients,
-                uniqExactIf(assumeNotNull(user_id), user_id IS NOT NULL) AS users, max(ts_us) AS last_seen
-            FROM {{events}} WHERE {_IN_WINDOW} GROUP BY server ORDER BY events DESC, server LIMIT %(limit)s
-        ) AS known ALL LEFT JOIN (
-            SELECT server, {_p("d", 0.95)} AS p95_ms FROM {_histograms(_timed("{events}", _IN_WINDOW, _SERVER), "server")}
-        ) AS joined USING (server)
-        ORDER BY events DESC, server""",
+    "servers": _servers(f"({_event_counts('{events}')})", _timed("{events}", _IN_WINDOW, _SERVER)),
     "new_clients": f"""
         SELECT client_name AS client, min(ts_us) AS first_seen,
             nullIf(arrayStringConcat(arraySort(groupUniqArray(client_version)), ', '), '') AS versions,
@@ -700,7 +775,7 @@ contiguous in time within a group, so its first and last instants bound it)."""
 
 
 _FIRST_EVENT = f"SELECT if(count() = 0, NULL, min(ts_us)) AS first FROM {{events}} WHERE {_IN_WINDOW}"
-_CALLS = f"{_SERVED} AND type = 'mcp:tools/call' AND resource IS NOT NULL"
+_CALLS = f"{_SERVED} AND {_CALLED}"
 _HOUR, _DAY = 3_600_000_000, 86_400_000_000
 _DEVIATIONS = {
     # subject, observed, threshold (a row is an alert), window: what each rule finds at %(now)s (µs).
@@ -832,6 +907,9 @@ _QUERIES = {**_PANELS, "slo": _SLO_BASELINE}
 # hours, the dirty hours) from the events, in one query, so that whatever the rolls have done, and whichever
 # instances race, it answers what the raw events do.
 
+_HOURS = """project = %(project)s AND at >= toDateTime(%(low_s)s) AND at < toDateTime(%(high_s)s)
+    AND toUInt32(toStartOfHour(at)) IN %(hours)s"""
+"""The events of the ``hours`` (seconds, in ``[low_s, high_s)``) of ``project`` that a roll counts."""
 _MARK = "INSERT INTO rollup_dirty (project, hour) SELECT %(project)s, toDateTime(arrayJoin(%(hours)s), 'UTC')"
 """The ``hours`` (seconds) of ``project`` marked dirty now (``marked``'s default: the server's ``now()``)."""
 _ROLL_BITS = 32
@@ -851,16 +929,22 @@ _STATE = f"""
 last mark, and the last roll that found every event of the hour stored once (``single``) of each hour with any
 (``{where}``: which)."""
 _ROLL = f"""
-    INSERT INTO rollup_people (project, hour, client_name, user_id, grouped, events, failures, tool_calls, last_ts,
-        user_name, roll)
-    SELECT project, toStartOfHour(at) AS hour, client_name, user_id, toUInt8({_GROUPED}) AS grouped,
-        count() AS events, countIf(is_error = 1) AS failures, countIf(type = 'mcp:tools/call') AS tool_calls,
-        max(ts_us) AS last_ts, any(user_name) AS user_name, toUInt64(%(roll)s) AS roll
-    FROM events FINAL
-    WHERE project = %(project)s AND kind != 'client' AND at >= toDateTime(%(low_s)s) AND at < toDateTime(%(high_s)s)
-        AND toUInt32(toStartOfHour(at)) IN %(hours)s
-    GROUP BY project, hour, client_name, user_id, grouped"""
-"""The ``hours`` (seconds, in ``[low_s, high_s)``) of ``project`` counted anew by the roll ``roll``."""
+    INSERT INTO rollup_people (project, hour, client_name, user_id, grouped, server_name, server_version, events,
+        failures, tool_calls, last_ts, user_name, roll)
+    SELECT project, toStartOfHour(at) AS hour, client_name, user_id, toUInt8({_GROUPED}) AS grouped, server_name,
+        server_version, count() AS events, countIf(is_error = 1) AS failures,
+        countIf(type = 'mcp:tools/call') AS tool_calls, max(ts_us) AS last_ts, any(user_name) AS user_name,
+        toUInt64(%(roll)s) AS roll
+    FROM events FINAL WHERE {_HOURS} AND kind != 'client'
+    GROUP BY project, hour, client_name, user_id, grouped, server_name, server_version"""
+"""The ``hours`` of ``project`` counted anew by the roll ``roll``."""
+_CALL = f"""
+    INSERT INTO rollup_calls (project, hour, tool, user_id, events, failures, last_ts, roll)
+    SELECT project, toStartOfHour(at) AS hour, {_TOOL}, user_id, count() AS events, countIf(is_error = 1) AS failures,
+        max(ts_us) AS last_ts, toUInt64(%(roll)s) AS roll
+    FROM events FINAL WHERE {_HOURS} AND kind != 'client' AND {_CALLED}
+    GROUP BY project, hour, tool, user_id"""
+"""The tool calls in the ``hours`` of ``project`` per tool and user, counted anew by the roll ``roll``."""
 _CUT = f"""
     INSERT INTO rollup_runs (project, hour, grp, first_ts, last_ts, user_id, client_name, roll)
     SELECT project, hour, grp, first_ts, last_ts, tupleElement(seen, 1), tupleElement(seen, 2), toUInt64(%(roll)s)
@@ -873,9 +957,7 @@ _CUT = f"""
             FROM (
                 SELECT project, toStartOfHour(at) AS hour, {_GROUP} AS grp,
                     arraySort(x -> tupleElement(x, 1), groupArray((ts_us, user_id, client_name))) AS s
-                FROM events FINAL
-                WHERE project = %(project)s AND kind != 'client' AND {_GROUPED} AND at >= toDateTime(%(low_s)s)
-                    AND at < toDateTime(%(high_s)s) AND toUInt32(toStartOfHour(at)) IN %(hours)s
+                FROM events FINAL WHERE {_HOURS} AND kind != 'client' AND {_GROUPED}
                 GROUP BY project, hour, grp
             )
         )
@@ -883,27 +965,72 @@ _CUT = f"""
     )"""
 """The pieces of the runs in the ``hours`` of ``project`` (the events of a group in an hour cut by ``gap``), cut anew
 by the roll ``roll``."""
-_SINGLE = """
+_NONE = "CAST(NULL AS Nullable(String))"
+_VIEWED = f"""(
+    SELECT project, hour, type, tupleElement(v, 1) AS view, tupleElement(v, 2) AS resource,
+        tupleElement(v, 3) AS server_name, duration_ms, upstream_ms
+    FROM (
+        SELECT project, toStartOfHour(at) AS hour, type, duration_ms, upstream_ms,
+            arrayJoin(if({_CALLED}, [('all', {_NONE}, {_NONE}), ('tool', resource, {_NONE}), ('server', {_NONE}, server_name)],
+                [('all', {_NONE}, {_NONE}), ('server', {_NONE}, server_name)])) AS v
+        FROM events FINAL WHERE {_HOURS} AND kind != 'client'
+    )
+)"""
+"""The events of the ``hours`` of ``project``, a row per view of ``rollup_timings`` (``_VIEWS``) each is in."""
+_TIME = f"""
+    INSERT INTO rollup_timings (project, hour, view, resource, server_name, measure, key, n, ms, lo_ms, hi_ms, roll)
+    SELECT *, toUInt64(%(roll)s) FROM ({_timed(_VIEWED, "1", "project, hour, view, resource, server_name", "dou")})"""
+"""The histograms of the requests' timings in the ``hours`` of ``project`` per view, counted anew by the roll
+``roll``."""
+_TYPE = f"""
+    INSERT INTO rollup_types (project, hour, type, failure_origin, events, failures, roll)
+    SELECT project, toStartOfHour(at) AS hour, type, failure_origin, count() AS events,
+        countIf(is_error = 1) AS failures, toUInt64(%(roll)s) AS roll
+    FROM events FINAL WHERE {_HOURS} AND kind != 'client' GROUP BY project, hour, type, failure_origin"""
+"""The events in the ``hours`` of ``project`` per method and failure origin, counted anew by the roll ``roll``."""
+_SINGLE = f"""
     INSERT INTO rollup_single (project, hour, began)
-    SELECT project, toStartOfHour(at) AS hour, toDateTime(%(began)s, 'UTC') FROM events
-    WHERE project = %(project)s AND at >= toDateTime(%(low_s)s) AND at < toDateTime(%(high_s)s)
-        AND toUInt32(toStartOfHour(at)) IN %(hours)s
+    SELECT project, toStartOfHour(at) AS hour, toDateTime(%(began)s, 'UTC') FROM events WHERE {_HOURS}
     GROUP BY project, hour HAVING count() = uniqExact(type, ts_us, event_id)"""
 """Which of the ``hours`` hold no second copy of a row (by the sorting key, which ``FINAL`` collapses rows by), as of
 the roll that ``began``: read after it began, so an insert it did not see marked its hours at ``began`` or later."""
-_ROLLED = """INSERT INTO rollup_rolls
-    SELECT %(project)s, toDateTime(arrayJoin(%(hours)s), 'UTC'), toUInt64(%(roll)s), toUInt64(%(gap)s)"""
-_ROLLUPS = ("rollup_people", "rollup_runs")
+_ROLLED = f"""INSERT INTO rollup_rolls
+    SELECT %(project)s, toDateTime(arrayJoin(%(hours)s), 'UTC'), toUInt64(%(roll)s), toUInt64(%(gap)s),
+        toUInt16({SCHEMA_VERSION})"""
+_ROLLUPS = ("rollup_people", "rollup_runs", "rollup_timings", "rollup_calls", "rollup_types")
 """The tables of rolled-up rows, each row marked with the roll that wrote it."""
-_ROLLUP_TABLES = (*_ROLLUPS, "rollup_dirty", "rollup_rolls", "rollup_single")
+_COMPACT = """
+    INSERT INTO rollup_timings_days (project, day, view, resource, server_name, measure, key, n, ms, lo_ms, hi_ms,
+        compaction)
+    SELECT project, toDateTime(%(day)s, 'UTC'), view, resource, server_name, measure, key, sum(n), sum(ms), min(lo_ms),
+        max(hi_ms), toUInt64(%(compaction)s)
+    FROM rollup_timings
+    WHERE project = %(project)s AND hour >= toDateTime(%(day)s) AND hour < toDateTime(%(day)s + 86400)
+        AND roll = transform(toUInt32(hour), %(hours)s, %(rolls)s, toUInt64(0))
+    GROUP BY project, view, resource, server_name, measure, key"""
+"""The timings of the ``day`` of ``project`` summed from its hours' (``hours``, each by its clean roll of ``rolls``),
+by the compaction ``compaction`` (an id as a roll's)."""
+_COMPACTED = """INSERT INTO rollup_days
+    SELECT %(project)s, toDateTime(%(day)s, 'UTC'), toUInt64(%(rolls_digest)s), toUInt64(%(compaction)s)"""
+_COMPACTIONS = """SELECT toUInt32(day) AS day, rolls, max(compaction) AS newest FROM rollup_days
+    WHERE project = %(project)s AND day >= toDateTime(%(start)s) AND day < toDateTime(%(end)s) GROUP BY day, rolls"""
+"""The compactions recorded of the days of ``project`` from ``start`` to ``end`` (seconds): per day and digest of the
+rolls compacted, the newest."""
+_ROLLUP_TABLES = (*_ROLLUPS, "rollup_timings_days", "rollup_dirty", "rollup_rolls", "rollup_single", "rollup_days")
 _SUPERSEDED = f"""
     SELECT project, toUInt32(hour) AS hour, max(roll) AS kept FROM rollup_rolls
     WHERE roll < bitShiftLeft(toUInt64(%(before)s), {_ROLL_BITS})
     GROUP BY project, hour"""
 """Per hour, the newest roll recorded before ``before`` (seconds): the rows of older rolls are no longer read."""
+_COMPACTIONS_BEFORE = f"""
+    SELECT project, toUInt32(day) AS day, rolls, max(compaction) AS newest FROM rollup_days
+    WHERE compaction < bitShiftLeft(toUInt64(%(before)s), {_ROLL_BITS})
+    GROUP BY project, day, rolls"""
+"""Per day and digest of the rolls compacted, the newest compaction recorded before ``before`` (seconds)."""
 _DROP_SUPERSEDED = """ALTER TABLE {table} DELETE
-    WHERE project = %(project)s AND roll < transform(toUInt32(hour), %(hours)s, %(kept)s, toUInt64(0))"""
-"""The rows of ``project``'s ``hours`` written by rolls older than the roll ``kept`` of each."""
+    WHERE project = %(project)s AND {id} < transform(toUInt32({at}), %(hours)s, %(kept)s, toUInt64(0))"""
+"""The rows of ``project``'s ``hours`` (or days, ``at``) written by rolls (or compactions, ``id``) older than the one
+``kept`` of each."""
 _CLEAN = """project = %(project)s AND hour >= toDateTime(%(whole_start_s)s) AND hour < toDateTime(%(whole_end_s)s)
     AND roll = transform(toUInt32(hour), %(clean_hours)s, %(clean_rolls)s, toUInt64(0))"""
 """A rollup's rows of the window's clean whole hours (``clean_hours``, each with the roll that made it clean,
@@ -913,8 +1040,8 @@ _NOT_CLEAN = "(at < toDateTime(%(whole_start_s)s) OR at >= toDateTime(%(whole_en
 ``at``): ``{edges}``, which a rolled-up panel reads beside the rollups (inside ``_events``' subquery, which 18.16 would
 otherwise read whole)."""
 _COUNTED = f"""(
-    SELECT client_name, user_id, grouped, events AS n_events, failures AS n_failures, tool_calls AS n_calls,
-        last_ts AS n_last, user_name
+    SELECT client_name, user_id, grouped, server_name, server_version, events AS n_events, failures AS n_failures,
+        tool_calls AS n_calls, last_ts AS n_last, user_name
     FROM rollup_people WHERE {_CLEAN}
     UNION ALL
     {_event_counts("{edges}")}
@@ -928,11 +1055,72 @@ _ROLLED_PIECES = f"""
 (every other event, a piece of its own) from the events."""
 
 
+def _hourly(table: str, where: str = "1") -> str:
+    """The rows of the rollup ``table`` of the window's clean whole hours that match ``where``, each at its hour's start
+    (``ts_us``, which ``_BUCKET`` reads: an hour lies in one bucket of whole hours)."""
+    return f"(SELECT *, toInt64(toUInt32(hour)) * 1000000 AS ts_us FROM {table} WHERE {_CLEAN} AND {where})"
+
+
+_VIEWS = {"all": "1", "tool": _CALLED, "server": "1"}
+"""The views of the requests' timings that ``rollup_timings`` keeps, and which requests each holds: all (``latency``,
+``trends``), the tool calls per tool (``resource``: ``latency``, ``tools``) and all per server (``server_name``:
+``servers``). (Per method, resource and server, an hour's histograms held nearly a row per value at 1M events.)"""
+
+
+_DAILY = """(
+    SELECT *, toInt64(toUInt32(day)) * 1000000 AS ts_us FROM rollup_timings_days
+    WHERE project = %(project)s AND day >= toDateTime(%(whole_start_s)s) AND day < toDateTime(%(whole_end_s)s)
+        AND compaction = transform(toUInt32(day), %(compacted_days)s, %(compactions)s, toUInt64(0)) AND {where}
+)"""
+"""The rows of ``rollup_timings_days`` of the window's compacted days (``compacted_days``, each by the compaction of
+its clean hours' rolls, ``compactions``) that match ``{where}``."""
+
+
+def _rolled_timings(view: str, by: str = "", measures: str = "d", daily: bool = True) -> str:
+    """``_timed``'s rows of the window's requests of ``view`` (``_VIEWS``), per ``by`` (of its columns): its
+    compacted days' from ``rollup_timings_days`` (``daily``: not for buckets that a day may cut), its other clean
+    whole hours' from ``rollup_timings``, the rest from the events."""
+    names = ", ".join(f"'{name}'" for name in measures)
+    kept = f"view = '{view}' AND measure IN ({names})"
+    columns = f"{by + ', ' if by else ''}measure, key, n, ms, lo_ms, hi_ms"
+    hours = f"{kept} AND NOT has(%(compacted_days)s, toUInt32(toStartOfDay(hour)))" if daily else kept
+    days = f"SELECT {columns} FROM {_DAILY.format(where=kept)} UNION ALL " if daily else ""
+    return f"""
+        SELECT {by.rsplit(" AS ", 1)[-1] + ", " if by else ""}measure, key, n, ms, lo_ms, hi_ms FROM (
+            {days}SELECT {columns} FROM {_hourly("rollup_timings", hours)}
+        )
+        UNION ALL
+        {_timed("{edges}", f"{_IN_WINDOW} AND {_VIEWS[view]}", by, measures)}"""
+
+
 _ROLLED_PANELS = {
     **_counted_panels(_COUNTED, _ROLLED_PIECES, points=False),
     "sessions": _chosen_runs(_ROLLED_PIECES, points=False),
+    "latency": _latency(_rolled_timings("all", measures="dou"), _rolled_timings("tool", "resource", "dou")),
+    "tools": _tools(
+        f"SELECT tool, user_id, events, failures, last_ts FROM rollup_calls WHERE {_CLEAN} UNION ALL {_call_counts('{edges}')}",
+        _rolled_timings("tool", _TOOL),
+    ),
+    "servers": _servers(_COUNTED, _rolled_timings("server", _SERVER)),
+    "trends": _trends(
+        f"""SELECT {_BUCKET} AS bucket, events, failures, failure_origin FROM {_hourly("rollup_types", _REQUESTS)}
+        UNION ALL {_request_counts("{edges}")}""",
+        _rolled_timings("all", f"{_BUCKET} AS bucket", "dou", daily=False),
+    ),
+    "timeseries": _timeseries(f"""
+        SELECT ts_us, toNullable(multiIf(%(by)s = 'family', {_FAMILY}, type)) AS series, events AS n_events,
+            failures AS n_failures
+        FROM {_hourly("rollup_types", "%(by)s NOT IN ('tool', 'client')")}
+        UNION ALL SELECT ts_us, toNullable(tool), events, failures FROM {_hourly("rollup_calls", "%(by)s = 'tool'")}
+        UNION ALL SELECT ts_us, toNullable(ifNull(client_name, '(unknown)')), events, failures
+        FROM {_hourly("rollup_people", "%(by)s = 'client'")}
+        UNION ALL {_series_counts("{edges}")}"""),
+    "methods": _methods(f"""SELECT type, events AS n_events FROM {_hourly("rollup_types")}
+        UNION ALL SELECT type, toUInt64(1) FROM {{edges}} WHERE {_IN_WINDOW}"""),
 }
 """The panels read from the rollups (``ClickHouseStore._rolled``); ``_PANELS`` has the same read from the raw events."""
+_BUCKETED = {"timeseries", "trends"}
+"""The rolled-up panels in time buckets."""
 ROLL_AT_READ = 6
 """Dirty whole hours in a rolled-up panel's window above which the read rolls them up first (they are read raw)."""
 SUPERSEDED_AFTER = 300
@@ -1078,6 +1266,12 @@ def _ranges(hours: Sequence[int]) -> list[tuple[int, int]]:
         else:
             found.append((hour, hour + 3600))
     return found
+
+
+def _digest(hours: Sequence[int], rolls: Sequence[int]) -> int:
+    """The rolls ``rolls`` of the ``hours`` of a day as one number (64 bits), the same in every process."""
+    pairs = ",".join(f"{hour}:{roll}" for hour, roll in sorted(zip(hours, rolls, strict=True)))
+    return int.from_bytes(hashlib.blake2b(pairs.encode(), digest_size=8).digest(), "big")
 
 
 def _answer(name: str, value: Any) -> Any:
@@ -1356,6 +1550,7 @@ class ClickHouseStore:
             EPOCH + timedelta(microseconds=values["start"]), window.end, values["bucket"]
         )
         values |= {"bucket": bucket // timedelta(microseconds=1), "origin": _us(origin)}
+        rolled = rolled and (name not in _BUCKETED or not bucket % store.HOUR)  # buckets of whole hours hold hours
         values = _bounded(values) | clean
         if rolled:
             sql = _ROLLED_PANELS[name]
@@ -1388,7 +1583,8 @@ class ClickHouseStore:
         return values["start"]
 
     def _rolled(self, name: str, window: Window, slice: Slice) -> bool:
-        """Whether the panel ``name`` reads the rollups: those it has, unsliced, over a window with a whole hour."""
+        """Whether the panel ``name`` reads the rollups: those it has, unsliced, over a window with a whole hour (and,
+        ``_BUCKETED``, in time buckets of whole hours: ``panel`` checks)."""
         return (
             self.rollups
             and name in _ROLLED_PANELS
@@ -1408,12 +1604,26 @@ class ClickHouseStore:
             state = self._run(_STATE.format(where=where), {"project": project})
         clean = sorted((row["hour"], row["roll"]) for row in state if self._is_clean(row))
         dirty = sorted(row["hour"] for row in state if not self._is_clean(row))
+        compacted = self._compacted(project, state, start, end)
         return "".join(f" OR (at >= toDateTime({low}) AND at < toDateTime({high}))" for low, high in _ranges(dirty)), {
             "whole_start_s": start,
             "whole_end_s": end,
             "clean_hours": [hour for hour, _ in clean] or [0],
             "clean_rolls": [roll for _, roll in clean] or [0],
+            "compacted_days": [day for day, _ in compacted] or [0],
+            "compactions": [compaction for _, compaction in compacted] or [0],
         }
+
+    def _compacted(self, project: str, state: list[dict[str, Any]], start: int, end: int) -> list[tuple[int, int]]:
+        """The whole days from ``start`` to ``end`` (seconds) whose hours (``state``: their ``_STATE`` rows) are all clean
+        and were compacted from the rolls that made them clean, each with its newest such compaction."""
+        days = {
+            day: _digest(*hours) for (_, day), hours in self._clean_days(state, end - 86400).items() if day >= start
+        }
+        if not days:
+            return []
+        recorded = self._run(_COMPACTIONS, {"project": project, "start": start, "end": end})
+        return sorted((row["day"], row["newest"]) for row in recorded if days.get(row["day"]) == row["rolls"])
 
     def _is_clean(self, state: dict[str, Any]) -> bool:
         """Whether an hour's rollups (its ``_STATE`` row) answer for its events: its last recorded roll began after its
@@ -1441,10 +1651,9 @@ class ClickHouseStore:
         by another session timeout) anew from the events, ``ROLL_HOURS`` at a time: each time the server's ``now()`` first (R, in the roll's id), then the counts
         written with the roll's id, then their hours recorded as rolled by it. Any instance may roll any hour at any
         time, twice at once too: each roll writes complete counts of what it read, under its own id, and an insert it
-        may have missed marked its hours at R or later (dirty). Then the rows of superseded rolls are deleted
-        (``_drop_superseded``). Returns how many hours were rolled."""
-        where = "1" if project is None else "project = %(project)s"
-        state = self._run(_STATE.format(where=where), {"project": project or ""})
+        may have missed marked its hours at R or later (dirty). Then the ended days whose hours are all clean are
+        compacted (``_compact``) and the rows of superseded rolls and compactions deleted (``_drop_superseded``). Returns how many hours were rolled."""
+        state = self._state(project)
         ended = self._now() - 3600
         dirty: dict[str, list[int]] = {}
         for row in state:
@@ -1457,8 +1666,55 @@ class ClickHouseStore:
                 roll = self._new_roll()
                 self._count(owner, chunk, roll)
                 self._rolled_at(owner, chunk, roll)
+        self._compact(project)
         self._drop_superseded()
         return sum(len(hours) for hours in dirty.values())
+
+    def _compact(self, project: str | None) -> None:
+        """Every day that has ended (of ``project``, else of every project) whose hours with events are all clean, and
+        that is not yet recorded as compacted from those hours' rolls: its hours' timings summed into the day's rows
+        (``rollup_timings_days``) under a new id, then recorded (``rollup_days``: the id and the digest of the rolls
+        they were summed from, which a read compares with the rolls it reads the hours by)."""
+        days = self._clean_days(self._state(project), self._now() - 86400)
+        if not days:
+            return
+        known = {
+            (row["project"], row["day"], row["rolls"])
+            for row in self._run(
+                "SELECT DISTINCT project, toUInt32(day) AS day, rolls FROM rollup_days WHERE day >= toDateTime(%(low)s)",
+                {"low": min(day for _, day in days)},
+            )
+        }
+        for (owner, day), (hours, rolls) in sorted(days.items()):
+            digest = _digest(hours, rolls)
+            if (owner, day, digest) in known:
+                continue
+            compaction = self._new_roll()
+            values = {"project": owner, "day": day, "hours": hours, "rolls": rolls, "compaction": compaction,
+                      "rolls_digest": digest}  # fmt: skip
+            with self._client() as client:
+                client.execute(_COMPACT, values)
+                client.execute(_COMPACTED, values)
+
+    def _state(self, project: str | None = None) -> list[dict[str, Any]]:
+        """The ``_STATE`` rows of every hour of ``project``, else of every project."""
+        where = "1" if project is None else "project = %(project)s"
+        return self._run(_STATE.format(where=where), {"project": project or ""})
+
+    def _clean_days(
+        self, state: list[dict[str, Any]], until: int
+    ) -> dict[tuple[str, int], tuple[list[int], list[int]]]:
+        """The days (seconds) that begin by ``until`` among the ``_STATE`` rows ``state`` whose every hour is clean, per
+        project and day: its hours and the roll that made each clean. ``state`` holds every hour with events of a
+        day it has any of."""
+        hours: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        for row in state:
+            hours.setdefault((row["project"], row["hour"] - row["hour"] % 86400), []).append(row)
+        return {
+            key: ([row["hour"] for row in rows], [row["roll"] for row in rows])
+            for key, rows in hours.items()
+            if key[1] <= until and all(self._is_clean(row) for row in rows)
+        }
 
     def _now(self) -> int:
         """The server's time, in seconds: what marks and rolls are compared by."""
@@ -1477,6 +1733,9 @@ class ClickHouseStore:
         with self._client() as client:
             client.execute(_ROLL, values)
             client.execute(_CUT, values)
+            client.execute(_TIME, values)
+            client.execute(_CALL, values)
+            client.execute(_TYPE, values)
             client.execute(_SINGLE, values)
 
     def _rolled_at(self, project: str, hours: Sequence[int], roll: int) -> None:
@@ -1487,27 +1746,43 @@ class ClickHouseStore:
     def _drop_superseded(self) -> None:
         """The rows of rolls older than an hour's newest recorded roll deleted, where that roll began at least
         ``SUPERSEDED_AFTER`` seconds ago (a read that chose the older roll before it was recorded has long ended);
-        looked for at most once per ``SUPERSEDED_AFTER`` by an instance. ClickHouse deletes them in the background."""
+        and those of compactions older than the one a read of a day now takes (``_compacted``), recorded as long
+        ago. Looked for at most once per ``SUPERSEDED_AFTER`` by an instance. ClickHouse deletes them in the
+        background."""
         now = self._now()
         if now < self._dropped_at + SUPERSEDED_AFTER:
             return
         self._dropped_at = now
-        stale = self._run(
-            f"""SELECT project, hour, kept FROM ({_SUPERSEDED}) AS known ALL INNER JOIN (
-                SELECT project, toUInt32(hour) AS hour, min(roll) AS oldest FROM rollup_people GROUP BY project, hour
-            ) AS joined USING (project, hour) WHERE oldest < kept ORDER BY project, hour""",
-            {"before": now - SUPERSEDED_AFTER},
+        before = {"before": now - SUPERSEDED_AFTER}
+        rolls = {(row["project"], row["hour"]): row["kept"] for row in self._run(_SUPERSEDED, before)}
+        self._drop_older(_ROLLUPS, "hour", "roll", rolls)
+        current = {key: _digest(*hours) for key, hours in self._clean_days(self._state(), now - 86400).items()}
+        compactions = {
+            (row["project"], row["day"]): row["newest"]
+            for row in self._run(_COMPACTIONS_BEFORE, before)
+            if current.get((row["project"], row["day"])) == row["rolls"]
+        }
+        self._drop_older(("rollup_timings_days",), "day", "compaction", compactions)
+
+    def _drop_older(self, tables: Sequence[str], at: str, id: str, kept: dict[tuple[str, int], int]) -> None:
+        """The rows of ``tables`` written before the one ``kept`` (by ``id``) of each project and ``at`` (hour or day)
+        deleted, where the first table holds any."""
+        oldest = self._run(
+            f"SELECT project, toUInt32({at}) AS at, min({id}) AS oldest FROM {tables[0]} GROUP BY project, at", {}
         )
         projects: dict[str, tuple[list[int], list[int]]] = {}
-        for row in stale:
-            hours, kept = projects.setdefault(row["project"], ([], []))
-            hours.append(row["hour"])
-            kept.append(row["kept"])
+        for row in oldest:
+            newest = kept.get((row["project"], row["at"]))
+            if newest is not None and row["oldest"] < newest:
+                times, ids = projects.setdefault(row["project"], ([], []))
+                times.append(row["at"])
+                ids.append(newest)
         with self._client() as client:
-            for owner, (hours, kept) in projects.items():
-                for table in _ROLLUPS:
+            for owner, (times, ids) in projects.items():
+                for table in tables:
                     client.execute(
-                        _DROP_SUPERSEDED.format(table=table), {"project": owner, "hours": hours, "kept": kept}
+                        _DROP_SUPERSEDED.format(table=table, at=at, id=id),
+                        {"project": owner, "hours": times, "kept": ids},
                     )
 
     def _run(self, sql: str, values: dict[str, Any]) -> list[dict[str, Any]]:

@@ -31,17 +31,25 @@ from tests import test_analytics_clickhouse as fixtures
 from tests.test_rollups import DAYS, START, assert_read_as_raw_rows, fill, windows
 
 clickhouse, make, store, engine = fixtures.clickhouse, fixtures.make, fixtures.store, fixtures.engine
+pytestmark = pytest.mark.timeout(420)  # each comparison reads every rolled-up panel twice over ten windows
 
 ROLLED = tuple(clickhouse_store._ROLLED_PANELS)
+BOOKKEEPING = ("summary", "sessions", "tools", "methods")
+"""A panel of each rollup (``summary``: the counts per client and user and the runs' pieces; ``sessions``: the runs
+chosen; ``tools``: the tool calls and the timings per tool, by hour and by day; ``methods``: the counts per method),
+which the tests of the rolls' bookkeeping (dirty hours, races, stopped rolls, another session timeout) compare; every
+rolled-up panel is compared after out-of-order batches, deletion and retention, superseded rows and compaction."""
 
 
-def assert_rollups_answer_as_raw_rows(store: ClickHouseStore, seed: int, projects: tuple[str, ...] = ("p", "q")) -> int:
-    """Every rolled-up panel over ``windows(seed)`` equals the raw rows' answer; returns how many answers read clean
-    hours from the rollups."""
+def assert_rollups_answer_as_raw_rows(
+    store: ClickHouseStore, seed: int, projects: tuple[str, ...] = ("p", "q"), panels: tuple[str, ...] = ROLLED
+) -> int:
+    """Every panel of ``panels`` (rolled-up ones) over ``windows(seed)`` equals the raw rows' answer; returns how many
+    answers read clean hours from the rollups."""
     from_rollups = 0
     for window in windows(seed)[:10]:  # the fixed ones and four at random
         for project in (*projects, "nobody"):
-            for name in ROLLED:
+            for name in panels:
                 store.rollups = True
                 answer = store.panel(project, name, window, limit=1000)
                 if store._rolled(name, window, Slice()):
@@ -85,7 +93,7 @@ def test_reads_while_the_hours_are_dirty_equal_the_raw_rows(engine, monkeypatch)
     def compare() -> None:
         seen.append(dirty_hours(engine, "p"))
         assert_read_as_raw_rows(
-            engine, ROLLED, [Window(EPOCH, START + timedelta(days=DAYS)), windows(6)[-1], windows(6)[4]]
+            engine, BOOKKEEPING, [Window(EPOCH, START + timedelta(days=DAYS)), windows(6)[-1], windows(6)[4]]
         )
 
     fill(engine, 6, between=compare)
@@ -137,7 +145,7 @@ def test_an_insert_of_another_instance_racing_a_roll_leaves_its_hour_dirty(make,
             pytest.fail("no attempt fit in one second")
         assert dirty_hours(one, "p") == 1, when
         for instance in (one, two):
-            assert assert_rollups_answer_as_raw_rows(instance, 12, ("p",)) > 0, when
+            assert assert_rollups_answer_as_raw_rows(instance, 12, ("p",), BOOKKEEPING) > 0, when
         for name in ROLLED:
             assert one.panel("p", name, window) == two.panel("p", name, window) != []
         summary = one.panel("p", "summary", window)[0]
@@ -146,7 +154,7 @@ def test_an_insert_of_another_instance_racing_a_roll_leaves_its_hour_dirty(make,
         one.rollups = True
     second_boundary()
     assert one.roll("p") == 1 and dirty_hours(one, "p") == 0
-    assert assert_rollups_answer_as_raw_rows(two, 12, ("p",)) > 0
+    assert assert_rollups_answer_as_raw_rows(two, 12, ("p",), BOOKKEEPING) > 0
 
 
 def test_two_instances_rolling_at_once_while_a_third_inserts_are_exact(make, monkeypatch):
@@ -177,11 +185,11 @@ def test_two_instances_rolling_at_once_while_a_third_inserts_are_exact(make, mon
     for thread in threads:
         thread.join(300)
     assert not errors, errors
-    assert assert_rollups_answer_as_raw_rows(one, 13) > 0
+    assert assert_rollups_answer_as_raw_rows(one, 13, panels=BOOKKEEPING) > 0
     second_boundary()
     one.roll()
     assert dirty_hours(one) == 0
-    assert assert_rollups_answer_as_raw_rows(two, 13) >= 30
+    assert assert_rollups_answer_as_raw_rows(two, 13, panels=BOOKKEEPING) >= 30
 
 
 def test_a_roll_that_stopped_before_recording_itself_changes_no_answer(make, monkeypatch):
@@ -200,7 +208,7 @@ def test_a_roll_that_stopped_before_recording_itself_changes_no_answer(make, mon
     rows = rollup_rows(store)
     store._count("p", hours, store._new_roll())  # and never recorded
     assert rollup_rows(store) > rows and dirty_hours(store, "p") == 1
-    assert assert_rollups_answer_as_raw_rows(store, 14) >= 30
+    assert assert_rollups_answer_as_raw_rows(store, 14, panels=BOOKKEEPING) >= 30
 
 
 def test_rollups_equal_the_raw_rows_after_deletion_and_retention(engine, monkeypatch):
@@ -276,6 +284,73 @@ def test_the_rows_of_superseded_rolls_are_deleted_and_no_answer_changes(engine, 
             assert rolls == {recorded[key]} | ({unrecorded} & before[table][key]), (table, key)
         assert any(unrecorded in rolls for rolls in after.values()), "the roll in progress keeps its rows"
     assert assert_rollups_answer_as_raw_rows(engine, 16) >= 30
+
+
+def compactions(store: ClickHouseStore) -> dict[tuple[str, int], set[int]]:
+    """The compactions whose rows ``rollup_timings_days`` holds, per project and day."""
+    rows = store._run("SELECT DISTINCT project, toUInt32(day) AS day, compaction FROM rollup_timings_days", {})
+    found: dict[tuple[str, int], set[int]] = {}
+    for row in rows:
+        found.setdefault((row["project"], row["day"]), set()).add(row["compaction"])
+    return found
+
+
+def test_the_timings_of_days_whose_hours_are_all_clean_are_read_from_their_compaction(engine, monkeypatch):
+    """A roll compacts every ended day whose hours are all clean: its hours' timings summed per day, recorded with the
+    digest of the rolls they were summed from. A read over whole days reads those days' rows, not their hours'. An
+    insert into a compacted day leaves its compaction unread (the hour is dirty) until a roll counts the hour anew and
+    compacts the day again; the older compaction's rows are then deleted. Every answer equals the raw rows'."""
+    monkeypatch.setattr(clickhouse_store, "ROLL_AT_READ", 10**9)
+    monkeypatch.setattr(clickhouse_store, "SUPERSEDED_AFTER", 0)
+    fill(engine, 17)
+    second_boundary()
+    engine.roll()
+    days = {(row["project"], row["day"]) for row in engine._run(
+        "SELECT DISTINCT project, toUInt32(toStartOfDay(at)) AS day FROM events", {})}  # fmt: skip
+    recorded = engine._run("SELECT project, toUInt32(day) AS day FROM rollup_days", {})
+    assert sorted((row["project"], row["day"]) for row in recorded) == sorted(days), "every day compacted once"
+    first = compactions(engine)
+    assert first.keys() <= days and all(len(ids) == 1 for ids in first.values())
+    assert ("p", int(START.timestamp()) + 86400) in first
+    requests = engine._run(
+        "SELECT toUInt32(toStartOfDay(at)) AS day, count() AS n FROM events FINAL WHERE project = 'p'"
+        " AND kind != 'client' AND has(%(requests)s, type) GROUP BY day ORDER BY day",
+        {"requests": list(clickhouse_store.REQUEST_TYPES)},
+    )
+    summed = engine._run(
+        "SELECT toUInt32(day) AS day, sum(n) AS n FROM rollup_timings_days WHERE project = 'p' AND view = 'all'"
+        " AND measure = 'd' GROUP BY day ORDER BY day",
+        {},
+    )
+    assert summed == requests, "a day's histogram of all requests counts each of its requests once"
+    whole = Window(START, START + timedelta(days=DAYS))
+    day = int(START.timestamp()) + 86400
+    all_days = [int(START.timestamp()) + 86400 * i for i in range(DAYS)]
+    assert engine._clean("p", whole)[1]["compacted_days"] == all_days
+    assert engine._clean("p", Window(START + timedelta(minutes=1), whole.end))[1]["compacted_days"] == all_days[1:]
+    assert_read_as_raw_rows(engine, ROLLED, [whole])
+    assert assert_rollups_answer_as_raw_rows(engine, 17) >= 30
+
+    engine.add("p", batch("late", 30))  # an hour of the second day
+    assert engine._clean("p", whole)[1]["compacted_days"] == [all_days[0], all_days[2]], "its hour is dirty"
+    assert_read_as_raw_rows(engine, ROLLED, [whole])
+    second_boundary()
+    assert engine.roll() == 1
+    second = compactions(engine)
+    assert second[("p", day)] > first[("p", day)] and len(second[("p", day)]) == 2, "the day compacted anew"
+    assert {key: ids for key, ids in second.items() if key != ("p", day)} == {
+        key: ids for key, ids in first.items() if key != ("p", day)
+    }, "and no other"
+    assert engine._clean("p", whole)[1]["compacted_days"] == all_days
+    assert engine._clean("p", whole)[1]["compactions"][1] == max(second[("p", day)])
+    assert_read_as_raw_rows(engine, ROLLED, [whole])
+    second_boundary()
+    engine._dropped_at = 0
+    engine._drop_superseded()
+    with engine._client() as client:
+        engine._wait_for_mutations(client, table="rollup_timings_days")
+    assert compactions(engine)[("p", day)] == {max(second[("p", day)])}, "the older compaction's rows deleted"
+    assert assert_rollups_answer_as_raw_rows(engine, 17) >= 30
 
 
 def test_a_roll_counts_only_the_hours_that_have_ended(store, monkeypatch):
@@ -395,12 +470,14 @@ def test_hours_rolled_with_another_session_timeout_are_read_raw_until_cut_anew(m
     assert hours > 30 and dirty_hours(thirty) == 0 and dirty_hours(ten) == hours
     window = Window(START, START + timedelta(days=DAYS))
     assert ten.panel("p", "summary", window) != thirty.panel("p", "summary", window), "the timeouts cut other runs"
-    assert assert_rollups_answer_as_raw_rows(ten, 9) == 0, "no hour read from runs cut by another timeout"
-    assert assert_rollups_answer_as_raw_rows(thirty, 9) >= 30
+    assert assert_rollups_answer_as_raw_rows(ten, 9, panels=BOOKKEEPING) == 0, (
+        "no hour read from runs cut by another timeout"
+    )
+    assert assert_rollups_answer_as_raw_rows(thirty, 9, panels=BOOKKEEPING) >= 30
     second_boundary()
     assert ten.roll() == hours and dirty_hours(ten) == 0 and dirty_hours(thirty) == hours
-    assert assert_rollups_answer_as_raw_rows(ten, 9) >= 30
-    assert assert_rollups_answer_as_raw_rows(thirty, 9) == 0
+    assert assert_rollups_answer_as_raw_rows(ten, 9, panels=BOOKKEEPING) >= 30
+    assert assert_rollups_answer_as_raw_rows(thirty, 9, panels=BOOKKEEPING) == 0
 
 
 def test_the_sessions_panel_reads_its_events_of_no_group_from_the_hour_its_newest_hold_on(engine, monkeypatch):
