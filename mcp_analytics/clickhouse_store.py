@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from clickhouse_driver import Client
 from clickhouse_driver import errors as driver_errors
@@ -775,6 +775,9 @@ contiguous in time within a group, so its first and last instants bound it)."""
 
 
 _FIRST_EVENT = f"SELECT if(count() = 0, NULL, min(ts_us)) AS first FROM {{events}} WHERE {_IN_WINDOW}"
+_FIRST_MARK = """SELECT if(count() = 0, NULL, toUInt32(min(hour))) AS hour FROM rollup_dirty
+    WHERE project = %(project)s"""
+"""The first hour ``project`` marked (seconds; null: none)."""
 _CALLS = f"{_SERVED} AND {_CALLED}"
 _HOUR, _DAY = 3_600_000_000, 86_400_000_000
 _DEVIATIONS = {
@@ -868,23 +871,48 @@ _LOOKBACK = {
     "auth_spike": 24 * _HOUR + 15 * 60_000_000,
     "destructive_new_client": _HOUR,
 }
-_SLO_BASELINE = f"""
-    SELECT tool, baseline_p95_ms FROM (
-        SELECT DISTINCT assumeNotNull(resource) AS tool FROM {{events}} WHERE {_TOOL_CALLS}
-    ) AS known ALL LEFT JOIN (
-        SELECT tool, {_p("d", 0.95)} AS baseline_p95_ms
-        FROM {_histograms(_timed("{events}", f"{_CALLS} AND ts_us >= %(end)s - 7 * {_DAY} AND ts_us < %(end)s", _TOOL), "tool")}
-    ) AS joined USING (tool)"""
-"""The observed p95 of each tool called in the window, over the 7 days up to the window's end (the tier it is in);
-none (the fastest tier) for a tool called in a longer window but not in those 7 days."""
+
+
+def _same_hours(now: int) -> str:
+    """The hours ``volume_spike`` reads at ``now`` (µs): the hour before it and the same hour of each of the 7 days
+    before, as ranges of ``at`` (whole seconds around them), so that 18.16 reads their granules, not the week's."""
+    return (
+        "("
+        + " OR ".join(
+            _between((now - day * _DAY - _HOUR) // 1_000_000, (now - day * _DAY) // 1_000_000 + 1) for day in range(8)
+        )
+        + ")"
+    )
+
+
+_SLO_TOOLS = f"SELECT DISTINCT assumeNotNull(resource) AS tool FROM {{events}} WHERE {_TOOL_CALLS}"
+"""The tools called in the window (the ``slo`` panel's query: ``ClickHouseStore._attainment`` reads the rest)."""
+
+
+def _slo_week(timings: str) -> str:
+    """Each tool's p95 over the 7 days up to the window's end (their tiers; read as a window of its own), from
+    ``timings`` (``_timed`` rows of its calls, ``tool``)."""
+    return f"SELECT tool, {_p('d', 0.95)} AS p95_ms FROM {_histograms(timings, 'tool')}"
+
+
 _SLO_TARGET = "CAST(%(slo_targets)s AS Array(Float64))[indexOf(CAST(%(slo_tools)s AS Array(String)), tool)]"
 """The target of a tool's tier."""
-_SLO_WINDOW = f"""
-    SELECT tool, n_d AS calls, within, {_p("d", 0.95)} AS p95_ms
-    FROM {_histograms(_timed("{events}", _TOOL_CALLS, _TOOL), "tool", extra=f"sumIf(bucket_n, measure = 'd' AND key <= {_bucket(_SLO_TARGET)}) AS within")}
+
+
+def _slo_window(timings: str) -> str:
+    """Per tool called in the window (``timings``: ``_timed`` rows of its calls, ``tool``): ``calls``, those
+    ``within`` its target (in its bucket or below: to the histograms' resolution, as the percentiles) and ``p95_ms``."""
+    within = f"sumIf(bucket_n, measure = 'd' AND key <= {_bucket(_SLO_TARGET)}) AS within"
+    return f"""
+    SELECT tool, n_d AS calls, within, {_p("d", 0.95)} AS p95_ms FROM {_histograms(timings, "tool", extra=within)}
     ORDER BY calls DESC, tool"""
-_QUERIES = {**_PANELS, "slo": _SLO_BASELINE}
-"""Every panel's query but the ``session`` timeline's; the ``slo`` panel's reads the tiers' baselines."""
+
+
+_SLO_CALLS = _timed("{events}", _TOOL_CALLS, _TOOL)
+_SLO = {"week": _slo_week(_SLO_CALLS), "window": _slo_window(_SLO_CALLS)}
+"""The ``slo`` panel's reads after ``_SLO_TOOLS``, from the raw events."""
+_QUERIES = {**_PANELS, "slo": _SLO_TOOLS}
+"""Every panel's query but the ``session`` timeline's; the ``slo`` panel's reads the tools called (``_SLO``: the rest)."""
 
 # ---------------------------------------------------------------- rollups
 # ``rollup_people``: per project, hour, client, user and whether grouped, the events, failures, tool calls and the
@@ -1117,10 +1145,18 @@ _ROLLED_PANELS = {
         UNION ALL {_series_counts("{edges}")}"""),
     "methods": _methods(f"""SELECT type, events AS n_events FROM {_hourly("rollup_types")}
         UNION ALL SELECT type, toUInt64(1) FROM {{edges}} WHERE {_IN_WINDOW}"""),
+    "slo": f"""SELECT DISTINCT tool FROM (
+        SELECT tool FROM rollup_calls WHERE {_CLEAN} UNION ALL SELECT {_TOOL} FROM {{edges}} WHERE {_TOOL_CALLS})""",
 }
 """The panels read from the rollups (``ClickHouseStore._rolled``); ``_PANELS`` has the same read from the raw events."""
+_ROLLED_SLO = {"week": _slo_week(_rolled_timings("tool", _TOOL)), "window": _slo_window(_rolled_timings("tool", _TOOL))}
+"""``_SLO`` from the rollups."""
+_NEWEST = {"intents"}
+"""The listings of the window's newest ``limit`` events (``ClickHouseStore._newest``)."""
 _BUCKETED = {"timeseries", "trends"}
 """The rolled-up panels in time buckets."""
+_DAILY_READS = {"latency", "tools", "servers", "slo"}
+"""The rolled-up panels that read the compacted days' timings (``_rolled_timings`` with ``daily``)."""
 ROLL_AT_READ = 6
 """Dirty whole hours in a rolled-up panel's window above which the read rolls them up first (they are read raw)."""
 SUPERSEDED_AFTER = 300
@@ -1170,16 +1206,14 @@ _WHOLE_HISTORY = {"extent", "session"}
 
 def _scope(name: str, window: Window, gap: int) -> tuple[int | None, int | None]:
     """The time range (µs, ``[low, high)``; None: unbounded) of the events the panel ``name`` reads over ``window``:
-    its window and the session timeout before it (sessions are cut from the events since then); for ``slo``, also
-    the 7 days before the window's end (each tool's tier); the whole history before the window's end, or all of it,
-    for the panels that read it."""
+    its window and the session timeout before it (sessions are cut from the events since then); the whole history
+    before the window's end, or all of it, for the panels that read it. (The ``slo`` panel reads the 7 days before
+    its window's end as a window of their own.)"""
     start, end = _us(window.start), _us(window.end)
     if name in _WHOLE_HISTORY:
         return None, None
     if name in _HISTORY_BEFORE_THE_WINDOW:
         return None, end
-    if name == "slo":
-        start = min(start, end - 7 * _DAY)
     return max(start - gap, 0), end
 
 
@@ -1315,6 +1349,23 @@ class Address:
 
     def __str__(self) -> str:
         return f"clickhouse://{self.host}:{self.port}/{self.database}"  # never the password
+
+
+class _Read(NamedTuple):
+    """What a panel reads over a window (``ClickHouseStore._read``)."""
+
+    rolled: bool
+    """Whether from the rollups (``_ROLLED_PANELS``) beside ``edges``."""
+    source: str
+    """Its events (``{events}``: ``_events``)."""
+    edges: str
+    """The events beside the rollups (``{edges}``: ``_NOT_CLEAN``), if ``rolled``."""
+    values: dict[str, Any]
+    """What they, the window and its clean hours name."""
+    scope: tuple[int | None, int | None]
+    """The time range of its events (``_scope``)."""
+    doubled: list[int]
+    """The hours of ``scope`` read ``FINAL`` (``ClickHouseStore._doubled``)."""
 
 
 class ClickHouseStore:
@@ -1527,44 +1578,79 @@ class ClickHouseStore:
         self, project: str, name: str, window: Window, slice: Slice = Slice(), **params: Any
     ) -> list[dict[str, Any]]:
         sql, anchor = store.panel_query(name, str(params.get("session") or ""), _QUERIES, _SESSION_TIMELINES)
-        gap = self._gap
-        scope = _scope(name, window, gap)
-        rolled = self._rolled(name, window, slice)
-        dirty, clean = self._clean(project, window) if rolled else ("", {})  # rolls first if many hours are dirty
-        doubled = self._doubled(project, scope)
-        source, values = _events(slice, project, scope, doubled)
-        values |= {**_DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
-        start, end = _us(window.start), _us(window.end)
+        read = self._read(project, name, window, slice)
+        values = read.values | {**_DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
         values |= {
-            "project": project, "start": start, "end": end, "gap": gap, "now": _us(datetime.now(UTC)),
-            "anchor": anchor or "", "token_bytes": BYTES_PER_TOKEN, "token_price": self.prices.default,
-            "priced_tools": list(self.prices.per_tool), "tool_prices": list(self.prices.per_tool.values()),
-            "q": values["q"] or "", "session": values["session"] or "",
+            "now": _us(datetime.now(UTC)), "anchor": anchor or "", "token_bytes": BYTES_PER_TOKEN,
+            "token_price": self.prices.default, "priced_tools": list(self.prices.per_tool),
+            "tool_prices": list(self.prices.per_tool.values()), "q": values["q"] or "", "session": values["session"] or "",
         }  # fmt: skip
         if name in ("timeseries", "trends") and values["bucket"] is None and window.start <= EPOCH:
             # "All" starts in 1970: its buckets start at the project's first event instead.
-            first = self._run(_FIRST_EVENT.format(events=source), _bounded(values))[0]["first"]
+            first = self._first_event(project, slice, read, _bounded(values))
             if first is not None:
                 values["start"] = _us(first.replace(second=0, microsecond=0))
         bucket, origin = store.time_buckets(
             EPOCH + timedelta(microseconds=values["start"]), window.end, values["bucket"]
         )
         values |= {"bucket": bucket // timedelta(microseconds=1), "origin": _us(origin)}
-        rolled = rolled and (name not in _BUCKETED or not bucket % store.HOUR)  # buckets of whole hours hold hours
-        values = _bounded(values) | clean
-        if rolled:
+        read = read._replace(rolled=read.rolled and (name not in _BUCKETED or not bucket % store.HOUR))
+        values = _bounded(values)  # buckets of whole hours hold hours (``_BUCKETED``)
+        if read.rolled:
             sql = _ROLLED_PANELS[name]
-        edges = _events(slice, project, scope, doubled, _NOT_CLEAN.format(dirty=dirty))[0] if rolled else ""
-        recent = source
-        if rolled and name == "sessions":
-            recent, bounded = _events(slice, project, (self._singles_from(values), scope[1]), doubled, bound="recent")
+        recent = read.source
+        if read.rolled and name == "sessions":
+            low = self._singles_from(values)
+            recent, bounded = _events(slice, project, (low, read.scope[1]), read.doubled, bound="recent")
             values |= bounded
-        rows = self._run(sql.format(events=source, edges=edges, recent=recent), values)
+        if name in _NEWEST:
+            return self._newest(sql, project, slice, read, values)
+        rows = self._run(sql.format(events=read.source, edges=read.edges, recent=recent), values)
         if name == "slo":
-            rows = self._attainment(rows, values, source)
+            rows = self._attainment(rows, window, slice, read, values)
         elif name == "sessions":
-            rows = self._sessions(rows, values, lambda low: _events(slice, project, (low, scope[1]), doubled))
+            rows = self._sessions(rows, values, lambda low: _events(slice, project, (low, read.scope[1]), read.doubled))
         return rows
+
+    def _first_event(self, project: str, slice: Slice, read: _Read, values: dict[str, Any]) -> datetime | None:
+        """The first of the events ``read`` over its window (``_FIRST_EVENT``), looked for in the project's first hour
+        with events first (the first it marked: every insert marks its hours), and only if none is there in them all."""
+        (first,) = self._run(_FIRST_MARK, {"project": project})
+        hour = [] if first["hour"] is None else [(first["hour"] * 1_000_000, first["hour"] * 1_000_000 + _HOUR)]
+        for scope in (*hour, read.scope):
+            source, bounded = _events(slice, project, scope, read.doubled, bound="first")
+            found = self._run(_FIRST_EVENT.format(events=source), values | bounded)[0]["first"]
+            if found is not None:
+                return found
+        return None
+
+    def _newest(
+        self, sql: str, project: str, slice: Slice, read: _Read, values: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """The rows of a listing of the window's newest ``limit`` (``_NEWEST``'s ``sql``), read from the window's last
+        hour first, then from its last 8 and 64, then from all of it: a range that holds ``limit`` of them up to the
+        window's end holds its newest ``limit`` (those outside it are older than every one in it)."""
+        for hours in (1, 8, 64):
+            low = values["end"] - hours * _HOUR
+            if low <= values["start"]:
+                break
+            source, bounded = _events(slice, project, (low, read.scope[1]), read.doubled, bound="newest")
+            rows = self._run(sql.format(events=source), values | bounded)
+            if len(rows) >= values["limit"]:
+                return rows
+        return self._run(sql.format(events=read.source), values)
+
+    def _read(self, project: str, name: str, window: Window, slice: Slice) -> _Read:
+        """What the panel ``name`` reads over ``window`` (``_Read``): its clean hours first (``_clean``, which rolls
+        first if many hours are dirty), then the hours of its scope that may hold second copies (``_doubled``)."""
+        rolled = self._rolled(name, window, slice)
+        dirty, clean = self._clean(project, window, name in _DAILY_READS) if rolled else ("", {})
+        scope = _scope(name, window, self._gap)
+        doubled = self._doubled(project, scope)
+        source, values = _events(slice, project, scope, doubled)
+        edges = _events(slice, project, scope, doubled, _NOT_CLEAN.format(dirty=dirty))[0] if rolled else ""
+        values |= clean | {"project": project, "start": _us(window.start), "end": _us(window.end), "gap": self._gap}
+        return _Read(rolled, source, edges, values, scope, doubled)
 
     def _singles_from(self, values: dict[str, Any]) -> int:
         """When (µs) the newest ``limit`` of the window's events of no group began at the latest, by the clean whole
@@ -1592,10 +1678,11 @@ class ClickHouseStore:
             and _floor_hour(_us(window.end)) > _ceil_hour(_us(window.start))
         )
 
-    def _clean(self, project: str, window: Window) -> tuple[str, dict[str, Any]]:
+    def _clean(self, project: str, window: Window, daily: bool = False) -> tuple[str, dict[str, Any]]:
         """What ``_COUNTED`` reads over ``window``: its whole hours (``[whole_start_s, whole_end_s)``), the clean ones
         with the roll that made each clean, and ``OR`` the ranges of its dirty ones; rolled up first if there are more
-        than ``ROLL_AT_READ`` dirty ones. Hours never marked have no events (every insert marks its hours)."""
+        than ``ROLL_AT_READ`` dirty ones; ``daily`` (for ``_DAILY``), its days compacted from those rolls. Hours never
+        marked have no events (every insert marks its hours)."""
         start, end = _ceil_hour(_us(window.start)), _floor_hour(_us(window.end))
         where = f"project = %(project)s AND hour >= toDateTime({start}) AND hour < toDateTime({end})"
         state = self._run(_STATE.format(where=where), {"project": project})
@@ -1604,7 +1691,7 @@ class ClickHouseStore:
             state = self._run(_STATE.format(where=where), {"project": project})
         clean = sorted((row["hour"], row["roll"]) for row in state if self._is_clean(row))
         dirty = sorted(row["hour"] for row in state if not self._is_clean(row))
-        compacted = self._compacted(project, state, start, end)
+        compacted = self._compacted(project, state, start, end) if daily else []
         return "".join(f" OR (at >= toDateTime({low}) AND at < toDateTime({high}))" for low, high in _ranges(dirty)), {
             "whole_start_s": start,
             "whole_end_s": end,
@@ -1810,13 +1897,26 @@ class ClickHouseStore:
         values |= scoped | {"first_chosen": first, "chosen_set": groups}
         return self._run(_SESSIONS.format(events=source), values)
 
-    def _attainment(self, baselines: list[dict[str, Any]], values: dict[str, Any], source: str) -> list[dict[str, Any]]:
-        """The ``slo`` panel (``store.attainment``) from ``baselines``, the window's calls read by ``_SLO_WINDOW``."""
+    def _attainment(
+        self, tools: list[dict[str, Any]], window: Window, slice: Slice, read: _Read, values: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """The ``slo`` panel (``store.attainment``) of the ``tools`` called in ``window`` (``read``, ``values``): each
+        one's tier by its p95 over the 7 days up to the window's end, read as a window of their own (from the rollups,
+        whatever the window's length), then its calls in the window."""
+        week = Window(window.end - timedelta(days=7), window.end)
+        weekly = read if window == week else self._read(values["project"], "slo", week, slice)
+        p95 = {row["tool"]: row["p95_ms"] for row in self._slo(weekly, "week", _bounded(weekly.values))}
+        baselines = [{"tool": row["tool"], "baseline_p95_ms": p95.get(row["tool"])} for row in tools]
 
         def calls(tools: list[str], targets: list[float]) -> list[dict[str, Any]]:
-            return self._run(_SLO_WINDOW.format(events=source), values | {"slo_tools": tools, "slo_targets": targets})
+            return self._slo(read, "window", values | {"slo_tools": tools, "slo_targets": targets})
 
         return store.attainment(self.slos, baselines, calls, values["limit"])
+
+    def _slo(self, read: _Read, part: str, values: dict[str, Any]) -> list[dict[str, Any]]:
+        """The rows of the ``slo`` panel's ``part`` (of ``_SLO``, or ``_ROLLED_SLO``: as ``read`` says)."""
+        sql = (_ROLLED_SLO if read.rolled else _SLO)[part]
+        return self._run(sql.format(events=read.source, edges=read.edges), values)
 
     # ---------------------------------------------------------------- alerts (``alerts.Engine``)
 
@@ -1827,7 +1927,8 @@ class ClickHouseStore:
         doubled = self._doubled(project, (stamp - max(_LOOKBACK.values()), stamp))
         found = []
         for rule, (sql, window, text) in _DEVIATIONS.items():
-            source, scoped = _events(Slice(), project, (stamp - _LOOKBACK[rule], stamp), doubled)
+            within = _same_hours(stamp) if rule == "volume_spike" else ""
+            source, scoped = _events(Slice(), project, (stamp - _LOOKBACK[rule], stamp), doubled, within)
             found += store.rule_alerts(rules, rule, window, text, self._run(sql.format(events=source), values | scoped))
         return found + self._slo_burn(project, now, rules)
 

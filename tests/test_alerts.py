@@ -110,6 +110,25 @@ def test_each_rule_finds_its_deviation_and_nothing_else(store):
         assert alert.window and alert.subject.split(" ")[0] in alert.text
 
 
+def test_a_volume_spike_counts_the_hours_to_their_edges(store):
+    """The last hour is ``[now - 1h, now)``; the same hour of a day before is ``(now - k days - 1h, now - k days]``
+    shifted back by one microsecond: its first instant counts, the instant ``k`` days before ``now`` does not."""
+    us = timedelta(microseconds=1)
+    edges = []
+    for day in range(1, 8):
+        before = NOW - timedelta(days=day)
+        edges += [at(before - timedelta(hours=1), resource="edge") for _ in range(2)]  # counted: 14 / 7 a day
+        edges += [at(before, resource="edge"), at(before - timedelta(hours=1) - us, resource="edge")]  # not counted
+    edges += [at(NOW - timedelta(hours=1), resource="edge") for _ in range(3)]
+    edges += [at(NOW - us, resource="edge") for _ in range(3)] + [at(NOW, resource="edge") for _ in range(2)]
+    store.add("p", edges)
+    found = {(a.rule, a.subject): a for a in store.deviations("p", NOW, Rules(volume_min_calls=6))}
+    assert (found[("volume_spike", "edge")].observed, found[("volume_spike", "edge")].threshold) == (6.0, 6.0)
+    assert set(found) == EXPECTED | {("volume_spike", "edge")}
+    found = {(a.rule, a.subject) for a in store.deviations("p", NOW, Rules(volume_min_calls=6, volume_factor=3.1))}
+    assert ("volume_spike", "edge") not in found  # 6 calls against 3.1 times 2
+
+
 def test_thresholds_change_what_fires(store):
     quieter = Rules.parse(["error_ratio=0.2", "volume_factor=7", "slo_burn=20"])
     found = {(alert.rule, alert.subject) for alert in store.deviations("p", NOW, quieter)}

@@ -226,6 +226,8 @@ def assert_every_panel_answers_as(duck: DuckDBStore, engine: ClickHouseStore, ev
         "test_unused_tools_are_those_listed_or_called_before_the_window_and_not_called_in_it",
         "test_every_panel_answers_on_an_empty_store",
         "test_time_buckets_fit_the_window_and_all_starts_at_the_first_event",
+        "test_all_starts_at_the_first_event_the_panel_reads",
+        "test_the_newest_intents_are_the_window_s_newest_whatever_the_limit",
         "test_delete_by_age_and_by_user",
         "test_the_panels_of_codes_shapes_servers_new_clients_unused_prompts_and_intents",
     ],
@@ -264,6 +266,7 @@ def test_a_stateful_session_ends_after_the_inactivity_timeout(make):
     [
         "test_each_rule_finds_its_deviation_and_nothing_else",
         "test_thresholds_change_what_fires",
+        "test_a_volume_spike_counts_the_hours_to_their_edges",
         "test_an_episode_is_sent_once_when_it_fires_and_once_when_it_resolves",
         "test_a_failing_webhook_is_retried_until_it_takes_the_alert",
         "test_a_restart_sends_nothing_again_and_a_new_webhook_gets_no_past",

@@ -459,6 +459,38 @@ def test_time_buckets_fit_the_window_and_all_starts_at_the_first_event(store):
     assert [row["bucket"] for row in store.panel("p", "trends", late, bucket="2 hours")] == [moment(8)], "on the hour"
 
 
+def test_all_starts_at_the_first_event_the_panel_reads(store):
+    """Not at a client's span, another project's event or an event deleted since: at the first of the panel's own."""
+    store.add("q", [event("q1", resource="search", timestamp_ns=at(7, 0) - 86_400 * 10**9)])
+    store.add("p", [
+        event("x", kind="client", resource="search", timestamp_ns=at(8, 10)),
+        event("gone", resource="search", user_id="carol", timestamp_ns=at(8, 20)),
+        event("a", resource="search", timestamp_ns=at(9, 31, 40)),
+        event("b", resource="fetch", timestamp_ns=at(10, 45)),
+    ])  # fmt: skip
+    assert store.delete("p", user_id="carol") == 1
+    everything = Window.parse(end=DAY + timedelta(days=1), last="all")
+    for name in ("trends", "timeseries"):
+        assert store.panel("p", name, everything)[0]["bucket"] == moment(9, 31), name
+        assert store.panel("p", name, everything, Slice(tool=("fetch",)))[0]["bucket"] == moment(10, 45), name
+        assert store.panel("q", name, everything)[0]["bucket"] == moment(7) - timedelta(days=1), name
+
+
+def test_the_newest_intents_are_the_window_s_newest_whatever_the_limit(store):
+    """Newest first, ties by event id: a limit met in the window's last hour, in its last 8 hours, or only in all
+    of it; the next day's intent and a client's are not the window's."""
+    newest = [("i1", 23, 59), ("i2", 23, 30), ("i3", 23, 30), ("i4", 20, 0), ("i5", 10, 0), ("i6", 9, 0)]
+    store.add("p", [
+        *(event(name, resource="search", intent=f"intent {name}", timestamp_ns=at(h, m)) for name, h, m in newest),
+        event("next", resource="search", intent="tomorrow", timestamp_ns=at(24, 0)),
+        event("agent", kind="client", resource="search", intent="the agent's", timestamp_ns=at(23, 50)),
+    ])  # fmt: skip
+    for limit in range(8):
+        rows = store.panel("p", "intents", WHOLE_DAY, limit=limit)
+        assert [(row["event_id"], row["intent"]) for row in rows] == [(n, f"intent {n}") for n, _, _ in newest][:limit]
+    assert [row["event_id"] for row in store.panel("p", "intents", WHOLE_DAY, q="I3", limit=1)] == ["i3"]
+
+
 def test_concurrent_batches_share_commits_and_each_event_is_stored_once(store):
     from concurrent.futures import ThreadPoolExecutor
 

@@ -326,13 +326,17 @@ def test_the_timings_of_days_whose_hours_are_all_clean_are_read_from_their_compa
     whole = Window(START, START + timedelta(days=DAYS))
     day = int(START.timestamp()) + 86400
     all_days = [int(START.timestamp()) + 86400 * i for i in range(DAYS)]
-    assert engine._clean("p", whole)[1]["compacted_days"] == all_days
-    assert engine._clean("p", Window(START + timedelta(minutes=1), whole.end))[1]["compacted_days"] == all_days[1:]
+    assert engine._clean("p", whole, daily=True)[1]["compacted_days"] == all_days
+    assert engine._clean("p", whole)[1]["compacted_days"] == [0], "not looked up for panels that read no day rows"
+    assert (
+        engine._clean("p", Window(START + timedelta(minutes=1), whole.end), daily=True)[1]["compacted_days"]
+        == all_days[1:]
+    )
     assert_read_as_raw_rows(engine, ROLLED, [whole])
     assert assert_rollups_answer_as_raw_rows(engine, 17) >= 30
 
     engine.add("p", batch("late", 30))  # an hour of the second day
-    assert engine._clean("p", whole)[1]["compacted_days"] == [all_days[0], all_days[2]], "its hour is dirty"
+    assert engine._clean("p", whole, daily=True)[1]["compacted_days"] == [all_days[0], all_days[2]], "its hour is dirty"
     assert_read_as_raw_rows(engine, ROLLED, [whole])
     second_boundary()
     assert engine.roll() == 1
@@ -341,8 +345,8 @@ def test_the_timings_of_days_whose_hours_are_all_clean_are_read_from_their_compa
     assert {key: ids for key, ids in second.items() if key != ("p", day)} == {
         key: ids for key, ids in first.items() if key != ("p", day)
     }, "and no other"
-    assert engine._clean("p", whole)[1]["compacted_days"] == all_days
-    assert engine._clean("p", whole)[1]["compactions"][1] == max(second[("p", day)])
+    assert engine._clean("p", whole, daily=True)[1]["compacted_days"] == all_days
+    assert engine._clean("p", whole, daily=True)[1]["compactions"][1] == max(second[("p", day)])
     assert_read_as_raw_rows(engine, ROLLED, [whole])
     second_boundary()
     engine._dropped_at = 0
