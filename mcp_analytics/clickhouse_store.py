@@ -184,6 +184,18 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "INSERT INTO rollup_dirty (project, hour) SELECT DISTINCT project, toStartOfHour(at) FROM events",
         ],
     ),
+    (
+        7,
+        [
+            """CREATE TABLE IF NOT EXISTS rollup_uses (
+                project String, hour DateTime('UTC'), type String, resource Nullable(String), keys String,
+                user_id Nullable(String), n UInt64, failed UInt64, last_ts Int64, bytes UInt64, sized UInt64,
+                ms Float64, roll UInt64
+            ) ENGINE = MergeTree PARTITION BY toYYYYMMDD(hour) ORDER BY (project, hour, roll)""",
+            "DROP TABLE IF EXISTS rollup_calls",
+            "INSERT INTO rollup_dirty (project, hour) SELECT DISTINCT project, toStartOfHour(at) FROM events",
+        ],
+    ),
 ]
 """Each version's statements, idempotent (``IF NOT EXISTS``), so that two instances migrating at once, or one
 stopped half way, leave the same schema. Events are partitioned by day (retention drops whole days' parts) and
@@ -202,7 +214,9 @@ of the requests' timings: of all, per tool and per server; summed per day once e
 user) and ``rollup_types`` (each hour's events per method and failure origin), makes ``rollup_rolls`` anew with
 the schema of the instance that rolled (an earlier release's roll, which would leave these empty, fails to record
 itself) and ``rollup_people`` anew with each row's server and its version, and marks every hour dirty, so that the
-next roll fills them."""
+next roll fills them. Version 7 replaces ``rollup_calls`` by ``rollup_uses`` (each hour's tool calls and prompt
+gets per name, argument keys and user, with their response bytes and time: ``tools``, ``cost``, ``arguments``,
+``prompts``; an earlier release's roll, which writes ``rollup_calls``, fails) and marks every hour dirty."""
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 _UNREACHABLE = (OSError, EOFError, driver_errors.NetworkError, driver_errors.SocketTimeoutError)
@@ -511,10 +525,65 @@ def _request_counts(source: str) -> str:
         FROM {source} WHERE {_IN_WINDOW} AND {_REQUESTS}"""
 
 
-def _call_counts(source: str) -> str:
-    """The window's tool calls of ``source`` as ``tools`` counts them, one row each."""
-    return f"""SELECT {_TOOL}, user_id, toUInt64(1) AS events, toUInt64(is_error) AS failures, ts_us AS last_ts
-        FROM {source} WHERE {_TOOL_CALLS}"""
+_SHAPE = "arrayStringConcat(arraySort(argument_keys), ', ')"
+"""A call's argument keys, as the panels show them."""
+_USED = "type IN ('mcp:tools/call', 'mcp:prompts/get')"
+"""The tool calls and prompt gets."""
+
+
+def _uses(source: str) -> str:
+    """The window's tool calls and prompt gets of ``source`` as ``rollup_uses`` counts them, one row each: ``type``,
+    ``resource``, ``keys`` (``_SHAPE``), ``user_id``, ``n``, ``failed``, ``last_ts``, ``bytes`` (of the response),
+    ``sized`` (whether it has a size) and ``ms``."""
+    return f"""SELECT type, resource, {_SHAPE} AS keys, user_id, toUInt64(1) AS n, toUInt64(is_error) AS failed,
+            ts_us AS last_ts, toUInt64(ifNull(response_size, 0)) AS bytes, toUInt64(response_size IS NOT NULL) AS sized,
+            duration_ms AS ms
+        FROM {source} WHERE {_IN_WINDOW} AND {_USED}"""
+
+
+def _call_counts(uses: str) -> str:
+    """The tool calls of ``uses`` (``_uses``' rows) as ``tools`` counts them."""
+    return f"""SELECT {_TOOL}, user_id, n AS events, failed AS failures, last_ts
+        FROM ({uses}) WHERE type = 'mcp:tools/call' AND resource IS NOT NULL"""
+
+
+def _cost(uses: str) -> str:
+    """The ``cost`` panel over ``uses`` (``_uses``' rows): per tool and user, the calls' responses and time."""
+    price = ("if(has(CAST(%(priced_tools)s AS Array(String)), tool), CAST(%(tool_prices)s AS Array(Float64))"
+             "[indexOf(CAST(%(priced_tools)s AS Array(String)), tool)], %(token_price)s)")  # fmt: skip
+    return f"""
+        SELECT tool, ifNull(user_id, '(anonymous)') AS user, sum(events) AS calls, sum(bytes) AS response_bytes,
+            {_round("sum(bytes) / sum(sized)", 1)} AS avg_response_bytes, {_round("sum(ms)", 3)} AS total_ms,
+            toInt64({_round("response_bytes / %(token_bytes)s", 0)}) AS est_tokens,
+            {_round(f"response_bytes / %(token_bytes)s / 1e6 * {price}", 6)} AS est_cost
+        FROM (SELECT {_TOOL}, user_id, n AS events, bytes, sized, ms FROM ({uses})
+              WHERE type = 'mcp:tools/call' AND resource IS NOT NULL)
+        GROUP BY tool, user ORDER BY response_bytes DESC, calls DESC, tool, user LIMIT %(limit)s"""
+
+
+def _arguments(uses: str) -> str:
+    """The ``arguments`` panel over ``uses`` (``_uses``' rows): per tool or prompt, each shape of its arguments."""
+    named = f"SELECT type, assumeNotNull(resource) AS name, keys, n, failed FROM ({uses}) WHERE resource IS NOT NULL"
+    return f"""
+        SELECT if(type = 'mcp:tools/call', 'tool', 'prompt') AS kind, name, keys AS argument_keys, calls, failures,
+            {_round("calls / total", 4)} AS share
+        FROM (
+            SELECT type, name, keys, sum(n) AS calls, sum(failed) AS failures FROM ({named}) GROUP BY type, name, keys
+        ) AS known ALL LEFT JOIN (
+            SELECT type, name, sum(n) AS total FROM ({named}) GROUP BY type, name
+        ) AS joined USING (type, name)
+        ORDER BY calls DESC, kind, name, keys LIMIT %(limit)s"""
+
+
+def _prompts(uses: str) -> str:
+    """The ``prompts`` panel over ``uses`` (``_uses``' rows): per prompt and shape of its arguments."""
+    return f"""
+        SELECT prompt, keys AS argument_keys, uses, failures, users FROM (
+            SELECT resource AS prompt, keys, sum(n) AS uses, sum(failed) AS failures,
+                uniqExactIf(assumeNotNull(user_id), user_id IS NOT NULL) AS users
+            FROM ({uses}) WHERE type = 'mcp:prompts/get'
+            GROUP BY prompt, keys ORDER BY uses DESC, prompt, keys LIMIT %(limit)s
+        )"""
 
 
 def _latency(requests: str, calls: str) -> str:
@@ -628,7 +697,7 @@ _PANELS: dict[str, str] = {
     "latency": _latency(
         _timed("{events}", _IN_WINDOW, measures="dou"), _timed("{events}", _TOOL_CALLS, "resource", "dou")
     ),
-    "tools": _tools(_call_counts("{events}"), _timed("{events}", _TOOL_CALLS, _TOOL)),
+    "tools": _tools(_call_counts(_uses("{events}")), _timed("{events}", _TOOL_CALLS, _TOOL)),
     "failures": f"""
         SELECT origin, reason, failures, origin_failures, example, last_seen FROM (
             SELECT ifNull(failure_origin, 'unknown') AS origin, coalesce(failure_reason, error_type) AS reason,
@@ -640,29 +709,8 @@ _PANELS: dict[str, str] = {
         ) AS joined USING (origin)
         ORDER BY origin_failures DESC, origin, failures DESC, reason""",
     "methods": _methods(f"SELECT type, toUInt64(1) AS n_events FROM {{events}} WHERE {_IN_WINDOW}"),
-    "prompts": f"""
-        SELECT prompt, keys AS argument_keys, uses, failures, users FROM (
-            SELECT resource AS prompt, arrayStringConcat(arraySort(argument_keys), ', ') AS keys, count() AS uses,
-                countIf(is_error = 1) AS failures, uniqExactIf(assumeNotNull(user_id), user_id IS NOT NULL) AS users
-            FROM {{events}} WHERE {_IN_WINDOW} AND type = 'mcp:prompts/get'
-            GROUP BY prompt, keys ORDER BY uses DESC, prompt, keys LIMIT %(limit)s
-        )""",
-    "cost": f"""
-        SELECT resource AS tool, ifNull(user_id, '(anonymous)') AS user, count() AS calls,
-            sum(ifNull(response_size, 0)) AS response_bytes,
-            {_round("avg(response_size)", 1)} AS avg_response_bytes,
-            {_round("sum(duration_ms)", 3)} AS total_ms,
-            toInt64({_round("sum(ifNull(response_size, 0)) / %(token_bytes)s", 0)}) AS est_tokens,
-            {
-        _round(
-            "sum(ifNull(response_size, 0)) / %(token_bytes)s / 1e6 * if(has(CAST(%(priced_tools)s AS Array(String)), "
-            "assumeNotNull(any(resource))), CAST(%(tool_prices)s AS Array(Float64))[indexOf(CAST(%(priced_tools)s "
-            "AS Array(String)), assumeNotNull(any(resource)))], %(token_price)s)",
-            6,
-        )
-    } AS est_cost
-        FROM {{events}} WHERE {_TOOL_CALLS} GROUP BY tool, user
-        ORDER BY response_bytes DESC, calls DESC, tool, user LIMIT %(limit)s""",
+    "prompts": _prompts(_uses("{events}")),
+    "cost": _cost(_uses("{events}")),
     "unused_tools": _unused("tool", "mcp:tools/call", "mcp:tools/list", "tools_listed", "last_called", "calls_before"),
     "unused_prompts": _unused(
         "prompt", "mcp:prompts/get", "mcp:prompts/list", "prompts_listed", "last_used", "uses_before"
@@ -674,20 +722,7 @@ _PANELS: dict[str, str] = {
             any(error_message) AS example, max(ts_us) AS last_seen
         FROM {{events}} WHERE {_IN_WINDOW} AND is_error = 1 AND error_code IS NOT NULL
         GROUP BY error_code ORDER BY errors DESC, code LIMIT %(limit)s""",
-    "arguments": f"""
-        SELECT if(type = 'mcp:tools/call', 'tool', 'prompt') AS kind, name, keys AS argument_keys, calls, failures,
-            {_round("calls / total", 4)} AS share
-        FROM (
-            SELECT type, assumeNotNull(resource) AS name, arrayStringConcat(arraySort(argument_keys), ', ') AS keys,
-                count() AS calls, countIf(is_error = 1) AS failures
-            FROM {{events}} WHERE {_IN_WINDOW} AND type IN ('mcp:tools/call', 'mcp:prompts/get') AND resource IS NOT NULL
-            GROUP BY type, name, keys
-        ) AS known ALL LEFT JOIN (
-            SELECT type, assumeNotNull(resource) AS name, count() AS total
-            FROM {{events}} WHERE {_IN_WINDOW} AND type IN ('mcp:tools/call', 'mcp:prompts/get') AND resource IS NOT NULL
-            GROUP BY type, name
-        ) AS joined USING (type, name)
-        ORDER BY calls DESC, kind, name, keys LIMIT %(limit)s""",
+    "arguments": _arguments(_uses("{events}")),
     "servers": _servers(f"({_event_counts('{events}')})", _timed("{events}", _IN_WINDOW, _SERVER)),
     "new_clients": f"""
         SELECT client_name AS client, min(ts_us) AS first_seen,
@@ -966,13 +1001,14 @@ _ROLL = f"""
     FROM events FINAL WHERE {_HOURS} AND kind != 'client'
     GROUP BY project, hour, client_name, user_id, grouped, server_name, server_version"""
 """The ``hours`` of ``project`` counted anew by the roll ``roll``."""
-_CALL = f"""
-    INSERT INTO rollup_calls (project, hour, tool, user_id, events, failures, last_ts, roll)
-    SELECT project, toStartOfHour(at) AS hour, {_TOOL}, user_id, count() AS events, countIf(is_error = 1) AS failures,
-        max(ts_us) AS last_ts, toUInt64(%(roll)s) AS roll
-    FROM events FINAL WHERE {_HOURS} AND kind != 'client' AND {_CALLED}
-    GROUP BY project, hour, tool, user_id"""
-"""The tool calls in the ``hours`` of ``project`` per tool and user, counted anew by the roll ``roll``."""
+_USE = f"""
+    INSERT INTO rollup_uses (project, hour, type, resource, keys, user_id, n, failed, last_ts, bytes, sized, ms, roll)
+    SELECT project, toStartOfHour(at) AS hour, type, resource, {_SHAPE} AS keys, user_id, count(), countIf(is_error = 1),
+        max(ts_us), sum(ifNull(response_size, 0)), count(response_size), sum(duration_ms), toUInt64(%(roll)s)
+    FROM events FINAL WHERE {_HOURS} AND kind != 'client' AND {_USED}
+    GROUP BY project, hour, type, resource, keys, user_id"""
+"""The tool calls and prompt gets in the ``hours`` of ``project`` per name, argument keys and user (``_uses``),
+counted anew by the roll ``roll``."""
 _CUT = f"""
     INSERT INTO rollup_runs (project, hour, grp, first_ts, last_ts, user_id, client_name, roll)
     SELECT project, hour, grp, first_ts, last_ts, tupleElement(seen, 1), tupleElement(seen, 2), toUInt64(%(roll)s)
@@ -1025,7 +1061,7 @@ the roll that ``began``: read after it began, so an insert it did not see marked
 _ROLLED = f"""INSERT INTO rollup_rolls
     SELECT %(project)s, toDateTime(arrayJoin(%(hours)s), 'UTC'), toUInt64(%(roll)s), toUInt64(%(gap)s),
         toUInt16({SCHEMA_VERSION})"""
-_ROLLUPS = ("rollup_people", "rollup_runs", "rollup_timings", "rollup_calls", "rollup_types")
+_ROLLUPS = ("rollup_people", "rollup_runs", "rollup_timings", "rollup_uses", "rollup_types")
 """The tables of rolled-up rows, each row marked with the roll that wrote it."""
 _COMPACT = """
     INSERT INTO rollup_timings_days (project, day, view, resource, server_name, measure, key, n, ms, lo_ms, hi_ms,
@@ -1121,14 +1157,19 @@ def _rolled_timings(view: str, by: str = "", measures: str = "d", daily: bool = 
         {_timed("{edges}", f"{_IN_WINDOW} AND {_VIEWS[view]}", by, measures)}"""
 
 
+_ROLLED_USES = f"""
+    SELECT type, resource, keys, user_id, n, failed, last_ts, bytes, sized, ms FROM rollup_uses WHERE {_CLEAN}
+    UNION ALL {_uses("{edges}")}"""
+"""The window's tool calls and prompt gets (``_uses``): its clean whole hours' from ``rollup_uses``, the rest from
+the events."""
 _ROLLED_PANELS = {
     **_counted_panels(_COUNTED, _ROLLED_PIECES, points=False),
     "sessions": _chosen_runs(_ROLLED_PIECES, points=False),
     "latency": _latency(_rolled_timings("all", measures="dou"), _rolled_timings("tool", "resource", "dou")),
-    "tools": _tools(
-        f"SELECT tool, user_id, events, failures, last_ts FROM rollup_calls WHERE {_CLEAN} UNION ALL {_call_counts('{edges}')}",
-        _rolled_timings("tool", _TOOL),
-    ),
+    "tools": _tools(_call_counts(_ROLLED_USES), _rolled_timings("tool", _TOOL)),
+    "cost": _cost(_ROLLED_USES),
+    "arguments": _arguments(_ROLLED_USES),
+    "prompts": _prompts(_ROLLED_USES),
     "servers": _servers(_COUNTED, _rolled_timings("server", _SERVER)),
     "trends": _trends(
         f"""SELECT {_BUCKET} AS bucket, events, failures, failure_origin FROM {_hourly("rollup_types", _REQUESTS)}
@@ -1139,14 +1180,16 @@ _ROLLED_PANELS = {
         SELECT ts_us, toNullable(multiIf(%(by)s = 'family', {_FAMILY}, type)) AS series, events AS n_events,
             failures AS n_failures
         FROM {_hourly("rollup_types", "%(by)s NOT IN ('tool', 'client')")}
-        UNION ALL SELECT ts_us, toNullable(tool), events, failures FROM {_hourly("rollup_calls", "%(by)s = 'tool'")}
+        UNION ALL SELECT ts_us, resource, n, failed
+        FROM {_hourly("rollup_uses", "%(by)s = 'tool' AND " + _CALLED)}
         UNION ALL SELECT ts_us, toNullable(ifNull(client_name, '(unknown)')), events, failures
         FROM {_hourly("rollup_people", "%(by)s = 'client'")}
         UNION ALL {_series_counts("{edges}")}"""),
     "methods": _methods(f"""SELECT type, events AS n_events FROM {_hourly("rollup_types")}
         UNION ALL SELECT type, toUInt64(1) FROM {{edges}} WHERE {_IN_WINDOW}"""),
     "slo": f"""SELECT DISTINCT tool FROM (
-        SELECT tool FROM rollup_calls WHERE {_CLEAN} UNION ALL SELECT {_TOOL} FROM {{edges}} WHERE {_TOOL_CALLS})""",
+        SELECT {_TOOL} FROM rollup_uses WHERE {_CLEAN} AND {_CALLED}
+        UNION ALL SELECT {_TOOL} FROM {{edges}} WHERE {_TOOL_CALLS})""",
 }
 """The panels read from the rollups (``ClickHouseStore._rolled``); ``_PANELS`` has the same read from the raw events."""
 _ROLLED_SLO = {"week": _slo_week(_rolled_timings("tool", _TOOL)), "window": _slo_window(_rolled_timings("tool", _TOOL))}
@@ -1821,7 +1864,7 @@ class ClickHouseStore:
             client.execute(_ROLL, values)
             client.execute(_CUT, values)
             client.execute(_TIME, values)
-            client.execute(_CALL, values)
+            client.execute(_USE, values)
             client.execute(_TYPE, values)
             client.execute(_SINGLE, values)
 
