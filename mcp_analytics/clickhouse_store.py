@@ -1622,7 +1622,8 @@ class ClickHouseStore:
     ) -> list[dict[str, Any]]:
         sql, anchor = store.panel_query(name, str(params.get("session") or ""), _QUERIES, _SESSION_TIMELINES)
         read = self._read(project, name, window, slice)
-        values = read.values | {**_DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
+        # The caller's values first: the project's, the window's and its clean hours' win over them.
+        values = {**_DEFAULTS, **{k: v for k, v in params.items() if v is not None}} | read.values
         values |= {
             "now": _us(datetime.now(UTC)), "anchor": anchor or "", "token_bytes": BYTES_PER_TOKEN,
             "token_price": self.prices.default, "priced_tools": list(self.prices.per_tool),
