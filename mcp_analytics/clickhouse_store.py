@@ -544,7 +544,7 @@ def _uses(source: str) -> str:
 def _call_counts(uses: str) -> str:
     """The tool calls of ``uses`` (``_uses``' rows) as ``tools`` counts them."""
     return f"""SELECT {_TOOL}, user_id, n AS events, failed AS failures, last_ts
-        FROM ({uses}) WHERE type = 'mcp:tools/call' AND resource IS NOT NULL"""
+        FROM ({uses}) WHERE {_CALLED}"""
 
 
 def _cost(uses: str) -> str:
@@ -557,7 +557,7 @@ def _cost(uses: str) -> str:
             toInt64({_round("response_bytes / %(token_bytes)s", 0)}) AS est_tokens,
             {_round(f"response_bytes / %(token_bytes)s / 1e6 * {price}", 6)} AS est_cost
         FROM (SELECT {_TOOL}, user_id, n AS events, bytes, sized, ms FROM ({uses})
-              WHERE type = 'mcp:tools/call' AND resource IS NOT NULL)
+              WHERE {_CALLED})
         GROUP BY tool, user ORDER BY response_bytes DESC, calls DESC, tool, user LIMIT %(limit)s"""
 
 
@@ -586,6 +586,11 @@ def _prompts(uses: str) -> str:
         )"""
 
 
+def _tool_p95(timings: str) -> str:
+    """Each tool's ``p95_ms`` in ``timings`` (``_timed``'s rows per ``tool``): ``tools``' column, ``slo``'s tiers."""
+    return f"SELECT tool, {_p('d', 0.95)} AS p95_ms FROM {_histograms(timings, 'tool')}"
+
+
 def _latency(requests: str, calls: str) -> str:
     """The ``latency`` panel over ``requests`` and ``calls`` (``_timed``'s rows of the three measures: of all
     requests; of the tool calls per ``resource``): all requests, then each tool."""
@@ -611,7 +616,7 @@ def _tools(calls: str, timings: str) -> str:
                 {_round(f"calls / (SELECT sum(events) FROM ({calls}))", 4)} AS share
             FROM ({calls}) GROUP BY tool ORDER BY calls DESC, tool LIMIT %(limit)s
         ) AS known ALL LEFT JOIN (
-            SELECT tool, {_p("d", 0.95)} AS p95_ms FROM {_histograms(timings, "tool")}
+            {_tool_p95(timings)}
         ) AS joined USING (tool)
         ORDER BY calls DESC, tool"""
 
@@ -924,12 +929,6 @@ _SLO_TOOLS = f"SELECT DISTINCT assumeNotNull(resource) AS tool FROM {{events}} W
 """The tools called in the window (the ``slo`` panel's query: ``ClickHouseStore._attainment`` reads the rest)."""
 
 
-def _slo_week(timings: str) -> str:
-    """Each tool's p95 over the 7 days up to the window's end (their tiers; read as a window of its own), from
-    ``timings`` (``_timed`` rows of its calls, ``tool``)."""
-    return f"SELECT tool, {_p('d', 0.95)} AS p95_ms FROM {_histograms(timings, 'tool')}"
-
-
 _SLO_TARGET = "CAST(%(slo_targets)s AS Array(Float64))[indexOf(CAST(%(slo_tools)s AS Array(String)), tool)]"
 """The target of a tool's tier."""
 
@@ -944,8 +943,9 @@ def _slo_window(timings: str) -> str:
 
 
 _SLO_CALLS = _timed("{events}", _TOOL_CALLS, _TOOL)
-_SLO = {"week": _slo_week(_SLO_CALLS), "window": _slo_window(_SLO_CALLS)}
-"""The ``slo`` panel's reads after ``_SLO_TOOLS``, from the raw events."""
+_SLO = {"week": _tool_p95(_SLO_CALLS), "window": _slo_window(_SLO_CALLS)}
+"""The ``slo`` panel's reads after ``_SLO_TOOLS``, from the raw events: each tool's p95 over the 7 days up to the
+window's end (its tier; read as a window of its own), then its calls in the window."""
 _QUERIES = {**_PANELS, "slo": _SLO_TOOLS}
 """Every panel's query but the ``session`` timeline's; the ``slo`` panel's reads the tools called (``_SLO``: the rest)."""
 
@@ -1157,6 +1157,8 @@ def _rolled_timings(view: str, by: str = "", measures: str = "d", daily: bool = 
         {_timed("{edges}", f"{_IN_WINDOW} AND {_VIEWS[view]}", by, measures)}"""
 
 
+_ROLLED_CALL_TIMINGS = _rolled_timings("tool", _TOOL)
+"""The window's tool calls' timings per ``tool`` (``_timed``'s rows), from the rollups."""
 _ROLLED_USES = f"""
     SELECT type, resource, keys, user_id, n, failed, last_ts, bytes, sized, ms FROM rollup_uses WHERE {_CLEAN}
     UNION ALL {_uses("{edges}")}"""
@@ -1166,7 +1168,7 @@ _ROLLED_PANELS = {
     **_counted_panels(_COUNTED, _ROLLED_PIECES, points=False),
     "sessions": _chosen_runs(_ROLLED_PIECES, points=False),
     "latency": _latency(_rolled_timings("all", measures="dou"), _rolled_timings("tool", "resource", "dou")),
-    "tools": _tools(_call_counts(_ROLLED_USES), _rolled_timings("tool", _TOOL)),
+    "tools": _tools(_call_counts(_ROLLED_USES), _ROLLED_CALL_TIMINGS),
     "cost": _cost(_ROLLED_USES),
     "arguments": _arguments(_ROLLED_USES),
     "prompts": _prompts(_ROLLED_USES),
@@ -1192,7 +1194,7 @@ _ROLLED_PANELS = {
         UNION ALL SELECT {_TOOL} FROM {{edges}} WHERE {_TOOL_CALLS})""",
 }
 """The panels read from the rollups (``ClickHouseStore._rolled``); ``_PANELS`` has the same read from the raw events."""
-_ROLLED_SLO = {"week": _slo_week(_rolled_timings("tool", _TOOL)), "window": _slo_window(_rolled_timings("tool", _TOOL))}
+_ROLLED_SLO = {"week": _tool_p95(_ROLLED_CALL_TIMINGS), "window": _slo_window(_ROLLED_CALL_TIMINGS)}
 """``_SLO`` from the rollups."""
 _NEWEST = {"intents"}
 """The listings of the window's newest ``limit`` events (``ClickHouseStore._newest``)."""
