@@ -10,6 +10,7 @@ either side of the tie depending on the engine's float arithmetic), so floats ar
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import os
 import threading
@@ -719,7 +720,8 @@ def test_days_are_utc_days_whatever_the_server_s_timezone(clickhouse, tmp_path):
 
 def test_an_instance_killed_mid_stream_loses_and_duplicates_nothing_acknowledged(clickhouse, tmp_path):
     """Two ``serve`` processes on one ClickHouse database, fed batches concurrently by four senders that alternate
-    between them; one instance is killed (SIGKILL) while requests to it are in flight. A sender takes a batch as
+    between them; one instance is killed (SIGKILL) while requests to it are in flight: one for certain, held with
+    half its body sent until the kill, and whatever the other senders have in flight at that instant. A sender takes a batch as
     stored only when an instance answers 200, and sends a batch that failed or went unanswered to the other
     instance, as the fleet's balancer does (``proxy_next_upstream``), until it is acknowledged. Then every batch is
     in ClickHouse once: each event id once in the table read ``FINAL`` (copies that the killed instance inserted
@@ -745,6 +747,15 @@ def test_an_instance_killed_mid_stream_loses_and_duplicates_nothing_acknowledged
     unanswered = []  # (batch, how, whether sent before the kill) of the requests to the victim that failed
     killed_at = [math.inf]
     errors: list[BaseException] = []
+    holding, killed = threading.Event(), threading.Event()
+    held = [False]  # whether a request to the victim has been chosen to hold
+
+    def halves(body: bytes) -> Iterator[bytes]:
+        """The body in two parts, the second after the kill: this request is in flight when the victim dies."""
+        yield body[: len(body) // 2]
+        holding.set()
+        killed.wait(60)
+        yield body[len(body) // 2 :]
 
     def send() -> None:
         with httpx.Client(timeout=60) as client:
@@ -757,10 +768,14 @@ def test_an_instance_killed_mid_stream_loses_and_duplicates_nothing_acknowledged
                 for attempt in range(20):
                     with lock:
                         in_flight[target] += 1
+                        hold = target == 0 and not held[0] and len(acknowledged[0]) >= 8
+                        held[0] = held[0] or hold
+                    body = json.dumps({"events": batches[batch]}).encode()
                     sent = time.monotonic()
                     try:
-                        answer = client.post(f"{instances[target].url}/v1/events", json={"events": batches[batch]},
-                                             headers=headers)  # fmt: skip
+                        answer = client.post(f"{instances[target].url}/v1/events",
+                                             content=halves(body) if hold else body,
+                                             headers=headers | {"Content-Type": "application/json"})  # fmt: skip
                     except httpx.TransportError as error:
                         answer = None
                         failure = type(error).__name__
@@ -795,12 +810,13 @@ def test_an_instance_killed_mid_stream_loses_and_duplicates_nothing_acknowledged
         senders = [threading.Thread(target=guarded) for _ in range(4)]
         for sender in senders:
             sender.start()
-        deadline = time.monotonic() + 60
-        while not (len(acknowledged[0]) >= 8 and in_flight[0] >= 2) and time.monotonic() < deadline:
+        assert holding.wait(60), "no request to the victim after its first 8 acknowledgements"
+        deadline = time.monotonic() + 2  # a moment when another sender has one in flight to it too, if one comes
+        while in_flight[0] < 2 and time.monotonic() < deadline:
             time.sleep(0.001)
-        assert in_flight[0] >= 2, "no moment with requests in flight to the victim"
         killed_at[0] = time.monotonic()
         victim.kill()
+        killed.set()
         for sender in senders:
             sender.join(120)
         assert not errors, errors
