@@ -408,6 +408,10 @@ _CODE_NAME = """multiIf(error_code = -32700, 'parse error', error_code = -32600,
     error_code = -32002, 'resource not found', error_code = -32042, 'URL elicitation required',
     error_code = 0, 'handler exception (SDK)', NULL)"""
 
+_EXAMPLE = "argMax(error_message, (ts_us, event_id)) AS example"
+"""A group's example message: the newest one (ties by event id), as DuckDB's ``_EXAMPLE``; NULL messages are
+skipped (a Nullable argument's aggregate), so a group shows one when any of its failures had one."""
+
 
 def _unused(item: str, used: str, listing: str, column: str, last: str, before: str) -> str:
     """Tools (or prompts) listed by the server or used before the window, and not used in it: ``item``, when each was
@@ -706,7 +710,7 @@ _PANELS: dict[str, str] = {
     "failures": f"""
         SELECT origin, reason, failures, origin_failures, example, last_seen FROM (
             SELECT ifNull(failure_origin, 'unknown') AS origin, coalesce(failure_reason, error_type) AS reason,
-                count() AS failures, any(error_message) AS example, max(ts_us) AS last_seen
+                count() AS failures, {_EXAMPLE}, max(ts_us) AS last_seen
             FROM {{events}} WHERE {_IN_WINDOW} AND is_error = 1 GROUP BY origin, reason
         ) AS known ALL LEFT JOIN (
             SELECT ifNull(failure_origin, 'unknown') AS origin, count() AS origin_failures
@@ -724,7 +728,7 @@ _PANELS: dict[str, str] = {
         SELECT error_code AS code, {_CODE_NAME} AS name, count() AS errors,
             arraySort(groupUniqArray(replaceAll(type, 'mcp:', ''))) AS methods,
             arraySort(groupUniqArray(failure_origin)) AS origins,
-            any(error_message) AS example, max(ts_us) AS last_seen
+            {_EXAMPLE}, max(ts_us) AS last_seen
         FROM {{events}} WHERE {_IN_WINDOW} AND is_error = 1 AND error_code IS NOT NULL
         GROUP BY error_code ORDER BY errors DESC, code LIMIT %(limit)s""",
     "arguments": _arguments(_uses("{events}")),

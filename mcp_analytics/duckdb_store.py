@@ -531,6 +531,8 @@ _CODE_NAME = """CASE error_code WHEN -32700 THEN 'parse error' WHEN -32600 THEN 
     WHEN -32002 THEN 'resource not found' WHEN -32042 THEN 'URL elicitation required'
     WHEN 0 THEN 'handler exception (SDK)' ELSE NULL END"""
 """The names the JSON-RPC and MCP specifications (and the SDKs' habit for a handler's exception) give codes."""
+_EXAMPLE = "arg_max(error_message, (ts, event_id)) FILTER (WHERE error_message IS NOT NULL) AS example"
+"""A group's example message: the newest one, ties by event id (the same on every store, and every read)."""
 
 
 def _numbered(grouped: str, by: str = "grp") -> str:
@@ -995,7 +997,7 @@ _PANELS: dict[str, str] = {
     "failures": f"""
         SELECT coalesce(failure_origin, 'unknown') AS origin, coalesce(failure_reason, error_type) AS reason,
             count(*) AS failures, sum(count(*)) OVER (PARTITION BY coalesce(failure_origin, 'unknown')) AS origin_failures,
-            any_value(error_message) AS example, max(ts) AS last_seen
+            {_EXAMPLE}, max(ts) AS last_seen
         FROM events WHERE {_IN_WINDOW} AND is_error
         GROUP BY 1, 2 ORDER BY origin_failures DESC, origin, failures DESC, reason""",
     "methods": f"""
@@ -1023,7 +1025,7 @@ _PANELS: dict[str, str] = {
         SELECT error_code AS code, {_CODE_NAME} AS name, count(*) AS errors,
             list_sort(list_distinct(list(replace(type, 'mcp:', '')))) AS methods,
             list_sort(list_distinct(list(failure_origin))) AS origins,
-            any_value(error_message) AS example, max(ts) AS last_seen
+            {_EXAMPLE}, max(ts) AS last_seen
         FROM events WHERE {_IN_WINDOW} AND is_error AND error_code IS NOT NULL
         GROUP BY error_code ORDER BY errors DESC, code LIMIT $limit""",
     "arguments": _arguments(f"""

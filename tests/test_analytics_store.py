@@ -491,6 +491,31 @@ def test_the_newest_intents_are_the_window_s_newest_whatever_the_limit(store):
     assert [row["event_id"] for row in store.panel("p", "intents", WHOLE_DAY, q="I3", limit=1)] == ["i3"]
 
 
+def test_a_failure_s_example_is_its_newest_message_ties_by_event_id(store):
+    """``failures`` and ``errors`` show each group's newest message, ties by event id: one answer on every store and
+    every read, where any one message was shown before. A failure without a message is passed over; a group with
+    none shows none; the next day's failure is not the window's."""
+
+    def failing(name: str, hour: int, message: str | None, code: int = -32602, origin: str = "client") -> Event:
+        error = {"type": str(code), "code": code} | ({} if message is None else {"message": message})
+        reason = {"client": "invalid_params", "server": "internal_error"}[origin]
+        return event(name, resource="search", timestamp_ns=at(hour, 0), is_error=True, error=error,
+                     failure={"origin": origin, "reason": reason})  # fmt: skip
+
+    store.add("p", [
+        failing("f1", 10, "a tie, the lower id"),
+        failing("f3", 9, "the oldest"),
+        failing("f2", 10, "a tie, the higher id"),
+        failing("f0", 11, None),  # the newest, without a message
+        failing("g1", 12, None, code=-32603, origin="server"),
+        failing("next", 24, "the next day's"),
+    ])  # fmt: skip
+    failures = {(row["origin"], row["reason"]): row["example"] for row in store.panel("p", "failures", WHOLE_DAY)}
+    assert failures == {("client", "invalid_params"): "a tie, the higher id", ("server", "internal_error"): None}
+    errors = {row["code"]: row["example"] for row in store.panel("p", "errors", WHOLE_DAY)}
+    assert errors == {-32602: "a tie, the higher id", -32603: None}
+
+
 def test_concurrent_batches_share_commits_and_each_event_is_stored_once(store):
     from concurrent.futures import ThreadPoolExecutor
 
