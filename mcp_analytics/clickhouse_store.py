@@ -196,6 +196,21 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "INSERT INTO rollup_dirty (project, hour) SELECT DISTINCT project, toStartOfHour(at) FROM events",
         ],
     ),
+    (
+        8,
+        [
+            """CREATE TABLE IF NOT EXISTS rollup_outcomes (
+                project String, hour DateTime('UTC'), type String, failure_origin Nullable(String),
+                reason Nullable(String), error_code Nullable(Int32), events UInt64, failures UInt64, last_failed Int64,
+                example_ts Int64, example_id String, message Nullable(String), roll UInt64
+            ) ENGINE = MergeTree PARTITION BY toYYYYMMDD(hour) ORDER BY (project, hour, roll)""",
+            """CREATE TABLE IF NOT EXISTS rollup_listings (
+                project String, hour DateTime('UTC'), type String, names Array(String), last_ts Int64, roll UInt64
+            ) ENGINE = MergeTree PARTITION BY toYYYYMMDD(hour) ORDER BY (project, hour, roll)""",
+            "DROP TABLE IF EXISTS rollup_types",
+            "INSERT INTO rollup_dirty (project, hour) SELECT DISTINCT project, toStartOfHour(at) FROM events",
+        ],
+    ),
 ]
 """Each version's statements, idempotent (``IF NOT EXISTS``), so that two instances migrating at once, or one
 stopped half way, leave the same schema. Events are partitioned by day (retention drops whole days' parts) and
@@ -216,7 +231,12 @@ the schema of the instance that rolled (an earlier release's roll, which would l
 itself) and ``rollup_people`` anew with each row's server and its version, and marks every hour dirty, so that the
 next roll fills them. Version 7 replaces ``rollup_calls`` by ``rollup_uses`` (each hour's tool calls and prompt
 gets per name, argument keys and user, with their response bytes and time: ``tools``, ``cost``, ``arguments``,
-``prompts``; an earlier release's roll, which writes ``rollup_calls``, fails) and marks every hour dirty."""
+``prompts``; an earlier release's roll, which writes ``rollup_calls``, fails) and marks every hour dirty. Version 8
+replaces ``rollup_types`` by ``rollup_outcomes`` (each hour's events per method and failure origin, reason and code,
+with the failures' newest message: ``failures``, ``errors`` beside ``trends``, ``timeseries`` and ``methods``; an
+earlier release's roll, which writes ``rollup_types``, fails), adds ``rollup_listings`` (each hour's distinct lists
+of tools and of prompts listed, when each was last listed: ``unused_tools``, ``unused_prompts``) and marks every hour
+dirty."""
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 _UNREACHABLE = (OSError, EOFError, driver_errors.NetworkError, driver_errors.SocketTimeoutError)
@@ -408,27 +428,89 @@ _CODE_NAME = """multiIf(error_code = -32700, 'parse error', error_code = -32600,
     error_code = -32002, 'resource not found', error_code = -32042, 'URL elicitation required',
     error_code = 0, 'handler exception (SDK)', NULL)"""
 
-_EXAMPLE = "argMax(error_message, (ts_us, event_id)) AS example"
-"""A group's example message: the newest one (ties by event id), as DuckDB's ``_EXAMPLE``; NULL messages are
-skipped (a Nullable argument's aggregate), so a group shows one when any of its failures had one."""
+_EXAMPLE = "argMax(message, (example_ts, example_id)) AS example"
+"""A group's example message (of ``_failed`` rows): the newest one, ties by event id, as DuckDB's ``_EXAMPLE``; NULL
+messages are passed over (a Nullable argument's aggregate), so a group shows one when any of its failures had one."""
 
 
-def _unused(item: str, used: str, listing: str, column: str, last: str, before: str) -> str:
+def _failed(source: str) -> str:
+    """The window's failures of ``source`` as ``rollup_outcomes`` counts them, one row each: ``type``,
+    ``failure_origin``, ``reason``, ``error_code``, ``n``, ``last_failed`` and the message (``message``) with the
+    instant and event id that order it (``example_ts``, ``example_id``)."""
+    return f"""SELECT type, failure_origin, coalesce(failure_reason, error_type) AS reason, error_code, toUInt64(1) AS n,
+            ts_us AS last_failed, ts_us AS example_ts, event_id AS example_id, error_message AS message
+        FROM {source} WHERE {_IN_WINDOW} AND is_error = 1"""
+
+
+def _failures(failed: str) -> str:
+    """The ``failures`` panel over ``failed`` (``_failed``' rows): per origin, then reason."""
+    return f"""
+        SELECT origin, reason, failures, origin_failures, example, last_seen FROM (
+            SELECT ifNull(failure_origin, 'unknown') AS origin, reason, sum(n) AS failures, {_EXAMPLE},
+                max(last_failed) AS last_seen
+            FROM ({failed}) GROUP BY origin, reason
+        ) AS known ALL LEFT JOIN (
+            SELECT ifNull(failure_origin, 'unknown') AS origin, sum(n) AS origin_failures FROM ({failed}) GROUP BY origin
+        ) AS joined USING (origin)
+        ORDER BY origin_failures DESC, origin, failures DESC, reason"""
+
+
+def _errors(failed: str) -> str:
+    """The ``errors`` panel over ``failed`` (``_failed``' rows): per JSON-RPC code."""
+    return f"""
+        SELECT error_code AS code, {_CODE_NAME} AS name, sum(n) AS errors,
+            arraySort(groupUniqArray(replaceAll(type, 'mcp:', ''))) AS methods,
+            arraySort(groupUniqArray(failure_origin)) AS origins, {_EXAMPLE}, max(last_failed) AS last_seen
+        FROM ({failed}) WHERE error_code IS NOT NULL
+        GROUP BY error_code ORDER BY errors DESC, code LIMIT %(limit)s"""
+
+
+def _earlier(source: str, used: str) -> str:
+    """The uses (``used``: the method) of tools or prompts in ``source`` before the window, as ``rollup_uses`` counts
+    them, one row each: ``resource``, ``last_ts``, ``n``."""
+    return f"""SELECT resource, ts_us AS last_ts, toUInt64(1) AS n FROM {source}
+        WHERE {_SERVED} AND type = '{used}' AND resource IS NOT NULL AND ts_us < %(start)s"""
+
+
+def _during(source: str, used: str) -> str:
+    """The names of the tools or prompts used (``used``: the method) in the window in ``source``."""
+    return f"SELECT resource FROM {source} WHERE {_IN_WINDOW} AND type = '{used}' AND resource IS NOT NULL"
+
+
+def _listed(source: str, listing: str, column: str) -> str:
+    """The lists of tools or prompts (``column``) that the listings (``listing``: the method) of ``source`` before the
+    window's end returned, as ``rollup_listings`` keeps them, one row each: ``names``, ``last_ts``."""
+    return f"SELECT {column} AS names, ts_us AS last_ts FROM {source} WHERE {_SERVED} AND type = '{listing}' AND ts_us < %(end)s"
+
+
+def _unused(item: str, last: str, before: str, earlier: str, listed: str, during: str) -> str:
     """Tools (or prompts) listed by the server or used before the window, and not used in it: ``item``, when each was
-    last used (``last``) and how often before the window (``before``), and when last listed."""
+    last used (``last``) and how often before the window (``before``), and when last listed; over the uses before
+    the window (``earlier``: ``_earlier``' rows), the listings (``_listed``') and the names used in it (``_during``)."""
     return f"""
         SELECT {item}, {last}, ifNull({before}, 0) AS {before}, last_listed FROM (
-            SELECT assumeNotNull(resource) AS {item}, max(ts_us) AS {last}, count() AS {before}
-            FROM {{events}} WHERE {_SERVED} AND type = '{used}' AND resource IS NOT NULL AND ts_us < %(start)s
-            GROUP BY {item}
+            SELECT assumeNotNull(resource) AS {item}, max(last_ts) AS {last}, sum(n) AS {before}
+            FROM ({earlier}) GROUP BY {item}
         ) AS known ALL FULL OUTER JOIN (
-            SELECT arrayJoin({column}) AS {item}, max(ts_us) AS last_listed
-            FROM {{events}} WHERE {_SERVED} AND type = '{listing}' AND ts_us < %(end)s
-            GROUP BY {item}
+            SELECT arrayJoin(names) AS {item}, max(last_ts) AS last_listed FROM ({listed}) GROUP BY {item}
         ) AS joined USING ({item})
-        WHERE {item} NOT IN (SELECT assumeNotNull(resource) FROM {{events}}
-                             WHERE {_IN_WINDOW} AND type = '{used}' AND resource IS NOT NULL)
+        WHERE {item} NOT IN (SELECT assumeNotNull(resource) FROM ({during}))
         ORDER BY {last} IS NULL, {last} DESC, {item} LIMIT %(limit)s"""
+
+
+def _raw_unused(item: str, used: str, listing: str, column: str, last: str, before: str) -> str:
+    """``_unused`` over the events (``_UNUSED``' values)."""
+    return _unused(
+        item, last, before, _earlier("{events}", used), _listed("{events}", listing, column), _during("{events}", used)
+    )
+
+
+_UNUSED = {
+    "unused_tools": ("tool", "mcp:tools/call", "mcp:tools/list", "tools_listed", "last_called", "calls_before"),
+    "unused_prompts": ("prompt", "mcp:prompts/get", "mcp:prompts/list", "prompts_listed", "last_used", "uses_before"),
+}
+"""Per ``unused_*`` panel: its item, the method that uses one, the method that lists them, the column of the list,
+and the names of its columns of the last use and of the uses before the window."""
 
 
 _SESSION_FIGURES = """min(ts) AS started, max(ts) AS ended,
@@ -707,30 +789,12 @@ _PANELS: dict[str, str] = {
         _timed("{events}", _IN_WINDOW, measures="dou"), _timed("{events}", _TOOL_CALLS, "resource", "dou")
     ),
     "tools": _tools(_call_counts(_uses("{events}")), _timed("{events}", _TOOL_CALLS, _TOOL)),
-    "failures": f"""
-        SELECT origin, reason, failures, origin_failures, example, last_seen FROM (
-            SELECT ifNull(failure_origin, 'unknown') AS origin, coalesce(failure_reason, error_type) AS reason,
-                count() AS failures, {_EXAMPLE}, max(ts_us) AS last_seen
-            FROM {{events}} WHERE {_IN_WINDOW} AND is_error = 1 GROUP BY origin, reason
-        ) AS known ALL LEFT JOIN (
-            SELECT ifNull(failure_origin, 'unknown') AS origin, count() AS origin_failures
-            FROM {{events}} WHERE {_IN_WINDOW} AND is_error = 1 GROUP BY origin
-        ) AS joined USING (origin)
-        ORDER BY origin_failures DESC, origin, failures DESC, reason""",
+    "failures": _failures(_failed("{events}")),
     "methods": _methods(f"SELECT type, toUInt64(1) AS n_events FROM {{events}} WHERE {_IN_WINDOW}"),
     "prompts": _prompts(_uses("{events}")),
     "cost": _cost(_uses("{events}")),
-    "unused_tools": _unused("tool", "mcp:tools/call", "mcp:tools/list", "tools_listed", "last_called", "calls_before"),
-    "unused_prompts": _unused(
-        "prompt", "mcp:prompts/get", "mcp:prompts/list", "prompts_listed", "last_used", "uses_before"
-    ),
-    "errors": f"""
-        SELECT error_code AS code, {_CODE_NAME} AS name, count() AS errors,
-            arraySort(groupUniqArray(replaceAll(type, 'mcp:', ''))) AS methods,
-            arraySort(groupUniqArray(failure_origin)) AS origins,
-            {_EXAMPLE}, max(ts_us) AS last_seen
-        FROM {{events}} WHERE {_IN_WINDOW} AND is_error = 1 AND error_code IS NOT NULL
-        GROUP BY error_code ORDER BY errors DESC, code LIMIT %(limit)s""",
+    **{name: _raw_unused(*unused) for name, unused in _UNUSED.items()},
+    "errors": _errors(_failed("{events}")),
     "arguments": _arguments(_uses("{events}")),
     "servers": _servers(f"({_event_counts('{events}')})", _timed("{events}", _IN_WINDOW, _SERVER)),
     "new_clients": f"""
@@ -1050,12 +1114,26 @@ _TIME = f"""
     SELECT *, toUInt64(%(roll)s) FROM ({_timed(_VIEWED, "1", "project, hour, view, resource, server_name", "dou")})"""
 """The histograms of the requests' timings in the ``hours`` of ``project`` per view, counted anew by the roll
 ``roll``."""
-_TYPE = f"""
-    INSERT INTO rollup_types (project, hour, type, failure_origin, events, failures, roll)
-    SELECT project, toStartOfHour(at) AS hour, type, failure_origin, count() AS events,
-        countIf(is_error = 1) AS failures, toUInt64(%(roll)s) AS roll
-    FROM events FINAL WHERE {_HOURS} AND kind != 'client' GROUP BY project, hour, type, failure_origin"""
-"""The events in the ``hours`` of ``project`` per method and failure origin, counted anew by the roll ``roll``."""
+_OUTCOME = f"""
+    INSERT INTO rollup_outcomes (project, hour, type, failure_origin, reason, error_code, events, failures, last_failed,
+        example_ts, example_id, message, roll)
+    SELECT project, toStartOfHour(at) AS hour, type, failure_origin,
+        if(is_error = 1, coalesce(failure_reason, error_type), NULL) AS why, if(is_error = 1, error_code, NULL) AS code,
+        count(), countIf(is_error = 1), maxIf(ts_us, is_error = 1),
+        argMaxIf(ts_us, (ts_us, event_id), is_error = 1 AND error_message IS NOT NULL),
+        argMaxIf(event_id, (ts_us, event_id), is_error = 1 AND error_message IS NOT NULL),
+        argMaxIf(error_message, (ts_us, event_id), is_error = 1), toUInt64(%(roll)s)
+    FROM events FINAL WHERE {_HOURS} AND kind != 'client' GROUP BY project, hour, type, failure_origin, why, code"""
+"""The events in the ``hours`` of ``project`` per method and failure origin, and the failures' per reason and code
+(``_failed``) with their newest message, counted anew by the roll ``roll``."""
+_LIST = f"""
+    INSERT INTO rollup_listings (project, hour, type, names, last_ts, roll)
+    SELECT project, toStartOfHour(at) AS hour, type, if(type = 'mcp:tools/list', tools_listed, prompts_listed) AS listed,
+        max(ts_us), toUInt64(%(roll)s)
+    FROM events FINAL WHERE {_HOURS} AND kind != 'client' AND type IN ('mcp:tools/list', 'mcp:prompts/list')
+    GROUP BY project, hour, type, listed"""
+"""The distinct lists of tools and of prompts that the listings in the ``hours`` of ``project`` returned (``_listed``),
+each with when it was last returned, kept anew by the roll ``roll``."""
 _SINGLE = f"""
     INSERT INTO rollup_single (project, hour, began)
     SELECT project, toStartOfHour(at) AS hour, toDateTime(%(began)s, 'UTC') FROM events WHERE {_HOURS}
@@ -1065,7 +1143,7 @@ the roll that ``began``: read after it began, so an insert it did not see marked
 _ROLLED = f"""INSERT INTO rollup_rolls
     SELECT %(project)s, toDateTime(arrayJoin(%(hours)s), 'UTC'), toUInt64(%(roll)s), toUInt64(%(gap)s),
         toUInt16({SCHEMA_VERSION})"""
-_ROLLUPS = ("rollup_people", "rollup_runs", "rollup_timings", "rollup_uses", "rollup_types")
+_ROLLUPS = ("rollup_people", "rollup_runs", "rollup_timings", "rollup_uses", "rollup_outcomes", "rollup_listings")
 """The tables of rolled-up rows, each row marked with the roll that wrote it."""
 _COMPACT = """
     INSERT INTO rollup_timings_days (project, day, view, resource, server_name, measure, key, n, ms, lo_ms, hi_ms,
@@ -1168,6 +1246,29 @@ _ROLLED_USES = f"""
     UNION ALL {_uses("{edges}")}"""
 """The window's tool calls and prompt gets (``_uses``): its clean whole hours' from ``rollup_uses``, the rest from
 the events."""
+_ROLLED_FAILED = f"""
+    SELECT type, failure_origin, reason, error_code, failures AS n, last_failed, example_ts, example_id, message
+    FROM rollup_outcomes WHERE {_CLEAN} AND failures > 0
+    UNION ALL {_failed("{edges}")}"""
+"""The window's failures (``_failed``): its clean whole hours' from ``rollup_outcomes``, the rest from the events."""
+_BEFORE_THE_START = "toInt64(toUInt32(hour)) * 1000000 < %(start)s"
+"""A rollup's rows of the hours before the window (a history read's clean hours: the window's first, partial hour
+is read from the events, ``ClickHouseStore._clean``'s ``cut``)."""
+
+
+def _rolled_unused(item: str, used: str, listing: str, column: str, last: str, before: str) -> str:
+    """``_unused`` over the history up to the window's end (``_UNUSED``' values): its clean whole hours' uses from
+    ``rollup_uses`` and listings from ``rollup_listings``, the rest from the events."""
+    uses = f"FROM rollup_uses WHERE {_CLEAN} AND type = '{used}' AND resource IS NOT NULL AND"
+    return _unused(
+        item, last, before,
+        f"SELECT resource, last_ts, n {uses} {_BEFORE_THE_START} UNION ALL {_earlier('{edges}', used)}",
+        f"""SELECT names, last_ts FROM rollup_listings WHERE {_CLEAN} AND type = '{listing}'
+        UNION ALL {_listed("{edges}", listing, column)}""",
+        f"SELECT resource {uses} NOT {_BEFORE_THE_START} UNION ALL {_during('{edges}', used)}",
+    )  # fmt: skip
+
+
 _ROLLED_PANELS = {
     **_counted_panels(_COUNTED, _ROLLED_PIECES, points=False),
     "sessions": _chosen_runs(_ROLLED_PIECES, points=False),
@@ -1176,22 +1277,25 @@ _ROLLED_PANELS = {
     "cost": _cost(_ROLLED_USES),
     "arguments": _arguments(_ROLLED_USES),
     "prompts": _prompts(_ROLLED_USES),
+    "failures": _failures(_ROLLED_FAILED),
+    **{name: _rolled_unused(*unused) for name, unused in _UNUSED.items()},
+    "errors": _errors(_ROLLED_FAILED),
     "servers": _servers(_COUNTED, _rolled_timings("server", _SERVER)),
     "trends": _trends(
-        f"""SELECT {_BUCKET} AS bucket, events, failures, failure_origin FROM {_hourly("rollup_types", _REQUESTS)}
+        f"""SELECT {_BUCKET} AS bucket, events, failures, failure_origin FROM {_hourly("rollup_outcomes", _REQUESTS)}
         UNION ALL {_request_counts("{edges}")}""",
         _rolled_timings("all", f"{_BUCKET} AS bucket", "dou", daily=False),
     ),
     "timeseries": _timeseries(f"""
         SELECT ts_us, toNullable(multiIf(%(by)s = 'family', {_FAMILY}, type)) AS series, events AS n_events,
             failures AS n_failures
-        FROM {_hourly("rollup_types", "%(by)s NOT IN ('tool', 'client')")}
+        FROM {_hourly("rollup_outcomes", "%(by)s NOT IN ('tool', 'client')")}
         UNION ALL SELECT ts_us, resource, n, failed
         FROM {_hourly("rollup_uses", "%(by)s = 'tool' AND " + _CALLED)}
         UNION ALL SELECT ts_us, toNullable(ifNull(client_name, '(unknown)')), events, failures
         FROM {_hourly("rollup_people", "%(by)s = 'client'")}
         UNION ALL {_series_counts("{edges}")}"""),
-    "methods": _methods(f"""SELECT type, events AS n_events FROM {_hourly("rollup_types")}
+    "methods": _methods(f"""SELECT type, events AS n_events FROM {_hourly("rollup_outcomes")}
         UNION ALL SELECT type, toUInt64(1) FROM {{edges}} WHERE {_IN_WINDOW}"""),
     "slo": f"""SELECT DISTINCT tool FROM (
         SELECT {_TOOL} FROM rollup_uses WHERE {_CLEAN} AND {_CALLED}
@@ -1694,7 +1798,10 @@ class ClickHouseStore:
         """What the panel ``name`` reads over ``window`` (``_Read``): its clean hours first (``_clean``, which rolls
         first if many hours are dirty), then the hours of its scope that may hold second copies (``_doubled``)."""
         rolled = self._rolled(name, window, slice)
-        dirty, clean = self._clean(project, window, name in _DAILY_READS) if rolled else ("", {})
+        if rolled and name in _HISTORY_BEFORE_THE_WINDOW:
+            dirty, clean = self._clean(project, Window(EPOCH, window.end), cut=_us(window.start))
+        else:
+            dirty, clean = self._clean(project, window, name in _DAILY_READS) if rolled else ("", {})
         scope = _scope(name, window, self._gap)
         doubled = self._doubled(project, scope)
         source, values = _events(slice, project, scope, doubled)
@@ -1728,19 +1835,23 @@ class ClickHouseStore:
             and _floor_hour(_us(window.end)) > _ceil_hour(_us(window.start))
         )
 
-    def _clean(self, project: str, window: Window, daily: bool = False) -> tuple[str, dict[str, Any]]:
+    def _clean(
+        self, project: str, window: Window, daily: bool = False, cut: int | None = None
+    ) -> tuple[str, dict[str, Any]]:
         """What ``_COUNTED`` reads over ``window``: its whole hours (``[whole_start_s, whole_end_s)``), the clean ones
         with the roll that made each clean, and ``OR`` the ranges of its dirty ones; rolled up first if there are more
         than ``ROLL_AT_READ`` dirty ones; ``daily`` (for ``_DAILY``), its days compacted from those rolls. Hours never
-        marked have no events (every insert marks its hours)."""
+        marked have no events (every insert marks its hours). ``cut`` (µs): an instant whose hour, unless it begins
+        there, is read from the events as a dirty one (a read that splits its hours there)."""
         start, end = _ceil_hour(_us(window.start)), _floor_hour(_us(window.end))
         where = f"project = %(project)s AND hour >= toDateTime({start}) AND hour < toDateTime({end})"
         state = self._run(_STATE.format(where=where), {"project": project})
         if sum(not self._is_clean(row) for row in state) > ROLL_AT_READ:
             self.roll(project)
             state = self._run(_STATE.format(where=where), {"project": project})
-        clean = sorted((row["hour"], row["roll"]) for row in state if self._is_clean(row))
-        dirty = sorted(row["hour"] for row in state if not self._is_clean(row))
+        split = None if cut is None or cut % _HOUR == 0 else _floor_hour(cut)
+        clean = sorted((row["hour"], row["roll"]) for row in state if self._is_clean(row) and row["hour"] != split)
+        dirty = sorted(row["hour"] for row in state if not self._is_clean(row) or row["hour"] == split)
         compacted = self._compacted(project, state, start, end) if daily else []
         return "".join(f" OR (at >= toDateTime({low}) AND at < toDateTime({high}))" for low, high in _ranges(dirty)), {
             "whole_start_s": start,
@@ -1872,7 +1983,8 @@ class ClickHouseStore:
             client.execute(_CUT, values)
             client.execute(_TIME, values)
             client.execute(_USE, values)
-            client.execute(_TYPE, values)
+            client.execute(_OUTCOME, values)
+            client.execute(_LIST, values)
             client.execute(_SINGLE, values)
 
     def _rolled_at(self, project: str, hours: Sequence[int], roll: int) -> None:

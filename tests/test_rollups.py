@@ -34,6 +34,7 @@ def population(seed: int, count: int = 1500, prefix: str = "e") -> list[tuple[st
     """(project, event) pairs over ``DAYS`` days: stateful sessions, stateless users and callers with a client, events
     of no group and client spans, clustered so that runs cut and join across hours and batches."""
     rng = random.Random(seed)
+    failing = random.Random(seed + 1)  # the failures' reasons, codes and messages, apart: the rest stays as it was
     found = []
     for index in range(count):
         project = rng.choice(("p", "p", "q"))
@@ -73,8 +74,11 @@ def population(seed: int, count: int = 1500, prefix: str = "e") -> list[tuple[st
             if fields["type"] == "mcp:tools/list":
                 fields["destructive_tools"] = [tool for tool in listed if tool in ("fetch", "purge")]
         origin = rng.choice(ORIGINS)
-        if origin:
-            fields |= {"is_error": True, "failure": {"origin": origin, "reason": "boom"}}
+        if origin:  # codes, reasons and messages repeated across hours, some missing: the newest message is the example
+            code = failing.choice((-32602, -32603, -32002, 0, None))
+            fields |= {"is_error": True, "failure": {"origin": origin, "reason": failing.choice(("boom", "slow", None))},
+                       "error": {"type": "ToolError" if code is None else str(code), "code": code,
+                                 "message": failing.choice(("bad input", "timed out", "no such page", None))}}  # fmt: skip
         found.append((project, validated_event(event_id=f"{prefix}{index}", **fields)))
     return found
 

@@ -20,11 +20,13 @@ import pytest
 
 pytest.importorskip("clickhouse_driver", reason="the clickhouse extra is not installed")
 
+from clickhouse_driver.errors import ServerException
+
 from mcp_analytics import api, clickhouse_store
 from mcp_analytics.api import create_app
 from mcp_analytics.clickhouse_store import ClickHouseStore
 from mcp_analytics.keys import ApiKeys
-from mcp_analytics.models import validated_event
+from mcp_analytics.models import Event, validated_event
 from mcp_analytics.server import in_thread
 from mcp_analytics.store import EPOCH, Slice, Window
 from tests import test_analytics_clickhouse as fixtures
@@ -210,6 +212,60 @@ def test_a_roll_that_stopped_before_recording_itself_changes_no_answer(make, mon
     store._count("p", hours, store._new_roll())  # and never recorded
     assert rollup_rows(store) > rows and dirty_hours(store, "p") == 1
     assert assert_rollups_answer_as_raw_rows(store, 14, panels=BOOKKEEPING) >= 30
+
+
+def test_an_upgrade_reads_every_hour_raw_until_rolled_anew_and_an_earlier_release_s_roll_fails(make, monkeypatch):
+    """A database at schema 7 whose every hour an earlier release rolled (recorded clean): migrating to 8 marks every
+    hour dirty, so the panels read them raw (the new ``rollup_outcomes`` is empty) until this release rolls them,
+    and drops ``rollup_types``, which the earlier release's roll writes: it fails before recording itself."""
+    monkeypatch.setattr(clickhouse_store, "ROLL_AT_READ", 10**9)
+    checked = (*BOOKKEEPING, "failures", "errors")
+    with monkeypatch.context() as earlier:
+        earlier.setattr(clickhouse_store, "MIGRATIONS", clickhouse_store.MIGRATIONS[:-1])
+        earlier.setattr(clickhouse_store, "SCHEMA_VERSION", 7)
+        old = make()
+        fill(old, 15)
+        second_boundary()
+        hours = old._run("SELECT DISTINCT project, toUInt32(hour) AS hour FROM rollup_dirty ORDER BY hour", {})
+        for project in ("p", "q"):
+            old._rolled_at(project, [row["hour"] for row in hours if row["project"] == project], old._new_roll())
+        assert old.schema_version == 7 and dirty_hours(old) == 0 and len(hours) >= 60
+    store = make(database=old.address.database)
+    assert store.schema_version == clickhouse_store.SCHEMA_VERSION == 8
+    assert dirty_hours(store) == len(hours)
+    with store._client() as client, pytest.raises(ServerException, match="rollup_types"):
+        client.execute("INSERT INTO rollup_types (project, hour, type, events, failures, roll) VALUES", [])
+    assert assert_rollups_answer_as_raw_rows(store, 15, panels=checked) == 0
+    assert store.roll() == len(hours) and dirty_hours(store) == 0
+    assert assert_rollups_answer_as_raw_rows(store, 15, panels=checked) >= 30
+
+
+def test_a_history_read_takes_the_hour_its_window_starts_in_from_the_events(store):
+    """``unused_tools`` counts the uses before its window and finds those in it from one read of the clean hours up
+    to the window's end: the hour the window starts in, rolled and clean, is read from the events, so a call a minute
+    before the start counts before it and one a minute after is in the window."""
+
+    def call(name: str, tool: str | None, hour: int, minute: int, **fields) -> Event:
+        moment = START + timedelta(hours=hour, minutes=minute)
+        fields.setdefault("type", "mcp:tools/call")
+        return validated_event(event_id=name, resource=tool, timestamp_ns=int(moment.timestamp() * 1e9), **fields)
+
+    store.add("p", [
+        call("list", None, 2, 0, type="mcp:tools/list", tools_listed=["search", "fetch", "report", "purge"]),
+        call("r", "report", 3, 0), call("f", "fetch", 5, 29), call("s", "search", 5, 31), call("f2", "fetch", 9, 0),
+    ])  # fmt: skip
+    second_boundary()
+    assert store.roll("p") == 4
+    window = Window(START + timedelta(hours=5, minutes=30), START + timedelta(hours=8))
+    assert store._rolled("unused_tools", window, Slice())
+    clean = store._clean("p", Window(EPOCH, window.end), cut=int(window.start.timestamp() * 1e6))[1]["clean_hours"]
+    assert clean == [int((START + timedelta(hours=h)).timestamp()) for h in (2, 3)], "the 5th hour is read raw"
+    rows = store.panel("p", "unused_tools", window)
+    assert [(row["tool"], row["calls_before"]) for row in rows] == [("fetch", 1), ("report", 1), ("purge", 0)]
+    assert rows[0]["last_called"] == START + timedelta(hours=5, minutes=29)
+    assert rows[2]["last_listed"] == START + timedelta(hours=2)
+    store.rollups = False
+    assert store.panel("p", "unused_tools", window) == rows
 
 
 def test_rollups_equal_the_raw_rows_after_deletion_and_retention(engine, monkeypatch):
