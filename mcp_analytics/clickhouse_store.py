@@ -207,6 +207,10 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             """CREATE TABLE IF NOT EXISTS rollup_listings (
                 project String, hour DateTime('UTC'), type String, names Array(String), last_ts Int64, roll UInt64
             ) ENGINE = MergeTree PARTITION BY toYYYYMMDD(hour) ORDER BY (project, hour, roll)""",
+            """CREATE TABLE IF NOT EXISTS rollup_clients (
+                project String, hour DateTime('UTC'), client_name Nullable(String), client_version Nullable(String),
+                user_id Nullable(String), n UInt64, failed UInt64, first_ts Int64, roll UInt64
+            ) ENGINE = MergeTree PARTITION BY toYYYYMMDD(hour) ORDER BY (project, hour, roll)""",
             "DROP TABLE IF EXISTS rollup_types",
             "INSERT INTO rollup_dirty (project, hour) SELECT DISTINCT project, toStartOfHour(at) FROM events",
         ],
@@ -235,8 +239,9 @@ gets per name, argument keys and user, with their response bytes and time: ``too
 replaces ``rollup_types`` by ``rollup_outcomes`` (each hour's events per method and failure origin, reason and code,
 with the failures' newest message: ``failures``, ``errors`` beside ``trends``, ``timeseries`` and ``methods``; an
 earlier release's roll, which writes ``rollup_types``, fails), adds ``rollup_listings`` (each hour's distinct lists
-of tools and of prompts listed, when each was last listed: ``unused_tools``, ``unused_prompts``) and marks every hour
-dirty."""
+of tools and of prompts listed, when each was last listed: ``unused_tools``, ``unused_prompts``) and
+``rollup_clients`` (each hour's events per client, client version and user, with the first: ``new_clients``), and
+marks every hour dirty."""
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 _UNREACHABLE = (OSError, EOFError, driver_errors.NetworkError, driver_errors.SocketTimeoutError)
@@ -463,6 +468,25 @@ def _errors(failed: str) -> str:
             arraySort(groupUniqArray(failure_origin)) AS origins, {_EXAMPLE}, max(last_failed) AS last_seen
         FROM ({failed}) WHERE error_code IS NOT NULL
         GROUP BY error_code ORDER BY errors DESC, code LIMIT %(limit)s"""
+
+
+def _seen(source: str) -> str:
+    """The events with a client in ``source`` before the window's end, as ``rollup_clients`` counts them, one row
+    each: ``client_name``, ``client_version``, ``user_id``, ``n``, ``failed`` and ``first_ts``."""
+    return f"""SELECT client_name, client_version, user_id, toUInt64(1) AS n, toUInt64(is_error) AS failed,
+            ts_us AS first_ts
+        FROM {source} WHERE {_SERVED} AND client_name IS NOT NULL AND ts_us < %(end)s"""
+
+
+def _new_clients(seen: str) -> str:
+    """The ``new_clients`` panel over ``seen`` (``_seen``' rows): the clients first seen in the window, with their
+    versions, events, users and failures (all in the window, as they were first seen in it)."""
+    return f"""
+        SELECT client_name AS client, min(first_ts) AS first_seen,
+            nullIf(arrayStringConcat(arraySort(groupUniqArray(client_version)), ', '), '') AS versions,
+            sum(n) AS events, uniqExactIf(assumeNotNull(user_id), user_id IS NOT NULL) AS users, sum(failed) AS failures
+        FROM ({seen}) GROUP BY client_name HAVING min(first_ts) >= %(start)s
+        ORDER BY first_seen DESC, client LIMIT %(limit)s"""
 
 
 def _earlier(source: str, used: str) -> str:
@@ -797,13 +821,7 @@ _PANELS: dict[str, str] = {
     "errors": _errors(_failed("{events}")),
     "arguments": _arguments(_uses("{events}")),
     "servers": _servers(f"({_event_counts('{events}')})", _timed("{events}", _IN_WINDOW, _SERVER)),
-    "new_clients": f"""
-        SELECT client_name AS client, min(ts_us) AS first_seen,
-            nullIf(arrayStringConcat(arraySort(groupUniqArray(client_version)), ', '), '') AS versions,
-            count() AS events, uniqExactIf(assumeNotNull(user_id), user_id IS NOT NULL) AS users, countIf(is_error = 1) AS failures
-        FROM {{events}} WHERE {_SERVED} AND client_name IS NOT NULL AND ts_us < %(end)s
-        GROUP BY client_name HAVING min(ts_us) >= %(start)s
-        ORDER BY first_seen DESC, client LIMIT %(limit)s""",
+    "new_clients": _new_clients(_seen("{events}")),
     "intents": f"""
         SELECT ts_us AS ts, intent, resource AS tool, user_id AS user, client_name AS client, session_id, is_error,
             event_id
@@ -1134,6 +1152,14 @@ _LIST = f"""
     GROUP BY project, hour, type, listed"""
 """The distinct lists of tools and of prompts that the listings in the ``hours`` of ``project`` returned (``_listed``),
 each with when it was last returned, kept anew by the roll ``roll``."""
+_SEE = f"""
+    INSERT INTO rollup_clients (project, hour, client_name, client_version, user_id, n, failed, first_ts, roll)
+    SELECT project, toStartOfHour(at) AS hour, client_name, client_version, user_id, count(), countIf(is_error = 1),
+        min(ts_us), toUInt64(%(roll)s)
+    FROM events FINAL WHERE {_HOURS} AND kind != 'client' AND client_name IS NOT NULL
+    GROUP BY project, hour, client_name, client_version, user_id"""
+"""The events with a client in the ``hours`` of ``project`` per client, version and user (``_seen``), counted anew by
+the roll ``roll``."""
 _SINGLE = f"""
     INSERT INTO rollup_single (project, hour, began)
     SELECT project, toStartOfHour(at) AS hour, toDateTime(%(began)s, 'UTC') FROM events WHERE {_HOURS}
@@ -1143,7 +1169,15 @@ the roll that ``began``: read after it began, so an insert it did not see marked
 _ROLLED = f"""INSERT INTO rollup_rolls
     SELECT %(project)s, toDateTime(arrayJoin(%(hours)s), 'UTC'), toUInt64(%(roll)s), toUInt64(%(gap)s),
         toUInt16({SCHEMA_VERSION})"""
-_ROLLUPS = ("rollup_people", "rollup_runs", "rollup_timings", "rollup_uses", "rollup_outcomes", "rollup_listings")
+_ROLLUPS = (
+    "rollup_people",
+    "rollup_runs",
+    "rollup_timings",
+    "rollup_uses",
+    "rollup_outcomes",
+    "rollup_listings",
+    "rollup_clients",
+)
 """The tables of rolled-up rows, each row marked with the roll that wrote it."""
 _COMPACT = """
     INSERT INTO rollup_timings_days (project, day, view, resource, server_name, measure, key, n, ms, lo_ms, hi_ms,
@@ -1269,6 +1303,11 @@ def _rolled_unused(item: str, used: str, listing: str, column: str, last: str, b
     )  # fmt: skip
 
 
+_ROLLED_SEEN = f"""
+    SELECT client_name, client_version, user_id, n, failed, first_ts FROM rollup_clients WHERE {_CLEAN}
+    UNION ALL {_seen("{edges}")}"""
+"""The events with a client before the window's end (``_seen``): the clean whole hours' from ``rollup_clients``, the
+rest from the events."""
 _ROLLED_PANELS = {
     **_counted_panels(_COUNTED, _ROLLED_PIECES, points=False),
     "sessions": _chosen_runs(_ROLLED_PIECES, points=False),
@@ -1279,6 +1318,7 @@ _ROLLED_PANELS = {
     "prompts": _prompts(_ROLLED_USES),
     "failures": _failures(_ROLLED_FAILED),
     **{name: _rolled_unused(*unused) for name, unused in _UNUSED.items()},
+    "new_clients": _new_clients(_ROLLED_SEEN),
     "errors": _errors(_ROLLED_FAILED),
     "servers": _servers(_COUNTED, _rolled_timings("server", _SERVER)),
     "trends": _trends(
@@ -1985,6 +2025,7 @@ class ClickHouseStore:
             client.execute(_USE, values)
             client.execute(_OUTCOME, values)
             client.execute(_LIST, values)
+            client.execute(_SEE, values)
             client.execute(_SINGLE, values)
 
     def _rolled_at(self, project: str, hours: Sequence[int], roll: int) -> None:

@@ -149,8 +149,9 @@ def test_an_insert_of_another_instance_racing_a_roll_leaves_its_hour_dirty(make,
         assert dirty_hours(one, "p") == 1, when
         for instance in (one, two):
             assert assert_rollups_answer_as_raw_rows(instance, 12, ("p",), BOOKKEEPING) > 0, when
-        for name in ROLLED:
-            assert one.panel("p", name, window) == two.panel("p", name, window) != []
+        for name in ROLLED:  # (every client was first seen before the window: no new one)
+            answer = one.panel("p", name, window)
+            assert answer == two.panel("p", name, window) and (answer != []) == (name != "new_clients"), name
         summary = one.panel("p", "summary", window)[0]
         one.rollups = False
         assert summary == one.panel("p", "summary", window)[0]
@@ -243,7 +244,8 @@ def test_an_upgrade_reads_every_hour_raw_until_rolled_anew_and_an_earlier_releas
 def test_a_history_read_takes_the_hour_its_window_starts_in_from_the_events(store):
     """``unused_tools`` counts the uses before its window and finds those in it from one read of the clean hours up
     to the window's end: the hour the window starts in, rolled and clean, is read from the events, so a call a minute
-    before the start counts before it and one a minute after is in the window."""
+    before the start counts before it and one a minute after is in the window. ``new_clients`` reads the same hours:
+    a client seen a minute before the start is not new; one first seen a minute after is."""
 
     def call(name: str, tool: str | None, hour: int, minute: int, **fields) -> Event:
         moment = START + timedelta(hours=hour, minutes=minute)
@@ -253,19 +255,29 @@ def test_a_history_read_takes_the_hour_its_window_starts_in_from_the_events(stor
     store.add("p", [
         call("list", None, 2, 0, type="mcp:tools/list", tools_listed=["search", "fetch", "report", "purge"]),
         call("r", "report", 3, 0), call("f", "fetch", 5, 29), call("s", "search", 5, 31), call("f2", "fetch", 9, 0),
+        call("o1", "search", 5, 29, client_name="old"), call("o2", "search", 6, 0, client_name="old", is_error=True),
+        call("z1", "search", 5, 31, client_name="zed", client_version="1.0", user_id="ann"),
+        call("z2", "search", 7, 0, client_name="zed", client_version="1.1", user_id="bob", is_error=True),
+        call("l1", "search", 7, 30, client_name="late"),
     ])  # fmt: skip
     second_boundary()
-    assert store.roll("p") == 4
+    assert store.roll("p") == 6
     window = Window(START + timedelta(hours=5, minutes=30), START + timedelta(hours=8))
     assert store._rolled("unused_tools", window, Slice())
     clean = store._clean("p", Window(EPOCH, window.end), cut=int(window.start.timestamp() * 1e6))[1]["clean_hours"]
-    assert clean == [int((START + timedelta(hours=h)).timestamp()) for h in (2, 3)], "the 5th hour is read raw"
+    assert clean == [int((START + timedelta(hours=h)).timestamp()) for h in (2, 3, 6, 7)], "the 5th hour is read raw"
     rows = store.panel("p", "unused_tools", window)
     assert [(row["tool"], row["calls_before"]) for row in rows] == [("fetch", 1), ("report", 1), ("purge", 0)]
     assert rows[0]["last_called"] == START + timedelta(hours=5, minutes=29)
     assert rows[2]["last_listed"] == START + timedelta(hours=2)
+    clients = store.panel("p", "new_clients", window)
+    assert [(row["client"], row["versions"], row["events"], row["users"], row["failures"]) for row in clients] == [
+        ("late", None, 1, 0, 0),
+        ("zed", "1.0, 1.1", 2, 2, 1),
+    ]
+    assert clients[1]["first_seen"] == START + timedelta(hours=5, minutes=31)
     store.rollups = False
-    assert store.panel("p", "unused_tools", window) == rows
+    assert store.panel("p", "unused_tools", window) == rows and store.panel("p", "new_clients", window) == clients
 
 
 def test_rollups_equal_the_raw_rows_after_deletion_and_retention(engine, monkeypatch):
