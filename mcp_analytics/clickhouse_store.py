@@ -1838,10 +1838,8 @@ class ClickHouseStore:
         """What the panel ``name`` reads over ``window`` (``_Read``): its clean hours first (``_clean``, which rolls
         first if many hours are dirty), then the hours of its scope that may hold second copies (``_doubled``)."""
         rolled = self._rolled(name, window, slice)
-        if rolled and name in _HISTORY_BEFORE_THE_WINDOW:
-            dirty, clean = self._clean(project, Window(EPOCH, window.end), cut=_us(window.start))
-        else:
-            dirty, clean = self._clean(project, window, name in _DAILY_READS) if rolled else ("", {})
+        reach = Window(EPOCH, window.end) if name in _HISTORY_BEFORE_THE_WINDOW else window
+        dirty, clean = self._clean(project, reach, name in _DAILY_READS, _us(window.start)) if rolled else ("", {})
         scope = _scope(name, window, self._gap)
         doubled = self._doubled(project, scope)
         source, values = _events(slice, project, scope, doubled)
@@ -1881,8 +1879,9 @@ class ClickHouseStore:
         """What ``_COUNTED`` reads over ``window``: its whole hours (``[whole_start_s, whole_end_s)``), the clean ones
         with the roll that made each clean, and ``OR`` the ranges of its dirty ones; rolled up first if there are more
         than ``ROLL_AT_READ`` dirty ones; ``daily`` (for ``_DAILY``), its days compacted from those rolls. Hours never
-        marked have no events (every insert marks its hours). ``cut`` (µs): an instant whose hour, unless it begins
-        there, is read from the events as a dirty one (a read that splits its hours there)."""
+        marked have no events (every insert marks its hours). ``cut`` (µs): the panel's start, whose hour, unless it
+        begins there, is read from the events as a dirty one: of a window from there, it is a partial hour anyway; a
+        read of the history up to the window's end splits its hours there."""
         start, end = _ceil_hour(_us(window.start)), _floor_hour(_us(window.end))
         where = f"project = %(project)s AND hour >= toDateTime({start}) AND hour < toDateTime({end})"
         state = self._run(_STATE.format(where=where), {"project": project})
