@@ -4,8 +4,9 @@ The SDK exports what it still holds when the interpreter exits normally (its pro
 ``atexit`` shutdown). SIGTERM's default action ends the process without that, and uvicorn, after its
 graceful shutdown, re-raises the SIGTERM it caught so the process ends the same way: whatever the batch
 processor held (the last seconds, the session ends) was lost. Where SIGTERM still has its default action,
-``instrument()`` installs a handler that flushes the providers (bounded) and then lets the default action
-end the process exactly as before: the same signal, the same exit status.
+``instrument()`` installs a handler that flushes the providers (bounded: at most ``FLUSH_BUDGET_MS``, whatever
+the exporters do) and then lets the default action end the process exactly as before: the same signal, the
+same exit status.
 """
 
 from __future__ import annotations
@@ -44,6 +45,17 @@ class SigtermFlush:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
     def _handle(self, signum: int, frame: Any) -> None:
+        # A second SIGTERM during the flush ends the process at once, as the first would have without us.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        # The flush runs on a thread of its own, joined for the budget: the SDK's batch processor ignores a
+        # flush's timeout (it exports until done, the OTLP exporter waits for its own), and this handler
+        # interrupted the main thread at any point, perhaps holding a lock an export needs.
+        flusher = threading.Thread(target=self._flush, name="mcp-sigterm-flush", daemon=True)
+        flusher.start()
+        flusher.join(self._budget_ms / 1000)
+        signal.raise_signal(signal.SIGTERM)  # the default action, as if this handler had never been
+
+    def _flush(self) -> None:
         deadline = time.monotonic() + self._budget_ms / 1000
         for provider in self._providers():
             left = int((deadline - time.monotonic()) * 1000)
@@ -54,5 +66,3 @@ class SigtermFlush:
                 flush(timeout_millis=left)
             except Exception:  # the process is ending: flush what can be, never fail here
                 logger.debug("flush on SIGTERM failed", exc_info=True)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.raise_signal(signal.SIGTERM)  # the default action, as if this handler had never been

@@ -7,11 +7,13 @@ session; the spans reach a real OTLP receiver, and the exit status is still "kil
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -20,6 +22,7 @@ import pytest
 from mcp import ClientSession
 
 from opentelemetry_instrumentation_mcp import MCPInstrumentor
+from opentelemetry_instrumentation_mcp.sigterm import FLUSH_BUDGET_MS
 from tests.apps.http import connect
 from tests.otlp_receiver import OTLPReceiver, otlp_receiver_fixture  # noqa: F401 - the fixture
 
@@ -82,11 +85,11 @@ def test_the_flush_can_be_turned_off(otlp_receiver):
     assert otlp_receiver.spans == [], "without the flush, SIGTERM loses what the batch processor held"
 
 
-def test_a_stdio_server_stopped_with_sigterm_exports_what_it_held(otlp_receiver):
+def serve_stdio(env: dict[str, str]) -> subprocess.Popen[str]:
+    """A stdio server under ``opentelemetry-instrument`` after one session's messages, stdin still open."""
     server = subprocess.Popen(
         [str(OPENTELEMETRY_INSTRUMENT), sys.executable, str(APPS / "stdio_server.py"), "lowlevel"],
-        env=environment(otlp_receiver), cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL, text=True,
+        env=env, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )  # fmt: skip
     assert server.stdin is not None and server.stdout is not None
     for message in (
@@ -99,10 +102,53 @@ def test_a_stdio_server_stopped_with_sigterm_exports_what_it_held(otlp_receiver)
         server.stdin.flush()
         if '"id"' in message:
             assert '"result"' in server.stdout.readline()
+    return server
+
+
+def test_a_stdio_server_stopped_with_sigterm_exports_what_it_held(otlp_receiver):
+    server = serve_stdio(environment(otlp_receiver))
     server.send_signal(signal.SIGTERM)  # stdin still open: the session has not ended
     assert server.wait(timeout=20) == -signal.SIGTERM
     names = [span.name for span in otlp_receiver.wait_for(lambda r: len(r.server_spans()) >= 3 and r.spans)]
     assert sorted(names) == sorted(["initialize", "notifications/initialized", "tools/call add"])
+
+
+class Unanswering:
+    """An endpoint on 127.0.0.1 that accepts connections and never answers: an exporter's request hangs."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.endpoint = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self.connections: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):  # closed
+            while True:
+                self.connections.append(self._listener.accept()[0])
+
+    def close(self) -> None:
+        self._listener.close()
+        for connection in self.connections:
+            connection.close()
+
+
+def test_the_flush_on_sigterm_is_bounded_when_the_export_hangs(otlp_receiver):
+    """The SDK's batch processor ignores a flush's timeout (it exports until done) and the OTLP exporter waits
+    for its own (here 60 s): the budget still holds, and the process ends by SIGTERM once it is spent."""
+    endpoint = Unanswering()
+    try:
+        env = environment(otlp_receiver, OTEL_EXPORTER_OTLP_TIMEOUT="60")
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint.endpoint
+        server = serve_stdio(env)
+        sent = time.monotonic()
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=40) == -signal.SIGTERM
+        took = time.monotonic() - sent
+        assert len(endpoint.connections) == 1, "the flush did try to export"
+        assert FLUSH_BUDGET_MS / 1000 <= took < FLUSH_BUDGET_MS / 1000 + 5, took
+    finally:
+        endpoint.close()
 
 
 def test_sigterm_is_taken_only_where_it_had_its_default_action():
