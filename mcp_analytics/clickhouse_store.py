@@ -979,17 +979,17 @@ _DEVIATIONS = {
                 SELECT arrayJoin(destructive_tools) FROM events
                 WHERE {_SERVED} AND type = 'mcp:tools/list' AND ts_us >= %(now)s - 7 * {_DAY} AND ts_us < %(now)s)
             AND ifNull(client_name, '') IN (
-                SELECT assumeNotNull(client_name) FROM events
-                WHERE {_SERVED} AND client_name IS NOT NULL AND ts_us < %(now)s
-                GROUP BY client_name HAVING min(ts_us) >= %(now)s - toInt64(%(new_client_hours)s * 3600e6))
+                SELECT assumeNotNull(client_name) AS client FROM ({{seen}})
+                GROUP BY client HAVING min(first_ts) >= %(now)s - toInt64(%(new_client_hours)s * 3600e6))
         GROUP BY resource, client_name ORDER BY subject""",
         "1h",
         "{subject}: a destructive tool called {observed:.0f} times by a client first seen in the last day",
     ),
 }
 """The deviation rules as queries (``alerts.Rules`` names their thresholds); ``slo_burn`` reads the ``slo`` panel.
-Each reads ``{events}`` (``_events``) over the time before ``now`` its ``_LOOKBACK`` says; what
-duplicates cannot change (whether a tool was listed, when a client was first seen) is read from the table as is."""
+Each reads ``{events}`` (``_events``) over the time before ``now`` its ``_LOOKBACK`` says; whether a tool was listed
+destructive, which duplicates cannot change, from the table as is; when each client was first seen from ``{seen}``
+(``_seen``' rows up to ``now``: ``new_clients``' read, from ``rollup_clients`` where its hours are clean)."""
 _LOOKBACK = {
     "volume_spike": 7 * _DAY + _HOUR,
     "latency_spike": 24 * _HOUR + 15 * 60_000_000,
@@ -2127,11 +2127,16 @@ class ClickHouseStore:
         stamp = _us(now)
         values = {"project": project, "now": stamp, **asdict(rules)}
         doubled = self._doubled(project, (stamp - max(_LOOKBACK.values()), stamp))
+        seen = self._read(project, "new_clients", Window(EPOCH, now), Slice())
+        values |= seen.values
+        seen_sql = _ROLLED_SEEN.format(edges=seen.edges) if seen.rolled else _seen(seen.source)
         found = []
         for rule, (sql, window, text) in _DEVIATIONS.items():
             within = _same_hours(stamp) if rule == "volume_spike" else ""
-            source, scoped = _events(Slice(), project, (stamp - _LOOKBACK[rule], stamp), doubled, within)
-            found += store.rule_alerts(rules, rule, window, text, self._run(sql.format(events=source), values | scoped))
+            lookback = (stamp - _LOOKBACK[rule], stamp)
+            source, scoped = _events(Slice(), project, lookback, doubled, within, bound="lookback")
+            rows = self._run(sql.format(events=source, seen=seen_sql), values | scoped)
+            found += store.rule_alerts(rules, rule, window, text, rows)
         return found + self._slo_burn(project, now, rules)
 
     def _slo_burn(self, project: str, now: datetime, rules: Rules) -> list[Alert]:

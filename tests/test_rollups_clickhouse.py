@@ -23,6 +23,7 @@ pytest.importorskip("clickhouse_driver", reason="the clickhouse extra is not ins
 from clickhouse_driver.errors import ServerException
 
 from mcp_analytics import api, clickhouse_store
+from mcp_analytics.alerts import Rules
 from mcp_analytics.api import create_app
 from mcp_analytics.clickhouse_store import ClickHouseStore
 from mcp_analytics.keys import ApiKeys
@@ -278,6 +279,51 @@ def test_a_history_read_takes_the_hour_its_window_starts_in_from_the_events(stor
     assert clients[1]["first_seen"] == START + timedelta(hours=5, minutes=31)
     store.rollups = False
     assert store.panel("p", "unused_tools", window) == rows and store.panel("p", "new_clients", window) == clients
+
+
+def test_the_destructive_new_client_rule_reads_when_clients_were_first_seen_from_the_rollups(store):
+    """``destructive_new_client`` finds the clients first seen in the last day as ``new_clients`` reads them: the clean
+    hours' first instants from ``rollup_clients`` (exact, so a client first seen at the day's very start is new and one
+    a microsecond before is not), the partial hour from the events; the same alerts as the raw rows'. Shown to be read
+    from the rollups: with an old client's first events deleted behind the store's back, the raw rows call it new."""
+    now = START + timedelta(days=1, hours=6, minutes=15)
+    day_before = now - timedelta(hours=24)
+
+    def call(name: str, client: str, moment: datetime, **fields) -> Event:
+        fields.setdefault("type", "mcp:tools/call")
+        fields.setdefault("resource", "search")
+        return validated_event(event_id=name, client_name=client, timestamp_ns=int(moment.timestamp() * 1e9), **fields)
+
+    store.add("p", [
+        call("list", "host", START + timedelta(hours=2), type="mcp:tools/list", resource=None,
+             tools_listed=["search", "purge"], destructive_tools=["purge"]),
+        call("o1", "old", START + timedelta(hours=3, minutes=10)), call("o2", "old", START + timedelta(hours=3, minutes=50)),
+        call("b1", "boundary", day_before), call("j1", "just_old", day_before - timedelta(microseconds=1)),
+        call("f1", "fresh", now - timedelta(minutes=5), resource="purge"),
+        *(call(f"{name}p", name, now - timedelta(minutes=20), resource="purge")
+          for name in ("old", "boundary", "just_old")),
+        call("bp2", "boundary", now - timedelta(minutes=10), resource="purge"),
+    ])  # fmt: skip
+    second_boundary()
+    assert store.roll("p") == 5
+    read = store._read("p", "new_clients", Window(EPOCH, now), Slice())
+    hours = [int((START + timedelta(hours=h)).timestamp()) for h in (2, 3, 6, 29)]
+    assert read.rolled and read.values["clean_hours"] == hours, "every hour but the partial one from the rollups"
+
+    def alerts() -> dict[str, float]:
+        found = store.deviations("p", now, Rules())
+        return {alert.subject: alert.observed for alert in found if alert.rule == "destructive_new_client"}
+
+    assert alerts() == {"purge by boundary": 2.0, "purge by fresh": 1.0}
+    store.rollups = False
+    assert alerts() == {"purge by boundary": 2.0, "purge by fresh": 1.0}
+    with store._client() as client:
+        client.execute("ALTER TABLE events DELETE WHERE client_name = 'old' AND at < toDateTime(%(hour)s)",
+                       {"hour": hours[2]})  # fmt: skip
+        ClickHouseStore._wait_for_mutations(client)
+    assert alerts() == {"purge by boundary": 2.0, "purge by fresh": 1.0, "purge by old": 1.0}
+    store.rollups = True
+    assert alerts() == {"purge by boundary": 2.0, "purge by fresh": 1.0}
 
 
 def test_rollups_equal_the_raw_rows_after_deletion_and_retention(engine, monkeypatch):
