@@ -1303,6 +1303,10 @@ def _rolled_unused(item: str, used: str, listing: str, column: str, last: str, b
     )  # fmt: skip
 
 
+_SESSION_HOURS = f"""SELECT DISTINCT toUInt32(hour) AS held FROM rollup_runs
+    WHERE {_CLEAN} AND grp = cityHash64('s', %(session)s) ORDER BY held"""
+"""The clean whole hours whose runs hold the session ``session`` (``_SESSION_GROUP``'s): of the clean hours, the only
+ones its timeline reads (``ClickHouseStore._timeline``)."""
 _ROLLED_SEEN = f"""
     SELECT client_name, client_version, user_id, n, failed, first_ts FROM rollup_clients WHERE {_CLEAN}
     UNION ALL {_seen("{edges}")}"""
@@ -1797,6 +1801,9 @@ class ClickHouseStore:
             low = self._singles_from(values)
             recent, bounded = _events(slice, project, (low, read.scope[1]), read.doubled, bound="recent")
             values |= bounded
+        if name == "session" and not anchor and self.rollups:
+            source, held = self._timeline(project, values["session"], slice, read.doubled)
+            read, values = read._replace(source=source), values | held
         if name in _NEWEST:
             return self._newest(sql, project, slice, read, values)
         rows = self._run(sql.format(events=read.source, edges=read.edges, recent=recent), values)
@@ -1805,6 +1812,17 @@ class ClickHouseStore:
         elif name == "sessions":
             rows = self._sessions(rows, values, lambda low: _events(slice, project, (low, read.scope[1]), read.doubled))
         return rows
+
+    def _timeline(self, project: str, session: str, slice: Slice, doubled: list[int]) -> tuple[str, dict[str, Any]]:
+        """The events a session's timeline (by its id) reads, and the values they name: not the project's whole
+        history but the hours the session can be in: the clean whole hours whose runs (``rollup_runs``) hold it, and
+        every hour that is not clean (dirty, not rolled yet, or not yet ended)."""
+        dirty, clean = self._clean(project, Window(EPOCH, datetime.now(UTC)))
+        values = clean | {"project": project, "session": session}
+        held = [row["held"] for row in self._run(_SESSION_HOURS, values)]
+        dirty += "".join(f" OR {_between(low, high)}" for low, high in _ranges(held))
+        source, scoped = _events(slice, project, (None, None), doubled, _NOT_CLEAN.format(dirty=dirty))
+        return source, values | scoped
 
     def _first_event(self, project: str, slice: Slice, read: _Read, values: dict[str, Any]) -> datetime | None:
         """The first of the events ``read`` over its window (``_FIRST_EVENT``), looked for in the project's first hour

@@ -326,6 +326,55 @@ def test_the_destructive_new_client_rule_reads_when_clients_were_first_seen_from
     assert alerts() == {"purge by boundary": 2.0, "purge by fresh": 1.0}
 
 
+def test_a_session_s_timeline_reads_only_the_hours_its_runs_are_in_and_those_not_clean(engine, monkeypatch):
+    """A session's timeline (by its id) reads, of the clean hours, only those whose runs (``rollup_runs``) hold it, and
+    every hour that is not clean: each session's timeline equals the raw rows' with every hour clean, then with an
+    event of it in an hour it was not in (dirty); and an event of it stored in such an hour without the hour's mark
+    (behind the store's back) is not read, where the raw rows read it."""
+    monkeypatch.setattr(clickhouse_store, "ROLL_AT_READ", 10**9)
+    fill(engine, 15)
+    second_boundary()
+    engine.roll()
+    window = Window(START, START + timedelta(hours=1))  # the timeline reads the whole history whatever the window
+    sessions = [(project, f"s{n}") for project in ("p", "q") for n in range(13)]  # s12: none
+
+    def timelines() -> list[list[dict]]:
+        return [engine.panel(project, "session", window, session=key, limit=1000) for project, key in sessions]
+
+    def read_hours(project: str, key: str) -> list[int]:
+        return [row["held"] for row in engine._run(clickhouse_store._SESSION_HOURS, engine._clean(
+            project, Window(EPOCH, datetime.now(UTC)))[1] | {"project": project, "session": key})]  # fmt: skip
+
+    rolled = timelines()
+    assert sum(map(len, rolled)) > 500 and rolled[12] == rolled[-1] == []
+    clean = engine._clean("p", Window(EPOCH, datetime.now(UTC)))[1]["clean_hours"]
+    held = read_hours("p", "s0")
+    assert len(clean) >= DAYS * 24 and 0 < len(held) < len(clean) - 10, "s0's hours, not all"
+    hour = next(hour for hour in clean if hour not in held)
+    engine.rollups = False
+    assert timelines() == rolled
+    engine.rollups = True
+
+    def visit(name: str, hour: int) -> Event:
+        return validated_event(event_id=name, session_id="s0", timestamp_ns=(hour + 1800) * 10**9, type="mcp:ping")
+
+    engine.add("p", [visit("x1", hour)])  # marked: the hour is dirty
+    rolled = timelines()
+    assert "x1" in [row["event_id"] for row in rolled[0]]
+    engine.rollups = False
+    assert timelines() == rolled
+    engine.rollups = True
+    second_boundary()
+    engine.roll()
+    assert hour in read_hours("p", "s0")
+    other = next(hour for hour in clean if hour not in read_hours("p", "s0"))
+    monkeypatch.setattr(clickhouse_store, "_MARK", "SELECT %(project)s, %(hours)s")  # the insert's mark lost
+    engine.add("p", [visit("x2", other)])
+    assert "x2" not in [row["event_id"] for row in engine.panel("p", "session", window, session="s0", limit=1000)]
+    engine.rollups = False
+    assert "x2" in [row["event_id"] for row in engine.panel("p", "session", window, session="s0", limit=1000)]
+
+
 def test_rollups_equal_the_raw_rows_after_deletion_and_retention(engine, monkeypatch):
     """A user's events deleted (their keys' rows stay in the rollups, of an older roll: not read), then retention
     in the middle of a day (the days before dropped from the rollups too, the rest of the cutoff's day dirty)."""
