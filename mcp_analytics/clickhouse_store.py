@@ -1774,6 +1774,18 @@ class ClickHouseStore:
     def panel(
         self, project: str, name: str, window: Window, slice: Slice = Slice(), **params: Any
     ) -> list[dict[str, Any]]:
+        return self._panel(project, name, window, slice, params)
+
+    def _panel(
+        self,
+        project: str,
+        name: str,
+        window: Window,
+        slice: Slice,
+        params: dict[str, Any],
+        p95: dict[str, float] | None = None,
+    ) -> list[dict[str, Any]]:
+        """``panel``; ``p95``: the ``slo`` panel's tools' p95 over the 7 days up to the window's end, if known."""
         sql, anchor = store.panel_query(name, str(params.get("session") or ""), _QUERIES, _SESSION_TIMELINES)
         read = self._read(project, name, window, slice)
         # The caller's values first: the project's, the window's and its clean hours' win over them.
@@ -1808,7 +1820,8 @@ class ClickHouseStore:
             return self._newest(sql, project, slice, read, values)
         rows = self._run(sql.format(events=read.source, edges=read.edges, recent=recent), values)
         if name == "slo":
-            rows = self._attainment(rows, window, slice, read, values)
+            p95 = self._week_p95(project, window, slice, read) if p95 is None else p95
+            rows = self._attainment(rows, slice, read, values, p95)
         elif name == "sessions":
             rows = self._sessions(rows, values, lambda low: _events(slice, project, (low, read.scope[1]), read.doubled))
         return rows
@@ -2117,15 +2130,19 @@ class ClickHouseStore:
         values |= scoped | {"first_chosen": first, "chosen_set": groups}
         return self._run(_SESSIONS.format(events=source), values)
 
-    def _attainment(
-        self, tools: list[dict[str, Any]], window: Window, slice: Slice, read: _Read, values: dict[str, Any]
-    ) -> list[dict[str, Any]]:
-        """The ``slo`` panel (``store.attainment``) of the ``tools`` called in ``window`` (``read``, ``values``): each
-        one's tier by its p95 over the 7 days up to the window's end, read as a window of their own (from the rollups,
-        whatever the window's length), then its calls in the window."""
+    def _week_p95(self, project: str, window: Window, slice: Slice, read: _Read) -> dict[str, float]:
+        """Each tool's p95 over the 7 days up to ``window``'s end (``read``: the window's, which it is if it is those
+        7 days), read as a window of their own (from the rollups, whatever the window's length): the ``slo`` panel's
+        tiers."""
         week = Window(window.end - timedelta(days=7), window.end)
-        weekly = read if window == week else self._read(values["project"], "slo", week, slice)
-        p95 = {row["tool"]: row["p95_ms"] for row in self._slo(weekly, "week", _bounded(weekly.values))}
+        weekly = read if window == week else self._read(project, "slo", week, slice)
+        return {row["tool"]: row["p95_ms"] for row in self._slo(weekly, "week", _bounded(weekly.values))}
+
+    def _attainment(
+        self, tools: list[dict[str, Any]], slice: Slice, read: _Read, values: dict[str, Any], p95: dict[str, float]
+    ) -> list[dict[str, Any]]:
+        """The ``slo`` panel (``store.attainment``) of the ``tools`` called in the window (``read``, ``values``): each
+        one's tier by its ``p95`` (``_week_p95``), then its calls in the window."""
         baselines = [{"tool": row["tool"], "baseline_p95_ms": p95.get(row["tool"])} for row in tools]
 
         def calls(tools: list[str], targets: list[float]) -> list[dict[str, Any]]:
@@ -2158,8 +2175,13 @@ class ClickHouseStore:
         return found + self._slo_burn(project, now, rules)
 
     def _slo_burn(self, project: str, now: datetime, rules: Rules) -> list[Alert]:
-        """Tools spending their latency error budget ``rules.slo_burn`` times too fast (``store.slo_burn``)."""
-        return store.slo_burn(self, project, now, rules)
+        """Tools spending their latency error budget ``rules.slo_burn`` times too fast (``store.slo_burn``): its two
+        windows end at ``now``, so the 7 days' p95s that set their tiers are read once."""
+        week = Window(now - timedelta(days=7), now)
+        p95 = self._week_p95(project, week, Slice(), self._read(project, "slo", week, Slice()))
+        return store.slo_burn(
+            lambda window: self._panel(project, "slo", window, Slice(), {"limit": 1_000_000}, p95), now, rules
+        )
 
     def _version(self) -> int:
         """A row version newer than any this process wrote before (time-based, so other instances' too)."""

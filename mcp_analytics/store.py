@@ -393,12 +393,12 @@ def rule_alerts(rules: Rules, rule: str, window: str, text: str, rows: Iterable[
     return found
 
 
-def slo_burn(store: Store, project: str, now: datetime, rules: Rules) -> list[Alert]:
+def slo_burn(slo: Callable[[Window], Sequence[Row]], now: datetime, rules: Rules) -> list[Alert]:
     """Tools spending their latency error budget ``rules.slo_burn`` times too fast over 1 hour and 5 minutes
-    (read from the ``slo`` panel of ``store``)."""
+    (``slo``: a project's ``slo`` panel over a window, every tool; both windows end at ``now``)."""
     rates = []
     for length in (timedelta(hours=1), timedelta(minutes=5)):
-        rows = store.panel(project, "slo", Window(now - length, now), limit=1_000_000)
+        rows = slo(Window(now - length, now))
         rates.append({row["tool"]: (row, (1 - row["attainment"]) / (1 - row["objective"])) for row in rows})
     hour, recent = rates
     return [

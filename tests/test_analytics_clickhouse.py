@@ -276,6 +276,21 @@ def test_the_alerts_behave_as_on_duckdb(make, test):
     getattr(test_alerts, test)(store)
 
 
+def test_the_slo_burn_rule_reads_the_week_s_p95_once_for_both_its_windows(make, monkeypatch):
+    """Its hour and its 5 minutes end at the evaluation's instant: their tiers come from the same 7 days' p95s, read
+    once; it finds what it found reading them twice."""
+    store = make(slos=Slos.parse({"tools": {"report": "light", "search": "heavy"}}))
+    store.add("p", test_alerts.week_with_a_spike_of_each_kind())
+    weeks = []
+    read = ClickHouseStore._week_p95
+    monkeypatch.setattr(ClickHouseStore, "_week_p95", lambda self, *args: weeks.append(args[1]) or read(self, *args))
+    found = store._slo_burn("p", test_alerts.NOW, Rules())
+    assert [(alert.subject, alert.observed) for alert in found] == [("report", round((33 / 43) / 0.05, 2))]
+    assert weeks == [Window(test_alerts.NOW - timedelta(days=7), test_alerts.NOW)]
+    store.panel("p", "slo", Window(test_alerts.NOW - timedelta(hours=1), test_alerts.NOW))
+    assert len(weeks) == 2, "a panel reads its own"
+
+
 def test_alert_state_is_in_the_database_not_in_the_process(make):
     first = make()
     first.add("p", test_alerts.week_with_a_spike_of_each_kind())
