@@ -929,13 +929,11 @@ _DEVIATIONS = {
         f"""
         SELECT subject, {_round("recent_p95", 3)} AS observed, {_round("%(latency_factor)s * usual_p95", 3)} AS threshold
         FROM (
-            SELECT subject, {_percentile("d", 0.95)} AS recent_p95, n_d AS calls
+            SELECT subject, {_percentile("d", 0.95)} AS recent_p95, n_d AS calls,
+                transform(subject, %(usual_tools)s, %(usual_p95)s, nan) AS usual_p95
             FROM {_histograms(_timed("{events}", f"{_CALLS} AND ts_us >= %(now)s - 15 * 60000000 AND ts_us < %(now)s", _SUBJECT), "subject")}
-        ) AS known ALL INNER JOIN (
-            SELECT subject, {_percentile("d", 0.95)} AS usual_p95
-            FROM {_histograms(_timed("{events}", f"{_CALLS} AND ts_us >= %(now)s - 24 * {_HOUR} - 15 * 60000000 AND ts_us < %(now)s - 15 * 60000000", _SUBJECT), "subject")}
-        ) AS joined USING (subject)
-        WHERE calls >= %(latency_min_calls)s AND recent_p95 > %(latency_factor)s * usual_p95
+        )
+        WHERE has(%(usual_tools)s, subject) AND calls >= %(latency_min_calls)s AND recent_p95 > %(latency_factor)s * usual_p95
         ORDER BY subject""",
         "p95 over 15m vs the 24h before",
         "{subject}: p95 {observed:.0f} ms over 15 minutes, {ratio:.1f}x the usual {usual:.0f} ms",
@@ -989,10 +987,11 @@ _DEVIATIONS = {
 """The deviation rules as queries (``alerts.Rules`` names their thresholds); ``slo_burn`` reads the ``slo`` panel.
 Each reads ``{events}`` (``_events``) over the time before ``now`` its ``_LOOKBACK`` says; whether a tool was listed
 destructive, which duplicates cannot change, from the table as is; when each client was first seen from ``{seen}``
-(``_seen``' rows up to ``now``: ``new_clients``' read, from ``rollup_clients`` where its hours are clean)."""
+(``_seen``' rows up to ``now``: ``new_clients``' read, from ``rollup_clients`` where its hours are clean); each tool's
+usual p95 (``usual_tools``, ``usual_p95``) as ``_USUAL_P95`` reads it over the 24 hours before the last 15 minutes."""
 _LOOKBACK = {
     "volume_spike": 7 * _DAY + _HOUR,
-    "latency_spike": 24 * _HOUR + 15 * 60_000_000,
+    "latency_spike": 15 * 60_000_000,
     "error_ratio": 15 * 60_000_000,
     "auth_spike": 24 * _HOUR + 15 * 60_000_000,
     "destructive_new_client": _HOUR,
@@ -1275,6 +1274,12 @@ def _rolled_timings(view: str, by: str = "", measures: str = "d", daily: bool = 
 
 _ROLLED_CALL_TIMINGS = _rolled_timings("tool", _TOOL)
 """The window's tool calls' timings per ``tool`` (``_timed``'s rows), from the rollups."""
+_USUAL_P95 = {
+    rolled: f"SELECT tool, {_percentile('d', 0.95)} AS p95 FROM {_histograms(timings, 'tool')}"
+    for rolled, timings in ((False, _SLO_CALLS), (True, _ROLLED_CALL_TIMINGS))
+}
+"""Each tool's p95 over the window, unrounded, from the raw events or (``True``) the rollups: ``latency_spike``'s
+usual."""
 _ROLLED_USES = f"""
     SELECT type, resource, keys, user_id, n, failed, last_ts, bytes, sized, ms FROM rollup_uses WHERE {_CLEAN}
     UNION ALL {_uses("{edges}")}"""
@@ -2165,14 +2170,27 @@ class ClickHouseStore:
         seen = self._read(project, "new_clients", Window(EPOCH, now), Slice())
         values |= seen.values
         seen_sql = _ROLLED_SEEN.format(edges=seen.edges) if seen.rolled else _seen(seen.source)
+        usual = self._usual_p95(project, now)
+        values |= {"usual_tools": list(usual), "usual_p95": list(usual.values())}
         found = []
         for rule, (sql, window, text) in _DEVIATIONS.items():
+            if rule == "latency_spike" and not usual:
+                continue  # no tool called the day before: none is slower than usual
             within = _same_hours(stamp) if rule == "volume_spike" else ""
             lookback = (stamp - _LOOKBACK[rule], stamp)
             source, scoped = _events(Slice(), project, lookback, doubled, within, bound="lookback")
             rows = self._run(sql.format(events=source, seen=seen_sql), values | scoped)
             found += store.rule_alerts(rules, rule, window, text, rows)
         return found + self._slo_burn(project, now, rules)
+
+    def _usual_p95(self, project: str, now: datetime) -> dict[str, float]:
+        """Each tool's p95 over the 24 hours before the 15 minutes up to ``now`` (``latency_spike``'s usual), read as a
+        window of its own (its whole hours from the rollups)."""
+        usual = Window(now - timedelta(hours=24, minutes=15), now - timedelta(minutes=15))
+        read = self._read(project, "slo", usual, Slice())
+        sql = _USUAL_P95[read.rolled].format(events=read.source, edges=read.edges)
+        rows = self._run(sql, _bounded(read.values))
+        return {row["tool"]: row["p95"] for row in rows if row["p95"] is not None}  # None: no call timed
 
     def _slo_burn(self, project: str, now: datetime, rules: Rules) -> list[Alert]:
         """Tools spending their latency error budget ``rules.slo_burn`` times too fast (``store.slo_burn``): its two

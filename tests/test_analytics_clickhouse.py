@@ -276,6 +276,23 @@ def test_the_alerts_behave_as_on_duckdb(make, test):
     getattr(test_alerts, test)(store)
 
 
+def test_the_alert_rules_find_from_the_rollups_what_they_find_from_the_events(make):
+    """``latency_spike``'s usual p95 (the 24 hours before the last 15 minutes) and ``destructive_new_client``'s first
+    sightings read the clean hours from the rollups: every rule finds what it finds from the raw events, exactly."""
+    store = make(slos=Slos.parse({"tools": {"report": "light", "search": "heavy", "fetch": "heavy",
+                                            "billing": "heavy", "delete_repo": "heavy"}}))  # fmt: skip
+    store.add("p", test_alerts.week_with_a_spike_of_each_kind())
+    time.sleep(1 - time.time() % 1 + 0.01)  # a roll in the second of the hours' marks leaves them dirty
+    assert store.roll("p") > 0
+    rolled = store.deviations("p", test_alerts.NOW, Rules())
+    usual = Window(test_alerts.NOW - timedelta(hours=24, minutes=15), test_alerts.NOW - timedelta(minutes=15))
+    read = store._read("p", "slo", usual, Slice())
+    assert read.rolled and len(read.values["clean_hours"]) == 5, "the usual's hours with events, from the rollups"
+    assert {(alert.rule, alert.subject) for alert in rolled} == test_alerts.EXPECTED
+    store.rollups = False
+    assert store.deviations("p", test_alerts.NOW, Rules()) == rolled
+
+
 def test_the_slo_burn_rule_reads_the_week_s_p95_once_for_both_its_windows(make, monkeypatch):
     """Its hour and its 5 minutes end at the evaluation's instant: their tiers come from the same 7 days' p95s, read
     once; it finds what it found reading them twice."""

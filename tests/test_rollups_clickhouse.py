@@ -326,6 +326,23 @@ def test_the_destructive_new_client_rule_reads_when_clients_were_first_seen_from
     assert alerts() == {"purge by boundary": 2.0, "purge by fresh": 1.0}
 
 
+def test_latency_spike_s_usual_p95_from_the_rollups_equals_the_raw_rows(engine, monkeypatch):
+    """Each tool's p95 over the 24 hours before the last 15 minutes, read with its whole hours from the rollups, equals
+    the raw rows' at instants on, just after and inside hours."""
+    monkeypatch.setattr(clickhouse_store, "ROLL_AT_READ", 10**9)
+    fill(engine, 15)
+    second_boundary()
+    engine.roll()
+    for now in (START + timedelta(days=2), START + timedelta(days=2, minutes=15, microseconds=1),
+                START + timedelta(days=1, hours=17, minutes=41, seconds=7)):  # fmt: skip
+        usual = Window(now - timedelta(hours=24, minutes=15), now - timedelta(minutes=15))
+        assert engine._read("p", "slo", usual, Slice()).values["clean_hours"] != [0]
+        rolled = engine._usual_p95("p", now)
+        engine.rollups = False
+        assert engine._usual_p95("p", now) == rolled and len(rolled) == 3, now
+        engine.rollups = True
+
+
 def test_a_session_s_timeline_reads_only_the_hours_its_runs_are_in_and_those_not_clean(engine, monkeypatch):
     """A session's timeline (by its id) reads, of the clean hours, only those whose runs (``rollup_runs``) hold it, and
     every hour that is not clean: each session's timeline equals the raw rows' with every hour clean, then with an
