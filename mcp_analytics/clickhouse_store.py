@@ -215,6 +215,16 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "INSERT INTO rollup_dirty (project, hour) SELECT DISTINCT project, toStartOfHour(at) FROM events",
         ],
     ),
+    (
+        9,
+        [
+            f"""CREATE TABLE IF NOT EXISTS rollup_failed (
+                project String, hour DateTime('UTC'), {", ".join(f"{name} {kind}" for name, kind in _COLUMNS)},
+                at DateTime('UTC'), roll UInt64
+            ) ENGINE = MergeTree PARTITION BY toYYYYMMDD(hour) ORDER BY (project, hour, roll, type, ts_us)""",
+            "INSERT INTO rollup_dirty (project, hour) SELECT DISTINCT project, toStartOfHour(at) FROM events",
+        ],
+    ),
 ]
 """Each version's statements, idempotent (``IF NOT EXISTS``), so that two instances migrating at once, or one
 stopped half way, leave the same schema. Events are partitioned by day (retention drops whole days' parts) and
@@ -241,8 +251,14 @@ with the failures' newest message: ``failures``, ``errors`` beside ``trends``, `
 earlier release's roll, which writes ``rollup_types``, fails), adds ``rollup_listings`` (each hour's distinct lists
 of tools and of prompts listed, when each was last listed: ``unused_tools``, ``unused_prompts``) and
 ``rollup_clients`` (each hour's events per client, client version and user, with the first: ``new_clients``), and
-marks every hour dirty."""
+marks every hour dirty. Version 9 adds ``rollup_failed`` (each hour's events with a failure origin, copied whole: a
+slice by origin reads its clean hours there, a twentieth of the events or less, not from ``events``) and marks every
+hour dirty; a roll recorded by an earlier release (``rollup_rolls.schema`` below ``ROLLS_SINCE``), which writes no
+copies, leaves its hours dirty."""
 SCHEMA_VERSION = MIGRATIONS[-1][0]
+ROLLS_SINCE = 9
+"""The oldest schema whose rolls write every rollup this release reads: an hour whose last recorded roll is older is
+dirty (read raw, and rolled anew)."""
 
 _UNREACHABLE = (OSError, EOFError, driver_errors.NetworkError, driver_errors.SocketTimeoutError)
 """What the driver raises when the server cannot be reached: a failed connection (its ``NetworkError`` and
@@ -278,6 +294,20 @@ _GROUP = f"""multiIf(session_id IS NOT NULL, {_SESSION_GROUP},
 caller and client; else (``e``) a session of its own. Each group is cut into runs wherever more than ``gap`` (the
 session inactivity timeout) passes without an event."""
 _TAG = "multiIf(session_id IS NOT NULL, 's', user_id IS NOT NULL, 'u', caller_id IS NOT NULL, 'c', 'e')"
+
+
+def _clean_hours(prefix: str = "") -> str:
+    """A rollup's rows of the window's clean whole hours (``clean_hours``, each with the roll that made it clean,
+    ``clean_rolls``; the values' names after ``prefix``)."""
+    return f"""hour >= toDateTime(%({prefix}whole_start_s)s) AND hour < toDateTime(%({prefix}whole_end_s)s)
+    AND roll = transform(toUInt32(hour), %({prefix}clean_hours)s, %({prefix}clean_rolls)s, toUInt64(0))"""
+
+
+def _not_clean(dirty: str, prefix: str = "") -> str:
+    """The events of the partial hours at the window's edges and of its dirty hours (``dirty``: ``OR`` their ranges of
+    ``at``; the values' names after ``prefix``): ``{edges}``, which a rolled-up panel reads beside the rollups (inside
+    ``_events``' subquery, which 18.16 would otherwise read whole)."""
+    return f"(at < toDateTime(%({prefix}whole_start_s)s) OR at >= toDateTime(%({prefix}whole_end_s)s){dirty})"
 
 
 def _runs_of(sorted_array: str, first: str = "tupleElement(x, 1)", last: str | None = None) -> str:
@@ -1065,17 +1095,20 @@ _ROLL_BITS = 32
 one second have distinct ids; the newest roll has the largest)."""
 _STATE = f"""
     SELECT project, toUInt32(hour) AS hour, maxIf(t, kind = 1) AS roll, toUInt32(bitShiftRight(roll, {_ROLL_BITS})) AS began,
-        argMaxIf(g, t, kind = 1) AS gap, toUInt32(maxIf(t, kind = 0)) AS marked, toUInt32(maxIf(t, kind = 2)) AS single
+        argMaxIf(g, t, kind = 1) AS gap, argMaxIf(v, t, kind = 1) AS schema, toUInt32(maxIf(t, kind = 0)) AS marked,
+        toUInt32(maxIf(t, kind = 2)) AS single
     FROM (
-        SELECT project, hour, toUInt64(marked) AS t, toUInt64(0) AS g, 0 AS kind FROM rollup_dirty WHERE {{where}}
+        SELECT project, hour, toUInt64(marked) AS t, toUInt64(0) AS g, toUInt16(0) AS v, 0 AS kind FROM rollup_dirty
+        WHERE {{where}}
         UNION ALL
-        SELECT project, hour, roll AS t, gap AS g, 1 AS kind FROM rollup_rolls WHERE {{where}}
+        SELECT project, hour, roll AS t, gap AS g, schema AS v, 1 AS kind FROM rollup_rolls WHERE {{where}}
         UNION ALL
-        SELECT project, hour, toUInt64(began) AS t, toUInt64(0) AS g, 2 AS kind FROM rollup_single WHERE {{where}}
+        SELECT project, hour, toUInt64(began) AS t, toUInt64(0) AS g, toUInt16(0) AS v, 2 AS kind FROM rollup_single
+        WHERE {{where}}
     ) GROUP BY project, hour"""
-"""The last recorded roll (``roll``, 0: none), when it began and the session timeout it cut the runs by (µs), the
-last mark, and the last roll that found every event of the hour stored once (``single``) of each hour with any
-(``{where}``: which)."""
+"""The last recorded roll (``roll``, 0: none), when it began, the session timeout it cut the runs by (µs) and the
+schema of the release that rolled, the last mark, and the last roll that found every event of the hour stored once
+(``single``) of each hour with any (``{where}``: which)."""
 _ROLL = f"""
     INSERT INTO rollup_people (project, hour, client_name, user_id, grouped, server_name, server_version, events,
         failures, tool_calls, last_ts, user_name, roll)
@@ -1159,6 +1192,16 @@ _SEE = f"""
     GROUP BY project, hour, client_name, client_version, user_id"""
 """The events with a client in the ``hours`` of ``project`` per client, version and user (``_seen``), counted anew by
 the roll ``roll``."""
+_EVENT_COLUMNS = f"project, {', '.join(name for name, _ in _COLUMNS)}, at"
+"""Every column of ``events``, in its order (and of ``rollup_failed`` but its hour and roll)."""
+_COPY = f"""
+    INSERT INTO rollup_failed (hour, {_EVENT_COLUMNS}, roll)
+    SELECT toStartOfHour(at), {_EVENT_COLUMNS}, toUInt64(%(roll)s) FROM events
+    WHERE {_HOURS} AND failure_origin IS NOT NULL LIMIT 1 BY project, type, ts_us, event_id"""
+"""The events with a failure origin (of every kind) in the ``hours`` of ``project``, copied whole by the roll ``roll``,
+once each (a second copy has the sorting key of the first: ``LIMIT 1 BY`` it, as ``FINAL`` would, without 18.16's
+merge of every part's every column, which took more than 1 GB where an hour had many parts): what a slice by origin
+reads of its clean hours (``ClickHouseStore._source``)."""
 _SINGLE = f"""
     INSERT INTO rollup_single (project, hour, began)
     SELECT project, toStartOfHour(at) AS hour, toDateTime(%(began)s, 'UTC') FROM events WHERE {_HOURS}
@@ -1176,6 +1219,7 @@ _ROLLUPS = (
     "rollup_outcomes",
     "rollup_listings",
     "rollup_clients",
+    "rollup_failed",
 )
 """The tables of rolled-up rows, each row marked with the roll that wrote it."""
 _COMPACT = """
@@ -1210,14 +1254,10 @@ _DROP_SUPERSEDED = """ALTER TABLE {table} DELETE
     WHERE project = %(project)s AND {id} < transform(toUInt32({at}), %(hours)s, %(kept)s, toUInt64(0))"""
 """The rows of ``project``'s ``hours`` (or days, ``at``) written by rolls (or compactions, ``id``) older than the one
 ``kept`` of each."""
-_CLEAN = """project = %(project)s AND hour >= toDateTime(%(whole_start_s)s) AND hour < toDateTime(%(whole_end_s)s)
-    AND roll = transform(toUInt32(hour), %(clean_hours)s, %(clean_rolls)s, toUInt64(0))"""
-"""A rollup's rows of the window's clean whole hours (``clean_hours``, each with the roll that made it clean,
-``clean_rolls``)."""
-_NOT_CLEAN = "(at < toDateTime(%(whole_start_s)s) OR at >= toDateTime(%(whole_end_s)s){dirty})"
-"""The events of the partial hours at the window's edges and of its dirty hours (``{dirty}``: ``OR`` their ranges of
-``at``): ``{edges}``, which a rolled-up panel reads beside the rollups (inside ``_events``' subquery, which 18.16 would
-otherwise read whole)."""
+
+
+_CLEAN = f"project = %(project)s AND {_clean_hours()}"
+"""A rollup's rows of ``project``'s clean whole hours of the window (``_clean_hours``)."""
 _COUNTED = f"""(
     SELECT client_name, user_id, grouped, server_name, server_version, events AS n_events, failures AS n_failures,
         tool_calls AS n_calls, last_ts AS n_last, user_name
@@ -1426,6 +1466,7 @@ def _events(
     doubled: Sequence[int],
     within: str = "",
     bound: str = "scope",
+    copies: str = "",
 ) -> tuple[str, dict[str, Any]]:
     """What the panels read as ``{events}``, and the values it names: the events of ``project`` in the time range
     ``scope`` (``_scope``) and of ``slice``, in a subquery, so that every part of a panel reads the same events; the
@@ -1435,9 +1476,10 @@ def _events(
     collapses the copies; the others as they are, which costs a tenth as much (ClickHouse 18.16 merges every part of
     a ``FINAL`` read in one stream). A second copy is only stored when two instances store one batch at once (neither
     look-up finds the other's): a read while that insert runs, before its mark, may count the batch twice; a read
-    after the batch was acknowledged (its hours marked) counts it once. ``within``: a further condition (``_NOT_CLEAN``);
-    ``bound``: the names of the range's values (another range in the same query names its own)."""
-    conditions = ["project = %(slice_project)s", *([within] if within else [])]
+    after the batch was acknowledged (its hours marked) counts it once. ``within``: a further condition (``_not_clean``);
+    ``bound``: the names of the range's values (another range in the same query names its own); ``copies``: a condition
+    on the rows of ``rollup_failed`` read beside the events (those of the clean hours, ``within`` the rest)."""
+    conditions = ["project = %(slice_project)s"]
     values: dict[str, Any] = {"slice_project": project}
     low, high = scope
     if low is not None:
@@ -1451,9 +1493,11 @@ def _events(
         conditions.append(f"has(%(slice_{name})s, {_SLICED_COLUMNS[name]})")
         if name == "tool":
             conditions.append("type = 'mcp:tools/call'")
-    where = " AND ".join(conditions)
+    kept = " AND ".join(conditions)
+    where = " AND ".join([*conditions, *([within] if within else [])])
+    copied = f" UNION ALL SELECT {_EVENT_COLUMNS} FROM rollup_failed WHERE {kept} AND {copies}" if copies else ""
     if not doubled:
-        return f"(SELECT * FROM events WHERE {where})", values
+        return f"(SELECT {_EVENT_COLUMNS} FROM events WHERE {where}{copied})", values
     ranges = _ranges(doubled)
     inside = " OR ".join(_between(lo, hi) for lo, hi in ranges)
     # The hours outside as ranges too: 18.16 skips granules that hold rows on both sides of a range under NOT (range).
@@ -1461,9 +1505,9 @@ def _events(
     outside = " OR ".join(_between(lo, hi) for lo, hi in zip(bounds[0::2], bounds[1::2], strict=True))
     return (
         f"""(
-        SELECT * FROM events WHERE {where} AND ({outside})
+        SELECT {_EVENT_COLUMNS} FROM events WHERE {where} AND ({outside})
         UNION ALL
-        SELECT * FROM events FINAL WHERE {where} AND ({inside})
+        SELECT {_EVENT_COLUMNS} FROM events FINAL WHERE {where} AND ({inside}){copied}
     )""",
         values,
     )
@@ -1481,6 +1525,11 @@ def _us(moment: datetime) -> int:
     """An instant as µs since the epoch (naive means UTC)."""
     moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     return (moment - EPOCH) // timedelta(microseconds=1)
+
+
+def _at(us: int) -> datetime:
+    """The instant ``us`` µs after the epoch."""
+    return EPOCH + timedelta(microseconds=us)
 
 
 def _floor_hour(us: int) -> int:
@@ -1561,7 +1610,7 @@ class _Read(NamedTuple):
     source: str
     """Its events (``{events}``: ``_events``)."""
     edges: str
-    """The events beside the rollups (``{edges}``: ``_NOT_CLEAN``), if ``rolled``."""
+    """The events beside the rollups (``{edges}``: ``_not_clean``), if ``rolled``."""
     values: dict[str, Any]
     """What they, the window and its clean hours name."""
     scope: tuple[int | None, int | None]
@@ -1805,9 +1854,7 @@ class ClickHouseStore:
             first = self._first_event(project, slice, read, _bounded(values))
             if first is not None:
                 values["start"] = _us(first.replace(second=0, microsecond=0))
-        bucket, origin = store.time_buckets(
-            EPOCH + timedelta(microseconds=values["start"]), window.end, values["bucket"]
-        )
+        bucket, origin = store.time_buckets(_at(values["start"]), window.end, values["bucket"])
         values |= {"bucket": bucket // timedelta(microseconds=1), "origin": _us(origin)}
         read = read._replace(rolled=read.rolled and (name not in _BUCKETED or not bucket % store.HOUR))
         values = _bounded(values)  # buckets of whole hours hold hours (``_BUCKETED``)
@@ -1828,7 +1875,9 @@ class ClickHouseStore:
             p95 = self._week_p95(project, window, slice, read) if p95 is None else p95
             rows = self._attainment(rows, slice, read, values, p95)
         elif name == "sessions":
-            rows = self._sessions(rows, values, lambda low: _events(slice, project, (low, read.scope[1]), read.doubled))
+            rows = self._sessions(
+                rows, values, lambda low: self._source(slice, project, (low, read.scope[1]), read.doubled)
+            )
         return rows
 
     def _timeline(self, project: str, session: str, slice: Slice, doubled: list[int]) -> tuple[str, dict[str, Any]]:
@@ -1839,7 +1888,7 @@ class ClickHouseStore:
         values = clean | {"project": project, "session": session}
         held = [row["held"] for row in self._run(_SESSION_HOURS, values)]
         dirty += "".join(f" OR {_between(low, high)}" for low, high in _ranges(held))
-        source, scoped = _events(slice, project, (None, None), doubled, _NOT_CLEAN.format(dirty=dirty))
+        source, scoped = _events(slice, project, (None, None), doubled, _not_clean(dirty))
         return source, values | scoped
 
     def _first_event(self, project: str, slice: Slice, read: _Read, values: dict[str, Any]) -> datetime | None:
@@ -1848,7 +1897,7 @@ class ClickHouseStore:
         (first,) = self._run(_FIRST_MARK, {"project": project})
         hour = [] if first["hour"] is None else [(first["hour"] * 1_000_000, first["hour"] * 1_000_000 + _HOUR)]
         for scope in (*hour, read.scope):
-            source, bounded = _events(slice, project, scope, read.doubled, bound="first")
+            source, bounded = self._source(slice, project, scope, read.doubled, bound="first")
             found = self._run(_FIRST_EVENT.format(events=source), values | bounded)[0]["first"]
             if found is not None:
                 return found
@@ -1864,7 +1913,7 @@ class ClickHouseStore:
             low = values["end"] - hours * _HOUR
             if low <= values["start"]:
                 break
-            source, bounded = _events(slice, project, (low, read.scope[1]), read.doubled, bound="newest")
+            source, bounded = self._source(slice, project, (low, read.scope[1]), read.doubled, bound="newest")
             rows = self._run(sql.format(events=source), values | bounded)
             if len(rows) >= values["limit"]:
                 return rows
@@ -1878,10 +1927,27 @@ class ClickHouseStore:
         dirty, clean = self._clean(project, reach, name in _DAILY_READS, _us(window.start)) if rolled else ("", {})
         scope = _scope(name, window, self._gap)
         doubled = self._doubled(project, scope)
-        source, values = _events(slice, project, scope, doubled)
-        edges = _events(slice, project, scope, doubled, _NOT_CLEAN.format(dirty=dirty))[0] if rolled else ""
+        source, values = self._source(slice, project, scope, doubled)
+        edges = _events(slice, project, scope, doubled, _not_clean(dirty))[0] if rolled else ""
         values |= clean | {"project": project, "start": _us(window.start), "end": _us(window.end), "gap": self._gap}
         return _Read(rolled, source, edges, values, scope, doubled)
+
+    def _source(
+        self, slice: Slice, project: str, scope: tuple[int | None, int | None], doubled: list[int], bound: str = "scope"
+    ) -> tuple[str, dict[str, Any]]:
+        """What a panel reads as its events (``_events``). Of a slice by failure origin, which only events with one
+        match, the clean whole hours of ``scope`` from their copies in ``rollup_failed`` (a twentieth of the events or
+        less), the rest (the partial hours at its edges, the dirty hours) from the events."""
+        if not (self.rollups and slice.origin):
+            return _events(slice, project, scope, doubled, bound=bound)
+        low, high = scope
+        reach = Window(_at(low or 0), datetime.now(UTC) if high is None else _at(high))
+        dirty, clean = self._clean(project, reach)
+        prefix = f"{bound}_"
+        source, values = _events(
+            slice, project, scope, doubled, _not_clean(dirty, prefix), bound, copies=_clean_hours(prefix)
+        )
+        return source, values | {prefix + name: value for name, value in clean.items()}
 
     def _singles_from(self, values: dict[str, Any]) -> int:
         """When (µs) the newest ``limit`` of the window's events of no group began at the latest, by the clean whole
@@ -1950,8 +2016,8 @@ class ClickHouseStore:
 
     def _is_clean(self, state: dict[str, Any]) -> bool:
         """Whether an hour's rollups (its ``_STATE`` row) answer for its events: its last recorded roll began after its
-        last mark, and cut the runs by this store's session timeout."""
-        return state["began"] > state["marked"] and state["gap"] == self._gap
+        last mark, cut the runs by this store's session timeout and wrote every rollup this release reads."""
+        return state["began"] > state["marked"] and state["gap"] == self._gap and state["schema"] >= ROLLS_SINCE
 
     @property
     def _gap(self) -> int:
@@ -2061,6 +2127,7 @@ class ClickHouseStore:
             client.execute(_OUTCOME, values)
             client.execute(_LIST, values)
             client.execute(_SEE, values)
+            client.execute(_COPY, values)
             client.execute(_SINGLE, values)
 
     def _rolled_at(self, project: str, hours: Sequence[int], roll: int) -> None:

@@ -20,7 +20,6 @@ import pytest
 
 pytest.importorskip("clickhouse_driver", reason="the clickhouse extra is not installed")
 
-from clickhouse_driver.errors import ServerException
 
 from mcp_analytics import api, clickhouse_store
 from mcp_analytics.alerts import Rules
@@ -29,7 +28,7 @@ from mcp_analytics.clickhouse_store import ClickHouseStore
 from mcp_analytics.keys import ApiKeys
 from mcp_analytics.models import Event, validated_event
 from mcp_analytics.server import in_thread
-from mcp_analytics.store import EPOCH, Slice, Window
+from mcp_analytics.store import EPOCH, PANELS, Slice, Window
 from tests import test_analytics_clickhouse as fixtures
 from tests.test_rollups import DAYS, START, assert_read_as_raw_rows, fill, windows
 
@@ -216,30 +215,97 @@ def test_a_roll_that_stopped_before_recording_itself_changes_no_answer(make, mon
     assert assert_rollups_answer_as_raw_rows(store, 14, panels=BOOKKEEPING) >= 30
 
 
-def test_an_upgrade_reads_every_hour_raw_until_rolled_anew_and_an_earlier_release_s_roll_fails(make, monkeypatch):
-    """A database at schema 7 whose every hour an earlier release rolled (recorded clean): migrating to 8 marks every
-    hour dirty, so the panels read them raw (the new ``rollup_outcomes`` is empty) until this release rolls them,
-    and drops ``rollup_types``, which the earlier release's roll writes: it fails before recording itself."""
+def test_an_upgrade_reads_every_hour_raw_until_rolled_anew_and_an_earlier_release_s_roll_is_not_read(make, monkeypatch):
+    """A database at schema 8 whose every hour an earlier release rolled (recorded clean): migrating to 9 marks every
+    hour dirty, so the panels and the slices by origin read them raw (the new ``rollup_failed`` is empty) until this
+    release rolls them; a roll recorded later by the earlier release (schema 8: it writes no copies) leaves its hours
+    dirty."""
     monkeypatch.setattr(clickhouse_store, "ROLL_AT_READ", 10**9)
-    checked = (*BOOKKEEPING, "failures", "errors")
+    failures = Slice(origin=("server", "upstream", "client"))
     with monkeypatch.context() as earlier:
         earlier.setattr(clickhouse_store, "MIGRATIONS", clickhouse_store.MIGRATIONS[:-1])
-        earlier.setattr(clickhouse_store, "SCHEMA_VERSION", 7)
+        earlier.setattr(clickhouse_store, "SCHEMA_VERSION", 8)
         old = make()
         fill(old, 15)
         second_boundary()
         hours = old._run("SELECT DISTINCT project, toUInt32(hour) AS hour FROM rollup_dirty ORDER BY hour", {})
         for project in ("p", "q"):
             old._rolled_at(project, [row["hour"] for row in hours if row["project"] == project], old._new_roll())
-        assert old.schema_version == 7 and dirty_hours(old) == 0 and len(hours) >= 60
+        assert old.schema_version == 8 and dirty_hours(old) == 0 and len(hours) >= 60
     store = make(database=old.address.database)
-    assert store.schema_version == clickhouse_store.SCHEMA_VERSION == 8
+    assert store.schema_version == clickhouse_store.SCHEMA_VERSION == 9
     assert dirty_hours(store) == len(hours)
-    with store._client() as client, pytest.raises(ServerException, match="rollup_types"):
-        client.execute("INSERT INTO rollup_types (project, hour, type, events, failures, roll) VALUES", [])
-    assert assert_rollups_answer_as_raw_rows(store, 15, panels=checked) == 0
+    assert assert_rollups_answer_as_raw_rows(store, 15, panels=BOOKKEEPING) == 0
+    assert_sliced_as_raw_rows(store, failures, 15)
     assert store.roll() == len(hours) and dirty_hours(store) == 0
-    assert assert_rollups_answer_as_raw_rows(store, 15, panels=checked) >= 30
+    assert assert_rollups_answer_as_raw_rows(store, 15, panels=BOOKKEEPING) >= 30
+    assert_sliced_as_raw_rows(store, failures, 15)
+    with store._client() as client:  # the earlier release rolls every hour again: recorded with its schema
+        client.execute("INSERT INTO rollup_rolls SELECT project, hour, roll + 1, gap, 8 FROM rollup_rolls")
+    assert dirty_hours(store) == len(hours), "an earlier release's roll makes no hour clean"
+    assert_sliced_as_raw_rows(store, failures, 15)
+
+
+def assert_sliced_as_raw_rows(store: ClickHouseStore, slice: Slice, seed: int) -> None:
+    """Every panel sliced by ``slice`` over ``windows(seed)`` (the first ten) answers as the raw rows do."""
+    for window in windows(seed)[:10]:
+        for name in PANELS:
+            store.rollups = True
+            answer = store.panel("p", name, window, slice, limit=1000)
+            store.rollups = False
+            assert answer == store.panel("p", name, window, slice, limit=1000), (name, window, slice)
+    store.rollups = True
+
+
+def test_a_slice_by_failure_origin_reads_its_clean_hours_from_the_copies_of_the_failed_events(engine, monkeypatch):
+    """A slice by origin (which only events with one match) reads the clean whole hours of its range from
+    ``rollup_failed`` and the rest from the events: every panel so sliced, alone and with a client, answers as the raw
+    rows do with some hours dirty (and second copies of some failures) and once all are rolled; the copies are what it reads (a failure deleted from the
+    events of a clean hour behind the store's back is still counted; read raw, it is not), and a slice without an
+    origin reads the events."""
+    monkeypatch.setattr(clickhouse_store, "ROLL_AT_READ", 10**9)
+    rng = random.Random(21)
+    events = fill(engine, 21, between=lambda: rng.random() < 0.4 and engine.roll())
+    failed = [event for project, event in events if project == "p" and event.get("failure")]
+    fixtures.second_copies(engine, failed[:40])  # as two instances storing one batch at once leave them
+    assert dirty_hours(engine) > 0
+    slices = [Slice(origin=("server", "upstream", "client")), Slice(origin=("auth",), client=("Cursor", "(unknown)"))]
+    for slice in slices:
+        assert_sliced_as_raw_rows(engine, slice, 21)
+    second_boundary()
+    engine.roll()
+    assert dirty_hours(engine) == 0
+    copies = engine._run(
+        """SELECT count() AS n FROM rollup_failed
+        WHERE (project, hour, roll) IN (SELECT project, hour, max(roll) FROM rollup_rolls GROUP BY project, hour)""",
+        {},
+    )[0]["n"]
+    stored = engine._run("SELECT count() AS n FROM events FINAL WHERE failure_origin IS NOT NULL", {})[0]["n"]
+    assert copies == stored > 100, "every failure copied once by its hour's roll, its second copy left out"
+    for slice in slices:
+        assert_sliced_as_raw_rows(engine, slice, 21)
+    week = Window(EPOCH, START + timedelta(days=DAYS + 1))
+    assert "rollup_failed" not in engine._read("p", "failures", week, Slice(client=("Cursor",))).source
+    server = Slice(origin=("server",))
+    before = sum(row["failures"] for row in engine.panel("p", "failures", week, server))
+    with engine._client() as client:
+        (hour,) = client.execute(
+            "SELECT toUInt32(toStartOfHour(min(at))) FROM events WHERE project = 'p' AND failure_origin = 'server'"
+        )[0]
+        gone = client.execute(
+            "SELECT count() FROM events FINAL WHERE project = 'p' AND failure_origin = 'server'"
+            " AND toUInt32(toStartOfHour(at)) = %(hour)s",
+            {"hour": hour},
+        )[0][0]
+        client.execute(
+            "ALTER TABLE events DELETE WHERE failure_origin = 'server' AND toUInt32(toStartOfHour(at)) = %(hour)s",
+            {"hour": hour},
+        )
+        ClickHouseStore._wait_for_mutations(client)
+    assert gone > 0
+    assert sum(row["failures"] for row in engine.panel("p", "failures", week, server)) == before
+    engine.rollups = False
+    assert sum(row["failures"] for row in engine.panel("p", "failures", week, server)) == before - gone
 
 
 def test_a_history_read_takes_the_hour_its_window_starts_in_from_the_events(store):
@@ -566,9 +632,11 @@ def test_a_read_that_rolls_reads_no_hour_final_after_it(engine, monkeypatch):
     doubled: list[Sequence[int]] = []
     events = clickhouse_store._events
 
-    def recorded(slice: Slice, project: str, scope: tuple, hours: Sequence[int], within: str = "") -> tuple[str, dict]:
+    def recorded(
+        slice: Slice, project: str, scope: tuple, hours: Sequence[int], within: str = "", **named: str
+    ) -> tuple[str, dict]:
         doubled.append(hours)
-        return events(slice, project, scope, hours, within)
+        return events(slice, project, scope, hours, within, **named)
 
     monkeypatch.setattr(clickhouse_store, "_events", recorded)
     second_boundary()
