@@ -868,10 +868,7 @@ _SESSIONS = f"""
         if(ended > %(now)s - %(gap)s, 'active', 'ended') AS state
     FROM (
         SELECT tag, multiIf(tag != 's', concat(tag, '-', first_event),
-                last_run = 1 AND ifNull(session_id, '') NOT IN (
-                    SELECT assumeNotNull(session_id) FROM events
-                    WHERE {_SERVED} AND session_id IS NOT NULL AND ts_us < %(start)s - %(gap)s
-                        AND at <= toDateTime(%(scope_s)s) AND {_SESSION_GROUP} IN %(chosen_set)s),
+                last_run = 1 AND grp NOT IN ({{earlier}}),
                 ifNull(session_id, ''), concat(ifNull(session_id, ''), '@', first_event)) AS session,
             user, client, started, ended, duration_s, events, tool_calls, failures, intents
         FROM (
@@ -899,7 +896,26 @@ _SESSIONS = f"""
 """The ``sessions`` panel from its chosen runs (the ``sessions`` query's rows, a column each: ``chosen_groups``,
 ``chosen_runs``, ``chosen_from``, ``chosen_to``, ``chosen_last``; ``first_chosen``, the first instant): each run's figures
 from its own events, its name (a session id alone when its group has one run in the window and no event before the
-runs are cut from; whether it has is read from the table as it is, which duplicates cannot change)."""
+runs are cut from; whether it has is read from the table as it is, which duplicates cannot change: ``{earlier}``,
+of ``_EARLIER_SESSIONS``)."""
+
+
+def _earlier_sessions(within: str = "1") -> str:
+    """The groups of the chosen sessions (``chosen_set``) by session id with an event before the runs are cut from
+    (``gap`` before the window), of the events ``within``."""
+    return f"""SELECT {_SESSION_GROUP} AS grp FROM events
+        WHERE {_SERVED} AND session_id IS NOT NULL AND ts_us < %(start)s - %(gap)s AND at <= toDateTime(%(scope_s)s)
+            AND {within} AND grp IN %(chosen_set)s"""
+
+
+_EARLIER_SESSIONS = {
+    False: _earlier_sessions(),
+    True: f"""SELECT grp FROM rollup_runs WHERE project = %(project)s AND {_clean_hours("before_")}
+        AND grp IN %(chosen_set)s
+        UNION ALL {_earlier_sessions(_not_clean("{dirty}", "before_"))}""",
+}
+"""``_SESSIONS``' ``{earlier}``: from the events, or (``True``) from ``rollup_runs`` for the clean whole hours before
+the runs are cut from (``before_``: their values) and from the events for the rest (``{dirty}``: the dirty hours)."""
 _TIMELINE = """SELECT ts_us AS ts, event_id, type, resource, intent, duration_ms, upstream_ms, response_size,
     argument_keys, is_error, error_type, error_message, failure_origin, failure_reason, user_id AS user,
     client_name AS client, nullIf(visitParamExtractString(ifNull(custom, ''), 'message'), '') AS message, custom,
@@ -2200,7 +2216,12 @@ class ClickHouseStore:
         first, groups = min(values["chosen_from"]), tuple(set(values["chosen_groups"]))
         source, scoped = since(first)  # the panel's events from the first chosen run's first in the window on
         values |= scoped | {"first_chosen": first, "chosen_set": groups}
-        return self._run(_SESSIONS.format(events=source), values)
+        earlier = _EARLIER_SESSIONS[False]
+        if self.rollups:  # the sessions' earlier events: before the runs are cut from, clean hours from the rollups
+            dirty, clean = self._clean(values["project"], Window(EPOCH, _at(max(values["start"] - values["gap"], 0))))
+            earlier = _EARLIER_SESSIONS[True].format(dirty=dirty)
+            values |= {f"before_{name}": value for name, value in clean.items()}
+        return self._run(_SESSIONS.format(events=source, earlier=earlier), values)
 
     def _week_p95(self, project: str, window: Window, slice: Slice, read: _Read) -> dict[str, float]:
         """Each tool's p95 over the 7 days up to ``window``'s end (``read``: the window's, which it is if it is those
