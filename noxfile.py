@@ -35,6 +35,15 @@ PHOENIX_TESTS = "tests/phoenix"
 PHOENIX = "arize-phoenix==20.26.1"
 # The ClickHouse store's tests start a ClickHouse server and do not depend on the mcp SDK: run by one session only.
 CLICKHOUSE_TESTS = ["tests/test_analytics_clickhouse.py", "tests/test_rollups_clickhouse.py"]
+# Nor do these (the DuckDB store, its rollups, the alert rules, the duplicate filter, the Prometheus rules: none
+# imports mcp or the instrumentation): run by the latest session only, as the ClickHouse tests.
+MCP_FREE_TESTS = [
+    "tests/test_analytics_store.py",
+    "tests/test_rollups.py",
+    "tests/test_alerts.py",
+    "tests/test_recent_ids.py",
+    "tests/test_prometheus_rules.py",
+]
 # The current ClickHouse engine in-process: a 180 MB wheel, installed only by the ``clickhouse_current`` session.
 CHDB = ["chdb==4.4.0", "chdb-core==26.9.0"]
 RUFF = "ruff==0.17.6"
@@ -70,7 +79,7 @@ def tests(session: nox.Session, mcp: str) -> None:
     extras += ",clickhouse" if mcp == MCP_VERSIONS[-1] else ""  # the session that runs the ClickHouse tests
     session.install("-e", f".[{extras}]", f"mcp=={mcp}", *OTEL, *OTEL_CONTRIB, *extra)
     ignored = [f"--ignore={PHOENIX_TESTS}"] + (
-        [f"--ignore={t}" for t in CLICKHOUSE_TESTS] if mcp != MCP_VERSIONS[-1] else []
+        [f"--ignore={t}" for t in CLICKHOUSE_TESTS + MCP_FREE_TESTS] if mcp != MCP_VERSIONS[-1] else []
     )
     session.run("pytest", "-q", "-p", "no:cacheprovider", *ignored, *session.posargs)
 
@@ -86,7 +95,7 @@ def fastmcp(session: nox.Session) -> None:
         "--override", overrides, "-e", ".[test,analytics]", "mcp==2.3.0", "fastmcp==4.1.6", *OTEL, *OTEL_CONTRIB
     )
     session.run("pytest", "-q", "-p", "no:cacheprovider", f"--ignore={PHOENIX_TESTS}",
-                *[f"--ignore={t}" for t in CLICKHOUSE_TESTS], *session.posargs)  # fmt: skip
+                *[f"--ignore={t}" for t in CLICKHOUSE_TESTS + MCP_FREE_TESTS], *session.posargs)  # fmt: skip
 
 
 @nox.session(python="3.11")
