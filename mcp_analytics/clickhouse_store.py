@@ -2382,6 +2382,9 @@ class ClickHouseStore:
                 # ifNull: 18.16 deletes the rows a mutation's condition is NULL for (user_id NULL for a user's)
                 client.execute(f"ALTER TABLE events DELETE WHERE ifNull({where}, 0)", values)
                 self._wait_for_mutations(client)
+                # and their copies (whole events: messages, content), not left until their roll is superseded
+                client.execute(f"ALTER TABLE rollup_failed DELETE WHERE ifNull({where}, 0)", values)
+                self._wait_for_mutations(client, table="rollup_failed")
         hours: dict[str, list[int]] = {}
         for owner, hour in touched:
             hours.setdefault(owner, []).append(int(hour) * 1_000_000)

@@ -470,6 +470,8 @@ def test_rollups_equal_the_raw_rows_after_deletion_and_retention(engine, monkeyp
     assert engine.delete(None, user_id="bob") > 0
     after = engine._run("SELECT count() AS n FROM events FINAL WHERE user_id IS NULL", {})[0]["n"]
     assert after == anonymous > 0, "a user's deletion keeps the events of no user"
+    copied = engine._run("SELECT countIf(user_id = 'bob') AS bob, count() AS n FROM rollup_failed", {})[0]
+    assert copied["bob"] == 0 < copied["n"], "and deletes the copies of their failed events at once"
     assert dirty_hours(engine) > 0
     assert assert_rollups_answer_as_raw_rows(engine, 15, panels=BOOKKEEPING) >= 30
     second_boundary()
