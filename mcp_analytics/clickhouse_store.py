@@ -252,8 +252,8 @@ earlier release's roll, which writes ``rollup_types``, fails), adds ``rollup_lis
 of tools and of prompts listed, when each was last listed: ``unused_tools``, ``unused_prompts``) and
 ``rollup_clients`` (each hour's events per client, client version and user, with the first: ``new_clients``), and
 marks every hour dirty. Version 9 adds ``rollup_failed`` (each hour's events with a failure origin, copied whole: a
-slice by origin reads its clean hours there, a twentieth of the events or less, not from ``events``) and marks every
-hour dirty; a roll recorded by an earlier release (``rollup_rolls.schema`` below ``ROLLS_SINCE``), which writes no
+slice by origin reads its clean hours there, as many rows as failures (4.4% of the benchmark's events), not from
+``events``) and marks every hour dirty; a roll recorded by an earlier release (``rollup_rolls.schema`` below ``ROLLS_SINCE``), which writes no
 copies, leaves its hours dirty."""
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 ROLLS_SINCE = 9
@@ -1952,8 +1952,8 @@ class ClickHouseStore:
         self, slice: Slice, project: str, scope: tuple[int | None, int | None], doubled: list[int], bound: str = "scope"
     ) -> tuple[str, dict[str, Any]]:
         """What a panel reads as its events (``_events``). Of a slice by failure origin, which only events with one
-        match, the clean whole hours of ``scope`` from their copies in ``rollup_failed`` (a twentieth of the events or
-        less), the rest (the partial hours at its edges, the dirty hours) from the events."""
+        match, the clean whole hours of ``scope`` from their copies in ``rollup_failed`` (as many rows as failures), the
+        rest (the partial hours at its edges, the dirty hours) from the events."""
         if not (self.rollups and slice.origin):
             return _events(slice, project, scope, doubled, bound=bound)
         low, high = scope
