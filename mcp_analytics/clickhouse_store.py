@@ -25,7 +25,7 @@ import re
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -225,6 +225,18 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "INSERT INTO rollup_dirty (project, hour) SELECT DISTINCT project, toStartOfHour(at) FROM events",
         ],
     ),
+    (
+        10,
+        [
+            "DROP TABLE IF EXISTS rollup_runs",
+            """CREATE TABLE IF NOT EXISTS rollup_runs (
+                project String, hour DateTime('UTC'), grp UInt64, first_ts Int64, last_ts Int64,
+                user_id Nullable(String), client_name Nullable(String), lone UInt8 DEFAULT 0, new_run UInt8 DEFAULT 0,
+                new_client UInt8 DEFAULT 0, new_user UInt8 DEFAULT 0, roll UInt64
+            ) ENGINE = MergeTree PARTITION BY toYYYYMMDD(hour) ORDER BY (project, hour, roll)""",
+            "INSERT INTO rollup_dirty (project, hour) SELECT DISTINCT project, toStartOfHour(at) FROM events",
+        ],
+    ),
 ]
 """Each version's statements, idempotent (``IF NOT EXISTS``), so that two instances migrating at once, or one
 stopped half way, leave the same schema. Events are partitioned by day (retention drops whole days' parts) and
@@ -254,12 +266,15 @@ of tools and of prompts listed, when each was last listed: ``unused_tools``, ``u
 marks every hour dirty. Version 9 adds ``rollup_failed`` (each hour's events with a failure origin, copied whole: a
 slice by origin reads its clean hours there, as many rows as failures (4.4% of the benchmark's events), not from
 ``events``) and marks every hour dirty; a roll recorded by an earlier release (``rollup_rolls.schema`` below ``ROLLS_SINCE``), which writes no
-copies, leaves its hours dirty."""
+copies, leaves its hours dirty. Version 10 makes ``rollup_runs`` anew with, per piece, whether it is a whole run
+(``lone``: no event of its group within the session timeout of it outside its hour) and, per row, whether it is its
+piece's first, its client's first in the piece and its user's (``new_run``, ``new_client``, ``new_user``), so that
+``summary``, ``clients`` and ``users`` count the whole runs without sorting them (an earlier release's roll writes
+no piece as whole, the defaults, which is read as it was), and marks every hour dirty."""
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 ROLLS_SINCE = 9
 """The oldest schema whose rolls write every rollup this release reads: an hour whose last recorded roll is older is
 dirty (read raw, and rolled anew)."""
-
 _UNREACHABLE = (OSError, EOFError, driver_errors.NetworkError, driver_errors.SocketTimeoutError)
 """What the driver raises when the server cannot be reached: a failed connection (its ``NetworkError`` and
 ``SocketTimeoutError``), a socket's own ``OSError``, the ``EOFError`` of its reader (the server gone in the middle
@@ -324,11 +339,11 @@ def _runs_of(sorted_array: str, first: str = "tupleElement(x, 1)", last: str | N
     return f"arrayCumSum(arrayMap((d, i) -> i = 1 OR d > %(gap)s, {gaps}, arrayEnumerate({sorted_array})))"
 
 
-def _pieces(source: str) -> str:
-    """The grouped events of ``source`` since ``gap`` before the window, each as a piece of a run (its first and last
-    instant)."""
+def _pieces(source: str, where: str = "1") -> str:
+    """The grouped events of ``source`` since ``gap`` before the window (that match ``where``), each as a piece of a
+    run (its first and last instant)."""
     return f"""SELECT {_GROUP} AS grp, ts_us AS first_ts, ts_us AS last_ts, user_id, client_name FROM {source}
-        WHERE {_SERVED} AND ts_us >= %(start)s - %(gap)s AND ts_us < %(end)s AND {_GROUPED}"""
+        WHERE {_SERVED} AND ts_us >= %(start)s - %(gap)s AND ts_us < %(end)s AND {_GROUPED} AND {where}"""
 
 
 _PIECES = _pieces("{events}")
@@ -342,7 +357,7 @@ def _by_group(pieces: str, element: str) -> str:
 def _runs(pieces: str, points: bool = True, by: str | None = None) -> str:
     """The runs with an event since ``start`` of the pieces of runs ``pieces`` (``grp``, ``first_ts``, ``last_ts``,
     ``user_id``, ``client_name``: ``_PIECES``, the events; or with ``points=False`` also pieces of several events,
-    ``_ROLLED_PIECES``): how many (``by`` None), else one row per run and value of ``by`` (``user_id`` or
+    ``_JOINED_PIECES``): how many (``by`` None), else one row per run and value of ``by`` (``user_id`` or
     ``client_name``) seen in it: ``grp``, ``run``, ``by``. Runs are cut from the events since ``gap`` before the window,
     which cuts the window's events exactly as the whole history would; each group's distinct runs (and values) are
     found within its arrays, not by a ``DISTINCT`` of them all."""
@@ -573,17 +588,26 @@ _SESSION_FIGURES = """min(ts) AS started, max(ts) AS ended,
     count(intent) AS intents"""
 
 
-def _counted_panels(counted: str, pieces: str, points: bool = True) -> dict[str, str]:
+def _counted_panels(counted: str, pieces: str, points: bool = True, lone: str | None = None) -> dict[str, str]:
     """``summary``, ``clients`` and ``users`` over ``counted`` and ``pieces``: the window's events as counts
     (``client_name``, ``user_id``, ``grouped``, ``n_events``, ``n_failures``, ``n_calls`` (tool calls), ``n_last``,
     ``user_name``) and the pieces of its sessions' runs (``_runs``), from the events (``_event_counts``, ``_PIECES``)
-    or rolled up (``_COUNTED``, ``_ROLLED_PIECES``, not ``points``)."""
+    or rolled up (``_COUNTED``, ``_JOINED_PIECES``, not ``points``, beside ``lone``: the rows of the whole runs,
+    ``_LONE_RUNS``, counted without sorting them)."""
     singles, tool_calls = "sumIf(n_events, grouped = 0)", "sum(n_calls)"
     users = "uniqExactIf(assumeNotNull(user_id), user_id IS NOT NULL)"
+
+    def runs_by(by: str, new: str) -> str:
+        """The runs per value of ``by`` (``n``, a row per run and value): ``pieces``' and ``lone``'s (``new``: a row
+        of a value's first in its run)."""
+        cut = f"SELECT {by}, toUInt64(1) AS n FROM ({_runs(pieces, points, by)})"
+        return cut if lone is None else f"{cut} UNION ALL SELECT {by}, toUInt64(1) FROM ({lone}) WHERE {new} = 1"
+
+    whole = "" if lone is None else f" + (SELECT sum(new_run) FROM ({lone}))"
     return {
         "summary": f"""
             SELECT events, failures, {_round("1 - failures / nullIf(events, 0)", 4)} AS success_rate, tool_calls,
-                singles + ({_runs(pieces, points)}) AS sessions, users, clients
+                singles + ({_runs(pieces, points)}){whole} AS sessions, users, clients
             FROM (
                 SELECT sum(n_events) AS events, sum(n_failures) AS failures, {tool_calls} AS tool_calls,
                     {singles} AS singles, {users} AS users,
@@ -596,8 +620,8 @@ def _counted_panels(counted: str, pieces: str, points: bool = True) -> dict[str,
                     sum(n_failures) AS failures, {singles} AS other_sessions, {users} AS users
                 FROM {counted} GROUP BY client
             ) AS known ALL LEFT JOIN (
-                SELECT ifNull(client_name, '(unknown)') AS client, count() AS runs
-                FROM ({_runs(pieces, points, "client_name")}) GROUP BY client
+                SELECT ifNull(client_name, '(unknown)') AS client, sum(n) AS runs
+                FROM ({runs_by("client_name", "new_client")}) GROUP BY client
             ) AS joined USING (client)
             ORDER BY events DESC, client LIMIT %(limit)s""",
         "users": f"""
@@ -608,8 +632,8 @@ def _counted_panels(counted: str, pieces: str, points: bool = True) -> dict[str,
                     max(n_last) AS last_seen
                 FROM {counted} WHERE user_id IS NOT NULL GROUP BY user
             ) AS known ALL LEFT JOIN (
-                SELECT assumeNotNull(user_id) AS user, count() AS runs
-                FROM ({_runs(pieces, points, "user_id")}) WHERE user_id IS NOT NULL GROUP BY user
+                SELECT assumeNotNull(user_id) AS user, sum(n) AS runs
+                FROM ({runs_by("user_id", "new_user")}) WHERE user_id IS NOT NULL GROUP BY user
             ) AS joined USING (user)
             ORDER BY events DESC, user LIMIT %(limit)s""",
     }
@@ -1084,7 +1108,8 @@ _QUERIES = {**_PANELS, "slo": _SLO_TOOLS}
 # ``rollup_people``: per project, hour, client, user and whether grouped, the events, failures, tool calls and the
 # last event; ``rollup_runs``: per project, hour and session group, the pieces of its runs in the hour (the events
 # the session timeout does not separate: first and last instant, a row per user and client seen), which a read
-# joins across hours into runs (``_runs``: fewer rows than events by a factor of 7 in the benchmark's store). Each
+# joins across hours into runs (``_runs``: fewer rows than events by a factor of 7 in the benchmark's store), but
+# for those that are whole runs (``lone``: 89% of the benchmark's rows), which it counts as they are. Each
 # hour's rows are written by one roll (``ClickHouseStore.roll``) and marked with its id (``roll``: the
 # second it began, then 32 random bits). Every insert of events appends, after it returned, a row per hour it touched
 # to ``rollup_dirty`` (the server's ``now()``, so after the events are visible); a roll takes the server's ``now()``
@@ -1143,26 +1168,48 @@ _USE = f"""
     GROUP BY project, hour, type, resource, keys, user_id"""
 """The tool calls and prompt gets in the ``hours`` of ``project`` per name, argument keys and user (``_uses``),
 counted anew by the roll ``roll``."""
+_NEAR = """project = %(project)s AND at >= toDateTime(%(near_low_s)s) AND at < toDateTime(%(near_high_s)s)
+    AND toUInt32(toStartOfHour(at)) IN %(near_hours)s"""
+"""The events of ``project`` in the hours within ``gap`` of the ``hours`` (``near_hours``, in ``[near_low_s,
+near_high_s)``): every event that can be in a run with one of theirs (and others, which cut no run of theirs)."""
 _CUT = f"""
-    INSERT INTO rollup_runs (project, hour, grp, first_ts, last_ts, user_id, client_name, roll)
-    SELECT project, hour, grp, first_ts, last_ts, tupleElement(seen, 1), tupleElement(seen, 2), toUInt64(%(roll)s)
+    INSERT INTO rollup_runs (project, hour, grp, first_ts, last_ts, user_id, client_name, lone, new_run, new_client,
+        new_user, roll)
+    SELECT project, hour, grp, first_ts, last_ts, tupleElement(seen, 1), tupleElement(seen, 2), lone,
+        tupleElement(seen, 3), tupleElement(seen, 4), tupleElement(seen, 5), toUInt64(%(roll)s)
     FROM (
-        SELECT project, hour, grp, min(tupleElement(e, 1)) AS first_ts, max(tupleElement(e, 1)) AS last_ts,
-            arrayJoin(groupUniqArray((tupleElement(e, 3), tupleElement(e, 4)))) AS seen
+        SELECT project, hour, grp, first_ts, last_ts, lone,
+            arrayJoin(arrayMap((p, i, c, u) -> (tupleElement(p, 1), tupleElement(p, 2), toUInt8(i = 1), toUInt8(c = 1),
+                toUInt8(u = 1)), pairs, arrayEnumerate(pairs), arrayEnumerateUniq(arrayMap(p -> tupleElement(p, 2), pairs)),
+                arrayEnumerateUniq(arrayMap(p -> tupleElement(p, 1), pairs)))) AS seen
         FROM (
-            SELECT project, hour, grp, arrayJoin(arrayMap((x, r) -> (tupleElement(x, 1), r, tupleElement(x, 2),
-                tupleElement(x, 3)), s, {_runs_of("s")})) AS e
+            SELECT project, toDateTime(tupleElement(e, 5), 'UTC') AS hour, grp, min(tupleElement(e, 1)) AS first_ts,
+                max(tupleElement(e, 1)) AS last_ts, toUInt8(max(tupleElement(e, 6)) = 0) AS lone,
+                arraySort(groupUniqArray((tupleElement(e, 3), tupleElement(e, 4)))) AS pairs
             FROM (
-                SELECT project, toStartOfHour(at) AS hour, {_GROUP} AS grp,
-                    arraySort(x -> tupleElement(x, 1), groupArray((ts_us, user_id, client_name))) AS s
-                FROM events FINAL WHERE {_HOURS} AND kind != 'client' AND {_GROUPED}
-                GROUP BY project, hour, grp
+                SELECT project, grp, arrayJoin(arrayMap((x, r, b, f) -> (tupleElement(x, 1), r, tupleElement(x, 2),
+                    tupleElement(x, 3), tupleElement(x, 4), b OR f), s, runs, crossed, arrayPushBack(arrayPopFront(crossed), 0))) AS e
+                FROM (
+                    SELECT project, grp, s, {_runs_of("s")} AS runs,
+                        arrayMap((d, h) -> d <= %(gap)s AND h != 0, arrayDifference(arrayMap(x -> tupleElement(x, 1), s)),
+                            arrayDifference(arrayMap(x -> tupleElement(x, 4), s))) AS crossed
+                    FROM (
+                        SELECT project, {_GROUP} AS grp, arraySort(x -> tupleElement(x, 1),
+                            groupArray((ts_us, user_id, client_name, toUInt32(toStartOfHour(at))))) AS s
+                        FROM events FINAL WHERE {_NEAR} AND kind != 'client' AND {_GROUPED}
+                        GROUP BY project, grp
+                    )
+                )
             )
+            WHERE tupleElement(e, 5) IN %(hours)s
+            GROUP BY project, tupleElement(e, 5), grp, tupleElement(e, 2)
         )
-        GROUP BY project, hour, grp, tupleElement(e, 2)
     )"""
 """The pieces of the runs in the ``hours`` of ``project`` (the events of a group in an hour cut by ``gap``), cut anew
-by the roll ``roll``."""
+by the roll ``roll`` from the events near them (``_NEAR``): each piece as a row per user and client seen in it
+(sorted: ``new_run`` on the first, ``new_client`` and ``new_user`` on the first of each), ``lone`` if it is a whole
+run (its group's events within ``gap`` of it are all in its hour: ``crossed`` marks an event whose predecessor, in
+the run, is in another hour)."""
 _NONE = "CAST(NULL AS Nullable(String))"
 _VIEWED = f"""(
     SELECT project, hour, type, tupleElement(v, 1) AS view, tupleElement(v, 2) AS resource,
@@ -1282,12 +1329,38 @@ _COUNTED = f"""(
     {_event_counts("{edges}")}
 )"""
 """The window's events as counts: its clean whole hours from ``rollup_people``, the rest from the events."""
-_ROLLED_PIECES = f"""
-    SELECT grp, first_ts, last_ts, user_id, client_name FROM rollup_runs WHERE {_CLEAN}
+_CANDIDATE = "grp IN %(candidates)s"
+_CANDIDATE_PIECES = f"""
+    SELECT grp, first_ts, last_ts, user_id, client_name FROM rollup_runs WHERE {_CLEAN} AND {_CANDIDATE}
+    UNION ALL
+    {_pieces("{edges}", _CANDIDATE)}"""
+"""The pieces of the runs since ``gap`` before the window of the groups ``candidates`` (``_CANDIDATES``): its clean
+whole hours' from ``rollup_runs``, the rest (every other event, a piece of its own) from the events."""
+_LONE = "lone = 1 AND toUInt32(hour) IN %(lone_hours)s"
+"""``rollup_runs``' rows of pieces that are whole runs (of the hours where they are still, ``lone_hours``)."""
+_JOINED_PIECES = f"""
+    SELECT grp, first_ts, last_ts, user_id, client_name FROM rollup_runs
+    WHERE {_CLEAN} AND (lone = 0 OR toUInt32(hour) NOT IN %(lone_hours)s)
     UNION ALL
     {_pieces("{edges}")}"""
-"""The pieces of the runs since ``gap`` before the window: its clean whole hours' from ``rollup_runs``, the rest
-(every other event, a piece of its own) from the events."""
+"""The pieces of the runs since ``gap`` before the window but the whole runs (``_LONE``): its clean whole hours' from
+``rollup_runs``, the rest (every other event, a piece of its own) from the events. A whole run is no other's
+neighbour within ``gap``, so without them the others are cut as with them."""
+_LONE_RUNS = f"SELECT user_id, client_name, new_run, new_client, new_user FROM rollup_runs WHERE {_CLEAN} AND {_LONE}"
+"""The rows of the window's whole runs (``_LONE``)."""
+_CANDIDATES = f"""
+    SELECT grp FROM (
+        SELECT grp, run_from FROM ({_chosen_runs(_JOINED_PIECES, points=False)})
+        UNION ALL
+        SELECT grp, run_from FROM (
+            SELECT grp, first_ts AS run_from FROM rollup_runs WHERE {_CLEAN} AND {_LONE} AND new_run = 1
+            ORDER BY run_from DESC, grp LIMIT %(limit)s
+        )
+    )
+    ORDER BY run_from DESC, grp LIMIT %(limit)s"""
+"""The groups of the ``sessions`` panel's runs (``_chosen_runs``), chosen without sorting the whole runs' pieces:
+the newest ``limit`` of the runs cut from the others (as with them: ``_JOINED_PIECES``) and of the whole runs, by
+their first event in the window (a run's in a group is its own)."""
 
 
 def _hourly(table: str, where: str = "1") -> str:
@@ -1374,8 +1447,8 @@ _ROLLED_SEEN = f"""
 """The events with a client before the window's end (``_seen``): the clean whole hours' from ``rollup_clients``, the
 rest from the events."""
 _ROLLED_PANELS = {
-    **_counted_panels(_COUNTED, _ROLLED_PIECES, points=False),
-    "sessions": _chosen_runs(_ROLLED_PIECES, points=False),
+    **_counted_panels(_COUNTED, _JOINED_PIECES, points=False, lone=_LONE_RUNS),
+    "sessions": _chosen_runs(_CANDIDATE_PIECES, points=False),
     "latency": _latency(_rolled_timings("all", measures="dou"), _rolled_timings("tool", "resource", "dou")),
     "tools": _tools(_call_counts(_ROLLED_USES), _ROLLED_CALL_TIMINGS),
     "cost": _cost(_ROLLED_USES),
@@ -1881,6 +1954,8 @@ class ClickHouseStore:
             low = self._singles_from(values)
             recent, bounded = _events(slice, project, (low, read.scope[1]), read.doubled, bound="recent")
             values |= bounded
+            chosen = self._run(_CANDIDATES.format(edges=read.edges, recent=recent), values)
+            values["candidates"] = tuple(row["grp"] for row in chosen) or (0,)
         if name == "session" and not anchor and self.rollups:
             source, held = self._timeline(project, values["session"], slice, read.doubled)
             read, values = read._replace(source=source), values | held
@@ -2001,11 +2076,13 @@ class ClickHouseStore:
         begins there, is read from the events as a dirty one: of a window from there, it is a partial hour anyway; a
         read of the history up to the window's end splits its hours there."""
         start, end = _ceil_hour(_us(window.start)), _floor_hour(_us(window.end))
-        where = f"project = %(project)s AND hour >= toDateTime({start}) AND hour < toDateTime({end})"
-        state = self._run(_STATE.format(where=where), {"project": project})
-        if sum(not self._is_clean(row) for row in state) > ROLL_AT_READ:
+        where = f"""project = %(project)s AND hour >= toDateTime({max(start - self._reach, 0)})
+            AND hour < toDateTime({end + self._reach})"""
+        near = self._run(_STATE.format(where=where), {"project": project})
+        if sum(not self._is_clean(row) for row in near if start <= row["hour"] < end) > ROLL_AT_READ:
             self.roll(project)
-            state = self._run(_STATE.format(where=where), {"project": project})
+            near = self._run(_STATE.format(where=where), {"project": project})
+        state = [row for row in near if start <= row["hour"] < end]
         split = None if cut is None or cut % _HOUR == 0 else _floor_hour(cut)
         clean = sorted((row["hour"], row["roll"]) for row in state if self._is_clean(row) and row["hour"] != split)
         dirty = sorted(row["hour"] for row in state if not self._is_clean(row) or row["hour"] == split)
@@ -2015,9 +2092,24 @@ class ClickHouseStore:
             "whole_end_s": end,
             "clean_hours": [hour for hour, _ in clean] or [0],
             "clean_rolls": [roll for _, roll in clean] or [0],
+            "lone_hours": self._lone(project, near, [hour for hour, _ in clean]) or (0,),
             "compacted_days": [day for day, _ in compacted] or [0],
             "compactions": [compaction for _, compaction in compacted] or [0],
         }
+
+    def _lone(self, project: str, near: list[dict[str, Any]], clean: list[int]) -> tuple[int, ...]:
+        """Of the ``clean`` hours of ``project``, those whose whole runs (``rollup_runs.lone``) are whole still (``_joinable``; ``near``:
+        the ``_STATE`` rows of the hours within the session timeout of them)."""
+        rows = {(row["project"], row["hour"]): row for row in near}
+        return tuple(hour for hour in clean if not self._joinable(rows, rows[project, hour]))
+
+    def _joinable(self, rows: dict[tuple[str, int], dict[str, Any]], state: dict[str, Any]) -> list[dict[str, Any]]:
+        """The hours within the session timeout of a clean hour (its ``_STATE`` row ``state``; ``rows``: theirs, by
+        project and hour) marked since its roll began: an event stored there since may have joined one of its whole
+        runs to theirs (``roll`` cuts them anew once those hours are clean)."""
+        hour, reach = state["hour"], self._reach
+        near = (rows.get((state["project"], other)) for other in range(hour - reach, hour + 3600 + reach, 3600))
+        return [row for row in near if row is not None and row is not state and row["marked"] >= state["began"]]
 
     def _compacted(self, project: str, state: list[dict[str, Any]], start: int, end: int) -> list[tuple[int, int]]:
         """The whole days from ``start`` to ``end`` (seconds) whose hours (``state``: their ``_STATE`` rows) are all clean
@@ -2040,6 +2132,11 @@ class ClickHouseStore:
         """The session timeout, in µs."""
         return self.session_timeout // timedelta(microseconds=1)
 
+    @property
+    def _reach(self) -> int:
+        """How far (seconds, whole hours) from an hour an event can be in a run with one of the hour's."""
+        return _ceil_hour(self._gap)
+
     def _doubled(self, project: str, scope: tuple[int | None, int | None]) -> list[int]:
         """The hours (seconds, sorted) of ``project`` in ``scope`` (µs, ``_scope``) that may hold a second copy of an
         event: stored (marked) since the last roll that found none in them, or never so found. Hours never marked hold
@@ -2053,27 +2150,44 @@ class ClickHouseStore:
 
     def roll(self, project: str | None = None) -> int:
         """Count the dirty hours that have ended (of ``project``, else of every project; and those whose runs were cut
-        by another session timeout) anew from the events, ``ROLL_HOURS`` at a time: each time the server's ``now()`` first (R, in the roll's id), then the counts
-        written with the roll's id, then their hours recorded as rolled by it. Any instance may roll any hour at any
-        time, twice at once too: each roll writes complete counts of what it read, under its own id, and an insert it
-        may have missed marked its hours at R or later (dirty). Then the ended days whose hours are all clean are
-        compacted (``_compact``) and the rows of superseded rolls and compactions deleted (``_drop_superseded``). Returns how many hours were rolled."""
-        state = self._state(project)
+        by another session timeout) anew from the events, ``ROLL_HOURS`` at a time: each time the server's ``now()``
+        first (R, in the roll's id), then the counts written with the roll's id, then their hours recorded as rolled by
+        it. Any instance may roll any hour at any time, twice at once too: each roll writes complete counts of what it
+        read, under its own id, and an insert it may have missed marked its hours at R or later (dirty). Then the clean
+        hours whose whole runs an event stored since may have joined (``_joinable``) once those hours are clean too;
+        then the ended days whose hours are all clean are compacted (``_compact``) and the rows of superseded rolls and
+        compactions deleted (``_drop_superseded``). Returns how many hours were rolled."""
         ended = self._now() - 3600
-        dirty: dict[str, list[int]] = {}
+        rolled = self._roll_hours(
+            row for row in self._state(project) if not self._is_clean(row) and row["hour"] <= ended
+        )
+        state = self._state(project)
+        rows = {(row["project"], row["hour"]): row for row in state}
+        joined = [row for row in state if self._is_clean(row) and self._rejoin(rows, row)]
+        rolled += self._roll_hours(joined)
+        self._compact(project)
+        self._drop_superseded()
+        return rolled
+
+    def _rejoin(self, rows: dict[tuple[str, int], dict[str, Any]], state: dict[str, Any]) -> bool:
+        """Whether to roll a clean hour (``state``) anew: hours near it were marked since its roll (``_joinable``),
+        and all of them are clean (rolled since)."""
+        others = self._joinable(rows, state)
+        return bool(others) and all(self._is_clean(other) for other in others)
+
+    def _roll_hours(self, state: Iterable[dict[str, Any]]) -> int:
+        """The hours of ``state`` (``_STATE`` rows) rolled, per project, ``ROLL_HOURS`` at a time; how many."""
+        hours: dict[str, list[int]] = {}
         for row in state:
-            if not self._is_clean(row) and row["hour"] <= ended:
-                dirty.setdefault(row["project"], []).append(row["hour"])
-        for owner, hours in dirty.items():
-            hours.sort()
-            for offset in range(0, len(hours), ROLL_HOURS):
-                chunk = hours[offset : offset + ROLL_HOURS]
+            hours.setdefault(row["project"], []).append(row["hour"])
+        for owner, owned in hours.items():
+            owned.sort()
+            for offset in range(0, len(owned), ROLL_HOURS):
+                chunk = owned[offset : offset + ROLL_HOURS]
                 roll = self._new_roll()
                 self._count(owner, chunk, roll)
                 self._rolled_at(owner, chunk, roll)
-        self._compact(project)
-        self._drop_superseded()
-        return sum(len(hours) for hours in dirty.values())
+        return sum(len(owned) for owned in hours.values())
 
     def _compact(self, project: str | None) -> None:
         """Every day that has ended (of ``project``, else of every project) whose hours with events are all clean, and
@@ -2133,8 +2247,10 @@ class ClickHouseStore:
     def _count(self, project: str, hours: Sequence[int], roll: int) -> None:
         """``hours`` (sorted, seconds) of ``project`` counted from the events by the roll ``roll``, their runs cut into
         pieces, and checked for second copies."""
+        near = sorted({hour + step for hour in hours for step in range(-self._reach, self._reach + 1, 3600)})
         values = {"project": project, "hours": tuple(hours), "roll": roll, "began": roll >> _ROLL_BITS,
-                  "low_s": hours[0], "high_s": hours[-1] + 3600, "gap": self._gap}  # fmt: skip
+                  "low_s": hours[0], "high_s": hours[-1] + 3600, "gap": self._gap, "near_hours": tuple(near),
+                  "near_low_s": near[0], "near_high_s": near[-1] + 3600}  # fmt: skip
         with self._client() as client:
             client.execute(_ROLL, values)
             client.execute(_CUT, values)

@@ -157,7 +157,7 @@ def test_an_insert_of_another_instance_racing_a_roll_leaves_its_hour_dirty(make,
         assert summary == one.panel("p", "summary", window)[0]
         one.rollups = True
     second_boundary()
-    assert one.roll("p") == 1 and dirty_hours(one, "p") == 0
+    assert one.roll("p") == 3 and dirty_hours(one, "p") == 0, "its hour, then the two beside it anew"
     assert assert_rollups_answer_as_raw_rows(two, 12, ("p",), BOOKKEEPING) > 0
 
 
@@ -216,14 +216,14 @@ def test_a_roll_that_stopped_before_recording_itself_changes_no_answer(make, mon
 
 
 def test_an_upgrade_reads_every_hour_raw_until_rolled_anew_and_an_earlier_release_s_roll_is_not_read(make, monkeypatch):
-    """A database at schema 8 whose every hour an earlier release rolled (recorded clean): migrating to 9 marks every
-    hour dirty, so the panels and the slices by origin read them raw (the new ``rollup_failed`` is empty) until this
+    """A database at schema 8 whose every hour an earlier release rolled (recorded clean): migrating to 9 (and 10) marks
+    every hour dirty, so the panels and the slices by origin read them raw (the new ``rollup_failed`` is empty) until this
     release rolls them; a roll recorded later by the earlier release (schema 8: it writes no copies) leaves its hours
     dirty."""
     monkeypatch.setattr(clickhouse_store, "ROLL_AT_READ", 10**9)
     failures = Slice(origin=("server", "upstream", "client"))
     with monkeypatch.context() as earlier:
-        earlier.setattr(clickhouse_store, "MIGRATIONS", clickhouse_store.MIGRATIONS[:-1])
+        earlier.setattr(clickhouse_store, "MIGRATIONS", clickhouse_store.MIGRATIONS[:-2])
         earlier.setattr(clickhouse_store, "SCHEMA_VERSION", 8)
         old = make()
         fill(old, 15)
@@ -233,7 +233,7 @@ def test_an_upgrade_reads_every_hour_raw_until_rolled_anew_and_an_earlier_releas
             old._rolled_at(project, [row["hour"] for row in hours if row["project"] == project], old._new_roll())
         assert old.schema_version == 8 and dirty_hours(old) == 0 and len(hours) >= 60
     store = make(database=old.address.database)
-    assert store.schema_version == clickhouse_store.SCHEMA_VERSION == 9
+    assert store.schema_version == clickhouse_store.SCHEMA_VERSION == 10
     assert dirty_hours(store) == len(hours)
     assert assert_rollups_answer_as_raw_rows(store, 15, panels=BOOKKEEPING) == 0
     assert_sliced_as_raw_rows(store, failures, 15)
@@ -511,14 +511,19 @@ def test_the_rows_of_superseded_rolls_are_deleted_and_no_answer_changes(engine, 
     for hour in (5, 20, 40):
         engine.add("p", batch(f"late{hour}-", hour))
     second_boundary()
-    assert engine.roll() == 3
+    assert engine.roll() == 9, "three hours, then the two beside each anew"
     unrecorded = engine._new_roll()
     engine._count("q", [int((START + timedelta(hours=7)).timestamp())], unrecorded)
     tables = clickhouse_store._ROLLUPS
     before = {table: rolls_per_hour(engine, table) for table in tables}
+    late = {
+        ("p", int((START + timedelta(hours=hour + step)).timestamp())) for hour in (5, 20, 40) for step in (-1, 0, 1)
+    }
     for table in tables:
-        twice = sorted(len(rolls) for rolls in before[table].values())[-5:]
-        assert twice == [1, 2, 2, 2, 2], (table, "three hours rolled twice, one more")
+        twice = {key for key, rolls in before[table].items() if len(rolls) == 2}
+        assert twice == (late | {("q", int((START + timedelta(hours=7)).timestamp()))}) & before[table].keys(), table
+        assert max(len(rolls) for rolls in before[table].values()) == 2, table
+    assert len({key for key, rolls in before["rollup_people"].items() if len(rolls) == 2}) == 10, "nine, one more"
     second_boundary()
     engine._drop_superseded()
     with engine._client() as client:
@@ -588,7 +593,7 @@ def test_the_timings_of_days_whose_hours_are_all_clean_are_read_from_their_compa
     assert engine._clean("p", whole, daily=True)[1]["compacted_days"] == [all_days[0], all_days[2]], "its hour is dirty"
     assert_read_as_raw_rows(engine, ROLLED, [whole])
     second_boundary()
-    assert engine.roll() == 1
+    assert engine.roll() == 3, "its hour, then the two beside it anew (of the same day)"
     second = compactions(engine)
     assert second[("p", day)] > first[("p", day)] and len(second[("p", day)]) == 2, "the day compacted anew"
     assert {key: ids for key, ids in second.items() if key != ("p", day)} == {
@@ -764,3 +769,80 @@ def test_the_sessions_panel_reads_its_events_of_no_group_from_the_hour_its_newes
     start = int(window.start.timestamp() * 1e6)
     hour = 3_600_000_000
     assert froms == [int(base.timestamp() * 1e6) + h * hour for h in (9, 9, 8, 7)] + [start]
+
+
+def test_whole_runs_are_counted_without_sorting_until_an_event_stored_near_one_may_join_it(engine, monkeypatch):
+    """A roll writes a piece that is a whole run as ``lone`` (a session identified within it: a row per user, its
+    run's first and its client's first flagged once), a piece with an event of its group within the timeout in the
+    next hour as not. Then an event is stored 20 minutes after bob's whole run, in the next hour: bob's hour is read
+    from the rollups but not as whole runs until the roll, which cuts it anew once the event's hour is rolled (and not
+    while that hour has not ended). ``summary``, ``clients`` and ``users`` count every run once, as the raw events do."""
+    monkeypatch.setattr(clickhouse_store, "ROLL_AT_READ", 10**9)
+    base = START + timedelta(hours=40)
+    hour = int(base.timestamp())
+
+    def event(name: str, at: datetime | int, **fields: str) -> dict:
+        at = base + timedelta(minutes=at) if isinstance(at, int) else at
+        return validated_event(event_id=name, type="mcp:tools/call", timestamp_ns=int(at.timestamp() * 1e9), **fields)
+
+    def pieces() -> set[tuple]:
+        rows = engine._run(
+            """SELECT toUInt32(hour) AS hour, ifNull(user_id, '-') AS user, client_name AS client, lone, new_run,
+            new_client, new_user FROM rollup_runs WHERE hour < toDateTime(%(end)s)""",
+            {"end": hour + 7200},
+        )
+        return {(row["hour"] - hour, *list(row.values())[1:]) for row in rows}
+
+    def assert_counted(window: Window, runs: dict[str, int]) -> None:
+        answers = {name: engine.panel("p", name, window) for name in ("summary", "clients", "users")}
+        engine.rollups = False
+        assert answers == {name: engine.panel("p", name, window) for name in answers}, window
+        engine.rollups = True
+        assert answers["summary"][0]["sessions"] == sum(runs.values())
+        assert {row["user"]: row["sessions"] for row in answers["users"]} == {
+            user: n for user, n in runs.items() if user != "-"
+        }
+
+    engine.add("p", [event("s1", 10, session_id="s", client_name="Cursor"),
+                     event("s2", 15, session_id="s", client_name="Cursor", user_id="alice"),
+                     *(event(f"c{m}", m, user_id="carol", client_name="Claude") for m in (20, 30)),
+                     *(event(f"b{m}", m, user_id="bob", client_name="Claude") for m in (40, 45)),
+                     *(event(f"d{m}", m, user_id="dan", client_name="Zed") for m in (50, 70))])  # fmt: skip
+    second_boundary()
+    assert engine.roll() == 2
+    session = {(0, "alice", "Cursor", 1, 1, 1, 1), (0, "-", "Cursor", 1, 0, 0, 1)}
+    assert pieces() - session == {
+        (0, "carol", "Claude", 1, 1, 1, 1),
+        (0, "bob", "Claude", 1, 1, 1, 1),
+        (0, "dan", "Zed", 0, 1, 1, 1),
+        (3600, "dan", "Zed", 0, 1, 1, 1),
+    }
+    assert pieces() & session in (session, {(0, "alice", "Cursor", 1, 0, 0, 1), (0, "-", "Cursor", 1, 1, 1, 1)})
+    window = Window(base - timedelta(minutes=30), base + timedelta(hours=3))
+    runs = {"alice": 1, "-": 0, "carol": 1, "bob": 1, "dan": 1}
+    assert_counted(window, runs)
+    assert engine._clean("p", window)[1]["lone_hours"] == (hour, hour + 3600)
+
+    engine.add("p", [event("b65", 65, user_id="bob", client_name="Claude")])
+    read = engine._clean("p", window)[1]
+    assert (read["clean_hours"], read["lone_hours"]) == ([hour], (0,)), "bob's hour read, not as whole runs"
+    assert_counted(window, runs)
+    second_boundary()
+    assert engine.roll() == 2, "the event's hour, then bob's anew"
+    assert (0, "bob", "Claude", 0, 1, 1, 1) in pieces(), "bob's piece is not a whole run any more"
+    assert engine._clean("p", window)[1]["lone_hours"] == (hour, hour + 3600)
+    assert_counted(window, runs)
+
+    now = datetime.now(UTC)
+    if now.minute == 59 and now.second > 50:
+        time.sleep(11)  # the hour that has not ended must not end during the test
+    current = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    engine.add("p", [event("e1", current - timedelta(minutes=10), user_id="erin", client_name="Zed")])
+    second_boundary()
+    assert engine.roll() == 1, "the hour before the current one"
+    engine.add("p", [event("e2", current, user_id="erin", client_name="Zed")])
+    second_boundary()
+    assert engine.roll() == 0, "not while the hour that may join a whole run of it has not ended"
+    recent = Window(current - timedelta(hours=2), current + timedelta(minutes=1))
+    assert engine._clean("p", recent)[1]["lone_hours"] == (0,)
+    assert_counted(recent, {"erin": 1})
