@@ -1386,12 +1386,14 @@ its clean hours' rolls, ``compactions``) that match ``{where}``."""
 
 def _rolled_timings(view: str, by: str = "", measures: str = "d", daily: bool = True) -> str:
     """``_timed``'s rows of the window's requests of ``view`` (``_VIEWS``), per ``by`` (of its columns): its
-    compacted days' from ``rollup_timings_days`` (``daily``: not for buckets that a day may cut), its other clean
-    whole hours' from ``rollup_timings``, the rest from the events."""
+    compacted days' from ``rollup_timings_days`` (``daily``: not for buckets that a day may cut; consecutive days,
+    ``[compacted_from_s, compacted_to_s)``), its other clean whole hours' from ``rollup_timings``, the rest from the
+    events."""
     names = ", ".join(f"'{name}'" for name in measures)
     kept = f"view = '{view}' AND measure IN ({names})"
     columns = f"{by + ', ' if by else ''}measure, key, n, ms, lo_ms, hi_ms"
-    hours = f"{kept} AND NOT has(%(compacted_days)s, toUInt32(toStartOfDay(hour)))" if daily else kept
+    outside = "(hour < toDateTime(%(compacted_from_s)s) OR hour >= toDateTime(%(compacted_to_s)s))"
+    hours = f"{kept} AND {outside}" if daily else kept
     days = f"SELECT {columns} FROM {_DAILY.format(where=kept)} UNION ALL " if daily else ""
     return f"""
         SELECT {by.rsplit(" AS ", 1)[-1] + ", " if by else ""}measure, key, n, ms, lo_ms, hi_ms FROM (
@@ -2095,6 +2097,8 @@ class ClickHouseStore:
             "lone_hours": self._lone(project, near, [hour for hour, _ in clean]) or (0,),
             "compacted_days": [day for day, _ in compacted] or [0],
             "compactions": [compaction for _, compaction in compacted] or [0],
+            "compacted_from_s": compacted[0][0] if compacted else start,
+            "compacted_to_s": compacted[-1][0] + 86400 if compacted else start,
         }
 
     def _lone(self, project: str, near: list[dict[str, Any]], clean: list[int]) -> tuple[int, ...]:
@@ -2113,14 +2117,23 @@ class ClickHouseStore:
 
     def _compacted(self, project: str, state: list[dict[str, Any]], start: int, end: int) -> list[tuple[int, int]]:
         """The whole days from ``start`` to ``end`` (seconds) whose hours (``state``: their ``_STATE`` rows) are all clean
-        and were compacted from the rolls that made them clean, each with its newest such compaction."""
+        and were compacted from the rolls that made them clean, each with its newest such compaction: the longest run
+        of consecutive ones (the first), so that the other hours are two ranges of ``hour`` (``_rolled_timings``), which
+        the table's key finds without reading the days' hours."""
         days = {
             day: _digest(*hours) for (_, day), hours in self._clean_days(state, end - 86400).items() if day >= start
         }
         if not days:
             return []
         recorded = self._run(_COMPACTIONS, {"project": project, "start": start, "end": end})
-        return sorted((row["day"], row["newest"]) for row in recorded if days.get(row["day"]) == row["rolls"])
+        found = sorted((row["day"], row["newest"]) for row in recorded if days.get(row["day"]) == row["rolls"])
+        runs: list[list[tuple[int, int]]] = []
+        for day in found:
+            if runs and runs[-1][-1][0] + 86400 == day[0]:
+                runs[-1].append(day)
+            else:
+                runs.append([day])
+        return max(runs, key=len, default=[])
 
     def _is_clean(self, state: dict[str, Any]) -> bool:
         """Whether an hour's rollups (its ``_STATE`` row) answer for its events: its last recorded roll began after its
