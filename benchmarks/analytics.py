@@ -69,8 +69,8 @@ anonymous, with intents) is recorded once with ``MCPInstrumentor`` and an
     with the events of the other); ClickHouse's background merges are let finish
     (no ``OPTIMIZE``) and its parts counted. Each panel of ``PANELS`` (``session``:
     the newest session with a session id in the ``sessions`` panel) is timed with
-    ``store.panel`` for ``last=24h`` and ``last=all`` (both ending at one instant
-    for every store), unfiltered and sliced (the commonest client and three failure
+    ``store.panel`` for ``last=24h`` and ``last=all`` (both ending where the
+    stores' events end, however old the cache), unfiltered and sliced (the commonest client and three failure
     origins), and one evaluation of every alert rule at the newest event: one
     warm-up, then ``--query-runs`` runs, median and max; one store after the other,
     the medians side by side in one table with each panel's row count (a
@@ -951,10 +951,10 @@ def reusable(meta_path: Path, args: argparse.Namespace) -> dict[str, Any] | None
     return meta if fresh and meta["events"] == args.query_events and meta["seed"] == args.seed else None
 
 
-def query_stores(args: argparse.Namespace, stack: contextlib.ExitStack) -> list[QueryStore]:
+def query_stores(args: argparse.Namespace, stack: contextlib.ExitStack) -> tuple[list[QueryStore], datetime]:
     """The stores of ``--stores`` holding the same ``--query-events`` events: reused from ``--cache-dir`` while they
-    hold the same generation (seed and end), else built, all from one generation. A ClickHouse server runs on its
-    directory there until ``stack`` closes."""
+    hold the same generation (seed and end), else built, all from one generation; and the end of their events. A
+    ClickHouse server runs on its directory there until ``stack`` closes."""
     cache = Path(args.cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
     name = f"panels-{args.query_events}-seed{args.seed}"
@@ -986,7 +986,7 @@ def query_stores(args: argparse.Namespace, stack: contextlib.ExitStack) -> list[
     for store in stores:
         if store.name == "clickhouse":
             settle(store.url)
-    return stores
+    return stores, datetime.fromisoformat(built_at)
 
 
 def build_stores(stores: Sequence[QueryStore], total: int, seed: int, built_at: datetime) -> None:
@@ -1118,8 +1118,9 @@ def bench_queries(args: argparse.Namespace, workdir: Path, results: Results) -> 
           f"{' and '.join(STORE_NAMES[store] for store in args.stores)} (the same events in each): "
           f"1 warm-up + {args.query_runs} runs each; {load()}", flush=True)  # fmt: skip
     with contextlib.ExitStack() as stack:
-        stores = query_stores(args, stack)
-        end = datetime.now(UTC)  # every store answers for the same windows
+        # Every store answers for the same windows, which end where the events do: a cached store's 24 hours are
+        # those of its last day, however old it is (ended now, they would hold less as the cache ages).
+        stores, end = query_stores(args, stack)
         timings: dict[str, list[Timing]] = {}
         summaries: dict[str, dict[str, Any]] = {}
         slices: dict[str, Slice] = {}
@@ -1180,7 +1181,7 @@ def bench_queries(args: argparse.Namespace, workdir: Path, results: Results) -> 
                         runs = []
                         for _ in range(args.query_runs + 1):
                             wall = time.perf_counter()
-                            api.panel(name, connection, last=last)
+                            api.panel(name, connection, last=last, to=end.isoformat())
                             runs.append((time.perf_counter() - wall) * 1000)
                         runs = runs[1:]
                         print(f"{STORE_NAMES[store.name]:<10} {name:<13} {last:>6} {statistics.median(runs):10.1f} "
