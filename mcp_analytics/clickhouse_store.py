@@ -2112,8 +2112,9 @@ class ClickHouseStore:
         project and hour) marked since its roll began: an event stored there since may have joined one of its whole
         runs to theirs (``roll`` cuts them anew once those hours are clean)."""
         hour, reach = state["hour"], self._reach
-        near = (rows.get((state["project"], other)) for other in range(hour - reach, hour + 3600 + reach, 3600))
-        return [row for row in near if row is not None and row is not state and row["marked"] >= state["began"]]
+        others = range(hour - reach, hour + 3600 + reach, 3600)
+        near = (rows.get((state["project"], other)) for other in others if other != hour)
+        return [row for row in near if row is not None and row["marked"] >= state["began"]]
 
     def _compacted(self, project: str, state: list[dict[str, Any]], start: int, end: int) -> list[tuple[int, int]]:
         """The whole days from ``start`` to ``end`` (seconds) whose hours (``state``: their ``_STATE`` rows) are all clean
@@ -2171,10 +2172,9 @@ class ClickHouseStore:
         then the ended days whose hours are all clean are compacted (``_compact``) and the rows of superseded rolls and
         compactions deleted (``_drop_superseded``). Returns how many hours were rolled."""
         ended = self._now() - 3600
-        rolled = self._roll_hours(
-            row for row in self._state(project) if not self._is_clean(row) and row["hour"] <= ended
-        )
         state = self._state(project)
+        rolled = self._roll_hours(row for row in state if not self._is_clean(row) and row["hour"] <= ended)
+        state = self._state(project) if rolled else state  # as the rolls left it
         rows = {(row["project"], row["hour"]): row for row in state}
         joined = [row for row in state if self._is_clean(row) and self._rejoin(rows, row)]
         rolled += self._roll_hours(joined)
