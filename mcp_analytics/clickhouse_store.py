@@ -1080,29 +1080,25 @@ def _same_hours(now: int) -> str:
     )
 
 
-_SLO_TOOLS = f"SELECT DISTINCT assumeNotNull(resource) AS tool FROM {{events}} WHERE {_TOOL_CALLS}"
-"""The tools called in the window (the ``slo`` panel's query: ``ClickHouseStore._attainment`` reads the rest)."""
-
-
-_SLO_TARGET = "CAST(%(slo_targets)s AS Array(Float64))[indexOf(CAST(%(slo_tools)s AS Array(String)), tool)]"
-"""The target of a tool's tier."""
+_SLO_TARGETS = "CAST(%(slo_targets)s AS Array(Float64))"
+"""The SLO tiers' targets (ms), each once (``ClickHouseStore._panel``)."""
 
 
 def _slo_window(timings: str) -> str:
-    """Per tool called in the window (``timings``: ``_timed`` rows of its calls, ``tool``): ``calls``, those
-    ``within`` its target (in its bucket or below: to the histograms' resolution, as the percentiles) and ``p95_ms``."""
-    within = f"sumIf(bucket_n, measure = 'd' AND key <= {_bucket(_SLO_TARGET)}) AS within"
+    """The ``slo`` panel's read: per tool called in the window (``timings``: ``_timed`` rows of its calls, ``tool``),
+    ``calls``, those ``within`` each target of ``_SLO_TARGETS`` (in its bucket or below: to the histograms'
+    resolution, as the percentiles) and ``p95_ms``, which are the tools' tiers when the window is the 7 days that set
+    them (``ClickHouseStore._attainment``)."""
+    bucket_n = "if(measure = 'd' AND key <= " + _bucket("target") + ", bucket_n, toUInt64(0))"
+    within = f"sumForEach(arrayMap(target -> {bucket_n}, {_SLO_TARGETS})) AS within"
     return f"""
     SELECT tool, n_d AS calls, within, {_p("d", 0.95)} AS p95_ms FROM {_histograms(timings, "tool", extra=within)}
     ORDER BY calls DESC, tool"""
 
 
 _SLO_CALLS = _timed("{events}", _TOOL_CALLS, _TOOL)
-_SLO = {"week": _tool_p95(_SLO_CALLS), "window": _slo_window(_SLO_CALLS)}
-"""The ``slo`` panel's reads after ``_SLO_TOOLS``, from the raw events: each tool's p95 over the 7 days up to the
-window's end (its tier; read as a window of its own), then its calls in the window."""
-_QUERIES = {**_PANELS, "slo": _SLO_TOOLS}
-"""Every panel's query but the ``session`` timeline's; the ``slo`` panel's reads the tools called (``_SLO``: the rest)."""
+_QUERIES = {**_PANELS, "slo": _slo_window(_SLO_CALLS)}
+"""Every panel's query but the ``session`` timeline's."""
 
 # ---------------------------------------------------------------- rollups
 # ``rollup_people``: per project, hour, client, user and whether grouped, the events, failures, tool calls and the
@@ -1477,13 +1473,12 @@ _ROLLED_PANELS = {
         UNION ALL {_series_counts("{edges}")}"""),
     "methods": _methods(f"""SELECT type, events AS n_events FROM {_hourly("rollup_outcomes")}
         UNION ALL SELECT type, toUInt64(1) FROM {{edges}} WHERE {_IN_WINDOW}"""),
-    "slo": f"""SELECT DISTINCT tool FROM (
-        SELECT {_TOOL} FROM rollup_uses WHERE {_CLEAN} AND {_CALLED}
-        UNION ALL SELECT {_TOOL} FROM {{edges}} WHERE {_TOOL_CALLS})""",
+    "slo": _slo_window(_ROLLED_CALL_TIMINGS),
 }
 """The panels read from the rollups (``ClickHouseStore._rolled``); ``_PANELS`` has the same read from the raw events."""
-_ROLLED_SLO = {"week": _tool_p95(_ROLLED_CALL_TIMINGS), "window": _slo_window(_ROLLED_CALL_TIMINGS)}
-"""``_SLO`` from the rollups."""
+_WEEK_P95 = {rolled: _tool_p95(timings) for rolled, timings in ((False, _SLO_CALLS), (True, _ROLLED_CALL_TIMINGS))}
+"""Each tool's p95 over the 7 days up to a window's end, the ``slo`` panel's tiers (``ClickHouseStore._week_p95``), from
+the raw events or (``True``) the rollups."""
 _NEWEST = {"intents"}
 """The listings of the window's newest ``limit`` events (``ClickHouseStore._newest``)."""
 _BUCKETED = {"timeseries", "trends"}
@@ -1939,6 +1934,7 @@ class ClickHouseStore:
             "now": _us(datetime.now(UTC)), "anchor": anchor or "", "token_bytes": BYTES_PER_TOKEN,
             "token_price": self.prices.default, "priced_tools": list(self.prices.per_tool),
             "tool_prices": list(self.prices.per_tool.values()), "q": values["q"] or "", "session": values["session"] or "",
+            "slo_targets": sorted(set(self.slos.tiers.values())),
         }  # fmt: skip
         if name in ("timeseries", "trends") and values["bucket"] is None and window.start <= EPOCH:
             # "All" starts in 1970: its buckets start at the project's first event instead.
@@ -1965,8 +1961,7 @@ class ClickHouseStore:
             return self._newest(sql, project, slice, read, values)
         rows = self._run(sql.format(events=read.source, edges=read.edges, recent=recent), values)
         if name == "slo":
-            p95 = self._week_p95(project, window, slice, read) if p95 is None else p95
-            rows = self._attainment(rows, slice, read, values, p95)
+            rows = self._attainment(project, window, slice, rows, values, p95)
         elif name == "sessions":
             rows = self._sessions(
                 rows, values, lambda low: self._source(slice, project, (low, read.scope[1]), read.doubled)
@@ -2352,30 +2347,38 @@ class ClickHouseStore:
             values |= {f"before_{name}": value for name, value in clean.items()}
         return self._run(_SESSIONS.format(events=source, earlier=earlier), values)
 
-    def _week_p95(self, project: str, window: Window, slice: Slice, read: _Read) -> dict[str, float]:
-        """Each tool's p95 over the 7 days up to ``window``'s end (``read``: the window's, which it is if it is those
-        7 days), read as a window of their own (from the rollups, whatever the window's length): the ``slo`` panel's
-        tiers."""
-        week = Window(window.end - timedelta(days=7), window.end)
-        weekly = read if window == week else self._read(project, "slo", week, slice)
-        return {row["tool"]: row["p95_ms"] for row in self._slo(weekly, "week", _bounded(weekly.values))}
+    def _week_p95(self, project: str, week: Window, slice: Slice) -> dict[str, float]:
+        """Each tool's p95 over ``week`` (the 7 days up to a window's end), read as a window of its own (from the
+        rollups, whatever the window's length): the ``slo`` panel's tiers."""
+        read = self._read(project, "slo", week, slice)
+        sql = _WEEK_P95[read.rolled].format(events=read.source, edges=read.edges)
+        return {row["tool"]: row["p95_ms"] for row in self._run(sql, _bounded(read.values))}
 
     def _attainment(
-        self, tools: list[dict[str, Any]], slice: Slice, read: _Read, values: dict[str, Any], p95: dict[str, float]
+        self,
+        project: str,
+        window: Window,
+        slice: Slice,
+        rows: list[dict[str, Any]],
+        values: dict[str, Any],
+        p95: dict[str, float] | None,
     ) -> list[dict[str, Any]]:
-        """The ``slo`` panel (``store.attainment``) of the ``tools`` called in the window (``read``, ``values``): each
-        one's tier by its ``p95`` (``_week_p95``), then its calls in the window."""
-        baselines = [{"tool": row["tool"], "baseline_p95_ms": p95.get(row["tool"])} for row in tools]
+        """The ``slo`` panel (``store.attainment``) from its read of ``window`` (``rows``: ``_slo_window``'s): each
+        tool's tier by its ``p95`` over the 7 days up to the window's end (read by ``_week_p95`` unless known; the rows'
+        own when the window is those 7 days), then its calls within the tier's target."""
+        week = Window(window.end - timedelta(days=7), window.end)
+        if p95 is None:
+            p95 = (
+                {row["tool"]: row["p95_ms"] for row in rows} if window == week else self._week_p95(project, week, slice)
+            )
+        baselines = [{"tool": row["tool"], "baseline_p95_ms": p95.get(row["tool"])} for row in rows]
+        targets = values["slo_targets"]
 
-        def calls(tools: list[str], targets: list[float]) -> list[dict[str, Any]]:
-            return self._slo(read, "window", values | {"slo_tools": tools, "slo_targets": targets})
+        def calls(tools: list[str], tiers: list[float]) -> list[dict[str, Any]]:
+            target = dict(zip(tools, tiers, strict=True))
+            return [row | {"within": row["within"][targets.index(target[row["tool"]])]} for row in rows]
 
         return store.attainment(self.slos, baselines, calls, values["limit"])
-
-    def _slo(self, read: _Read, part: str, values: dict[str, Any]) -> list[dict[str, Any]]:
-        """The rows of the ``slo`` panel's ``part`` (of ``_SLO``, or ``_ROLLED_SLO``: as ``read`` says)."""
-        sql = (_ROLLED_SLO if read.rolled else _SLO)[part]
-        return self._run(sql.format(events=read.source, edges=read.edges), values)
 
     # ---------------------------------------------------------------- alerts (``alerts.Engine``)
 
@@ -2413,7 +2416,7 @@ class ClickHouseStore:
         """Tools spending their latency error budget ``rules.slo_burn`` times too fast (``store.slo_burn``): its two
         windows end at ``now``, so the 7 days' p95s that set their tiers are read once."""
         week = Window(now - timedelta(days=7), now)
-        p95 = self._week_p95(project, week, Slice(), self._read(project, "slo", week, Slice()))
+        p95 = self._week_p95(project, week, Slice())
         return store.slo_burn(
             lambda window: self._panel(project, "slo", window, Slice(), {"limit": 1_000_000}, p95), now, rules
         )

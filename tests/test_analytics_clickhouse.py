@@ -293,6 +293,16 @@ def test_the_alert_rules_find_from_the_rollups_what_they_find_from_the_events(ma
     assert store.deviations("p", test_alerts.NOW, Rules()) == rolled
 
 
+def test_slo_tiers_and_attainment_over_a_day_and_over_the_7_days_that_set_the_tiers(make, monkeypatch):
+    """The DuckDB store's expectations; over the 7 days up to the window's end, the window's own read gives the
+    tiers (no read of those 7 days beside it)."""
+    weeks = []
+    read = ClickHouseStore._week_p95
+    monkeypatch.setattr(ClickHouseStore, "_week_p95", lambda self, *args: weeks.append(args[1]) or read(self, *args))
+    test_analytics_store.assert_slo_tiers_attainment_and_error_budget(make(slos=test_analytics_store.SLO_TIERS))
+    assert weeks == [Window(WHOLE_DAY.end - timedelta(days=7), WHOLE_DAY.end)], "the day's tiers, read once"
+
+
 def test_the_slo_burn_rule_reads_the_week_s_p95_once_for_both_its_windows(make, monkeypatch):
     """Its hour and its 5 minutes end at the evaluation's instant: their tiers come from the same 7 days' p95s, read
     once; it finds what it found reading them twice."""

@@ -7,6 +7,7 @@ import random
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import duckdb
 import pytest
@@ -639,6 +640,19 @@ def test_cost_estimates_tokens_from_bytes_at_each_tool_s_price():
 
 
 def test_slo_tiers_attainment_and_error_budget():
+    store = DuckDBStore(slos=SLO_TIERS)
+    try:
+        assert_slo_tiers_attainment_and_error_budget(store)
+    finally:
+        store.close()
+
+
+SLO_TIERS = Slos.parse({"tiers": {"light": 300, "medium": 2000}, "tools": {"exp*": "light"}})
+
+
+def assert_slo_tiers_attainment_and_error_budget(store: Any) -> None:
+    """Over a day, each tool's tier set by its p95 over the 7 days up to the day's end (or by its name), its calls
+    within the tier's target; over those 7 days, the same tiers, and the calls of the days before counted too."""
     slow = [
         event(f"r{i}", resource="report", duration_ms=d, timestamp_ns=at(9, i))
         for i, d in enumerate([900, 1200, 2500] + [1000] * 17)
@@ -650,12 +664,8 @@ def test_slo_tiers_attainment_and_error_budget():
         event(f"o{i}", resource="search", duration_ms=20, timestamp_ns=at(9, 0) - 3 * 86_400 * 10**9 + i)
         for i in range(5)
     ]
-    store = DuckDBStore(slos=Slos.parse({"tiers": {"light": 300, "medium": 2000}, "tools": {"exp*": "light"}}))
-    try:
-        store.add("p", slow + fast + old + [event("e1", resource="export", duration_ms=100, timestamp_ns=at(11, 0))])
-        rows = {row["tool"]: row for row in store.panel("p", "slo", WHOLE_DAY)}
-    finally:
-        store.close()
+    store.add("p", slow + fast + old + [event("e1", resource="export", duration_ms=100, timestamp_ns=at(11, 0))])
+    rows = {row["tool"]: row for row in store.panel("p", "slo", WHOLE_DAY)}
     report, search, export = rows["report"], rows["search"], rows["export"]
     assert (report["tier"], report["assigned"], report["target_ms"]) == ("medium", "observed", 2000.0)  # p95 ~1.1 s
     assert (report["calls"], report["within"], report["attainment"], report["met"]) == (20, 19, 0.95, True)
@@ -664,6 +674,11 @@ def test_slo_tiers_attainment_and_error_budget():
     assert (search["calls"], search["within"], search["budget_remaining"]) == (20, 20, 1.0)
     assert (export["tier"], export["assigned"], export["within"]) == ("light", "pattern", 1)
     assert set(rows) == {"report", "search", "export"}, "tools not called in the window are not listed"
+    week = store.panel("p", "slo", Window(WHOLE_DAY.end - timedelta(days=7), WHOLE_DAY.end))
+    assert [(row["tool"], row["tier"], row["calls"], row["within"], row["p95_ms"]) for row in week] == [
+        ("search", "medium", 25, 25, 330.0), ("report", "medium", 20, 19, rows["report"]["p95_ms"]),
+        ("export", "light", 1, 1, 100.0),
+    ]  # fmt: skip
 
 
 def test_slo_configuration_is_checked():
