@@ -237,6 +237,16 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "INSERT INTO rollup_dirty (project, hour) SELECT DISTINCT project, toStartOfHour(at) FROM events",
         ],
     ),
+    (
+        11,
+        [
+            """CREATE TABLE IF NOT EXISTS rollup_quarters (
+                project String, hour DateTime('UTC'), quarter UInt8, failure_origin Nullable(String), failed UInt8,
+                measure String, key Int64, n UInt64, ms Float64, lo_ms Float64, hi_ms Float64, roll UInt64
+            ) ENGINE = MergeTree PARTITION BY toYYYYMMDD(hour) ORDER BY (project, hour, roll)""",
+            "INSERT INTO rollup_dirty (project, hour) SELECT DISTINCT project, toStartOfHour(at) FROM events",
+        ],
+    ),
 ]
 """Each version's statements, idempotent (``IF NOT EXISTS``), so that two instances migrating at once, or one
 stopped half way, leave the same schema. Events are partitioned by day (retention drops whole days' parts) and
@@ -270,9 +280,12 @@ copies, leaves its hours dirty. Version 10 makes ``rollup_runs`` anew with, per 
 (``lone``: no event of its group within the session timeout of it outside its hour) and, per row, whether it is its
 piece's first, its client's first in the piece and its user's (``new_run``, ``new_client``, ``new_user``), so that
 ``summary``, ``clients`` and ``users`` count the whole runs without sorting them (an earlier release's roll writes
-no piece as whole, the defaults, which is read as it was), and marks every hour dirty."""
+no piece as whole, the defaults, which is read as it was), and marks every hour dirty. Version 11 adds
+``rollup_quarters`` (each quarter hour's requests' timings per failure origin and whether failed: ``trends`` in
+buckets of 15 and 30 minutes) and marks every hour dirty; an earlier release's roll, which writes none, leaves its
+hours dirty."""
 SCHEMA_VERSION = MIGRATIONS[-1][0]
-ROLLS_SINCE = 9
+ROLLS_SINCE = 11
 """The oldest schema whose rolls write every rollup this release reads: an hour whose last recorded roll is older is
 dirty (read raw, and rolled anew)."""
 _UNREACHABLE = (OSError, EOFError, driver_errors.NetworkError, driver_errors.SocketTimeoutError)
@@ -1223,6 +1236,22 @@ _TIME = f"""
     SELECT *, toUInt64(%(roll)s) FROM ({_timed(_VIEWED, "1", "project, hour, view, resource, server_name", "dou")})"""
 """The histograms of the requests' timings in the ``hours`` of ``project`` per view, counted anew by the roll
 ``roll``."""
+_QUARTER = f"""
+    INSERT INTO rollup_quarters (project, hour, quarter, failure_origin, failed, measure, key, n, ms, lo_ms, hi_ms, roll)
+    SELECT *, toUInt64(%(roll)s) FROM ({
+    _timed(
+        f'''(
+        SELECT project, toStartOfHour(at) AS hour, toUInt8(intDiv(toMinute(at), 15)) AS quarter, failure_origin,
+            is_error AS failed, type, duration_ms, upstream_ms
+        FROM events FINAL WHERE {_HOURS} AND kind != 'client')''',
+        "1",
+        "project, hour, quarter, failure_origin, failed",
+        "dou",
+    )
+})"""
+"""The histograms of the requests' timings in the ``hours`` of ``project`` per quarter hour, failure origin and
+whether failed, counted anew by the roll ``roll``: ``trends`` in buckets of 15 and 30 minutes (``store.time_buckets``
+begins them on the quarter hours), its counts those of the durations."""
 _OUTCOME = f"""
     INSERT INTO rollup_outcomes (project, hour, type, failure_origin, reason, error_code, events, failures, last_failed,
         example_ts, example_id, message, roll)
@@ -1274,6 +1303,7 @@ _ROLLUPS = (
     "rollup_people",
     "rollup_runs",
     "rollup_timings",
+    "rollup_quarters",
     "rollup_uses",
     "rollup_outcomes",
     "rollup_listings",
@@ -1359,10 +1389,15 @@ the newest ``limit`` of the runs cut from the others (as with them: ``_JOINED_PI
 their first event in the window (a run's in a group is its own)."""
 
 
-def _hourly(table: str, where: str = "1") -> str:
+def _hourly(table: str, where: str = "1", at: str = "0") -> str:
     """The rows of the rollup ``table`` of the window's clean whole hours that match ``where``, each at its hour's start
-    (``ts_us``, which ``_BUCKET`` reads: an hour lies in one bucket of whole hours)."""
-    return f"(SELECT *, toInt64(toUInt32(hour)) * 1000000 AS ts_us FROM {table} WHERE {_CLEAN} AND {where})"
+    (``ts_us``, which ``_BUCKET`` reads: an hour lies in one bucket of whole hours), plus ``at`` (µs: a quarter's)."""
+    return f"(SELECT *, toInt64(toUInt32(hour)) * 1000000 + {at} AS ts_us FROM {table} WHERE {_CLEAN} AND {where})"
+
+
+def _quartered(where: str) -> str:
+    """``_hourly`` rows of ``rollup_quarters``, each at its quarter hour's start (in one bucket of 15 or 30 minutes)."""
+    return _hourly("rollup_quarters", where, "toInt64(quarter) * 900000000")
 
 
 _VIEWS = {"all": "1", "tool": _CALLED, "server": "1"}
@@ -1476,6 +1511,16 @@ _ROLLED_PANELS = {
     "slo": _slo_window(_ROLLED_CALL_TIMINGS),
 }
 """The panels read from the rollups (``ClickHouseStore._rolled``); ``_PANELS`` has the same read from the raw events."""
+_QUARTERED_TRENDS = _trends(
+    f"""SELECT {_BUCKET} AS bucket, n AS events, if(failed = 1, n, toUInt64(0)) AS failures, failure_origin
+    FROM {_quartered("measure = 'd'")} UNION ALL {_request_counts("{edges}")}""",
+    f"""SELECT {_BUCKET} AS bucket, measure, key, n, ms, lo_ms, hi_ms FROM {_quartered("1")}
+    UNION ALL {_timed("{edges}", _IN_WINDOW, f"{_BUCKET} AS bucket", "dou")}""",
+)
+"""``trends`` in buckets of 15 or 30 minutes (``_QUARTERS``) from the rollups: the clean whole hours' quarters, counted
+by their durations, the rest from the events."""
+_QUARTERS = {15 * 60_000_000, 30 * 60_000_000}
+"""The sizes (µs) of the ``trends`` buckets that ``rollup_quarters`` fill."""
 _WEEK_P95 = {rolled: _tool_p95(timings) for rolled, timings in ((False, _SLO_CALLS), (True, _ROLLED_CALL_TIMINGS))}
 """Each tool's p95 over the 7 days up to a window's end, the ``slo`` panel's tiers (``ClickHouseStore._week_p95``), from
 the raw events or (``True``) the rollups."""
@@ -1943,10 +1988,12 @@ class ClickHouseStore:
                 values["start"] = _us(first.replace(second=0, microsecond=0))
         bucket, origin = store.time_buckets(_at(values["start"]), window.end, values["bucket"])
         values |= {"bucket": bucket // timedelta(microseconds=1), "origin": _us(origin)}
-        read = read._replace(rolled=read.rolled and (name not in _BUCKETED or not bucket % store.HOUR))
-        values = _bounded(values)  # buckets of whole hours hold hours (``_BUCKETED``)
+        quartered = name == "trends" and values["bucket"] in _QUARTERS
+        # buckets of whole hours hold hours (``_BUCKETED``), those of 15 and 30 minutes quarter hours (``trends``)
+        read = read._replace(rolled=read.rolled and (name not in _BUCKETED or not bucket % store.HOUR or quartered))
+        values = _bounded(values)
         if read.rolled:
-            sql = _ROLLED_PANELS[name]
+            sql = _QUARTERED_TRENDS if quartered else _ROLLED_PANELS[name]
         recent = read.source
         if read.rolled and name == "sessions":
             low = self._singles_from(values)
@@ -2263,6 +2310,7 @@ class ClickHouseStore:
             client.execute(_ROLL, values)
             client.execute(_CUT, values)
             client.execute(_TIME, values)
+            client.execute(_QUARTER, values)
             client.execute(_USE, values)
             client.execute(_OUTCOME, values)
             client.execute(_LIST, values)

@@ -162,7 +162,8 @@ _INTERVAL = re.compile(r"^\s*(\d+)\s*(second|minute|hour|day|week)s?\s*$")
 def time_buckets(start: datetime, end: datetime, bucket: timedelta | str | None) -> tuple[timedelta, datetime]:
     """The ``timeseries`` and ``trends`` panels' buckets from ``start`` to ``end``: ``bucket`` (a ``timedelta``, or
     an interval as ``10 minutes``, ``1 hour``), else the smallest that cuts the window into at most 120; and where
-    they begin: at ``start``, or on its hour for buckets of whole hours (which the rollups' hours then fill)."""
+    they begin: on ``start``'s hour for buckets of whole hours, on the last multiple of their size within its hour
+    before it for those that divide an hour (the rollups' hours and quarter hours then fill them), else at ``start``."""
     if bucket is None:
         bucket = next((size for size in _TIME_BUCKETS if (end - start) / size <= 120), _TIME_BUCKETS[-1])
     elif not isinstance(bucket, timedelta):
@@ -170,9 +171,12 @@ def time_buckets(start: datetime, end: datetime, bucket: timedelta | str | None)
         if not match or int(match[1]) == 0:
             raise ValueError(f"a time bucket is a number of seconds, minutes, hours, days or weeks, not {bucket!r}")
         bucket = timedelta(**{match[2] + "s": int(match[1])})
-    if bucket % HOUR:
-        return bucket, start
-    return bucket, start.replace(minute=0, second=0, microsecond=0)
+    hour = start.replace(minute=0, second=0, microsecond=0)
+    if not bucket % HOUR:
+        return bucket, hour
+    if not HOUR % bucket:
+        return bucket, start - (start - hour) % bucket
+    return bucket, start
 
 
 BUCKET_GROWTH = 1.02

@@ -456,12 +456,15 @@ def test_time_buckets_fit_the_window_and_all_starts_at_the_first_event(store):
     assert sum(row["events"] for row in everything) == 10
     late = Window(moment(8, 57), moment(10, 57))
     assert [row["bucket"] for row in store.panel("p", "timeseries", late, bucket="1 hour")][:1] == [moment(8)]
-    assert [row["bucket"] for row in store.panel("p", "trends", late, bucket="10 minutes")][:1] == [moment(8, 57)]
+    # buckets that divide an hour begin on its multiples (8:50, 9:00: the first request is at 9:00), others at the start
+    assert [row["bucket"] for row in store.panel("p", "trends", late, bucket="10 minutes")][:1] == [moment(9)]
+    assert [row["bucket"] for row in store.panel("p", "trends", late, bucket="7 minutes")][:1] == [moment(8, 57)]
     assert [row["bucket"] for row in store.panel("p", "trends", late, bucket="2 hours")] == [moment(8)], "on the hour"
 
 
 def test_all_starts_at_the_first_event_the_panel_reads(store):
-    """Not at a client's span, another project's event or an event deleted since: at the first of the panel's own."""
+    """Not at a client's span, another project's event or an event deleted since: at the first of the panel's own (in
+    its bucket, which begins on a multiple of its size within the hour: 15 minutes here, whole hours for ``q``)."""
     store.add("q", [event("q1", resource="search", timestamp_ns=at(7, 0) - 86_400 * 10**9)])
     store.add("p", [
         event("x", kind="client", resource="search", timestamp_ns=at(8, 10)),
@@ -472,7 +475,7 @@ def test_all_starts_at_the_first_event_the_panel_reads(store):
     assert store.delete("p", user_id="carol") == 1
     everything = Window.parse(end=DAY + timedelta(days=1), last="all")
     for name in ("trends", "timeseries"):
-        assert store.panel("p", name, everything)[0]["bucket"] == moment(9, 31), name
+        assert store.panel("p", name, everything)[0]["bucket"] == moment(9, 30), name
         assert store.panel("p", name, everything, Slice(tool=("fetch",)))[0]["bucket"] == moment(10, 45), name
         assert store.panel("q", name, everything)[0]["bucket"] == moment(7) - timedelta(days=1), name
 

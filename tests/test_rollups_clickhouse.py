@@ -88,6 +88,32 @@ def test_rolled_up_panels_equal_the_raw_rows_after_out_of_order_batches_and_retr
     assert engine.roll() == 0, "nothing left to roll"
 
 
+def test_trends_in_buckets_of_15_and_30_minutes_read_the_clean_hours_quarters(engine, monkeypatch):
+    """Buckets of 15 and 30 minutes begin on the quarter hours (``store.time_buckets``), so the clean whole hours'
+    quarters (``rollup_quarters``) fill them: every answer equals the raw rows', over windows with partial hours at
+    either edge and one of the whole history. Buckets of 10 minutes, which no quarter fills, are read raw."""
+    fill(engine, 12)
+    second_boundary()
+    assert engine.roll() > 0 and dirty_hours(engine) == 0
+    quarters: list[bool] = []
+    run = ClickHouseStore._run
+    monkeypatch.setattr(
+        ClickHouseStore,
+        "_run",
+        lambda self, sql, values: quarters.append("rollup_quarters" in sql) or run(self, sql, values),
+    )
+    read = 0
+    for window in windows(12)[:10]:
+        for bucket, quartered in (("15 minutes", True), ("30 minutes", True), ("10 minutes", False)):
+            engine.rollups, quarters[:] = True, []
+            answer = engine.panel("p", "trends", window, bucket=bucket)
+            assert any(quarters) == (quartered and engine._rolled("trends", window, Slice())), (window, bucket)
+            read += any(quarters)
+            engine.rollups = False
+            assert answer == engine.panel("p", "trends", window, bucket=bucket), (window, bucket)
+    assert read >= 12, "most windows hold a clean whole hour"
+
+
 def test_reads_while_the_hours_are_dirty_equal_the_raw_rows(engine, monkeypatch):
     """Read between batches, the rollups behind the events by a few batches (rolled now and then by the reads)."""
     monkeypatch.setattr(clickhouse_store, "ROLL_AT_READ", 8)
@@ -216,14 +242,14 @@ def test_a_roll_that_stopped_before_recording_itself_changes_no_answer(make, mon
 
 
 def test_an_upgrade_reads_every_hour_raw_until_rolled_anew_and_an_earlier_release_s_roll_is_not_read(make, monkeypatch):
-    """A database at schema 8 whose every hour an earlier release rolled (recorded clean): migrating to 9 (and 10) marks
+    """A database at schema 8 whose every hour an earlier release rolled (recorded clean): migrating to 9 (and on) marks
     every hour dirty, so the panels and the slices by origin read them raw (the new ``rollup_failed`` is empty) until this
     release rolls them; a roll recorded later by the earlier release (schema 8: it writes no copies) leaves its hours
     dirty."""
     monkeypatch.setattr(clickhouse_store, "ROLL_AT_READ", 10**9)
     failures = Slice(origin=("server", "upstream", "client"))
     with monkeypatch.context() as earlier:
-        earlier.setattr(clickhouse_store, "MIGRATIONS", clickhouse_store.MIGRATIONS[:-2])
+        earlier.setattr(clickhouse_store, "MIGRATIONS", clickhouse_store.MIGRATIONS[:-3])
         earlier.setattr(clickhouse_store, "SCHEMA_VERSION", 8)
         old = make()
         fill(old, 15)
@@ -233,7 +259,7 @@ def test_an_upgrade_reads_every_hour_raw_until_rolled_anew_and_an_earlier_releas
             old._rolled_at(project, [row["hour"] for row in hours if row["project"] == project], old._new_roll())
         assert old.schema_version == 8 and dirty_hours(old) == 0 and len(hours) >= 60
     store = make(database=old.address.database)
-    assert store.schema_version == clickhouse_store.SCHEMA_VERSION == 10
+    assert store.schema_version == clickhouse_store.SCHEMA_VERSION == 11
     assert dirty_hours(store) == len(hours)
     assert assert_rollups_answer_as_raw_rows(store, 15, panels=BOOKKEEPING) == 0
     assert_sliced_as_raw_rows(store, failures, 15)
