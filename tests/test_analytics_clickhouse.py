@@ -277,19 +277,49 @@ def test_the_alerts_behave_as_on_duckdb(make, test):
 
 
 def test_the_alert_rules_find_from_the_rollups_what_they_find_from_the_events(make):
-    """``latency_spike``'s usual p95 (the 24 hours before the last 15 minutes) and ``destructive_new_client``'s first
-    sightings read the clean hours from the rollups: every rule finds what it finds from the raw events, exactly."""
+    """``latency_spike``'s usual p95 (the 24 hours before the last 15 minutes), ``destructive_new_client``'s first
+    sightings and destructive tools, and ``auth_spike``'s refusals (from their copies, ``rollup_failed``) read the clean
+    hours from the rollups: every rule finds what it finds from the raw events, exactly. Shown to be read from the
+    rollups: with the listing of two days ago and the day's earlier refusals deleted behind the store's back, the raw
+    rows find no tool of that listing destructive and a lower usual."""
     store = make(slos=Slos.parse({"tools": {"report": "light", "search": "heavy", "fetch": "heavy",
                                             "billing": "heavy", "delete_repo": "heavy"}}))  # fmt: skip
-    store.add("p", test_alerts.week_with_a_spike_of_each_kind())
+    refused = {"resource": "admin", "is_error": True, "failure": {"origin": "auth", "reason": "expired_token"}}
+    earlier = [test_alerts.at(test_alerts.NOW - timedelta(hours=8, seconds=10 * i), **refused) for i in range(200)]
+    listed = test_alerts.at(
+        test_alerts.NOW - timedelta(minutes=30),
+        type="mcp:tools/list",
+        tools_listed=["wipe"],
+        destructive_tools=["wipe"],
+    )
+    newbie = [test_alerts.at(test_alerts.NOW - timedelta(minutes=20), resource=tool, client_name="newbie")
+              for tool in ("wipe", "search")]  # fmt: skip
+    store.add("p", test_alerts.week_with_a_spike_of_each_kind() + earlier + newbie)
     time.sleep(1 - time.time() % 1 + 0.01)  # a roll in the second of the hours' marks leaves them dirty
     assert store.roll("p") > 0
+    store.add("p", [listed])  # its hour dirty: read from the events
     rolled = store.deviations("p", test_alerts.NOW, Rules())
     usual = Window(test_alerts.NOW - timedelta(hours=24, minutes=15), test_alerts.NOW - timedelta(minutes=15))
     read = store._read("p", "slo", usual, Slice())
-    assert read.rolled and len(read.values["clean_hours"]) == 5, "the usual's hours with events, from the rollups"
-    assert {(alert.rule, alert.subject) for alert in rolled} == test_alerts.EXPECTED
+    assert read.rolled and len(read.values["clean_hours"]) == 7, "the usual's hours with events, from the rollups"
+    found = {(alert.rule, alert.subject) for alert in rolled}
+    assert found == test_alerts.EXPECTED | {("destructive_new_client", "wipe by newbie")}, "search is not destructive"
+    auth = [(alert.observed, alert.threshold) for alert in rolled if alert.rule == "auth_spike"]
+    assert auth == [(12.0, 3 * 220 / 96)], "12 refusals in 15 minutes; 220 over the day before, 3x their 15 minutes'"
     store.rollups = False
+    assert store.deviations("p", test_alerts.NOW, Rules()) == rolled
+    with store._client() as client:
+        client.execute(
+            "ALTER TABLE events DELETE WHERE (type = 'mcp:tools/list' OR resource = 'admin') AND at < toDateTime(%(t)s)",
+            {"t": int((test_alerts.NOW - timedelta(hours=7)).timestamp())},
+        )
+        ClickHouseStore._wait_for_mutations(client)
+    raw = store.deviations("p", test_alerts.NOW, Rules())
+    assert found - {(alert.rule, alert.subject) for alert in raw} == {
+        ("destructive_new_client", "delete_repo by newbie")
+    }
+    assert [(alert.observed, alert.threshold) for alert in raw if alert.rule == "auth_spike"] == [(12.0, 3.0)]
+    store.rollups = True
     assert store.deviations("p", test_alerts.NOW, Rules()) == rolled
 
 
