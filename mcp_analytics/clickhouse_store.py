@@ -786,13 +786,21 @@ def _latency(requests: str, calls: str) -> str:
 
 def _tools(calls: str, timings: str) -> str:
     """The ``tools`` panel over ``calls`` (``tool``, ``user_id``, ``events``, ``failures``, ``last_ts``: the window's
-    tool calls as counts, ``_call_counts``) and ``timings`` (``_timed``'s rows per ``tool``)."""
+    tool calls as counts, ``_call_counts``, read once: each tool's share of them from the tools' counts) and
+    ``timings`` (``_timed``'s rows per ``tool``)."""
     return f"""
         SELECT tool, calls, errors, error_rate, p95_ms, users, last_called, share FROM (
-            SELECT tool, sum(events) AS calls, sum(failures) AS errors, {_round("errors / calls", 4)} AS error_rate,
-                uniqExactIf(assumeNotNull(user_id), user_id IS NOT NULL) AS users, max(last_ts) AS last_called,
-                {_round(f"calls / (SELECT sum(events) FROM ({calls}))", 4)} AS share
-            FROM ({calls}) GROUP BY tool ORDER BY calls DESC, tool LIMIT %(limit)s
+            SELECT tupleElement(t, 1) AS tool, tupleElement(t, 2) AS calls, tupleElement(t, 3) AS errors,
+                {_round("errors / calls", 4)} AS error_rate, tupleElement(t, 4) AS users,
+                tupleElement(t, 5) AS last_called, {_round("calls / total", 4)} AS share
+            FROM (  -- every tool's counts in an array beside their total: the calls read once
+                SELECT groupArray((tool, n, failed, people, last)) AS per_tool, sum(n) AS total FROM (
+                    SELECT tool, sum(events) AS n, sum(failures) AS failed, max(last_ts) AS last,
+                        uniqExactIf(assumeNotNull(user_id), user_id IS NOT NULL) AS people
+                    FROM ({calls}) GROUP BY tool
+                )
+            ) ARRAY JOIN per_tool AS t
+            ORDER BY calls DESC, tool LIMIT %(limit)s
         ) AS known ALL LEFT JOIN (
             {_tool_p95(timings)}
         ) AS joined USING (tool)
