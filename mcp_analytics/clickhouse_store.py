@@ -1258,19 +1258,16 @@ _TIME = f"""
     SELECT *, toUInt64(%(roll)s) FROM ({_timed(_VIEWED, "1", "project, hour, view, resource, server_name", "dou")})"""
 """The histograms of the requests' timings in the ``hours`` of ``project`` per view, counted anew by the roll
 ``roll``."""
+_QUARTERED_EVENTS = f"""(
+    SELECT project, toStartOfHour(at) AS hour, toUInt8(intDiv(toMinute(at), 15)) AS quarter, failure_origin,
+        is_error AS failed, type, duration_ms, upstream_ms
+    FROM events FINAL WHERE {_HOURS} AND kind != 'client'
+)"""
+"""The events of the ``hours`` of ``project``, each with its quarter hour and whether it failed."""
 _QUARTER = f"""
     INSERT INTO rollup_quarters (project, hour, quarter, failure_origin, failed, measure, key, n, ms, lo_ms, hi_ms, roll)
-    SELECT *, toUInt64(%(roll)s) FROM ({
-    _timed(
-        f'''(
-        SELECT project, toStartOfHour(at) AS hour, toUInt8(intDiv(toMinute(at), 15)) AS quarter, failure_origin,
-            is_error AS failed, type, duration_ms, upstream_ms
-        FROM events FINAL WHERE {_HOURS} AND kind != 'client')''',
-        "1",
-        "project, hour, quarter, failure_origin, failed",
-        "dou",
-    )
-})"""
+    SELECT *, toUInt64(%(roll)s)
+    FROM ({_timed(_QUARTERED_EVENTS, "1", "project, hour, quarter, failure_origin, failed", "dou")})"""
 """The histograms of the requests' timings in the ``hours`` of ``project`` per quarter hour, failure origin and
 whether failed, counted anew by the roll ``roll``: ``trends`` in buckets of 15 and 30 minutes (``store.time_buckets``
 begins them on the quarter hours), its counts those of the durations."""
