@@ -244,8 +244,8 @@ def test_a_roll_that_stopped_before_recording_itself_changes_no_answer(make, mon
 def test_an_upgrade_reads_every_hour_raw_until_rolled_anew_and_an_earlier_release_s_roll_is_not_read(make, monkeypatch):
     """A database at schema 8 whose every hour an earlier release rolled (recorded clean): migrating to 9 (and on) marks
     every hour dirty, so the panels and the slices by origin read them raw (the new ``rollup_failed`` is empty) until this
-    release rolls them; a roll recorded later by the earlier release (schema 8: it writes no copies) leaves its hours
-    dirty."""
+    release rolls them; a roll recorded later by the earlier release (schema 8: it writes no copies), or by schema 10
+    (no quarters), leaves its hours dirty."""
     monkeypatch.setattr(clickhouse_store, "ROLL_AT_READ", 10**9)
     failures = Slice(origin=("server", "upstream", "client"))
     with monkeypatch.context() as earlier:
@@ -270,6 +270,9 @@ def test_an_upgrade_reads_every_hour_raw_until_rolled_anew_and_an_earlier_releas
         client.execute("INSERT INTO rollup_rolls SELECT project, hour, roll + 1, gap, 8 FROM rollup_rolls")
     assert dirty_hours(store) == len(hours), "an earlier release's roll makes no hour clean"
     assert_sliced_as_raw_rows(store, failures, 15)
+    with store._client() as client:  # and a release of schema 10, which writes no quarters, rolls them once more
+        client.execute("INSERT INTO rollup_rolls SELECT project, hour, roll + 2, gap, 10 FROM rollup_rolls")
+    assert dirty_hours(store) == len(hours), "nor does schema 10's"
 
 
 def assert_sliced_as_raw_rows(store: ClickHouseStore, slice: Slice, seed: int) -> None:
