@@ -308,6 +308,10 @@ _IN_WINDOW = (
 """Panels describe the server side (client spans are not counted twice); ``at`` lets the engine skip partitions."""
 _CALLED = "type = 'mcp:tools/call' AND resource IS NOT NULL"
 """A tool call (of a named tool)."""
+_NONE = "CAST(NULL AS Nullable(String))"
+_ALL_AND_EACH_TOOL = f"arrayJoin(if({_CALLED}, [{_NONE}, resource], [{_NONE}])) AS resource"
+"""A request as the rows of ``rollup_timings``' views ``all`` and, a tool call, ``tool`` hold it (``resource`` null
+in ``all``): the view ``all+tool`` of ``_rolled_timings``, read once (``latency``)."""
 _TOOL_CALLS = f"{_IN_WINDOW} AND {_CALLED}"
 _REQUESTS = f"type IN {REQUEST_TYPES}"
 _FAMILY = f"""multiIf(startsWith(type, 'custom:'), 'custom', ifNull(failure_origin, '') = 'auth', 'auth',
@@ -769,19 +773,16 @@ def _tool_p95(timings: str) -> str:
     return f"SELECT tool, {_p('d', 0.95)} AS p95_ms FROM {_histograms(timings, 'tool')}"
 
 
-def _latency(requests: str, calls: str) -> str:
-    """The ``latency`` panel over ``requests`` and ``calls`` (``_timed``'s rows of the three measures: of all
-    requests; of the tool calls per ``resource``): all requests, then each tool."""
-    columns = f"n_d AS calls, {_TIMING_COLUMNS}"
+def _latency(timings: str) -> str:
+    """The ``latency`` panel over ``timings`` (``_timed``'s rows of the three measures per ``resource``: null for all
+    requests, else a tool's calls, as ``_ALL_AND_EACH_TOOL`` reads them): all requests, then each tool. One read and
+    one set of histograms for both (ClickHouse 18.16 analysed a union of two such reads in twice the time), and a
+    bucket of no request for all requests (there is a row of them when there is none)."""
+    none = f"SELECT {_NONE}, 'd', toInt64(0), toUInt64(0), 0., inf, -inf"
     return f"""
-        SELECT tool, calls, p50_ms, p95_ms, p99_ms, own_p95_ms, upstream_p95_ms, upstream_share FROM (
-            SELECT CAST(NULL AS Nullable(String)) AS tool, {columns} FROM {_histograms(requests, measures="dou")}
-            UNION ALL
-            SELECT tool, calls, p50_ms, p95_ms, p99_ms, own_p95_ms, upstream_p95_ms, upstream_share FROM (
-                SELECT resource AS tool, {columns} FROM {_histograms(calls, "resource", "dou")}
-                ORDER BY p95_ms DESC, tool LIMIT %(limit)s
-            )
-        ) ORDER BY tool IS NOT NULL, p95_ms DESC, tool"""
+        SELECT resource AS tool, n_d AS calls, {_TIMING_COLUMNS}
+        FROM {_histograms(f"{timings} UNION ALL {none}", "resource", "dou")}
+        ORDER BY tool IS NOT NULL, p95_ms DESC, tool LIMIT %(limit)s BY tool IS NULL"""
 
 
 def _tools(calls: str, timings: str) -> str:
@@ -885,9 +886,7 @@ _PANELS: dict[str, str] = {
         SELECT if(count() = 0, NULL, min(ts_us)) AS first_event, if(count() = 0, NULL, max(ts_us)) AS last_event,
             count() AS events
         FROM {{events}} WHERE {_SERVED}""",
-    "latency": _latency(
-        _timed("{events}", _IN_WINDOW, measures="dou"), _timed("{events}", _TOOL_CALLS, "resource", "dou")
-    ),
+    "latency": _latency(_timed("{events}", _IN_WINDOW, _ALL_AND_EACH_TOOL, "dou")),
     "tools": _tools(_call_counts(_uses("{events}")), _timed("{events}", _TOOL_CALLS, _TOOL)),
     "failures": _failures(_failed("{events}")),
     "methods": _methods(f"SELECT type, toUInt64(1) AS n_events FROM {{events}} WHERE {_IN_WINDOW}"),
@@ -1241,7 +1240,6 @@ by the roll ``roll`` from the events near them (``_NEAR``): each piece as a row 
 (sorted: ``new_run`` on the first, ``new_client`` and ``new_user`` on the first of each), ``lone`` if it is a whole
 run (its group's events within ``gap`` of it are all in its hour: ``crossed`` marks an event whose predecessor, in
 the run, is in another hour)."""
-_NONE = "CAST(NULL AS Nullable(String))"
 _VIEWED = f"""(
     SELECT project, hour, type, tupleElement(v, 1) AS view, tupleElement(v, 2) AS resource,
         tupleElement(v, 3) AS server_name, duration_ms, upstream_ms
@@ -1438,22 +1436,23 @@ its clean hours' rolls, ``compactions``) that match ``{where}``."""
 
 
 def _rolled_timings(view: str, by: str = "", measures: str = "d", daily: bool = True) -> str:
-    """``_timed``'s rows of the window's requests of ``view`` (``_VIEWS``), per ``by`` (of its columns): its
-    compacted days' from ``rollup_timings_days`` (``daily``: not for buckets that a day may cut; consecutive days,
-    ``[compacted_from_s, compacted_to_s)``), its other clean whole hours' from ``rollup_timings``, the rest from the
-    events."""
-    names = ", ".join(f"'{name}'" for name in measures)
-    kept = f"view = '{view}' AND measure IN ({names})"
+    """``_timed``'s rows of the window's requests of ``view`` (``_VIEWS``, or ``all+tool``: both, per ``resource``, as
+    ``_ALL_AND_EACH_TOOL``), per ``by`` (of its columns): its compacted days' from ``rollup_timings_days`` (``daily``:
+    not for buckets that a day may cut; consecutive days, ``[compacted_from_s, compacted_to_s)``), its other clean
+    whole hours' from ``rollup_timings``, the rest from the events."""
+    views, read = view.split("+"), (_ALL_AND_EACH_TOOL if "+" in view else by)
+    kept = f"view IN ({', '.join(map(repr, views))}) AND measure IN ({', '.join(map(repr, measures))})"
     columns = f"{by + ', ' if by else ''}measure, key, n, ms, lo_ms, hi_ms"
     outside = "(hour < toDateTime(%(compacted_from_s)s) OR hour >= toDateTime(%(compacted_to_s)s))"
     hours = f"{kept} AND {outside}" if daily else kept
     days = f"SELECT {columns} FROM {_DAILY.format(where=kept)} UNION ALL " if daily else ""
+    requests = " OR ".join(_VIEWS[name] for name in views)
     return f"""
         SELECT {by.rsplit(" AS ", 1)[-1] + ", " if by else ""}measure, key, n, ms, lo_ms, hi_ms FROM (
             {days}SELECT {columns} FROM {_hourly("rollup_timings", hours)}
         )
         UNION ALL
-        {_timed("{edges}", f"{_IN_WINDOW} AND {_VIEWS[view]}", by, measures)}"""
+        {_timed("{edges}", f"{_IN_WINDOW} AND ({requests})", read, measures)}"""
 
 
 _ROLLED_CALL_TIMINGS = _rolled_timings("tool", _TOOL)
@@ -1504,7 +1503,7 @@ rest from the events."""
 _ROLLED_PANELS = {
     **_counted_panels(_COUNTED, _JOINED_PIECES, points=False, lone=_LONE_RUNS),
     "sessions": _chosen_runs(_CANDIDATE_PIECES, points=False),
-    "latency": _latency(_rolled_timings("all", measures="dou"), _rolled_timings("tool", "resource", "dou")),
+    "latency": _latency(_rolled_timings("all+tool", "resource", "dou")),
     "tools": _tools(_call_counts(_ROLLED_USES), _ROLLED_CALL_TIMINGS),
     "cost": _cost(_ROLLED_USES),
     "arguments": _arguments(_ROLLED_USES),
