@@ -1002,16 +1002,14 @@ _DEVIATIONS = {
     "volume_spike": (
         f"""
         SELECT subject, recent AS observed, %(volume_factor)s * greatest(usual, 1) AS threshold FROM (
-            SELECT assumeNotNull(resource) AS subject, count() AS recent FROM {{events}}
-            WHERE {_CALLS} AND ts_us >= %(now)s - {_HOUR} AND ts_us < %(now)s GROUP BY subject
-        ) AS known ALL INNER JOIN (  -- the same hour of each of the 7 days before, for tools called in that week at all
-            SELECT assumeNotNull(resource) AS subject,
-                countIf(modulo(%(now)s - ts_us, {_DAY}) BETWEEN 1 AND {_HOUR}) / 7 AS usual
-            FROM {{events}}
-            WHERE {_CALLS} AND ts_us >= %(now)s - 7 * {_DAY} - {_HOUR} AND ts_us < %(now)s - {_DAY}
+            SELECT assumeNotNull(resource) AS subject, countIf(ts_us >= %(now)s - {_HOUR}) AS recent,
+                -- the same hour of each of the 7 days before, for tools called in that week at all
+                countIf(ts_us < %(now)s - {_DAY}) AS week,
+                countIf(ts_us < %(now)s - {_DAY} AND modulo(%(now)s - ts_us, {_DAY}) BETWEEN 1 AND {_HOUR}) / 7 AS usual
+            FROM {{events}} WHERE {_CALLS} AND ts_us >= %(now)s - 7 * {_DAY} - {_HOUR} AND ts_us < %(now)s
             GROUP BY subject
-        ) AS joined USING (subject)
-        WHERE recent >= %(volume_min_calls)s AND recent >= %(volume_factor)s * greatest(usual, 1)
+        )
+        WHERE recent > 0 AND week > 0 AND recent >= %(volume_min_calls)s AND recent >= %(volume_factor)s * greatest(usual, 1)
         ORDER BY subject""",
         "1h vs the same hour over 7 days",
         "{subject}: {observed:.0f} calls in the last hour, {ratio:.1f}x the usual {usual:.1f}",
@@ -1043,17 +1041,16 @@ _DEVIATIONS = {
     ),
     "auth_spike": (
         f"""
-        SELECT subject, recent AS observed, %(auth_factor)s * greatest(ifNull(usual, 0), 1) AS threshold FROM (
-            SELECT failure_reason AS subject, count() AS recent FROM {{events}}
-            WHERE {_SERVED} AND failure_origin = 'auth' AND ts_us >= %(now)s - 15 * 60000000 AND ts_us < %(now)s
-            GROUP BY subject
-        ) AS known ALL LEFT JOIN (  -- per 15 minutes over the day before
-            SELECT failure_reason AS subject, count() / 96 AS usual FROM {{events}}
+        SELECT subject, recent AS observed, %(auth_factor)s * greatest(usual, 1) AS threshold FROM (
+            SELECT failure_reason AS subject, countIf(ts_us >= %(now)s - 15 * 60000000) AS recent,
+                -- per 15 minutes over the day before (none for failures of no reason, as a join by it finds none)
+                countIf(ts_us < %(now)s - 15 * 60000000 AND failure_reason IS NOT NULL) / 96 AS usual
+            FROM {{events}}
             WHERE {_SERVED} AND failure_origin = 'auth'
-                AND ts_us >= %(now)s - 24 * {_HOUR} - 15 * 60000000 AND ts_us < %(now)s - 15 * 60000000
+                AND ts_us >= %(now)s - 24 * {_HOUR} - 15 * 60000000 AND ts_us < %(now)s
             GROUP BY subject
-        ) AS joined USING (subject)
-        WHERE recent >= %(auth_min_failures)s AND recent >= %(auth_factor)s * greatest(ifNull(usual, 0), 1)
+        )
+        WHERE recent > 0 AND recent >= %(auth_min_failures)s AND recent >= %(auth_factor)s * greatest(usual, 1)
         ORDER BY subject""",
         "15m vs the 24h before",
         "auth {subject}: {observed:.0f} refusals in 15 minutes, {ratio:.1f}x the usual {usual:.1f}",
@@ -2141,12 +2138,11 @@ class ClickHouseStore:
         begins there, is read from the events as a dirty one: of a window from there, it is a partial hour anyway; a
         read of the history up to the window's end splits its hours there."""
         start, end = _ceil_hour(_us(window.start)), _floor_hour(_us(window.end))
-        where = f"""project = %(project)s AND hour >= toDateTime({max(start - self._reach, 0)})
-            AND hour < toDateTime({end + self._reach})"""
-        near = self._run(_STATE.format(where=where), {"project": project})
+        reach = (max(start - self._reach, 0), end + self._reach)
+        near = self._hours(project, *reach)
         if sum(not self._is_clean(row) for row in near if start <= row["hour"] < end) > ROLL_AT_READ:
             self.roll(project)
-            near = self._run(_STATE.format(where=where), {"project": project})
+            near = self._hours(project, *reach)
         state = [row for row in near if start <= row["hour"] < end]
         split = None if cut is None or cut % _HOUR == 0 else _floor_hour(cut)
         clean = sorted((row["hour"], row["roll"]) for row in state if self._is_clean(row) and row["hour"] != split)
@@ -2219,11 +2215,35 @@ class ClickHouseStore:
         event: stored (marked) since the last roll that found none in them, or never so found. Hours never marked hold
         no events (every insert marks its hours)."""
         low, high = scope
-        where = "project = %(project)s"
-        where += "" if low is None else f" AND hour >= toDateTime({_floor_hour(low)})"
-        where += "" if high is None else f" AND hour < toDateTime({_ceil_hour(high)})"
-        state = self._run(_STATE.format(where=where), {"project": project})
+        state = self._hours(
+            project, None if low is None else _floor_hour(low), None if high is None else _ceil_hour(high)
+        )
         return sorted(row["hour"] for row in state if row["single"] <= row["marked"])
+
+    def _hours(self, project: str, low: int | None = None, high: int | None = None) -> list[dict[str, Any]]:
+        """The ``_STATE`` rows of the hours of ``project`` in ``[low, high)`` (seconds; None: unbounded): of those this
+        thread holds (``_holding``), else read."""
+        held = getattr(self._local, "held", None)
+        if held is not None and held[0] == project:
+            return [
+                row for row in held[1] if (low is None or row["hour"] >= low) and (high is None or row["hour"] < high)
+            ]
+        where = "project = %(project)s"
+        where += "" if low is None else f" AND hour >= toDateTime({low})"
+        where += "" if high is None else f" AND hour < toDateTime({high})"
+        return self._run(_STATE.format(where=where), {"project": project})
+
+    @contextmanager
+    def _holding(self, project: str) -> Iterator[None]:
+        """The block's reads of the state of ``project``'s hours (``_hours``) from one read of them all, as of the
+        block's start (as each read was as of its own): an evaluation of the alert rules reads a dozen windows'. A
+        roll in the block (``_clean``'s) reads them anew."""
+        outer = getattr(self._local, "held", None)
+        self._local.held = (project, self._state(project))
+        try:
+            yield
+        finally:
+            self._local.held = outer
 
     def roll(self, project: str | None = None) -> int:
         """Count the dirty hours that have ended (of ``project``, else of every project; and those whose runs were cut
@@ -2243,6 +2263,9 @@ class ClickHouseStore:
         rolled += self._roll_hours(joined)
         self._compact(project)
         self._drop_superseded()
+        held = getattr(self._local, "held", None)
+        if held is not None:  # a roll within ``_holding``: the hours as it left them
+            self._local.held = (held[0], self._state(held[0]))
         return rolled
 
     def _rejoin(self, rows: dict[tuple[str, int], dict[str, Any]], state: dict[str, Any]) -> bool:
@@ -2453,6 +2476,10 @@ class ClickHouseStore:
 
     def deviations(self, project: str, now: datetime, rules: Rules) -> list[Alert]:
         """What the rules find in ``project`` at ``now``: one ``Alert`` per rule and subject."""
+        with self._holding(project):
+            return self._deviations(project, now, rules)
+
+    def _deviations(self, project: str, now: datetime, rules: Rules) -> list[Alert]:
         stamp = _us(now)
         values = {"project": project, "now": stamp, **asdict(rules)}
         doubled = self._doubled(project, (stamp - max(_LOOKBACK.values()), stamp))

@@ -323,6 +323,42 @@ def test_the_alert_rules_find_from_the_rollups_what_they_find_from_the_events(ma
     assert store.deviations("p", test_alerts.NOW, Rules()) == rolled
 
 
+def test_one_evaluation_of_the_rules_reads_the_hours_state_once_and_anew_after_a_roll(make, monkeypatch):
+    """The rules read a dozen windows, each from its clean hours: one evaluation reads the state of the project's hours
+    once (``_holding``), and once more after one of its reads rolled up many dirty hours, which its later reads then
+    find clean: one roll, not one per read. Each finds what the raw events hold."""
+    store = make(slos=Slos.parse({"tools": {"report": "light", "search": "heavy"}}))
+    store.add("p", test_alerts.week_with_a_spike_of_each_kind())
+    time.sleep(1 - time.time() % 1 + 0.01)  # a roll in the second of the hours' marks leaves them dirty
+    states, rolls, rolling = [], [], []  # the reads of the hours' state but a roll's own
+    run, roll = ClickHouseStore._run, ClickHouseStore.roll
+    state = clickhouse_store._STATE.split("FROM (")[0]
+
+    def counted(self: ClickHouseStore, sql: str, values: dict[str, Any]) -> list[dict[str, Any]]:
+        states.extend([sql] * (sql.startswith(state) and not rolling))
+        return run(self, sql, values)
+
+    def rolled(self: ClickHouseStore, *args: Any) -> int:
+        rolls.append(args)
+        rolling.append(True)
+        try:
+            return roll(self, *args)
+        finally:
+            rolling.pop()
+
+    monkeypatch.setattr(ClickHouseStore, "_run", counted)
+    monkeypatch.setattr(ClickHouseStore, "roll", rolled)
+    first = store.deviations("p", test_alerts.NOW, Rules())
+    assert rolls == [("p",)], "the first read with many dirty hours rolled them; the later reads found them clean"
+    assert len(states) == 1, "held once; the roll reads them anew itself"
+    states.clear()
+    assert store.deviations("p", test_alerts.NOW, Rules()) == first
+    assert len(states) == 1 and len(rolls) == 1
+    assert {(alert.rule, alert.subject) for alert in first} == test_alerts.EXPECTED
+    store.rollups = False
+    assert store.deviations("p", test_alerts.NOW, Rules()) == first
+
+
 def test_slo_tiers_and_attainment_over_a_day_and_over_the_7_days_that_set_the_tiers(make, monkeypatch):
     """The DuckDB store's expectations; over the 7 days up to the window's end, the window's own read gives the
     tiers (no read of those 7 days beside it)."""
