@@ -1042,9 +1042,8 @@ _DEVIATIONS = {
     "auth_spike": (
         f"""
         SELECT subject, recent AS observed, %(auth_factor)s * greatest(usual, 1) AS threshold FROM (
-            SELECT failure_reason AS subject, countIf(ts_us >= %(now)s - 15 * 60000000) AS recent,
-                -- per 15 minutes over the day before (none for failures of no reason, as a join by it finds none)
-                countIf(ts_us < %(now)s - 15 * 60000000 AND failure_reason IS NOT NULL) / 96 AS usual
+            SELECT ifNull(failure_reason, '(unknown)') AS subject, countIf(ts_us >= %(now)s - 15 * 60000000) AS recent,
+                countIf(ts_us < %(now)s - 15 * 60000000) / 96 AS usual  -- per 15 minutes over the day before
             FROM {{events}}
             WHERE {_SERVED} AND failure_origin = 'auth'
                 AND ts_us >= %(now)s - 24 * {_HOUR} - 15 * 60000000 AND ts_us < %(now)s

@@ -1157,11 +1157,11 @@ _DEVIATIONS = {
     "auth_spike": (
         f"""
         WITH recent AS (
-            SELECT failure_reason AS subject, count(*) AS failures FROM events
+            SELECT coalesce(failure_reason, '(unknown)') AS subject, count(*) AS failures FROM events
             WHERE {_SERVED} AND failure_origin = 'auth' AND ts >= {_NOW} - INTERVAL 15 MINUTE AND ts < {_NOW} GROUP BY 1
         ),
         usual AS (  -- per 15 minutes over the day before
-            SELECT failure_reason AS subject, count(*) / 96.0 AS failures FROM events
+            SELECT coalesce(failure_reason, '(unknown)') AS subject, count(*) / 96.0 AS failures FROM events
             WHERE {_SERVED} AND failure_origin = 'auth'
                 AND ts >= {_NOW} - INTERVAL 24 HOUR - INTERVAL 15 MINUTE AND ts < {_NOW} - INTERVAL 15 MINUTE
             GROUP BY 1

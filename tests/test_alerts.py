@@ -129,6 +129,24 @@ def test_a_volume_spike_counts_the_hours_to_their_edges(store):
     assert ("volume_spike", "edge") not in found  # 6 calls against 3.1 times 2
 
 
+def test_auth_refusals_of_no_reason_are_one_subject(store):
+    """A refusal stored without a reason code (a sender that gives none) counts as ``(unknown)``, against the usual of
+    such refusals: 10 in the last 15 minutes fire against none the day before, not against 384 (4 per 15 minutes),
+    and 12 do."""
+    refused = {"resource": "admin", "is_error": True, "failure": {"origin": "auth", "reason": None}}
+    store.add("p", [at(NOW - timedelta(minutes=1, seconds=i), **refused) for i in range(10)])
+    found = {(a.rule, a.subject): a for a in store.deviations("p", NOW, Rules())}
+    assert (found[("auth_spike", "(unknown)")].observed, found[("auth_spike", "(unknown)")].threshold) == (10.0, 3.0)
+    store.add("p", [at(NOW - timedelta(hours=2, seconds=i), **refused) for i in range(96 * 4)])
+    found = {(a.rule, a.subject): a for a in store.deviations("p", NOW, Rules())}
+    assert set(found) == EXPECTED, "10 against 3 times the usual 4"
+    store.add("p", [at(NOW - timedelta(minutes=2, seconds=i), **refused) for i in range(2)])
+    found = {(a.rule, a.subject): a for a in store.deviations("p", NOW, Rules())}
+    assert (found[("auth_spike", "(unknown)")].observed, found[("auth_spike", "(unknown)")].threshold) == (12.0, 12.0)
+    store.record_alerts("p", list(found.values()), NOW)
+    assert ("auth_spike", "(unknown)") in firing(store)
+
+
 def test_thresholds_change_what_fires(store):
     quieter = Rules.parse(["error_ratio=0.2", "volume_factor=7", "slo_burn=20"])
     found = {(alert.rule, alert.subject) for alert in store.deviations("p", NOW, quieter)}

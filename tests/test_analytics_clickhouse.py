@@ -263,6 +263,7 @@ def test_a_stateful_session_ends_after_the_inactivity_timeout(make):
         "test_each_rule_finds_its_deviation_and_nothing_else",
         "test_thresholds_change_what_fires",
         "test_a_volume_spike_counts_the_hours_to_their_edges",
+        "test_auth_refusals_of_no_reason_are_one_subject",
         "test_an_episode_is_sent_once_when_it_fires_and_once_when_it_resolves",
         "test_a_failing_webhook_is_retried_until_it_takes_the_alert",
         "test_a_restart_sends_nothing_again_and_a_new_webhook_gets_no_past",
