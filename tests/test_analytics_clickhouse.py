@@ -277,6 +277,26 @@ def test_the_alerts_behave_as_on_duckdb(make, test):
     getattr(test_alerts, test)(store)
 
 
+@pytest.mark.parametrize(
+    "test",
+    [
+        "test_each_rule_finds_its_deviation_and_nothing_else",
+        "test_a_volume_spike_counts_the_hours_to_their_edges",
+        "test_auth_refusals_of_no_reason_are_one_subject",
+    ],
+)
+@pytest.mark.parametrize("rolled", [True, False], ids=["rolled", "raw"])
+def test_the_rules_find_on_either_engine_what_duckdb_finds(engine, test, rolled):
+    """The rules' statements on the current engine too (``chdb``), read from the rollups and from the raw events."""
+    engine.slos = Slos.parse({"tools": {"report": "light", "search": "heavy", "fetch": "heavy", "billing": "heavy",
+                                        "delete_repo": "heavy"}})  # fmt: skip
+    engine.add("p", test_alerts.week_with_a_spike_of_each_kind())
+    time.sleep(1 - time.time() % 1 + 0.01)  # a roll in the second of the hours' marks leaves them dirty
+    assert engine.roll("p") > 0
+    engine.rollups = rolled
+    getattr(test_alerts, test)(engine)
+
+
 def test_the_alert_rules_find_from_the_rollups_what_they_find_from_the_events(make):
     """``latency_spike``'s usual p95 (the 24 hours before the last 15 minutes), ``destructive_new_client``'s first
     sightings and destructive tools, and ``auth_spike``'s refusals (from their copies, ``rollup_failed``) read the clean
