@@ -1750,6 +1750,24 @@ class Address:
         return f"clickhouse://{self.host}:{self.port}/{self.database}"  # never the password
 
 
+class _Held(NamedTuple):
+    """The state of a project's hours in ``[low, high)`` (seconds; None: unbounded) that a thread's reads take
+    (``ClickHouseStore._holding``)."""
+
+    project: str
+    low: int | None
+    high: int | None
+    rows: list[dict[str, Any]]
+
+    def holds(self, project: str, low: int | None, high: int | None) -> bool:
+        """Whether it holds the hours of ``project`` in ``[low, high)``."""
+        return (
+            project == self.project
+            and (self.low is None or (low is not None and low >= self.low))
+            and (self.high is None or (high is not None and high <= self.high))
+        )
+
+
 class _Read(NamedTuple):
     """What a panel reads over a window (``ClickHouseStore._read``)."""
 
@@ -1976,7 +1994,13 @@ class ClickHouseStore:
     def panel(
         self, project: str, name: str, window: Window, slice: Slice = Slice(), **params: Any
     ) -> list[dict[str, Any]]:
-        return self._panel(project, name, window, slice, params)
+        low, high = _scope(name, window, self._gap)
+        if high is None:
+            return self._panel(project, name, window, slice, params)
+        # The state of the hours its reads take (and of the 7 days before its end: the slo panel's tiers), read once.
+        low = None if low is None else max(_floor_hour(min(low, high - 7 * _DAY)) - self._reach, 0)
+        with self._holding(project, low, _ceil_hour(high) + self._reach):
+            return self._panel(project, name, window, slice, params)
 
     def _panel(
         self,
@@ -2221,24 +2245,31 @@ class ClickHouseStore:
 
     def _hours(self, project: str, low: int | None = None, high: int | None = None) -> list[dict[str, Any]]:
         """The ``_STATE`` rows of the hours of ``project`` in ``[low, high)`` (seconds; None: unbounded): of those this
-        thread holds (``_holding``), else read."""
+        thread holds (``_holding``) if they hold them, else read."""
         held = getattr(self._local, "held", None)
-        if held is not None and held[0] == project:
+        if held is not None and held.holds(project, low, high):
             return [
-                row for row in held[1] if (low is None or row["hour"] >= low) and (high is None or row["hour"] < high)
+                row for row in held.rows if (low is None or row["hour"] >= low) and (high is None or row["hour"] < high)
             ]
+        return self._read_hours(project, low, high)
+
+    def _read_hours(self, project: str, low: int | None, high: int | None) -> list[dict[str, Any]]:
+        """The ``_STATE`` rows of the hours of ``project`` in ``[low, high)``, read."""
         where = "project = %(project)s"
         where += "" if low is None else f" AND hour >= toDateTime({low})"
         where += "" if high is None else f" AND hour < toDateTime({high})"
         return self._run(_STATE.format(where=where), {"project": project})
 
     @contextmanager
-    def _holding(self, project: str) -> Iterator[None]:
-        """The block's reads of the state of ``project``'s hours (``_hours``) from one read of them all, as of the
-        block's start (as each read was as of its own): an evaluation of the alert rules reads a dozen windows'. A
-        roll in the block (``_clean``'s) reads them anew."""
+    def _holding(self, project: str, low: int | None = None, high: int | None = None) -> Iterator[None]:
+        """The block's reads of the state of ``project``'s hours in ``[low, high)`` (``_hours``) from one read of them,
+        as of the block's start (as each read was as of its own): an evaluation of the alert rules reads a dozen
+        windows', a panel two to five. A roll in the block (``_clean``'s) reads them anew."""
         outer = getattr(self._local, "held", None)
-        self._local.held = (project, self._state(project))
+        if outer is not None and outer.holds(project, low, high):
+            yield
+            return
+        self._local.held = _Held(project, low, high, self._read_hours(project, low, high))
         try:
             yield
         finally:
@@ -2264,7 +2295,7 @@ class ClickHouseStore:
         self._drop_superseded()
         held = getattr(self._local, "held", None)
         if held is not None:  # a roll within ``_holding``: the hours as it left them
-            self._local.held = (held[0], self._state(held[0]))
+            self._local.held = held._replace(rows=self._read_hours(held.project, held.low, held.high))
         return rolled
 
     def _rejoin(self, rows: dict[tuple[str, int], dict[str, Any]], state: dict[str, Any]) -> bool:

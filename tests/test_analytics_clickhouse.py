@@ -380,6 +380,27 @@ def test_one_evaluation_of_the_rules_reads_the_hours_state_once_and_anew_after_a
     assert store.deviations("p", test_alerts.NOW, Rules()) == first
 
 
+def test_a_panel_reads_the_state_of_its_hours_once(make, monkeypatch):
+    """Its window's, its scope's and, for ``slo``, the 7 days' that set the tiers: one read of the hours' state,
+    whatever the panel or slice; the answers are those of the raw events."""
+    store = make(slos=Slos.parse({"tools": {"report": "light", "search": "heavy"}}))
+    store.add("p", test_alerts.week_with_a_spike_of_each_kind())
+    time.sleep(1 - time.time() % 1 + 0.01)  # a roll in the second of the hours' marks leaves them dirty
+    assert store.roll("p") > 0
+    states = []
+    run, state = ClickHouseStore._run, clickhouse_store._STATE.split("FROM (")[0]
+    monkeypatch.setattr(ClickHouseStore, "_run", lambda self, sql, values: states.extend([sql] * sql.startswith(state))
+                        or run(self, sql, values))  # fmt: skip
+    day = Window(test_alerts.NOW - timedelta(hours=24), test_alerts.NOW)
+    for name, slice in [("slo", Slice()), ("latency", Slice()), ("users", Slice(origin=("auth",))), ("tools", Slice())]:
+        states.clear()
+        rolled = store.panel("p", name, day, slice)
+        assert len(states) == 1, name
+        store.rollups = False
+        assert store.panel("p", name, day, slice) == rolled, name
+        store.rollups = True
+
+
 def test_slo_tiers_and_attainment_over_a_day_and_over_the_7_days_that_set_the_tiers(make, monkeypatch):
     """The DuckDB store's expectations; over the 7 days up to the window's end, the window's own read gives the
     tiers (no read of those 7 days beside it)."""
