@@ -2253,12 +2253,12 @@ class ClickHouseStore:
             ]
         return self._read_hours(project, low, high)
 
-    def _read_hours(self, project: str, low: int | None, high: int | None) -> list[dict[str, Any]]:
-        """The ``_STATE`` rows of the hours of ``project`` in ``[low, high)``, read."""
-        where = "project = %(project)s"
+    def _read_hours(self, project: str | None, low: int | None, high: int | None) -> list[dict[str, Any]]:
+        """The ``_STATE`` rows of the hours of ``project`` (None: of every project) in ``[low, high)``, read."""
+        where = "1" if project is None else "project = %(project)s"
         where += "" if low is None else f" AND hour >= toDateTime({low})"
         where += "" if high is None else f" AND hour < toDateTime({high})"
-        return self._run(_STATE.format(where=where), {"project": project})
+        return self._run(_STATE.format(where=where), {"project": project or ""})
 
     @contextmanager
     def _holding(self, project: str, low: int | None = None, high: int | None = None) -> Iterator[None]:
@@ -2345,9 +2345,8 @@ class ClickHouseStore:
                 client.execute(_COMPACTED, values)
 
     def _state(self, project: str | None = None) -> list[dict[str, Any]]:
-        """The ``_STATE`` rows of every hour of ``project``, else of every project."""
-        where = "1" if project is None else "project = %(project)s"
-        return self._run(_STATE.format(where=where), {"project": project or ""})
+        """The ``_STATE`` rows of every hour of ``project``, else of every project, read."""
+        return self._read_hours(project, None, None)
 
     def _clean_days(
         self, state: list[dict[str, Any]], until: int
