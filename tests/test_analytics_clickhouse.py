@@ -238,6 +238,36 @@ def test_stateless_sessions_whatever_the_arrival_order(store, seed):
     test_analytics_store.test_stateless_events_group_by_user_client_and_30_minutes_whatever_the_order(store, seed)
 
 
+def test_the_sessions_panel_reads_the_window_s_last_hour_first_and_more_when_a_run_began_before_it(engine, monkeypatch):
+    """Four sessions that begin in the window's last half hour, one (``long``) with an event every 20 minutes since
+    the window's start, and a stateless user's run every two hours. For ``limit`` 4 the newest (the four) are read
+    from the window's last hour alone; for 5, ``long`` is among that hour's newest, begun before it, so the last 4
+    hours are read, where the newest 5 all began after their first half hour; for 10 (``long`` among them), the whole
+    window. Each answer is DuckDB's for the same events."""
+    from tests.test_analytics_store import at, moment
+
+    events = [event(f"long{i}", session_id="long", timestamp_ns=at(0, 5) + i * 20 * 60 * 10**9) for i in range(35)]
+    events += [event(f"s{i}-{j}", session_id=f"s{i}", timestamp_ns=at(11, 15 + 5 * i + j)) for i in range(4)
+               for j in range(2)]  # fmt: skip
+    events += [event(f"u{hour}", user_id="u", client_name="Zed", timestamp_ns=at(hour, 0)) for hour in range(0, 11, 2)]
+    window = Window(moment(0), moment(11, 40))
+    duck = DuckDBStore()
+    for store in (duck, engine):
+        store.add("p", events)
+    tried: list[timedelta] = []
+    read = engine._panel
+    monkeypatch.setattr(engine, "_panel", lambda project, name, window, *args, **kwargs: tried.append(
+        window.end - window.start) or read(project, name, window, *args, **kwargs))  # fmt: skip
+    hour = timedelta(hours=1)
+    for limit, spans in ((4, [hour]), (5, [hour, 4 * hour]), (10, [hour, 4 * hour, window.end - window.start])):
+        tried.clear()
+        answer = engine.panel("p", "sessions", window, limit=limit)
+        assert answer == duck.panel("p", "sessions", window, limit=limit) and len(answer) == limit, limit
+        assert tried == spans, limit
+        assert ("long" in {row["session"] for row in answer}) == (limit == 10)
+    duck.close()
+
+
 def test_a_stateful_session_ends_after_the_inactivity_timeout(make):
     duck = DuckDBStore(session_timeout=timedelta(minutes=10))
     click = make(session_timeout=timedelta(minutes=10))
