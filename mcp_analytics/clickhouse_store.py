@@ -247,6 +247,28 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "INSERT INTO rollup_dirty (project, hour) SELECT DISTINCT project, toStartOfHour(at) FROM events",
         ],
     ),
+    (
+        12,
+        [
+            "DROP TABLE IF EXISTS rollup_timings",
+            """CREATE TABLE IF NOT EXISTS rollup_timings (
+                project String, hour DateTime('UTC'), view String, resource Nullable(String),
+                server_name Nullable(String), measure String, key Int64, n UInt64, ms Float64, lo_ms Float64,
+                hi_ms Float64, roll UInt64
+            ) ENGINE = MergeTree PARTITION BY toYYYYMMDD(hour) ORDER BY (project, view, measure, hour, roll)""",
+            "DROP TABLE IF EXISTS rollup_timings_days",
+            """CREATE TABLE IF NOT EXISTS rollup_timings_days (
+                project String, day DateTime('UTC'), view String, resource Nullable(String),
+                server_name Nullable(String), measure String, key Int64, n UInt64, ms Float64, lo_ms Float64,
+                hi_ms Float64, compaction UInt64
+            ) ENGINE = MergeTree PARTITION BY toYYYYMMDD(day) ORDER BY (project, view, measure, day, compaction)""",
+            "DROP TABLE IF EXISTS rollup_days",
+            """CREATE TABLE IF NOT EXISTS rollup_days (project String, day DateTime('UTC'), rolls UInt64,
+                compaction UInt64
+            ) ENGINE = MergeTree PARTITION BY toYYYYMMDD(day) ORDER BY (project, day)""",
+            "INSERT INTO rollup_dirty (project, hour) SELECT DISTINCT project, toStartOfHour(at) FROM events",
+        ],
+    ),
 ]
 """Each version's statements, idempotent (``IF NOT EXISTS``), so that two instances migrating at once, or one
 stopped half way, leave the same schema. Events are partitioned by day (retention drops whole days' parts) and
@@ -284,7 +306,10 @@ no piece as whole, the defaults, which is read as it was), and marks every hour 
 ``rollup_quarters`` (each quarter hour's requests' timings per failure origin and whether failed: ``trends`` in
 buckets of 15 and 30 minutes), keeps in ``rollup_listings`` the tools that ``tools/list`` said were destructive
 (``destructive_new_client``), and marks every hour dirty; an earlier release's roll, which writes neither, leaves its
-hours dirty."""
+hours dirty. Version 12 makes ``rollup_timings`` and ``rollup_timings_days`` anew sorted by view and measure before
+the time (a read of one view, ``trends``' all requests or the tool calls' durations of ``slo`` and the alert rules,
+read every view's rows of its hours: 3M rows for ``trends`` over 7 days of 10M events), and ``rollup_days`` anew
+(no compaction is left to read), and marks every hour dirty."""
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 ROLLS_SINCE = 11
 """The oldest schema whose rolls write every rollup this release reads: an hour whose last recorded roll is older is

@@ -249,7 +249,7 @@ def test_an_upgrade_reads_every_hour_raw_until_rolled_anew_and_an_earlier_releas
     monkeypatch.setattr(clickhouse_store, "ROLL_AT_READ", 10**9)
     failures = Slice(origin=("server", "upstream", "client"))
     with monkeypatch.context() as earlier:
-        earlier.setattr(clickhouse_store, "MIGRATIONS", clickhouse_store.MIGRATIONS[:-3])
+        earlier.setattr(clickhouse_store, "MIGRATIONS", clickhouse_store.MIGRATIONS[:-4])
         earlier.setattr(clickhouse_store, "SCHEMA_VERSION", 8)
         old = make()
         fill(old, 15)
@@ -259,7 +259,7 @@ def test_an_upgrade_reads_every_hour_raw_until_rolled_anew_and_an_earlier_releas
             old._rolled_at(project, [row["hour"] for row in hours if row["project"] == project], old._new_roll())
         assert old.schema_version == 8 and dirty_hours(old) == 0 and len(hours) >= 60
     store = make(database=old.address.database)
-    assert store.schema_version == clickhouse_store.SCHEMA_VERSION == 11
+    assert store.schema_version == clickhouse_store.SCHEMA_VERSION == 12
     assert dirty_hours(store) == len(hours)
     assert assert_rollups_answer_as_raw_rows(store, 15, panels=BOOKKEEPING) == 0
     assert_sliced_as_raw_rows(store, failures, 15)
@@ -273,6 +273,36 @@ def test_an_upgrade_reads_every_hour_raw_until_rolled_anew_and_an_earlier_releas
     with store._client() as client:  # and a release of schema 10, which writes no quarters, rolls them once more
         client.execute("INSERT INTO rollup_rolls SELECT project, hour, roll + 2, gap, 10 FROM rollup_rolls")
     assert dirty_hours(store) == len(hours), "nor does schema 10's"
+
+
+def test_an_upgrade_to_12_reads_the_timings_raw_until_rolled_anew_sorted_by_view_and_measure(make, monkeypatch):
+    """A database at schema 11 whose every hour was rolled and whose days were compacted: migrating to 12 makes the
+    timings' tables anew (sorted by view and measure before the time) and marks every hour dirty, so the panels that
+    read timings answer as the raw rows from the events, then, once rolled and compacted anew, from the new tables; a
+    roll recorded by schema 11 (which writes the same rows) makes its hours clean."""
+    monkeypatch.setattr(clickhouse_store, "ROLL_AT_READ", 10**9)
+    timed = ("latency", "tools", "servers", "slo", "trends")
+    with monkeypatch.context() as earlier:
+        earlier.setattr(clickhouse_store, "MIGRATIONS", clickhouse_store.MIGRATIONS[:-1])
+        earlier.setattr(clickhouse_store, "SCHEMA_VERSION", 11)
+        old = make()
+        fill(old, 15)
+        second_boundary()
+        rolled = old.roll()
+        assert old.schema_version == 11 and dirty_hours(old) == 0 and rolled >= 60
+        assert old._run("SELECT count() AS n FROM rollup_days", {})[0]["n"] > 0
+    store = make(database=old.address.database)
+    assert store.schema_version == 12 and dirty_hours(store) == rolled
+    assert store._run("SELECT count() AS n FROM rollup_timings", {})[0]["n"] == 0
+    assert assert_rollups_answer_as_raw_rows(store, 15, panels=timed) == 0
+    assert store.roll() == rolled and dirty_hours(store) == 0
+    assert store._run("SELECT count() AS n FROM rollup_timings_days", {})[0]["n"] > 0
+    assert assert_rollups_answer_as_raw_rows(store, 15, panels=timed) >= 30
+    with store._client() as client:
+        for table, key in (("rollup_timings", "hour, roll"), ("rollup_timings_days", "day, compaction")):
+            assert f"ORDER BY (project, view, measure, {key})" in client.execute(f"SHOW CREATE TABLE {table}")[0][0]
+        client.execute("INSERT INTO rollup_rolls SELECT project, hour, roll + 1, gap, 11 FROM rollup_rolls")
+    assert dirty_hours(store) == 0, "schema 11's roll writes the rows schema 12 reads"
 
 
 def assert_sliced_as_raw_rows(store: ClickHouseStore, slice: Slice, seed: int) -> None:
