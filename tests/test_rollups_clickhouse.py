@@ -13,7 +13,8 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -241,6 +242,23 @@ def test_a_roll_that_stopped_before_recording_itself_changes_no_answer(make, mon
     assert assert_rollups_answer_as_raw_rows(store, 14, panels=BOOKKEEPING) >= 30
 
 
+@contextmanager
+def at_schema(version: int, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Stores made in the block are of an earlier release, of schema ``version``."""
+    with monkeypatch.context() as earlier:
+        earlier.setattr(clickhouse_store, "MIGRATIONS", [m for m in clickhouse_store.MIGRATIONS if m[0] <= version])
+        earlier.setattr(clickhouse_store, "SCHEMA_VERSION", version)
+        yield
+
+
+def filled(make: Callable[..., ClickHouseStore]) -> ClickHouseStore:
+    """A new store with seed 15's events (``fill``), each hour's last mark a second before now."""
+    store = make()
+    fill(store, 15)
+    second_boundary()
+    return store
+
+
 def test_an_upgrade_reads_every_hour_raw_until_rolled_anew_and_an_earlier_release_s_roll_is_not_read(make, monkeypatch):
     """A database at schema 8 whose every hour an earlier release rolled (recorded clean): migrating to 9 (and on) marks
     every hour dirty, so the panels and the slices by origin read them raw (the new ``rollup_failed`` is empty) until this
@@ -248,12 +266,8 @@ def test_an_upgrade_reads_every_hour_raw_until_rolled_anew_and_an_earlier_releas
     (no quarters), leaves its hours dirty."""
     monkeypatch.setattr(clickhouse_store, "ROLL_AT_READ", 10**9)
     failures = Slice(origin=("server", "upstream", "client"))
-    with monkeypatch.context() as earlier:
-        earlier.setattr(clickhouse_store, "MIGRATIONS", clickhouse_store.MIGRATIONS[:-4])
-        earlier.setattr(clickhouse_store, "SCHEMA_VERSION", 8)
-        old = make()
-        fill(old, 15)
-        second_boundary()
+    with at_schema(8, monkeypatch):
+        old = filled(make)
         hours = old._run("SELECT DISTINCT project, toUInt32(hour) AS hour FROM rollup_dirty ORDER BY hour", {})
         for project in ("p", "q"):
             old._rolled_at(project, [row["hour"] for row in hours if row["project"] == project], old._new_roll())
@@ -282,12 +296,8 @@ def test_an_upgrade_to_12_reads_the_timings_raw_until_rolled_anew_sorted_by_view
     roll recorded by schema 11 (which writes the same rows) makes its hours clean."""
     monkeypatch.setattr(clickhouse_store, "ROLL_AT_READ", 10**9)
     timed = ("latency", "tools", "servers", "slo", "trends")
-    with monkeypatch.context() as earlier:
-        earlier.setattr(clickhouse_store, "MIGRATIONS", clickhouse_store.MIGRATIONS[:-1])
-        earlier.setattr(clickhouse_store, "SCHEMA_VERSION", 11)
-        old = make()
-        fill(old, 15)
-        second_boundary()
+    with at_schema(11, monkeypatch):
+        old = filled(make)
         rolled = old.roll()
         assert old.schema_version == 11 and dirty_hours(old) == 0 and rolled >= 60
         assert old._run("SELECT count() AS n FROM rollup_days", {})[0]["n"] > 0
