@@ -44,7 +44,7 @@ from mcp_analytics.store import PANELS, Slice, Slos, StoreUnavailable, Window
 from opentelemetry.exporter.mcp_analytics import MCPAnalyticsExporter
 from tests import clickhouse_server, test_alerts, test_analytics_store
 from tests.processes import ApiServer, free_port
-from tests.test_analytics_store import WHOLE_DAY, event
+from tests.test_analytics_store import WHOLE_DAY, at, event, moment
 
 END = datetime(2026, 11, 20, 12, tzinfo=UTC)
 WINDOWS = {"6h": Window(END - timedelta(hours=6), END), "all": Window.parse(end=END, last="all")}
@@ -244,8 +244,6 @@ def test_the_sessions_panel_reads_the_window_s_last_hour_first_and_more_when_a_r
     from the window's last hour alone; for 5, ``long`` is among that hour's newest, begun before it, so the last 4
     hours are read, where the newest 5 all began after their first half hour; for 10 (``long`` among them), the whole
     window. Each answer is DuckDB's for the same events."""
-    from tests.test_analytics_store import at, moment
-
     events = [event(f"long{i}", session_id="long", timestamp_ns=at(0, 5) + i * 20 * 60 * 10**9) for i in range(35)]
     events += [event(f"s{i}-{j}", session_id=f"s{i}", timestamp_ns=at(11, 15 + 5 * i + j)) for i in range(4)
                for j in range(2)]  # fmt: skip
