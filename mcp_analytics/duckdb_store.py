@@ -222,6 +222,12 @@ _ROLLUPS = {
 """The rollups counted per hour: the query of a table's rows for some events, and its rows merged (one per key)."""
 
 
+def _by_day(rows: str, ts: str = "hour") -> str:
+    """The rows of ``rollup_timings_days`` for the ``rows`` (a query of ``rollup_timings``' columns but its hour, which
+    is ``ts``): one per key and day. The panels read a window's whole days from them, a tenth of the hours' rows."""
+    return f"SELECT project, date_trunc('day', {ts}) AS day, {_ROLLUPS['rollup_timings'][1]} FROM ({rows}) GROUP BY ALL"
+
+
 MIGRATIONS: list[tuple[int, str]] = [
     (
         1,
@@ -353,6 +359,17 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE rollup_people ADD COLUMN server_version VARCHAR;
         DELETE FROM rollup_people;
         INSERT INTO rollup_people BY NAME {_people("events")};
+        """,
+    ),
+    (
+        10,
+        f"""
+        CREATE TABLE rollup_timings_days (
+            project VARCHAR NOT NULL, day TIMESTAMP NOT NULL, type VARCHAR NOT NULL, resource VARCHAR,
+            server_name VARCHAR, measure VARCHAR NOT NULL, key INTEGER NOT NULL, n BIGINT NOT NULL, ms DOUBLE NOT NULL,
+            lo_ms DOUBLE NOT NULL, hi_ms DOUBLE NOT NULL
+        );
+        INSERT INTO rollup_timings_days BY NAME {_by_day("FROM rollup_timings")};
         """,
     ),
 ]
@@ -573,7 +590,7 @@ _SESSION_FIGURES = """min(ts) AS started, max(ts) AS ended,
 # ---------------------------------------------------------------- rollups: what the panels read, kept up at ingest
 # ``_ROLLUPS``: counts per hour (``rollup_counts`` by method and tool, ``rollup_people`` by client and user, the
 # listings, argument lists and costs of the panels that read them, ``rollup_timings``: the histograms the percentiles
-# are read from, which add up exactly as counts do). ``rollup_runs``: the sessions cut from each
+# are read from, which add up exactly as counts do, also per day in ``rollup_timings_days``). ``rollup_runs``: the sessions cut from each
 # group's whole history, one row per run, user, client and hour with its first and last event there. A panel over
 # an hour or more (and no slice: a slice cuts sessions of its own) reads the rollups' whole hours in the window and
 # the raw events of the partial hours at its edges, which answers exactly what the raw events do: a run's row of one
@@ -652,18 +669,44 @@ def _drop_dirty(table: str) -> str:
 WHERE {table}.project = dirty.project AND {table}.hour = dirty.hour AND {_dirty_hours(table)};"""
 
 
+_DIRTY_DAYS = """CREATE OR REPLACE TEMP TABLE dirty_days AS SELECT DISTINCT project, date_trunc('day', hour) AS day
+FROM dirty"""
+
+
+def _days_anew(table: str, ts: str) -> str:
+    """The ``dirty`` hours' days of ``rollup_timings_days`` made anew from their rows in ``table`` (``ts``: its hour
+    or day), once the hours' rows are."""
+    rows = f"""FROM {table} SEMI JOIN dirty_days ON {table}.project = dirty_days.project
+        AND date_trunc('day', {table}.{ts}) = dirty_days.day
+    WHERE {table}.{ts} >= (SELECT min(day) FROM dirty_days)
+        AND {table}.{ts} < (SELECT max(day) FROM dirty_days) + INTERVAL 1 DAY"""
+    return f"""{_DIRTY_DAYS};
+    CREATE OR REPLACE TEMP TABLE merged AS {_by_day(rows, ts)};
+    DELETE FROM rollup_timings_days USING dirty_days
+    WHERE rollup_timings_days.project = dirty_days.project AND rollup_timings_days.day = dirty_days.day;
+    INSERT INTO rollup_timings_days BY NAME SELECT * FROM merged"""
+
+
 _RECOUNT = ";\n".join(
-    f"{_drop_dirty(table)} INSERT INTO {table} BY NAME {rows(_DIRTY_EVENTS)}" for table, (rows, _) in _ROLLUPS.items()
+    [f"{_drop_dirty(table)} INSERT INTO {table} BY NAME {rows(_DIRTY_EVENTS)}" for table, (rows, _) in _ROLLUPS.items()]
+    + [_days_anew("rollup_timings", "hour")]
 )
-"""The ``dirty`` hours (``project``, ``hour``) counted anew from the stored events: one row per key."""
+"""The ``dirty`` hours (``project``, ``hour``) counted anew from the stored events: one row per key; their days
+anew from their hours."""
 _MERGE = ";\n".join(
-    f"""CREATE OR REPLACE TEMP TABLE merged AS SELECT project, hour, {merged}
+    [
+        f"""CREATE OR REPLACE TEMP TABLE merged AS SELECT project, hour, {merged}
     FROM {table} SEMI JOIN dirty ON {table}.project = dirty.project AND {table}.hour = dirty.hour
     WHERE {_dirty_hours(table)} GROUP BY ALL;
     {_drop_dirty(table)} INSERT INTO {table} BY NAME SELECT * FROM merged"""
-    for table, (_, merged) in _ROLLUPS.items()
+        for table, (_, merged) in _ROLLUPS.items()
+    ]
+    + [_days_anew("rollup_timings_days", "day")]
 )
-"""The rows of the ``dirty`` hours merged: one row per key, as ``_RECOUNT`` counts them (far fewer rows to read)."""
+"""The rows of the ``dirty`` hours and of their days merged: one row per key, as ``_RECOUNT`` counts them (far fewer
+rows to read)."""
+_ADD_DAYS = f"INSERT INTO rollup_timings_days BY NAME {_by_day(_timings('changed'))}"
+"""The timings of the events of ``changed`` added to their days' (as ``_ROLLUPS``' rows are to their hours')."""
 
 
 def _counted_panels(runs: str, counted: str) -> dict[str, str]:
@@ -913,16 +956,24 @@ def _rolled_timings(
     whole_start: str = "$whole_start",
     end: str = "$end",
     whole_end: str = "$whole_end",
+    days: bool = True,
 ) -> str:
     """``_timed``'s rows for the requests from ``start`` to ``end`` (the window's) that match ``where`` (of events):
-    the rollup's whole hours (``whole_start`` to ``whole_end``; ``ts`` their hour), the edges' events."""
+    the rollups' whole days (``rollup_timings_days``, unless ``days`` is false: ``by`` reads ``ts``, the hour) and the
+    other whole hours (``whole_start`` to ``whole_end``; ``ts`` their day or hour), the edges' events."""
     edges = f"ts >= {start} AND ts < {end} AND (ts < {whole_start} OR ts >= {whole_end})"
-    kept = ", ".join(f"'{name}'" for name in measures)
+    listed = ", ".join(f"'{name}'" for name in measures)
+    kept = f"project = $project AND {where} AND measure IN ({listed})"
+    hours = f"hour >= {whole_start} AND hour < {whole_end}"
+    rolled = f"SELECT hour AS ts, * FROM rollup_timings WHERE {kept} AND {hours}"
+    if days:  # the whole days among the whole hours, from [first, last)
+        first = f"date_trunc('day', CAST({whole_start} AS TIMESTAMP) + INTERVAL 1 DAY - INTERVAL 1 MICROSECOND)"
+        last = f"greatest(date_trunc('day', CAST({whole_end} AS TIMESTAMP)), {first})"
+        rolled = f"""SELECT day AS ts, * FROM rollup_timings_days WHERE {kept} AND day >= {first} AND day < {last}
+            UNION ALL BY NAME
+            {rolled} AND (hour < {first} OR hour >= {last})"""
     return f"""
-        SELECT {by}, measure, key, n, ms, lo_ms, hi_ms FROM (
-            SELECT hour AS ts, * FROM rollup_timings
-            WHERE project = $project AND hour >= {whole_start} AND hour < {whole_end} AND {where} AND measure IN ({kept})
-        )
+        SELECT {by}, measure, key, n, ms, lo_ms, hi_ms FROM ({rolled})
         UNION ALL BY NAME
         SELECT * FROM ({_timed("events", f"project = $project AND kind <> 'client' AND {where} AND {edges}", by, measures)})"""
 
@@ -942,7 +993,7 @@ _ROLLED_PANELS = {
         FROM rollup_counts WHERE {_WHOLE_HOURS} AND type IN {REQUEST_TYPES}
         UNION ALL SELECT ts, 1, CAST(is_error AS INTEGER), {_ORIGIN_FLAGS}
         FROM events WHERE {_IN_WINDOW} AND type IN {REQUEST_TYPES} AND {_EDGES}""",
-        _rolled_timings("true", f"{_TIME_BUCKET} AS bucket", "dou"),
+        _rolled_timings("true", f"{_TIME_BUCKET} AS bucket", "dou", days=False),
     ),
     "tools": _tools(
         f"""SELECT resource, events, failures, last_ts FROM rollup_counts WHERE {_WHOLE_HOURS} AND {_ROLLED_CALLS}
@@ -1491,6 +1542,7 @@ class DuckDBStore:
             for table, (rows, _) in _ROLLUPS.items():
                 added = _scalar(db.execute(f"INSERT INTO {table} BY NAME {rows('changed')}"))
                 self._uncounted += added if table == "rollup_people" else 0  # by far the largest
+            db.execute(_ADD_DAYS)
             self._recut("changed")
             self._dirty.update(db.execute("SELECT DISTINCT project, date_trunc('hour', ts) FROM changed").fetchall())
         finally:

@@ -419,7 +419,7 @@ def test_a_version_1_file_is_migrated_and_keeps_its_events(tmp_path):
                    "VALUES ('p', 'old', ?, 'mcp:tools/call', 'server', 'legacy_tool', false, 5.0, false)",
                    [moment(9).replace(tzinfo=None) - timedelta(days=2)])  # fmt: skip
     store = DuckDBStore(path)
-    assert store.schema_version == SCHEMA_VERSION == 9
+    assert store.schema_version == SCHEMA_VERSION == 10
     store.add("p", [event("l1", type="mcp:tools/list", tools_listed=["search", "legacy_tool"])])
     week = Window(moment(0) - timedelta(days=6), moment(0) + timedelta(days=1))  # version 7 rolled up the old event
     assert store.panel("p", "summary", week)[0]["events"] == 2
@@ -444,6 +444,7 @@ def test_a_version_1_file_is_migrated_and_keeps_its_events(tmp_path):
             (7,),
             (8,),
             (9,),
+            (10,),
         ]
 
 

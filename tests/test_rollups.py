@@ -216,6 +216,7 @@ def test_rollups_equal_the_raw_rows_after_merges_and_deletions(monkeypatch):
     store = DuckDBStore()
     fill(store, 4)
     assert_rollups_answer_as_raw_rows(store, 4)
+    assert_days_are_their_hours(store)
     monkeypatch.setattr(duckdb_store, "_ROLL_AFTER", 10**9)
     fill(store, 40, prefix="more")  # behind the rollups when some of them are deleted
     assert behind(store) > 0
@@ -224,6 +225,49 @@ def test_rollups_equal_the_raw_rows_after_merges_and_deletions(monkeypatch):
     assert behind(store) > 0
     assert store.delete(None, user_id="bob") > 0  # a user's events: runs split where theirs were
     assert_rollups_answer_as_raw_rows(store, 4)
+    assert_days_are_their_hours(store)
+    store.close()
+
+
+def assert_days_are_their_hours(store: DuckDBStore) -> None:
+    """``rollup_timings_days`` holds each day's histograms as its hours' rows add up to, in fewer rows (the panels read
+    a window's whole days from it)."""
+    differ = """
+        WITH hours AS (
+            SELECT project, type, resource, server_name, measure, key, date_trunc('day', hour) AS day, sum(n),
+                min(lo_ms), max(hi_ms)
+            FROM rollup_timings GROUP BY ALL
+        ),
+        days AS (
+            SELECT project, type, resource, server_name, measure, key, day, sum(n), min(lo_ms), max(hi_ms)
+            FROM rollup_timings_days GROUP BY ALL
+        )
+        (FROM hours EXCEPT ALL FROM days) UNION ALL (FROM days EXCEPT ALL FROM hours)"""
+    db = store._connection
+    assert db.execute(differ).fetchall() == []
+    count = "SELECT (SELECT count(*) FROM rollup_timings_days), (SELECT count(*) FROM rollup_timings)"
+    day_rows, hour_rows = db.execute(count).fetchone()
+    assert 0 < day_rows < hour_rows, (day_rows, hour_rows)
+
+
+def test_a_merge_of_hours_merges_their_days_timings(monkeypatch):
+    """Each catch-up adds its events' timings to their days as to their hours; a merge leaves one row per key."""
+    monkeypatch.setattr(duckdb_store, "_ROLL_AFTER", 1)
+    monkeypatch.setattr(duckdb_store, "_RECOUNT_AFTER", 10**9)
+    store = DuckDBStore()
+    calls = [validated_event(event_id=f"t{hour}", type="mcp:tools/call", resource="search", duration_ms=5.0,
+                             timestamp_ns=int((START + timedelta(hours=hour)).timestamp()) * 10**9)
+             for hour in range(6)]  # fmt: skip
+    days = "SELECT measure, n FROM rollup_timings_days ORDER BY measure, n"
+    for call in calls[:5]:
+        store.add("p", [call])
+    assert store._connection.execute(days).fetchall() == [(measure, 1) for measure in "dou" for _ in range(5)]
+    monkeypatch.setattr(duckdb_store, "_RECOUNT_AFTER", 1)
+    store.add("p", [calls[5]])  # its catch-up merges the hours it added to
+    assert store._connection.execute(days).fetchall() == [("d", 6), ("o", 6), ("u", 6)]
+    assert_days_are_their_hours(store)
+    latency = store.panel("p", "latency", Window(START, START + timedelta(days=1)))
+    assert [(row["tool"], row["calls"], row["p95_ms"]) for row in latency] == [(None, 6, 5.0), ("search", 6, 5.0)]
     store.close()
 
 
