@@ -705,8 +705,8 @@ _MERGE = ";\n".join(
 )
 """The rows of the ``dirty`` hours and of their days merged: one row per key, as ``_RECOUNT`` counts them (far fewer
 rows to read)."""
-_ADD_DAYS = f"INSERT INTO rollup_timings_days BY NAME {_by_day(_timings('changed'))}"
-"""The timings of the events of ``changed`` added to their days' (as ``_ROLLUPS``' rows are to their hours')."""
+_ADD_DAYS = f"INSERT INTO rollup_timings_days BY NAME {_by_day('FROM timed')}"
+"""The hours' timings just added (``timed``) added to their days' too."""
 
 
 def _counted_panels(runs: str, counted: str) -> dict[str, str]:
@@ -1540,9 +1540,12 @@ class DuckDBStore:
         db.register("changed", incoming)
         try:
             for table, (rows, _) in _ROLLUPS.items():
-                added = _scalar(db.execute(f"INSERT INTO {table} BY NAME {rows('changed')}"))
+                query = rows("changed")
+                if table == "rollup_timings":  # its rows added to their days' too
+                    db.execute(f"CREATE OR REPLACE TEMP TABLE timed AS {query}; {_ADD_DAYS}")
+                    query = "FROM timed"
+                added = _scalar(db.execute(f"INSERT INTO {table} BY NAME {query}"))
                 self._uncounted += added if table == "rollup_people" else 0  # by far the largest
-            db.execute(_ADD_DAYS)
             self._recut("changed")
             self._dirty.update(db.execute("SELECT DISTINCT project, date_trunc('hour', ts) FROM changed").fetchall())
         finally:
