@@ -1748,7 +1748,8 @@ class DuckDBStore:
 
     def _slo_burn(self, project: str, now: datetime, rules: Rules) -> list[Alert]:
         """Tools spending their latency error budget ``rules.slo_burn`` times too fast (``store.slo_burn``)."""
-        return store.slo_burn(lambda window: self.panel(project, "slo", window, limit=1_000_000), now, rules)
+        hour, recent = (self.panel(project, "slo", window, limit=1_000_000) for window in store.burn_windows(now))
+        return store.slo_burn(hour, recent, rules)
 
     def record_alerts(self, project: str, found: Sequence[Alert], now: datetime) -> None:
         """Start an episode for each new rule and subject, refresh the firing ones, resolve those not found."""

@@ -397,19 +397,25 @@ def rule_alerts(rules: Rules, rule: str, window: str, text: str, rows: Iterable[
     return found
 
 
-def slo_burn(slo: Callable[[Window], Sequence[Row]], now: datetime, rules: Rules) -> list[Alert]:
-    """Tools spending their latency error budget ``rules.slo_burn`` times too fast over 1 hour and 5 minutes
-    (``slo``: a project's ``slo`` panel over a window, every tool; both windows end at ``now``)."""
-    rates = []
-    for length in (timedelta(hours=1), timedelta(minutes=5)):
-        rows = slo(Window(now - length, now))
-        rates.append({row["tool"]: (row, (1 - row["attainment"]) / (1 - row["objective"])) for row in rows})
-    hour, recent = rates
+BURN_WINDOWS = (timedelta(hours=1), timedelta(minutes=5))
+"""The windows over which ``slo_burn`` measures how fast a tool spends its latency budget."""
+
+
+def burn_windows(now: datetime) -> list[Window]:
+    """``slo_burn``'s windows, ending at ``now``."""
+    return [Window(now - length, now) for length in BURN_WINDOWS]
+
+
+def slo_burn(hour: Sequence[Row], recent: Sequence[Row], rules: Rules) -> list[Alert]:
+    """Tools spending their latency error budget ``rules.slo_burn`` times too fast over 1 hour and 5 minutes (``hour``,
+    ``recent``: a project's ``slo`` panel, every tool, over ``burn_windows``)."""
+    rates = [{row["tool"]: (row, (1 - row["attainment"]) / (1 - row["objective"])) for row in rows}
+             for rows in (hour, recent)]  # fmt: skip
     return [
         Alert("slo_burn", tool, round(burn, 2), rules.slo_burn, "1h and 5m",
               f"{tool}: latency budget burning {burn:.1f}x too fast ({row['tier']}, {row['target_ms']:.0f} ms target)")
-        for tool, (row, burn) in hour.items()
-        if row["calls"] >= rules.slo_min_calls and burn >= rules.slo_burn and recent.get(tool, (None, 0))[1] >= rules.slo_burn
+        for tool, (row, burn) in rates[0].items()
+        if row["calls"] >= rules.slo_min_calls and burn >= rules.slo_burn and rates[1].get(tool, (None, 0))[1] >= rules.slo_burn
     ]  # fmt: skip
 
 

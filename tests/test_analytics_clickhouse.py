@@ -447,11 +447,34 @@ def test_the_slo_burn_rule_reads_the_week_s_p95_once_for_both_its_windows(make, 
     weeks = []
     read = ClickHouseStore._week_p95
     monkeypatch.setattr(ClickHouseStore, "_week_p95", lambda self, *args: weeks.append(args[1]) or read(self, *args))
-    found = store._slo_burn("p", test_alerts.NOW, Rules())
+    found = [alert for alert in store.deviations("p", test_alerts.NOW, Rules()) if alert.rule == "slo_burn"]
     assert [(alert.subject, alert.observed) for alert in found] == [("report", round((33 / 43) / 0.05, 2))]
     assert weeks == [Window(test_alerts.NOW - timedelta(days=7), test_alerts.NOW)]
     store.panel("p", "slo", Window(test_alerts.NOW - timedelta(hours=1), test_alerts.NOW))
     assert len(weeks) == 2, "a panel reads its own"
+
+
+def test_the_rules_reads_run_two_at_a_time_each_with_the_caller_s_hold_on_the_hours():
+    """``_together``: the reads on the store's reader threads, ``READERS`` at once (each waits for the other at a
+    barrier, which a read alone would wait at until it broke), each seeing the hold of the thread that called it, the
+    answers in the reads' order; a reader's own ``_together`` runs its reads itself (no reader waits for another)."""
+    store = ClickHouseStore("clickhouse://127.0.0.1:9000/never", connect=False)
+    held = object()
+    store._local.held = held
+    barrier = threading.Barrier(clickhouse_store.READERS, timeout=30)
+
+    def read(number: int) -> tuple[int, bool, str, list[str]]:
+        barrier.wait()
+        inner = store._together(lambda: threading.current_thread().name, lambda: threading.current_thread().name)
+        return number, store._local.held is held, threading.current_thread().name, inner
+
+    answers = store._together(*(lambda number=number: read(number) for number in range(4)))
+    assert [number for number, *_ in answers] == [0, 1, 2, 3]
+    assert all(seen for _, seen, _, _ in answers)
+    assert {name for _, _, name, _ in answers} == {f"mcp-analytics-reader_{i}" for i in range(2)}
+    assert all(inner == [name, name] for _, _, name, inner in answers)
+    assert store._local.held is held, "the caller's hold stays its own"
+    store.close()
 
 
 def test_alert_state_is_in_the_database_not_in_the_process(make):
