@@ -228,6 +228,11 @@ def _by_day(rows: str, ts: str = "hour") -> str:
     return f"SELECT project, date_trunc('day', {ts}) AS day, {_ROLLUPS['rollup_timings'][1]} FROM ({rows}) GROUP BY ALL"
 
 
+_HISTOGRAM = """type VARCHAR NOT NULL, resource VARCHAR, server_name VARCHAR, measure VARCHAR NOT NULL, key INTEGER NOT NULL,
+    n BIGINT NOT NULL, ms DOUBLE NOT NULL, lo_ms DOUBLE NOT NULL, hi_ms DOUBLE NOT NULL"""
+"""The columns of ``rollup_timings`` and ``rollup_timings_days`` but the project and the hour or day."""
+
+
 MIGRATIONS: list[tuple[int, str]] = [
     (
         1,
@@ -341,11 +346,7 @@ MIGRATIONS: list[tuple[int, str]] = [
     (
         9,
         f"""
-        CREATE TABLE rollup_timings (
-            project VARCHAR NOT NULL, hour TIMESTAMP NOT NULL, type VARCHAR NOT NULL, resource VARCHAR,
-            server_name VARCHAR, measure VARCHAR NOT NULL, key INTEGER NOT NULL, n BIGINT NOT NULL, ms DOUBLE NOT NULL,
-            lo_ms DOUBLE NOT NULL, hi_ms DOUBLE NOT NULL
-        );
+        CREATE TABLE rollup_timings (project VARCHAR NOT NULL, hour TIMESTAMP NOT NULL, {_HISTOGRAM});
         INSERT INTO rollup_timings BY NAME {_timings("events")};
         DROP TABLE rollup_counts;
         CREATE TABLE rollup_counts (
@@ -364,11 +365,7 @@ MIGRATIONS: list[tuple[int, str]] = [
     (
         10,
         f"""
-        CREATE TABLE rollup_timings_days (
-            project VARCHAR NOT NULL, day TIMESTAMP NOT NULL, type VARCHAR NOT NULL, resource VARCHAR,
-            server_name VARCHAR, measure VARCHAR NOT NULL, key INTEGER NOT NULL, n BIGINT NOT NULL, ms DOUBLE NOT NULL,
-            lo_ms DOUBLE NOT NULL, hi_ms DOUBLE NOT NULL
-        );
+        CREATE TABLE rollup_timings_days (project VARCHAR NOT NULL, day TIMESTAMP NOT NULL, {_HISTOGRAM});
         INSERT INTO rollup_timings_days BY NAME {_by_day("FROM rollup_timings")};
         """,
     ),
