@@ -587,10 +587,10 @@ _SESSION_FIGURES = """min(ts) AS started, max(ts) AS ended,
 # ---------------------------------------------------------------- rollups: what the panels read, kept up at ingest
 # ``_ROLLUPS``: counts per hour (``rollup_counts`` by method and tool, ``rollup_people`` by client and user, the
 # listings, argument lists and costs of the panels that read them, ``rollup_timings``: the histograms the percentiles
-# are read from, which add up exactly as counts do, also per day in ``rollup_timings_days``). ``rollup_runs``: the sessions cut from each
-# group's whole history, one row per run, user, client and hour with its first and last event there. A panel over
-# an hour or more (and no slice: a slice cuts sessions of its own) reads the rollups' whole hours in the window and
-# the raw events of the partial hours at its edges, which answers exactly what the raw events do: a run's row of one
+# are read from, which add up exactly as counts do; also per day, ``rollup_timings_days``). ``rollup_runs``: the
+# sessions cut from each group's whole history, one row per run, user, client and hour with its first and last event
+# there. A panel over an hour or more (and no slice: a slice cuts sessions of its own) reads the rollups' whole hours
+# in the window and the raw events of the partial hours at its edges, which answers exactly what the raw events do: a run's row of one
 # hour spans less than an hour, so it has an event in a window of an hour or more iff it overlaps the window.
 # A commit of events only records their hours in ``rollup_behind``; the rollups catch up with what it stored in one
 # pass over many commits (``DuckDBStore._catch_up``): every ``_ROLL_AFTER`` events, before a panel reads them (in a
