@@ -589,13 +589,13 @@ _SESSION_FIGURES = """min(ts) AS started, max(ts) AS ended,
 # listings, argument lists and costs of the panels that read them, ``rollup_timings``: the histograms the percentiles
 # are read from, which add up exactly as counts do; also per day, ``rollup_timings_days``). ``rollup_runs``: the
 # sessions cut from each group's whole history, one row per run, user, client and hour with its first and last event
-# there. A panel over an hour or more (and no slice: a slice cuts sessions of its own) reads the rollups' whole hours
-# in the window and the raw events of the partial hours at its edges, which answers exactly what the raw events do: a run's row of one
-# hour spans less than an hour, so it has an event in a window of an hour or more iff it overlaps the window.
-# A commit of events only records their hours in ``rollup_behind``; the rollups catch up with what it stored in one
-# pass over many commits (``DuckDBStore._catch_up``): every ``_ROLL_AFTER`` events, before a panel reads them (in a
-# snapshot with nothing behind), before a deletion and on close. A store opened with hours behind (its process ended
-# first) counts them anew and cuts their groups' runs anew (``DuckDBStore._recover``).
+# there. A panel over an hour or more (and no slice: a slice cuts sessions of its own) reads the rollups' whole hours in
+# the window and the raw events of the partial hours at its edges, which answers exactly what the raw events do: a run's
+# row of one hour spans less than an hour, so it has an event in a window of an hour or more iff it overlaps the window.
+# A commit of events only records their hours in ``rollup_behind``; the rollups catch up with what it stored in one pass
+# over many commits (``DuckDBStore._catch_up``): every ``_ROLL_AFTER`` events, before a panel reads them (in a snapshot
+# with nothing behind), before a deletion and on close. A store opened with hours behind (its process ended first)
+# counts them anew and cuts their groups' runs anew (``DuckDBStore._recover``).
 
 _ROLLED_RUNS = """runs AS (
     SELECT grp, run_start AS run, user_id, client_name FROM rollup_runs  -- a row per hour: counted DISTINCT
